@@ -1,0 +1,263 @@
+"""Strict msgpack codec for v1 structures (protocol.md §2.2).
+
+Every structure on the wire is ``version_byte || msgpack(map)``. Decoding is strict, in this
+order, before any work is done on the content:
+
+1. the length is checked against the limit that applies;
+2. byte 0 is checked against the supported versions (0x00 is reserved);
+3. the rest must be exactly one msgpack map with string keys, no duplicate keys, no extension
+   types, no trailing bytes, and containers no longer than the input could hold;
+4. the map is checked against the structure's schema: every required field present, no unknown
+   field, every value of the declared type and within its bounds.
+
+Any failure raises a :class:`~clientlib.errors.WireError` whose ``code`` is one documented
+wire error code. Nesting is bounded by the schemas (the deepest v1 structure has depth 3);
+anything nested where the schema expects a scalar is MALFORMED, and the C decoder refuses
+nesting beyond 1024 before Python objects pile up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import msgpack
+
+from clientlib.errors import FrameTooLarge, UnsupportedVersion, WireError
+from clientlib.wire.version import SUPPORTED_VERSIONS, VersionRange
+
+__all__ = [
+    "Bin",
+    "Field",
+    "Int",
+    "ListOf",
+    "Str",
+    "Struct",
+    "StructField",
+    "decode_map",
+    "encode_map",
+]
+
+
+class _Check:
+    """A field type: validates a decoded value and returns it (possibly converted)."""
+
+    __slots__ = ()
+
+    def check(self, value: object) -> Any:
+        raise NotImplementedError
+
+    def dump(self, value: Any) -> Any:
+        return value
+
+
+class Bin(_Check):
+    """A msgpack ``bin`` of exactly ``size`` bytes, or of ``min..max`` bytes."""
+
+    __slots__ = ("max", "min")
+
+    def __init__(self, size: int | None = None, *, min: int = 0, max: int = 0) -> None:
+        if size is not None:
+            self.min = self.max = size
+        else:
+            self.min, self.max = min, max
+
+    def check(self, value: object) -> bytes:
+        if type(value) is not bytes or not self.min <= len(value) <= self.max:
+            raise WireError("field must be bin of the specified length")
+        return value
+
+
+class Int(_Check):
+    """A msgpack integer (never a bool or float) within ``min..max``."""
+
+    __slots__ = ("max", "min")
+
+    def __init__(self, min: int = 0, max: int = 2**64 - 1) -> None:
+        self.min, self.max = min, max
+
+    def check(self, value: object) -> int:
+        if type(value) is not int or not self.min <= value <= self.max:
+            raise WireError("field must be an integer within the specified range")
+        return value
+
+
+class Str(_Check):
+    """A msgpack ``str`` that must be one of ``choices``."""
+
+    __slots__ = ("choices",)
+
+    def __init__(self, choices: Sequence[str]) -> None:
+        self.choices = frozenset(choices)
+
+    def check(self, value: object) -> str:
+        if type(value) is not str or value not in self.choices:
+            raise WireError("field must be one of the specified strings")
+        return value
+
+
+class ListOf(_Check):
+    """A msgpack array of at most ``max_len`` items, each checked by ``item``."""
+
+    __slots__ = ("item", "max_len")
+
+    def __init__(self, item: _Check, max_len: int) -> None:
+        self.item, self.max_len = item, max_len
+
+    def check(self, value: object) -> tuple[Any, ...]:
+        if type(value) is not list or len(value) > self.max_len:
+            raise WireError("field must be an array within the specified length")
+        check = self.item.check
+        return tuple(check(v) for v in value)
+
+    def dump(self, value: Any) -> Any:
+        dump = self.item.dump
+        return [dump(v) for v in value]
+
+
+class StructField(_Check):
+    """A nested map decoded into a :class:`Struct` subclass."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls: type[Struct]) -> None:
+        self.cls = cls
+
+    def check(self, value: object) -> Struct:
+        if type(value) is not dict:
+            raise WireError("field must be a map")
+        return self.cls.from_map(value)
+
+    def dump(self, value: Any) -> Any:
+        assert isinstance(value, Struct)
+        return value.to_map()
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One schema entry: the wire key, the attribute name, its type, and whether required."""
+
+    key: str
+    attr: str
+    type: _Check
+    required: bool = True
+
+
+class Struct:
+    """Base of every v1 structure: a frozen dataclass with a ``SCHEMA`` of :class:`Field`.
+
+    ``TYPE`` (when set) is the value of the ``t`` field that names the structure on the wire.
+    Optional fields hold ``None`` when absent and are omitted when encoding.
+    """
+
+    __slots__ = ()
+    TYPE: ClassVar[str] = ""
+    SCHEMA: ClassVar[tuple[Field, ...]] = ()
+
+    @classmethod
+    def from_map(cls, fields: Mapping[str, Any]) -> Self:
+        """Validate a decoded map against ``SCHEMA`` and build the structure.
+
+        Raises:
+            WireError: a field is missing, unknown or of the wrong type.
+        """
+        expected = len(fields) - (1 if cls.TYPE else 0)
+        seen = 0
+        kwargs: dict[str, Any] = {}
+        for f in cls.SCHEMA:
+            if f.key in fields:
+                kwargs[f.attr] = f.type.check(fields[f.key])
+                seen += 1
+            elif f.required:
+                raise WireError("a required field is missing")
+            else:
+                kwargs[f.attr] = None
+        if seen != expected:
+            raise WireError("unknown field")
+        return cls(**kwargs)
+
+    def to_map(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"t": self.TYPE} if self.TYPE else {}
+        for f in self.SCHEMA:
+            value = getattr(self, f.attr)
+            if value is not None:
+                out[f.key] = f.type.dump(value)
+        return out
+
+    def encode(self, version: int = SUPPORTED_VERSIONS.max) -> bytes:
+        """Encode as ``version || msgpack(map)``."""
+        return encode_map(self.to_map(), version)
+
+
+def encode_map(fields: Mapping[str, Any], version: int) -> bytes:
+    """Encode ``fields`` as ``version || msgpack(fields)``."""
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return bytes((version,)) + packed
+
+
+def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise WireError("duplicate key in map")
+    return result
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise WireError("extension types are not allowed")
+
+
+def decode_map(
+    data: bytes,
+    *,
+    max_size: int,
+    versions: VersionRange = SUPPORTED_VERSIONS,
+) -> tuple[int, dict[str, Any]]:
+    """Decode ``version || msgpack(map)`` strictly (see the module docstring).
+
+    Args:
+        data: the exact bytes received.
+        max_size: the largest acceptable ``len(data)``.
+        versions: the acceptable range for byte 0.
+
+    Returns:
+        ``(version, map)``; the map has str keys only and may hold nested maps and lists.
+
+    Raises:
+        FrameTooLarge: ``len(data) > max_size``.
+        UnsupportedVersion: byte 0 is 0 or outside ``versions``.
+        WireError: anything else that is not a single well-formed msgpack map.
+    """
+    n = len(data)
+    if n > max_size:
+        raise FrameTooLarge("input exceeds the size limit")
+    if n < 2:
+        raise WireError("input too short")
+    version = data[0]
+    if version not in versions:
+        raise UnsupportedVersion(version, versions.as_tuple())
+    try:
+        obj = msgpack.unpackb(
+            memoryview(data)[1:],
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            object_pairs_hook=_pairs_to_dict,
+            ext_hook=_reject_ext,
+            max_str_len=n,
+            max_bin_len=n,
+            max_array_len=n,
+            max_map_len=n,
+            max_ext_len=0,
+        )
+    except WireError:
+        raise
+    except (ValueError, TypeError, msgpack.StackError, msgpack.FormatError):
+        # ExtraData (trailing bytes), bad UTF-8, truncation and bad markers all land here.
+        raise WireError("input is not a single well-formed msgpack value") from None
+    if type(obj) is not dict:
+        raise WireError("top-level value must be a map")
+    for key in obj:
+        if type(key) is not str:
+            raise WireError("map keys must be strings")
+    return version, obj

@@ -1,0 +1,26 @@
+"""The closed set of wire error codes (protocol.md §6)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ErrorCode"]
+
+
+class ErrorCode(StrEnum):
+    """Every error the relay may put on the wire. No other value is ever sent.
+
+    ``AUTH`` deliberately covers both "no such mailbox" and "bad credential", so that the
+    relay is not an oracle for the existence of a mailbox.
+    """
+
+    MALFORMED = "MALFORMED"  # undecodable: msgpack, types, unknown/duplicate field, trailing bytes
+    VERSION = "VERSION"  # unsupported or reserved protocol version
+    TOO_LARGE = "TOO_LARGE"  # frame, body or envelope larger than the limit
+    AUTH = "AUTH"  # unknown mailbox, bad signature, bad/used/expired challenge
+    QUOTA = "QUOTA"  # the mailbox is full (count or bytes)
+    LIMIT = "LIMIT"  # a per-connection or per-process resource limit was reached
+    TIMEOUT = "TIMEOUT"  # the request body was not received in time
+    UNAVAILABLE = "UNAVAILABLE"  # storage unreachable; nothing was stored; retry later
+    STORAGE_FULL = "STORAGE_FULL"  # storage out of space; nothing was stored
+    INTERNAL = "INTERNAL"  # a bug in the relay; nothing is known to have been stored

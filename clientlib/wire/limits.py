@@ -1,0 +1,86 @@
+"""Protocol-wide sizes and limits shared by the relay and clients (protocol.md §7).
+
+Relay operators may lower the configurable limits; the values here are the v1 maxima that a
+conforming client must be able to rely on.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CHALLENGE_SIZE",
+    "ED25519_PUBLIC_KEY_SIZE",
+    "ED25519_SIGNATURE_SIZE",
+    "ENVELOPE_BUCKETS",
+    "ENVELOPE_ID_SIZE",
+    "FLAG_ONLINE_ONLY",
+    "FRANKING_COMMITMENT_SIZE",
+    "KNOWN_FLAGS",
+    "MAILBOX_ID_SIZE",
+    "MAX_ACK_BATCH",
+    "MAX_ENVELOPE_SIZE",
+    "MAX_FETCH_BATCH",
+    "MAX_FETCH_BYTES",
+    "MAX_FRAME_SIZE",
+    "MAX_RELAY_FRAME_SIZE",
+    "MAX_REQUEST_ID",
+    "MAX_SUBSCRIPTIONS",
+    "OWNER_COMMAND_CONTEXT",
+    "bucket_for",
+]
+
+#: Mailbox receive ids and send ids: 128 random bits, unguessable and collision-free in practice.
+MAILBOX_ID_SIZE = 16
+#: Client-chosen envelope id used for idempotent deposit: 128 random bits.
+ENVELOPE_ID_SIZE = 16
+#: Relay-issued single-use challenge.
+CHALLENGE_SIZE = 32
+ED25519_PUBLIC_KEY_SIZE = 32
+ED25519_SIGNATURE_SIZE = 64
+#: HMAC-SHA256 franking commitment (protocol.md part II).
+FRANKING_COMMITMENT_SIZE = 32
+
+#: The only lengths an envelope ciphertext may have. Powers of two from 256 B to 64 KiB: a
+#: relay (and anyone watching it) learns one of 9 size classes, never a length. Small messages
+#: (the common case: text, receipts, typing) all share the 256 B class. Larger media travel as
+#: attachments, not envelopes. SimpleX uses a single 16 KiB block; we trade a little leakage
+#: (log2 classes) for not sending 16 KiB per typing indicator.
+ENVELOPE_BUCKETS: tuple[int, ...] = tuple(256 << i for i in range(9))
+MAX_ENVELOPE_SIZE = ENVELOPE_BUCKETS[-1]
+
+#: Largest frame in v1: the largest envelope plus room for its header fields. A frame is
+#: rejected on its length before any decoding work (h11 precedent: limit, then parse).
+MAX_FRAME_SIZE = MAX_ENVELOPE_SIZE + 1024
+
+#: Largest frame the relay sends: a fetch reply carries at most this many ciphertext bytes
+#: (the relay stops adding envelopes before crossing it) plus per-envelope headers.
+MAX_FETCH_BYTES = 1 << 20
+MAX_RELAY_FRAME_SIZE = MAX_FETCH_BYTES + MAX_FRAME_SIZE + 256 * 96
+
+#: Request ids are unsigned 32-bit integers chosen by the client and echoed by the relay.
+MAX_REQUEST_ID = 2**32 - 1
+#: Most sequence numbers one ack frame may carry; bounds the work of one frame.
+MAX_ACK_BATCH = 256
+#: Most envelopes one pull (HTTP fetch) may return.
+MAX_FETCH_BATCH = 256
+#: Default cap of mailboxes one connection may subscribe to (relays may lower it).
+MAX_SUBSCRIPTIONS = 1024
+
+#: Bit 0 of ``flags``: deliver only to a connected owner, never store (typing indicators).
+FLAG_ONLINE_ONLY = 0x01
+#: Every defined flag bit; any other bit set is MALFORMED.
+KNOWN_FLAGS = FLAG_ONLINE_ONLY
+
+#: Domain-separation prefix of owner command signatures (protocol.md §4.2).
+OWNER_COMMAND_CONTEXT = b"blindrelay/v1/owner-command\x00"
+
+
+def bucket_for(length: int) -> int:
+    """Return the smallest envelope bucket that holds ``length`` bytes.
+
+    Raises:
+        ValueError: if ``length`` exceeds the largest bucket.
+    """
+    for bucket in ENVELOPE_BUCKETS:
+        if length <= bucket:
+            return bucket
+    raise ValueError("length exceeds the largest envelope bucket")

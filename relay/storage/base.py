@@ -1,0 +1,221 @@
+"""The storage interface every relay backend implements (SQLite, Redis).
+
+The storage layer owns the data; :mod:`relay.service` owns the logic. Stores receive the
+current time as an argument (whole seconds since the epoch) and never read a clock, so the
+contract suite can drive expiry deterministically.
+
+Guarantees every backend gives (checked by ``tests/contract/test_store.py``):
+
+* ``deposit`` returns only after the envelope is durably stored (SQLite: committed with
+  ``synchronous=FULL``; Redis: the write reached the AOF under ``appendfsync always``).
+* ``deposit`` is idempotent per ``(mailbox, eid)`` for the store's dedupe window: a retry
+  returns the first outcome (same ``seq``, ``duplicate=True``) and stores nothing.
+* Sequence numbers are strictly increasing per mailbox, starting at 1, never reused, even
+  after acks, expiry or a restart. ``fetch`` returns envelopes in ``seq`` order.
+* Quotas are checked in the same atomic step as the insert.
+* ``delete_mailbox`` removes the mailbox, its send-id index, every envelope and every dedupe
+  record at once; afterwards the ids behave exactly like ids that never existed.
+* Every record expires: envelopes after ``envelope_ttl_s``; dedupe records after
+  ``dedupe_window_s``; mailboxes after ``mailbox_idle_ttl_s`` without owner activity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from clientlib.wire.frames import StoredEnvelope
+
+__all__ = [
+    "DepositOutcome",
+    "EnvelopeStore",
+    "IdCollision",
+    "MailboxNotFound",
+    "MailboxRecord",
+    "QuotaExceeded",
+    "StorageError",
+    "StorageFull",
+    "StorageUnavailable",
+    "StoreLimits",
+    "WakeEvent",
+    "Wakeups",
+]
+
+SECONDS_PER_DAY = 86_400
+
+
+class StorageError(Exception):
+    """Root of the errors a store raises on purpose. Messages never contain ids or keys."""
+
+
+class MailboxNotFound(StorageError):
+    """The mailbox does not exist (or expired, or was deleted)."""
+
+
+class QuotaExceeded(StorageError):
+    """The mailbox holds too many envelopes or bytes; nothing was stored."""
+
+
+class IdCollision(StorageError):
+    """A receive id or send id chosen for a new mailbox is already in use."""
+
+
+class StorageUnavailable(StorageError):
+    """The backend cannot be reached or answered an error; nothing is known to be stored."""
+
+
+class StorageFull(StorageError):
+    """The backend is out of space; nothing was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """Limits a store enforces, from the relay configuration."""
+
+    max_envelopes: int = 10_000  # per mailbox
+    max_bytes: int = 64 << 20  # per mailbox, ciphertext bytes
+    envelope_ttl_s: int = 21 * SECONDS_PER_DAY
+    dedupe_window_s: int = SECONDS_PER_DAY
+    mailbox_idle_ttl_s: int = 180 * SECONDS_PER_DAY
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRecord:
+    """What the relay keeps about a mailbox: its ids, its owner key and a day-coarse time."""
+
+    rid: bytes
+    sid: bytes
+    owner_key: bytes
+    created_day: int  # days since the epoch, never finer
+
+    def __repr__(self) -> str:
+        return "MailboxRecord(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class DepositOutcome:
+    """Result of a deposit: the mailbox it landed in and its sequence number."""
+
+    rid: bytes
+    seq: int
+    ts: int
+    duplicate: bool
+
+    def __repr__(self) -> str:
+        return f"DepositOutcome(seq={self.seq}, duplicate={self.duplicate})"
+
+
+class EnvelopeStore(Protocol):
+    """Durable storage of mailboxes and envelopes.
+
+    Every method may raise :class:`StorageUnavailable` or :class:`StorageFull` in addition
+    to the errors listed.
+    """
+
+    backend: str
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, start background workers.
+
+        Raises:
+            StorageUnavailable: the backend cannot be reached or is unsafe (see
+                ``durability_problems``).
+        """
+
+    async def aclose(self) -> None:
+        """Flush pending writes and release every resource. Idempotent."""
+
+    async def durability_problems(self) -> list[str]:
+        """Return human-readable reasons why acknowledged data could be lost (empty: safe)."""
+
+    async def ping(self) -> None:
+        """Cheap liveness check for ``/readyz``.
+
+        Raises:
+            StorageUnavailable: the backend does not answer.
+        """
+
+    async def create_mailbox(self, record: MailboxRecord, now: int) -> None:
+        """Create a mailbox.
+
+        Raises:
+            IdCollision: ``record.rid`` or ``record.sid`` is already used by any mailbox.
+        """
+
+    async def get_mailbox(self, rid: bytes, now: int) -> MailboxRecord | None:
+        """Return the mailbox with receive id ``rid``, or None if it does not exist."""
+
+    async def touch_mailbox(self, rid: bytes, now: int) -> None:
+        """Record owner activity (day-coarse): restarts the mailbox idle expiry."""
+
+    async def delete_mailbox(self, rid: bytes) -> bool:
+        """Delete a mailbox and everything it holds at once. Returns False if absent."""
+
+    async def deposit(
+        self, sid: bytes, eid: bytes, flags: int, ct: bytes, fc: bytes | None, now: int
+    ) -> DepositOutcome:
+        """Durably append an envelope to the mailbox whose send id is ``sid``.
+
+        Raises:
+            MailboxNotFound: no mailbox has send id ``sid``.
+            QuotaExceeded: the mailbox is at its count or byte quota.
+        """
+
+    async def fetch(
+        self, rid: bytes, after_seq: int, limit: int, max_bytes: int, now: int
+    ) -> list[StoredEnvelope]:
+        """Return up to ``limit`` unexpired envelopes with ``seq > after_seq``, oldest first.
+
+        Stops before the total ciphertext would exceed ``max_bytes`` (but always returns at
+        least one envelope if one is available). An unknown mailbox yields ``[]``.
+        """
+
+    async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:
+        """Delete the given envelopes; unknown seqs are ignored. Returns how many were deleted."""
+
+    async def purge_expired(self, now: int) -> int:
+        """Delete expired envelopes, dedupe records and idle mailboxes. Returns a count."""
+
+    async def put_challenge(self, nonce: bytes, binding: bytes, expires_at: int) -> None:
+        """Remember a single-use challenge (HTTP owner commands) until ``expires_at``."""
+
+    async def take_challenge(self, nonce: bytes, now: int) -> bytes | None:
+        """Atomically consume a challenge: its binding if it existed and had not expired."""
+
+    async def count_envelopes(self) -> int:
+        """Total stored envelopes across all mailboxes (an aggregate for metrics only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WakeEvent:
+    """A notification for the process(es) holding a subscription to ``rid``.
+
+    ``stored``: envelope ``seq`` was stored (``env`` is set when the event is local, so the
+    subscriber can push without reading storage). ``online``: an online-only envelope to push
+    now or drop (``env`` always set, ``seq`` 0). ``deleted``: the mailbox is gone.
+    """
+
+    kind: Literal["stored", "online", "deleted"]
+    rid: bytes
+    seq: int = 0
+    env: StoredEnvelope | None = None
+
+
+WakeCallback = Callable[[WakeEvent], None]
+
+
+class Wakeups(Protocol):
+    """Delivers :class:`WakeEvent` to subscriptions, within one process or across several."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def listen(self, rid: bytes, callback: WakeCallback) -> None:
+        """Call ``callback`` (on the event loop) for every event about ``rid``."""
+
+    def unlisten(self, rid: bytes, callback: WakeCallback) -> None: ...
+
+    async def publish(self, event: WakeEvent) -> None:
+        """Deliver ``event`` to local listeners at once and to other processes if any."""
