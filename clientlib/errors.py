@@ -29,6 +29,7 @@ __all__ = [
     "MessagingError",
     "RelayRejected",
     "RemoteProtocolError",
+    "SafetyNumberMismatch",
     "SessionError",
     "TransportError",
     "UnsupportedVersion",
@@ -116,3 +117,7 @@ class RelayRejected(TransportError):
         detail = f" ({message})" if message else ""
         super().__init__(f"relay rejected the request: {code}{detail}")
         self.code = code
+
+
+class SafetyNumberMismatch(MessagingError):
+    """A scanned safety-number payload does not match the two identities compared."""

@@ -146,6 +146,12 @@ class EnvelopeStore(Protocol):
     async def get_mailbox(self, rid: bytes, now: int) -> MailboxRecord | None:
         """Return the mailbox with receive id ``rid``, or None if it does not exist."""
 
+    async def resolve_sid(self, sid: bytes, now: int) -> bytes | None:
+        """Return the receive id of the mailbox whose send id is ``sid``, or None.
+
+        Used for online-only envelopes, which are pushed but never stored.
+        """
+
     async def touch_mailbox(self, rid: bytes, now: int) -> None:
         """Record owner activity (day-coarse): restarts the mailbox idle expiry."""
 

@@ -1,0 +1,34 @@
+"""Every ``web.AppKey`` of the relay application, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from relay.config import RelayConfig
+from relay.metrics import Metrics
+from relay.service import MailboxService
+from relay.storage.base import EnvelopeStore, Wakeups
+
+__all__ = [
+    "config_key",
+    "metrics_key",
+    "service_key",
+    "size_bucket_key",
+    "sockets_key",
+    "store_key",
+    "tasks_key",
+    "wakeups_key",
+]
+
+config_key = web.AppKey("config", RelayConfig)
+metrics_key = web.AppKey("metrics", Metrics)
+store_key = web.AppKey("store", EnvelopeStore)
+wakeups_key = web.AppKey("wakeups", Wakeups)
+service_key = web.AppKey("service", MailboxService)
+sockets_key = web.AppKey("sockets", set[web.WebSocketResponse])
+"""Open WebSocket responses (closed with GOING_AWAY on shutdown)."""
+tasks_key = web.AppKey("tasks", set[asyncio.Task[None]])
+size_bucket_key = web.RequestKey("size_bucket", int)
+"""Envelope bucket of the request, for the canonical log line."""

@@ -1,0 +1,130 @@
+"""``blindrelay`` command line: ``serve``, ``check-config``.
+
+Exit codes: 0 ok, 2 usage, 69 storage unavailable (EX_UNAVAILABLE), 78 configuration error
+(EX_CONFIG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from relay import __version__
+from relay.config import RelayConfig, load_config
+from relay.errors import ConfigError
+from relay.storage.base import StorageError
+
+__all__ = ["main"]
+
+EX_OK = 0
+EX_USAGE = 2
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blindrelay", description="A blind store-and-forward relay for sealed envelopes."
+    )
+    parser.add_argument("--version", action="version", version=f"blindrelay {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the relay")
+    check = sub.add_parser("check-config", help="print the effective configuration and exit")
+    for p in (serve, check):
+        p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+        p.add_argument("--host", help="listen address (overrides config)")
+        p.add_argument("--port", type=int, help="listen port (overrides config)")
+        p.add_argument("--data-dir", help="data directory (overrides config)")
+        p.add_argument("--storage", choices=("sqlite", "redis"), help="storage backend")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> RelayConfig:
+    config = load_config(args.config)
+    overrides = {
+        name: value
+        for name, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("data_dir", args.data_dir),
+            ("storage", args.storage),
+        )
+        if value is not None
+    }
+    if overrides:
+        from dataclasses import replace
+
+        config = replace(config, **overrides)
+        config.validate()
+    return config
+
+
+async def _serve(config: RelayConfig) -> None:
+    from relay.app import create_app
+    from relay.logging import get_logger
+
+    log = get_logger()
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()  # opens storage and runs the durability checks
+    site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+    await site.start()
+    addresses = runner.addresses
+    port = addresses[0][1] if addresses else config.port
+    where = (
+        f"sqlite at {config.resolved_sqlite_path()}"
+        if config.storage == "sqlite"
+        else "redis (url hidden)"
+    )
+    print(f"blindrelay {__version__} listening on http://{config.host}:{port}", flush=True)
+    print(f"storage: {where}", flush=True)
+    log.info("relay_started", backend=config.storage, listen=f"{config.host}:{port}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("relay_stopping")
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``blindrelay`` and ``python -m relay``."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if exc.code in (0, None) else EX_USAGE
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"blindrelay: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if args.command == "check-config":
+        print(json.dumps(config.redacted(), indent=2, sort_keys=True))
+        return EX_OK
+    from relay.logging import configure_logging
+
+    configure_logging(config.log_level, config.log_format)
+    try:
+        asyncio.run(_serve(config))
+    except ConfigError as exc:
+        print(f"blindrelay: refusing to start: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except StorageError as exc:
+        print(f"blindrelay: storage unavailable: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except OSError as exc:
+        print(f"blindrelay: cannot listen: {exc.strerror}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except KeyboardInterrupt:
+        pass
+    return EX_OK

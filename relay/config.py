@@ -1,0 +1,236 @@
+"""Relay configuration: defaults < TOML file < ``BLINDRELAY_*`` environment variables.
+
+Parsed once into a frozen :class:`RelayConfig` and validated before the server starts. Every
+setting has the same name in the file (a flat table, or under ``[relay]``) and, upper-cased
+with the ``BLINDRELAY_`` prefix, in the environment. Secrets (``redis_url``) can also be read
+from a file: ``redis_url_file`` / ``BLINDRELAY_REDIS_URL_FILE`` (systemd ``LoadCredential=``,
+Docker secrets). ``RelayConfig.redacted()`` shows secrets as ``"***"``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from clientlib.wire.limits import MAX_ENVELOPE_SIZE, MAX_FRAME_SIZE
+from relay.errors import ConfigError
+from relay.storage.base import StoreLimits
+
+__all__ = ["ENV_PREFIX", "SECRET_FIELDS", "RelayConfig", "default_data_dir", "load_config"]
+
+ENV_PREFIX = "BLINDRELAY_"
+SECRET_FIELDS = frozenset({"redis_url"})
+DAY = 86_400
+
+
+def default_data_dir() -> str:
+    """``$XDG_DATA_HOME/blindrelay``, else ``~/.local/share/blindrelay``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "blindrelay")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Every relay setting, with its default. See README "Configuration" for each."""
+
+    host: str = "127.0.0.1"
+    port: int = 7480
+    data_dir: str = ""  # empty: default_data_dir()
+    storage: str = "sqlite"  # sqlite | redis
+    sqlite_path: str = ""  # empty: <data_dir>/relay.sqlite3
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_durability: str = "strict"  # strict (appendfsync always) | relaxed (everysec)
+    redis_key_prefix: str = "br:"
+    # Sizes. A frame is checked before any decoding; an HTTP body before it is read.
+    max_frame_bytes: int = MAX_FRAME_SIZE
+    max_envelope_bytes: int = MAX_ENVELOPE_SIZE
+    body_read_timeout_s: float = 10.0
+    # Connections.
+    max_connections: int = 10_000
+    max_subscriptions: int = 1024  # mailboxes one connection may subscribe to
+    max_pending_challenges: int = 64  # unanswered challenges one connection may hold
+    max_inflight_requests: int = 256  # requests one connection may have in progress
+    push_window: int = 128  # unacked pushed envelopes per subscription
+    heartbeat_s: float = 30.0
+    # Mailboxes and envelopes.
+    mailbox_max_envelopes: int = 10_000
+    mailbox_max_bytes: int = 64 << 20
+    envelope_ttl_s: int = 21 * DAY
+    dedupe_window_s: int = DAY
+    mailbox_idle_ttl_s: int = 180 * DAY
+    challenge_ttl_s: int = 60
+    purge_interval_s: float = 300.0
+    # Operations.
+    log_level: str = "info"  # debug | info | warning | error
+    log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
+    metrics: bool = True
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir or default_data_dir())
+
+    def resolved_sqlite_path(self) -> Path:
+        return (
+            Path(self.sqlite_path)
+            if self.sqlite_path
+            else self.resolved_data_dir() / "relay.sqlite3"
+        )
+
+    def store_limits(self) -> StoreLimits:
+        return StoreLimits(
+            max_envelopes=self.mailbox_max_envelopes,
+            max_bytes=self.mailbox_max_bytes,
+            envelope_ttl_s=self.envelope_ttl_s,
+            dedupe_window_s=self.dedupe_window_s,
+            mailbox_idle_ttl_s=self.mailbox_idle_ttl_s,
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings with secrets replaced by ``"***"``."""
+        out = asdict(self)
+        for name in SECRET_FIELDS:
+            out[name] = "***"
+        out["data_dir"] = str(self.resolved_data_dir())
+        out["sqlite_path"] = str(self.resolved_sqlite_path())
+        return out
+
+    def __repr__(self) -> str:
+        return f"RelayConfig({self.redacted()!r})"
+
+    def validate(self) -> None:
+        """Check every setting.
+
+        Raises:
+            ConfigError: naming the first invalid setting and the rule it breaks.
+        """
+        _choice("storage", self.storage, ("sqlite", "redis"))
+        _choice("redis_durability", self.redis_durability, ("strict", "relaxed"))
+        _choice("log_level", self.log_level, ("debug", "info", "warning", "error"))
+        _choice("log_format", self.log_format, ("auto", "json", "console"))
+        _range("port", self.port, 0, 65535)
+        if not self.host:
+            raise ConfigError("host: must not be empty")
+        _range("max_frame_bytes", self.max_frame_bytes, 1024, MAX_FRAME_SIZE)
+        _range("max_envelope_bytes", self.max_envelope_bytes, 256, MAX_ENVELOPE_SIZE)
+        if self.max_envelope_bytes + 256 > self.max_frame_bytes:
+            raise ConfigError("max_envelope_bytes: must be at least 256 below max_frame_bytes")
+        _range("body_read_timeout_s", self.body_read_timeout_s, 0.1, 600)
+        _range("max_connections", self.max_connections, 1, 1_000_000)
+        _range("max_subscriptions", self.max_subscriptions, 1, 100_000)
+        _range("max_pending_challenges", self.max_pending_challenges, 1, 10_000)
+        _range("max_inflight_requests", self.max_inflight_requests, 1, 100_000)
+        _range("push_window", self.push_window, 1, 10_000)
+        _range("heartbeat_s", self.heartbeat_s, 1, 3600)
+        _range("mailbox_max_envelopes", self.mailbox_max_envelopes, 1, 10_000_000)
+        _range("mailbox_max_bytes", self.mailbox_max_bytes, 256, 1 << 40)
+        _range("envelope_ttl_s", self.envelope_ttl_s, 60, 365 * DAY)
+        _range("dedupe_window_s", self.dedupe_window_s, 60, 365 * DAY)
+        _range("mailbox_idle_ttl_s", self.mailbox_idle_ttl_s, DAY, 3650 * DAY)
+        _range("challenge_ttl_s", self.challenge_ttl_s, 5, 3600)
+        _range("purge_interval_s", self.purge_interval_s, 1, DAY)
+        if self.storage == "redis" and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError("redis_url: must start with redis://, rediss:// or unix://")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: must be one of {', '.join(choices)}")
+
+
+def _range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}")
+
+
+def _coerce(name: str, kind: type, raw: object, source: str) -> object:
+    """Convert ``raw`` (from TOML or an env string) to the field's type."""
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if isinstance(raw, str) and raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise ValueError
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                raise ValueError
+            return float(raw)
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw
+    except ValueError:
+        raise ConfigError(f"{name} ({source}): expected {kind.__name__}") from None
+
+
+_TYPES: dict[str, type] = {
+    f.name: {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+    for f in fields(RelayConfig)
+}
+
+
+def load_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> RelayConfig:
+    """Build and validate the configuration.
+
+    Args:
+        path: a TOML file, or None for none.
+        environ: the environment to read ``BLINDRELAY_*`` from (default ``os.environ``).
+
+    Raises:
+        ConfigError: unreadable file, unknown setting, wrong type or invalid value.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"config file: cannot read ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file: invalid TOML ({exc})") from None
+        table = doc.get("relay", doc)
+        if not isinstance(table, dict):
+            raise ConfigError("config file: [relay] must be a table")
+        for key, raw in table.items():
+            name = key
+            if name.endswith("_file") and name[: -len("_file")] in SECRET_FIELDS:
+                values[name[: -len("_file")]] = _read_secret(name, str(raw))
+                continue
+            if name not in _TYPES:
+                raise ConfigError(f"{name} (config file): unknown setting")
+            values[name] = _coerce(name, _TYPES[name], raw, "config file")
+    for name, kind in _TYPES.items():
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in env:
+            values[name] = _coerce(name, kind, env[env_name], env_name)
+        if name in SECRET_FIELDS and env_name + "_FILE" in env:
+            values[name] = _read_secret(env_name + "_FILE", env[env_name + "_FILE"])
+    known = {ENV_PREFIX + n.upper() for n in _TYPES} | {
+        ENV_PREFIX + n.upper() + "_FILE" for n in SECRET_FIELDS
+    }
+    for env_name in env:
+        if env_name.startswith(ENV_PREFIX) and env_name not in known:
+            raise ConfigError(f"{env_name}: unknown setting")
+    config = replace(RelayConfig(), **values)  # type: ignore[arg-type]
+    config.validate()
+    return config
+
+
+def _read_secret(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read secret file ({exc.strerror})") from None

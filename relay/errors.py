@@ -1,0 +1,47 @@
+"""Errors the relay puts on the wire.
+
+The tree::
+
+    RelayError(code, http_status)     an error with a documented wire code (protocol.md §6)
+    +-- ConfigError                   the configuration is invalid (never reaches a peer)
+
+Only :class:`RelayError` and :class:`clientlib.errors.WireError` are mapped to wire errors;
+anything else is a bug, answered with ``INTERNAL`` and logged with its traceback (never sent).
+Messages are fixed per code and never contain ids, keys or sizes.
+"""
+
+from __future__ import annotations
+
+from clientlib.wire.codes import ErrorCode
+
+__all__ = ["HTTP_STATUS", "ConfigError", "RelayError"]
+
+#: HTTP status for each wire code. Clients must read the code in the body, not the status.
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.MALFORMED: 400,
+    ErrorCode.VERSION: 400,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.AUTH: 403,
+    ErrorCode.QUOTA: 429,
+    ErrorCode.LIMIT: 429,
+    ErrorCode.TIMEOUT: 408,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.STORAGE_FULL: 507,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+class RelayError(Exception):
+    """A failure with a documented wire error code."""
+
+    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
+        super().__init__(message or code.value)
+        self.code = code
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+
+class ConfigError(Exception):
+    """The relay configuration is invalid; the message says which setting and why."""

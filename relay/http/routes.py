@@ -1,0 +1,152 @@
+"""HTTP routes under ``/v1/`` (protocol.md §3.2) and the operational endpoints.
+
+Bodies are v1 frames (``version || msgpack``) with content type
+``application/x-blindrelay``; every reply body is a v1 frame too, errors included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from clientlib.errors import WireError
+from clientlib.wire.codes import ErrorCode
+from clientlib.wire.frames import (
+    OP_CREATE,
+    OP_DELETE,
+    OP_FETCH,
+    ChallengeIssued,
+    ClientFrame,
+    Deposit,
+    Hello,
+    Ok,
+    RequestChallenge,
+    SignedOwnerCommand,
+    decode_client_frame,
+)
+from clientlib.wire.version import SUPPORTED_VERSIONS
+from relay.appkeys import config_key, metrics_key, service_key, size_bucket_key, store_key
+from relay.errors import RelayError
+from relay.storage.base import StorageError
+from relay.ws.handler import relay_limits, websocket_handler
+
+__all__ = ["CONTENT_TYPE", "frame_response", "setup_routes"]
+
+CONTENT_TYPE = "application/x-blindrelay"
+_HTTP_OPS = (OP_CREATE, OP_DELETE, OP_FETCH)
+
+
+def frame_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=CONTENT_TYPE)
+
+
+async def read_frame(request: web.Request) -> tuple[int, ClientFrame]:
+    """Read and decode the body, bounded in size and time.
+
+    Raises:
+        RelayError: ``TOO_LARGE``, ``TIMEOUT``, ``MALFORMED`` or ``VERSION``.
+    """
+    cfg = request.app[config_key]
+    if request.content_length is not None and request.content_length > cfg.max_frame_bytes:
+        raise RelayError(ErrorCode.TOO_LARGE)
+    try:
+        async with asyncio.timeout(cfg.body_read_timeout_s):
+            body = await request.read()
+    except TimeoutError:
+        raise RelayError(ErrorCode.TIMEOUT) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise RelayError(ErrorCode.TOO_LARGE) from None
+    try:
+        return decode_client_frame(body, max_size=cfg.max_frame_bytes)
+    except WireError as exc:
+        raise RelayError(ErrorCode(exc.code)) from None
+
+
+async def info(request: web.Request) -> web.Response:
+    """``GET /v1/info``: version range and limits (the ``hello`` frame)."""
+    hello = Hello(
+        min=SUPPORTED_VERSIONS.min, max=SUPPORTED_VERSIONS.max, limits=relay_limits(request.app)
+    )
+    return frame_response(hello.encode())
+
+
+async def challenge(request: web.Request) -> web.Response:
+    """``POST /v1/challenge``: a single-use challenge for one HTTP owner command."""
+    version, frame = await read_frame(request)
+    if not isinstance(frame, RequestChallenge) or frame.op not in _HTTP_OPS:
+        raise RelayError(ErrorCode.MALFORMED)
+    service = request.app[service_key]
+    nonce = await service.issue_http_challenge(frame.op, frame.rid)
+    return frame_response(ChallengeIssued(id=frame.id, nonce=nonce).encode(version))
+
+
+async def owner(request: web.Request) -> web.Response:
+    """``POST /v1/owner``: a signed owner command (create, delete, fetch)."""
+    version, frame = await read_frame(request)
+    if not isinstance(frame, SignedOwnerCommand):
+        raise RelayError(ErrorCode.MALFORMED)
+    service = request.app[service_key]
+    cmd, _ = await service.authenticate_owner(frame, service.take_http_challenge)
+    if cmd.op == OP_CREATE:
+        assert cmd.key is not None
+        created = await service.create_mailbox(frame.id, cmd.key)
+        return frame_response(created.encode(version))
+    assert cmd.rid is not None
+    if cmd.op == OP_DELETE:
+        await service.delete_mailbox(cmd.rid)
+        return frame_response(Ok(id=frame.id).encode(version))
+    if cmd.op == OP_FETCH:
+        fetched = await service.fetch(frame.id, cmd)
+        return frame_response(fetched.encode(version))
+    raise RelayError(ErrorCode.MALFORMED)  # sub needs a socket
+
+
+async def deposit(request: web.Request) -> web.Response:
+    """``POST /v1/deposit``: deposit one envelope; 200 only once durably stored."""
+    version, frame = await read_frame(request)
+    if not isinstance(frame, Deposit):
+        raise RelayError(ErrorCode.MALFORMED)
+    request[size_bucket_key] = len(frame.ct)  # a bucket size: ct lengths are buckets
+    await request.app[service_key].deposit(frame)
+    return frame_response(Ok(id=frame.id).encode(version))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves requests."""
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: storage answers."""
+    try:
+        async with asyncio.timeout(2):
+            await request.app[store_key].ping()
+    except (StorageError, TimeoutError):
+        return web.Response(text="storage unavailable\n", status=503)
+    return web.Response(text="ready\n")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format, aggregates only."""
+    store = request.app[store_key]
+    stored: int | None
+    try:
+        async with asyncio.timeout(2):
+            stored = await store.count_envelopes()
+    except (StorageError, TimeoutError):
+        stored = None
+    text = request.app[metrics_key].render(stored, store.backend)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/info", info, name="info")
+    app.router.add_post("/v1/challenge", challenge, name="challenge")
+    app.router.add_post("/v1/owner", owner, name="owner")
+    app.router.add_post("/v1/deposit", deposit, name="deposit")
+    app.router.add_get("/v1/ws", websocket_handler, name="ws")
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/readyz", readyz, name="readyz")
+    if app[config_key].metrics:
+        app.router.add_get("/metrics", metrics, name="metrics")

@@ -1,0 +1,267 @@
+"""Mailbox logic: owner commands, deposit, fetch and ack (protocol.md §4-§5).
+
+No aiohttp here: handlers parse and authenticate, this module decides, the store keeps the
+data. Time and randomness are injected so tests can drive expiry deterministically.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from clientlib.errors import WireError
+from clientlib.wire.codes import ErrorCode
+from clientlib.wire.frames import (
+    OP_CREATE,
+    OP_DELETE,
+    OP_FETCH,
+    Deposit,
+    EnvelopesFetched,
+    MailboxCreated,
+    OwnerCommand,
+    SignedOwnerCommand,
+    StoredEnvelope,
+    decode_owner_command,
+)
+from clientlib.wire.limits import (
+    CHALLENGE_SIZE,
+    ENVELOPE_BUCKETS,
+    FLAG_ONLINE_ONLY,
+    KNOWN_FLAGS,
+    MAILBOX_ID_SIZE,
+    MAX_FETCH_BYTES,
+)
+from relay.auth import validate_owner_key, verify_owner_command
+from relay.config import RelayConfig
+from relay.errors import RelayError
+from relay.metrics import Metrics
+from relay.storage.base import EnvelopeStore as Store
+from relay.storage.base import (
+    IdCollision,
+    MailboxNotFound,
+    MailboxRecord,
+    QuotaExceeded,
+    StorageFull,
+    StorageUnavailable,
+    WakeEvent,
+    Wakeups,
+)
+
+__all__ = ["DEFAULT_FETCH", "ChallengeTaker", "MailboxService", "challenge_binding", "size_bucket"]
+
+DEFAULT_FETCH = 64
+_BUCKETS = frozenset(ENVELOPE_BUCKETS)
+
+#: Consumes a challenge nonce; returns its binding if it was issued, unused and unexpired.
+ChallengeTaker = Callable[[bytes, int], Awaitable[bytes | None]]
+
+
+def challenge_binding(op: str, rid: bytes | None) -> bytes:
+    """The value a challenge is bound to: ``op || 0x00 || rid`` (rid empty for create)."""
+    return op.encode() + b"\x00" + (rid or b"")
+
+
+def size_bucket(length: int) -> int:
+    """The envelope bucket of a length (for logs: never log an exact size)."""
+    for bucket in ENVELOPE_BUCKETS:
+        if length <= bucket:
+            return bucket
+    return ENVELOPE_BUCKETS[-1]
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Map storage exceptions to wire errors."""
+    try:
+        yield
+    except MailboxNotFound:
+        raise RelayError(ErrorCode.AUTH) from None
+    except QuotaExceeded:
+        raise RelayError(ErrorCode.QUOTA) from None
+    except StorageFull:
+        raise RelayError(ErrorCode.STORAGE_FULL) from None
+    except StorageUnavailable:
+        raise RelayError(ErrorCode.UNAVAILABLE) from None
+
+
+class MailboxService:
+    """Everything the relay does with mailboxes, independent of the transport."""
+
+    def __init__(
+        self,
+        store: Store,
+        wakeups: Wakeups,
+        config: RelayConfig,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.store = store
+        self.wakeups = wakeups
+        self.config = config
+        self.metrics = metrics
+        self._clock = clock
+        self._rng = rng
+
+    def now(self) -> int:
+        """Current time in whole seconds (the coarsest the protocol needs)."""
+        return int(self._clock())
+
+    def new_nonce(self) -> bytes:
+        return self._rng(CHALLENGE_SIZE)
+
+    async def issue_http_challenge(self, op: str, rid: bytes | None) -> bytes:
+        """Issue a challenge for an HTTP owner command, remembered by the store."""
+        nonce = self.new_nonce()
+        with storage_errors():
+            await self.store.put_challenge(
+                nonce, challenge_binding(op, rid), self.now() + self.config.challenge_ttl_s
+            )
+        return nonce
+
+    async def take_http_challenge(self, nonce: bytes, now: int) -> bytes | None:
+        with storage_errors():
+            return await self.store.take_challenge(nonce, now)
+
+    async def authenticate_owner(
+        self, signed: SignedOwnerCommand, take_challenge: ChallengeTaker
+    ) -> tuple[OwnerCommand, MailboxRecord | None]:
+        """Check an owner command (protocol.md §4.3, steps 1-4).
+
+        Returns:
+            The decoded command and, except for ``create``, the mailbox record.
+
+        Raises:
+            RelayError: ``MALFORMED`` (undecodable body, bad key), ``AUTH`` (challenge
+                unknown, used, expired or bound elsewhere; unknown mailbox; bad signature).
+        """
+        try:
+            cmd = decode_owner_command(signed.cmd)  # step 1
+        except WireError as exc:
+            raise RelayError(ErrorCode(exc.code)) from None
+        now = self.now()
+        binding = await take_challenge(cmd.nonce, now)  # step 2: consumed whatever follows
+        expected = challenge_binding(cmd.op, cmd.rid)
+        bound = binding is not None and len(binding) == len(expected) and binding == expected
+        if cmd.op == OP_CREATE:
+            assert cmd.key is not None
+            validate_owner_key(cmd.key)  # step 3
+            verify_owner_command(cmd.key, signed.cmd, signed.sig)  # step 4
+            record = None
+        else:
+            assert cmd.rid is not None
+            with storage_errors():
+                record = await self.store.get_mailbox(cmd.rid, now)
+            verify_owner_command(
+                record.owner_key if record is not None else None, signed.cmd, signed.sig
+            )
+        if not bound:
+            raise RelayError(ErrorCode.AUTH)
+        return cmd, record
+
+    async def create_mailbox(self, request_id: int, key: bytes) -> MailboxCreated:
+        now = self.now()
+        for _ in range(4):
+            rid, sid = self._rng(MAILBOX_ID_SIZE), self._rng(MAILBOX_ID_SIZE)
+            record = MailboxRecord(rid=rid, sid=sid, owner_key=key, created_day=now // 86_400)
+            try:
+                with storage_errors():
+                    await self.store.create_mailbox(record, now)
+            except IdCollision:
+                continue
+            self.metrics.inc("mailboxes_created")
+            return MailboxCreated(id=request_id, rid=rid, sid=sid)
+        raise RelayError(ErrorCode.INTERNAL)  # four 128-bit collisions: the rng is broken
+
+    async def delete_mailbox(self, rid: bytes) -> None:
+        with storage_errors():
+            await self.store.delete_mailbox(rid)
+        self.metrics.inc("mailboxes_deleted")
+        await self.wakeups.publish(WakeEvent(kind="deleted", rid=rid))
+
+    async def touch(self, rid: bytes) -> None:
+        with storage_errors():
+            await self.store.touch_mailbox(rid, self.now())
+
+    async def fetch(self, request_id: int, cmd: OwnerCommand) -> EnvelopesFetched:
+        """HTTP pull: delete ``cmd.ack`` first, then return the oldest envelopes."""
+        assert cmd.rid is not None
+        with storage_errors():
+            if cmd.ack:
+                await self.store.ack(cmd.rid, cmd.ack)
+                self.metrics.inc("acked", amount=len(cmd.ack))
+            limit = DEFAULT_FETCH if cmd.max is None else cmd.max
+            envs: list[StoredEnvelope] = []
+            more = 0
+            if limit:
+                envs = await self.store.fetch(cmd.rid, 0, limit + 1, MAX_FETCH_BYTES, self.now())
+                if len(envs) > limit:
+                    envs, more = envs[:limit], 1
+                elif sum(len(e.ct) for e in envs) >= MAX_FETCH_BYTES // 2:
+                    more = 1
+            await self.store.touch_mailbox(cmd.rid, self.now())
+        return EnvelopesFetched(id=request_id, envs=tuple(envs), more=more)
+
+    async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:
+        with storage_errors():
+            n = await self.store.ack(rid, seqs)
+        self.metrics.inc("acked", amount=n)
+        return n
+
+    def check_deposit(self, frame: Deposit) -> None:
+        """Checks that need no storage (protocol.md §5.1).
+
+        Raises:
+            RelayError: ``TOO_LARGE`` or ``MALFORMED``.
+        """
+        if len(frame.ct) > self.config.max_envelope_bytes:
+            raise RelayError(ErrorCode.TOO_LARGE)
+        if len(frame.ct) not in _BUCKETS or frame.flags & ~KNOWN_FLAGS:
+            raise RelayError(ErrorCode.MALFORMED)
+
+    async def deposit(self, frame: Deposit) -> None:
+        """Store (or, if online-only, push) one envelope; returns once durably stored.
+
+        Raises:
+            RelayError: ``TOO_LARGE``, ``MALFORMED``, ``AUTH``, ``QUOTA``, ``UNAVAILABLE``,
+                ``STORAGE_FULL``.
+        """
+        self.check_deposit(frame)
+        now = self.now()
+        if frame.flags & FLAG_ONLINE_ONLY:
+            with storage_errors():
+                rid = await self.store.resolve_sid(frame.sid, now)
+            if rid is None:
+                raise RelayError(ErrorCode.AUTH)
+            env = StoredEnvelope(
+                seq=0, eid=frame.eid, ts=now, flags=frame.flags, ct=frame.ct, fc=frame.fc
+            )
+            await self.wakeups.publish(WakeEvent(kind="online", rid=rid, env=env))
+            self.metrics.inc("deposits", "online")
+            return
+        with storage_errors():
+            outcome = await self.store.deposit(
+                frame.sid, frame.eid, frame.flags, frame.ct, frame.fc, now
+            )
+        if outcome.duplicate:
+            self.metrics.inc("deposits", "duplicate")
+            return
+        self.metrics.inc("deposits", "stored")
+        env = StoredEnvelope(
+            seq=outcome.seq, eid=frame.eid, ts=outcome.ts, flags=frame.flags, ct=frame.ct,
+            fc=frame.fc,
+        )
+        await self.wakeups.publish(
+            WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env)
+        )
+
+    async def purge_expired(self) -> int:
+        with storage_errors():
+            return await self.store.purge_expired(self.now())
+
+
+def op_allowed_over_http(op: str) -> bool:
+    return op in (OP_CREATE, OP_DELETE, OP_FETCH)

@@ -1,0 +1,790 @@
+"""Redis envelope store and cross-process wake-ups (``redis.asyncio``).
+
+Theory of operation
+-------------------
+Every key of one mailbox carries the hash tag ``{<rid hex>}``, so on Redis Cluster they live
+in one slot and every script touches a single slot::
+
+    <prefix>m:{rid}   hash: send id, owner key, created/active day, last seq, counters
+    <prefix>q:{rid}   zset: seq by seq (FIFO)        <prefix>x:{rid}  zset: seq by expiry
+    <prefix>e:{rid}   hash: seq -> envelope blob
+    <prefix>d:{rid}   hash: eid -> "seq:ts:expiry"   <prefix>y:{rid}  zset: eid by expiry
+    <prefix>w:{rid}   pub/sub channel of the mailbox (never a key)
+
+The send-id index ``<prefix>s:{sid}`` (value: rid) lives in another slot. A deposit reads it
+(or a bounded in-process cache of it) and then runs the deposit script on the rid slot; the
+script checks that the mailbox record still names that send id, so a deleted or recreated
+mailbox is never written through a stale index. Challenges are ``<prefix>c:<nonce hex>``.
+
+Every write is a Lua script (``register_script``) that is safe to retry, because redis-py
+retries commands after connection errors: a repeated deposit finds its dedupe record, a
+repeated ack or delete finds nothing left to delete. Every key has a TTL: envelope keys are
+refreshed to the envelope TTL on insert, dedupe keys to the dedupe window, the mailbox record
+and its index to the idle period (refreshed by ``touch_mailbox``), challenges to their own
+expiry. The contract (expiry as seen by the ``now`` argument) is enforced by the scripts;
+TTLs are garbage collection with a little slack for clock differences.
+
+Durability: with ``appendonly yes`` and ``appendfsync always`` Redis fsyncs the AOF before it
+replies, so a deposit that returned is on disk. ``durability="relaxed"`` accepts
+``appendfsync everysec`` (up to about one second of acknowledged envelopes, two in the worst
+case, can be lost if the Redis host crashes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from typing import Any, Final, Literal
+
+import msgpack
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError, ResponseError
+
+from clientlib.errors import WireError
+from clientlib.wire.frames import StoredEnvelope
+from clientlib.wire.limits import MAX_FRAME_SIZE
+from relay.storage._common import (
+    MSG_FULL,
+    MSG_ID_COLLISION,
+    MSG_NOT_FOUND,
+    MSG_QUOTA,
+    MSG_UNAVAILABLE,
+    day_of,
+    mailbox_deadline,
+    mailbox_expired,
+)
+from relay.storage.base import (
+    DepositOutcome,
+    IdCollision,
+    MailboxNotFound,
+    MailboxRecord,
+    QuotaExceeded,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+    StoreLimits,
+    WakeCallback,
+    WakeEvent,
+)
+from relay.storage.wakeups import ListenerRegistry
+
+__all__ = ["RedisStore", "RedisWakeups"]
+
+log = structlog.get_logger("blindrelay.storage")
+
+#: Extra seconds every TTL gets beyond the logical expiry: absorbs clock differences between
+#: relay processes and Redis, which only matters for garbage collection.
+TTL_SLACK_S: Final = 300
+#: Entries of the in-process send id -> receive id cache (about 100 bytes each).
+SID_CACHE_SIZE: Final = 65_536
+#: Keys one SCAN step asks for during purge and counting.
+SCAN_COUNT: Final = 1000
+#: Seconds to wait for Redis before answering "unavailable"; with two retries a dead Redis is
+#: reported in about ten seconds at worst, a refused connection at once.
+SOCKET_TIMEOUT_S: Final = 3.0
+CONNECT_TIMEOUT_S: Final = 2.0
+#: Largest wake-up message accepted from the channel (an online-only envelope and headers).
+MAX_WAKE_MESSAGE: Final = MAX_FRAME_SIZE + 256
+
+#: How long :meth:`RedisWakeups.sync` waits for the server to confirm subscriptions.
+SYNC_TIMEOUT_S: Final = 5.0
+
+_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]{0,64}$")
+_ENVELOPE_HEADER: Final = 4  # big-endian ciphertext length in front of each stored blob
+_DUPLICATE, _STORED, _NOT_FOUND, _QUOTA = 1, 0, -1, -2
+
+#: Script name -> shebang. Scripts that only delete may run when Redis is out of memory.
+_SCRIPTS: Final[dict[str, str]] = {
+    "create": "#!lua",
+    "touch": "#!lua flags=allow-oom",
+    "delete": "#!lua flags=allow-oom",
+    "deposit": "#!lua",
+    "fetch": "#!lua flags=allow-oom",
+    "ack": "#!lua flags=allow-oom",
+    "purge": "#!lua flags=allow-oom",
+    "put_challenge": "#!lua",
+    "unlink_if": "#!lua flags=allow-oom",
+}
+
+
+def _load_script(name: str) -> str:
+    package = resources.files("relay.storage")
+    lib = package.joinpath("redis_lib.lua").read_text(encoding="utf-8")
+    body = package.joinpath(f"redis_{name}.lua").read_text(encoding="utf-8")
+    return f"{_SCRIPTS[name]}\n{lib}\n{body}"
+
+
+@contextlib.contextmanager
+def _redis_errors() -> Iterator[None]:
+    """Translate redis-py failures into the store's errors (messages carry no ids)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except ResponseError as exc:
+        text = str(exc)
+        if text.startswith(("OOM", "MISCONF")) or "No space left" in text:
+            raise StorageFull(MSG_FULL) from exc
+        raise StorageUnavailable(MSG_UNAVAILABLE) from exc
+    except (RedisError, OSError) as exc:
+        raise StorageUnavailable(MSG_UNAVAILABLE) from exc
+
+
+def _make_client(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), retries=2),
+        health_check_interval=30,
+    )
+
+
+def _check_prefix(prefix: str) -> str:
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise ValueError("key prefix must be up to 64 characters of [A-Za-z0-9_.:-]")
+    return prefix
+
+
+def _bytes(value: object) -> bytes | None:
+    """Narrow a redis-py reply (bytes, since responses are not decoded) for the type checker."""
+    if value is None:
+        return None
+    assert isinstance(value, bytes)
+    return value
+
+
+def _tag(ident: bytes) -> str:
+    return "{" + ident.hex() + "}"
+
+
+class RedisStore:
+    """An :class:`~relay.storage.base.EnvelopeStore` on Redis (single node or Cluster-ready).
+
+    Args:
+        url: ``redis://`` or ``rediss://`` URL (``unix://`` works too).
+        limits: quotas and expiry periods.
+        durability: ``"strict"`` requires ``appendonly yes`` with ``appendfsync always``;
+            ``"relaxed"`` also accepts ``appendfsync everysec`` (about 1 s loss window).
+        key_prefix: prefix of every key and channel, default ``br:``.
+    """
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        limits: StoreLimits,
+        *,
+        durability: Literal["strict", "relaxed"] = "strict",
+        key_prefix: str = "br:",
+    ) -> None:
+        if durability not in ("strict", "relaxed"):
+            raise ValueError("durability must be 'strict' or 'relaxed'")
+        self._limits = limits
+        self._mode = durability
+        self._prefix = _check_prefix(key_prefix)
+        self._client = _make_client(url)
+        self._scripts: dict[str, AsyncScript] = {
+            name: self._client.register_script(_load_script(name)) for name in _SCRIPTS
+        }
+        self._sid_cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._closed = False
+
+    # --- keys ----------------------------------------------------------------------------
+
+    def _mailbox_keys(self, rid: bytes) -> list[str]:
+        tag, p = _tag(rid), self._prefix
+        return [f"{p}{kind}:{tag}" for kind in ("m", "q", "e", "x", "d", "y")]
+
+    def _sid_key(self, sid: bytes) -> str:
+        return f"{self._prefix}s:{_tag(sid)}"
+
+    def _challenge_key(self, nonce: bytes) -> str:
+        return f"{self._prefix}c:{nonce.hex()}"
+
+    def _mailbox_ttl(self, now: int) -> int:
+        return mailbox_deadline(day_of(now), self._limits) - now + TTL_SLACK_S
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        with _redis_errors():
+            return await self._scripts[name](keys=list(keys), args=list(args))
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Check that Redis answers and is configured durably enough for the chosen mode.
+
+        Raises:
+            StorageUnavailable: Redis cannot be reached, or its persistence settings can lose
+                acknowledged envelopes beyond what ``durability`` accepts.
+        """
+        await self.ping()
+        strict = self._mode == "strict"
+        refused = [msg for msg, relaxed_ok in await self._durability() if strict or not relaxed_ok]
+        if refused:
+            raise StorageUnavailable("storage is not durable: " + "; ".join(refused))
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self._client.aclose()
+
+    async def _durability(self) -> list[tuple[str, bool]]:
+        """Return ``(problem, acceptable in relaxed mode)`` pairs."""
+        with _redis_errors():
+            try:
+                cfg = await self._client.config_get("append*")
+                cfg.update(await self._client.config_get("maxmemory-policy"))
+            except ResponseError:
+                return [("redis CONFIG GET is not allowed; persistence cannot be verified", False)]
+        out: list[tuple[str, bool]] = []
+        if cfg.get("appendonly") != "yes":
+            out.append(("redis appendonly is not yes: envelopes are lost on restart", False))
+        elif cfg.get("appendfsync") == "everysec":
+            out.append(
+                (
+                    "redis appendfsync is everysec: about 1 s (2 s worst case) of acknowledged"
+                    " envelopes can be lost if the Redis host crashes",
+                    True,
+                )
+            )
+        elif cfg.get("appendfsync") != "always":
+            out.append(
+                ("redis appendfsync is no: the OS decides when envelopes reach the disk", False)
+            )
+        policy = cfg.get("maxmemory-policy", "noeviction")
+        if policy != "noeviction":
+            out.append((f"redis maxmemory-policy is {policy}: stored keys can be evicted", False))
+        return out
+
+    async def durability_problems(self) -> list[str]:
+        """Read ``CONFIG GET appendonly/appendfsync/maxmemory-policy`` and report risks.
+
+        In relaxed mode the everysec loss window is still reported (it is a real risk), but
+        :meth:`open` accepts it.
+
+        Raises:
+            StorageUnavailable: Redis cannot be reached.
+        """
+        return [msg for msg, _ in await self._durability()]
+
+    async def ping(self) -> None:
+        """Send ``PING``.
+
+        Raises:
+            StorageUnavailable: Redis does not answer.
+        """
+        with _redis_errors():
+            await self._client.ping()
+
+    # --- mailboxes -----------------------------------------------------------------------
+
+    async def create_mailbox(self, record: MailboxRecord, now: int) -> None:
+        """Create the mailbox record, then its send-id index (both steps are retry-safe).
+
+        Raises:
+            IdCollision: ``record.rid`` or ``record.sid`` is used by a live mailbox.
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        ttl = self._mailbox_ttl(now)
+        keys = self._mailbox_keys(record.rid)
+        created = await self._run(
+            "create",
+            keys,
+            [
+                record.sid,
+                record.owner_key,
+                record.created_day,
+                now,
+                self._limits.mailbox_idle_ttl_s,
+                day_of(now),
+                ttl,
+            ],
+        )
+        if not created:
+            raise IdCollision(MSG_ID_COLLISION)
+        sid_key = self._sid_key(record.sid)
+        with _redis_errors():
+            if await self._client.set(sid_key, record.rid, nx=True, ex=ttl):
+                return
+            other = _bytes(await self._client.get(sid_key))
+        if other == record.rid:
+            return  # a retry of this very creation
+        if other is not None and await self._live_rid_for(other, record.sid, now):
+            await self._run("delete", keys, [record.sid])
+            raise IdCollision(MSG_ID_COLLISION)
+        with _redis_errors():
+            await self._client.set(sid_key, record.rid, ex=ttl)
+
+    async def _live_rid_for(self, rid: bytes, sid: bytes, now: int) -> bool:
+        """Return True if ``rid`` names a live mailbox whose send id is ``sid``."""
+        with _redis_errors():
+            found_sid, ad = map(
+                _bytes, await self._client.hmget(self._mailbox_keys(rid)[0], ["sid", "ad"])
+            )
+        return (
+            found_sid == sid and ad is not None and not mailbox_expired(int(ad), now, self._limits)
+        )
+
+    async def get_mailbox(self, rid: bytes, now: int) -> MailboxRecord | None:
+        """Return the live mailbox with receive id ``rid``, or None.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        with _redis_errors():
+            sid, owner_key, cd, ad = map(
+                _bytes,
+                await self._client.hmget(self._mailbox_keys(rid)[0], ["sid", "ok", "cd", "ad"]),
+            )
+        if (
+            sid is None
+            or owner_key is None
+            or cd is None
+            or ad is None
+            or mailbox_expired(int(ad), now, self._limits)
+        ):
+            return None
+        return MailboxRecord(rid=rid, sid=sid, owner_key=owner_key, created_day=int(cd))
+
+    async def resolve_sid(self, sid: bytes, now: int) -> bytes | None:
+        """Return the receive id of the live mailbox with send id ``sid``, or None.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        rid = await self._rid_for_sid(sid, use_cache=True)
+        if rid is not None and not await self._live_rid_for(rid, sid, now):
+            self._sid_cache.pop(sid, None)
+            rid = await self._rid_for_sid(sid, use_cache=False)
+            if rid is not None and not await self._live_rid_for(rid, sid, now):
+                return None
+        return rid
+
+    async def _rid_for_sid(self, sid: bytes, *, use_cache: bool) -> bytes | None:
+        if use_cache:
+            rid = self._sid_cache.get(sid)
+            if rid is not None:
+                self._sid_cache.move_to_end(sid)
+                return rid
+        with _redis_errors():
+            rid = _bytes(await self._client.get(self._sid_key(sid)))
+        if rid is not None:
+            self._sid_cache[sid] = rid
+            self._sid_cache.move_to_end(sid)
+            while len(self._sid_cache) > SID_CACHE_SIZE:
+                self._sid_cache.popitem(last=False)
+        return rid
+
+    async def touch_mailbox(self, rid: bytes, now: int) -> None:
+        """Record owner activity for today; refreshes the record's and index's TTLs.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        ttl = self._mailbox_ttl(now)
+        sid = await self._run(
+            "touch",
+            self._mailbox_keys(rid)[:1],
+            [now, self._limits.mailbox_idle_ttl_s, day_of(now), ttl],
+        )
+        if sid:
+            with _redis_errors():
+                await self._client.expire(self._sid_key(sid), ttl)
+
+    async def delete_mailbox(self, rid: bytes) -> bool:
+        """Delete the mailbox's keys in one script, then its send-id index.
+
+        From the first step on, the send id no longer resolves (the deposit script checks the
+        record), so the mailbox is gone at once even if the second step fails.
+
+        Returns:
+            False if no mailbox record had receive id ``rid``.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        deleted, sid = await self._run("delete", self._mailbox_keys(rid), [""])
+        if not deleted:
+            return False
+        self._sid_cache.pop(sid, None)
+        await self._run("unlink_if", [self._sid_key(sid)], [rid])
+        return True
+
+    # --- envelopes -----------------------------------------------------------------------
+
+    async def deposit(
+        self, sid: bytes, eid: bytes, flags: int, ct: bytes, fc: bytes | None, now: int
+    ) -> DepositOutcome:
+        """Append an envelope atomically; returns once Redis replied (after its AOF fsync).
+
+        Raises:
+            MailboxNotFound: no live mailbox has send id ``sid``.
+            QuotaExceeded: the mailbox is at its count or byte quota.
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        limits = self._limits
+        blob = len(ct).to_bytes(_ENVELOPE_HEADER, "big") + msgpack.packb(
+            [eid, now, flags, ct, fc], use_bin_type=True
+        )
+        args = [
+            sid,
+            eid,
+            blob,
+            len(ct),
+            now,
+            now + limits.envelope_ttl_s,
+            now + limits.dedupe_window_s,
+            limits.max_envelopes,
+            limits.max_bytes,
+            limits.mailbox_idle_ttl_s,
+            limits.envelope_ttl_s + TTL_SLACK_S,
+            limits.dedupe_window_s + TTL_SLACK_S,
+        ]
+        use_cache = True
+        while True:
+            rid = await self._rid_for_sid(sid, use_cache=use_cache)
+            if rid is None:
+                raise MailboxNotFound(MSG_NOT_FOUND)
+            reply = await self._run("deposit", self._mailbox_keys(rid), args)
+            status = int(reply[0])
+            if status == _NOT_FOUND and use_cache:
+                # The cached mapping may be stale: ask the index once more.
+                self._sid_cache.pop(sid, None)
+                use_cache = False
+                continue
+            break
+        if status == _NOT_FOUND:
+            self._sid_cache.pop(sid, None)
+            raise MailboxNotFound(MSG_NOT_FOUND)
+        if status == _QUOTA:
+            raise QuotaExceeded(MSG_QUOTA)
+        return DepositOutcome(
+            rid=rid, seq=int(reply[1]), ts=int(reply[2]), duplicate=status == _DUPLICATE
+        )
+
+    async def fetch(
+        self, rid: bytes, after_seq: int, limit: int, max_bytes: int, now: int
+    ) -> list[StoredEnvelope]:
+        """Return unexpired envelopes with ``seq > after_seq`` in order; drops expired ones.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        if limit <= 0:
+            return []
+        keys = self._mailbox_keys(rid)[:4]
+        flat = await self._run(
+            "fetch", keys, [after_seq, limit, max_bytes, now, self._limits.mailbox_idle_ttl_s]
+        )
+        out: list[StoredEnvelope] = []
+        for i in range(0, len(flat), 2):
+            eid, ts, flags, ct, fc = msgpack.unpackb(flat[i + 1][_ENVELOPE_HEADER:], raw=False)
+            out.append(StoredEnvelope(seq=int(flat[i]), eid=eid, ts=ts, flags=flags, ct=ct, fc=fc))
+        return out
+
+    async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:
+        """Delete the given envelopes; unknown seqs are ignored.
+
+        Returns:
+            How many envelopes were deleted.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        wanted = sorted({int(s) for s in seqs})
+        if not wanted:
+            return 0
+        return int(await self._run("ack", self._mailbox_keys(rid)[:4], wanted))
+
+    async def purge_expired(self, now: int) -> int:
+        """Scan mailbox records; delete idle mailboxes, expired envelopes and dedupe records.
+
+        Challenges are left to their key TTL (at most ``TTL_SLACK_S`` after expiry), and
+        ``take_challenge`` never returns an expired one.
+
+        Returns:
+            Envelopes, dedupe records and mailboxes deleted.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        total = 0
+        pattern = f"{self._prefix}m:*"
+        start = len(self._prefix) + 3  # "m:{"
+        with _redis_errors():
+            async for key in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
+                try:
+                    rid = bytes.fromhex(key[start:-1].decode("ascii"))
+                except ValueError:
+                    continue
+                gone, n_env, n_dedupe, sid = await self._run(
+                    "purge", self._mailbox_keys(rid), [now, self._limits.mailbox_idle_ttl_s]
+                )
+                total += int(gone) + int(n_env) + int(n_dedupe)
+                if gone:
+                    self._sid_cache.pop(sid, None)
+                    await self._run("unlink_if", [self._sid_key(sid)], [rid])
+        return total
+
+    async def put_challenge(self, nonce: bytes, binding: bytes, expires_at: int) -> None:
+        """Remember a single-use challenge until ``expires_at``.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        value = expires_at.to_bytes(8, "big", signed=True) + binding
+        await self._run(
+            "put_challenge", [self._challenge_key(nonce)], [value, expires_at, TTL_SLACK_S]
+        )
+
+    async def take_challenge(self, nonce: bytes, now: int) -> bytes | None:
+        """Consume a challenge atomically (``GETDEL``): its binding if unexpired.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        with _redis_errors():
+            value = _bytes(await self._client.getdel(self._challenge_key(nonce)))
+        if value is None or now >= int.from_bytes(value[:8], "big", signed=True):
+            return None
+        binding: bytes = value[8:]
+        return binding
+
+    async def count_envelopes(self) -> int:
+        """Total stored envelopes (SCAN over the FIFO sets; for metrics only).
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        total = 0
+        with _redis_errors():
+            batch: list[bytes] = []
+            async for key in self._client.scan_iter(match=f"{self._prefix}q:*", count=SCAN_COUNT):
+                batch.append(key)
+                if len(batch) >= SCAN_COUNT:
+                    total += await self._zcards(batch)
+                    batch = []
+            if batch:
+                total += await self._zcards(batch)
+        return total
+
+    async def _zcards(self, keys: list[bytes]) -> int:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                _ = pipe.zcard(key)
+            return sum(int(n) for n in await pipe.execute())
+
+
+class RedisWakeups:
+    """A :class:`~relay.storage.base.Wakeups` shared by every relay process using one Redis.
+
+    Local listeners get each event at once (with its envelope). Other processes get it through
+    the mailbox's channel ``<prefix>w:{<rid hex>}`` (same hash tag as the mailbox keys, ready
+    for sharded pub/sub), as a msgpack map carrying the kind, seq, for ``online`` the
+    envelope (never stored), and a random per-process id so a process ignores its own
+    publications. One reader task receives; channels are subscribed while they have
+    listeners. Pub/sub is best effort: an event published while the connection is down is
+    lost, so subscribers must fetch after (re)subscribing.
+
+    Args:
+        url: the Redis URL.
+        key_prefix: prefix of channel names, default ``br:``.
+    """
+
+    def __init__(self, url: str, *, key_prefix: str = "br:") -> None:
+        self._prefix = _check_prefix(key_prefix)
+        self._client = _make_client(url)
+        self._pubsub: PubSub | None = None
+        self._registry = ListenerRegistry()
+        self._process_id = secrets.token_bytes(8)
+        self._control = f"{self._prefix}w:ctl:{self._process_id.hex()}".encode()
+        self._subscribed: set[bytes] = set()
+        self._dirty = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._pongs: dict[bytes, asyncio.Future[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    def _channel(self, rid: bytes) -> bytes:
+        return f"{self._prefix}w:{_tag(rid)}".encode()
+
+    async def start(self) -> None:
+        """Connect the subscriber connection and start the reader and subscription tasks.
+
+        Raises:
+            StorageUnavailable: Redis cannot be reached.
+        """
+        self._pubsub = self._client.pubsub()
+        with _redis_errors():
+            # A private control channel keeps the connection in subscribed mode, so the
+            # reader always has a connection to wait on.
+            await self._pubsub.subscribe(self._control)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._reader(), name="redis-wakeups-reader"),
+            loop.create_task(self._subscriber(), name="redis-wakeups-subscriber"),
+        ]
+        if self._registry.rids():
+            self._dirty.set()
+
+    async def aclose(self) -> None:
+        """Stop the tasks and close the connections. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for fut in self._pongs.values():
+            if not fut.done():
+                fut.cancel()
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._client.aclose()
+
+    def listen(self, rid: bytes, callback: WakeCallback) -> None:
+        """Call ``callback`` for every event about ``rid``; subscribes its channel if new."""
+        if self._registry.add(rid, callback):
+            self._dirty.set()
+
+    def unlisten(self, rid: bytes, callback: WakeCallback) -> None:
+        """Stop calling ``callback``; unsubscribes the channel when no listener is left."""
+        if self._registry.remove(rid, callback):
+            self._dirty.set()
+
+    async def sync(self) -> None:
+        """Wait until every ``listen``/``unlisten`` so far is in effect on the Redis server.
+
+        Raises:
+            StorageUnavailable: Redis did not confirm in time.
+        """
+        if self._pubsub is None:
+            raise StorageUnavailable(MSG_UNAVAILABLE)
+        token = secrets.token_bytes(8)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pongs[token] = fut
+        try:
+            await self._reconcile()
+            # PING on a subscribed connection is answered in order, after the (un)subscribe
+            # commands sent before it.
+            with _redis_errors():
+                await self._pubsub.ping(token)
+            await asyncio.wait_for(fut, SYNC_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise StorageUnavailable(MSG_UNAVAILABLE) from exc
+        finally:
+            self._pongs.pop(token, None)
+
+    async def publish(self, event: WakeEvent) -> None:
+        """Deliver ``event`` to local listeners at once, then publish it to other processes.
+
+        Raises:
+            StorageUnavailable: Redis failed (local listeners were still called).
+        """
+        self._registry.dispatch(event)
+        body: dict[str, Any] = {"p": self._process_id, "k": event.kind, "s": event.seq}
+        if event.kind == "online" and event.env is not None:
+            body["e"] = event.env.to_map()
+        with _redis_errors():
+            await self._client.publish(
+                self._channel(event.rid), msgpack.packb(body, use_bin_type=True)
+            )
+
+    # --- background tasks ----------------------------------------------------------------
+
+    async def _reconcile(self) -> None:
+        """Subscribe channels that gained listeners, unsubscribe those that lost them."""
+        async with self._lock:
+            assert self._pubsub is not None
+            wanted = {self._channel(rid) for rid in self._registry.rids()}
+            add, drop = wanted - self._subscribed, self._subscribed - wanted
+            with _redis_errors():
+                if add:
+                    await self._pubsub.subscribe(*add)
+                if drop:
+                    await self._pubsub.unsubscribe(*drop)
+            self._subscribed = wanted
+
+    async def _subscriber(self) -> None:
+        delay = 0.05
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._reconcile()
+                delay = 0.05
+            except StorageError:
+                log.warning("wakeups_subscribe_failed")
+                self._dirty.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _reader(self) -> None:
+        assert self._pubsub is not None
+        delay = 0.05
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=None)
+                delay = 0.05
+            except (RedisError, OSError):
+                # redis-py reconnects and resubscribes on the next read.
+                log.warning("wakeups_connection_lost")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if message is None:
+                continue
+            kind = message.get("type")
+            if kind == "pong":
+                fut = self._pongs.get(message.get("data") or b"")
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+            elif kind == "message":
+                self._deliver(message["channel"], message["data"])
+
+    def _deliver(self, channel: bytes, data: bytes) -> None:
+        rid = self._rid_of(channel)
+        if rid is None or not self._registry.has(rid) or len(data) > MAX_WAKE_MESSAGE:
+            return
+        try:
+            body = msgpack.unpackb(data, raw=False, strict_map_key=True)
+            if not isinstance(body, dict) or body.get("p") == self._process_id:
+                return
+            kind, seq = body["k"], body["s"]
+            if kind not in ("stored", "online", "deleted") or type(seq) is not int:
+                return
+            env = StoredEnvelope.from_map(body["e"]) if kind == "online" else None
+            if kind == "online" and env is None:
+                return
+        except (KeyError, TypeError, ValueError, WireError, msgpack.UnpackException):
+            log.warning("wakeup_message_malformed")
+            return
+        self._registry.dispatch(WakeEvent(kind=kind, rid=rid, seq=seq, env=env))
+
+    def _rid_of(self, channel: bytes) -> bytes | None:
+        head = f"{self._prefix}w:{{".encode()
+        if not channel.startswith(head) or not channel.endswith(b"}"):
+            return None
+        try:
+            return bytes.fromhex(channel[len(head) : -1].decode("ascii"))
+        except ValueError:
+            return None

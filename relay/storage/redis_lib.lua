@@ -1,0 +1,73 @@
+-- Helpers prepended to every mailbox script of relay/storage/redis.py (not a script itself).
+--
+-- Mailbox scripts receive the keys of ONE mailbox, all sharing the hash tag {<rid hex>}:
+--   KEYS[1] m  hash: sid, ok (owner key), cd (created day), ad (active day),
+--              ls (last seq, never reused), n (envelopes), b (ciphertext bytes)
+--   KEYS[2] q  sorted set: seq scored by seq (FIFO order)
+--   KEYS[3] e  hash: seq -> blob (4-byte big-endian ciphertext length || msgpack body)
+--   KEYS[4] x  sorted set: seq scored by expiry second
+--   KEYS[5] d  hash: eid -> "seq:ts:expiry" (dedupe records)
+--   KEYS[6] y  sorted set: eid scored by dedupe expiry second
+-- Times are passed in by the caller (whole seconds); the scripts never trust the Redis clock
+-- for the contract, only for key TTLs (garbage collection).
+
+local DAY = 86400
+
+local function idle_expired(active_day, now, idle_ttl)
+  return now >= (active_day + 1) * DAY + idle_ttl
+end
+
+local function blob_size(blob)
+  local b1, b2, b3, b4 = string.byte(blob, 1, 4)
+  return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+end
+
+-- Delete one envelope; returns its ciphertext size, or false if it was not there.
+local function remove_envelope(q, e, x, seq)
+  local blob = redis.call('HGET', e, seq)
+  redis.call('ZREM', q, seq)
+  redis.call('ZREM', x, seq)
+  if not blob then
+    return false
+  end
+  redis.call('HDEL', e, seq)
+  return blob_size(blob)
+end
+
+-- Delete every envelope whose expiry is <= now; returns count and bytes.
+local function remove_expired(q, e, x, now)
+  local seqs = redis.call('ZRANGEBYSCORE', x, '-inf', now)
+  local n, b = 0, 0
+  for _, seq in ipairs(seqs) do
+    local size = remove_envelope(q, e, x, seq)
+    if size then
+      n = n + 1
+      b = b + size
+    end
+  end
+  return n, b
+end
+
+-- Delete dedupe records whose expiry is <= now (at most max if max > 0); returns a count.
+local function prune_dedupe(d, y, now, max)
+  local eids
+  if max > 0 then
+    eids = redis.call('ZRANGEBYSCORE', y, '-inf', now, 'LIMIT', 0, max)
+  else
+    eids = redis.call('ZRANGEBYSCORE', y, '-inf', now)
+  end
+  for _, eid in ipairs(eids) do
+    redis.call('HDEL', d, eid)
+    redis.call('ZREM', y, eid)
+  end
+  return #eids
+end
+
+-- Subtract deleted envelopes from the counters of an existing mailbox record.
+local function uncount(m, n, b)
+  if n > 0 and redis.call('EXISTS', m) == 1 then
+    redis.call('HINCRBY', m, 'n', -n)
+    redis.call('HINCRBY', m, 'b', -b)
+  end
+end
+

@@ -1,0 +1,847 @@
+"""SQLite envelope store: stdlib :mod:`sqlite3`, WAL, ``synchronous=FULL``, group commit.
+
+Theory of operation
+-------------------
+One dedicated *writer thread* owns the only writing connection. Every write (deposit, ack,
+create, delete, touch, purge chunk, challenge) is queued as an operation; the writer takes
+every operation waiting in the queue and applies them in ONE transaction, each inside its own
+``SAVEPOINT`` so a failing operation (quota, collision) is rolled back alone without poisoning
+its neighbours. After ``COMMIT`` (one fsync of the WAL for the whole batch) the writer resolves
+each operation's asyncio future with ``loop.call_soon_threadsafe``. A deposit therefore
+returns only once its batch is durable, and under load the cost of the fsync is shared.
+
+Reads (``fetch``, ``get_mailbox``, counts) go through a second connection owned by a
+single-thread executor; in WAL mode they never block the writer and see every committed batch.
+
+Schema versions
+---------------
+``SCHEMA_VERSION`` is stored in ``PRAGMA user_version``. Remember to update the list below and
+to add a migration to ``_MIGRATIONS`` when you change the schema.
+
+Changes in SCHEMA_VERSION = 1:
+    Initial schema: ``mailboxes`` (with ``last_seq`` so sequence numbers are never reused,
+    day-coarse ``created_day``/``active_day``, envelope and byte counters for quotas),
+    ``envelopes``, ``dedupe`` (``(mailbox, eid) -> seq`` for the dedupe window) and
+    ``challenges``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from clientlib.wire.frames import StoredEnvelope
+from relay.storage._common import (
+    MSG_CLOSED,
+    MSG_FULL,
+    MSG_ID_COLLISION,
+    MSG_NOT_FOUND,
+    MSG_QUOTA,
+    MSG_UNAVAILABLE,
+    day_of,
+    mailbox_expired,
+)
+from relay.storage.base import (
+    SECONDS_PER_DAY,
+    DepositOutcome,
+    IdCollision,
+    MailboxNotFound,
+    MailboxRecord,
+    QuotaExceeded,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+    StoreLimits,
+)
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION: Final = 1  # remember to update the changelog in the module docstring
+
+#: Most operations one transaction may hold. Bounds the latency a batch adds to its first
+#: operation and the size of one WAL commit; 1024 deposits of 64 KiB is 64 MiB at worst.
+MAX_BATCH_OPS: Final = 1024
+#: Rows one purge step deletes before yielding the writer to waiting deposits.
+PURGE_CHUNK_ROWS: Final = 2000
+#: Mailboxes one purge step deletes (each cascades to up to ``max_envelopes`` rows).
+PURGE_CHUNK_MAILBOXES: Final = 50
+#: How long a connection waits for a lock held by another process before failing.
+BUSY_TIMEOUT_MS: Final = 5000
+
+_SCHEMA_V1: Final = """
+CREATE TABLE mailboxes (
+    id          INTEGER PRIMARY KEY,
+    rid         BLOB NOT NULL UNIQUE,
+    sid         BLOB NOT NULL UNIQUE,
+    owner_key   BLOB NOT NULL,
+    created_day INTEGER NOT NULL,
+    active_day  INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL DEFAULT 0,
+    n_envelopes INTEGER NOT NULL DEFAULT 0,
+    n_bytes     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX mailboxes_active_day ON mailboxes(active_day);
+CREATE TABLE envelopes (
+    mbox       INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    eid        BLOB NOT NULL,
+    ts         INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    flags      INTEGER NOT NULL,
+    ct         BLOB NOT NULL,
+    fc         BLOB,
+    PRIMARY KEY (mbox, seq)
+);
+CREATE INDEX envelopes_expires_at ON envelopes(expires_at);
+CREATE TABLE dedupe (
+    mbox       INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    eid        BLOB NOT NULL,
+    seq        INTEGER NOT NULL,
+    ts         INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (mbox, eid)
+) WITHOUT ROWID;
+CREATE INDEX dedupe_expires_at ON dedupe(expires_at);
+CREATE TABLE challenges (
+    nonce      BLOB PRIMARY KEY,
+    binding    BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX challenges_expires_at ON challenges(expires_at);
+"""
+
+#: ``_MIGRATIONS[v]`` upgrades a database at version ``v - 1`` to version ``v``.
+_MIGRATIONS: Final[dict[int, str]] = {1: _SCHEMA_V1}
+
+_SYNCHRONOUS_FULL: Final = 2
+
+
+def _map_error(exc: BaseException) -> StorageError:
+    """Translate a database failure into the store's error vocabulary (no ids in messages)."""
+    if isinstance(exc, StorageError):
+        return exc
+    full = False
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        full = (isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL) or (
+            "database or disk is full" in str(exc)
+        )
+    elif isinstance(exc, OSError):
+        full = exc.errno == errno.ENOSPC
+    err: StorageError = StorageFull(MSG_FULL) if full else StorageUnavailable(MSG_UNAVAILABLE)
+    err.__cause__ = exc
+    return err
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """Resolve ``fut`` on its loop unless the caller gave up on it."""
+    if fut.cancelled():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+@dataclass(slots=True)
+class _Op:
+    """One queued write: a function of the writer connection and where to send its result."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = field(default=None)
+
+
+_STOP: Final = object()
+
+
+class SQLiteStore:
+    """An :class:`~relay.storage.base.EnvelopeStore` in one SQLite file.
+
+    Args:
+        path: the database file; created with mode 0600 if missing (an existing file is
+            tightened to 0600). ``-wal`` and ``-shm`` files inherit that mode.
+        limits: quotas and expiry periods.
+        max_db_bytes: optional cap on the database size (``PRAGMA max_page_count``); writes
+            beyond it fail with :class:`StorageFull` like a full disk would.
+    """
+
+    backend = "sqlite"
+
+    def __init__(
+        self, path: str | Path, limits: StoreLimits, *, max_db_bytes: int | None = None
+    ) -> None:
+        self._path = Path(path)
+        self._limits = limits
+        self._max_db_bytes = max_db_bytes
+        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._open = False
+        self._lock = threading.Lock()  # guards _open against concurrent submit/close
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create or migrate the schema and start the writer and reader threads.
+
+        Raises:
+            StorageUnavailable: the file cannot be opened, its schema is newer than this
+                relay, or it cannot run in WAL mode with ``synchronous=FULL``.
+        """
+        if self._open:
+            return
+        try:
+            await asyncio.to_thread(self._prepare_file)
+        except OSError as exc:
+            raise _map_error(exc) from exc
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writer = threading.Thread(
+            target=self._writer_main,
+            args=(asyncio.get_running_loop(), ready),
+            name="sqlite-writer",
+            daemon=True,
+        )
+        self._writer.start()
+        try:
+            await ready
+        except BaseException:
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+            raise
+        self._open = True
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+        try:
+            await self._read(lambda _c: None)
+            problems = await self.durability_problems()
+        except BaseException:
+            await self.aclose()
+            raise
+        if problems:
+            await self.aclose()
+            raise StorageUnavailable("storage is not durable: " + "; ".join(problems))
+
+    def _prepare_file(self) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self._path, 0o600)
+
+    async def aclose(self) -> None:
+        """Apply every queued write, then close both connections and stop the threads."""
+        with self._lock:
+            was_open, self._open = self._open, False
+        if self._writer is not None:
+            if was_open:
+                self._queue.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await asyncio.get_running_loop().run_in_executor(reader, self._close_reader)
+            await asyncio.to_thread(reader.shutdown, True)
+
+    def _close_reader(self) -> None:
+        if self._rconn is not None:
+            self._rconn.close()
+            self._rconn = None
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, cached_statements=64
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA synchronous=FULL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _init_writer(self, conn: sqlite3.Connection) -> None:
+        # auto_vacuum only takes effect before the first table exists (or after VACUUM).
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StorageUnavailable("database cannot run in WAL mode")
+        if self._max_db_bytes is not None:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count={max(1, self._max_db_bytes // page_size)}")
+        if version > SCHEMA_VERSION:
+            raise StorageUnavailable("database schema is newer than this relay")
+        if version < SCHEMA_VERSION:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[v].split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # --- the writer thread ---------------------------------------------------------------
+
+    def _writer_main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, ready, None, _map_error(exc))
+            return
+        try:
+            try:
+                self._init_writer(conn)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, ready, None, _map_error(exc))
+                return
+            loop.call_soon_threadsafe(_settle, ready, None, None)
+            self._writer_loop(conn)
+        finally:
+            conn.close()
+
+    def _writer_loop(self, conn: sqlite3.Connection) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch: list[_Op] = []
+            while True:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, _Op):
+                    batch.append(item)
+                if len(batch) >= MAX_BATCH_OPS:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._apply_batch(conn, batch)
+        # Anything queued after the stop marker (a race with aclose) fails cleanly.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Op):
+                item.loop.call_soon_threadsafe(
+                    _settle, item.future, None, StorageUnavailable(MSG_CLOSED)
+                )
+
+    def _apply_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        """Apply ``batch`` in one transaction, one savepoint per operation, then resolve."""
+        done: list[_Op] = []  # applied in the current transaction, awaiting COMMIT
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._fail_all(batch, _map_error(exc))
+            return
+        for op in batch:
+            try:
+                conn.execute("SAVEPOINT op")
+            except sqlite3.Error as exc:
+                op.error = _map_error(exc)
+                self._resolve([op])
+                continue
+            try:
+                op.result = op.fn(conn)
+            except BaseException as exc:
+                op.error = _map_error(exc)
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    except sqlite3.Error:
+                        self._abandon(conn, done, exc)
+                        done = []
+                else:
+                    # SQLite rolled the whole transaction back (e.g. SQLITE_FULL): every
+                    # operation applied so far in it is lost, so they fail too.
+                    self._fail_all(done, op.error)
+                    done = []
+                self._resolve([op])
+                if not conn.in_transaction:
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                    except sqlite3.Error as exc2:
+                        rest = batch[batch.index(op) + 1 :]
+                        self._fail_all(rest, _map_error(exc2))
+                        return
+                continue
+            try:
+                conn.execute("RELEASE op")
+            except sqlite3.Error as exc:
+                op.error = _map_error(exc)
+                self._resolve([op])
+                continue
+            done.append(op)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._abandon(conn, done, exc)
+            return
+        self._resolve(done)
+
+    def _abandon(self, conn: sqlite3.Connection, ops: list[_Op], exc: BaseException) -> None:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        self._fail_all(ops, _map_error(exc))
+
+    def _fail_all(self, ops: Sequence[_Op], error: StorageError) -> None:
+        for op in ops:
+            op.result, op.error = None, error
+        self._resolve(ops)
+
+    @staticmethod
+    def _resolve(ops: Sequence[_Op]) -> None:
+        for op in ops:
+            op.loop.call_soon_threadsafe(_settle, op.future, op.result, op.error)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if not self._open:
+                raise StorageUnavailable(MSG_CLOSED)
+            self._queue.put(_Op(fn, loop, fut))
+        return await fut
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._reader is None or not self._open:
+            raise StorageUnavailable(MSG_CLOSED)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._reader, partial(self._run_read, fn)
+            )
+        except StorageError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise _map_error(exc) from exc
+
+    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._rconn is None:
+            self._rconn = self._connect()
+        return fn(self._rconn)
+
+    # --- EnvelopeStore -------------------------------------------------------------------
+
+    async def durability_problems(self) -> list[str]:
+        """Report if the writer does not run in WAL mode with ``synchronous=FULL``.
+
+        Raises:
+            StorageUnavailable: the database cannot be queried.
+        """
+
+        def check(conn: sqlite3.Connection) -> tuple[str, int]:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+            return str(mode).lower(), int(sync)
+
+        mode, sync = await self._write(check)
+        problems = []
+        if mode != "wal":
+            problems.append(f"sqlite journal_mode is {mode}, not wal")
+        if sync != _SYNCHRONOUS_FULL:
+            problems.append(f"sqlite synchronous is {sync}, not FULL (2)")
+        return problems
+
+    async def ping(self) -> None:
+        """Run a trivial query on the read connection.
+
+        Raises:
+            StorageUnavailable: the database does not answer.
+        """
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def create_mailbox(self, record: MailboxRecord, now: int) -> None:
+        """Create a mailbox (an idle-expired mailbox holding one of its ids is removed first).
+
+        Raises:
+            IdCollision: ``record.rid`` or ``record.sid`` is used by a live mailbox.
+            StorageUnavailable: the database failed.
+            StorageFull: the disk or the database size cap is full.
+        """
+        limits = self._limits
+
+        def op(conn: sqlite3.Connection) -> None:
+            rows = conn.execute(
+                "SELECT id, active_day FROM mailboxes WHERE rid = ? OR sid = ?",
+                (record.rid, record.sid),
+            ).fetchall()
+            for mbox, active_day in rows:
+                if not mailbox_expired(active_day, now, limits):
+                    raise IdCollision(MSG_ID_COLLISION)
+                conn.execute("DELETE FROM mailboxes WHERE id = ?", (mbox,))
+            conn.execute(
+                "INSERT INTO mailboxes (rid, sid, owner_key, created_day, active_day)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (record.rid, record.sid, record.owner_key, record.created_day, day_of(now)),
+            )
+
+        await self._write(op)
+
+    async def get_mailbox(self, rid: bytes, now: int) -> MailboxRecord | None:
+        """Return the live mailbox with receive id ``rid``, or None.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> MailboxRecord | None:
+            row = conn.execute(
+                "SELECT sid, owner_key, created_day, active_day FROM mailboxes WHERE rid = ?",
+                (rid,),
+            ).fetchone()
+            if row is None or mailbox_expired(row[3], now, self._limits):
+                return None
+            return MailboxRecord(rid=rid, sid=row[0], owner_key=row[1], created_day=row[2])
+
+        return await self._read(op)
+
+    async def resolve_sid(self, sid: bytes, now: int) -> bytes | None:
+        """Return the receive id of the live mailbox with send id ``sid``, or None.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute(
+                "SELECT rid, active_day FROM mailboxes WHERE sid = ?", (sid,)
+            ).fetchone()
+            if row is None or mailbox_expired(row[1], now, self._limits):
+                return None
+            rid: bytes = row[0]
+            return rid
+
+        return await self._read(op)
+
+    async def touch_mailbox(self, rid: bytes, now: int) -> None:
+        """Record owner activity for today; writes only when the day changes.
+
+        Raises:
+            StorageUnavailable: the database failed.
+            StorageFull: the disk is full.
+        """
+        today = day_of(now)
+
+        def check(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT active_day FROM mailboxes WHERE rid = ?", (rid,)).fetchone()
+            return (
+                row is not None
+                and row[0] < today
+                and not mailbox_expired(row[0], now, self._limits)
+            )
+
+        if not await self._read(check):
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT active_day FROM mailboxes WHERE rid = ?", (rid,)).fetchone()
+            if row is not None and not mailbox_expired(row[0], now, self._limits):
+                conn.execute(
+                    "UPDATE mailboxes SET active_day = ? WHERE rid = ? AND active_day < ?",
+                    (today, rid, today),
+                )
+
+        await self._write(op)
+
+    async def delete_mailbox(self, rid: bytes) -> bool:
+        """Delete a mailbox, its envelopes and dedupe records in one transaction.
+
+        Returns:
+            False if no mailbox had receive id ``rid``.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM mailboxes WHERE rid = ?", (rid,)).rowcount > 0
+
+        return await self._write(op)
+
+    async def deposit(
+        self, sid: bytes, eid: bytes, flags: int, ct: bytes, fc: bytes | None, now: int
+    ) -> DepositOutcome:
+        """Append an envelope; returns once the transaction holding it is committed.
+
+        Raises:
+            MailboxNotFound: no live mailbox has send id ``sid``.
+            QuotaExceeded: the mailbox is at its count or byte quota.
+            StorageUnavailable: the database failed.
+            StorageFull: the disk or the database size cap is full.
+        """
+        limits = self._limits
+        size = len(ct)
+
+        def op(conn: sqlite3.Connection) -> DepositOutcome:
+            row = conn.execute(
+                "SELECT id, rid, active_day, last_seq, n_envelopes, n_bytes"
+                " FROM mailboxes WHERE sid = ?",
+                (sid,),
+            ).fetchone()
+            if row is None or mailbox_expired(row[2], now, limits):
+                raise MailboxNotFound(MSG_NOT_FOUND)
+            mbox, rid, _, last_seq, n_env, n_bytes = row
+            dup = conn.execute(
+                "SELECT seq, ts, expires_at FROM dedupe WHERE mbox = ? AND eid = ?", (mbox, eid)
+            ).fetchone()
+            if dup is not None and now < dup[2]:
+                return DepositOutcome(rid=rid, seq=dup[0], ts=dup[1], duplicate=True)
+            if n_env + 1 > limits.max_envelopes or n_bytes + size > limits.max_bytes:
+                freed_n, freed_b = _delete_expired_of(conn, mbox, now)
+                n_env, n_bytes = n_env - freed_n, n_bytes - freed_b
+                if n_env + 1 > limits.max_envelopes or n_bytes + size > limits.max_bytes:
+                    raise QuotaExceeded(MSG_QUOTA)
+            seq = last_seq + 1
+            conn.execute(
+                "INSERT INTO envelopes (mbox, seq, eid, ts, expires_at, flags, ct, fc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (mbox, seq, eid, now, now + limits.envelope_ttl_s, flags, ct, fc),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO dedupe (mbox, eid, seq, ts, expires_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (mbox, eid, seq, now, now + limits.dedupe_window_s),
+            )
+            conn.execute(
+                "UPDATE mailboxes SET last_seq = ?, n_envelopes = ?, n_bytes = ? WHERE id = ?",
+                (seq, n_env + 1, n_bytes + size, mbox),
+            )
+            return DepositOutcome(rid=rid, seq=seq, ts=now, duplicate=False)
+
+        return await self._write(op)
+
+    async def fetch(
+        self, rid: bytes, after_seq: int, limit: int, max_bytes: int, now: int
+    ) -> list[StoredEnvelope]:
+        """Return unexpired envelopes with ``seq > after_seq`` in order (see the protocol).
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+        if limit <= 0:
+            return []
+
+        def op(conn: sqlite3.Connection) -> list[StoredEnvelope]:
+            row = conn.execute(
+                "SELECT id, active_day FROM mailboxes WHERE rid = ?", (rid,)
+            ).fetchone()
+            if row is None or mailbox_expired(row[1], now, self._limits):
+                return []
+            out: list[StoredEnvelope] = []
+            total = 0
+            cur = conn.execute(
+                "SELECT seq, eid, ts, flags, ct, fc FROM envelopes"
+                " WHERE mbox = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
+                (row[0], after_seq, now, limit),
+            )
+            try:
+                for seq, eid, ts, flags, ct, fc in cur:
+                    total += len(ct)
+                    if out and total > max_bytes:
+                        break
+                    out.append(StoredEnvelope(seq=seq, eid=eid, ts=ts, flags=flags, ct=ct, fc=fc))
+            finally:
+                cur.close()
+            return out
+
+        return await self._read(op)
+
+    async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:
+        """Delete the given envelopes of mailbox ``rid``; unknown seqs are ignored.
+
+        Returns:
+            How many envelopes were deleted.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return 0
+
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT id FROM mailboxes WHERE rid = ?", (rid,)).fetchone()
+            if row is None:
+                return 0
+            mbox = row[0]
+            count = size = 0
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                marks = ",".join("?" * len(part))
+                for (n,) in conn.execute(
+                    f"DELETE FROM envelopes WHERE mbox = ? AND seq IN ({marks})"  # noqa: S608
+                    " RETURNING length(ct)",
+                    (mbox, *part),
+                ).fetchall():
+                    count += 1
+                    size += n
+            if count:
+                conn.execute(
+                    "UPDATE mailboxes SET n_envelopes = n_envelopes - ?, n_bytes = n_bytes - ?"
+                    " WHERE id = ?",
+                    (count, size, mbox),
+                )
+            return count
+
+        return await self._write(op)
+
+    async def purge_expired(self, now: int) -> int:
+        """Delete expired envelopes, dedupe records, challenges and idle mailboxes.
+
+        Works in small transactions so waiting deposits are not held up, then returns free
+        pages to the file system (``incremental_vacuum``) and checkpoints the WAL so deleted
+        content does not linger in it.
+
+        Returns:
+            The number of rows deleted (cascaded rows of deleted mailboxes not counted).
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+        limits = self._limits
+        cutoff_day = (now - limits.mailbox_idle_ttl_s) // SECONDS_PER_DAY - 1
+
+        def mailboxes(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM mailboxes WHERE id IN"
+                " (SELECT id FROM mailboxes WHERE active_day <= ? LIMIT ?)",
+                (cutoff_day, PURGE_CHUNK_MAILBOXES),
+            ).rowcount
+
+        def envelopes(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "DELETE FROM envelopes WHERE rowid IN"
+                " (SELECT rowid FROM envelopes WHERE expires_at <= ? LIMIT ?)"
+                " RETURNING mbox, length(ct)",
+                (now, PURGE_CHUNK_ROWS),
+            ).fetchall()
+            _uncount(conn, rows)
+            return len(rows)
+
+        def dedupe(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM dedupe WHERE (mbox, eid) IN"
+                " (SELECT mbox, eid FROM dedupe WHERE expires_at <= ? LIMIT ?)",
+                (now, PURGE_CHUNK_ROWS),
+            ).rowcount
+
+        def challenges(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM challenges WHERE nonce IN"
+                " (SELECT nonce FROM challenges WHERE expires_at <= ? LIMIT ?)",
+                (now, PURGE_CHUNK_ROWS),
+            ).rowcount
+
+        total = 0
+        for step, chunk in (
+            (mailboxes, PURGE_CHUNK_MAILBOXES),
+            (envelopes, PURGE_CHUNK_ROWS),
+            (dedupe, PURGE_CHUNK_ROWS),
+            (challenges, PURGE_CHUNK_ROWS),
+        ):
+            while True:
+                n = await self._write(step)
+                total += n
+                if n < chunk:
+                    break
+        if total:
+            await self._write(lambda c: c.execute("PRAGMA incremental_vacuum").fetchall())
+            await self._read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+        return total
+
+    async def put_challenge(self, nonce: bytes, binding: bytes, expires_at: int) -> None:
+        """Remember a single-use challenge until ``expires_at``.
+
+        Raises:
+            StorageUnavailable: the database failed.
+            StorageFull: the disk is full.
+        """
+        await self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO challenges (nonce, binding, expires_at) VALUES (?, ?, ?)",
+                (nonce, binding, expires_at),
+            )
+        )
+
+    async def take_challenge(self, nonce: bytes, now: int) -> bytes | None:
+        """Consume a challenge: its binding if it existed and had not expired.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute(
+                "DELETE FROM challenges WHERE nonce = ? RETURNING binding, expires_at", (nonce,)
+            ).fetchone()
+            if row is None or now >= row[1]:
+                return None
+            binding: bytes = row[0]
+            return binding
+
+        return await self._write(op)
+
+    async def count_envelopes(self) -> int:
+        """Total stored envelopes (expired ones not yet purged included).
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+        return await self._read(
+            lambda c: int(c.execute("SELECT count(*) FROM envelopes").fetchone()[0])
+        )
+
+
+def _delete_expired_of(conn: sqlite3.Connection, mbox: int, now: int) -> tuple[int, int]:
+    """Delete the expired envelopes of one mailbox (counters untouched); return count, bytes."""
+    rows = conn.execute(
+        "DELETE FROM envelopes WHERE mbox = ? AND expires_at <= ? RETURNING length(ct)",
+        (mbox, now),
+    ).fetchall()
+    freed = sum(n for (n,) in rows)
+    if rows:
+        conn.execute(
+            "UPDATE mailboxes SET n_envelopes = n_envelopes - ?, n_bytes = n_bytes - ?"
+            " WHERE id = ?",
+            (len(rows), freed, mbox),
+        )
+    return len(rows), freed
+
+
+def _uncount(conn: sqlite3.Connection, rows: list[tuple[int, int]]) -> None:
+    """Subtract deleted envelopes ``(mbox, size)`` from their mailboxes' counters."""
+    per: dict[int, tuple[int, int]] = {}
+    for mbox, size in rows:
+        n, b = per.get(mbox, (0, 0))
+        per[mbox] = (n + 1, b + size)
+    conn.executemany(
+        "UPDATE mailboxes SET n_envelopes = n_envelopes - ?, n_bytes = n_bytes - ? WHERE id = ?",
+        [(n, b, mbox) for mbox, (n, b) in per.items()],
+    )

@@ -1,0 +1,400 @@
+"""The WebSocket I/O shell: feeds frames to :class:`RelayConnection` and the service, pushes
+envelopes to subscribed owners (protocol.md §3 and §5.3).
+
+Each subscription runs a *pump*: it pushes stored envelopes oldest first, keeping at most
+``push_window`` unacknowledged on the wire, and sends ``drained`` once everything stored when
+it started has been pushed. A deposit on this process wakes the pump with the envelope in
+hand, so an online owner gets it without a storage read; a deposit on another process (Redis
+mode) wakes it through pub/sub and the pump reads storage.
+
+Requests are processed concurrently (bounded by ``max_inflight_requests``), except that
+deposits to the same send id on one connection are stored in the order they arrived, so a
+sender that pipelines keeps its order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from clientlib.wire.codes import ErrorCode
+from clientlib.wire.frames import (
+    OP_CREATE,
+    OP_DELETE,
+    OP_SUBSCRIBE,
+    Ack,
+    Deposit,
+    Drained,
+    EnvelopeDelivered,
+    Ok,
+    RelayLimits,
+    RequestChallenge,
+    SignedOwnerCommand,
+    StoredEnvelope,
+    Unsubscribe,
+)
+from clientlib.wire.limits import MAX_FETCH_BYTES
+from relay.appkeys import config_key, metrics_key, service_key, sockets_key
+from relay.errors import RelayError
+from relay.protocol import ConnectionLimits, RelayConnection
+from relay.service import MailboxService
+from relay.storage.base import WakeEvent
+
+__all__ = ["relay_limits", "websocket_handler"]
+
+log = structlog.get_logger("blindrelay")
+
+
+def relay_limits(app: web.Application) -> RelayLimits:
+    cfg = app[config_key]
+    return RelayLimits(
+        max_frame=cfg.max_frame_bytes,
+        max_envelope=cfg.max_envelope_bytes,
+        max_subscriptions=cfg.max_subscriptions,
+        challenge_ttl_s=cfg.challenge_ttl_s,
+        envelope_ttl_s=cfg.envelope_ttl_s,
+        push_window=cfg.push_window,
+    )
+
+
+class Subscription:
+    """Push state of one mailbox on one connection."""
+
+    __slots__ = (
+        "_dirty",
+        "_pumping",
+        "_task",
+        "conn",
+        "drained_sent",
+        "inflight",
+        "last_pushed",
+        "rid",
+    )
+
+    def __init__(self, conn: Connection, rid: bytes) -> None:
+        self.conn = conn
+        self.rid = rid
+        self.last_pushed = 0
+        self.inflight: set[int] = set()
+        self.drained_sent = False
+        self._pumping = False
+        self._dirty = True
+        self._task: asyncio.Task[None] | None = None
+
+    def on_event(self, event: WakeEvent) -> None:
+        """Wake-up callback (runs on the event loop, must not block)."""
+        if event.kind == "online":
+            if event.env is not None:
+                self.conn.push(self.rid, event.env)
+            return
+        if event.kind == "deleted":
+            self.conn.drop_subscription(self.rid)
+            return
+        if event.seq <= self.last_pushed:
+            return
+        window = self.conn.window
+        if (
+            event.env is not None
+            and not self._pumping
+            and not self._dirty
+            and event.seq == self.last_pushed + 1
+            and len(self.inflight) < window
+        ):
+            # Fast path: the next envelope, in hand, with room in the window.
+            self.last_pushed = event.seq
+            self.inflight.add(event.seq)
+            self.conn.push(self.rid, event.env)
+            return
+        self.kick()
+
+    def kick(self) -> None:
+        self._dirty = True
+        if not self._pumping and not self.conn.closed:
+            self._pumping = True
+            self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        service = self.conn.service
+        try:
+            while self._dirty and not self.conn.closed:
+                self._dirty = False
+                while not self.conn.closed:
+                    room = self.conn.window - len(self.inflight)
+                    if room <= 0:
+                        break
+                    envs = await service.store.fetch(
+                        self.rid, self.last_pushed, room, MAX_FETCH_BYTES, service.now()
+                    )
+                    if self.rid not in self.conn.subs:
+                        return
+                    for env in envs:
+                        if env.seq > self.last_pushed:
+                            self.last_pushed = env.seq
+                            self.inflight.add(env.seq)
+                            self.conn.push(self.rid, env)
+                    if len(envs) < room:
+                        if not self.drained_sent:
+                            self.drained_sent = True
+                            self.conn.send(Drained(rid=self.rid).encode(self.conn.proto.version))
+                        break
+        except Exception:  # storage outage: the owner re-subscribes
+            log.warning("push_failed", conn_id=self.conn.conn_id)
+            self.conn.drop_subscription(self.rid)
+        finally:
+            self._pumping = False
+
+    def acked(self, seqs: tuple[int, ...]) -> None:
+        before = len(self.inflight)
+        self.inflight.difference_update(seqs)
+        if len(self.inflight) < before or self._dirty:
+            self.kick()
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+class Connection:
+    """One authenticated-or-not WebSocket connection."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+        app = request.app
+        cfg = app[config_key]
+        self.ws = ws
+        self.service: MailboxService = app[service_key]
+        self.metrics = app[metrics_key]
+        self.conn_id = secrets.token_hex(6)
+        self.window = cfg.push_window
+        self.max_inflight = cfg.max_inflight_requests
+        self.proto = RelayConnection(
+            ConnectionLimits(
+                max_frame=cfg.max_frame_bytes,
+                max_pending_challenges=cfg.max_pending_challenges,
+                max_subscriptions=cfg.max_subscriptions,
+                challenge_ttl_s=cfg.challenge_ttl_s,
+            )
+        )
+        self.subs: dict[bytes, Subscription] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.sid_tails: dict[bytes, asyncio.Future[None]] = {}
+        self.closed = False
+        self.frames = 0
+        self.outq: deque[bytes] = deque()
+        self.out_ready = asyncio.Event()
+
+    # --- output ---------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the socket; one writer task sends them in order."""
+        if self.closed:
+            return
+        self.outq.append(data)
+        self.out_ready.set()
+
+    async def writer(self) -> None:
+        """Send queued frames in order until the connection closes."""
+        while True:
+            await self.out_ready.wait()
+            self.out_ready.clear()
+            while self.outq:
+                data = self.outq.popleft()
+                try:
+                    await self.ws.send_bytes(data)
+                except (ConnectionError, RuntimeError):
+                    self.closed = True
+                    return
+
+    def push(self, rid: bytes, env: StoredEnvelope) -> None:
+        self.metrics.inc("pushed")
+        self.send(EnvelopeDelivered(rid=rid, env=env).encode(self.proto.version))
+
+    def reply_error(self, code: ErrorCode, request_id: int | None) -> None:
+        self.metrics.inc("errors", code.value)
+        self.send(self.proto.error(code, request_id))
+
+    # --- subscriptions --------------------------------------------------------------------
+
+    def add_subscription(self, rid: bytes) -> None:
+        if rid in self.subs:
+            return
+        sub = Subscription(self, rid)
+        self.subs[rid] = sub
+        self.proto.subscriptions.add(rid)
+        self.service.wakeups.listen(rid, sub.on_event)
+        sub.kick()
+
+    def drop_subscription(self, rid: bytes) -> None:
+        sub = self.subs.pop(rid, None)
+        self.proto.subscriptions.discard(rid)
+        if sub is not None:
+            self.service.wakeups.unlisten(rid, sub.on_event)
+            sub.cancel()
+
+    # --- input ----------------------------------------------------------------------------
+
+    def handle(self, data: bytes) -> None:
+        self.frames += 1
+        try:
+            frame = self.proto.receive_frame(data)
+        except RelayError as exc:
+            self.reply_error(exc.code, None)
+            return
+        if isinstance(frame, RequestChallenge):
+            try:
+                self.send(
+                    self.proto.issue_challenge(
+                        frame, self.service.new_nonce(), self.service.now()
+                    )
+                )
+            except RelayError as exc:
+                self.reply_error(exc.code, frame.id)
+            return
+        if len(self.tasks) >= self.max_inflight:
+            self.reply_error(ErrorCode.LIMIT, getattr(frame, "id", None))
+            return
+        if isinstance(frame, Deposit):
+            self.spawn(frame.id, self._deposit(frame))
+        elif isinstance(frame, Ack):
+            self.spawn(frame.id, self._ack(frame))
+        elif isinstance(frame, SignedOwnerCommand):
+            self.spawn(frame.id, self._owner(frame))
+        elif isinstance(frame, Unsubscribe):
+            if frame.rid in self.subs:
+                self.drop_subscription(frame.rid)
+                self.send(Ok(id=frame.id).encode(self.proto.version))
+            else:
+                self.reply_error(ErrorCode.AUTH, frame.id)
+
+    def spawn(self, request_id: int, coro: Awaitable[bytes | None]) -> None:
+        async def run() -> None:
+            try:
+                reply = await coro
+                if reply is not None:
+                    self.send(reply)
+            except RelayError as exc:
+                self.reply_error(exc.code, request_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("request_failed", conn_id=self.conn_id)
+                self.reply_error(ErrorCode.INTERNAL, request_id)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _deposit(self, frame: Deposit) -> bytes:
+        # Deposits to one send id from this connection are stored in arrival order.
+        loop = asyncio.get_running_loop()
+        previous = self.sid_tails.get(frame.sid)
+        mine: asyncio.Future[None] = loop.create_future()
+        self.sid_tails[frame.sid] = mine
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            await self.service.deposit(frame)
+            return Ok(id=frame.id).encode(self.proto.version)
+        finally:
+            mine.set_result(None)
+            if self.sid_tails.get(frame.sid) is mine:
+                del self.sid_tails[frame.sid]
+
+    async def _ack(self, frame: Ack) -> bytes:
+        self.proto.require_subscribed(frame.rid)
+        await self.service.ack(frame.rid, frame.seqs)
+        sub = self.subs.get(frame.rid)
+        if sub is not None:
+            sub.acked(frame.seqs)
+        return Ok(id=frame.id).encode(self.proto.version)
+
+    async def _owner(self, frame: SignedOwnerCommand) -> bytes:
+        cmd, _ = await self.service.authenticate_owner(frame, self.proto.take_challenge)
+        if cmd.op == OP_CREATE:
+            assert cmd.key is not None
+            created = await self.service.create_mailbox(frame.id, cmd.key)
+            return created.encode(self.proto.version)
+        assert cmd.rid is not None
+        if cmd.op == OP_SUBSCRIBE:
+            if not self.proto.can_subscribe(cmd.rid):
+                raise RelayError(ErrorCode.LIMIT)
+            await self.service.touch(cmd.rid)
+            self.add_subscription(cmd.rid)
+            self.metrics.inc("subscriptions")
+            return Ok(id=frame.id).encode(self.proto.version)
+        if cmd.op == OP_DELETE:
+            self.drop_subscription(cmd.rid)
+            await self.service.delete_mailbox(cmd.rid)
+            return Ok(id=frame.id).encode(self.proto.version)
+        # fetch is an HTTP operation; on a socket the owner subscribes instead.
+        raise RelayError(ErrorCode.MALFORMED)
+
+    async def close(self) -> None:
+        self.closed = True
+        for rid in list(self.subs):
+            self.drop_subscription(rid)
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/ws``: the owner and sender socket."""
+    app = request.app
+    cfg = app[config_key]
+    metrics = app[metrics_key]
+    sockets = app[sockets_key]
+    if len(sockets) >= cfg.max_connections:
+        raise RelayError(ErrorCode.LIMIT)
+    ws = web.WebSocketResponse(
+        max_msg_size=cfg.max_frame_bytes,
+        heartbeat=cfg.heartbeat_s,
+        compress=False,
+        autoping=True,
+    )
+    await ws.prepare(request)
+    sockets.add(ws)
+    metrics.connections += 1
+    metrics.inc("connections")
+    conn = Connection(request, ws)
+    writer = asyncio.get_running_loop().create_task(conn.writer())
+    started = time.monotonic()
+    structlog.contextvars.bind_contextvars(conn_id=conn.conn_id)
+    log.info("connection_opened", protocol_version=conn.proto.version)
+    reason = "closed"
+    try:
+        await ws.send_bytes(RelayConnection.hello(relay_limits(app)))
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                conn.handle(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                conn.reply_error(ErrorCode.MALFORMED, None)
+            elif msg.type == WSMsgType.ERROR:
+                reason = "too_large" if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG else "error"
+                break
+    finally:
+        await conn.close()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        metrics.connections -= 1
+        sockets.discard(ws)
+        if not ws.closed:
+            await ws.close()
+        log.info(
+            "connection_closed",
+            reason=reason,
+            frames=conn.frames,
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+    return ws
+
+
+HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]
