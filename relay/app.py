@@ -61,9 +61,7 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
         if problems:
             relaxed = config.storage == "redis" and config.redis_durability == "relaxed"
             if not relaxed:
-                raise ConfigError(
-                    "storage is not durable enough: " + "; ".join(problems)
-                )
+                raise ConfigError("storage is not durable enough: " + "; ".join(problems))
             log.warning("storage_durability_relaxed", problems=problems)
         await wakeups.start()
         try:
@@ -116,9 +114,7 @@ def create_app(
     """
     if store is None or wakeups is None:
         store, wakeups = build_backend(config)
-    app = web.Application(
-        middlewares=[request_middleware], client_max_size=config.max_frame_bytes
-    )
+    app = web.Application(middlewares=[request_middleware], client_max_size=config.max_frame_bytes)
     metrics = Metrics()
     app[config_key] = config
     app[metrics_key] = metrics
@@ -133,4 +129,3 @@ def create_app(
     app.on_shutdown.append(_close_sockets)
     setup_routes(app)
     return app
-

@@ -251,7 +251,11 @@ class MailboxService:
             return
         self.metrics.inc("deposits", "stored")
         env = StoredEnvelope(
-            seq=outcome.seq, eid=frame.eid, ts=outcome.ts, flags=frame.flags, ct=frame.ct,
+            seq=outcome.seq,
+            eid=frame.eid,
+            ts=outcome.ts,
+            flags=frame.flags,
+            ct=frame.ct,
             fc=frame.fc,
         )
         await self.wakeups.publish(

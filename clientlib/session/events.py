@@ -27,7 +27,7 @@ class MessageReceived(Event):
     Attributes:
         sender: the identity key that authenticated the message (sealed sender and session).
         plaintext: the message bytes.
-        attachment_hashes: SHA-256 of each attachment's plaintext, covered by ``franking_commitment``.
+        attachment_hashes: SHA-256 of each attachment's plaintext (under the commitment).
         franking_key: the per-message franking key (kept for a later abuse report).
         franking_commitment: ``fc`` as delivered by the relay (verified).
         relay_tag: the relay's opaque tag binding ``fc`` to delivery context, if the relay sent

@@ -185,9 +185,7 @@ class PreKeyHeader:
     ) -> bytes:
         flag, oid = (0, 0) if opk_id is None else (1, opk_id)
         return (
-            ephemeral
-            + struct.pack(">IBIBI", spk_id, kem_kind, kem_id, flag, oid)
-            + kem_ciphertext
+            ephemeral + struct.pack(">IBIBI", spk_id, kem_kind, kem_id, flag, oid) + kem_ciphertext
         )
 
 
@@ -324,4 +322,3 @@ def responder_handshake(
         header.raw,
     )
     return HandshakeResult(kdf_pqxdh(dhs, ss, th), th, header.raw)
-

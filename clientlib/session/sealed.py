@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from clientlib.crypto.kdf import kdf_sealed_ephemeral, kdf_sealed_static
 from clientlib.crypto.keys import RNG, IdentityKeyPair, IdentityPublicKey, X25519KeyPair
 from clientlib.crypto.primitives import (
     AEAD_TAG_SIZE,
@@ -29,7 +30,6 @@ from clientlib.crypto.primitives import (
     ct_eq,
     validate_x25519_public,
 )
-from clientlib.crypto.kdf import kdf_sealed_ephemeral, kdf_sealed_static
 from clientlib.errors import DecryptionError, KeyValidationError
 
 __all__ = ["SEALED_OVERHEAD", "SEALED_VERSION", "seal", "unseal"]

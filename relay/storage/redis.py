@@ -48,12 +48,13 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from clientlib.errors import WireError
 from clientlib.wire.frames import StoredEnvelope
 from clientlib.wire.limits import MAX_FRAME_SIZE
 from relay.storage._common import (
+    MSG_CLOSED,
     MSG_FULL,
     MSG_ID_COLLISION,
     MSG_NOT_FOUND,
@@ -93,6 +94,9 @@ SCAN_COUNT: Final = 1000
 #: reported in about ten seconds at worst, a refused connection at once.
 SOCKET_TIMEOUT_S: Final = 3.0
 CONNECT_TIMEOUT_S: Final = 2.0
+#: Connections per client: enough to keep Redis busy (it runs scripts one at a time anyway)
+#: while bounding file descriptors; callers beyond it wait for a free connection.
+MAX_CONNECTIONS: Final = 32
 #: Largest wake-up message accepted from the channel (an online-only envelope and headers).
 MAX_WAKE_MESSAGE: Final = MAX_FRAME_SIZE + 256
 
@@ -133,21 +137,30 @@ def _redis_errors() -> Iterator[None]:
         raise
     except ResponseError as exc:
         text = str(exc)
-        if text.startswith(("OOM", "MISCONF")) or "No space left" in text:
+        if (
+            isinstance(exc, OutOfMemoryError)
+            or text.startswith(("OOM", "MISCONF"))
+            or "No space left" in text
+        ):
             raise StorageFull(MSG_FULL) from exc
         raise StorageUnavailable(MSG_UNAVAILABLE) from exc
     except (RedisError, OSError) as exc:
         raise StorageUnavailable(MSG_UNAVAILABLE) from exc
 
 
-def _make_client(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+def _make_client(url: str, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
+    # A blocking pool queues callers when every connection is busy (the default pool raises
+    # "Too many connections"); the client owns the pool and closes it in aclose().
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=SOCKET_TIMEOUT_S,
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), retries=2),
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def _check_prefix(prefix: str) -> str:
@@ -216,8 +229,16 @@ class RedisStore:
     def _mailbox_ttl(self, now: int) -> int:
         return mailbox_deadline(day_of(now), self._limits) - now + TTL_SLACK_S
 
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Refuse calls after :meth:`aclose`, and translate redis-py failures."""
+        if self._closed:
+            raise StorageUnavailable(MSG_CLOSED)
         with _redis_errors():
+            yield
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        with self._guard():
             return await self._scripts[name](keys=list(keys), args=list(args))
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -243,7 +264,7 @@ class RedisStore:
 
     async def _durability(self) -> list[tuple[str, bool]]:
         """Return ``(problem, acceptable in relaxed mode)`` pairs."""
-        with _redis_errors():
+        with self._guard():
             try:
                 cfg = await self._client.config_get("append*")
                 cfg.update(await self._client.config_get("maxmemory-policy"))
@@ -286,7 +307,7 @@ class RedisStore:
         Raises:
             StorageUnavailable: Redis does not answer.
         """
-        with _redis_errors():
+        with self._guard():
             await self._client.ping()
 
     # --- mailboxes -----------------------------------------------------------------------
@@ -317,7 +338,7 @@ class RedisStore:
         if not created:
             raise IdCollision(MSG_ID_COLLISION)
         sid_key = self._sid_key(record.sid)
-        with _redis_errors():
+        with self._guard():
             if await self._client.set(sid_key, record.rid, nx=True, ex=ttl):
                 return
             other = _bytes(await self._client.get(sid_key))
@@ -326,12 +347,12 @@ class RedisStore:
         if other is not None and await self._live_rid_for(other, record.sid, now):
             await self._run("delete", keys, [record.sid])
             raise IdCollision(MSG_ID_COLLISION)
-        with _redis_errors():
+        with self._guard():
             await self._client.set(sid_key, record.rid, ex=ttl)
 
     async def _live_rid_for(self, rid: bytes, sid: bytes, now: int) -> bool:
         """Return True if ``rid`` names a live mailbox whose send id is ``sid``."""
-        with _redis_errors():
+        with self._guard():
             found_sid, ad = map(
                 _bytes, await self._client.hmget(self._mailbox_keys(rid)[0], ["sid", "ad"])
             )
@@ -345,7 +366,7 @@ class RedisStore:
         Raises:
             StorageUnavailable: Redis failed.
         """
-        with _redis_errors():
+        with self._guard():
             sid, owner_key, cd, ad = map(
                 _bytes,
                 await self._client.hmget(self._mailbox_keys(rid)[0], ["sid", "ok", "cd", "ad"]),
@@ -380,7 +401,7 @@ class RedisStore:
             if rid is not None:
                 self._sid_cache.move_to_end(sid)
                 return rid
-        with _redis_errors():
+        with self._guard():
             rid = _bytes(await self._client.get(self._sid_key(sid)))
         if rid is not None:
             self._sid_cache[sid] = rid
@@ -402,7 +423,7 @@ class RedisStore:
             [now, self._limits.mailbox_idle_ttl_s, day_of(now), ttl],
         )
         if sid:
-            with _redis_errors():
+            with self._guard():
                 await self._client.expire(self._sid_key(sid), ttl)
 
     async def delete_mailbox(self, rid: bytes) -> bool:
@@ -526,7 +547,7 @@ class RedisStore:
         total = 0
         pattern = f"{self._prefix}m:*"
         start = len(self._prefix) + 3  # "m:{"
-        with _redis_errors():
+        with self._guard():
             async for key in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
                 try:
                     rid = bytes.fromhex(key[start:-1].decode("ascii"))
@@ -559,7 +580,7 @@ class RedisStore:
         Raises:
             StorageUnavailable: Redis failed.
         """
-        with _redis_errors():
+        with self._guard():
             value = _bytes(await self._client.getdel(self._challenge_key(nonce)))
         if value is None or now >= int.from_bytes(value[:8], "big", signed=True):
             return None
@@ -573,7 +594,7 @@ class RedisStore:
             StorageUnavailable: Redis failed.
         """
         total = 0
-        with _redis_errors():
+        with self._guard():
             batch: list[bytes] = []
             async for key in self._client.scan_iter(match=f"{self._prefix}q:*", count=SCAN_COUNT):
                 batch.append(key)

@@ -194,6 +194,8 @@ class SQLiteStore:
         self._reader: ThreadPoolExecutor | None = None
         self._rconn: sqlite3.Connection | None = None
         self._open = False
+        #: Write transactions committed so far (each is one fsync; a metric of batching).
+        self.commit_count = 0
         self._lock = threading.Lock()  # guards _open against concurrent submit/close
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -403,6 +405,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             self._abandon(conn, done, exc)
             return
+        self.commit_count += 1
         self._resolve(done)
 
     def _abandon(self, conn: sqlite3.Connection, ops: list[_Op], exc: BaseException) -> None:

@@ -249,9 +249,7 @@ class Connection:
         if isinstance(frame, RequestChallenge):
             try:
                 self.send(
-                    self.proto.issue_challenge(
-                        frame, self.service.new_nonce(), self.service.now()
-                    )
+                    self.proto.issue_challenge(frame, self.service.new_nonce(), self.service.now())
                 )
             except RelayError as exc:
                 self.reply_error(exc.code, frame.id)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import relaydriver
 from aiohttp.test_utils import TestServer
 
-import relaydriver
 from relay.app import create_app
 from relay.config import RelayConfig
 from relay.logging import configure_logging
@@ -83,5 +83,3 @@ def owner() -> relaydriver.Owner:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
-
-

@@ -7,9 +7,9 @@ import os
 import aiohttp
 import msgpack
 import pytest
+from relaydriver import CT, HTTPClient, Owner, WSClient
 
 from clientlib.wire import ErrorReply, decode_relay_frame
-from relaydriver import CT, HTTPClient, Owner, WSClient
 
 
 def frame(fields: object, version: int = 1) -> bytes:
@@ -17,7 +17,14 @@ def frame(fields: object, version: int = 1) -> bytes:
 
 
 def dep(**over: object) -> dict[str, object]:
-    base: dict[str, object] = {"t": "dep", "id": 5, "sid": os.urandom(16), "eid": os.urandom(16), "flags": 0, "ct": bytes(256)}
+    base: dict[str, object] = {
+        "t": "dep",
+        "id": 5,
+        "sid": os.urandom(16),
+        "eid": os.urandom(16),
+        "flags": 0,
+        "ct": bytes(256),
+    }
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -45,7 +52,11 @@ def bad_inputs(sid: bytes) -> list[tuple[str, bytes, str]]:
         ("trailing bytes", b"\x01" + packed + b"\x00", "MALFORMED"),
         ("bytes key", b"\x01" + msgpack.packb({b"t": "dep"}, use_bin_type=True), "MALFORMED"),
         ("int key", b"\x01" + msgpack.packb({1: "dep"}, use_bin_type=True), "MALFORMED"),
-        ("ext type", b"\x01" + msgpack.packb({"t": msgpack.ExtType(1, b"x")}, use_bin_type=True), "MALFORMED"),
+        (
+            "ext type",
+            b"\x01" + msgpack.packb({"t": msgpack.ExtType(1, b"x")}, use_bin_type=True),
+            "MALFORMED",
+        ),
         ("deep nesting", b"\x01\x81\xa1t" + b"\x91" * 2000 + b"\x00", "MALFORMED"),
         ("nested where scalar", frame({**good, "id": [[[[1]]]]}), "MALFORMED"),
         ("huge declared array", b"\x01\xdd\xff\xff\xff\xff", "MALFORMED"),
@@ -54,7 +65,12 @@ def bad_inputs(sid: bytes) -> list[tuple[str, bytes, str]]:
         ("truncated", b"\x01" + packed[:-10], "MALFORMED"),
         ("invalid utf-8", b"\x01\x81\xa1t\xa2\xff\xfe", "MALFORMED"),
     ]
-    dup = b"\x01\x87" + b"".join(msgpack.packb(k) + msgpack.packb(v, use_bin_type=True) for k, v in good.items()) + msgpack.packb("id") + msgpack.packb(6)
+    dup = (
+        b"\x01\x87"
+        + b"".join(msgpack.packb(k) + msgpack.packb(v, use_bin_type=True) for k, v in good.items())
+        + msgpack.packb("id")
+        + msgpack.packb(6)
+    )
     cases.append(("duplicate key", dup, "MALFORMED"))
     return cases
 
@@ -63,7 +79,9 @@ async def stored_count(http: HTTPClient, owner: Owner, rid: bytes) -> int:
     return len((await http.fetch(owner, rid, max=256)).envs)
 
 
-async def test_websocket_malformed(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_websocket_malformed(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     http = HTTPClient(session, relay)
     rid, sid = await http.create_mailbox(owner)
     await http.deposit(sid, bytes(256))
@@ -90,7 +108,11 @@ async def test_http_malformed(relay: str, session: aiohttp.ClientSession, owner:
         for name, data, code in bad_inputs(sid):
             status, reply = await http.post(path, data)
             assert isinstance(reply, ErrorReply), (path, name)
-            if path == "/v1/deposit" or code != "MALFORMED" or name not in ("unpadded ct", "undefined flag"):
+            if (
+                path == "/v1/deposit"
+                or code != "MALFORMED"
+                or name not in ("unpadded ct", "undefined flag")
+            ):
                 assert reply.code == code, (path, name)
             assert status in (400, 413), (path, name)
     # A deposit frame posted to the wrong route is MALFORMED.
@@ -107,12 +129,15 @@ async def test_oversized_inputs(relay: str, session: aiohttp.ClientSession, owne
     big = frame(dep(sid=sid, ct=bytes(70_000)))
     status, reply = await http.post("/v1/deposit", big)
     assert status == 413 and isinstance(reply, ErrorReply) and reply.code == "TOO_LARGE"
+
     # An HTTP body sent chunked (no Content-Length) is bounded too.
     async def chunks():  # type: ignore[no-untyped-def]
         for _ in range(20):
             yield bytes(8192)
 
-    async with session.post(relay + "v1/deposit", data=chunks(), headers={"Content-Type": CT}) as resp:
+    async with session.post(
+        relay + "v1/deposit", data=chunks(), headers={"Content-Type": CT}
+    ) as resp:
         assert resp.status == 413
         _, reply = decode_relay_frame(await resp.read())
         assert isinstance(reply, ErrorReply) and reply.code == "TOO_LARGE"

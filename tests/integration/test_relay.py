@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
+from relaydriver import HTTPClient, Owner, RelayRejectedError, WSClient
 
 from clientlib.wire import (
     FLAG_ONLINE_ONLY,
@@ -17,7 +18,6 @@ from clientlib.wire import (
     Hello,
     decode_relay_frame,
 )
-from relaydriver import HTTPClient, Owner, RelayRejectedError, WSClient
 
 
 def ct(n: int = 1024, fill: int | None = None) -> bytes:
@@ -44,7 +44,9 @@ async def test_hello_and_info(relay: str, session: aiohttp.ClientSession) -> Non
         assert isinstance(frame, Hello)
 
 
-async def test_push_ack_and_drained(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_push_ack_and_drained(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     async with WSClient(session, relay) as ows, WSClient(session, relay) as sws:
         rid, sid = await ows.create_mailbox(owner)
         assert rid != sid
@@ -71,7 +73,9 @@ async def test_push_ack_and_drained(relay: str, session: aiohttp.ClientSession, 
         assert await drain_until_drained(ows2) == []
 
 
-async def test_unacked_envelopes_are_redelivered(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_unacked_envelopes_are_redelivered(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     async with WSClient(session, relay) as ows:
         rid, sid = await ows.create_mailbox(owner)
         await ows.deposit(sid, ct(fill=1))
@@ -99,7 +103,9 @@ async def test_idempotent_deposit(relay: str, session: aiohttp.ClientSession, ow
     assert (await http.fetch(owner, rid)).envs == ()
 
 
-async def test_fifo_under_pipelining(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_fifo_under_pipelining(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     async with WSClient(session, relay) as ows, WSClient(session, relay) as sws:
         rid, sid = await ows.create_mailbox(owner)
         await ows.subscribe(owner, rid)
@@ -120,7 +126,9 @@ async def test_fifo_under_pipelining(relay: str, session: aiohttp.ClientSession,
         assert seqs == sorted(seqs)
 
 
-async def test_http_pull_and_delete(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_http_pull_and_delete(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     http = HTTPClient(session, relay)
     rid, sid = await http.create_mailbox(owner)
     for i in range(10):
@@ -138,7 +146,9 @@ async def test_http_pull_and_delete(relay: str, session: aiohttp.ClientSession, 
     assert err.value.code == "AUTH"
 
 
-async def test_online_only_is_pushed_never_stored(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_online_only_is_pushed_never_stored(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     http = HTTPClient(session, relay)
     async with WSClient(session, relay) as ows:
         rid, sid = await ows.create_mailbox(owner)
@@ -153,7 +163,9 @@ async def test_online_only_is_pushed_never_stored(relay: str, session: aiohttp.C
     assert (await http.fetch(owner, rid)).envs == ()
 
 
-async def test_delete_ends_subscription_and_forgets(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_delete_ends_subscription_and_forgets(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     async with WSClient(session, relay) as ows:
         rid, sid = await ows.create_mailbox(owner)
         await ows.deposit(sid, ct())
@@ -168,25 +180,40 @@ async def test_delete_ends_subscription_and_forgets(relay: str, session: aiohttp
         assert err.value.code == "AUTH"
 
 
-async def test_owner_auth_failures_are_all_auth(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_owner_auth_failures_are_all_auth(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     stranger = Owner()
     async with WSClient(session, relay) as ws, WSClient(session, relay) as other:
         rid, sid = await ws.create_mailbox(owner)
 
         async def attempt(client: WSClient, signer: Owner, nonce: bytes, **fields: object) -> str:
-            reply = await client.request(signer.command(next(client.ids), nonce=nonce, **fields), check=False)
+            reply = await client.request(
+                signer.command(next(client.ids), nonce=nonce, **fields), check=False
+            )
             assert isinstance(reply, ErrorReply)
             return reply.code
 
         # Wrong key.
-        assert await attempt(ws, stranger, await ws.challenge("sub", rid), op="sub", rid=rid) == "AUTH"
+        assert (
+            await attempt(ws, stranger, await ws.challenge("sub", rid), op="sub", rid=rid) == "AUTH"
+        )
         # Unknown mailbox (same error).
         ghost = os.urandom(16)
-        assert await attempt(ws, owner, await ws.challenge("sub", ghost), op="sub", rid=ghost) == "AUTH"
+        assert (
+            await attempt(ws, owner, await ws.challenge("sub", ghost), op="sub", rid=ghost)
+            == "AUTH"
+        )
         # Challenge bound to another operation, another mailbox, another connection.
-        assert await attempt(ws, owner, await ws.challenge("delete", rid), op="sub", rid=rid) == "AUTH"
-        assert await attempt(ws, owner, await ws.challenge("sub", ghost), op="sub", rid=rid) == "AUTH"
-        assert await attempt(other, owner, await ws.challenge("sub", rid), op="sub", rid=rid) == "AUTH"
+        assert (
+            await attempt(ws, owner, await ws.challenge("delete", rid), op="sub", rid=rid) == "AUTH"
+        )
+        assert (
+            await attempt(ws, owner, await ws.challenge("sub", ghost), op="sub", rid=rid) == "AUTH"
+        )
+        assert (
+            await attempt(other, owner, await ws.challenge("sub", rid), op="sub", rid=rid) == "AUTH"
+        )
         # Made-up challenge.
         assert await attempt(ws, owner, os.urandom(32), op="sub", rid=rid) == "AUTH"
         # Replay: a challenge works once.
@@ -209,7 +236,9 @@ async def test_owner_auth_failures_are_all_auth(relay: str, session: aiohttp.Cli
         assert err.value.code == "AUTH"
 
 
-async def test_create_rejects_invalid_owner_keys(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_create_rejects_invalid_owner_keys(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     from clientlib.wire import OwnerCommand, SignedOwnerCommand
 
     small_order = bytes(32)  # the identity-like encodings are small order
@@ -218,12 +247,18 @@ async def test_create_rejects_invalid_owner_keys(relay: str, session: aiohttp.Cl
         for key in (small_order, non_canonical, bytes([1]) + bytes(31)):
             nonce = await ws.challenge("create")
             cmd = OwnerCommand(op="create", nonce=nonce, key=key).encode()
-            reply = await ws.request(SignedOwnerCommand(id=next(ws.ids), cmd=cmd, sig=owner.sign(cmd)), check=False)
+            reply = await ws.request(
+                SignedOwnerCommand(id=next(ws.ids), cmd=cmd, sig=owner.sign(cmd)), check=False
+            )
             assert isinstance(reply, ErrorReply) and reply.code == "MALFORMED"
 
 
-async def test_quota(make_relay, relay_config, session: aiohttp.ClientSession, owner: Owner) -> None:  # type: ignore[no-untyped-def]
-    url, server = await make_relay(replace(relay_config, mailbox_max_envelopes=3, mailbox_max_bytes=4096))
+async def test_quota(
+    make_relay, relay_config, session: aiohttp.ClientSession, owner: Owner
+) -> None:  # type: ignore[no-untyped-def]
+    url, _server = await make_relay(
+        replace(relay_config, mailbox_max_envelopes=3, mailbox_max_bytes=4096)
+    )
     http = HTTPClient(session, url)
     rid, sid = await http.create_mailbox(owner)
     for _ in range(3):
@@ -241,7 +276,9 @@ async def test_quota(make_relay, relay_config, session: aiohttp.ClientSession, o
     await http.deposit(sid, ct(256))
 
 
-async def test_connection_limits(make_relay, relay_config, session: aiohttp.ClientSession, owner: Owner) -> None:  # type: ignore[no-untyped-def]
+async def test_connection_limits(
+    make_relay, relay_config, session: aiohttp.ClientSession, owner: Owner
+) -> None:  # type: ignore[no-untyped-def]
     url, _ = await make_relay(replace(relay_config, max_subscriptions=2, max_pending_challenges=3))
     async with WSClient(session, url) as ws:
         rids = [(await ws.create_mailbox(owner))[0] for _ in range(3)]
@@ -257,7 +294,9 @@ async def test_connection_limits(make_relay, relay_config, session: aiohttp.Clie
         assert err.value.code == "LIMIT"
 
 
-async def test_health_ready_metrics(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
+async def test_health_ready_metrics(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
     http = HTTPClient(session, relay)
     _, sid = await http.create_mailbox(owner)
     await http.deposit(sid, ct(256))

@@ -1,0 +1,152 @@
+"""Shared fixtures: real ``redis-server`` processes on free ports (never the machine's Redis).
+
+Tests that need Redis use ``redis_url`` (a session server with ``appendonly yes`` and
+``appendfsync always``, flushed before each test) or ``redis_server_factory`` (extra servers
+for restart and fault tests). Without a ``redis-server`` binary those tests are skipped, but
+when ``CI`` is set they fail instead, so a CI image cannot silently lose Redis coverage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+REDIS_SERVER = shutil.which("redis-server")
+#: Configuration every test server gets on top of its own arguments.
+DURABLE_ARGS = ("--appendonly", "yes", "--appendfsync", "always")
+START_TIMEOUT_S = 10.0
+
+
+def _require_redis_binary() -> str:
+    if REDIS_SERVER is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("redis-server binary not found, and CI is set")
+        pytest.skip("redis-server binary not found")
+    return REDIS_SERVER
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One ``redis-server`` child process with its own port and data directory."""
+
+    def __init__(self, binary: str, directory: Path, args: tuple[str, ...]) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.args = args
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server (same port and directory as before) and wait for PING."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                *self.args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited during startup")
+            try:
+                with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1) as client:
+                    if client.ping():
+                        return
+            except redis.exceptions.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("redis-server did not answer PING")
+            time.sleep(0.02)
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the server: SIGKILL (a crash) if ``kill``, else SIGTERM."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def restart(self, *, kill: bool = False) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+
+RedisServerFactory = Callable[..., RedisServer]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A durable redis-server for the whole session."""
+    binary = _require_redis_binary()
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"), DURABLE_ARGS)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the session redis-server, flushed before the test."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_server_factory(tmp_path: Path) -> Iterator[RedisServerFactory]:
+    """Start extra redis-servers: ``factory(*args, durable=True)``; all stopped at teardown."""
+    binary = _require_redis_binary()
+    servers: list[RedisServer] = []
+
+    def factory(*args: str, durable: bool = True) -> RedisServer:
+        all_args = (*DURABLE_ARGS, *args) if durable else args
+        server = RedisServer(binary, tmp_path / f"redis-{len(servers)}", all_args)
+        servers.append(server)
+        server.start()
+        return server
+
+    try:
+        yield factory
+    finally:
+        for server in servers:
+            server.stop()

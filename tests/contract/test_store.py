@@ -1,0 +1,689 @@
+"""The storage contract (relay/storage/base.py), run against every backend.
+
+Each test drives time through the ``now`` argument, so expiry is deterministic. Backend-only
+checks (file modes, key TTLs, hash slots, fault injection) follow the shared suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from relay.storage._common import day_of, mailbox_deadline
+from relay.storage.base import (
+    DepositOutcome,
+    EnvelopeStore,
+    IdCollision,
+    MailboxNotFound,
+    MailboxRecord,
+    QuotaExceeded,
+    StorageFull,
+    StorageUnavailable,
+    StoreLimits,
+)
+from relay.storage.redis import RedisStore
+from relay.storage.sqlite import SQLiteStore
+
+NOW = 1_750_000_000
+LIMITS = StoreLimits(
+    max_envelopes=1000,
+    max_bytes=1 << 20,
+    envelope_ttl_s=3600,
+    dedupe_window_s=600,
+    mailbox_idle_ttl_s=10 * 86_400,
+)
+
+MakeStore = Callable[..., Awaitable[EnvelopeStore]]
+RedisServerFactory = Callable[..., Any]  # tests/conftest.py: factory(*args, durable=True)
+
+
+def new_id() -> bytes:
+    return os.urandom(16)
+
+
+def new_record() -> MailboxRecord:
+    return MailboxRecord(
+        rid=new_id(), sid=new_id(), owner_key=os.urandom(32), created_day=day_of(NOW)
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_store(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[MakeStore]:
+    """``await make_store(limits)`` opens a store on this test's database; all closed after."""
+    url = request.getfixturevalue("redis_url") if backend == "redis" else ""
+    opened: list[EnvelopeStore] = []
+
+    async def make(limits: StoreLimits = LIMITS) -> EnvelopeStore:
+        store: EnvelopeStore
+        if backend == "sqlite":
+            store = SQLiteStore(tmp_path / "relay.db", limits)
+        else:
+            store = RedisStore(url, limits)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.aclose()
+
+
+@pytest.fixture
+async def store(make_store: MakeStore) -> EnvelopeStore:
+    return await make_store()
+
+
+async def new_mailbox(store: EnvelopeStore, now: int = NOW) -> MailboxRecord:
+    record = new_record()
+    await store.create_mailbox(record, now)
+    return record
+
+
+async def put(
+    store: EnvelopeStore,
+    rec: MailboxRecord,
+    size: int = 100,
+    now: int = NOW,
+    eid: bytes | None = None,
+) -> DepositOutcome:
+    return await store.deposit(rec.sid, eid or new_id(), 0, os.urandom(size), None, now)
+
+
+# --- mailboxes ----------------------------------------------------------------------------
+
+
+async def test_create_get_and_id_collisions(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    got = await store.get_mailbox(rec.rid, NOW)
+    assert got is not None
+    assert (got.rid, got.sid, got.owner_key, got.created_day) == (
+        rec.rid,
+        rec.sid,
+        rec.owner_key,
+        rec.created_day,
+    )
+    assert await store.get_mailbox(new_id(), NOW) is None
+    assert await store.resolve_sid(rec.sid, NOW) == rec.rid
+    assert await store.resolve_sid(new_id(), NOW) is None
+
+    same_rid = MailboxRecord(rec.rid, new_id(), os.urandom(32), rec.created_day)
+    with pytest.raises(IdCollision) as info:
+        await store.create_mailbox(same_rid, NOW)
+    assert rec.rid.hex() not in str(info.value)
+    same_sid = MailboxRecord(new_id(), rec.sid, os.urandom(32), rec.created_day)
+    with pytest.raises(IdCollision):
+        await store.create_mailbox(same_sid, NOW)
+    # The refused creations left nothing behind and changed nothing.
+    assert await store.get_mailbox(same_sid.rid, NOW) is None
+    assert await store.resolve_sid(same_rid.sid, NOW) is None
+    assert await store.resolve_sid(rec.sid, NOW) == rec.rid
+    assert (await put(store, rec)).rid == rec.rid
+
+
+async def test_deposit_fetch_fifo_round_trip(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    sent = []
+    for i in range(5):
+        eid, ct, fc = new_id(), os.urandom(256 + i), (os.urandom(32) if i % 2 else None)
+        out = await store.deposit(rec.sid, eid, i % 2, ct, fc, NOW + i)
+        assert (out.rid, out.seq, out.ts, out.duplicate) == (rec.rid, i + 1, NOW + i, False)
+        sent.append((i + 1, eid, NOW + i, i % 2, ct, fc))
+    envs = await store.fetch(rec.rid, 0, 100, 1 << 20, NOW + 10)
+    assert [(e.seq, e.eid, e.ts, e.flags, e.ct, e.fc) for e in envs] == sent
+
+
+async def test_deposit_to_unknown_mailbox(store: EnvelopeStore) -> None:
+    with pytest.raises(MailboxNotFound):
+        await store.deposit(new_id(), new_id(), 0, b"x" * 256, None, NOW)
+    assert await store.count_envelopes() == 0
+
+
+async def test_seq_never_reused_after_ack(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    for _ in range(3):
+        await put(store, rec)
+    assert await store.ack(rec.rid, [1, 2, 3]) == 3
+    assert (await put(store, rec)).seq == 4
+    assert [e.seq for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW)] == [4]
+
+
+async def test_seq_never_reused_after_expiry_and_purge(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    await put(store, rec)
+    later = NOW + LIMITS.envelope_ttl_s
+    assert await store.purge_expired(later) >= 1
+    assert (await put(store, rec, now=later)).seq == 2
+
+
+# --- idempotency --------------------------------------------------------------------------
+
+
+async def test_deposit_is_idempotent_within_window(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    eid = new_id()
+    first = await store.deposit(rec.sid, eid, 0, b"a" * 256, None, NOW)
+    retry = await store.deposit(rec.sid, eid, 0, b"b" * 512, None, NOW + 5)
+    assert (retry.seq, retry.ts, retry.duplicate, retry.rid) == (first.seq, NOW, True, rec.rid)
+    assert first.duplicate is False
+    envs = await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + 5)
+    assert [(e.seq, e.ct) for e in envs] == [(1, b"a" * 256)]
+    assert await store.count_envelopes() == 1
+
+    # Still deduplicated after the ack, within the window.
+    assert await store.ack(rec.rid, [first.seq]) == 1
+    again = await store.deposit(rec.sid, eid, 0, b"a" * 256, None, NOW + 10)
+    assert (again.seq, again.duplicate) == (first.seq, True)
+    assert await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + 10) == []
+
+    # After the window the eid is new again.
+    late = NOW + LIMITS.dedupe_window_s
+    fresh = await store.deposit(rec.sid, eid, 0, b"a" * 256, None, late)
+    assert (fresh.seq, fresh.duplicate, fresh.ts) == (2, False, late)
+
+
+async def test_dedupe_is_per_mailbox(store: EnvelopeStore) -> None:
+    a, b = await new_mailbox(store), await new_mailbox(store)
+    eid = new_id()
+    assert (await put(store, a, eid=eid)).duplicate is False
+    assert (await put(store, b, eid=eid)).duplicate is False
+
+
+async def test_purge_drops_expired_dedupe_records(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    eid = new_id()
+    await put(store, rec, eid=eid)
+    assert await store.ack(rec.rid, [1]) == 1
+    assert await store.purge_expired(NOW + LIMITS.dedupe_window_s) >= 1
+    out = await put(store, rec, eid=eid, now=NOW + LIMITS.dedupe_window_s)
+    assert (out.seq, out.duplicate) == (2, False)
+
+
+# --- quotas -------------------------------------------------------------------------------
+
+
+async def test_count_quota(make_store: MakeStore) -> None:
+    store = await make_store(StoreLimits(max_envelopes=3, envelope_ttl_s=3600))
+    rec = await new_mailbox(store)
+    eids = [new_id() for _ in range(3)]
+    for eid in eids:
+        await put(store, rec, eid=eid)
+    with pytest.raises(QuotaExceeded):
+        await put(store, rec)
+    assert await store.count_envelopes() == 3
+    # A retry of a stored envelope is still answered at the quota.
+    assert (await put(store, rec, eid=eids[0])).duplicate is True
+    assert await store.ack(rec.rid, [2]) == 1
+    assert (await put(store, rec)).seq == 4
+    # Expired envelopes do not hold quota.
+    out = await put(store, rec, now=NOW + 3600)
+    assert out.seq == 5
+    assert [e.seq for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + 3600)] == [5]
+
+
+async def test_byte_quota(make_store: MakeStore) -> None:
+    store = await make_store(StoreLimits(max_bytes=1000))
+    rec = await new_mailbox(store)
+    await put(store, rec, size=400)
+    await put(store, rec, size=400)
+    with pytest.raises(QuotaExceeded):
+        await put(store, rec, size=400)
+    assert (await put(store, rec, size=200)).seq == 3  # exactly at the quota
+    with pytest.raises(QuotaExceeded):
+        await put(store, rec, size=1)
+    assert [len(e.ct) for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW)] == [400, 400, 200]
+    assert await store.ack(rec.rid, [1]) == 1
+    assert (await put(store, rec, size=400)).seq == 4
+
+
+# --- fetch and ack ------------------------------------------------------------------------
+
+
+async def test_fetch_limit_bytes_and_after_seq(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    for _ in range(10):
+        await put(store, rec, size=100)
+
+    async def seqs(after: int, limit: int, max_bytes: int) -> list[int]:
+        return [e.seq for e in await store.fetch(rec.rid, after, limit, max_bytes, NOW)]
+
+    assert await seqs(0, 3, 1 << 20) == [1, 2, 3]
+    assert await seqs(5, 100, 1 << 20) == [6, 7, 8, 9, 10]
+    assert await seqs(0, 100, 250) == [1, 2]
+    assert await seqs(0, 100, 300) == [1, 2, 3]
+    assert await seqs(3, 100, 10) == [4]  # always at least one
+    assert await seqs(0, 0, 1 << 20) == []
+    assert await seqs(10, 100, 1 << 20) == []
+    assert await store.fetch(new_id(), 0, 10, 1 << 20, NOW) == []
+
+
+async def test_ack_ignores_unknown_and_counts(store: EnvelopeStore) -> None:
+    rec, other = await new_mailbox(store), await new_mailbox(store)
+    for _ in range(4):
+        await put(store, rec)
+    await put(store, other)
+    assert await store.ack(rec.rid, [2, 2, 99, 3]) == 2
+    assert await store.ack(rec.rid, [2, 3]) == 0
+    assert await store.ack(rec.rid, []) == 0
+    assert await store.ack(new_id(), [1]) == 0
+    assert await store.ack(other.rid, [4]) == 0  # another mailbox's seq
+    assert [e.seq for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW)] == [1, 4]
+    assert len(await store.fetch(other.rid, 0, 10, 1 << 20, NOW)) == 1
+    assert await store.count_envelopes() == 3
+
+
+# --- expiry -------------------------------------------------------------------------------
+
+
+async def test_envelope_ttl(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    await put(store, rec)
+    await put(store, rec, now=NOW + 100)
+    ttl = LIMITS.envelope_ttl_s
+    assert [e.seq for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + ttl - 1)] == [1, 2]
+    assert [e.seq for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + ttl)] == [2]
+    assert await store.purge_expired(NOW + ttl + 100) >= 1
+    assert await store.count_envelopes() == 0
+    assert await store.get_mailbox(rec.rid, NOW + ttl + 100) is not None
+
+
+async def test_mailbox_idle_expiry_and_touch(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    deadline = mailbox_deadline(day_of(NOW), LIMITS)
+    assert deadline - NOW >= LIMITS.mailbox_idle_ttl_s
+    assert await store.get_mailbox(rec.rid, deadline - 1) is not None
+    assert await store.get_mailbox(rec.rid, deadline) is None
+    assert await store.resolve_sid(rec.sid, deadline) is None
+    with pytest.raises(MailboxNotFound):
+        await put(store, rec, now=deadline)
+
+    # Owner activity restarts the idle period.
+    await store.touch_mailbox(rec.rid, NOW + 5 * 86_400)
+    new_deadline = mailbox_deadline(day_of(NOW + 5 * 86_400), LIMITS)
+    assert await store.get_mailbox(rec.rid, deadline) is not None
+    assert (await put(store, rec, now=deadline)).seq == 1
+    assert await store.get_mailbox(rec.rid, new_deadline) is None
+    assert await store.fetch(rec.rid, 0, 10, 1 << 20, new_deadline) == []
+
+    # Touching an expired mailbox does not revive it; purge removes it and its data.
+    await store.touch_mailbox(rec.rid, new_deadline)
+    assert await store.get_mailbox(rec.rid, new_deadline) is None
+    assert await store.purge_expired(new_deadline) >= 1
+    assert await store.count_envelopes() == 0
+    assert await store.delete_mailbox(rec.rid) is False
+
+
+async def test_expired_mailbox_ids_can_be_reused(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    eid = new_id()
+    await put(store, rec, eid=eid)
+    deadline = mailbox_deadline(day_of(NOW), LIMITS)
+    again = MailboxRecord(rec.rid, rec.sid, os.urandom(32), day_of(deadline))
+    await store.create_mailbox(again, deadline)  # expired but not yet purged
+    got = await store.get_mailbox(rec.rid, deadline)
+    assert got is not None and got.owner_key == again.owner_key
+    out = await put(store, rec, eid=eid, now=deadline)
+    assert (out.seq, out.duplicate) == (1, False)
+
+
+async def test_delete_mailbox_removes_everything(store: EnvelopeStore) -> None:
+    rec, keep = await new_mailbox(store), await new_mailbox(store)
+    eid = new_id()
+    await put(store, rec, eid=eid)
+    await put(store, rec)
+    await put(store, keep)
+    assert await store.delete_mailbox(rec.rid) is True
+    assert await store.delete_mailbox(rec.rid) is False
+    assert await store.get_mailbox(rec.rid, NOW) is None
+    assert await store.resolve_sid(rec.sid, NOW) is None
+    assert await store.fetch(rec.rid, 0, 10, 1 << 20, NOW) == []
+    assert await store.ack(rec.rid, [1, 2]) == 0
+    with pytest.raises(MailboxNotFound):
+        await put(store, rec)
+    assert await store.count_envelopes() == 1
+    # The ids now behave like ids that never existed: no seq, no dedupe record survives.
+    await store.create_mailbox(rec, NOW)
+    out = await put(store, rec, eid=eid)
+    assert (out.seq, out.duplicate) == (1, False)
+    assert len(await store.fetch(keep.rid, 0, 10, 1 << 20, NOW)) == 1
+
+
+# --- challenges ---------------------------------------------------------------------------
+
+
+async def test_challenges_are_single_use_and_expire(store: EnvelopeStore) -> None:
+    nonce, binding = os.urandom(32), os.urandom(48)
+    await store.put_challenge(nonce, binding, NOW + 60)
+    assert await store.take_challenge(nonce, NOW + 59) == binding
+    assert await store.take_challenge(nonce, NOW + 59) is None
+    assert await store.take_challenge(os.urandom(32), NOW) is None
+    await store.put_challenge(nonce, binding, NOW + 60)
+    assert await store.take_challenge(nonce, NOW + 60) is None
+    assert await store.take_challenge(nonce, NOW) is None  # consumed even though expired
+
+
+# --- counting, durability, concurrency ----------------------------------------------------
+
+
+async def test_count_envelopes(store: EnvelopeStore) -> None:
+    assert await store.count_envelopes() == 0
+    a, b = await new_mailbox(store), await new_mailbox(store)
+    for _ in range(3):
+        await put(store, a)
+    for _ in range(2):
+        await put(store, b)
+    assert await store.count_envelopes() == 5
+
+
+async def test_data_survives_reopen(make_store: MakeStore) -> None:
+    store = await make_store()
+    rec = await new_mailbox(store)
+    eid = new_id()
+    await put(store, rec, eid=eid)
+    await put(store, rec)
+    await put(store, rec)
+    assert await store.ack(rec.rid, [2, 3]) == 2
+    await store.aclose()
+    await store.aclose()  # idempotent
+
+    store = await make_store()
+    assert await store.get_mailbox(rec.rid, NOW) is not None
+    assert [e.seq for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW)] == [1]
+    assert (await put(store, rec, eid=eid)).duplicate is True
+    assert (await put(store, rec)).seq == 4  # never reused across a restart
+
+
+async def test_concurrent_deposits_get_distinct_seqs(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    eids = [new_id() for _ in range(500)]
+    outs = await asyncio.gather(
+        *(store.deposit(rec.sid, eid, 0, eid * 16, None, NOW) for eid in eids)
+    )
+    assert sorted(o.seq for o in outs) == list(range(1, 501))
+    by_eid = {eid: o.seq for eid, o in zip(eids, outs, strict=True)}
+    envs = await store.fetch(rec.rid, 0, 1000, 1 << 20, NOW)
+    assert [e.seq for e in envs] == list(range(1, 501))
+    assert all(by_eid[e.eid] == e.seq and e.ct == e.eid * 16 for e in envs)
+
+
+async def test_concurrent_failures_do_not_poison_others(make_store: MakeStore) -> None:
+    store = await make_store(StoreLimits(max_envelopes=5))
+    rec, other = await new_mailbox(store), await new_mailbox(store)
+    jobs = [put(store, rec) for _ in range(20)] + [put(store, other) for _ in range(3)]
+    jobs += [store.deposit(new_id(), new_id(), 0, b"x" * 256, None, NOW) for _ in range(3)]
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    mine = results[:20]
+    assert sorted(r.seq for r in mine if not isinstance(r, BaseException)) == [1, 2, 3, 4, 5]
+    assert sum(isinstance(r, QuotaExceeded) for r in mine) == 15
+    assert sorted(r.seq for r in results[20:23]) == [1, 2, 3]  # type: ignore[union-attr]
+    assert all(isinstance(r, MailboxNotFound) for r in results[23:])
+    assert await store.count_envelopes() == 8
+
+
+async def test_durability_problems_empty_on_durable_config(store: EnvelopeStore) -> None:
+    assert await store.durability_problems() == []
+    await store.ping()
+
+
+async def test_closed_store_is_unavailable(make_store: MakeStore) -> None:
+    store = await make_store()
+    await store.aclose()
+    with pytest.raises(StorageUnavailable):
+        await store.deposit(new_id(), new_id(), 0, b"x", None, NOW)
+
+
+# --- SQLite only --------------------------------------------------------------------------
+
+
+async def test_sqlite_file_settings(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    store = SQLiteStore(path, LIMITS)
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        await put(store, rec)
+        for name in ("relay.db", "relay.db-wal", "relay.db-shm"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    finally:
+        await store.aclose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    conn.close()
+
+
+async def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    store = SQLiteStore(path, LIMITS)
+    with pytest.raises(StorageUnavailable):
+        await store.open()
+    await store.aclose()
+
+
+async def test_sqlite_group_commit(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "relay.db", LIMITS)
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        before = store.commit_count
+        await asyncio.gather(*(put(store, rec) for _ in range(300)))
+        assert store.commit_count - before < 100  # batched: far fewer fsyncs than deposits
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_full_database_is_storage_full(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "relay.db", LIMITS, max_db_bytes=400_000)
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        stored = 0
+        with pytest.raises(StorageFull):
+            for _ in range(100):
+                await put(store, rec, size=16_384)
+                stored += 1
+        assert 0 < stored < 100
+        assert await store.count_envelopes() == stored  # nothing half-stored
+        assert await store.ack(rec.rid, [1, 2, 3, 4]) == 4  # still usable, space comes back
+        assert (await put(store, rec, size=1024)).seq == stored + 1  # nothing was assigned
+    finally:
+        await store.aclose()
+
+
+# --- Redis only ---------------------------------------------------------------------------
+
+
+async def _exercise(store: EnvelopeStore) -> list[MailboxRecord]:
+    recs = [await new_mailbox(store) for _ in range(3)]
+    for rec in recs:
+        for _ in range(3):
+            await put(store, rec)
+    await store.ack(recs[0].rid, [1])
+    await store.touch_mailbox(recs[1].rid, NOW + 86_400)
+    await store.fetch(recs[2].rid, 0, 10, 1 << 20, NOW)
+    await store.put_challenge(os.urandom(32), b"binding", NOW + 60)
+    await store.delete_mailbox(recs[2].rid)
+    return recs
+
+
+@pytest.mark.redis
+async def test_redis_every_key_has_ttl_and_one_slot_per_mailbox(redis_url: str) -> None:
+    store = RedisStore(redis_url, LIMITS)
+    await store.open()
+    try:
+        recs = await _exercise(store)
+    finally:
+        await store.aclose()
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(count=1000))
+        assert keys
+        for key in keys:
+            assert client.ttl(key) > 0, key
+        for rec in recs[:2]:
+            tag = b"{" + rec.rid.hex().encode() + b"}"
+            mine = [k for k in keys if tag in k]
+            assert len(mine) >= 5
+            assert len({key_slot(k) for k in mine}) == 1
+        assert not [k for k in keys if recs[2].rid.hex().encode() in k]
+        assert not [k for k in keys if recs[2].sid.hex().encode() in k]
+
+
+@pytest.mark.redis
+async def test_redis_deleted_mailbox_seen_through_stale_cache(redis_url: str) -> None:
+    a, b = RedisStore(redis_url, LIMITS), RedisStore(redis_url, LIMITS)
+    await a.open()
+    await b.open()
+    try:
+        rec = await new_mailbox(a)
+        await put(b, rec)  # b caches sid -> rid
+        assert await a.delete_mailbox(rec.rid)
+        with pytest.raises(MailboxNotFound):
+            await put(b, rec)
+        # Same send id, new receive id: b's stale mapping must not be used.
+        moved = MailboxRecord(new_id(), rec.sid, os.urandom(32), rec.created_day)
+        await a.create_mailbox(moved, NOW)
+        assert (await put(b, rec)).rid == moved.rid
+        assert await b.resolve_sid(rec.sid, NOW) == moved.rid
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_durability_checks(redis_server_factory: RedisServerFactory) -> None:
+    no_aof = redis_server_factory(durable=False)
+    everysec = redis_server_factory(
+        "--appendonly", "yes", "--appendfsync", "everysec", durable=False
+    )
+    lru = redis_server_factory("--maxmemory-policy", "volatile-lru")
+
+    strict = RedisStore(no_aof.url, LIMITS)
+    try:
+        problems = await strict.durability_problems()
+        assert problems and "appendonly" in problems[0]
+        with pytest.raises(StorageUnavailable):
+            await strict.open()
+    finally:
+        await strict.aclose()
+    relaxed = RedisStore(no_aof.url, LIMITS, durability="relaxed")
+    try:
+        with pytest.raises(StorageUnavailable):
+            await relaxed.open()
+    finally:
+        await relaxed.aclose()
+
+    strict = RedisStore(everysec.url, LIMITS)
+    relaxed = RedisStore(everysec.url, LIMITS, durability="relaxed")
+    try:
+        with pytest.raises(StorageUnavailable):
+            await strict.open()
+        await relaxed.open()  # accepted, but the loss window is still reported
+        problems = await relaxed.durability_problems()
+        assert len(problems) == 1 and "everysec" in problems[0] and "1 s" in problems[0]
+    finally:
+        await strict.aclose()
+        await relaxed.aclose()
+
+    evicting = RedisStore(lru.url, LIMITS)
+    try:
+        assert any("maxmemory-policy" in p for p in await evicting.durability_problems())
+    finally:
+        await evicting.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_survives_kill_9(redis_server_factory: RedisServerFactory) -> None:
+    server = redis_server_factory()
+    store = RedisStore(server.url, LIMITS)
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        outs = await asyncio.gather(*(put(store, rec) for _ in range(50)))
+        assert sorted(o.seq for o in outs) == list(range(1, 51))
+    finally:
+        await store.aclose()
+    server.restart(kill=True)  # SIGKILL: no shutdown save, only the AOF remains
+    store = RedisStore(server.url, LIMITS)
+    await store.open()
+    try:
+        assert len(await store.fetch(rec.rid, 0, 100, 1 << 20, NOW)) == 50
+        assert (await put(store, rec)).seq == 51
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_unreachable_is_unavailable(redis_server_factory: RedisServerFactory) -> None:
+    server = redis_server_factory()
+    store = RedisStore(server.url, LIMITS)
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        server.stop()
+        with pytest.raises(StorageUnavailable):
+            await put(store, rec)
+        with pytest.raises(StorageUnavailable):
+            await store.ping()
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_out_of_memory_is_storage_full(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    server = redis_server_factory("--maxmemory", "4mb")
+    store = RedisStore(server.url, StoreLimits(max_bytes=1 << 30))
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        stored = 0
+        with pytest.raises(StorageFull):
+            for _ in range(500):
+                await put(store, rec, size=65_536)
+                stored += 1
+        assert stored > 0
+        assert await store.count_envelopes() == stored
+        assert await store.ack(rec.rid, list(range(1, stored + 1))) == stored  # allowed at OOM
+        assert (await put(store, rec, size=256)).seq == stored + 1
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_key_prefix(redis_url: str) -> None:
+    store = RedisStore(redis_url, LIMITS, key_prefix="t1:")
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        await put(store, rec)
+    finally:
+        await store.aclose()
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter()]
+    finally:
+        await client.aclose()
+    assert keys and all(k.startswith(b"t1:") for k in keys)
+    with pytest.raises(ValueError, match="prefix"):
+        RedisStore(redis_url, LIMITS, key_prefix="{bad}")

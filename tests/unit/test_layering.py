@@ -1,0 +1,100 @@
+"""Import-direction rules (STYLE.md §2): the relay stays blind by construction."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+FORBIDDEN_FOR_RELAY = (
+    "clientlib.crypto",
+    "clientlib.session",
+    "clientlib.keystore",
+    "clientlib.transport",
+    "clientlib.client",
+)
+
+
+def test_relay_never_imports_client_secrets_code() -> None:
+    assert modules("relay")
+    for path in modules("relay"):
+        for name in imports_of(path):
+            assert not name.startswith(FORBIDDEN_FOR_RELAY), f"{path.name} imports {name}"
+            assert name != "cryptography" and not name.startswith("cryptography."), path.name
+
+
+def test_clientlib_never_imports_relay() -> None:
+    for path in modules("clientlib"):
+        for name in imports_of(path):
+            assert name != "relay" and not name.startswith("relay."), f"{path.name} imports {name}"
+
+
+def test_wire_is_pure() -> None:
+    allowed_prefixes = ("clientlib.wire", "clientlib.errors", "msgpack", "__future__")
+    import sys
+
+    stdlib = sys.stdlib_module_names
+    for path in modules("clientlib/wire"):
+        for name in imports_of(path):
+            top = name.split(".")[0]
+            assert top in stdlib or name.startswith(allowed_prefixes), f"{path.name} imports {name}"
+
+
+def test_sans_io_cores_do_no_io() -> None:
+    banned = ("asyncio", "aiohttp", "socket", "time", "secrets", "random", "os", "datetime")
+    for package in ("clientlib/session", "clientlib/crypto", "clientlib/wire"):
+        for path in modules(package):
+            names = imports_of(path)
+            for name in names:
+                assert name.split(".")[0] not in banned, f"{path} imports {name}"
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Attribute) and node.attr in ("urandom", "random", "time"):
+                    assert not (
+                        isinstance(node.value, ast.Name)
+                        and node.value.id in ("os", "utils", "time")
+                    ), path
+                    assert not (
+                        isinstance(node.value, ast.Attribute) and node.value.attr == "utils"
+                    ), path
+
+
+def test_only_the_app_factory_picks_a_backend() -> None:
+    for path in modules("relay"):
+        if path.name == "app.py" or "storage" in path.parts:
+            continue
+        for name in imports_of(path):
+            assert not name.startswith(("relay.storage.sqlite", "relay.storage.redis")), path.name
+
+
+def test_relay_process_does_not_load_client_crypto() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, relay.app, relay.cli;"
+        "bad=[m for m in sys.modules if m.startswith(('clientlib.crypto','clientlib.session'))];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == ""
