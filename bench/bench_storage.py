@@ -69,6 +69,7 @@ async def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["sqlite", "redis"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = os.environ.get("BENCH_DIR", tmp)
         for c in args.concurrency if "sqlite" in args.backends else []:
             path = Path(tmp) / f"bench-{c}.db"
             store = SQLiteStore(path, LIMITS)
@@ -106,6 +107,8 @@ async def main() -> None:
                 "yes",
                 "--appendfsync",
                 "always",
+                "--logfile",
+                f"{tmp}/redis.log",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -129,7 +132,8 @@ async def main() -> None:
                 await run(rstore, args.envelopes, c, proc.pid)
                 await rstore.aclose()
         finally:
-            print(Path(f"{tmp}/redis.log").read_text()[-1500:]) if proc.poll() is not None else None
+            if proc.poll() is not None:
+                print(Path(f"{tmp}/redis.log").read_text()[-1500:])
             proc.terminate()
             proc.wait()
 

@@ -24,7 +24,8 @@ def payload(i: int) -> bytes:
 async def test_ten_thousand_envelopes_in_order(live_relay: RelayProcess) -> None:
     owner = Owner()
     async with (
-        aiohttp.ClientSession() as session, WSClient(session, live_relay.url) as ows,
+        aiohttp.ClientSession() as session,
+        WSClient(session, live_relay.url) as ows,
         WSClient(session, live_relay.url) as sws,
     ):
         rid, sid = await ows.create_mailbox(owner)

@@ -1,0 +1,60 @@
+"""Several relay processes over one Redis: a deposit on one wakes the owner on another."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import RelayProcess
+
+from clientlib.wire import FLAG_ONLINE_ONLY, Drained, EnvelopeDelivered
+from relaydriver import HTTPClient, Owner, WSClient
+
+pytestmark = pytest.mark.redis
+
+
+def spawn(tmp_path: Path, name: str, redis_url: str) -> RelayProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDRELAY_")}
+    env.update(
+        BLINDRELAY_STORAGE="redis", BLINDRELAY_REDIS_URL=redis_url, BLINDRELAY_LOG_FORMAT="json"
+    )
+    relay = RelayProcess(tmp_path / name, env, tmp_path / f"{name}.log")
+    relay.start()
+    return relay
+
+
+async def test_cross_process_push(tmp_path: Path, redis_url: str) -> None:
+    a, b = spawn(tmp_path, "a", redis_url), spawn(tmp_path, "b", redis_url)
+    owner = Owner()
+    try:
+        async with aiohttp.ClientSession() as session:
+            http_b = HTTPClient(session, b.url)
+            async with WSClient(session, a.url) as ows:
+                rid, sid = await ows.create_mailbox(owner)
+                await http_b.deposit(sid, bytes(256))  # stored via process B while offline
+                await ows.subscribe(owner, rid)  # owner on process A
+                first = await ows.next_push()
+                assert isinstance(first, EnvelopeDelivered)
+                assert isinstance(await ows.next_push(), Drained)
+                await ows.ack(rid, [first.env.seq])
+                for i in range(50):  # live deposits on B are pushed by A
+                    await http_b.deposit(sid, bytes([i]) * 512)
+                got = []
+                while len(got) < 50:
+                    frame = await ows.next_push()
+                    assert isinstance(frame, EnvelopeDelivered)
+                    got.append(frame.env.ct[0])
+                    await ows.ack(rid, [frame.env.seq])
+                assert got == list(range(50))
+                # Online-only envelopes cross processes too, and are not stored.
+                await http_b.deposit(sid, b"\x77" * 256, flags=FLAG_ONLINE_ONLY)
+                typing = await ows.next_push()
+                assert isinstance(typing, EnvelopeDelivered) and typing.env.seq == 0
+                # Deleting on B ends the subscription on A.
+                await http_b.delete(owner, rid)
+            assert (await HTTPClient(session, a.url).post("/v1/deposit", b""))[0] == 400
+    finally:
+        a.stop()
+        b.stop()
