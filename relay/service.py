@@ -15,8 +15,6 @@ from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
     OP_CREATE,
-    OP_DELETE,
-    OP_FETCH,
     Deposit,
     EnvelopesFetched,
     MailboxCreated,
@@ -265,7 +263,3 @@ class MailboxService:
     async def purge_expired(self) -> int:
         with storage_errors():
             return await self.store.purge_expired(self.now())
-
-
-def op_allowed_over_http(op: str) -> bool:
-    return op in (OP_CREATE, OP_DELETE, OP_FETCH)

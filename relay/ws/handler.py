@@ -19,7 +19,7 @@ import contextlib
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -393,6 +393,3 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             duration_ms=round((time.monotonic() - started) * 1000),
         )
     return ws
-
-
-HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]
