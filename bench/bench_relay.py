@@ -57,6 +57,7 @@ CT_1K = os.urandom(1024)  # a valid bucket; the relay never looks inside
 MAX_ID = 2**32 - 1
 RELAY_MAX_INFLIGHT = 256  # relay default max_inflight_requests per connection
 REPO = Path(__file__).resolve().parent.parent
+REQUEST_TIMEOUT_S = 30.0
 
 
 # --- figures and budgets (DESIGN.md §6) ---------------------------------------------------------
@@ -106,11 +107,35 @@ def free_port() -> int:
         return port
 
 
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat."""
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process (all its threads), in seconds, from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
         rest = fh.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
+
+
+def proc_cpu_s(pid: int) -> float:
+    return sum(proc_cpu_split(pid))
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds per thread id of a process (the main thread's id is the pid)."""
+    out: dict[int, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as fh:
+                rest = fh.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return out
+
+
+def main_vs_threads(pid: int, before: dict[int, float], after: dict[int, float]) -> tuple[
+    float, float
+]:
+    """CPU seconds spent between two :func:`thread_cpu_s` readings: (main thread, others)."""
+    main = after.get(pid, 0.0) - before.get(pid, 0.0)
+    others = sum(v - before.get(tid, 0.0) for tid, v in after.items() if tid != pid)
+    return main, others
 
 
 def proc_rss_kib(pid: int) -> int:
@@ -167,7 +192,7 @@ def start_redis(workdir: Path) -> tuple[Child, int]:
     port = free_port()
     log = workdir / "redis.log"
     with open(log, "wb") as out:
-        popen = subprocess.Popen(  # noqa: S603 - fixed argv, our own temp dir
+        popen = subprocess.Popen(
             [
                 exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(rdir),
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "",
@@ -192,7 +217,9 @@ def start_redis(workdir: Path) -> tuple[Child, int]:
     raise RuntimeError("redis-server did not answer PING")
 
 
-def start_relay(backend: str, workdir: Path, redis_port: int | None) -> tuple[Child, str]:
+def start_relay(
+    backend: str, workdir: Path, redis_port: int | None, profile: Path | None = None
+) -> tuple[Child, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDRELAY_")}
     env["BLINDRELAY_LOG_FORMAT"] = "json"
     if backend == "redis":
@@ -201,10 +228,11 @@ def start_relay(backend: str, workdir: Path, redis_port: int | None) -> tuple[Ch
     data = workdir / "relay"
     log = workdir / "relay.log"
     with open(log, "wb") as out:
-        popen = subprocess.Popen(  # noqa: S603 - our interpreter, fixed argv
+        prof = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+        popen = subprocess.Popen(
             [
-                sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--port", "0",
-                "--data-dir", str(data),
+                sys.executable, *prof, "-m", "relay", "serve", "--host", "127.0.0.1",
+                "--port", "0", "--data-dir", str(data),
             ],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO,
         )
@@ -257,7 +285,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(backend: str, root: Path, name: str, keep: bool) -> Iterator[Server]:
+def server(
+    backend: str, root: Path, name: str, keep: bool, profile_dir: str | None = None
+) -> Iterator[Server]:
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
     redis_child: Child | None = None
     relay_child: Child | None = None
@@ -265,7 +295,8 @@ def server(backend: str, root: Path, name: str, keep: bool) -> Iterator[Server]:
         port = None
         if backend == "redis":
             redis_child, port = start_redis(workdir)
-        relay_child, url = start_relay(backend, workdir, port)
+        profile = Path(profile_dir).resolve() / f"{name}.prof" if profile_dir else None
+        relay_child, url = start_relay(backend, workdir, port, profile)
         yield Server(backend, workdir, relay_child, url, redis_child, port)
     finally:
         if relay_child is not None:
@@ -353,13 +384,15 @@ class Conn:
                     w.set_exception(ConnectionError("socket closed"))
             self.waiters.clear()
 
-    async def request(self, fields: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    async def request(self, fields: dict[str, Any]) -> dict[str, Any]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.waiters[fields["id"]] = fut
         await self.ws.send_bytes(pack(fields))
-        return await asyncio.wait_for(fut, timeout)
+        return await asyncio.wait_for(fut, REQUEST_TIMEOUT_S)
 
-    async def owner(self, sk: nacl.signing.SigningKey, op: str, rid: bytes | None) -> dict[str, Any]:
+    async def owner(
+        self, sk: nacl.signing.SigningKey, op: str, rid: bytes | None
+    ) -> dict[str, Any]:
         chal: dict[str, Any] = {"t": "chal", "id": self.next_id(), "op": op}
         if rid is not None:
             chal["rid"] = rid
@@ -423,8 +456,9 @@ async def create_mailboxes(
         await asyncio.gather(*(c.close() for c in pool))
 
 
-async def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
-    for _ in range(max(1, int(timeout / step))):
+async def wait_until(pred: Callable[[], bool], limit_s: float, step: float = 0.02) -> bool:
+    """Poll ``pred`` until it holds or ``limit_s`` passed; return its last value."""
+    for _ in range(max(1, int(limit_s / step))):
         if pred():
             return True
         await asyncio.sleep(step)
@@ -599,6 +633,8 @@ class Args:
     tmpdir: str | None
     keep: bool
     json: str | None
+    profile_relay: str | None
+    phases: list[str]
 
 
 async def phase_throughput(srv: Server, a: Args, out: dict[str, Any]) -> None:
@@ -608,7 +644,9 @@ async def phase_throughput(srv: Server, a: Args, out: dict[str, Any]) -> None:
         mailboxes = await create_mailboxes(session, srv.url, n_mb)
         stats = Stats()
         sinks = await open_owners(session, srv.url, mailboxes, a.owners, stats, a.ack_batch)
-        sender_conns = await asyncio.gather(*(Conn.open(session, srv.url) for _ in range(a.senders)))
+        sender_conns = await asyncio.gather(
+            *(Conn.open(session, srv.url) for _ in range(a.senders))
+        )
         senders = [Sender(c, stats, a.inflight) for c in sender_conns]
         sids = [mb.sid for mb in mailboxes]
 
@@ -626,9 +664,13 @@ async def phase_throughput(srv: Server, a: Args, out: dict[str, Any]) -> None:
         await asyncio.sleep(a.warmup)
         srv.check()
         c0, b0, t0 = srv.cpu(), time.process_time(), time.perf_counter()
+        u0 = proc_cpu_split(srv.relay.pid)
+        th0 = thread_cpu_s(srv.relay.pid)
         d0, p0, k0 = stats.deposited, stats.delivered, stats.acked
         await asyncio.sleep(a.duration)
         c1, b1, t1 = srv.cpu(), time.process_time(), time.perf_counter()
+        u1 = proc_cpu_split(srv.relay.pid)
+        th_main, th_other = main_vs_threads(srv.relay.pid, th0, thread_cpu_s(srv.relay.pid))
         d1, p1, k1 = stats.deposited, stats.delivered, stats.acked
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
@@ -644,6 +686,10 @@ async def phase_throughput(srv: Server, a: Args, out: dict[str, Any]) -> None:
             "acked_per_s": (k1 - k0) / wall,
             "relay_cpu_us": (c1[0] - c0[0]) / relayed * 1e6 if relayed else None,
             "storage_cpu_us": (c1[1] - c0[1]) / relayed * 1e6 if relayed else None,
+            "relay_user_us": (u1[0] - u0[0]) / relayed * 1e6 if relayed else None,
+            "relay_sys_us": (u1[1] - u0[1]) / relayed * 1e6 if relayed else None,
+            "relay_main_thread_us": th_main / relayed * 1e6 if relayed else None,
+            "relay_other_threads_us": th_other / relayed * 1e6 if relayed else None,
             "relay_cpu_util": (c1[0] - c0[0]) / wall,
             "storage_cpu_util": (c1[1] - c0[1]) / wall,
             "bench_cpu_us": (b1 - b0) / relayed * 1e6 if relayed else None,
@@ -668,12 +714,14 @@ async def phase_throughput(srv: Server, a: Args, out: dict[str, Any]) -> None:
             k = 0
             cpu0 = c_0 = None
             p_0 = 0
+            th_0: dict[int, float] = {}
             while True:
                 now = loop.time()
                 if now >= end:
                     break
                 if cpu0 is None and now >= start + skip:
                     cpu0, c_0, p_0 = srv.cpu(), now, stats.delivered
+                    th_0 = thread_cpu_s(srv.relay.pid)
                 due = int((now - start) / interval) + 1
                 while k < due:
                     s = senders[k % len(senders)]
@@ -682,6 +730,7 @@ async def phase_throughput(srv: Server, a: Args, out: dict[str, Any]) -> None:
                     k += 1
                 await asyncio.sleep(max(0.0, start + k * interval - loop.time()))
             cpu1, c_1, p_1 = srv.cpu(), loop.time(), stats.delivered
+            t_main, t_other = main_vs_threads(srv.relay.pid, th_0, thread_cpu_s(srv.relay.pid))
             await wait_until(lambda: stats.acked >= stats.deposited, 30)
             stats.lat_from_ns = None
             lat = stats.lat_ns
@@ -698,6 +747,8 @@ async def phase_throughput(srv: Server, a: Args, out: dict[str, Any]) -> None:
                 "max_ms": max(lat) / 1e6 if lat else float("nan"),
                 "relay_cpu_us": (cpu1[0] - cpu0[0]) / n * 1e6 if n else None,
                 "storage_cpu_us": (cpu1[1] - cpu0[1]) / n * 1e6 if n else None,
+                "relay_main_thread_us": t_main / n * 1e6 if n else None,
+                "relay_other_threads_us": t_other / n * 1e6 if n else None,
             }
 
         out["latency"] = []
@@ -782,7 +833,9 @@ async def phase_store_drain(srv: Server, a: Args, out: dict[str, Any]) -> None:
         mailboxes = await create_mailboxes(session, srv.url, a.store_mailboxes)
         sids = [mb.sid for mb in mailboxes]
         stats = Stats()
-        sender_conns = await asyncio.gather(*(Conn.open(session, srv.url) for _ in range(a.senders)))
+        sender_conns = await asyncio.gather(
+            *(Conn.open(session, srv.url) for _ in range(a.senders))
+        )
         senders = [Sender(c, stats, a.inflight) for c in sender_conns]
         counter = itertools.count()
         total = a.store_envelopes
@@ -922,7 +975,10 @@ def print_table(r: dict[str, Any]) -> None:
             f"throughput detail: deposits {tp['deposited_per_s']:,.0f}/s, acks "
             f"{tp['acked_per_s']:,.0f}/s; CPU use: relay {tp['relay_cpu_util']:.0%} of a core, "
             f"storage {tp['storage_cpu_util']:.0%}, load generator {tp['bench_cpu_util']:.0%} "
-            f"({tp['bench_cpu_us']:.0f} us/envelope); {tp['owners']} owner connections x "
+            f"({tp['bench_cpu_us']:.0f} us/envelope); relay user {tp['relay_user_us']:.0f} + "
+            f"sys {tp['relay_sys_us']:.0f} us/envelope = event-loop thread "
+            f"{tp['relay_main_thread_us']:.0f} + other threads (SQLite writer/reader, redis "
+            f"none) {tp['relay_other_threads_us']:.0f}; {tp['owners']} owner connections x "
             f"{tp['mailboxes'] // tp['owners']} mailboxes, {tp['senders']} senders x "
             f"{tp['inflight_per_sender']} in flight"
         )
@@ -931,7 +987,9 @@ def print_table(r: dict[str, Any]) -> None:
             print(
                 f"latency @ {lat['target_rate']:,.0f}/s: achieved {lat['achieved_rate']:,.0f}/s,"
                 f" {lat['samples']:,} samples, p90 {lat['p90_ms']:.2f} ms; server CPU "
-                f"{cpu:.0f} us/envelope at this rate"
+                f"{cpu:.0f} us/envelope at this rate (event loop "
+                f"{lat['relay_main_thread_us']:.0f}, other threads "
+                f"{lat['relay_other_threads_us']:.0f})"
             )
     st, dr = r.get("store"), r.get("drain")
     if st and dr:
@@ -957,10 +1015,12 @@ def run_backend(backend: str, a: Args, root: Path) -> dict[str, Any]:
         ("store", phase_store_drain),
     ]
     for name, phase in phases:
+        if name not in a.phases:
+            continue
         started = time.perf_counter()
         print(f"[{backend}] {name} ...", file=sys.stderr, flush=True)
         try:
-            with server(backend, root, f"{backend}-{name}", a.keep) as srv:
+            with server(backend, root, f"{backend}-{name}", a.keep, a.profile_relay) as srv:
                 asyncio.run(phase(srv, a, result))
         except Exception as exc:
             result.setdefault("failures", {})[name] = f"{type(exc).__name__}: {exc}"
@@ -1000,6 +1060,14 @@ def parse(argv: Sequence[str] | None) -> Args:
     p.add_argument("--tmpdir", help="where data dirs go (default: system temp; use a real disk)")
     p.add_argument("--keep", action="store_true", help="keep data dirs and logs")
     p.add_argument("--json", help="also write the raw results to this file")
+    p.add_argument(
+        "--profile-relay", metavar="DIR",
+        help="run each relay under cProfile (main thread only), write DIR/<phase>.prof",
+    )
+    p.add_argument(
+        "--phases", default="connections,throughput,store",
+        help="comma-separated subset of: connections, throughput, store",
+    )
     ns = p.parse_args(argv)
     full = {
         "owners": 50, "mailboxes_per_owner": 4, "senders": 8, "inflight": 128, "ack_batch": 64,
@@ -1021,7 +1089,8 @@ def parse(argv: Sequence[str] | None) -> Args:
         p.error("--ack-batch must be 1..256")
     return Args(
         backend=ns.backend, quick=ns.quick, latency_rate=ns.latency_rate, tmpdir=ns.tmpdir,
-        keep=ns.keep, json=ns.json, **values,
+        keep=ns.keep, json=ns.json, profile_relay=ns.profile_relay,
+        phases=[x.strip() for x in ns.phases.split(",") if x.strip()], **values,
     )
 
 

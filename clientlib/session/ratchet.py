@@ -18,7 +18,7 @@ flag ``step_pending``; and a bounded cache of skipped message keys keyed by ``(D
   KDF_CK(CKs)``, header ``(DHs.pub, PN, Ns)``, ``Ns += 1``.
 
 Signal's specification performs the sending step eagerly on receipt; doing it at the next send
-(libsodium-free "lazy" variant) means decryption needs no randomness and costs one DH less,
+(a "lazy" variant) means decryption needs no randomness and costs one DH less,
 and the new key is as fresh. Both sides follow the same rule, so the key schedule is defined.
 
 Rules: (1) receiving never mutates state before the AEAD has authenticated the message: it

@@ -8,7 +8,7 @@ import os
 
 import aiohttp
 import pytest
-from conftest import RelayProcess
+from liverelay import RelayProcess
 from relaydriver import HTTPClient, Owner, WSClient
 
 from clientlib.wire import Drained, EnvelopeDelivered, ErrorReply

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import RelayProcess
+from liverelay import RelayProcess
+from relaydriver import HTTPClient, Owner, WSClient
 
 from clientlib.wire import FLAG_ONLINE_ONLY, Drained, EnvelopeDelivered
-from relaydriver import HTTPClient, Owner, WSClient
 
 pytestmark = pytest.mark.redis
 
