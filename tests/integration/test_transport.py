@@ -1,0 +1,299 @@
+"""clientlib.transport against a real in-process relay, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import nacl.signing
+import pytest
+import relaydriver
+from aiohttp.test_utils import TestServer
+
+from clientlib.errors import RelayRejected, TransportError
+from clientlib.transport import (
+    CaughtUp,
+    Delivered,
+    Disconnected,
+    HTTPTransport,
+    MailboxCredential,
+    Reconnected,
+    TransportEvent,
+    WebSocketTransport,
+    spread,
+)
+from clientlib.wire import OWNER_COMMAND_CONTEXT, VersionRange
+from relay.config import RelayConfig
+
+MakeRelay = Callable[[RelayConfig], Awaitable[tuple[str, TestServer]]]
+
+TIMEOUT = 5.0
+
+
+class Key:
+    """An owner key pair; the transport only ever sees ``sign``."""
+
+    def __init__(self) -> None:
+        self.sk = nacl.signing.SigningKey.generate()
+        self.pk = bytes(self.sk.verify_key)
+
+    def sign(self, cmd: bytes) -> bytes:
+        return self.sk.sign(OWNER_COMMAND_CONTEXT + cmd).signature
+
+
+def ct(n: int = 256) -> bytes:
+    return os.urandom(n)
+
+
+def eid() -> bytes:
+    return os.urandom(16)
+
+
+async def new_mailbox(
+    t: WebSocketTransport | HTTPTransport,
+) -> tuple[MailboxCredential, bytes, Key]:
+    key = Key()
+    rid, sid = await t.create_mailbox(key.pk, key.sign)
+    relaydriver.remember(rid, sid, key.pk)
+    return MailboxCredential(rid, key.sign), sid, key
+
+
+class Events:
+    """Reads a transport's events with a timeout per event."""
+
+    def __init__(self, t: WebSocketTransport) -> None:
+        self.it: AsyncIterator[TransportEvent] = t.events()
+
+    async def next(self) -> TransportEvent:
+        return await asyncio.wait_for(anext(self.it), TIMEOUT)
+
+    async def until_caught_up(self, rid: bytes) -> list[Delivered]:
+        got: list[Delivered] = []
+        while True:
+            ev = await self.next()
+            if isinstance(ev, CaughtUp):
+                assert ev.rid == rid
+                return got
+            assert isinstance(ev, Delivered), ev
+            got.append(ev)
+
+    async def delivered(self, n: int) -> list[Delivered]:
+        got: list[Delivered] = []
+        for _ in range(n):
+            ev = await self.next()
+            assert isinstance(ev, Delivered), ev
+            got.append(ev)
+        return got
+
+
+def instant() -> float:
+    return 0.0
+
+
+async def test_websocket_create_subscribe_deposit_ack(
+    relay: str, session: aiohttp.ClientSession
+) -> None:
+    async with (
+        WebSocketTransport(session, relay) as owner,
+        WebSocketTransport(session, relay) as sender,
+    ):
+        assert owner.version == 1
+        assert owner.limits is not None and owner.limits.push_window >= 1
+        cred, sid, _ = await new_mailbox(owner)
+        early = [ct(), ct(512)]
+        for body in early:
+            await sender.deposit(sid, body, eid=eid())
+        events = Events(owner)
+        await owner.subscribe(cred)
+        got = await events.until_caught_up(cred.rid)
+        assert [d.env.ct for d in got] == early
+        assert [d.env.seq for d in got] == [1, 2]
+        assert all(d.rid == cred.rid for d in got)
+
+        fc = os.urandom(32)
+        late_eid = eid()
+        await sender.deposit(sid, early[0], eid=late_eid, fc=fc)
+        await sender.deposit(sid, early[0], eid=late_eid, fc=fc)  # a retry: deduplicated
+        (late,) = await events.delivered(1)
+        assert (late.env.seq, late.env.eid, late.env.fc) == (3, late_eid, fc)
+
+        await owner.ack(cred.rid, [d.env.seq for d in [*got, late]])
+        http = HTTPTransport(session, relay)
+        envs, more = await http.fetch(cred)
+        assert envs == () and not more
+
+        await owner.unsubscribe(cred.rid)
+        await owner.delete_mailbox(cred)
+        with pytest.raises(RelayRejected) as err:
+            await sender.deposit(sid, ct(), eid=eid())
+        assert err.value.code == "AUTH"
+
+
+async def test_http_fetch_ack_delete(relay: str, session: aiohttp.ClientSession) -> None:
+    http = HTTPTransport(session, relay, request_timeout=TIMEOUT)
+    cred, sid, _ = await new_mailbox(http)
+    bodies = [ct() for _ in range(5)]
+    eids = [eid() for _ in bodies]
+    for body, e in zip(bodies, eids, strict=True):
+        await http.deposit(sid, body, eid=e)
+    await http.deposit(sid, bodies[0], eid=eids[0])  # idempotent retry
+
+    envs, more = await http.fetch(cred, max=3)
+    assert more
+    assert [e.eid for e in envs] == eids[:3]
+    envs, more = await http.fetch(cred, ack=[e.seq for e in envs], max=64)
+    assert not more
+    assert [e.ct for e in envs] == bodies[3:]
+    envs, more = await http.fetch(cred, ack=[e.seq for e in envs], max=0)
+    assert envs == () and not more
+
+    await http.delete_mailbox(cred)
+    with pytest.raises(RelayRejected) as err:
+        await http.fetch(cred)
+    assert err.value.code == "AUTH"
+
+
+async def test_relay_rejections(relay: str, session: aiohttp.ClientSession) -> None:
+    http = HTTPTransport(session, relay)
+    async with WebSocketTransport(session, relay) as t:
+        for transport in (t, http):
+            with pytest.raises(RelayRejected) as err:
+                await transport.deposit(os.urandom(16), ct(), eid=eid())
+            assert err.value.code == "AUTH"
+        cred, sid, _ = await new_mailbox(t)
+        for transport in (t, http):
+            with pytest.raises(RelayRejected) as err:
+                await transport.deposit(sid, ct(300), eid=eid())  # not a bucket size
+            assert err.value.code == "MALFORMED"
+        wrong = MailboxCredential(cred.rid, Key().sign)
+        with pytest.raises(RelayRejected) as err:
+            await t.subscribe(wrong)
+        assert err.value.code == "AUTH"
+        with pytest.raises(RelayRejected) as err:
+            await http.fetch(wrong)
+        assert err.value.code == "AUTH"
+        with pytest.raises(RelayRejected) as err:
+            await t.ack(cred.rid, [1])  # not subscribed on this connection
+        assert err.value.code == "AUTH"
+        # The connection is still usable after rejections.
+        await t.subscribe(cred)
+        await t.delete_mailbox(cred)
+
+
+async def test_reconnect_redelivers_unacked(
+    make_relay: MakeRelay,
+    relay_config: RelayConfig,
+    session: aiohttp.ClientSession,
+) -> None:
+    url, _ = await make_relay(relay_config)
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+        await asyncio.sleep(0)
+
+    sender = HTTPTransport(session, url)
+    async with WebSocketTransport(session, url, rng=instant, sleep=sleep) as t:
+        events = Events(t)
+        cred, sid, _ = await new_mailbox(t)
+        await t.subscribe(cred)
+        assert await events.until_caught_up(cred.rid) == []
+        first = [eid() for _ in range(3)]
+        for e in first:
+            await sender.deposit(sid, ct(), eid=e)
+        got = await events.delivered(3)
+        assert [d.env.eid for d in got] == first
+        await t.ack(cred.rid, [got[0].env.seq])
+
+        assert t._conn is not None
+        await t._conn.ws.close()  # the socket drops
+        assert isinstance(await events.next(), Disconnected)
+        # A deposit while reconnecting waits for the new socket.
+        late = eid()
+        pending = asyncio.ensure_future(t.deposit(sid, ct(), eid=late))
+        assert isinstance(await events.next(), Reconnected)
+        await asyncio.wait_for(pending, TIMEOUT)
+        assert delays == [0.0]
+        assert t.connected
+
+        seen: list[bytes] = []
+        while len(seen) < 3:
+            ev = await events.next()
+            if isinstance(ev, Delivered):
+                seen.append(ev.env.eid)
+            else:
+                assert isinstance(ev, CaughtUp)
+        # Unacked envelopes come back (catch-up) and the new one arrives: none lost.
+        assert seen == [*first[1:], late]
+        await t.delete_mailbox(cred)
+
+
+async def test_reconnect_gives_up_when_relay_is_gone(
+    make_relay: MakeRelay,
+    relay_config: RelayConfig,
+    session: aiohttp.ClientSession,
+) -> None:
+    url, server = await make_relay(relay_config)
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+
+    async with WebSocketTransport(
+        session,
+        url,
+        rng=lambda: 0.5,
+        sleep=sleep,
+        max_reconnect_attempts=3,
+        request_timeout=0.5,
+        connect_timeout=1.0,
+    ) as t:
+        events = Events(t)
+        await server.close()
+        assert await events.next() == Disconnected()
+        assert await events.next() == Disconnected(final=True)
+        with pytest.raises(StopAsyncIteration):
+            await events.next()
+        assert delays == [0.25, 0.5, 1.0]  # jitter * min(30, 0.5 * 2**attempt)
+        with pytest.raises(TransportError):
+            await t.deposit(os.urandom(16), ct(), eid=eid())
+
+
+async def test_backoff_is_capped(session: aiohttp.ClientSession) -> None:
+    t = WebSocketTransport(session, "http://127.0.0.1:1", rng=lambda: 1.0)
+    assert [t._backoff(n) for n in (0, 1, 5, 6, 100)] == [0.5, 1.0, 16.0, 30.0, 30.0]
+
+
+async def test_no_common_version(relay: str, session: aiohttp.ClientSession) -> None:
+    with pytest.raises(TransportError, match="version"):
+        async with WebSocketTransport(session, relay, versions=VersionRange(2, 3)):
+            pass
+
+
+async def test_spread_one_connection_per_mailbox(
+    relay: str, session: aiohttp.ClientSession
+) -> None:
+    http = HTTPTransport(session, relay)
+    boxes = [await new_mailbox(http) for _ in range(2)]
+    async with spread(
+        [cred for cred, _, _ in boxes], lambda: WebSocketTransport(session, relay)
+    ) as pairs:
+        assert len({id(t) for _, t in pairs}) == 2
+        for (cred, t), (_, sid, _) in zip(pairs, boxes, strict=True):
+            events = Events(t)
+            assert await events.until_caught_up(cred.rid) == []
+            await http.deposit(sid, ct(), eid=eid())
+            (got,) = await events.delivered(1)
+            assert got.rid == cred.rid
+    for cred, _, _ in boxes:
+        await http.delete_mailbox(cred)
+
+
+def test_credential_repr_hides_everything() -> None:
+    rid = bytes(range(16))
+    cred = MailboxCredential(rid, Key().sign)
+    text = repr(cred) + str(cred)
+    assert rid.hex() not in text and "sign" not in text and "\\x" not in text
+    assert rid.hex() not in repr(Delivered(rid, None))  # type: ignore[arg-type]
