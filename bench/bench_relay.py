@@ -369,15 +369,17 @@ class Conn:
                     continue
                 if t == "drained":
                     continue
-                if t == "err":
-                    self.errors[f["code"]] += 1
                 rid = f.get("id")
                 waiter = self.waiters.pop(rid, None) if rid is not None else None
                 if waiter is not None:
+                    if t == "err":
+                        self.errors[f["code"]] += 1
                     if not waiter.done():
                         waiter.set_result(f)
                 elif self.on_reply is not None and rid is not None:
-                    self.on_reply(rid, f)
+                    self.on_reply(rid, f)  # counts its own errors
+                elif t == "err":
+                    self.errors[f["code"]] += 1
         finally:
             for w in self.waiters.values():
                 if not w.done():
@@ -406,10 +408,17 @@ class Conn:
         sig = sk.sign(OWNER_COMMAND_CONTEXT + cmd).signature
         return await self.request({"t": "own", "id": self.next_id(), "cmd": cmd, "sig": sig})
 
-    async def subscribe(self, mb: Mailbox) -> None:
-        reply = await self.owner(mb.sk, "sub", mb.rid)
-        if reply["t"] != "ok":
-            raise RuntimeError(f"sub refused: {reply}")
+    async def subscribe(self, mb: Mailbox, attempts: int = 3) -> None:
+        """Subscribe; retries (a bounded number of times) only on ``UNAVAILABLE``, which the
+        relay tells clients to retry. Every error is still counted in ``self.errors``."""
+        for _ in range(attempts):
+            reply = await self.owner(mb.sk, "sub", mb.rid)
+            if reply["t"] == "ok":
+                return
+            if reply.get("code") != "UNAVAILABLE":
+                break
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"sub refused: {reply}")
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -456,13 +465,23 @@ async def create_mailboxes(
         await asyncio.gather(*(c.close() for c in pool))
 
 
-async def wait_until(pred: Callable[[], bool], limit_s: float, step: float = 0.02) -> bool:
-    """Poll ``pred`` until it holds or ``limit_s`` passed; return its last value."""
-    for _ in range(max(1, int(limit_s / step))):
-        if pred():
-            return True
-        await asyncio.sleep(step)
-    return pred()
+async def wait_progress(
+    value: Callable[[], int], target: int, stall_s: float = 15.0, limit_s: float = 600.0
+) -> bool:
+    """Wait until ``value() >= target``; give up after ``limit_s`` or when ``value()`` has not
+    moved for ``stall_s`` (e.g. the relay silently stopped pushing). Return whether it got
+    there."""
+    loop = asyncio.get_running_loop()
+    start = last_move = loop.time()
+    last = value()
+    while last < target:
+        await asyncio.sleep(0.005)
+        now, cur = loop.time(), value()
+        if cur != last:
+            last, last_move = cur, now
+        elif now - last_move > stall_s or now - start > limit_s:
+            return False
+    return True
 
 
 # --- owners and senders -----------------------------------------------------------------------
@@ -473,6 +492,8 @@ class Stats:
     deposited: int = 0  # ok replies to deposits
     delivered: int = 0  # env pushes received
     acked: int = 0  # envelopes whose ack got ok
+    ack_failed: int = 0  # envelopes whose ack got an error (they stay stored)
+    last_ack_t: float = 0.0  # perf_counter() of the last ack reply
     errors: Counter[str] = field(default_factory=Counter)
     lat_from_ns: int | None = None  # record latency of envelopes sent at or after this time
     lat_ns: list[int] = field(default_factory=list)
@@ -532,9 +553,11 @@ class OwnerSink:
 
     def on_reply(self, rid: int, f: dict[str, Any]) -> None:
         n = self.ack_sizes.pop(rid, 0)
+        self.stats.last_ack_t = time.perf_counter()
         if f["t"] == "ok":
             self.stats.acked += n
         else:
+            self.stats.ack_failed += n
             self.stats.errors["ack:" + str(f.get("code"))] += 1
 
 
@@ -593,6 +616,8 @@ async def open_owners(
 ) -> list[OwnerSink]:
     conns = await gather_bounded([lambda: Conn.open(session, url)] * owners, 64)
     sinks = [OwnerSink(c, stats, batch) for c in conns]
+    for c in conns:
+        c.errors = stats.errors  # owner-side error replies (sub) land in the stats
     await gather_bounded(
         [lambda i=i, mb=mb: conns[i % owners].subscribe(mb) for i, mb in enumerate(mailboxes)],
         256,
@@ -674,7 +699,9 @@ async def phase_throughput(srv: Server, a: Args, out: dict[str, Any]) -> None:
         d1, p1, k1 = stats.deposited, stats.delivered, stats.acked
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
-        drained = await wait_until(lambda: stats.acked >= stats.deposited, 60)
+        drained = await wait_progress(
+            lambda: stats.acked + stats.ack_failed, stats.deposited, 10, 60
+        )
         srv.check()
         wall = t1 - t0
         relayed = p1 - p0
@@ -731,7 +758,7 @@ async def phase_throughput(srv: Server, a: Args, out: dict[str, Any]) -> None:
                 await asyncio.sleep(max(0.0, start + k * interval - loop.time()))
             cpu1, c_1, p_1 = srv.cpu(), loop.time(), stats.delivered
             t_main, t_other = main_vs_threads(srv.relay.pid, th_0, thread_cpu_s(srv.relay.pid))
-            await wait_until(lambda: stats.acked >= stats.deposited, 30)
+            await wait_progress(lambda: stats.acked + stats.ack_failed, stats.deposited, 10, 30)
             stats.lat_from_ns = None
             lat = stats.lat_ns
             assert cpu0 is not None and c_0 is not None
@@ -873,14 +900,16 @@ async def phase_store_drain(srv: Server, a: Args, out: dict[str, Any]) -> None:
         c0, b0, t0 = srv.cpu(), time.process_time(), time.perf_counter()
         sinks = await open_owners(session, srv.url, mailboxes, owners, stats, a.ack_batch)
         t_sub = time.perf_counter()
-        done = await wait_until(lambda: stats.acked >= stored, 600, 0.005)
+        done = await wait_progress(lambda: stats.acked + stats.ack_failed, stored)
         c1, b1, t1 = srv.cpu(), time.process_time(), time.perf_counter()
+        if not done:  # stalled: rate up to the last ack, not up to giving up
+            t1 = max(t_sub, stats.last_ack_t)
         srv.check()
         await asyncio.sleep(0.3)
         disk2 = disk_usage(srv)
         out["drain"] = {
             "envelopes": stats.acked,
-            "complete": done,
+            "complete": done and stats.acked >= stored,
             "delivered": stats.delivered,
             "owners": owners,
             "drain_per_s": stats.acked / (t1 - t0),

@@ -98,3 +98,17 @@ def test_relay_process_does_not_load_client_crypto() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == ""
+
+
+def test_transport_has_no_crypto_or_session() -> None:
+    for path in modules("clientlib/transport"):
+        for name in imports_of(path):
+            assert not name.startswith(
+                (
+                    "clientlib.crypto",
+                    "clientlib.session",
+                    "clientlib.keystore",
+                    "nacl",
+                    "cryptography",
+                )
+            ), f"{path.name} imports {name}"
