@@ -40,8 +40,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +130,9 @@ def thread_cpu_s(pid: int) -> dict[int, float]:
     return out
 
 
-def main_vs_threads(pid: int, before: dict[int, float], after: dict[int, float]) -> tuple[
-    float, float
-]:
+def main_vs_threads(
+    pid: int, before: dict[int, float], after: dict[int, float]
+) -> tuple[float, float]:
     """CPU seconds spent between two :func:`thread_cpu_s` readings: (main thread, others)."""
     main = after.get(pid, 0.0) - before.get(pid, 0.0)
     others = sum(v - before.get(tid, 0.0) for tid, v in after.items() if tid != pid)
@@ -194,11 +195,27 @@ def start_redis(workdir: Path) -> tuple[Child, int]:
     with open(log, "wb") as out:
         popen = subprocess.Popen(
             [
-                exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(rdir),
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                "--daemonize", "no", "--protected-mode", "yes",
+                exe,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(rdir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
             ],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     child = Child("redis-server", popen, log)
     deadline = time.monotonic() + 15
@@ -231,10 +248,23 @@ def start_relay(
         prof = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
         popen = subprocess.Popen(
             [
-                sys.executable, *prof, "-m", "relay", "serve", "--host", "127.0.0.1",
-                "--port", "0", "--data-dir", str(data),
+                sys.executable,
+                *prof,
+                "-m",
+                "relay",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--data-dir",
+                str(data),
             ],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO,
         )
     child = Child("relay", popen, log)
     deadline = time.monotonic() + 30
@@ -311,7 +341,8 @@ def server(
 
 
 def pack(fields: dict[str, Any]) -> bytes:
-    return bytes((VERSION,)) + msgpack.packb(fields, use_bin_type=True)
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return bytes((VERSION,)) + packed
 
 
 @dataclass(slots=True)
@@ -434,10 +465,13 @@ def new_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
 
 
-async def gather_bounded(coros: Sequence[Callable[[], Any]], concurrency: int) -> list[Any]:
+async def gather_bounded(
+    coros: Sequence[Callable[[], Awaitable[Any]]], concurrency: int
+) -> list[Any]:
+    """Run the coroutine factories with at most ``concurrency`` at a time."""
     sem = asyncio.Semaphore(concurrency)
 
-    async def one(make: Callable[[], Any]) -> Any:
+    async def one(make: Callable[[], Awaitable[Any]]) -> Any:
         async with sem:
             return await make()
 
@@ -611,15 +645,19 @@ class Sender:
 
 
 async def open_owners(
-    session: aiohttp.ClientSession, url: str, mailboxes: list[Mailbox], owners: int,
-    stats: Stats, batch: int,
+    session: aiohttp.ClientSession,
+    url: str,
+    mailboxes: list[Mailbox],
+    owners: int,
+    stats: Stats,
+    batch: int,
 ) -> list[OwnerSink]:
     conns = await gather_bounded([lambda: Conn.open(session, url)] * owners, 64)
     sinks = [OwnerSink(c, stats, batch) for c in conns]
     for c in conns:
         c.errors = stats.errors  # owner-side error replies (sub) land in the stats
     await gather_bounded(
-        [lambda i=i, mb=mb: conns[i % owners].subscribe(mb) for i, mb in enumerate(mailboxes)],
+        [partial(conns[i % owners].subscribe, mb) for i, mb in enumerate(mailboxes)],
         256,
     )
     return sinks
@@ -806,7 +844,7 @@ async def phase_connections(srv: Server, a: Args, out: dict[str, Any]) -> None:
             await conn.subscribe(mb)
 
         await asyncio.wait_for(
-            gather_bounded([lambda mb=mb: setup(mb) for mb in mailboxes], a.setup_concurrency),
+            gather_bounded([partial(setup, mb) for mb in mailboxes], a.setup_concurrency),
             300,
         )
         c1, b1, t1 = srv.cpu(), time.process_time(), time.perf_counter()
@@ -831,7 +869,7 @@ async def phase_connections(srv: Server, a: Args, out: dict[str, Any]) -> None:
             "redis_bytes_per_conn": (redis_mem1 - redis_mem0) / n if srv.redis else None,
             "errors": dict(sum((c.errors for c in conns), Counter())),
         }
-        await gather_bounded([lambda c=c: c.close() for c in conns], 256)
+        await gather_bounded([c.close for c in conns], 256)
 
 
 def disk_usage(srv: Server) -> dict[str, Any]:
@@ -920,7 +958,7 @@ async def phase_store_drain(srv: Server, a: Args, out: dict[str, Any]) -> None:
             "disk_after_drain": disk2,
             "errors": dict(stats.errors),
         }
-        await gather_bounded([lambda s=s: s.conn.close() for s in sinks], 256)
+        await gather_bounded([s.conn.close for s in sinks], 256)
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -930,60 +968,100 @@ def figures(r: dict[str, Any]) -> list[Figure]:
     figs: list[Figure] = []
     tp = r.get("throughput")
     if tp:
-        figs.append(Figure(
-            "sustained relayed envelopes/s (1 KiB)", tp["delivered_per_s"], "/s", ">= 10,000",
-            at_least(tp["delivered_per_s"], 10_000),
-        ))
+        figs.append(
+            Figure(
+                "sustained relayed envelopes/s (1 KiB)",
+                tp["delivered_per_s"],
+                "/s",
+                ">= 10,000",
+                at_least(tp["delivered_per_s"], 10_000),
+            )
+        )
         cpu = (tp["relay_cpu_us"] or 0) + (tp["storage_cpu_us"] or 0)
         split = (
             f"relay {tp['relay_cpu_us']:.0f} + redis {tp['storage_cpu_us']:.0f}"
-            if r["backend"] == "redis" else "relay process (incl. SQLite threads)"
+            if r["backend"] == "redis"
+            else "relay process (incl. SQLite threads)"
         )
-        figs.append(Figure(
-            "server CPU per relayed envelope", cpu, "us", "<= 80 us", at_most(cpu, 80), split
-        ))
+        figs.append(
+            Figure(
+                "server CPU per relayed envelope", cpu, "us", "<= 80 us", at_most(cpu, 80), split
+            )
+        )
     for lat in r.get("latency", []):
         ok = None
         if lat["p50_ms"] == lat["p50_ms"]:
             ok = lat["p50_ms"] < 2 and lat["p99_ms"] < 10
-        figs.append(Figure(
-            f"push latency p50 / p99 @ {lat['target_rate']:,.0f}/s",
-            lat["p50_ms"], f"ms / {lat['p99_ms']:.2f} ms", "< 2 ms / < 10 ms", ok,
-            f"p99.9 {lat['p999_ms']:.2f} ms, max {lat['max_ms']:.2f} ms",
-        ))
+        figs.append(
+            Figure(
+                f"push latency p50 / p99 @ {lat['target_rate']:,.0f}/s",
+                lat["p50_ms"],
+                f"ms / {lat['p99_ms']:.2f} ms",
+                "< 2 ms / < 10 ms",
+                ok,
+                f"p99.9 {lat['p999_ms']:.2f} ms, max {lat['max_ms']:.2f} ms",
+            )
+        )
     cn = r.get("connections")
     if cn:
-        figs.append(Figure(
-            "relay memory per idle authenticated WS", cn["kib_per_conn"], "KiB", "< 20 KiB",
-            under(cn["kib_per_conn"], 20), f"{cn['count']:,} connections",
-        ))
-        figs.append(Figure(
-            "authenticated connection setups/s", cn["setups_per_s"], "/s", ">= 2,000",
-            at_least(cn["setups_per_s"], 2000),
-            f"relay {cn['relay_cpu_us_per_setup']:.0f} us CPU/setup",
-        ))
+        figs.append(
+            Figure(
+                "relay memory per idle authenticated WS",
+                cn["kib_per_conn"],
+                "KiB",
+                "< 20 KiB",
+                under(cn["kib_per_conn"], 20),
+                f"{cn['count']:,} connections",
+            )
+        )
+        figs.append(
+            Figure(
+                "authenticated connection setups/s",
+                cn["setups_per_s"],
+                "/s",
+                ">= 2,000",
+                at_least(cn["setups_per_s"], 2000),
+                f"relay {cn['relay_cpu_us_per_setup']:.0f} us CPU/setup",
+            )
+        )
     st = r.get("store")
     if st:
-        figs.append(Figure(
-            f"store {st['envelopes']:,} envelopes, offline owners", st["deposits_per_s"], "/s",
-            ">= 20,000", at_least(st["deposits_per_s"], 20_000),
-            f"{st['mailboxes']:,} mailboxes",
-        ))
+        figs.append(
+            Figure(
+                f"store {st['envelopes']:,} envelopes, offline owners",
+                st["deposits_per_s"],
+                "/s",
+                ">= 20,000",
+                at_least(st["deposits_per_s"], 20_000),
+                f"{st['mailboxes']:,} mailboxes",
+            )
+        )
     dr = r.get("drain")
     if dr:
-        figs.append(Figure(
-            "drain to reconnecting owners", dr["drain_per_s"], "/s", ">= 40,000",
-            at_least(dr["drain_per_s"], 40_000) if dr["complete"] else False,
-            "" if dr["complete"] else "INCOMPLETE",
-        ))
+        figs.append(
+            Figure(
+                "drain to reconnecting owners",
+                dr["drain_per_s"],
+                "/s",
+                ">= 40,000",
+                at_least(dr["drain_per_s"], 40_000) if dr["complete"] else False,
+                "" if dr["complete"] else "INCOMPLETE",
+            )
+        )
     if st:
         mib = st["disk_after"]["bytes"] / (1 << 20)
         scaled = mib * 100_000 / max(1, st["envelopes"])
-        figs.append(Figure(
-            "disk for 100,000 stored 1 KiB envelopes", scaled, "MiB", "<= 120 MiB",
-            at_most(scaled, 120),
-            "db+wal+shm" if r["backend"] == "sqlite" else "AOF files",
-        ))
+        figs.append(
+            Figure(
+                "disk for 100,000 stored 1 KiB envelopes",
+                scaled,
+                "MiB",
+                "<= 120 MiB",
+                at_most(scaled, 120),
+                ("db+wal+shm" if r["backend"] == "sqlite" else "AOF files")
+                + ("" if st["envelopes"] >= 100_000 else f", scaled from {st['envelopes']:,}"),
+            )
+        )
     return figs
 
 
@@ -1056,7 +1134,8 @@ def run_backend(backend: str, a: Args, root: Path) -> dict[str, Any]:
             print(f"[{backend}] {name} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(
             f"[{backend}] {name} done in {time.perf_counter() - started:.1f} s",
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
     return result
 
@@ -1090,36 +1169,64 @@ def parse(argv: Sequence[str] | None) -> Args:
     p.add_argument("--keep", action="store_true", help="keep data dirs and logs")
     p.add_argument("--json", help="also write the raw results to this file")
     p.add_argument(
-        "--profile-relay", metavar="DIR",
+        "--profile-relay",
+        metavar="DIR",
         help="run each relay under cProfile (main thread only), write DIR/<phase>.prof",
     )
     p.add_argument(
-        "--phases", default="connections,throughput,store",
+        "--phases",
+        default="connections,throughput,store",
         help="comma-separated subset of: connections, throughput, store",
     )
     ns = p.parse_args(argv)
     full = {
-        "owners": 50, "mailboxes_per_owner": 4, "senders": 8, "inflight": 128, "ack_batch": 64,
-        "warmup": 2.0, "duration": 10.0, "latency_duration": 5.0, "connections": 2000,
-        "setup_concurrency": 100, "store_envelopes": 100_000, "store_mailboxes": 1000,
+        "owners": 50,
+        "mailboxes_per_owner": 4,
+        "senders": 8,
+        "inflight": 128,
+        "ack_batch": 64,
+        "warmup": 2.0,
+        "duration": 10.0,
+        "latency_duration": 5.0,
+        "connections": 2000,
+        "setup_concurrency": 100,
+        "store_envelopes": 100_000,
+        "store_mailboxes": 1000,
         "drain_owners": 100,
     }
     quick = {
-        "owners": 20, "mailboxes_per_owner": 4, "senders": 4, "inflight": 128, "ack_batch": 64,
-        "warmup": 0.5, "duration": 2.0, "latency_duration": 1.5, "connections": 300,
-        "setup_concurrency": 50, "store_envelopes": 5000, "store_mailboxes": 100,
+        "owners": 20,
+        "mailboxes_per_owner": 4,
+        "senders": 4,
+        "inflight": 128,
+        "ack_batch": 64,
+        "warmup": 0.5,
+        "duration": 2.0,
+        "latency_duration": 1.5,
+        "connections": 300,
+        "setup_concurrency": 50,
+        "store_envelopes": 5000,
+        "store_mailboxes": 100,
         "drain_owners": 20,
     }
     defaults = quick if ns.quick else full
-    values = {k: (getattr(ns, k) if getattr(ns, k) is not None else v) for k, v in defaults.items()}
+    values: dict[str, Any] = {
+        k: (getattr(ns, k) if getattr(ns, k) is not None else v) for k, v in defaults.items()
+    }
     if not 1 <= values["inflight"] <= RELAY_MAX_INFLIGHT:
         p.error(f"--inflight must be 1..{RELAY_MAX_INFLIGHT} (the relay's per-connection limit)")
     if not 1 <= values["ack_batch"] <= 256:
         p.error("--ack-batch must be 1..256")
     return Args(
-        backend=ns.backend, quick=ns.quick, latency_rate=ns.latency_rate, tmpdir=ns.tmpdir,
-        keep=ns.keep, json=ns.json, profile_relay=ns.profile_relay,
-        phases=[x.strip() for x in ns.phases.split(",") if x.strip()], **values,
+        backend=ns.backend,
+        quick=ns.quick,
+        latency_rate=ns.latency_rate,
+        tmpdir=ns.tmpdir,
+        keep=ns.keep,
+        json=ns.json,
+        profile_relay=ns.profile_relay,
+        phases=[x.strip() for x in ns.phases.split(",") if x.strip()],
+        **values,
     )
 
 

@@ -96,7 +96,11 @@ SOCKET_TIMEOUT_S: Final = 3.0
 CONNECT_TIMEOUT_S: Final = 2.0
 #: Connections per client: enough to keep Redis busy (it runs scripts one at a time anyway)
 #: while bounding file descriptors; callers beyond it wait for a free connection.
-MAX_CONNECTIONS: Final = 32
+MAX_CONNECTIONS: Final = 64
+#: How long a command may wait for a free pooled connection. Waiting is back-pressure, not an
+#: outage: a healthy but busy Redis must not turn into UNAVAILABLE (the relay allows many
+#: requests in flight), so this is much longer than the socket timeout.
+POOL_WAIT_TIMEOUT_S: Final = 30.0
 #: Largest wake-up message accepted from the channel (an online-only envelope and headers).
 MAX_WAKE_MESSAGE: Final = MAX_FRAME_SIZE + 256
 
@@ -154,7 +158,7 @@ def _make_client(url: str, max_connections: int = MAX_CONNECTIONS) -> aioredis.R
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        timeout=SOCKET_TIMEOUT_S,
+        timeout=POOL_WAIT_TIMEOUT_S,
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), retries=2),

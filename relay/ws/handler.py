@@ -144,9 +144,15 @@ class Subscription:
                             self.drained_sent = True
                             self.conn.send(Drained(rid=self.rid).encode(self.conn.proto.version))
                         break
-        except Exception:  # storage outage: the owner re-subscribes
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Storage failed while pushing. Dropping the subscription silently would leave
+            # the owner connected but deaf, so close the socket with 1013 (try again later):
+            # the client reconnects with backoff and re-subscribes, and nothing unacked is
+            # lost (protocol.md §5.3).
             log.warning("push_failed", conn_id=self.conn.conn_id)
-            self.conn.drop_subscription(self.rid)
+            self.conn.abort(WSCloseCode.TRY_AGAIN_LATER)
         finally:
             self._pumping = False
 
@@ -332,6 +338,19 @@ class Connection:
             return Ok(id=frame.id).encode(self.proto.version)
         # fetch is an HTTP operation; on a socket the owner subscribes instead.
         raise RelayError(ErrorCode.MALFORMED)
+
+    def abort(self, code: WSCloseCode) -> None:
+        """Close the socket from inside (storage failure); the reader loop then ends."""
+        if self.closed:
+            return
+        self.closed = True
+
+        async def close() -> None:
+            await self.ws.close(code=code)
+
+        task = asyncio.get_running_loop().create_task(close())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def close(self) -> None:
         self.closed = True

@@ -310,3 +310,48 @@ async def test_health_ready_metrics(
     assert 'blindrelay_deposits_total{kind="stored"} 1' in text
     assert "blindrelay_stored_envelopes" in text
     assert sid.hex() not in text
+
+
+async def test_storage_failure_while_pushing_closes_with_1013(
+    relay_config, make_relay, session: aiohttp.ClientSession, owner: Owner
+) -> None:  # type: ignore[no-untyped-def]
+    """A failed push must not leave the owner subscribed-but-deaf: the socket closes with
+    1013 and, after reconnecting, the owner gets every unacked envelope."""
+    from relay.app import build_backend, create_app
+    from relay.storage.base import StorageUnavailable
+
+    store, wakeups = build_backend(relay_config)
+    real_fetch = store.fetch
+    failures = {"left": 0}
+
+    async def flaky_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StorageUnavailable("injected")
+        return await real_fetch(*args, **kwargs)
+
+    store.fetch = flaky_fetch  # type: ignore[method-assign]
+    from aiohttp.test_utils import TestServer
+
+    server = TestServer(create_app(relay_config, store=store, wakeups=wakeups), host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url("/"))
+        http = HTTPClient(session, url)
+        rid, sid = await http.create_mailbox(owner)
+        await http.deposit(sid, ct(256, fill=1))
+        async with WSClient(session, url) as ws:
+            failures["left"] = 1
+            await ws.subscribe(owner, rid)
+            assert ws.ws is not None
+            for _ in range(100):
+                if ws.ws.closed:
+                    break
+                await asyncio.sleep(0.02)
+            assert ws.ws.closed and ws.ws.close_code == 1013
+        async with WSClient(session, url) as ws:
+            await ws.subscribe(owner, rid)
+            got = await drain_until_drained(ws)
+            assert [g.env.ct for g in got] == [ct(256, fill=1)]
+    finally:
+        await server.close()
