@@ -12,9 +12,10 @@ Messages are fixed per code and never contain ids, keys or sizes.
 
 from __future__ import annotations
 
+from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
 
-__all__ = ["HTTP_STATUS", "ConfigError", "RelayError"]
+__all__ = ["HTTP_STATUS", "ConfigError", "RelayError", "from_wire_error"]
 
 #: HTTP status for each wire code. Clients must read the code in the body, not the status.
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -45,3 +46,8 @@ class RelayError(Exception):
 
 class ConfigError(Exception):
     """The relay configuration is invalid; the message says which setting and why."""
+
+
+def from_wire_error(exc: WireError) -> RelayError:
+    """The wire error for a decoding failure (``MALFORMED``, ``VERSION`` or ``TOO_LARGE``)."""
+    return RelayError(ErrorCode(exc.code))

@@ -34,7 +34,7 @@ from clientlib.wire.frames import (
     decode_client_frame,
 )
 from clientlib.wire.version import SUPPORTED_VERSIONS
-from relay.errors import RelayError
+from relay.errors import RelayError, from_wire_error
 from relay.service import challenge_binding
 
 __all__ = ["ConnectionLimits", "RelayConnection"]
@@ -74,7 +74,7 @@ class RelayConnection:
         try:
             version, frame = decode_client_frame(data, max_size=self.limits.max_frame)
         except WireError as exc:
-            raise RelayError(ErrorCode(exc.code)) from None
+            raise from_wire_error(exc) from None
         self.version = version
         return frame
 

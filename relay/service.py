@@ -31,9 +31,9 @@ from clientlib.wire.limits import (
     MAILBOX_ID_SIZE,
     MAX_FETCH_BYTES,
 )
-from relay.auth import validate_owner_key, verify_owner_command
+from relay.auth import bytes_eq, validate_owner_key, verify_owner_command
 from relay.config import RelayConfig
-from relay.errors import RelayError
+from relay.errors import RelayError, from_wire_error
 from relay.metrics import Metrics
 from relay.storage.base import EnvelopeStore as Store
 from relay.storage.base import (
@@ -139,11 +139,11 @@ class MailboxService:
         try:
             cmd = decode_owner_command(signed.cmd)  # step 1
         except WireError as exc:
-            raise RelayError(ErrorCode(exc.code)) from None
+            raise from_wire_error(exc) from None
         now = self.now()
         binding = await take_challenge(cmd.nonce, now)  # step 2: consumed whatever follows
         expected = challenge_binding(cmd.op, cmd.rid)
-        bound = binding is not None and len(binding) == len(expected) and binding == expected
+        bound = binding is not None and bytes_eq(binding, expected)
         if cmd.op == OP_CREATE:
             assert cmd.key is not None
             validate_owner_key(cmd.key)  # step 3

@@ -62,7 +62,7 @@ from clientlib.crypto.primitives import (
     aead_decrypt,
     aead_encrypt,
 )
-from clientlib.errors import DecryptionError, KeystoreError
+from clientlib.errors import DecryptionError, KeystoreError, WireError
 from clientlib.keystore.base import MAX_NAMESPACE_SIZE, EntryTable
 from clientlib.keystore.errors import (
     CorruptKeystore,
@@ -73,6 +73,7 @@ from clientlib.keystore.errors import (
     UnsupportedKeystoreVersion,
     WrongPassphrase,
 )
+from clientlib.wire.codec import unpack_strict
 
 __all__ = [
     "HEADER_SIZE",
@@ -169,18 +170,7 @@ class _Header:
 
 
 class _BadBody(Exception):
-    pass
-
-
-def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise _BadBody
-    return result
-
-
-def _no_ext(code: int, data: bytes) -> Any:
-    raise _BadBody
+    """The decrypted body does not have the documented shape."""
 
 
 def _encode_body(data: dict[str, dict[bytes, bytes]]) -> bytes:
@@ -189,21 +179,8 @@ def _encode_body(data: dict[str, dict[bytes, bytes]]) -> bytes:
 
 
 def _decode_body(body: bytes) -> dict[str, dict[bytes, bytes]]:
-    n = len(body)
     try:
-        obj = msgpack.unpackb(
-            body,
-            raw=False,
-            strict_map_key=False,
-            use_list=True,
-            object_pairs_hook=_pairs,
-            ext_hook=_no_ext,
-            max_str_len=n,
-            max_bin_len=n,
-            max_array_len=n,
-            max_map_len=n,
-            max_ext_len=0,
-        )
+        obj = unpack_strict(body)
         if type(obj) is not dict:
             raise _BadBody
         for namespace, entries in obj.items():
@@ -214,8 +191,7 @@ def _decode_body(body: bytes) -> dict[str, dict[bytes, bytes]]:
             for key, value in entries.items():
                 if type(key) is not bytes or type(value) is not bytes:
                     raise _BadBody
-    except (_BadBody, ValueError, TypeError, OverflowError, msgpack.UnpackException):
-        # ExtraData (trailing bytes), bad UTF-8, truncation and bad markers all land here.
+    except (_BadBody, WireError):
         raise CorruptKeystore("keystore contents are malformed") from None
     return obj
 

@@ -512,7 +512,7 @@ class WebSocketTransport:
                 try:
                     _, frame = decode_relay_frame(msg.data, versions=accepted)
                 except WireError:
-                    log.warning("relay sent an undecodable frame; reconnecting")
+                    log.debug("relay sent an undecodable frame; reconnecting")
                     break
                 if isinstance(frame, EnvelopeDelivered):
                     await self._events.put(Delivered(frame.rid, frame.env))

@@ -37,6 +37,7 @@ __all__ = [
     "StructField",
     "decode_map",
     "encode_map",
+    "unpack_strict",
 ]
 
 
@@ -207,6 +208,37 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise WireError("extension types are not allowed")
 
 
+def unpack_strict(data: bytes | memoryview) -> Any:
+    """Decode exactly one msgpack value strictly (steps 3-4 of the module docstring).
+
+    Maps may have str or bin keys (callers check which), never duplicates; no extension
+    types; no trailing bytes; no container or string longer than the input could hold.
+
+    Raises:
+        WireError: the input is not exactly one such value.
+    """
+    n = len(data)
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            object_pairs_hook=_pairs_to_dict,
+            ext_hook=_reject_ext,
+            max_str_len=n,
+            max_bin_len=n,
+            max_array_len=n,
+            max_map_len=n,
+            max_ext_len=0,
+        )
+    except WireError:
+        raise
+    except (ValueError, TypeError, OverflowError, msgpack.StackError, msgpack.FormatError):
+        # ExtraData (trailing bytes), bad UTF-8, truncation and bad markers all land here.
+        raise WireError("input is not a single well-formed msgpack value") from None
+
+
 def decode_map(
     data: bytes,
     *,
@@ -236,25 +268,7 @@ def decode_map(
     version = data[0]
     if version not in versions:
         raise UnsupportedVersion(version, versions.as_tuple())
-    try:
-        obj = msgpack.unpackb(
-            memoryview(data)[1:],
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            object_pairs_hook=_pairs_to_dict,
-            ext_hook=_reject_ext,
-            max_str_len=n,
-            max_bin_len=n,
-            max_array_len=n,
-            max_map_len=n,
-            max_ext_len=0,
-        )
-    except WireError:
-        raise
-    except (ValueError, TypeError, msgpack.StackError, msgpack.FormatError):
-        # ExtraData (trailing bytes), bad UTF-8, truncation and bad markers all land here.
-        raise WireError("input is not a single well-formed msgpack value") from None
+    obj = unpack_strict(memoryview(data)[1:])
     if type(obj) is not dict:
         raise WireError("top-level value must be a map")
     for key in obj:

@@ -27,7 +27,7 @@ from clientlib.wire.frames import (
 )
 from clientlib.wire.version import SUPPORTED_VERSIONS
 from relay.appkeys import config_key, metrics_key, service_key, size_bucket_key, store_key
-from relay.errors import RelayError
+from relay.errors import RelayError, from_wire_error
 from relay.storage.base import StorageError
 from relay.ws.handler import relay_limits, websocket_handler
 
@@ -60,7 +60,7 @@ async def read_frame(request: web.Request) -> tuple[int, ClientFrame]:
     try:
         return decode_client_frame(body, max_size=cfg.max_frame_bytes)
     except WireError as exc:
-        raise RelayError(ErrorCode(exc.code)) from None
+        raise from_wire_error(exc) from None
 
 
 async def info(request: web.Request) -> web.Response:
