@@ -621,11 +621,11 @@ class RedisWakeups:
 
     Local listeners get each event at once (with its envelope). Other processes get it through
     the mailbox's channel ``<prefix>w:{<rid hex>}`` (same hash tag as the mailbox keys, ready
-    for sharded pub/sub), as a msgpack map carrying the kind, seq, for ``online`` the
-    envelope (never stored), and a random per-process id so a process ignores its own
-    publications. One reader task receives; channels are subscribed while they have
-    listeners. Pub/sub is best effort: an event published while the connection is down is
-    lost, so subscribers must fetch after (re)subscribing.
+    for sharded pub/sub), as an 8-byte random per-process id (so a process skips its own
+    publications without decoding them) followed by a msgpack map carrying the kind, seq and,
+    for ``online``, the envelope (never stored). One reader task receives; channels are
+    subscribed while they have listeners. Pub/sub is best effort: an event published while
+    the connection is down is lost, so subscribers must fetch after (re)subscribing.
 
     Args:
         url: the Redis URL.
@@ -726,13 +726,14 @@ class RedisWakeups:
             StorageUnavailable: Redis failed (local listeners were still called).
         """
         self._registry.dispatch(event)
-        body: dict[str, Any] = {"p": self._process_id, "k": event.kind, "s": event.seq}
+        body: dict[str, Any] = {"k": event.kind, "s": event.seq}
         if event.kind == "online" and event.env is not None:
             body["e"] = event.env.to_map()
+        # The publishing process id is a fixed-size prefix, so every process can skip its own
+        # publications (one per local deposit) without decoding them.
+        message = self._process_id + msgpack.packb(body, use_bin_type=True)
         with _redis_errors():
-            await self._client.publish(
-                self._channel(event.rid), msgpack.packb(body, use_bin_type=True)
-            )
+            await self._client.publish(self._channel(event.rid), message)
 
     # --- background tasks ----------------------------------------------------------------
 
@@ -790,9 +791,11 @@ class RedisWakeups:
         rid = self._rid_of(channel)
         if rid is None or not self._registry.has(rid) or len(data) > MAX_WAKE_MESSAGE:
             return
+        if data[: len(self._process_id)] == self._process_id:
+            return  # our own publication: local listeners already had it
         try:
-            body = msgpack.unpackb(data, raw=False, strict_map_key=True)
-            if not isinstance(body, dict) or body.get("p") == self._process_id:
+            body = msgpack.unpackb(data[len(self._process_id) :], raw=False, strict_map_key=True)
+            if not isinstance(body, dict):
                 return
             kind, seq = body["k"], body["s"]
             if kind not in ("stored", "online", "deleted") or type(seq) is not int:
