@@ -64,6 +64,9 @@ class RelayConfig:
     mailbox_idle_ttl_s: int = 180 * DAY
     challenge_ttl_s: int = 60
     purge_interval_s: float = 300.0
+    # Prekey hosting (protocol.md §4.7).
+    prekey_max_items: int = 200  # one-time prekey items one mailbox may hold
+    prekey_fetches_per_hour: int = 120  # one-time items handed out per mailbox per hour
     # Operations.
     log_level: str = "info"  # debug | info | warning | error
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
@@ -131,6 +134,8 @@ class RelayConfig:
         _range("mailbox_idle_ttl_s", self.mailbox_idle_ttl_s, DAY, 3650 * DAY)
         _range("challenge_ttl_s", self.challenge_ttl_s, 5, 3600)
         _range("purge_interval_s", self.purge_interval_s, 1, DAY)
+        _range("prekey_max_items", self.prekey_max_items, 0, 100_000)
+        _range("prekey_fetches_per_hour", self.prekey_fetches_per_hour, 0, 1_000_000)
         if self.storage == "redis" and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):

@@ -1,4 +1,4 @@
-"""Mailbox logic: owner commands, deposit, fetch and ack (protocol.md §4-§5).
+"""Mailbox logic: owner commands, deposit, fetch, ack and prekey hosting (protocol.md §4-§5).
 
 No aiohttp here: handlers parse and authenticate, this module decides, the store keeps the
 data. Time and randomness are injected so tests can drive expiry deterministically.
@@ -15,10 +15,13 @@ from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
     OP_CREATE,
+    BundleIssued,
     Deposit,
     EnvelopesFetched,
+    FetchBundle,
     MailboxCreated,
     OwnerCommand,
+    PreKeysStored,
     SignedOwnerCommand,
     StoredEnvelope,
     decode_owner_command,
@@ -259,6 +262,49 @@ class MailboxService:
         await self.wakeups.publish(
             WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env)
         )
+
+    async def put_prekeys(self, request_id: int, cmd: OwnerCommand) -> PreKeysStored:
+        """Apply an authenticated ``keys`` command (protocol.md §4.7), or answer its status.
+
+        Raises:
+            RelayError: ``AUTH`` (the mailbox vanished), ``QUOTA`` (too many one-time items;
+                nothing changed), ``UNAVAILABLE``, ``STORAGE_FULL``.
+        """
+        assert cmd.rid is not None
+        now = self.now()
+        with storage_errors():
+            if cmd.is_prekey_query:
+                left, has_static = await self.store.prekey_count(cmd.rid, now)
+            else:
+                left, has_static = await self.store.put_prekeys(
+                    cmd.rid,
+                    cmd.static,
+                    cmd.otk or (),
+                    bool(cmd.replace),
+                    self.config.prekey_max_items,
+                    now,
+                )
+                self.metrics.inc("prekey_uploads")
+            await self.store.touch_mailbox(cmd.rid, now)
+        return PreKeysStored(id=request_id, left=left, static=int(has_static))
+
+    async def fetch_bundle(self, frame: FetchBundle) -> BundleIssued:
+        """Hand out the prekey bundle of send id ``frame.sid``, consuming one one-time item
+        if any is left and the mailbox's hourly allowance is not used up (protocol.md §4.7).
+
+        Raises:
+            RelayError: ``AUTH`` (no such mailbox, or it holds no static part),
+                ``UNAVAILABLE``, ``STORAGE_FULL``.
+        """
+        with storage_errors():
+            bundle = await self.store.take_prekeys(
+                frame.sid, self.now(), self.config.prekey_fetches_per_hour
+            )
+        if bundle is None:
+            raise RelayError(ErrorCode.AUTH)
+        static, item = bundle
+        self.metrics.inc("bundles_issued", "static_only" if item is None else "one_time")
+        return BundleIssued(id=frame.id, static=static, otk=item)
 
     async def purge_expired(self) -> int:
         with storage_errors():

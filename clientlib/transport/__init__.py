@@ -3,7 +3,8 @@
 - :class:`WebSocketTransport` -- one socket with request/response by id, pushed envelopes as
   :meth:`~WebSocketTransport.events`, and automatic reconnect (jittered exponential backoff)
   with resubscription, so unacknowledged envelopes are delivered again after a drop.
-- :class:`HTTPTransport` -- stateless fallback: create, deposit, fetch (poll + ack), delete.
+- :class:`HTTPTransport` -- stateless fallback: create, deposit, fetch (poll + ack), delete,
+  prekey upload and bundle fetch (both transports have these).
 
 This layer imports only aiohttp, the standard library, :mod:`clientlib.wire` and
 :mod:`clientlib.errors`. It holds no secret keys: owner commands are signed through a

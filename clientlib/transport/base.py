@@ -6,10 +6,16 @@ the caller, who hands the transport a ``sign`` callback instead (protocol.md §4
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from clientlib.wire import StoredEnvelope
+from clientlib.errors import LocalProtocolError
+from clientlib.wire import (
+    MAX_PREKEY_ITEM_SIZE,
+    MAX_PREKEY_STATIC_SIZE,
+    MAX_PREKEY_UPLOAD,
+    StoredEnvelope,
+)
 
 __all__ = [
     "CaughtUp",
@@ -20,6 +26,7 @@ __all__ = [
     "SignFn",
     "SubscriptionLost",
     "TransportEvent",
+    "prekey_chunks",
 ]
 
 #: Signs an encoded owner command: takes the exact ``cmd`` bytes and returns the 64-byte
@@ -86,3 +93,34 @@ class SubscriptionLost:
 
 
 TransportEvent = Delivered | CaughtUp | Disconnected | Reconnected | SubscriptionLost
+
+
+#: One ``keys`` owner command's prekey fields: ``(static, otk, replace)`` as they go on the wire.
+PreKeyChunk = tuple[bytes | None, tuple[bytes, ...] | None, int | None]
+
+
+def prekey_chunks(
+    static: bytes | None, one_time: Sequence[bytes], replace: bool
+) -> list[PreKeyChunk]:
+    """Split a prekey upload into ``keys`` commands of at most ``MAX_PREKEY_UPLOAD`` items.
+
+    The first command carries ``static`` and ``replace``; with no items there is exactly one
+    command (a status query if it carries nothing at all).
+
+    Raises:
+        LocalProtocolError: ``static`` or an item is empty or above its size limit.
+    """
+    if static is not None and not 1 <= len(static) <= MAX_PREKEY_STATIC_SIZE:
+        raise LocalProtocolError(f"static prekey part must be 1..{MAX_PREKEY_STATIC_SIZE} bytes")
+    items = tuple(one_time)
+    for item in items:
+        if not 1 <= len(item) <= MAX_PREKEY_ITEM_SIZE:
+            raise LocalProtocolError(
+                f"one-time prekey items must be 1..{MAX_PREKEY_ITEM_SIZE} bytes"
+            )
+    groups = [items[i : i + MAX_PREKEY_UPLOAD] for i in range(0, len(items), MAX_PREKEY_UPLOAD)]
+    chunks: list[PreKeyChunk] = []
+    for n, group in enumerate(groups or [()]):
+        first = n == 0
+        chunks.append((static if first else None, group or None, 1 if first and replace else None))
+    return chunks

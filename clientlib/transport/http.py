@@ -2,19 +2,20 @@
 
 Every call is one or two stateless POSTs: owner operations fetch a challenge from
 ``/v1/challenge`` and then post the signed command to ``/v1/owner``; deposits go to
-``/v1/deposit``. Bodies are frames with content type ``application/x-blindrelay``. There are
-no pushes: the owner polls with :meth:`HTTPTransport.fetch`, which also acknowledges.
+``/v1/deposit`` and prekey bundle requests to ``/v1/bundle``. Bodies are frames with content
+type ``application/x-blindrelay``. There are no pushes: the owner polls with
+:meth:`HTTPTransport.fetch`, which also acknowledges.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import aiohttp
 
 from clientlib.errors import LocalProtocolError, RelayRejected, TransportError, WireError
-from clientlib.transport.base import MailboxCredential, SignFn
+from clientlib.transport.base import MailboxCredential, SignFn, prekey_chunks
 from clientlib.wire import (
     ENVELOPE_ID_SIZE,
     MAILBOX_ID_SIZE,
@@ -22,15 +23,19 @@ from clientlib.wire import (
     OP_CREATE,
     OP_DELETE,
     OP_FETCH,
+    OP_PREKEYS,
     SUPPORTED_VERSIONS,
+    BundleIssued,
     ChallengeIssued,
     ClientFrame,
     Deposit,
     EnvelopesFetched,
     ErrorReply,
+    FetchBundle,
     MailboxCreated,
     Ok,
     OwnerCommand,
+    PreKeysStored,
     RelayFrame,
     RequestChallenge,
     SignedOwnerCommand,
@@ -139,6 +144,66 @@ class HTTPTransport:
         if not isinstance(reply, Ok):
             raise TransportError("the relay sent an unexpected reply")
 
+    async def put_prekeys(
+        self,
+        cred: MailboxCredential,
+        *,
+        static: bytes | None = None,
+        one_time: Sequence[bytes] = (),
+        replace: bool = False,
+    ) -> tuple[int, bool]:
+        """Upload prekey material of ``cred``'s mailbox (protocol.md §4.7), or ask its status.
+
+        The relay stores the blobs as they are (encrypt them first: it must learn nothing).
+        ``one_time`` is sent in ``keys`` commands of at most 32 items; the first one carries
+        ``static`` (replacing the stored static part) and ``replace`` (deleting every stored
+        one-time item first). Each command is applied atomically; if a later one fails, the
+        earlier ones stay applied. With nothing to upload this is a status query.
+
+        Returns:
+            ``(left, has_static)`` from the last reply: one-time items the relay now holds,
+            and whether it holds a static part.
+
+        Raises:
+            LocalProtocolError: a blob is empty or too large.
+            RelayRejected: ``AUTH`` (no such mailbox or wrong key), ``QUOTA`` (the relay would
+                hold more one-time items than it allows; that command changed nothing),
+                ``MALFORMED`` (a relay that predates prekey hosting), ``TOO_LARGE`` (the
+                relay's frame limit is below a full upload).
+            TransportError: the relay could not be reached or answered nonsense.
+        """
+        _check_id(cred.rid, "rid")
+        result = (0, False)
+        for chunk_static, otk, chunk_replace in prekey_chunks(static, one_time, replace):
+            reply = await self._owner(
+                OP_PREKEYS, cred.rid, cred.sign, static=chunk_static, otk=otk, replace=chunk_replace
+            )
+            if not isinstance(reply, PreKeysStored):
+                raise TransportError("the relay sent an unexpected reply")
+            result = (reply.left, bool(reply.static))
+        return result
+
+    async def fetch_bundle(self, sid: bytes) -> tuple[bytes, bytes | None]:
+        """Fetch the prekey bundle of the mailbox with send id ``sid``.
+
+        The relay hands out one one-time item at most once: the item returned is consumed.
+
+        Returns:
+            ``(static, one_time)``; ``one_time`` is None when the mailbox has none left or
+            its hourly allowance is used up (fall back to the last-resort key).
+
+        Raises:
+            RelayRejected: ``AUTH`` (no such mailbox, or it has uploaded no static part),
+                ``MALFORMED`` (a relay that predates prekey hosting).
+            TransportError: the relay could not be reached or answered nonsense (a retry
+                may consume another item).
+        """
+        _check_id(sid, "sid")
+        reply = await self._post("/v1/bundle", FetchBundle(id=self._next_id(), sid=sid))
+        if not isinstance(reply, BundleIssued):
+            raise TransportError("the relay sent an unexpected reply")
+        return reply.static, reply.otk
+
     # --- internals ------------------------------------------------------------------------
 
     def _next_id(self) -> int:
@@ -153,15 +218,26 @@ class HTTPTransport:
         key: bytes | None = None,
         ack: tuple[int, ...] | None = None,
         max: int | None = None,
+        static: bytes | None = None,
+        otk: tuple[bytes, ...] | None = None,
+        replace: int | None = None,
     ) -> RelayFrame:
         chal = await self._post(
             "/v1/challenge", RequestChallenge(id=self._next_id(), op=op, rid=rid)
         )
         if not isinstance(chal, ChallengeIssued):
             raise TransportError("the relay sent an unexpected reply")
-        cmd = OwnerCommand(op=op, nonce=chal.nonce, rid=rid, key=key, ack=ack, max=max).encode(
-            self._version
-        )
+        cmd = OwnerCommand(
+            op=op,
+            nonce=chal.nonce,
+            rid=rid,
+            key=key,
+            ack=ack,
+            max=max,
+            static=static,
+            otk=otk,
+            replace=replace,
+        ).encode(self._version)
         frame = SignedOwnerCommand(id=self._next_id(), cmd=cmd, sig=sign(cmd))
         return await self._post("/v1/owner", frame)
 

@@ -39,7 +39,7 @@ import itertools
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
@@ -55,6 +55,7 @@ from clientlib.transport.base import (
     SignFn,
     SubscriptionLost,
     TransportEvent,
+    prekey_chunks,
 )
 from clientlib.wire import (
     ENVELOPE_ID_SIZE,
@@ -62,19 +63,23 @@ from clientlib.wire import (
     MAX_RELAY_FRAME_SIZE,
     OP_CREATE,
     OP_DELETE,
+    OP_PREKEYS,
     OP_SUBSCRIBE,
     SUPPORTED_VERSIONS,
     Ack,
+    BundleIssued,
     ChallengeIssued,
     ClientFrame,
     Deposit,
     Drained,
     EnvelopeDelivered,
     ErrorReply,
+    FetchBundle,
     Hello,
     MailboxCreated,
     Ok,
     OwnerCommand,
+    PreKeysStored,
     RelayFrame,
     RelayLimits,
     RequestChallenge,
@@ -383,6 +388,83 @@ class WebSocketTransport:
 
         await self._with_connection(run)
 
+    async def put_prekeys(
+        self,
+        cred: MailboxCredential,
+        *,
+        static: bytes | None = None,
+        one_time: Sequence[bytes] = (),
+        replace: bool = False,
+    ) -> tuple[int, bool]:
+        """Upload prekey material of ``cred``'s mailbox (protocol.md §4.7), or ask its status.
+
+        The relay stores the blobs as they are (encrypt them first: it must learn nothing).
+        ``one_time`` is sent in ``keys`` commands of at most 32 items; the first one carries
+        ``static`` (replacing the stored static part) and ``replace`` (deleting every stored
+        one-time item first). Each command is applied atomically; if a later one fails, the
+        earlier ones stay applied. With nothing to upload this is a status query.
+
+        Returns:
+            ``(left, has_static)`` from the last reply: one-time items the relay now holds,
+            and whether it holds a static part.
+
+        Raises:
+            LocalProtocolError: a blob is empty or too large, or a command exceeds the
+                relay's frame limit.
+            RelayRejected: ``AUTH`` (no such mailbox or wrong key), ``QUOTA`` (the relay would
+                hold more one-time items than it allows; that command changed nothing),
+                ``MALFORMED`` (a relay that predates prekey hosting).
+            TransportError: the relay could not be reached in time or the socket dropped.
+        """
+        _check_id(cred.rid, "rid")
+        result = (0, False)
+        for chunk_static, otk, chunk_replace in prekey_chunks(static, one_time, replace):
+
+            async def run(
+                conn: _Connection,
+                chunk_static: bytes | None = chunk_static,
+                otk: tuple[bytes, ...] | None = otk,
+                chunk_replace: int | None = chunk_replace,
+            ) -> tuple[int, bool]:
+                reply = await self._owner_command(
+                    conn,
+                    OP_PREKEYS,
+                    cred.rid,
+                    cred.sign,
+                    static=chunk_static,
+                    otk=otk,
+                    replace=chunk_replace,
+                )
+                stored = self._expect(reply, PreKeysStored)
+                return stored.left, bool(stored.static)
+
+            result = await self._with_connection(run)
+        return result
+
+    async def fetch_bundle(self, sid: bytes) -> tuple[bytes, bytes | None]:
+        """Fetch the prekey bundle of the mailbox with send id ``sid``.
+
+        The relay hands out one one-time item at most once: the item returned is consumed.
+
+        Returns:
+            ``(static, one_time)``; ``one_time`` is None when the mailbox has none left or
+            its hourly allowance is used up (fall back to the last-resort key).
+
+        Raises:
+            RelayRejected: ``AUTH`` (no such mailbox, or it has uploaded no static part),
+                ``MALFORMED`` (a relay that predates prekey hosting).
+            TransportError: the relay could not be reached in time or the socket dropped (a
+                retry may consume another item).
+        """
+        _check_id(sid, "sid")
+
+        async def run(conn: _Connection) -> tuple[bytes, bytes | None]:
+            reply = await self._call(conn, lambda i: FetchBundle(id=i, sid=sid))
+            issued = self._expect(reply, BundleIssued)
+            return issued.static, issued.otk
+
+        return await self._with_connection(run)
+
     # --- requests -------------------------------------------------------------------------
 
     async def _with_connection(self, fn: Callable[[_Connection], Awaitable[_T]]) -> _T:
@@ -433,12 +515,17 @@ class WebSocketTransport:
         sign: SignFn,
         *,
         key: bytes | None = None,
+        static: bytes | None = None,
+        otk: tuple[bytes, ...] | None = None,
+        replace: int | None = None,
     ) -> RelayFrame:
         chal = self._expect(
             await self._call(conn, lambda i: RequestChallenge(id=i, op=op, rid=rid)),
             ChallengeIssued,
         )
-        cmd = OwnerCommand(op=op, nonce=chal.nonce, rid=rid, key=key).encode(conn.version)
+        cmd = OwnerCommand(
+            op=op, nonce=chal.nonce, rid=rid, key=key, static=static, otk=otk, replace=replace
+        ).encode(conn.version)
         sig = sign(cmd)
         return await self._call(conn, lambda i: SignedOwnerCommand(id=i, cmd=cmd, sig=sig))
 

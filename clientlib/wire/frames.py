@@ -29,6 +29,10 @@ from clientlib.wire.limits import (
     MAX_ENVELOPE_SIZE,
     MAX_FETCH_BATCH,
     MAX_FRAME_SIZE,
+    MAX_OWNER_COMMAND_SIZE,
+    MAX_PREKEY_ITEM_SIZE,
+    MAX_PREKEY_STATIC_SIZE,
+    MAX_PREKEY_UPLOAD,
     MAX_RELAY_FRAME_SIZE,
     MAX_REQUEST_ID,
 )
@@ -38,9 +42,11 @@ __all__ = [
     "OP_CREATE",
     "OP_DELETE",
     "OP_FETCH",
+    "OP_PREKEYS",
     "OP_SUBSCRIBE",
     "OWNER_OPS",
     "Ack",
+    "BundleIssued",
     "ChallengeIssued",
     "ClientFrame",
     "Deposit",
@@ -48,10 +54,12 @@ __all__ = [
     "EnvelopeDelivered",
     "EnvelopesFetched",
     "ErrorReply",
+    "FetchBundle",
     "Hello",
     "MailboxCreated",
     "Ok",
     "OwnerCommand",
+    "PreKeysStored",
     "RelayFrame",
     "RelayLimits",
     "RequestChallenge",
@@ -67,7 +75,8 @@ OP_CREATE = "create"
 OP_SUBSCRIBE = "sub"
 OP_DELETE = "delete"
 OP_FETCH = "fetch"
-OWNER_OPS = (OP_CREATE, OP_SUBSCRIBE, OP_DELETE, OP_FETCH)
+OP_PREKEYS = "keys"
+OWNER_OPS = (OP_CREATE, OP_SUBSCRIBE, OP_DELETE, OP_FETCH, OP_PREKEYS)
 
 _REQ_ID = Int(0, MAX_REQUEST_ID)
 _MAILBOX_ID = Bin(MAILBOX_ID_SIZE)
@@ -76,6 +85,8 @@ _SEQ = Int(1, 2**63 - 1)
 _CT = Bin(min=1, max=MAX_ENVELOPE_SIZE)
 _FC = Bin(FRANKING_COMMITMENT_SIZE)
 _FLAGS = Int(0, 255)
+_PREKEY_STATIC = Bin(min=1, max=MAX_PREKEY_STATIC_SIZE)
+_PREKEY_ITEM = Bin(min=1, max=MAX_PREKEY_ITEM_SIZE)
 
 
 # --- client -> relay -------------------------------------------------------------------------
@@ -112,7 +123,7 @@ class SignedOwnerCommand(ClientFrame):
     TYPE: ClassVar[str] = "own"
     SCHEMA: ClassVar[tuple[Field, ...]] = (
         Field("id", "id", _REQ_ID),
-        Field("cmd", "cmd", Bin(min=2, max=4096)),
+        Field("cmd", "cmd", Bin(min=2, max=MAX_OWNER_COMMAND_SIZE)),
         Field("sig", "sig", Bin(ED25519_SIGNATURE_SIZE)),
     )
     id: int
@@ -170,11 +181,30 @@ class Unsubscribe(ClientFrame):
 
 
 @dataclass(frozen=True, slots=True)
+class FetchBundle(ClientFrame):
+    """Ask for the prekey bundle of the mailbox whose send id is ``sid`` (protocol.md §4.7).
+
+    The relay answers :class:`BundleIssued`, consuming one one-time item if it hands one out.
+    """
+
+    TYPE: ClassVar[str] = "bundle"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("sid", "sid", _MAILBOX_ID),
+    )
+    id: int
+    sid: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OwnerCommand(Struct):
     """The signed body of an owner command (not a frame of its own; no ``t`` field).
 
-    Fields by ``op``: ``create`` needs ``key``; ``sub``, ``delete`` and ``fetch`` need
-    ``rid``; ``fetch`` may carry ``ack`` (sequence numbers to delete first) and ``max``.
+    Fields by ``op``: ``create`` needs ``key``; ``sub``, ``delete``, ``fetch`` and ``keys``
+    need ``rid``; ``fetch`` may carry ``ack`` (sequence numbers to delete first) and ``max``;
+    ``keys`` may carry ``static`` (replaces the stored static prekey part), ``otk`` (one-time
+    items to append) and ``replace`` (1: delete every stored one-time item first). A ``keys``
+    command with neither ``static`` nor ``otk`` and no ``replace`` is a status query.
     """
 
     SCHEMA: ClassVar[tuple[Field, ...]] = (
@@ -184,6 +214,9 @@ class OwnerCommand(Struct):
         Field("key", "key", Bin(ED25519_PUBLIC_KEY_SIZE), required=False),
         Field("ack", "ack", ListOf(_SEQ, MAX_ACK_BATCH), required=False),
         Field("max", "max", Int(0, MAX_FETCH_BATCH), required=False),
+        Field("static", "static", _PREKEY_STATIC, required=False),
+        Field("otk", "otk", ListOf(_PREKEY_ITEM, MAX_PREKEY_UPLOAD), required=False),
+        Field("replace", "replace", Int(0, 1), required=False),
     )
     op: str
     nonce: bytes
@@ -191,6 +224,9 @@ class OwnerCommand(Struct):
     key: bytes | None = None
     ack: tuple[int, ...] | None = None
     max: int | None = None
+    static: bytes | None = None
+    otk: tuple[bytes, ...] | None = None
+    replace: int | None = None
 
     def validate_shape(self) -> None:
         """Check the per-operation field rules.
@@ -198,18 +234,39 @@ class OwnerCommand(Struct):
         Raises:
             WireError: a field is missing or present where ``op`` does not allow it.
         """
+        no_prekeys = self.static is None and self.otk is None and self.replace is None
         if self.op == OP_CREATE:
-            ok = self.key is not None and self.rid is None and self.ack is None and self.max is None
+            ok = (
+                self.key is not None
+                and self.rid is None
+                and self.ack is None
+                and self.max is None
+                and no_prekeys
+            )
         elif self.op == OP_FETCH:
-            ok = self.rid is not None and self.key is None
-        else:
+            ok = self.rid is not None and self.key is None and no_prekeys
+        elif self.op == OP_PREKEYS:
             ok = self.rid is not None and self.key is None and self.ack is None and self.max is None
+        else:
+            ok = (
+                self.rid is not None
+                and self.key is None
+                and self.ack is None
+                and self.max is None
+                and no_prekeys
+            )
         if not ok:
             raise WireError("owner command fields do not match its operation")
 
+    @property
+    def is_prekey_query(self) -> bool:
+        """True for a ``keys`` command that changes nothing (a status query)."""
+        return self.op == OP_PREKEYS and not self.static and not self.otk and not self.replace
+
 
 _CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
-    cls.TYPE: cls for cls in (RequestChallenge, SignedOwnerCommand, Deposit, Ack, Unsubscribe)
+    cls.TYPE: cls
+    for cls in (RequestChallenge, SignedOwnerCommand, Deposit, Ack, Unsubscribe, FetchBundle)
 }
 
 
@@ -245,7 +302,7 @@ def decode_owner_command(
     Raises:
         WireError: with ``code`` MALFORMED, VERSION or TOO_LARGE.
     """
-    _, fields = decode_map(data, max_size=4096, versions=versions)
+    _, fields = decode_map(data, max_size=MAX_OWNER_COMMAND_SIZE, versions=versions)
     cmd = OwnerCommand.from_map(fields)
     cmd.validate_shape()
     return cmd
@@ -406,6 +463,40 @@ class Drained(RelayFrame):
     rid: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class PreKeysStored(RelayFrame):
+    """Reply to a ``keys`` owner command: what the mailbox now holds.
+
+    ``left`` is the number of one-time items held, ``static`` 1 if a static part is held.
+    """
+
+    TYPE: ClassVar[str] = "keys"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("left", "left", Int(0, 2**32 - 1)),
+        Field("static", "static", Int(0, 1)),
+    )
+    id: int
+    left: int
+    static: int
+
+
+@dataclass(frozen=True, slots=True)
+class BundleIssued(RelayFrame):
+    """Reply to :class:`FetchBundle`: the static prekey part and, if one was handed out, a
+    one-time item (absent when none is left or the mailbox's hourly allowance is used up)."""
+
+    TYPE: ClassVar[str] = "bundle"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("static", "static", _PREKEY_STATIC),
+        Field("otk", "otk", _PREKEY_ITEM, required=False),
+    )
+    id: int
+    static: bytes
+    otk: bytes | None = None
+
+
 _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
     cls.TYPE: cls
     for cls in (
@@ -417,6 +508,8 @@ _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
         EnvelopeDelivered,
         EnvelopesFetched,
         Drained,
+        PreKeysStored,
+        BundleIssued,
     )
 }
 

@@ -21,6 +21,10 @@ __all__ = [
     "MAX_FETCH_BATCH",
     "MAX_FETCH_BYTES",
     "MAX_FRAME_SIZE",
+    "MAX_OWNER_COMMAND_SIZE",
+    "MAX_PREKEY_ITEM_SIZE",
+    "MAX_PREKEY_STATIC_SIZE",
+    "MAX_PREKEY_UPLOAD",
     "MAX_RELAY_FRAME_SIZE",
     "MAX_REQUEST_ID",
     "MAX_SUBSCRIPTIONS",
@@ -47,9 +51,22 @@ FRANKING_COMMITMENT_SIZE = 32
 ENVELOPE_BUCKETS: tuple[int, ...] = tuple(256 << i for i in range(9))
 MAX_ENVELOPE_SIZE = ENVELOPE_BUCKETS[-1]
 
-#: Largest frame in v1: the largest envelope plus room for its header fields. A frame is
+#: Prekey hosting (protocol.md §4.7): the static part of a mailbox's prekey material, one
+#: one-time item, and the most one-time items one ``keys`` owner command may carry. The relay
+#: never interprets these opaque blobs.
+MAX_PREKEY_STATIC_SIZE = 4096
+MAX_PREKEY_ITEM_SIZE = 2048
+MAX_PREKEY_UPLOAD = 32
+
+#: Largest encoded owner command (the ``cmd`` of an ``own`` frame, version byte included). A
+#: full ``keys`` upload (32 items of 2 KiB and a 4 KiB static part, about 68.2 KiB encoded)
+#: fits with room to spare.
+MAX_OWNER_COMMAND_SIZE = 80 * 1024
+
+#: Largest frame in v1: the largest envelope or owner command plus room for the fields around
+#: it (82,944 bytes, set by the owner command since the prekey revision of v1). A frame is
 #: rejected on its length before any decoding work (h11 precedent: limit, then parse).
-MAX_FRAME_SIZE = MAX_ENVELOPE_SIZE + 1024
+MAX_FRAME_SIZE = max(MAX_ENVELOPE_SIZE, MAX_OWNER_COMMAND_SIZE) + 1024
 
 #: Largest frame the relay sends: a fetch reply carries at most this many ciphertext bytes
 #: (the relay stops adding envelopes before crossing it) plus per-envelope headers.

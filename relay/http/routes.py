@@ -16,9 +16,11 @@ from clientlib.wire.frames import (
     OP_CREATE,
     OP_DELETE,
     OP_FETCH,
+    OP_PREKEYS,
     ChallengeIssued,
     ClientFrame,
     Deposit,
+    FetchBundle,
     Hello,
     Ok,
     RequestChallenge,
@@ -34,7 +36,7 @@ from relay.ws.handler import relay_limits, websocket_handler
 __all__ = ["CONTENT_TYPE", "frame_response", "setup_routes"]
 
 CONTENT_TYPE = "application/x-blindrelay"
-_HTTP_OPS = (OP_CREATE, OP_DELETE, OP_FETCH)
+_HTTP_OPS = (OP_CREATE, OP_DELETE, OP_FETCH, OP_PREKEYS)
 
 
 def frame_response(body: bytes, status: int = 200) -> web.Response:
@@ -82,7 +84,7 @@ async def challenge(request: web.Request) -> web.Response:
 
 
 async def owner(request: web.Request) -> web.Response:
-    """``POST /v1/owner``: a signed owner command (create, delete, fetch)."""
+    """``POST /v1/owner``: a signed owner command (create, delete, fetch, keys)."""
     version, frame = await read_frame(request)
     if not isinstance(frame, SignedOwnerCommand):
         raise RelayError(ErrorCode.MALFORMED)
@@ -99,6 +101,9 @@ async def owner(request: web.Request) -> web.Response:
     if cmd.op == OP_FETCH:
         fetched = await service.fetch(frame.id, cmd)
         return frame_response(fetched.encode(version))
+    if cmd.op == OP_PREKEYS:
+        stored = await service.put_prekeys(frame.id, cmd)
+        return frame_response(stored.encode(version))
     raise RelayError(ErrorCode.MALFORMED)  # sub needs a socket
 
 
@@ -110,6 +115,15 @@ async def deposit(request: web.Request) -> web.Response:
     request[size_bucket_key] = len(frame.ct)  # a bucket size: ct lengths are buckets
     await request.app[service_key].deposit(frame)
     return frame_response(Ok(id=frame.id).encode(version))
+
+
+async def bundle(request: web.Request) -> web.Response:
+    """``POST /v1/bundle``: the prekey bundle of a send id (consumes one one-time item)."""
+    version, frame = await read_frame(request)
+    if not isinstance(frame, FetchBundle):
+        raise RelayError(ErrorCode.MALFORMED)
+    issued = await request.app[service_key].fetch_bundle(frame)
+    return frame_response(issued.encode(version))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -145,6 +159,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/challenge", challenge, name="challenge")
     app.router.add_post("/v1/owner", owner, name="owner")
     app.router.add_post("/v1/deposit", deposit, name="deposit")
+    app.router.add_post("/v1/bundle", bundle, name="bundle")
     app.router.add_get("/v1/ws", websocket_handler, name="ws")
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")

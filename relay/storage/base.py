@@ -13,10 +13,16 @@ Guarantees every backend gives (checked by ``tests/contract/test_store.py``):
 * Sequence numbers are strictly increasing per mailbox, starting at 1, never reused, even
   after acks, expiry or a restart. ``fetch`` returns envelopes in ``seq`` order.
 * Quotas are checked in the same atomic step as the insert.
-* ``delete_mailbox`` removes the mailbox, its send-id index, every envelope and every dedupe
-  record at once; afterwards the ids behave exactly like ids that never existed.
+* ``delete_mailbox`` removes the mailbox, its send-id index, every envelope, every dedupe
+  record and all its prekey data (static part, one-time items, fetch window) at once;
+  afterwards the ids behave exactly like ids that never existed.
 * Every record expires: envelopes after ``envelope_ttl_s``; dedupe records after
-  ``dedupe_window_s``; mailboxes after ``mailbox_idle_ttl_s`` without owner activity.
+  ``dedupe_window_s``; mailboxes after ``mailbox_idle_ttl_s`` without owner activity, and
+  their prekey data with them (an idle-expired mailbox's prekeys are never handed out).
+* Prekey hosting: ``put_prekeys`` applies a whole upload or nothing (quota checked in the
+  same atomic step); ``take_prekeys`` pops one-time items oldest first, each at most once
+  even under concurrency, and counts them against the hourly window in the same atomic step.
+  Prekey blobs are opaque: no store ever looks inside them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Literal, Protocol
 from clientlib.wire.frames import StoredEnvelope
 
 __all__ = [
+    "SECONDS_PER_HOUR",
     "DepositOutcome",
     "EnvelopeStore",
     "IdCollision",
@@ -43,6 +50,8 @@ __all__ = [
 ]
 
 SECONDS_PER_DAY = 86_400
+#: Length of the fixed window of the one-time prekey handout limit (hour ``now // 3600``).
+SECONDS_PER_HOUR = 3_600
 
 
 class StorageError(Exception):
@@ -54,7 +63,7 @@ class MailboxNotFound(StorageError):
 
 
 class QuotaExceeded(StorageError):
-    """The mailbox holds too many envelopes or bytes; nothing was stored."""
+    """The mailbox holds too many envelopes, bytes or one-time prekeys; nothing was stored."""
 
 
 class IdCollision(StorageError):
@@ -191,6 +200,49 @@ class EnvelopeStore(Protocol):
 
     async def count_envelopes(self) -> int:
         """Total stored envelopes across all mailboxes (an aggregate for metrics only)."""
+
+    async def put_prekeys(
+        self,
+        rid: bytes,
+        static: bytes | None,
+        items: Sequence[bytes],
+        replace: bool,
+        max_items: int,
+        now: int,
+    ) -> tuple[int, bool]:
+        """Update the prekey material of mailbox ``rid`` in one atomic step.
+
+        If ``replace``, every stored one-time item is deleted first; a ``static`` part
+        replaces the stored one; ``items`` are appended after the stored ones (FIFO).
+
+        Returns:
+            ``(left, has_static)``: one-time items now held, and whether a static part is.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            QuotaExceeded: ``items`` is not empty and the mailbox would hold more than
+                ``max_items`` one-time items; nothing changed.
+        """
+
+    async def prekey_count(self, rid: bytes, now: int) -> tuple[int, bool]:
+        """Return ``(one-time items held, static part held)`` of mailbox ``rid``.
+
+        An unknown or idle-expired mailbox yields ``(0, False)``.
+        """
+
+    async def take_prekeys(
+        self, sid: bytes, now: int, per_hour: int
+    ) -> tuple[bytes, bytes | None] | None:
+        """Hand out the prekey bundle of the mailbox whose send id is ``sid``.
+
+        Atomically: if fewer than ``per_hour`` one-time items were handed out for this
+        mailbox in the hour ``now // 3600``, the oldest one-time item (if any) is removed and
+        returned and counted; otherwise none is.
+
+        Returns:
+            ``(static, item or None)``, or None if no live mailbox has send id ``sid`` or it
+            holds no static part (nothing is then consumed or counted).
+        """
 
 
 @dataclass(frozen=True, slots=True)

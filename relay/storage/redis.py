@@ -9,20 +9,26 @@ in one slot and every script touches a single slot::
     <prefix>q:{rid}   zset: seq by seq (FIFO)        <prefix>x:{rid}  zset: seq by expiry
     <prefix>e:{rid}   hash: seq -> envelope blob
     <prefix>d:{rid}   hash: eid -> "seq:ts:expiry"   <prefix>y:{rid}  zset: eid by expiry
+    <prefix>k:{rid}   hash: static prekey part, hourly handout window, last upload token
+    <prefix>p:{rid}   list: one-time prekey items (FIFO)
     <prefix>w:{rid}   pub/sub channel of the mailbox (never a key)
 
 The send-id index ``<prefix>s:{sid}`` (value: rid) lives in another slot. A deposit reads it
 (or a bounded in-process cache of it) and then runs the deposit script on the rid slot; the
 script checks that the mailbox record still names that send id, so a deleted or recreated
-mailbox is never written through a stale index. Challenges are ``<prefix>c:<nonce hex>``.
+mailbox is never written through a stale index. A bundle request resolves the send id the
+same way and its script makes the same check. Challenges are ``<prefix>c:<nonce hex>``.
 
 Every write is a Lua script (``register_script``) that is safe to retry, because redis-py
 retries commands after connection errors: a repeated deposit finds its dedupe record, a
-repeated ack or delete finds nothing left to delete. Every key has a TTL: envelope keys are
-refreshed to the envelope TTL on insert, dedupe keys to the dedupe window, the mailbox record
-and its index to the idle period (refreshed by ``touch_mailbox``), challenges to their own
-expiry. The contract (expiry as seen by the ``now`` argument) is enforced by the scripts;
-TTLs are garbage collection with a little slack for clock differences.
+repeated ack or delete finds nothing left to delete, a repeated prekey upload finds its
+token. The one exception is handing out a one-time prekey: a retry after a lost reply pops
+another item, so one item is wasted (never handed out twice). Every key has a TTL: envelope
+keys are refreshed to the envelope TTL on insert, dedupe keys to the dedupe window, the
+mailbox record, its index and its prekey keys to the idle period (refreshed by
+``touch_mailbox``), challenges to their own expiry. The contract (expiry as seen by the
+``now`` argument) is enforced by the scripts; TTLs are garbage collection with a little
+slack for clock differences.
 
 Durability: with ``appendonly yes`` and ``appendfsync always`` Redis fsyncs the AOF before it
 replies, so a deposit that returned is on disk. ``durability="relaxed"`` accepts
@@ -122,6 +128,8 @@ _SCRIPTS: Final[dict[str, str]] = {
     "purge": "#!lua flags=allow-oom",
     "put_challenge": "#!lua",
     "unlink_if": "#!lua flags=allow-oom",
+    "put_prekeys": "#!lua",
+    "take_prekeys": "#!lua flags=allow-oom",
 }
 
 
@@ -224,6 +232,15 @@ class RedisStore:
         tag, p = _tag(rid), self._prefix
         return [f"{p}{kind}:{tag}" for kind in ("m", "q", "e", "x", "d", "y")]
 
+    def _prekey_keys(self, rid: bytes) -> list[str]:
+        """``[m, k, p]``: the mailbox record, then its prekey hash and one-time item list."""
+        tag, p = _tag(rid), self._prefix
+        return [f"{p}{kind}:{tag}" for kind in ("m", "k", "p")]
+
+    def _all_keys(self, rid: bytes) -> list[str]:
+        """Every key of the mailbox, for the scripts that create, delete or purge it."""
+        return self._mailbox_keys(rid) + self._prekey_keys(rid)[1:]
+
     def _sid_key(self, sid: bytes) -> str:
         return f"{self._prefix}s:{_tag(sid)}"
 
@@ -325,7 +342,7 @@ class RedisStore:
             StorageFull: Redis is out of memory or cannot write its AOF.
         """
         ttl = self._mailbox_ttl(now)
-        keys = self._mailbox_keys(record.rid)
+        keys = self._all_keys(record.rid)
         created = await self._run(
             "create",
             keys,
@@ -423,7 +440,7 @@ class RedisStore:
         ttl = self._mailbox_ttl(now)
         sid = await self._run(
             "touch",
-            self._mailbox_keys(rid)[:1],
+            self._prekey_keys(rid),
             [now, self._limits.mailbox_idle_ttl_s, day_of(now), ttl],
         )
         if sid:
@@ -442,7 +459,7 @@ class RedisStore:
         Raises:
             StorageUnavailable: Redis failed.
         """
-        deleted, sid = await self._run("delete", self._mailbox_keys(rid), [""])
+        deleted, sid = await self._run("delete", self._all_keys(rid), [""])
         if not deleted:
             return False
         self._sid_cache.pop(sid, None)
@@ -558,7 +575,7 @@ class RedisStore:
                 except ValueError:
                     continue
                 gone, n_env, n_dedupe, sid = await self._run(
-                    "purge", self._mailbox_keys(rid), [now, self._limits.mailbox_idle_ttl_s]
+                    "purge", self._all_keys(rid), [now, self._limits.mailbox_idle_ttl_s]
                 )
                 total += int(gone) + int(n_env) + int(n_dedupe)
                 if gone:
@@ -614,6 +631,99 @@ class RedisStore:
             for key in keys:
                 _ = pipe.zcard(key)
             return sum(int(n) for n in await pipe.execute())
+
+    # --- prekeys -------------------------------------------------------------------------
+
+    async def put_prekeys(
+        self,
+        rid: bytes,
+        static: bytes | None,
+        items: Sequence[bytes],
+        replace: bool,
+        max_items: int,
+        now: int,
+    ) -> tuple[int, bool]:
+        """Replace the static part and/or append one-time items in one script.
+
+        A random token makes the script idempotent, so redis-py's retry after a lost reply
+        cannot append the items twice.
+
+        Returns:
+            ``(one-time items held, static part held)`` after the update.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            QuotaExceeded: the items would exceed ``max_items``; nothing changed.
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        args: list[Any] = [
+            secrets.token_bytes(16),
+            now,
+            self._limits.mailbox_idle_ttl_s,
+            1 if replace else 0,
+            max_items,
+            self._mailbox_ttl(now),
+            0 if static is None else 1,
+            b"" if static is None else static,
+            *items,
+        ]
+        reply = await self._run("put_prekeys", self._prekey_keys(rid), args)
+        status = int(reply[0])
+        if status == _NOT_FOUND:
+            raise MailboxNotFound(MSG_NOT_FOUND)
+        if status == _QUOTA:
+            raise QuotaExceeded(MSG_QUOTA)
+        return int(reply[1]), bool(int(reply[2]))
+
+    async def prekey_count(self, rid: bytes, now: int) -> tuple[int, bool]:
+        """Return ``(one-time items held, static part held)``; ``(0, False)`` if unknown.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        m, k, p = self._prekey_keys(rid)
+        with self._guard():
+            async with self._client.pipeline(transaction=True) as pipe:
+                _ = pipe.hget(m, "ad")
+                _ = pipe.llen(p)
+                _ = pipe.hexists(k, "s")
+                ad, held, has_static = await pipe.execute()
+        if ad is None or mailbox_expired(int(ad), now, self._limits):
+            return 0, False
+        return int(held), bool(has_static)
+
+    async def take_prekeys(
+        self, sid: bytes, now: int, per_hour: int
+    ) -> tuple[bytes, bytes | None] | None:
+        """Resolve the send id, then pop one item and count it in one script on its slot.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis cannot write its AOF.
+        """
+        args = [sid, now, self._limits.mailbox_idle_ttl_s, per_hour]
+        use_cache = True
+        while True:
+            rid = await self._rid_for_sid(sid, use_cache=use_cache)
+            if rid is None:
+                return None
+            reply = await self._run("take_prekeys", self._prekey_keys(rid), args)
+            status = int(reply[0])
+            if status == _NOT_FOUND and use_cache:
+                # The cached mapping may be stale: ask the index once more.
+                self._sid_cache.pop(sid, None)
+                use_cache = False
+                continue
+            break
+        if status == _NOT_FOUND:
+            self._sid_cache.pop(sid, None)
+            return None
+        if status == 0:
+            return None
+        static = _bytes(reply[1])
+        assert static is not None
+        return static, _bytes(reply[2]) if len(reply) > 2 else None
 
 
 class RedisWakeups:

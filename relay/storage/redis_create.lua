@@ -11,7 +11,7 @@ if rec[1] and not idle_expired(tonumber(rec[4]), now, idle) then
   end
   return 0
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
 redis.call('HSET', m, 'sid', ARGV[1], 'ok', ARGV[2], 'cd', ARGV[3], 'ad', ARGV[6],
   'ls', 0, 'n', 0, 'b', 0)
 redis.call('EXPIRE', m, ARGV[7])

@@ -8,6 +8,11 @@
 --   KEYS[4] x  sorted set: seq scored by expiry second
 --   KEYS[5] d  hash: eid -> "seq:ts:expiry" (dedupe records)
 --   KEYS[6] y  sorted set: eid scored by dedupe expiry second
+-- create, delete and purge also get the prekey keys of the mailbox (protocol.md §4.7):
+--   KEYS[7] k  hash: s (static prekey part), h/c (hour and count of the one-time handout
+--              window), u (token of the last applied upload, so a retried upload is a no-op)
+--   KEYS[8] p  list: one-time prekey items, oldest first
+-- The prekey scripts (put_prekeys, take_prekeys) get {m, k, p} as KEYS[1..3].
 -- Times are passed in by the caller (whole seconds); the scripts never trust the Redis clock
 -- for the contract, only for key TTLs (garbage collection).
 

@@ -1,4 +1,5 @@
--- Record owner activity. ARGV: now, idle ttl, today, mailbox key ttl.
+-- Record owner activity. ARGV: now, idle ttl, today, mailbox key ttl. KEYS: m, k, p (the
+-- prekey keys live as long as the mailbox record, so their TTL moves with it).
 -- Returns the send id when the active day moved (the caller refreshes the index key TTL),
 -- false otherwise.
 local m = KEYS[1]
@@ -13,4 +14,6 @@ if idle_expired(ad, now, idle) or ad >= today then
 end
 redis.call('HSET', m, 'ad', today)
 redis.call('EXPIRE', m, ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
 return rec[1]

@@ -23,6 +23,14 @@ Changes in SCHEMA_VERSION = 1:
     day-coarse ``created_day``/``active_day``, envelope and byte counters for quotas),
     ``envelopes``, ``dedupe`` (``(mailbox, eid) -> seq`` for the dedupe window) and
     ``challenges``.
+
+Changes in SCHEMA_VERSION = 2:
+    Prekey hosting (protocol.md §4.7): ``prekey_state`` (one row per mailbox that uploaded
+    prekeys: the opaque static part and the hourly one-time handout window) and
+    ``prekey_items`` (the opaque one-time items, FIFO by ``id``). Both cascade from
+    ``mailboxes``, so deleting or purging a mailbox removes its prekeys in the same step. They
+    are separate tables so the ``mailboxes`` row that every deposit reads and rewrites stays
+    small.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from relay.storage._common import (
 )
 from relay.storage.base import (
     SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
     DepositOutcome,
     IdCollision,
     MailboxNotFound,
@@ -69,7 +78,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1  # remember to update the changelog in the module docstring
+SCHEMA_VERSION: Final = 2  # remember to update the changelog in the module docstring
 
 #: Most operations one transaction may hold. Bounds the latency a batch adds to its first
 #: operation and the size of one WAL commit; 1024 deposits of 64 KiB is 64 MiB at worst.
@@ -123,8 +132,23 @@ CREATE TABLE challenges (
 CREATE INDEX challenges_expires_at ON challenges(expires_at);
 """
 
+_SCHEMA_V2: Final = """
+CREATE TABLE prekey_state (
+    mbox      INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+    win_hour  INTEGER NOT NULL DEFAULT 0,
+    win_count INTEGER NOT NULL DEFAULT 0,
+    static    BLOB
+);
+CREATE TABLE prekey_items (
+    id   INTEGER PRIMARY KEY,
+    mbox INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    item BLOB NOT NULL
+);
+CREATE INDEX prekey_items_mbox ON prekey_items(mbox, id);
+"""
+
 #: ``_MIGRATIONS[v]`` upgrades a database at version ``v - 1`` to version ``v``.
-_MIGRATIONS: Final[dict[int, str]] = {1: _SCHEMA_V1}
+_MIGRATIONS: Final[dict[int, str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 _SYNCHRONOUS_FULL: Final = 2
 
@@ -574,7 +598,7 @@ class SQLiteStore:
         await self._write(op)
 
     async def delete_mailbox(self, rid: bytes) -> bool:
-        """Delete a mailbox, its envelopes and dedupe records in one transaction.
+        """Delete a mailbox, its envelopes, dedupe records and prekeys in one transaction.
 
         Returns:
             False if no mailbox had receive id ``rid``.
@@ -820,6 +844,160 @@ class SQLiteStore:
         return await self._read(
             lambda c: int(c.execute("SELECT count(*) FROM envelopes").fetchone()[0])
         )
+
+    # --- prekeys -------------------------------------------------------------------------
+
+    async def put_prekeys(
+        self,
+        rid: bytes,
+        static: bytes | None,
+        items: Sequence[bytes],
+        replace: bool,
+        max_items: int,
+        now: int,
+    ) -> tuple[int, bool]:
+        """Replace the static part and/or append one-time items, in one savepoint.
+
+        Returns:
+            ``(one-time items held, static part held)`` after the update.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            QuotaExceeded: the items would exceed ``max_items``; nothing changed.
+            StorageUnavailable: the database failed.
+            StorageFull: the disk or the database size cap is full.
+        """
+        limits = self._limits
+        new = list(items)
+
+        def op(conn: sqlite3.Connection) -> tuple[int, bool]:
+            row = conn.execute(
+                "SELECT id, active_day FROM mailboxes WHERE rid = ?", (rid,)
+            ).fetchone()
+            if row is None or mailbox_expired(row[1], now, limits):
+                raise MailboxNotFound(MSG_NOT_FOUND)
+            mbox = row[0]
+            held = (
+                0
+                if replace
+                else int(
+                    conn.execute(
+                        "SELECT count(*) FROM prekey_items WHERE mbox = ?", (mbox,)
+                    ).fetchone()[0]
+                )
+            )
+            if new and held + len(new) > max_items:
+                raise QuotaExceeded(MSG_QUOTA)
+            if replace:
+                conn.execute("DELETE FROM prekey_items WHERE mbox = ?", (mbox,))
+            if static is not None:
+                conn.execute(
+                    "INSERT INTO prekey_state (mbox, static) VALUES (?, ?)"
+                    " ON CONFLICT (mbox) DO UPDATE SET static = excluded.static",
+                    (mbox, static),
+                )
+            if new:
+                conn.executemany(
+                    "INSERT INTO prekey_items (mbox, item) VALUES (?, ?)",
+                    [(mbox, item) for item in new],
+                )
+            has = conn.execute(
+                "SELECT static IS NOT NULL FROM prekey_state WHERE mbox = ?", (mbox,)
+            ).fetchone()
+            return held + len(new), bool(has is not None and has[0])
+
+        return await self._write(op)
+
+    async def prekey_count(self, rid: bytes, now: int) -> tuple[int, bool]:
+        """Return ``(one-time items held, static part held)``; ``(0, False)`` if unknown.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> tuple[int, bool]:
+            row = conn.execute(
+                "SELECT m.active_day,"
+                " (SELECT count(*) FROM prekey_items WHERE mbox = m.id),"
+                " (SELECT static IS NOT NULL FROM prekey_state WHERE mbox = m.id)"
+                " FROM mailboxes m WHERE m.rid = ?",
+                (rid,),
+            ).fetchone()
+            if row is None or mailbox_expired(row[0], now, self._limits):
+                return 0, False
+            return int(row[1]), bool(row[2])
+
+        return await self._read(op)
+
+    async def take_prekeys(
+        self, sid: bytes, now: int, per_hour: int
+    ) -> tuple[bytes, bytes | None] | None:
+        """Hand out the static part and, within the hourly allowance, the oldest item.
+
+        A read decides first whether an item can be handed out at all, so that bundle
+        requests past the allowance (or with no item left) never queue on the writer that
+        deposits wait for. Otherwise the pop, re-checked, runs on the writer: two concurrent
+        takes never get the same item.
+
+        Raises:
+            StorageUnavailable: the database failed.
+            StorageFull: the disk is full.
+        """
+        limits = self._limits
+        hour = now // SECONDS_PER_HOUR
+        select = (
+            "SELECT m.id, m.active_day, s.static, s.win_hour, s.win_count"
+            " FROM mailboxes m JOIN prekey_state s ON s.mbox = m.id WHERE m.sid = ?"
+        )
+
+        def state(conn: sqlite3.Connection) -> tuple[int, bytes, int] | None:
+            """``(mbox, static, handed out this hour)`` of a live mailbox with a static part."""
+            row = conn.execute(select, (sid,)).fetchone()
+            if row is None or row[2] is None or mailbox_expired(row[1], now, limits):
+                return None
+            return row[0], row[2], row[4] if row[3] == hour else 0
+
+        def peek(conn: sqlite3.Connection) -> tuple[bytes, bool] | None:
+            found = state(conn)
+            if found is None:
+                return None
+            mbox, static, count = found
+            if count >= per_hour:
+                return static, False
+            has_item = conn.execute(
+                "SELECT 1 FROM prekey_items WHERE mbox = ? LIMIT 1", (mbox,)
+            ).fetchone()
+            return static, has_item is not None
+
+        peeked = await self._read(peek)
+        if peeked is None:
+            return None
+        if not peeked[1]:
+            return peeked[0], None
+
+        def take(conn: sqlite3.Connection) -> tuple[bytes, bytes | None] | None:
+            found = state(conn)
+            if found is None:
+                return None
+            mbox, static, count = found
+            if count >= per_hour:
+                return static, None
+            popped = conn.execute(
+                "DELETE FROM prekey_items WHERE id ="
+                " (SELECT id FROM prekey_items WHERE mbox = ? ORDER BY id LIMIT 1)"
+                " RETURNING item",
+                (mbox,),
+            ).fetchone()
+            if popped is None:
+                return static, None
+            conn.execute(
+                "UPDATE prekey_state SET win_hour = ?, win_count = ? WHERE mbox = ?",
+                (hour, count + 1, mbox),
+            )
+            item: bytes = popped[0]
+            return static, item
+
+        return await self._write(take)
 
 
 def _delete_expired_of(conn: sqlite3.Connection, mbox: int, now: int) -> tuple[int, int]:

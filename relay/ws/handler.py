@@ -28,11 +28,13 @@ from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
     OP_CREATE,
     OP_DELETE,
+    OP_PREKEYS,
     OP_SUBSCRIBE,
     Ack,
     Deposit,
     Drained,
     EnvelopeDelivered,
+    FetchBundle,
     Ok,
     RelayLimits,
     RequestChallenge,
@@ -269,6 +271,8 @@ class Connection:
             self.spawn(frame.id, self._ack(frame))
         elif isinstance(frame, SignedOwnerCommand):
             self.spawn(frame.id, self._owner(frame))
+        elif isinstance(frame, FetchBundle):
+            self.spawn(frame.id, self._bundle(frame))
         elif isinstance(frame, Unsubscribe):
             if frame.rid in self.subs:
                 self.drop_subscription(frame.rid)
@@ -318,6 +322,10 @@ class Connection:
             sub.acked(frame.seqs)
         return Ok(id=frame.id).encode(self.proto.version)
 
+    async def _bundle(self, frame: FetchBundle) -> bytes:
+        issued = await self.service.fetch_bundle(frame)
+        return issued.encode(self.proto.version)
+
     async def _owner(self, frame: SignedOwnerCommand) -> bytes:
         cmd, _ = await self.service.authenticate_owner(frame, self.proto.take_challenge)
         if cmd.op == OP_CREATE:
@@ -336,6 +344,9 @@ class Connection:
             self.drop_subscription(cmd.rid)
             await self.service.delete_mailbox(cmd.rid)
             return Ok(id=frame.id).encode(self.proto.version)
+        if cmd.op == OP_PREKEYS:
+            stored = await self.service.put_prekeys(frame.id, cmd)
+            return stored.encode(self.proto.version)
         # fetch is an HTTP operation; on a socket the owner subscribes instead.
         raise RelayError(ErrorCode.MALFORMED)
 

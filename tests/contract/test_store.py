@@ -21,6 +21,7 @@ from redis.crc import key_slot
 
 from relay.storage._common import day_of, mailbox_deadline
 from relay.storage.base import (
+    SECONDS_PER_HOUR,
     DepositOutcome,
     EnvelopeStore,
     IdCollision,
@@ -32,7 +33,7 @@ from relay.storage.base import (
     StoreLimits,
 )
 from relay.storage.redis import RedisStore
-from relay.storage.sqlite import SQLiteStore
+from relay.storage.sqlite import SCHEMA_VERSION, SQLiteStore
 
 NOW = 1_750_000_000
 LIMITS = StoreLimits(
@@ -448,7 +449,201 @@ async def test_closed_store_is_unavailable(make_store: MakeStore) -> None:
         await store.deposit(new_id(), new_id(), 0, b"x", None, NOW)
 
 
+# --- prekeys ------------------------------------------------------------------------------
+
+MANY = 1_000_000  # a per-hour allowance that never binds
+
+
+def items(n: int, tag: bytes = b"i") -> list[bytes]:
+    return [tag + i.to_bytes(4, "big") + os.urandom(60) for i in range(n)]
+
+
+async def test_prekeys_fifo_static_and_counts(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    assert await store.prekey_count(rec.rid, NOW) == (0, False)
+    static = os.urandom(1200)
+    first = items(5)
+    assert await store.put_prekeys(rec.rid, static, first, False, 200, NOW) == (5, True)
+    second = items(3, b"j")
+    assert await store.put_prekeys(rec.rid, None, second, False, 200, NOW) == (8, True)
+    assert await store.prekey_count(rec.rid, NOW) == (8, True)
+    got = [await store.take_prekeys(rec.sid, NOW, MANY) for _ in range(10)]
+    assert got == [(static, item) for item in first + second] + [(static, None)] * 2
+    assert await store.prekey_count(rec.rid, NOW) == (0, True)
+    # A new static part replaces the old one; items are appended after what is left.
+    static2 = os.urandom(4096)
+    assert await store.put_prekeys(rec.rid, static2, [], False, 200, NOW) == (0, True)
+    assert await store.take_prekeys(rec.sid, NOW, MANY) == (static2, None)
+    # Prekeys are per mailbox.
+    other = await new_mailbox(store)
+    assert await store.prekey_count(other.rid, NOW) == (0, False)
+    assert await store.take_prekeys(other.sid, NOW, MANY) is None
+
+
+async def test_prekeys_unknown_mailbox_and_no_static(store: EnvelopeStore) -> None:
+    assert await store.take_prekeys(new_id(), NOW, MANY) is None
+    assert await store.prekey_count(new_id(), NOW) == (0, False)
+    with pytest.raises(MailboxNotFound):
+        await store.put_prekeys(new_id(), b"s", items(1), False, 200, NOW)
+    rec = await new_mailbox(store)
+    # One-time items without a static part: no bundle, and nothing is consumed or counted.
+    assert await store.put_prekeys(rec.rid, None, items(2), False, 200, NOW) == (2, False)
+    for _ in range(3):
+        assert await store.take_prekeys(rec.sid, NOW, 1) is None
+    assert await store.prekey_count(rec.rid, NOW) == (2, False)
+    await store.put_prekeys(rec.rid, b"s", [], False, 200, NOW)
+    bundle = await store.take_prekeys(rec.sid, NOW, 1)
+    assert bundle is not None and bundle[1] is not None  # the window was not used up
+    # The receive id is no send id and vice versa.
+    assert await store.take_prekeys(rec.rid, NOW, MANY) is None
+    with pytest.raises(MailboxNotFound):
+        await store.put_prekeys(rec.sid, b"s", [], False, 200, NOW)
+
+
+async def test_prekeys_quota_refusal_changes_nothing(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    kept = items(3)
+    await store.put_prekeys(rec.rid, b"old", kept, False, 5, NOW)
+    with pytest.raises(QuotaExceeded):
+        await store.put_prekeys(rec.rid, b"new", items(3), False, 5, NOW)
+    with pytest.raises(QuotaExceeded):
+        await store.put_prekeys(rec.rid, b"new", items(6), True, 5, NOW)  # replace too
+    assert await store.prekey_count(rec.rid, NOW) == (3, True)
+    assert await store.take_prekeys(rec.sid, NOW, MANY) == (b"old", kept[0])
+    # Exactly at the quota is fine, and a static-only update never hits the quota.
+    assert await store.put_prekeys(rec.rid, None, items(3), False, 5, NOW) == (5, True)
+    assert await store.put_prekeys(rec.rid, b"new", [], False, 2, NOW) == (5, True)
+    assert await store.take_prekeys(rec.sid, NOW, MANY) == (b"new", kept[1])
+
+
+async def test_prekeys_replace(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    await store.put_prekeys(rec.rid, b"s1", items(4), False, 200, NOW)
+    fresh = items(2, b"f")
+    assert await store.put_prekeys(rec.rid, None, fresh, True, 200, NOW) == (2, True)
+    assert await store.take_prekeys(rec.sid, NOW, MANY) == (b"s1", fresh[0])
+    # Replace with nothing deletes every item and keeps the static part.
+    assert await store.put_prekeys(rec.rid, None, [], True, 200, NOW) == (0, True)
+    assert await store.take_prekeys(rec.sid, NOW, MANY) == (b"s1", None)
+    assert await store.put_prekeys(rec.rid, b"s2", fresh[1:], True, 1, NOW) == (1, True)
+    assert await store.take_prekeys(rec.sid, NOW, MANY) == (b"s2", fresh[1])
+
+
+async def test_prekeys_concurrent_takes_never_share_an_item(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    stored = items(40)
+    await store.put_prekeys(rec.rid, b"static", stored[:32], False, 200, NOW)
+    await store.put_prekeys(rec.rid, None, stored[32:], False, 200, NOW)
+    got = await asyncio.gather(*(store.take_prekeys(rec.sid, NOW, MANY) for _ in range(50)))
+    assert all(g is not None and g[0] == b"static" for g in got)
+    handed = [g[1] for g in got if g is not None and g[1] is not None]
+    assert sorted(handed) == sorted(stored)  # 40 distinct items, each exactly once
+    assert sum(1 for g in got if g is not None and g[1] is None) == 10
+    assert await store.prekey_count(rec.rid, NOW) == (0, True)
+
+
+async def test_prekeys_hourly_window(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    stored = items(10)
+    await store.put_prekeys(rec.rid, b"s", stored, False, 200, NOW)
+    hour = NOW - NOW % SECONDS_PER_HOUR
+    got = [await store.take_prekeys(rec.sid, hour + i, 3) for i in range(3)]
+    assert got == [(b"s", item) for item in stored[:3]]
+    # Past the allowance: static only, exactly as when the items ran out; nothing consumed.
+    for t in (hour + 10, hour + SECONDS_PER_HOUR - 1):
+        assert await store.take_prekeys(rec.sid, t, 3) == (b"s", None)
+    assert await store.prekey_count(rec.rid, NOW) == (7, True)
+    # The next hour starts a new window.
+    nxt = hour + SECONDS_PER_HOUR
+    got = [await store.take_prekeys(rec.sid, nxt + i, 3) for i in range(4)]
+    assert got == [(b"s", item) for item in stored[3:6]] + [(b"s", None)]
+    # A lower allowance applies at once; zero hands out no item at all.
+    assert await store.take_prekeys(rec.sid, nxt + 2 * SECONDS_PER_HOUR, 0) == (b"s", None)
+    assert await store.prekey_count(rec.rid, NOW) == (4, True)
+
+
+async def test_prekeys_removed_with_the_mailbox(store: EnvelopeStore) -> None:
+    rec, keep = await new_mailbox(store), await new_mailbox(store)
+    await store.put_prekeys(rec.rid, b"s", items(5), False, 200, NOW)
+    await store.take_prekeys(rec.sid, NOW, 1)  # a window is recorded too
+    await store.put_prekeys(keep.rid, b"k", items(1), False, 200, NOW)
+    assert await store.delete_mailbox(rec.rid) is True
+    assert await store.take_prekeys(rec.sid, NOW, MANY) is None
+    assert await store.prekey_count(rec.rid, NOW) == (0, False)
+    with pytest.raises(MailboxNotFound):
+        await store.put_prekeys(rec.rid, b"s", [], False, 200, NOW)
+    # The same ids, created again, start with no prekeys and a fresh window.
+    await store.create_mailbox(rec, NOW)
+    assert await store.prekey_count(rec.rid, NOW) == (0, False)
+    assert await store.take_prekeys(rec.sid, NOW, 1) is None
+    assert await store.put_prekeys(rec.rid, b"s", items(1), False, 200, NOW) == (1, True)
+    bundle = await store.take_prekeys(rec.sid, NOW, 1)
+    assert bundle is not None and bundle[1] is not None
+    assert await store.prekey_count(keep.rid, NOW) == (1, True)
+
+
+async def test_prekeys_expire_with_the_mailbox(store: EnvelopeStore) -> None:
+    rec = await new_mailbox(store)
+    await store.put_prekeys(rec.rid, b"s", items(3), False, 200, NOW)
+    deadline = mailbox_deadline(day_of(NOW), LIMITS)
+    assert await store.take_prekeys(rec.sid, deadline - 1, MANY) is not None
+    assert await store.take_prekeys(rec.sid, deadline, MANY) is None
+    assert await store.prekey_count(rec.rid, deadline) == (0, False)
+    with pytest.raises(MailboxNotFound):
+        await store.put_prekeys(rec.rid, b"s", items(1), False, 200, deadline)
+    # Reusing the expired ids (before the purge) finds nothing of the old prekeys.
+    again = MailboxRecord(rec.rid, rec.sid, os.urandom(32), day_of(deadline))
+    await store.create_mailbox(again, deadline)
+    assert await store.prekey_count(rec.rid, deadline) == (0, False)
+    assert await store.take_prekeys(rec.sid, deadline, MANY) is None
+    # Purging an idle mailbox removes its prekeys too.
+    other = await new_mailbox(store)
+    await store.put_prekeys(other.rid, b"o", items(2), False, 200, NOW)
+    assert await store.purge_expired(deadline) >= 1
+    assert await store.prekey_count(other.rid, NOW) == (0, False)
+
+
+async def test_prekeys_survive_reopen(make_store: MakeStore) -> None:
+    store = await make_store()
+    rec = await new_mailbox(store)
+    stored = items(3)
+    await store.put_prekeys(rec.rid, b"s", stored, False, 200, NOW)
+    assert await store.take_prekeys(rec.sid, NOW, 2) == (b"s", stored[0])
+    await store.aclose()
+    store = await make_store()
+    assert await store.prekey_count(rec.rid, NOW) == (2, True)
+    assert await store.take_prekeys(rec.sid, NOW, 2) == (b"s", stored[1])
+    assert await store.take_prekeys(rec.sid, NOW, 2) == (b"s", None)  # the window persisted
+
+
 # --- SQLite only --------------------------------------------------------------------------
+
+
+async def test_sqlite_migrates_v1_database(tmp_path: Path) -> None:
+    from relay.storage.sqlite import _MIGRATIONS
+
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_MIGRATIONS[1] + "PRAGMA user_version=1;")
+    rec = new_record()
+    conn.execute(
+        "INSERT INTO mailboxes (rid, sid, owner_key, created_day, active_day)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (rec.rid, rec.sid, rec.owner_key, rec.created_day, day_of(NOW)),
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path, LIMITS)
+    await store.open()
+    try:
+        assert await store.get_mailbox(rec.rid, NOW) is not None
+        assert (await put(store, rec)).seq == 1
+        assert await store.put_prekeys(rec.rid, b"s", items(1), False, 200, NOW) == (1, True)
+    finally:
+        await store.aclose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
 
 
 async def test_sqlite_file_settings(tmp_path: Path) -> None:
@@ -464,7 +659,7 @@ async def test_sqlite_file_settings(tmp_path: Path) -> None:
         await store.aclose()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     conn.close()
 
@@ -522,6 +717,11 @@ async def _exercise(store: EnvelopeStore) -> list[MailboxRecord]:
     await store.touch_mailbox(recs[1].rid, NOW + 86_400)
     await store.fetch(recs[2].rid, 0, 10, 1 << 20, NOW)
     await store.put_challenge(os.urandom(32), b"binding", NOW + 60)
+    for rec in recs:
+        await store.put_prekeys(rec.rid, b"static", items(3), False, 200, NOW)
+        await store.take_prekeys(rec.sid, NOW, 120)
+    await store.put_prekeys(recs[1].rid, None, [], True, 200, NOW + 86_400)
+    await store.touch_mailbox(recs[0].rid, NOW + 86_400)
     await store.delete_mailbox(recs[2].rid)
     return recs
 
@@ -542,10 +742,46 @@ async def test_redis_every_key_has_ttl_and_one_slot_per_mailbox(redis_url: str) 
         for rec in recs[:2]:
             tag = b"{" + rec.rid.hex().encode() + b"}"
             mine = [k for k in keys if tag in k]
-            assert len(mine) >= 5
+            assert len(mine) >= 6
+            assert any(k.startswith(b"br:k:") for k in mine)
             assert len({key_slot(k) for k in mine}) == 1
         assert not [k for k in keys if recs[2].rid.hex().encode() in k]
         assert not [k for k in keys if recs[2].sid.hex().encode() in k]
+
+
+@pytest.mark.redis
+async def test_redis_prekey_keys_expire_with_the_mailbox_record(redis_url: str) -> None:
+    store = RedisStore(redis_url, LIMITS)
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        await store.put_prekeys(rec.rid, b"s", items(2), False, 200, NOW)
+        m, k, p = store._prekey_keys(rec.rid)
+        client = store._client
+        ttls = [await client.pttl(key) for key in (m, k, p)]
+        assert all(t > 0 for t in ttls)
+        assert max(ttls) - min(ttls) < 5_000  # the prekey keys go when the record goes
+        assert await client.ttl(m) > LIMITS.mailbox_idle_ttl_s
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_retried_prekey_upload_is_applied_once(redis_url: str) -> None:
+    store = RedisStore(redis_url, LIMITS)
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        token = os.urandom(16)
+        ttl = LIMITS.mailbox_idle_ttl_s
+        args = [token, NOW, ttl, 0, 200, ttl, 1, b"s", b"a", b"b"]
+        keys = store._prekey_keys(rec.rid)
+        first = await store._run("put_prekeys", keys, args)
+        again = await store._run("put_prekeys", keys, args)  # what redis-py's retry sends
+        assert [int(v) for v in first] == [int(v) for v in again] == [0, 2, 1]
+        assert await store.prekey_count(rec.rid, NOW) == (2, True)
+    finally:
+        await store.aclose()
 
 
 @pytest.mark.redis
@@ -564,6 +800,14 @@ async def test_redis_deleted_mailbox_seen_through_stale_cache(redis_url: str) ->
         await a.create_mailbox(moved, NOW)
         assert (await put(b, rec)).rid == moved.rid
         assert await b.resolve_sid(rec.sid, NOW) == moved.rid
+        # Bundles too: b's cached mapping is stale after a delete and recreate.
+        await a.put_prekeys(moved.rid, b"moved", [], False, 200, NOW)
+        assert await b.take_prekeys(rec.sid, NOW, 1) == (b"moved", None)
+        assert await a.delete_mailbox(moved.rid)
+        again = MailboxRecord(new_id(), rec.sid, os.urandom(32), rec.created_day)
+        await a.create_mailbox(again, NOW)
+        await a.put_prekeys(again.rid, b"again", [], False, 200, NOW)
+        assert await b.take_prekeys(rec.sid, NOW, 1) == (b"again", None)
     finally:
         await a.aclose()
         await b.aclose()

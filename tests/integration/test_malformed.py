@@ -9,7 +9,7 @@ import msgpack
 import pytest
 from relaydriver import CT, HTTPClient, Owner, WSClient
 
-from clientlib.wire import ErrorReply, decode_relay_frame
+from clientlib.wire import MAX_FRAME_SIZE, ErrorReply, decode_relay_frame
 
 
 def frame(fields: object, version: int = 1) -> bytes:
@@ -126,7 +126,7 @@ async def test_http_malformed(relay: str, session: aiohttp.ClientSession, owner:
 async def test_oversized_inputs(relay: str, session: aiohttp.ClientSession, owner: Owner) -> None:
     http = HTTPClient(session, relay)
     rid, sid = await http.create_mailbox(owner)
-    big = frame(dep(sid=sid, ct=bytes(70_000)))
+    big = frame(dep(sid=sid, ct=bytes(MAX_FRAME_SIZE)))  # a frame above the relay's limit
     status, reply = await http.post("/v1/deposit", big)
     assert status == 413 and isinstance(reply, ErrorReply) and reply.code == "TOO_LARGE"
 

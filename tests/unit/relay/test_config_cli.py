@@ -15,6 +15,7 @@ def test_defaults_are_loopback_sqlite() -> None:
     cfg = load_config(environ={})
     assert cfg.host == "127.0.0.1" and cfg.storage == "sqlite"
     assert cfg.envelope_ttl_s == 21 * 86400
+    assert (cfg.prekey_max_items, cfg.prekey_fetches_per_hour) == (200, 120)
     assert str(cfg.resolved_sqlite_path()).endswith("relay.sqlite3")
 
 
@@ -46,6 +47,8 @@ def test_secret_from_file_and_redaction(tmp_path: Path) -> None:
         ({"BLINDRELAY_STORAGE": "mongo"}, "storage"),
         ({"BLINDRELAY_ENVELOPE_TTL_S": "1"}, "envelope_ttl_s"),
         ({"BLINDRELAY_MAX_FRAME_BYTES": "99999999"}, "max_frame_bytes"),
+        ({"BLINDRELAY_PREKEY_MAX_ITEMS": "-1"}, "prekey_max_items"),
+        ({"BLINDRELAY_PREKEY_FETCHES_PER_HOUR": "many"}, "prekey_fetches_per_hour"),
         ({"BLINDRELAY_METRICS": "maybe"}, "metrics"),
         ({"BLINDRELAY_NOT_A_SETTING": "1"}, "unknown"),
         ({"BLINDRELAY_REDIS_URL_FILE": "/nonexistent/x"}, "secret"),

@@ -1,0 +1,57 @@
+"""The client library's application API: :class:`Client` and the values it hands out.
+
+Everything an app needs::
+
+    from clientlib.client import Client, MessageReceived, RequestReceived
+
+See :mod:`clientlib.client.client` for the delivery guarantees and protocol.md §21-§23 for
+invitations, contact requests, pairwise mailboxes and catch-up.
+"""
+
+from __future__ import annotations
+
+from clientlib.client.client import Client, ClientOptions, ContactRef, RequestRef
+from clientlib.client.history import (
+    CorruptHistory,
+    EncryptedFileHistory,
+    HistoryStore,
+    MemoryHistory,
+)
+from clientlib.client.invite import InvalidInvitation, Invitation
+from clientlib.client.types import (
+    CaughtUp,
+    ClientEvent,
+    ClientWarning,
+    ConnectionChanged,
+    Contact,
+    ContactAdded,
+    ContactRequest,
+    DeliveryChanged,
+    MessageReceived,
+    RequestReceived,
+    StoredMessage,
+)
+
+__all__ = [
+    "CaughtUp",
+    "Client",
+    "ClientEvent",
+    "ClientOptions",
+    "ClientWarning",
+    "ConnectionChanged",
+    "Contact",
+    "ContactAdded",
+    "ContactRef",
+    "ContactRequest",
+    "CorruptHistory",
+    "DeliveryChanged",
+    "EncryptedFileHistory",
+    "HistoryStore",
+    "InvalidInvitation",
+    "Invitation",
+    "MemoryHistory",
+    "MessageReceived",
+    "RequestReceived",
+    "RequestRef",
+    "StoredMessage",
+]

@@ -1,0 +1,184 @@
+"""The values a :class:`~clientlib.client.Client` hands to applications: contacts, requests,
+stored messages, and the events of :meth:`Client.events`.
+
+All are small frozen value types. Ids are lowercase hex strings (16 random bytes), stable for
+the lifetime of the keystore. Message text is hidden from ``repr`` so that an application
+that logs events does not log conversations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "CaughtUp",
+    "ClientEvent",
+    "ClientWarning",
+    "ConnectionChanged",
+    "Contact",
+    "ContactAdded",
+    "ContactRequest",
+    "ContactState",
+    "DeliveryChanged",
+    "DeliveryState",
+    "Direction",
+    "MessageReceived",
+    "RequestReceived",
+    "StoredMessage",
+    "WarningKind",
+]
+
+#: ``pending``: we sent a request and wait for the answer; ``accepted``: both sides agreed.
+ContactState = Literal["pending", "accepted"]
+Direction = Literal["in", "out"]
+#: ``queued``: stored locally, not yet accepted by the relay; ``sent``: the relay stored it;
+#: ``received``: an incoming message, stored locally; ``failed``: the relay refused it for
+#: good (the contact's mailbox is gone).
+DeliveryState = Literal["queued", "sent", "received", "failed"]
+WarningKind = Literal[
+    "prekeys_low",
+    "prekeys_exhausted",
+    "undecryptable",
+    "malformed_content",
+    "mailbox_lost",
+    "duplicate_request",
+    "storage_failed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Someone we have a pairwise session with (or asked for one).
+
+    Attributes:
+        id: our local id for the contact.
+        name: the display name they sent, or the one we set (never verified by anyone).
+        state: ``pending`` until the other side accepts our request.
+        verified: the user compared safety numbers (:meth:`Client.mark_verified`).
+        safety_number: 60 digits to compare out of band (protocol.md §16).
+        created_at: when the contact was created (our clock, seconds).
+    """
+
+    id: str
+    name: str
+    state: ContactState
+    verified: bool
+    safety_number: str = field(repr=False)
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRequest:
+    """An incoming contact request waiting for :meth:`Client.accept_request` or
+    :meth:`Client.decline_request`. Nothing from the requester reaches a conversation before
+    it is accepted.
+
+    Attributes:
+        id: our local id for the request.
+        name: the display name the requester chose (unverified).
+        intro: the introduction they wrote (unverified content).
+        safety_number: what the conversation's safety number will be if accepted.
+        received_at: when it arrived (our clock, seconds).
+    """
+
+    id: str
+    name: str | None
+    intro: str | None = field(repr=False)
+    safety_number: str = field(repr=False)
+    received_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One message of a conversation, as the history store keeps it.
+
+    Attributes:
+        contact_id: the conversation.
+        id: the message id (chosen by the sender; unique per conversation and direction).
+        direction: ``in`` (received) or ``out`` (sent by us).
+        text: the message text.
+        sent_at: the sender's clock (seconds); informational only.
+        received_at: our clock when we stored it (in) or queued it (out).
+        state: delivery state (see :data:`DeliveryState`).
+    """
+
+    contact_id: str
+    id: str
+    direction: Direction
+    text: str = field(repr=False)
+    sent_at: int
+    received_at: int
+    state: DeliveryState
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A message arrived and is durably stored (it was acked to the relay after that)."""
+
+    contact: Contact
+    message: StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A contact request arrived on one of our contact addresses."""
+
+    request: ContactRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ContactAdded:
+    """A conversation is ready: we accepted a request, or our request was accepted."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryChanged:
+    """An outgoing message changed state (``sent`` once the relay stored it, or ``failed``)."""
+
+    contact_id: str
+    message_id: str
+    state: DeliveryState
+
+
+@dataclass(frozen=True, slots=True)
+class ClientWarning:
+    """Something the user or the app may want to know about; the client carries on.
+
+    ``prekeys_low``/``prekeys_exhausted``: requests are arriving faster than the client refills
+    one-time prekeys (requests still work, with less forward secrecy until refilled).
+    ``undecryptable``: an envelope that no key opens was dropped. ``malformed_content``: an
+    authenticated message from a contact did not decode and was dropped. ``mailbox_lost``: the
+    relay no longer knows one of our mailboxes. ``duplicate_request``: a replayed contact
+    request was ignored. ``storage_failed``: the keystore or history could not be written;
+    the client stopped (nothing more is acknowledged) and must be reopened.
+    """
+
+    kind: WarningKind
+    detail: str = ""
+    contact_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionChanged:
+    """The connection to the relay went down (``online=False``) or came back."""
+
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """Everything that waited at the relay when we (re)connected has been processed."""
+
+
+ClientEvent = (
+    MessageReceived
+    | RequestReceived
+    | ContactAdded
+    | DeliveryChanged
+    | ClientWarning
+    | ConnectionChanged
+    | CaughtUp
+)
