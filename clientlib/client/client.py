@@ -84,6 +84,7 @@ from clientlib.errors import (
     DecryptionError,
     KeyValidationError,
     LocalProtocolError,
+    MessagingError,
     RelayRejected,
     SessionError,
     TransportError,
@@ -242,6 +243,9 @@ class Client:
         self._contacts: dict[bytes, ContactRecord] = {}
         self._requests: dict[bytes, RequestRecord] = {}
         self._by_rid: dict[bytes, tuple[str, bytes]] = {}
+        self._sn_cache: dict[bytes, str] = {}
+        self._dirty = False
+        self._lazy_save: asyncio.Task[None] | None = None
         self._outbox_seq = 0
         # Connection state.
         self._http_session: aiohttp.ClientSession | None = None
@@ -487,8 +491,15 @@ class Client:
         }:
             if isinstance(s, aiohttp.ClientSession):
                 await s.close()
+        if self._lazy_save is not None:
+            self._lazy_save.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lazy_save
         self._events.put_nowait(None)
         if self._ks is not None:
+            if self._dirty:
+                with contextlib.suppress(MessagingError, OSError):
+                    await asyncio.to_thread(self._ks.save)
             self._ks.close()
         self._history.close()
 
@@ -536,8 +547,8 @@ class Client:
         return self._history.messages(_hex(self._resolve_contact(ref)), limit=limit)
 
     def safety_number(self, ref: ContactRef) -> str:
-        c = self._contacts[self._resolve_contact(ref)]
-        return safety_number(self.identity, IdentityPublicKey.from_bytes(c.identity))
+        """The 60-digit safety number of our conversation with a contact (protocol.md §16)."""
+        return self._safety_number(self._contacts[self._resolve_contact(ref)].identity)
 
     def safety_qr_payload(self, ref: ContactRef) -> bytes:
         """The payload to show as a QR code for the other side to scan (protocol.md §16)."""
@@ -795,7 +806,21 @@ class Client:
 
     async def _save(self) -> None:
         """Persist the keystore (call with ``_lock`` held)."""
+        self._dirty = False
         await asyncio.to_thread(self._ks_().save)
+
+    def _save_soon(self) -> None:
+        """Persist changes whose loss is harmless within a moment (outbox removals: a
+        re-deposit after a crash reuses the eid and the relay drops it), batching saves."""
+        self._dirty = True
+        if self._lazy_save is None or self._lazy_save.done():
+            self._lazy_save = asyncio.get_running_loop().create_task(self._lazy())
+
+    async def _lazy(self) -> None:
+        await asyncio.sleep(0.2)
+        async with self._lock:
+            if self._dirty and not self._closed:
+                await self._save()
 
     def _put_contact(self, cid: bytes) -> None:
         self._ks_().put("contacts", cid, self._contacts[cid].to_bytes())
@@ -853,13 +878,21 @@ class Client:
 
     # --- internals: views and lookups -----------------------------------------------------
 
+    def _safety_number(self, identity: bytes) -> str:
+        # 5,200 iterated SHA-512 per side (protocol.md §16): ~10 ms, so computed once.
+        sn = self._sn_cache.get(identity)
+        if sn is None:
+            sn = safety_number(self.identity, IdentityPublicKey.from_bytes(identity))
+            self._sn_cache[identity] = sn
+        return sn
+
     def _contact_view(self, cid: bytes, c: ContactRecord) -> Contact:
-        sn = safety_number(self.identity, IdentityPublicKey.from_bytes(c.identity))
+        sn = self._safety_number(c.identity)
         state: Literal["pending", "accepted"] = "accepted" if c.state == "accepted" else "pending"
         return Contact(cid.hex(), c.name, state, c.verified, sn, c.created)
 
     def _request_view(self, qid: bytes, r: RequestRecord) -> ContactRequest:
-        sn = safety_number(self.identity, IdentityPublicKey.from_bytes(r.identity))
+        sn = self._safety_number(r.identity)
         return ContactRequest(qid.hex(), r.name, r.intro, sn, r.received)
 
     def _resolve_contact(self, ref: ContactRef) -> bytes:
@@ -1259,7 +1292,7 @@ class Client:
         async with self._lock:
             for key, _, _ in done:
                 self._ks_().delete("outbox", key)
-            await self._save()
+            self._save_soon()
         for _, rec, state in done:
             if rec.msg is not None:
                 self._history.set_state(rec.contact.hex(), rec.msg.hex(), state)

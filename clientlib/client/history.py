@@ -59,7 +59,7 @@ class HistoryStore(Protocol):
         ...
 
     def set_state(self, contact_id: str, message_id: str, state: DeliveryState) -> None:
-        """Record a delivery state change of an outgoing message (durable on return)."""
+        """Record a delivery state change of an outgoing message (may be made durable lazily)."""
         ...
 
     def messages(self, contact_id: str, *, limit: int | None = None) -> list[StoredMessage]:
@@ -224,7 +224,7 @@ class EncryptedFileHistory:
         else:
             raise ValueError("bad record")
 
-    def _append(self, records: Sequence[list[Any]]) -> None:
+    def _append(self, records: Sequence[list[Any]], *, sync: bool = True) -> None:
         if self._fd is None:
             raise CorruptHistory("history is closed")
         out = bytearray()
@@ -236,7 +236,8 @@ class EncryptedFileHistory:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-        os.fsync(self._fd)
+        if sync:
+            os.fsync(self._fd)
 
     # --- HistoryStore ---------------------------------------------------------------------
 
@@ -250,7 +251,9 @@ class EncryptedFileHistory:
         return (m.direction, m.id) in self._t.convs.get(m.contact_id, {})
 
     def set_state(self, contact_id: str, message_id: str, state: DeliveryState) -> None:
-        self._append([[1, contact_id, message_id, state]])
+        # Not fsynced on its own: a state change is advisory and reaches the disk with the
+        # next add (a crash can at worst show a sent message as queued).
+        self._append([[1, contact_id, message_id, state]], sync=False)
         self._t.set_state(contact_id, message_id, state)
 
     def messages(self, contact_id: str, *, limit: int | None = None) -> list[StoredMessage]:
