@@ -635,12 +635,19 @@ class Client:
         return Invitation(self._relay_url, sid, a.key)
 
     async def send_request(
-        self, invitation: Invitation | str, *, intro: str | None = None, name: str | None = None
+        self,
+        invitation: Invitation | str,
+        *,
+        intro: str | None = None,
+        name: str | None = None,
+        contact_name: str = "",
     ) -> Contact:
         """Send a contact request to the address of an invitation (a link or parsed).
 
-        The contact stays ``pending`` until the other side accepts; messages sent meanwhile
-        are queued and delivered after acceptance.
+        ``name`` is the display name we present (default: ours); ``contact_name`` what we call
+        the contact locally (default: the name they send when accepting). The contact stays
+        ``pending`` until the other side accepts; messages sent meanwhile are queued and
+        delivered after acceptance.
 
         Raises:
             InvalidInvitation: not an invitation link.
@@ -669,7 +676,7 @@ class Client:
         cid = self._rng(16)
         async with self._lock:
             self._contacts[cid] = ContactRecord(
-                name="",
+                name=contact_name,
                 state="pending",
                 identity=bytes(bundle.identity),
                 session=session.to_record().to_bytes(),
@@ -1335,7 +1342,7 @@ class Client:
                 self._put_address(aid)
                 await self._save()
         except TransportError as exc:
-            log.info("prekey refill postponed", error=type(exc).__name__)
+            log.debug("prekey refill postponed", error=type(exc).__name__)
 
     def __repr__(self) -> str:
         return f"<Client relay={self._relay_url!r} contacts={len(self._contacts)}>"

@@ -1,0 +1,702 @@
+"""``blindchat``: the command-line chat program.
+
+One keystore per home directory (``--home``, ``$BLINDCHAT_HOME``, default
+``~/.local/share/blindchat``): ``<home>/keystore`` and, beside it, ``keystore.history``.
+The passphrase comes from ``$BLINDCHAT_PASSPHRASE``, else ``--passphrase-file``, else a
+prompt. Every command opens the keystore, does its work (connecting to the relay and
+catching up first when it needs to) and closes it; ``listen`` stays connected.
+
+Exit status: 0 ok; 1 usage or user error; 2 keystore error; 3 relay unreachable or refusing.
+Expected errors are one line on stderr, never a traceback, never a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import shlex
+import sys
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterator,
+    MutableMapping,
+    Sequence,
+)
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import structlog
+
+from clientlib.chat.qr import render_qr
+from clientlib.chat.text import (
+    clean,
+    contact_label,
+    describe_warning,
+    group_safety_number,
+    history_line,
+    request_label,
+    short_id,
+)
+from clientlib.client import (
+    Client,
+    ClientWarning,
+    CorruptHistory,
+    InvalidInvitation,
+    Invitation,
+)
+from clientlib.client.content import MAX_INTRO_BYTES, MAX_NAME_BYTES
+from clientlib.crypto.fingerprint import identity_fingerprint
+from clientlib.crypto.keys import IdentityPublicKey
+from clientlib.errors import (
+    KeystoreError,
+    KeyValidationError,
+    LocalProtocolError,
+    MessagingError,
+    RelayRejected,
+    TransportError,
+)
+from clientlib.keystore.errors import (
+    CorruptKeystore,
+    KeystoreExists,
+    KeystoreLocked,
+    KeystoreNotFound,
+    UnsupportedKeystoreVersion,
+    WrongPassphrase,
+)
+
+__all__ = [
+    "DEFAULT_RELAY",
+    "EXIT_KEYSTORE",
+    "EXIT_OK",
+    "EXIT_RELAY",
+    "EXIT_USAGE",
+    "CliError",
+    "build_parser",
+    "default_home",
+    "main",
+]
+
+DEFAULT_RELAY = "http://127.0.0.1:7480"
+DEFAULT_TIMEOUT = 15.0
+KEYSTORE_NAME = "keystore"
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_KEYSTORE = 2
+EXIT_RELAY = 3
+
+
+class CliError(Exception):
+    """An expected failure: ``message`` goes to stderr, ``code`` is the exit status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors exit with status 1 (2 means "keystore error" here)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def default_home() -> Path:
+    env = os.environ.get("BLINDCHAT_HOME")
+    return Path(env) if env else Path.home() / ".local" / "share" / "blindchat"
+
+
+@dataclass
+class _Ctx:
+    home: Path
+    keystore: Path
+    prog: str  # how to call us again in hints ("blindchat --home ./alice")
+    timeout: float
+    offline: bool
+    passphrase: str = ""
+    relay_url: str = ""
+    offline_hint: bool = False
+
+
+def _out(*lines: str) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _logs_to_stderr() -> Iterator[None]:
+    """Route clientlib's structlog output (by default printed to stdout, which would break
+    our stable output) to stderr, warnings and errors only; restore the setup afterwards."""
+    was_configured = structlog.is_configured()
+    old = structlog.get_config()
+
+    def render(_: object, __: str, event: MutableMapping[str, Any]) -> str:
+        what = event.pop("event", "")
+        level = event.pop("level", "log")
+        extra = "".join(f" {k}={v}" for k, v in sorted(event.items()))
+        return f"blindchat: {level}: {what}{extra}"
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, render],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield
+    finally:
+        if was_configured:
+            structlog.configure(**old)
+        else:
+            structlog.reset_defaults()
+
+
+# --- passphrase ---------------------------------------------------------------------------
+
+
+def _read_passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
+    env = os.environ.get("BLINDCHAT_PASSPHRASE")
+    if env is not None:
+        value = env
+    elif args.passphrase_file is not None:
+        try:
+            raw = Path(args.passphrase_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+            raise CliError(
+                EXIT_USAGE, f"cannot read passphrase file {args.passphrase_file}: {reason}"
+            ) from None
+        value = raw.removesuffix("\n").removesuffix("\r")
+    else:
+        if not sys.stdin.isatty():
+            raise CliError(
+                EXIT_USAGE,
+                "no passphrase: set BLINDCHAT_PASSPHRASE or use --passphrase-file FILE",
+            )
+        value = getpass.getpass("keystore passphrase: ")
+        if confirm and getpass.getpass("same passphrase again: ") != value:
+            raise CliError(EXIT_USAGE, "the two passphrases differ; nothing was created")
+    if not value:
+        raise CliError(EXIT_USAGE, "the passphrase is empty")
+    return value
+
+
+# --- client plumbing ----------------------------------------------------------------------
+
+
+async def _print_warnings(client: Client) -> None:
+    async for ev in client.events():
+        if isinstance(ev, ClientWarning):
+            _err(f"warning: {describe_warning(ev)}")
+
+
+@contextlib.asynccontextmanager
+async def _open(ctx: _Ctx, *, connect: bool, watch: bool = True) -> AsyncIterator[Client]:
+    """Open the keystore; connect and subscribe if ``connect`` (and not ``--offline``)."""
+    client = Client.open(ctx.keystore, ctx.passphrase, connect=False)
+    async with client:
+        ctx.relay_url = client.relay_url
+        watcher: asyncio.Task[None] | None = None
+        if watch:
+            watcher = asyncio.get_running_loop().create_task(_print_warnings(client))
+        try:
+            if connect and not ctx.offline:
+                await client.connect()
+            yield client
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+
+def _online(ctx: _Ctx, command: str) -> None:
+    if ctx.offline:
+        raise CliError(EXIT_USAGE, f"`{command}` needs the relay; run it without --offline")
+
+
+async def _sync(client: Client, ctx: _Ctx) -> bool:
+    """Catch up with the relay and flush the outbox, for at most ``--timeout`` seconds."""
+    if ctx.offline:
+        return False
+    try:
+        async with asyncio.timeout(ctx.timeout):
+            await client.sync()
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _catch_up(client: Client, ctx: _Ctx) -> None:
+    if not ctx.offline and not await _sync(client, ctx):
+        _err(
+            f"warning: the relay did not deliver everything within {ctx.timeout:g} s; "
+            "this may be incomplete"
+        )
+
+
+def _fingerprint_digits(identity: IdentityPublicKey) -> str:
+    """Our half of every safety number: 30 digits in 6 groups (protocol.md §16)."""
+    fp = identity_fingerprint(identity)
+    return " ".join(f"{int.from_bytes(fp[i : i + 5], 'big') % 100000:05d}" for i in range(0, 30, 5))
+
+
+def _quote(text: str) -> str:
+    return shlex.quote(text)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+async def cmd_init(ctx: _Ctx, args: argparse.Namespace) -> int:
+    relay = args.relay.strip().rstrip("/")
+    parts = urlsplit(relay)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise CliError(EXIT_USAGE, f"not a relay URL: {relay!r} (expected http(s)://host:port)")
+    name = args.name or ""
+    if len(name.encode()) > MAX_NAME_BYTES or clean(name) != name:
+        raise CliError(EXIT_USAGE, f"the name must be one line of at most {MAX_NAME_BYTES} bytes")
+    ctx.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    async with Client.create(
+        ctx.keystore,
+        ctx.passphrase,
+        relay_url=relay,
+        name=name or None,
+        kdf_strength=args.kdf,
+        connect=False,
+    ) as client:
+        digits = _fingerprint_digits(client.identity)
+    p = ctx.prog
+    _out(
+        f"created keystore: {ctx.keystore}",
+        f"name:     {name or '(none)'}",
+        f"relay:    {relay}",
+        f"identity: {digits}",
+        "",
+        "next steps:",
+        f"  {p} invite          print a link (and QR code) to give to someone",
+        f"  {p} accept LINK     send a contact request to someone else's link",
+        f"  {p} requests        see requests you received, then `requests accept ID`",
+        f"  {p} listen --to NAME    chat",
+    )
+    return EXIT_OK
+
+
+async def cmd_whoami(ctx: _Ctx, args: argparse.Namespace) -> int:
+    async with _open(ctx, connect=False) as client:
+        contacts = client.contacts()
+        pending = sum(1 for c in contacts if c.state == "pending")
+        _out(
+            f"name:     {clean(client.name) or '(none)'}",
+            f"relay:    {client.relay_url}",
+            f"identity: {_fingerprint_digits(client.identity)}",
+            f"keystore: {ctx.keystore}",
+            f"contacts: {len(contacts)} ({pending} pending)",
+            f"requests: {len(client.requests())} (as of the last sync)",
+        )
+    return EXIT_OK
+
+
+async def cmd_invite(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "invite")
+    async with _open(ctx, connect=True) as client:
+        invitation = await client.create_invitation(new_address=args.new)
+    _out("your invitation link (whoever has it can send you a contact request):", "")
+    _out(invitation.link, "")
+    if not args.no_qr:
+        _out(render_qr(invitation.qr_payload), "")
+    _out(
+        f"they run:  blindchat accept {_quote(invitation.link)}",
+        f"then you:  {ctx.prog} requests",
+    )
+    return EXIT_OK
+
+
+async def cmd_accept(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "accept")
+    invitation = Invitation.parse(args.link)
+    intro = args.intro
+    if intro is not None and len(intro.encode()) > MAX_INTRO_BYTES:
+        raise CliError(EXIT_USAGE, f"the introduction is longer than {MAX_INTRO_BYTES} bytes")
+    async with _open(ctx, connect=True) as client:
+        try:
+            contact = await client.send_request(invitation, intro=intro)
+        except RelayRejected as exc:
+            if exc.code == "AUTH":
+                raise CliError(
+                    EXIT_USAGE, "this invitation is no longer valid (the relay does not know it)"
+                ) from None
+            raise
+        sent = await _sync(client, ctx)
+    cid = short_id(contact.id)
+    if sent:
+        _out(f"contact request sent; contact id: {cid}")
+    else:
+        _out(
+            f"contact request queued; contact id: {cid}",
+            "the relay did not confirm in time; it goes out the next time blindchat connects",
+        )
+    _out(f"once they accept, `{ctx.prog} contacts` shows their name; until then use {cid}")
+    return EXIT_OK
+
+
+async def cmd_requests(ctx: _Ctx, args: argparse.Namespace) -> int:
+    ctx.offline_hint = True
+    async with _open(ctx, connect=True) as client:
+        await _catch_up(client, ctx)
+        requests = client.requests()
+    if not requests:
+        _out("no pending contact requests")
+        return EXIT_OK
+    _out(f"{len(requests)} pending contact request{'s' if len(requests) != 1 else ''}:")
+    for r in requests:
+        rid = short_id(r.id)
+        _out("", f"request {rid}  from {request_label(r)}")
+        if r.intro:
+            _out(f"  intro: {clean(r.intro, multiline=True)}")
+        _out(
+            f"  safety number: {r.safety_number}",
+            f"  accept:  {ctx.prog} requests accept {rid}",
+            f"  decline: {ctx.prog} requests decline {rid}",
+        )
+    return EXIT_OK
+
+
+async def cmd_requests_accept(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "requests accept")
+    name = args.name
+    if name is not None and (len(name.encode()) > MAX_NAME_BYTES or clean(name) != name):
+        raise CliError(EXIT_USAGE, f"the name must be one line of at most {MAX_NAME_BYTES} bytes")
+    async with _open(ctx, connect=True) as client:
+        await _catch_up(client, ctx)
+        contact = await client.accept_request(args.id, name=name)
+        sent = await _sync(client, ctx)
+    label = contact_label(contact)
+    _out(f"accepted {label}; contact id: {short_id(contact.id)}")
+    if not sent:
+        _out("the relay did not confirm in time; they are told the next time blindchat connects")
+    _out(f"chat: {ctx.prog} listen --to {_quote(contact.name or short_id(contact.id))}")
+    return EXIT_OK
+
+
+async def cmd_requests_decline(ctx: _Ctx, args: argparse.Namespace) -> int:
+    async with _open(ctx, connect=False) as client:
+        await client.decline_request(args.id)
+    _out(f"declined request {clean(args.id)} (the sender is not told)")
+    return EXIT_OK
+
+
+async def cmd_send(ctx: _Ctx, args: argparse.Namespace) -> int:
+    ctx.offline_hint = True
+    text = " ".join(args.text)
+    async with _open(ctx, connect=True) as client:
+        await _sync(client, ctx)  # learn acceptances (and names) first
+        contact = client.contact(args.contact)
+        message = await client.send(contact, text)
+        await _sync(client, ctx)
+        contact = client.contact(contact.id)
+        stored = next(
+            (m for m in reversed(client.messages(contact)) if m.id == message.id), message
+        )
+    label = contact_label(contact)
+    if stored.state == "sent":
+        _out(f"sent to {label}")
+    elif stored.state == "failed":
+        raise CliError(
+            EXIT_RELAY, f"the relay refused the message: {label}'s mailbox no longer exists"
+        )
+    elif contact.state == "pending":
+        _out(f"queued for {label}: it is delivered once they accept your contact request")
+    elif ctx.offline:
+        _out(f"queued for {label}: it goes out the next time blindchat connects to the relay")
+    else:
+        _out(
+            f"queued for {label}: the relay did not confirm within {ctx.timeout:g} s; "
+            "it goes out the next time blindchat connects"
+        )
+    return EXIT_OK
+
+
+async def cmd_contacts(ctx: _Ctx, args: argparse.Namespace) -> int:
+    ctx.offline_hint = True
+    async with _open(ctx, connect=True) as client:
+        await _catch_up(client, ctx)
+        contacts = client.contacts()
+    if not contacts:
+        _out(f"no contacts yet: `{ctx.prog} invite` or `{ctx.prog} accept LINK`")
+        return EXIT_OK
+    _out(f"{'id':<8}  {'state':<8}  {'verified':<10}  name")
+    for c in contacts:
+        verified = "verified" if c.verified else "unverified"
+        _out(f"{short_id(c.id):<8}  {c.state:<8}  {verified:<10}  {clean(c.name) or '-'}")
+    return EXIT_OK
+
+
+async def cmd_history(ctx: _Ctx, args: argparse.Namespace) -> int:
+    ctx.offline_hint = True
+    if args.n < 1:
+        raise CliError(EXIT_USAGE, "-n must be at least 1")
+    async with _open(ctx, connect=True) as client:
+        await _catch_up(client, ctx)
+        contact = client.contact(args.contact)
+        messages = client.messages(contact, limit=args.n)
+    label = contact_label(contact)
+    if not messages:
+        _out(f"no messages with {label} yet")
+    for m in messages:
+        _out(history_line(m, label))
+    return EXIT_OK
+
+
+async def cmd_verify(ctx: _Ctx, args: argparse.Namespace) -> int:
+    async with _open(ctx, connect=False) as client:
+        contact = client.contact(args.contact)
+        number = client.safety_number(contact)
+        payload = client.safety_qr_payload(contact)
+        if args.confirm:
+            contact = await client.mark_verified(contact)
+    label = contact_label(contact)
+    _out(f"safety number with {label}:")
+    _out(*(f"  {row}" for row in group_safety_number(number)))
+    if args.confirm:
+        _out("", f"{label} is now marked as verified")
+        return EXIT_OK
+    if not args.no_qr:
+        _out("", render_qr(payload))
+    ref = _quote(contact.name or short_id(contact.id))
+    _out(
+        "",
+        f"Compare these 60 digits with {label} in person or on a call you trust.",
+        f"If they are the same on both sides: {ctx.prog} verify {ref} --confirm",
+        "If they differ, someone may be intercepting: do not mark the contact verified.",
+    )
+    return EXIT_OK
+
+
+async def cmd_listen(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "listen")
+    from clientlib.chat.listen import listen
+
+    async with _open(ctx, connect=False, watch=False) as client:
+        waiting = client.requests()  # stored earlier; new ones arrive as events
+        await client.connect()
+        return await listen(
+            client, args.to, ctx.prog, pending=waiting, sync=lambda: _sync(client, ctx)
+        )
+
+
+# --- parser -------------------------------------------------------------------------------
+
+Command = Callable[[_Ctx, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def _common() -> _Parser:
+    """Global options, also accepted after the command (``blindchat invite --home X``)."""
+    p = _Parser(add_help=False)
+    p.add_argument(
+        "--home",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="where the keystore lives (default: $BLINDCHAT_HOME or ~/.local/share/blindchat)",
+    )
+    p.add_argument(
+        "--passphrase-file",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="read the passphrase from FILE (default: $BLINDCHAT_PASSPHRASE, else a prompt)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help=f"how long to wait for the relay to catch up (default {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="do not connect: show what is stored locally, queue messages",
+    )
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Two copies: ``set_defaults`` on the main parser changes its (shared) action objects.
+    common = _common()
+    parser = _Parser(
+        prog="blindchat",
+        description="End-to-end encrypted chat through a blindrelay relay.",
+        parents=[_common()],
+    )
+    parser.set_defaults(
+        home=None, passphrase_file=None, timeout=DEFAULT_TIMEOUT, offline=False, func=None
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def add(
+        name: str,
+        func: Command,
+        help_: str,
+        parent: argparse._SubParsersAction[_Parser] = sub,
+    ) -> _Parser:
+        p = parent.add_parser(name, help=help_, description=help_, parents=[common])
+        p.set_defaults(func=func)
+        return p
+
+    p = add("init", cmd_init, "create your keystore (a new identity)")
+    p.add_argument("--relay", default=DEFAULT_RELAY, help=f"relay URL (default {DEFAULT_RELAY})")
+    p.add_argument("--name", help="the display name your contacts see (optional)")
+    p.add_argument(
+        "--kdf",
+        choices=("minimum", "interactive", "moderate"),
+        default="moderate",
+        help=argparse.SUPPRESS,
+    )
+
+    p = add("invite", cmd_invite, "print your invitation link and its QR code")
+    p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
+    p.add_argument("--new", action="store_true", help="a new, unlinkable address")
+
+    p = add("accept", cmd_accept, "send a contact request to an invitation link")
+    p.add_argument("link", metavar="LINK")
+    p.add_argument("--intro", metavar="TEXT", help="a short introduction they see first")
+
+    p = add("requests", cmd_requests, "list contact requests you received")
+    rsub = p.add_subparsers(title="actions", metavar="ACTION")
+    q = add("accept", cmd_requests_accept, "accept a contact request", rsub)
+    q.add_argument("id", metavar="ID")
+    q.add_argument("--name", help="what to call them (default: the name they sent)")
+    q = add("decline", cmd_requests_decline, "decline a contact request silently", rsub)
+    q.add_argument("id", metavar="ID")
+
+    p = add("send", cmd_send, "send one message")
+    p.add_argument("contact", metavar="CONTACT", help="name or id prefix")
+    p.add_argument("text", metavar="TEXT", nargs="+")
+
+    p = add("listen", cmd_listen, "print messages as they arrive; chat with --to")
+    p.add_argument("--to", metavar="CONTACT", help="send every line typed on stdin to CONTACT")
+
+    add("contacts", cmd_contacts, "list your contacts")
+
+    p = add("history", cmd_history, "show a conversation")
+    p.add_argument("contact", metavar="CONTACT")
+    p.add_argument("-n", type=int, default=20, metavar="N", help="last N messages (default 20)")
+
+    p = add("verify", cmd_verify, "show the safety number of a contact; --confirm to mark it")
+    p.add_argument("contact", metavar="CONTACT")
+    p.add_argument("--confirm", action="store_true", help="the numbers matched: mark verified")
+    p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
+
+    add("whoami", cmd_whoami, "show your name, relay and identity")
+    return parser
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def explain(exc: BaseException, ctx: _Ctx) -> tuple[int, str]:
+    """The exit status and the one line to print for an expected error."""
+    relay = ctx.relay_url or "the relay"
+    if isinstance(exc, CliError):
+        return exc.code, exc.message
+    if isinstance(exc, KeystoreNotFound):
+        return EXIT_KEYSTORE, f"no keystore at {ctx.keystore}; run `{ctx.prog} init`"
+    if isinstance(exc, KeystoreExists):
+        return EXIT_KEYSTORE, f"a keystore already exists at {ctx.keystore}; refusing to overwrite"
+    if isinstance(exc, KeystoreLocked):
+        return (
+            EXIT_KEYSTORE,
+            "keystore is in use by another blindchat process (is `listen` running?)",
+        )
+    if isinstance(exc, WrongPassphrase):
+        return EXIT_KEYSTORE, "wrong passphrase or damaged keystore"
+    if isinstance(exc, UnsupportedKeystoreVersion):
+        return (
+            EXIT_KEYSTORE,
+            "keystore was written by a newer version of blindchat; upgrade to open it",
+        )
+    if isinstance(exc, CorruptKeystore):
+        return EXIT_KEYSTORE, f"damaged keystore at {ctx.keystore}: {exc}"
+    if isinstance(exc, CorruptHistory):
+        return EXIT_KEYSTORE, "the message history file is damaged or belongs to another keystore"
+    if isinstance(exc, KeystoreError):
+        return EXIT_KEYSTORE, f"keystore error: {exc}"
+    if isinstance(exc, InvalidInvitation):
+        return EXIT_USAGE, f"not a valid invitation link: {exc}"
+    if isinstance(exc, RelayRejected):
+        return EXIT_RELAY, f"the relay at {relay} refused the request ({exc.code})"
+    if isinstance(exc, TransportError):
+        hint = " (add --offline to use what is stored locally)" if ctx.offline_hint else ""
+        return EXIT_RELAY, f"relay unreachable at {relay}{hint}"
+    if isinstance(exc, KeyValidationError):
+        return EXIT_RELAY, "the relay handed out keys that do not check out; nothing was sent"
+    if isinstance(exc, LocalProtocolError):
+        return EXIT_USAGE, str(exc)
+    return EXIT_USAGE, f"{type(exc).__name__}: {exc}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``blindchat`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    if args.func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    home = Path(args.home).expanduser() if args.home is not None else default_home()
+    prog = "blindchat" if args.home is None else f"blindchat --home {_quote(args.home)}"
+    ctx = _Ctx(
+        home=home,
+        keystore=home / KEYSTORE_NAME,
+        prog=prog,
+        timeout=max(0.1, args.timeout),
+        offline=args.offline,
+    )
+    func: Command = args.func
+    try:
+        if func is cmd_init:
+            if ctx.keystore.exists():
+                raise KeystoreExists
+        elif not ctx.keystore.exists():
+            raise KeystoreNotFound
+        ctx.passphrase = _read_passphrase(args, confirm=func is cmd_init)
+        with _logs_to_stderr():
+            return asyncio.run(func(ctx, args))
+    except (CliError, MessagingError) as exc:
+        code, message = explain(exc, ctx)
+        _err(f"blindchat: {message}")
+        return code
+    except KeyboardInterrupt:
+        _err("blindchat: interrupted")
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. the home directory cannot be created
+        where = f": {exc.filename}" if exc.filename else ""
+        _err(f"blindchat: {exc.strerror or type(exc).__name__}{where}")
+        return EXIT_USAGE
+    finally:
+        ctx.passphrase = ""

@@ -1,0 +1,107 @@
+"""Turning untrusted text and client values into safe, stable lines of terminal output.
+
+Names, introductions and messages come from other people. Printed raw, control characters
+could move the cursor, recolour or clear the terminal, or fake lines of output (ANSI escape
+injection), and bidirectional overrides could make text read differently from what it is.
+:func:`clean` shows all of them as visible escapes.
+"""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+
+from clientlib.client import ClientWarning, Contact, ContactRequest, StoredMessage
+
+__all__ = [
+    "clean",
+    "clock",
+    "contact_label",
+    "describe_warning",
+    "group_safety_number",
+    "history_line",
+    "request_label",
+    "short_id",
+    "stamp",
+]
+
+SHORT_ID = 8
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(text: str, *, multiline: bool = False) -> str:
+    """``text`` with control, format and bidi characters escaped (``\\x1b``, ``\\u202e``).
+
+    With ``multiline``, a newline stays a line break and the next line is indented by four
+    spaces (so every output line still starts predictably); otherwise it is escaped too.
+    """
+    out = []
+    for ch in text:
+        if ch == "\n" and multiline:
+            out.append("\n    ")
+        elif ch == "\t":
+            out.append("    ")
+        elif ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
+            out.append(_escape(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def short_id(ident: str) -> str:
+    """The id prefix blindchat prints (any unique prefix of 4+ digits is accepted back)."""
+    return ident[:SHORT_ID]
+
+
+def contact_label(contact: Contact) -> str:
+    """A contact's name, or its id prefix if it has none."""
+    return clean(contact.name) if contact.name else short_id(contact.id)
+
+
+def request_label(request: ContactRequest) -> str:
+    return clean(request.name) if request.name else "(no name given)"
+
+
+def group_safety_number(number: str, *, per_line: int = 4) -> list[str]:
+    """The 60 digits as rows of ``per_line`` groups of 5."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    groups = [digits[i : i + 5] for i in range(0, len(digits), 5)]
+    return [" ".join(groups[i : i + per_line]) for i in range(0, len(groups), per_line)]
+
+
+def clock(ts: float | None = None) -> str:
+    """``[HH:MM:SS]`` in local time (now, or at ``ts``)."""
+    return time.strftime("[%H:%M:%S]", time.localtime(ts))
+
+
+def stamp(ts: float) -> str:
+    """``[YYYY-MM-DD HH:MM]`` in local time."""
+    return time.strftime("[%Y-%m-%d %H:%M]", time.localtime(ts))
+
+
+def history_line(message: StoredMessage, label: str) -> str:
+    who = "you" if message.direction == "out" else label
+    suffix = ""
+    if message.direction == "out" and message.state != "sent":
+        suffix = f"  ({message.state})"
+    return f"{stamp(message.received_at)} {who}: {clean(message.text, multiline=True)}{suffix}"
+
+
+def describe_warning(ev: ClientWarning) -> str:
+    texts = {
+        "prekeys_low": "refilling one-time prekeys at the relay",
+        "prekeys_exhausted": "one-time prekeys ran out (requests still work, with less "
+        "forward secrecy until they are refilled)",
+        "undecryptable": "dropped a message that did not decrypt",
+        "malformed_content": "dropped an authenticated message that did not decode",
+        "mailbox_lost": "the relay no longer knows one of our mailboxes",
+        "duplicate_request": "ignored a replayed contact request",
+        "storage_failed": "the keystore or history could not be written; stopping",
+    }
+    text = texts.get(ev.kind, ev.kind)
+    return f"{text} ({clean(ev.detail)})" if ev.detail else text

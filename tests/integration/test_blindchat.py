@@ -1,0 +1,236 @@
+"""blindchat end to end: the real CLI as subprocesses against a live relay process (SQLite).
+
+Alice and Bob each get a home directory; Alice invites, Bob accepts the link, Alice accepts
+the request, they exchange messages with ``send``/``history`` and then live with two
+``listen --to`` sessions driven over stdin/stdout pipes.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from liverelay import RelayProcess
+
+PASS = "integration passphrase"
+#: This checkout; put first on the subprocesses' path so that they run this code, whatever
+#: ``pip install -e`` last pointed the installed package at.
+REPO = Path(__file__).resolve().parents[2]
+LINK_RE = re.compile(r"^(https?://\S+/v1/invite#\S+)$", re.M)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def relay_log() -> Iterator[None]:
+    """Overrides the package's in-process log check: this module's relay is a subprocess
+    (its output is checked in ``relay``)."""
+    yield
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
+    tmp = tmp_path_factory.mktemp("blindchat-relay")
+    env = with_repo_path({k: v for k, v in os.environ.items() if not k.startswith("BLINDRELAY_")})
+    env["BLINDRELAY_LOG_FORMAT"] = "json"
+    proc = RelayProcess(tmp / "data", env, tmp / "relay.log")
+    proc.start()
+    yield proc
+    proc.stop()
+    lines = [
+        ln
+        for ln in proc.log_text().splitlines()
+        if "listening on" not in ln and "relay_started" not in ln
+    ]
+    assert not re.search(r"\b127\.0\.0\.1\b", "\n".join(lines))
+
+
+def with_repo_path(env: dict[str, str]) -> dict[str, str]:
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def chat_env() -> dict[str, str]:
+    env = with_repo_path({k: v for k, v in os.environ.items() if not k.startswith("BLINDCHAT_")})
+    env["BLINDCHAT_PASSPHRASE"] = PASS
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def blindchat(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "clientlib.chat", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=chat_env(),
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
+    assert PASS not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def ok(home: Path, *args: str) -> str:
+    done = blindchat(home, *args)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def pair(tmp_path: Path, relay: RelayProcess, *, intro: str = "hi, it's Bob") -> tuple[Path, Path]:
+    """Alice and Bob, contacts of each other."""
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    url = relay.url.rstrip("/")
+    for home, name in ((alice, "alice"), (bob, "bob")):
+        out = ok(home, "init", "--relay", url, "--name", name, "--kdf", "minimum")
+        assert f"created keystore: {home / 'keystore'}" in out
+
+    out = ok(alice, "invite")
+    match = LINK_RE.search(out)
+    assert match, out
+    link = match.group(1)
+    assert "\u2588" in out  # the QR code is drawn even though stdout is a pipe
+
+    out = ok(bob, "accept", link, "--intro", intro)
+    assert re.search(r"^contact request sent; contact id: [0-9a-f]{8}$", out, re.M), out
+
+    out = ok(alice, "requests")
+    found = re.search(r"^request ([0-9a-f]{8})  from bob$", out, re.M)
+    assert found, out
+    assert f"  intro: {intro}" in out
+    assert re.search(r"^  safety number: (\d{5} ){11}\d{5}$", out, re.M)
+
+    out = ok(alice, "requests", "accept", found.group(1))
+    assert re.search(r"^accepted bob; contact id: [0-9a-f]{8}$", out, re.M), out
+    return alice, bob
+
+
+@pytest.mark.slow  # about 14 CLI runs of ~0.7 s each (interpreter start-up and imports)
+def test_invite_accept_send_history(tmp_path: Path, relay: RelayProcess) -> None:
+    alice, bob = pair(tmp_path, relay)
+
+    assert ok(bob, "send", "alice", "hello") == "sent to alice\n"
+    out = ok(alice, "history", "bob")
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d\] bob: hello\n", out), out
+
+    out = ok(bob, "contacts")
+    assert re.search(r"^[0-9a-f]{8}  accepted  unverified  alice$", out, re.M), out
+    out = ok(bob, "history", "alice")
+    assert re.search(r"\] you: hello$", out, re.M), out
+
+    # The safety numbers agree on both sides; verifying is recorded locally.
+    a_num = ok(alice, "verify", "bob", "--no-qr").splitlines()[1:4]
+    b_num = ok(bob, "verify", "alice", "--confirm").splitlines()[1:4]
+    assert a_num == b_num
+    assert all(re.fullmatch(r"  (\d{5} ){3}\d{5}", row) for row in a_num)
+    assert re.search(r"  verified    alice$", ok(bob, "contacts", "--offline"), re.M)
+
+
+class Lines:
+    """A subprocess's stdout, line by line, with timeouts."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.q: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.q.put(raw.decode("utf-8").rstrip("\n"))
+        self.q.put(None)
+
+    def expect(self, needle: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {needle!r} in {self.seen}") from None
+            if line is None:
+                raise AssertionError(f"output ended without {needle!r}: {self.seen}")
+            self.seen.append(line)
+            if needle in line:
+                return line
+
+    def finish(self, timeout: float = 30) -> tuple[int, str]:
+        """End of input; wait for the exit; the exit status and stderr."""
+        assert self.proc.stdin is not None and self.proc.stderr is not None
+        self.proc.stdin.close()
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.pump.join(10)
+        err = self.proc.stderr.read().decode()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return code, err
+
+
+def start_listen(home: Path, to: str) -> tuple[subprocess.Popen[bytes], Lines]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clientlib.chat", "--home", str(home), "listen", "--to", to],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=chat_env(),
+        cwd=REPO,
+    )
+    return proc, Lines(proc)
+
+
+def type_line(proc: subprocess.Popen[bytes], text: str) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(text.encode() + b"\n")
+    proc.stdin.flush()
+
+
+def test_listen_sessions_chat_over_pipes(tmp_path: Path, relay: RelayProcess) -> None:
+    alice, bob = pair(tmp_path, relay)
+    # Sent while Bob is offline: shown when his listen session starts.
+    assert ok(alice, "send", "bob", "waiting for you") == "sent to bob\n"
+
+    a, a_out = start_listen(alice, "bob")
+    b, b_out = start_listen(bob, "alice")
+    try:
+        a_out.expect("* listening as alice on ")
+        header = b_out.expect("* listening as bob on ")
+        assert header.endswith("; lines you type go to alice (/help, Ctrl-C to quit)")
+        assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] alice: waiting for you", b_out.expect("alice:"))
+
+        type_line(b, "hi alice")
+        assert a_out.expect("bob:").endswith("] bob: hi alice")
+        type_line(a, "hi bob, ünïcödé ✓")
+        assert b_out.expect("alice:").endswith("] alice: hi bob, ünïcödé ✓")
+        type_line(a, "//slash")
+        assert b_out.expect("alice:").endswith("] alice: /slash")
+        # While a session holds the keystore, other commands get a clear error (exit 2).
+        done = blindchat(alice, "contacts")
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr.startswith("blindchat: keystore is in use by another blindchat process")
+
+        type_line(b, "/contacts")
+        assert re.fullmatch(r"\* [0-9a-f]{8}  accepted  alice", b_out.expect("accepted"))
+        type_line(b, "last words")  # sent just before end of input: still delivered
+    finally:
+        results = [b_out.finish(), a_out.finish()]
+    assert results == [(0, ""), (0, "")]
+    out = ok(alice, "history", "bob", "-n", "3")
+    assert [ln.split("] ", 1)[1] for ln in out.splitlines()] == [
+        "you: hi bob, ünïcödé ✓",
+        "you: /slash",
+        "bob: last words",
+    ]

@@ -1,0 +1,385 @@
+"""blindchat (clientlib.chat): argument parsing, error mapping and exit codes, QR rendering,
+text sanitising, and that no secret reaches the output. In-process, real keystores, no relay
+(an unreachable one where that is the point)."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+import segno
+
+from clientlib.chat import cli
+from clientlib.chat.listen import format_event
+from clientlib.chat.qr import QR_BORDER, qr_matrix, render_qr
+from clientlib.chat.text import clean, group_safety_number, history_line
+from clientlib.client import (
+    Contact,
+    ContactRequest,
+    Invitation,
+    MessageReceived,
+    RequestReceived,
+    StoredMessage,
+)
+from clientlib.keystore import FileKeystore
+
+PASS = "correct horse battery staple"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BLINDCHAT_PASSPHRASE", PASS)
+    monkeypatch.delenv("BLINDCHAT_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))  # never touch the real default
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """An initialised home whose relay is a closed port (nothing listens there)."""
+    h = tmp_path / "alice"
+    relay = f"http://127.0.0.1:{free_port()}"
+    code, out, err = run(
+        capsys, "--home", str(h), "init", "--relay", relay, "--name", "alice", "--kdf", "minimum"
+    )
+    assert (code, err) == (0, ""), err
+    assert f"relay:    {relay}" in out
+    return h
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+
+def test_parse_global_options_before_or_after_the_command() -> None:
+    p = cli.build_parser()
+    a = p.parse_args(["--home", "/x", "send", "bob", "hello", "world"])
+    assert (a.home, a.contact, a.text, a.func) == ("/x", "bob", ["hello", "world"], cli.cmd_send)
+    b = p.parse_args(["send", "--home", "/y", "--offline", "bob", "hi"])
+    assert (b.home, b.offline, b.timeout) == ("/y", True, cli.DEFAULT_TIMEOUT)
+    c = p.parse_args(["history", "bob"])
+    assert (c.home, c.passphrase_file, c.n, c.offline) == (None, None, 20, False)
+
+
+def test_parse_each_command() -> None:
+    p = cli.build_parser()
+    a = p.parse_args(["init", "--kdf", "minimum", "--name", "Al"])
+    assert (a.func, a.kdf, a.name, a.relay) == (cli.cmd_init, "minimum", "Al", cli.DEFAULT_RELAY)
+    assert p.parse_args(["init"]).kdf == "moderate"
+    assert p.parse_args(["invite", "--no-qr"]).no_qr is True
+    a = p.parse_args(["accept", "http://h/v1/invite#x", "--intro", "hi there"])
+    assert (a.func, a.link, a.intro) == (cli.cmd_accept, "http://h/v1/invite#x", "hi there")
+    assert p.parse_args(["requests"]).func is cli.cmd_requests
+    a = p.parse_args(["requests", "accept", "1a2b", "--name", "Bob"])
+    assert (a.func, a.id, a.name) == (cli.cmd_requests_accept, "1a2b", "Bob")
+    assert p.parse_args(["requests", "decline", "1a2b"]).func is cli.cmd_requests_decline
+    assert p.parse_args(["listen", "--to", "bob"]).to == "bob"
+    assert p.parse_args(["listen"]).to is None
+    assert p.parse_args(["history", "bob", "-n", "5"]).n == 5
+    a = p.parse_args(["verify", "bob", "--confirm", "--no-qr"])
+    assert (a.confirm, a.no_qr) == (True, True)
+    for cmd in ("contacts", "whoami"):
+        assert p.parse_args([cmd]).func is getattr(cli, f"cmd_{cmd}")
+
+
+def test_kdf_option_is_hidden(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["init", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--relay" in out
+    assert "--kdf" not in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["bogus"],
+        ["send", "bob"],  # no text
+        ["init", "--kdf", "fast"],
+        ["history", "bob", "-n", "x"],
+        ["requests", "accept"],
+    ],
+)
+def test_usage_errors_exit_1(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == cli.EXIT_USAGE
+    assert out == ""
+    assert "usage:" in err
+    assert "Traceback" not in err
+
+
+# --- init, whoami, secrets ---------------------------------------------------------------
+
+
+def test_init_then_whoami_print_no_secret(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--home", str(home), "whoami")
+    assert (code, err) == (0, "")
+    assert "name:     alice" in out
+    assert re.search(r"^identity: (\d{5} ){5}\d{5}$", out, re.M)
+    assert "contacts: 0 (0 pending)" in out
+    with FileKeystore.open(home / "keystore", PASS.encode(), rng=os.urandom) as ks:
+        secrets = [ks.get("meta", b"identity"), ks.get("meta", b"history-key")]
+    for secret in secrets:
+        assert secret is not None
+        assert secret.hex() not in out
+        assert secret.hex() not in err
+    assert PASS not in out + err
+
+
+def test_init_refuses_an_existing_keystore(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (home / "keystore").read_bytes()
+    code, out, err = run(capsys, "--home", str(home), "init", "--kdf", "minimum")
+    assert code == cli.EXIT_KEYSTORE
+    assert out == ""
+    assert err.strip() == (
+        f"blindchat: a keystore already exists at {home / 'keystore'}; refusing to overwrite"
+    )
+    assert (home / "keystore").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("relay", "name"),
+    [("ftp://example.org", "x"), ("127.0.0.1:7480", "x"), (cli.DEFAULT_RELAY, "a\x1b[2Jb")],
+)
+def test_init_rejects_bad_relay_url_or_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], relay: str, name: str
+) -> None:
+    h = tmp_path / "h"
+    code, _, err = run(capsys, "--home", str(h), "init", "--relay", relay, "--name", name)
+    assert code == cli.EXIT_USAGE
+    assert len(err.strip().splitlines()) == 1
+    assert not (h / "keystore").exists()
+
+
+# --- keystore errors: exit 2, one clear line, nothing written ----------------------------
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert PASS not in err
+    return lines[0]
+
+
+def test_wrong_passphrase(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = (home / "keystore").read_bytes()
+    monkeypatch.setenv("BLINDCHAT_PASSPHRASE", "not the passphrase")
+    code, out, err = run(capsys, "--home", str(home), "contacts", "--offline")
+    assert (code, out) == (cli.EXIT_KEYSTORE, "")
+    assert one_line(err) == "blindchat: wrong passphrase or damaged keystore"
+    assert "not the passphrase" not in err
+    assert (home / "keystore").read_bytes() == before
+
+
+def test_missing_keystore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    h = tmp_path / "nobody"
+    code, out, err = run(capsys, "--home", str(h), "whoami")
+    assert (code, out) == (cli.EXIT_KEYSTORE, "")
+    assert one_line(err) == (
+        f"blindchat: no keystore at {h / 'keystore'}; run `blindchat --home {h} init`"
+    )
+    assert not h.exists()
+
+
+def test_locked_keystore(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = home / "keystore"
+    before = path.read_bytes()
+    with FileKeystore.open(path, PASS.encode(), rng=os.urandom):
+        code, out, err = run(capsys, "--home", str(home), "send", "--offline", "x", "hi")
+    assert (code, out) == (cli.EXIT_KEYSTORE, "")
+    assert "keystore is in use by another blindchat process" in one_line(err)
+    assert path.read_bytes() == before
+
+
+def test_keystore_file_from_a_newer_version(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = home / "keystore"
+    raw = bytearray(path.read_bytes())
+    raw[4] = 2  # the format version byte
+    path.write_bytes(bytes(raw))
+    code, out, err = run(capsys, "--home", str(home), "whoami")
+    assert (code, out) == (cli.EXIT_KEYSTORE, "")
+    assert one_line(err) == (
+        "blindchat: keystore was written by a newer version of blindchat; upgrade to open it"
+    )
+    assert path.read_bytes() == bytes(raw)
+
+
+def test_client_state_from_a_newer_version(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = home / "keystore"
+    with FileKeystore.open(path, PASS.encode(), rng=os.urandom) as ks:
+        ks.put("meta", b"state-version", bytes((200,)))
+        ks.save()
+    before = path.read_bytes()
+    code, _, err = run(capsys, "--home", str(home), "contacts", "--offline")
+    assert code == cli.EXIT_KEYSTORE
+    assert "newer version of blindchat" in one_line(err)
+    assert path.read_bytes() == before
+
+
+def test_damaged_keystore(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = home / "keystore"
+    path.write_bytes(b"NOPE" + path.read_bytes()[4:])
+    code, _, err = run(capsys, "--home", str(home), "whoami")
+    assert code == cli.EXIT_KEYSTORE
+    assert one_line(err).startswith(f"blindchat: damaged keystore at {path}")
+
+
+# --- passphrase sources -----------------------------------------------------------------
+
+
+def test_passphrase_file_and_missing_passphrase(
+    home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BLINDCHAT_PASSPHRASE")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: never prompt
+    code, _, err = run(capsys, "--home", str(home), "whoami")
+    assert code == cli.EXIT_USAGE
+    assert "no passphrase" in one_line(err)
+
+    pf = tmp_path / "pass.txt"
+    pf.write_text(PASS + "\n")
+    code, out, err = run(capsys, "--home", str(home), "whoami", "--passphrase-file", str(pf))
+    assert (code, err) == (0, "")
+    assert "name:     alice" in out
+
+    code, _, err = run(
+        capsys, "--home", str(home), "--passphrase-file", str(tmp_path / "no"), "whoami"
+    )
+    assert code == cli.EXIT_USAGE
+    assert "cannot read passphrase file" in one_line(err)
+
+
+# --- relay unreachable: exit 3 (or local data with --offline) -----------------------------
+
+
+def test_relay_unreachable(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--home", str(home), "invite")
+    assert (code, out) == (cli.EXIT_RELAY, "")
+    assert re.fullmatch(r"blindchat: relay unreachable at http://127\.0\.0\.1:\d+", one_line(err))
+
+    code, _, err = run(capsys, "--home", str(home), "contacts", "--timeout", "2")
+    assert code == cli.EXIT_RELAY
+    assert one_line(err).endswith("(add --offline to use what is stored locally)")
+
+    code, out, err = run(capsys, "--home", str(home), "contacts", "--offline")
+    assert (code, err) == (0, "")
+    assert out.startswith("no contacts yet")
+
+    code, _, err = run(capsys, "--home", str(home), "--offline", "invite")
+    assert code == cli.EXIT_USAGE
+    assert "needs the relay" in one_line(err)
+
+
+def test_user_errors_exit_1(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--home", str(home), "--offline", "history", "bob")
+    assert (code, one_line(err)) == (cli.EXIT_USAGE, "blindchat: no such contact")
+    code, _, err = run(capsys, "--home", str(home), "accept", "http://x/not-an-invite")
+    assert code == cli.EXIT_USAGE
+    assert one_line(err).startswith("blindchat: not a valid invitation link")
+    code, _, err = run(capsys, "--home", str(home), "requests", "decline", "abcd")
+    assert (code, one_line(err)) == (cli.EXIT_USAGE, "blindchat: no such request")
+
+
+# --- QR codes -----------------------------------------------------------------------------
+
+
+def decode_blocks(text: str) -> list[list[bool]]:
+    """Rendered half blocks back to modules (True = dark), padding row dropped."""
+    rows: list[list[bool]] = []
+    for line in text.splitlines():
+        top = [ch in " \u2584" for ch in line]  # top half is background (dark)
+        bottom = [ch in " \u2580" for ch in line]
+        rows += [top, bottom]
+    return rows
+
+
+def test_qr_of_an_invitation_is_square_with_segnos_module_count() -> None:
+    link = Invitation("http://127.0.0.1:7480", bytes(range(16)), bytes(range(32))).link
+    assert len(link) == 98
+    qr = segno.make(link, error="m", micro=False)
+    n = len(qr.matrix)
+    assert (qr.designator, n) == ("6-M", 41)
+    text = render_qr(link)
+    lines = text.splitlines()
+    size = n + 2 * QR_BORDER
+    assert len(lines) == math.ceil(size / 2)
+    assert all(len(line) == size for line in lines)
+    assert set(text) <= {" ", "\u2580", "\u2584", "\u2588", "\n"}
+    modules = decode_blocks(text)
+    assert modules[size] == [True] * size  # the padding half row (odd size) is background
+    assert modules[:size] == qr_matrix(link)
+    inner = [row[QR_BORDER : QR_BORDER + n] for row in modules[QR_BORDER : QR_BORDER + n]]
+    assert inner == [[bool(b) for b in row] for row in qr.matrix]
+    assert all(not any(row) for row in modules[:QR_BORDER])  # quiet zone is light
+
+
+def test_qr_of_binary_safety_payload() -> None:
+    payload = bytes([1]) + bytes(range(64))
+    qr = segno.make(payload, error="m", micro=False)
+    n = len(qr.matrix)
+    assert decode_blocks(render_qr(payload, border=0))[:n] == [
+        [bool(b) for b in row] for row in qr.matrix
+    ]
+
+
+# --- text ---------------------------------------------------------------------------------
+
+
+def test_clean_escapes_terminal_controls_and_bidi() -> None:
+    assert clean("hé ✓ 日本") == "hé ✓ 日本"
+    assert clean("a\x1b[2Jb\x07") == "a\\x1b[2Jb\\x07"
+    assert clean("evil\u202etxt.exe") == "evil\\u202etxt.exe"
+    assert clean("a\nb") == "a\\x0ab"
+    assert clean("a\nb", multiline=True) == "a\n    b"
+    assert clean("a\r\x9bb") == "a\\x0d\\x9bb"
+
+
+def test_safety_number_grouping() -> None:
+    digits = "".join(str(i % 10) for i in range(60))
+    rows = group_safety_number(" ".join(digits[i : i + 5] for i in range(0, 60, 5)))
+    assert rows == [
+        "01234 56789 01234 56789",
+        "01234 56789 01234 56789",
+        "01234 56789 01234 56789",
+    ]
+
+
+def test_event_and_history_lines_are_one_line_and_sanitised() -> None:
+    contact = Contact("ab" * 16, "bob\x1b]0;x\x07", "accepted", False, "0" * 60, 0)
+    msg = StoredMessage(contact.id, "cd" * 8, "in", "hi\x1b[31m\nthere", 0, 0, "received")
+    line = format_event(None, MessageReceived(contact, msg))  # type: ignore[arg-type]
+    assert line is not None
+    assert "\x1b" not in line
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] bob\\x1b\]0;x\\x07: hi\\x1b\[31m\n    there", line)
+    req = ContactRequest("ef" * 16, None, "hello", "0" * 60, 0)
+    line = format_event(None, RequestReceived(req))  # type: ignore[arg-type]
+    assert line is not None
+    assert line.endswith(
+        '* contact request efefefef from (no name given): "hello" '
+        "(/accept efefefef or /decline efefefef)"
+    )
+    out = StoredMessage(contact.id, "00" * 8, "out", "yo", 0, 0, "queued")
+    assert history_line(out, "bob").endswith("] you: yo  (queued)")
