@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from liverelay import RelayProcess
@@ -33,3 +34,76 @@ def live_relay(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Relay
     assert not re.search(r"\b127\.0\.0\.1\b", "\n".join(lines))
     for value in relaydriver.SEEN:
         assert value.hex() not in text
+
+
+class RelayStorage:
+    """Every byte a live relay stored, for scans: its data directory (SQLite database, -wal,
+    -shm) or, on Redis, every key's name, ``DUMP`` and raw value plus the server's RDB/AOF
+    files (made current with ``SAVE`` and ``BGREWRITEAOF`` first)."""
+
+    def __init__(self, backend: str, relay: RelayProcess, redis_server: Any) -> None:
+        self.backend = backend
+        self.relay = relay
+        self.redis_server = redis_server
+
+    def dump(self) -> dict[str, bytes]:
+        """``{source: bytes}``; the relay's log is included as ``"relay log"``."""
+        out: dict[str, bytes] = {"relay log": self.relay.log_path.read_bytes()}
+        for path in sorted(self.relay.data_dir.rglob("*")):
+            if path.is_file():
+                out[f"data dir: {path.name}"] = path.read_bytes()
+        if self.redis_server is not None:
+            out.update(self._redis_dump())
+        return out
+
+    def _redis_dump(self) -> dict[str, bytes]:
+        import time
+
+        import redis
+
+        server = self.redis_server
+        out: dict[str, bytes] = {}
+        with redis.Redis.from_url(server.url) as r:
+            keys: list[bytes] = []
+            values: list[bytes] = []
+            for key in r.scan_iter(count=1000):
+                keys.append(key)
+                dumped = r.dump(key)
+                if dumped is not None:
+                    values.append(dumped)
+                kind = r.type(key)
+                if kind == b"string":
+                    values.append(r.get(key) or b"")
+                elif kind == b"hash":
+                    for f, v in r.hgetall(key).items():
+                        values += [f, v]
+                elif kind == b"list":
+                    values += r.lrange(key, 0, -1)
+                elif kind == b"set":
+                    values += list(r.smembers(key))
+                elif kind == b"zset":
+                    values += [m for m, _ in r.zrange(key, 0, -1, withscores=True)]
+            out["redis keys"] = b"\n".join(keys)
+            out["redis values"] = b"\n".join(values)
+            r.save()
+            r.bgrewriteaof()
+            deadline = time.monotonic() + 20
+            while True:
+                info = r.info("persistence")
+                if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("BGREWRITEAOF did not finish")
+                time.sleep(0.02)
+        for path in sorted(server.directory.rglob("*")):
+            if path.is_file():
+                out[f"redis dir: {path.name}"] = path.read_bytes()
+        return out
+
+
+@pytest.fixture
+def relay_storage(request: pytest.FixtureRequest, live_relay: RelayProcess) -> RelayStorage:
+    """What ``live_relay`` stored, on whichever backend it runs."""
+    backend = request.node.callspec.params["live_relay"]
+    server = request.getfixturevalue("redis_server") if backend == "redis" else None
+    return RelayStorage(backend, live_relay, server)

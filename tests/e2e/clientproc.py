@@ -1,0 +1,216 @@
+"""A client process for end-to-end tests: one real :class:`clientlib.client.Client`, driven
+over JSON lines, so that tests run clients exactly as an app would (own process, file
+keystore, encrypted history file, WebSocket to a live relay).
+
+Usage::
+
+    python tests/e2e/clientproc.py --keystore P --relay URL --name N [--create]
+
+Commands arrive on stdin, one JSON object a line: ``{"cmd": NAME, "id": N, ...}``. Each gets
+exactly one reply line on stdout, ``{"reply": N, "ok": true, "result": ...}`` or
+``{"reply": N, "ok": false, "error": "..."}``; commands run concurrently, so a long
+``send_many`` does not hold up ``history``. Commands:
+
+* ``identity``: ``{"ed25519": hex, "x25519": hex, "name": str}``
+* ``invite``: ``{"link": str}``
+* ``request {link, intro}``: the pending contact
+* ``accept {request_id}`` / ``decline {request_id}``
+* ``send {contact, text}`` / ``send_many {contact, prefix, count[, start]}`` (sends
+  ``f"{prefix}{i:05d}"`` for ``i`` in ``range(start, start + count)``, in order)
+* ``sync [{timeout}]``: wait until caught up and the outbox is flushed
+* ``contacts``, ``requests``, ``history {contact}``
+* ``quit``: reply, close the client (flushing what it can), exit 0
+
+Events are written as they happen, one a line: ``{"event": "ready", ...}`` once started, then
+``request``, ``contact_added``, ``message``, ``delivery``, ``warning``, ``connection``,
+``caught_up`` (see :func:`event_json`). Diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from clientlib.client import (  # noqa: E402
+    CaughtUp,
+    Client,
+    ClientEvent,
+    ClientWarning,
+    ConnectionChanged,
+    Contact,
+    ContactAdded,
+    ContactRequest,
+    DeliveryChanged,
+    MessageReceived,
+    RequestReceived,
+    StoredMessage,
+)
+
+MAX_LINE = 1 << 20
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def contact_json(c: Contact) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name, "state": c.state}
+
+
+def request_json(r: ContactRequest) -> dict[str, Any]:
+    return {"id": r.id, "name": r.name, "intro": r.intro}
+
+
+def message_json(m: StoredMessage) -> dict[str, Any]:
+    return {"id": m.id, "direction": m.direction, "text": m.text, "state": m.state}
+
+
+def event_json(ev: ClientEvent) -> dict[str, Any]:
+    if isinstance(ev, MessageReceived):
+        return {"event": "message", "contact": ev.contact.id, "id": ev.message.id,
+                "text": ev.message.text}  # fmt: skip
+    if isinstance(ev, RequestReceived):
+        return {"event": "request", **request_json(ev.request)}
+    if isinstance(ev, ContactAdded):
+        return {"event": "contact_added", **contact_json(ev.contact)}
+    if isinstance(ev, DeliveryChanged):
+        return {"event": "delivery", "contact": ev.contact_id, "id": ev.message_id,
+                "state": ev.state}  # fmt: skip
+    if isinstance(ev, ClientWarning):
+        return {"event": "warning", "kind": ev.kind, "detail": ev.detail,
+                "contact": ev.contact_id}  # fmt: skip
+    if isinstance(ev, ConnectionChanged):
+        return {"event": "connection", "online": ev.online}
+    if isinstance(ev, CaughtUp):
+        return {"event": "caught_up"}
+    return {"event": "unknown", "type": type(ev).__name__}
+
+
+async def pump_events(client: Client) -> None:
+    async for ev in client.events():
+        emit(event_json(ev))
+    emit({"event": "closed"})
+
+
+def commands(client: Client) -> dict[str, Callable[..., Awaitable[Any]]]:
+    async def identity() -> dict[str, Any]:
+        return {
+            "ed25519": bytes(client.identity).hex(),
+            "x25519": client.identity.x25519.hex(),
+            "name": client.name,
+        }
+
+    async def invite() -> dict[str, Any]:
+        return {"link": (await client.create_invitation()).link}
+
+    async def request(link: str, intro: str | None = None) -> dict[str, Any]:
+        return contact_json(await client.send_request(link, intro=intro))
+
+    async def accept(request_id: str) -> dict[str, Any]:
+        return contact_json(await client.accept_request(request_id))
+
+    async def decline(request_id: str) -> None:
+        await client.decline_request(request_id)
+
+    async def send(contact: str, text: str) -> dict[str, Any]:
+        return message_json(await client.send(contact, text))
+
+    async def send_many(contact: str, prefix: str, count: int, start: int = 0) -> dict[str, Any]:
+        for i in range(start, start + count):
+            await client.send(contact, f"{prefix}{i:05d}")
+        return {"sent": count}
+
+    async def sync(timeout: float = 60.0) -> None:
+        async with asyncio.timeout(timeout):
+            await client.sync()
+
+    async def contacts() -> list[dict[str, Any]]:
+        return [contact_json(c) for c in client.contacts()]
+
+    async def requests() -> list[dict[str, Any]]:
+        return [request_json(r) for r in client.requests()]
+
+    async def history(contact: str) -> list[dict[str, Any]]:
+        return [message_json(m) for m in client.messages(contact)]
+
+    return {
+        "identity": identity,
+        "invite": invite,
+        "request": request,
+        "accept": accept,
+        "decline": decline,
+        "send": send,
+        "send_many": send_many,
+        "sync": sync,
+        "contacts": contacts,
+        "requests": requests,
+        "history": history,
+    }
+
+
+async def run_command(table: dict[str, Callable[..., Awaitable[Any]]], cmd: dict[str, Any]) -> None:
+    cid = cmd.pop("id", None)
+    name = cmd.pop("cmd", None)
+    try:
+        fn = table[name]
+        result = await fn(**cmd)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        emit({"reply": cid, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+    else:
+        emit({"reply": cid, "ok": True, "result": result})
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keystore", required=True, type=Path)
+    parser.add_argument("--relay", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--passphrase", default=None)
+    parser.add_argument("--create", action="store_true")
+    args = parser.parse_args(argv)
+    passphrase = args.passphrase or f"pw-{args.name}"
+    client = (
+        Client.create(
+            args.keystore, passphrase, relay_url=args.relay, name=args.name, kdf_strength="minimum"
+        )
+        if args.create
+        else Client.open(args.keystore, passphrase, relay_url=args.relay, kdf_strength="minimum")
+    )
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_LINE)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    async with client:
+        table = commands(client)
+        pump = asyncio.create_task(pump_events(client))
+        emit({"event": "ready", "ed25519": bytes(client.identity).hex(), "name": client.name})
+        running: set[asyncio.Task[None]] = set()
+        quit_id: object = None
+        while line := await reader.readline():
+            cmd = json.loads(line)
+            if cmd.get("cmd") == "quit":
+                quit_id = cmd.get("id")
+                break
+            task = asyncio.create_task(run_command(table, cmd))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if running:
+            await asyncio.wait(running)
+    await pump  # ends once the client is closed
+    emit({"reply": quit_id, "ok": True, "result": None})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
