@@ -67,6 +67,11 @@ class RelayConfig:
     # Prekey hosting (protocol.md §4.7).
     prekey_max_items: int = 200  # one-time prekey items one mailbox may hold
     prekey_fetches_per_hour: int = 120  # one-time items handed out per mailbox per hour
+    # Consent (protocol.md §4.8-§4.9).
+    max_caps: int = 64  # send capability hashes one pair mailbox may hold
+    max_bans: int = 10_000  # banned handles one contact address may hold
+    pow_ttl_s: int = 300  # lifetime of a proof-of-work nonce
+    requests_per_connection_minute: int = 30  # contact requests + pow nonces per socket/min
     # Operations.
     log_level: str = "info"  # debug | info | warning | error
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
@@ -136,6 +141,10 @@ class RelayConfig:
         _range("purge_interval_s", self.purge_interval_s, 1, DAY)
         _range("prekey_max_items", self.prekey_max_items, 0, 100_000)
         _range("prekey_fetches_per_hour", self.prekey_fetches_per_hour, 0, 1_000_000)
+        _range("max_caps", self.max_caps, 1, 100_000)
+        _range("max_bans", self.max_bans, 0, 10_000_000)
+        _range("pow_ttl_s", self.pow_ttl_s, 10, 3600)
+        _range("requests_per_connection_minute", self.requests_per_connection_minute, 1, 100_000)
         if self.storage == "redis" and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):

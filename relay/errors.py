@@ -29,6 +29,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.STORAGE_FULL: 507,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.BOUNDARY: 403,
+    ErrorCode.POW: 403,
 }
 
 

@@ -16,6 +16,9 @@ Rules:
 3. ``ack`` and ``unsub`` are accepted only for mailboxes this connection subscribed to;
    anything else is ``AUTH``, exactly like an unknown mailbox.
 4. Any frame that fails to decode is answered with an ``err`` frame and changes nothing.
+5. Contact requests (deposits carrying a handle) and proof-of-work nonce requests share an
+   allowance of ``requests_per_minute`` per fixed minute (``now // 60``) per connection;
+   beyond it they are answered ``LIMIT`` before any work is done (protocol.md §4.9).
 """
 
 from __future__ import annotations
@@ -46,18 +49,34 @@ class ConnectionLimits:
     max_pending_challenges: int
     max_subscriptions: int
     challenge_ttl_s: int
+    requests_per_minute: int = 30
 
 
 class RelayConnection:
     """Per-connection protocol state; see the module docstring."""
 
-    __slots__ = ("_challenges", "limits", "subscriptions", "version")
+    __slots__ = ("_challenges", "_requests", "limits", "subscriptions", "version")
 
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         self.version = SUPPORTED_VERSIONS.max
         self._challenges: dict[bytes, tuple[bytes, int]] = {}
         self.subscriptions: set[bytes] = set()
+        self._requests = (0, 0)  # (minute, contact requests and pow nonces in it)
+
+    def count_request(self, now: int) -> None:
+        """Count one contact request or proof-of-work nonce request (rule 5).
+
+        Raises:
+            RelayError: ``LIMIT`` when this minute's allowance is used up (not counted).
+        """
+        minute = now // 60
+        window, used = self._requests
+        if window != minute:
+            used = 0
+        if used >= self.limits.requests_per_minute:
+            raise RelayError(ErrorCode.LIMIT)
+        self._requests = (minute, used + 1)
 
     @staticmethod
     def hello(limits: RelayLimits) -> bytes:

@@ -1,4 +1,5 @@
-"""Mailbox logic: owner commands, deposit, fetch, ack and prekey hosting (protocol.md §4-§5).
+"""Mailbox logic: owner commands, deposit, fetch, ack, prekey hosting and consent
+(protocol.md §4-§5).
 
 No aiohttp here: handlers parse and authenticate, this module decides, the store keeps the
 data. Time and randomness are injected so tests can drive expiry deterministically.
@@ -14,14 +15,26 @@ from contextlib import contextmanager
 from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
+    OP_BAN,
+    OP_BOUNDARIES,
+    OP_CAPS,
     OP_CREATE,
+    OP_INFO,
+    OP_PREKEYS,
+    BoundariesIssued,
     BundleIssued,
     Deposit,
     EnvelopesFetched,
     FetchBundle,
+    GetBoundaries,
+    GetPow,
     MailboxCreated,
+    MailboxInfo,
+    Ok,
     OwnerCommand,
+    PowIssued,
     PreKeysStored,
+    RelayFrame,
     SignedOwnerCommand,
     StoredEnvelope,
     decode_owner_command,
@@ -30,27 +43,42 @@ from clientlib.wire.limits import (
     CHALLENGE_SIZE,
     ENVELOPE_BUCKETS,
     FLAG_ONLINE_ONLY,
+    KIND_ADDRESS,
+    KIND_OPEN,
     KNOWN_FLAGS,
     MAILBOX_ID_SIZE,
     MAX_FETCH_BYTES,
+    POW_NONCE_SIZE,
 )
+from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest
 from relay.auth import bytes_eq, validate_owner_key, verify_owner_command
 from relay.config import RelayConfig
 from relay.errors import RelayError, from_wire_error
 from relay.metrics import Metrics
-from relay.storage.base import EnvelopeStore as Store
 from relay.storage.base import (
+    SECONDS_PER_DAY,
+    BoundaryExceeded,
     IdCollision,
     MailboxNotFound,
     MailboxRecord,
+    PowRequired,
     QuotaExceeded,
     StorageFull,
     StorageUnavailable,
     WakeEvent,
     Wakeups,
+    WrongKind,
 )
+from relay.storage.base import EnvelopeStore as Store
 
-__all__ = ["DEFAULT_FETCH", "ChallengeTaker", "MailboxService", "challenge_binding", "size_bucket"]
+__all__ = [
+    "DEFAULT_FETCH",
+    "ChallengeTaker",
+    "MailboxService",
+    "challenge_binding",
+    "pow_binding",
+    "size_bucket",
+]
 
 DEFAULT_FETCH = 64
 _BUCKETS = frozenset(ENVELOPE_BUCKETS)
@@ -62,6 +90,14 @@ ChallengeTaker = Callable[[bytes, int], Awaitable[bytes | None]]
 def challenge_binding(op: str, rid: bytes | None) -> bytes:
     """The value a challenge is bound to: ``op || 0x00 || rid`` (rid empty for create)."""
     return op.encode() + b"\x00" + (rid or b"")
+
+
+def pow_binding(sid: bytes) -> bytes:
+    """The value a proof-of-work nonce is bound to: ``"pow" || 0x00 || sid``.
+
+    No owner operation is named ``pow``, so no owner challenge has this binding.
+    """
+    return b"pow\x00" + sid
 
 
 def size_bucket(length: int) -> int:
@@ -81,6 +117,12 @@ def storage_errors() -> Iterator[None]:
         raise RelayError(ErrorCode.AUTH) from None
     except QuotaExceeded:
         raise RelayError(ErrorCode.QUOTA) from None
+    except WrongKind:
+        raise RelayError(ErrorCode.MALFORMED) from None
+    except BoundaryExceeded:
+        raise RelayError(ErrorCode.BOUNDARY) from None
+    except PowRequired:
+        raise RelayError(ErrorCode.POW) from None
     except StorageFull:
         raise RelayError(ErrorCode.STORAGE_FULL) from None
     except StorageUnavailable:
@@ -163,11 +205,23 @@ class MailboxService:
             raise RelayError(ErrorCode.AUTH)
         return cmd, record
 
-    async def create_mailbox(self, request_id: int, key: bytes) -> MailboxCreated:
+    async def create_mailbox(
+        self, request_id: int, key: bytes, cmd: OwnerCommand | None = None
+    ) -> MailboxCreated:
+        """Create a mailbox of ``cmd.kind`` (default open) with ``cmd.bnd`` (addr only)."""
         now = self.now()
+        kind = (cmd.kind if cmd is not None else None) or KIND_OPEN
+        bnd = cmd.bnd if cmd is not None else None
         for _ in range(4):
             rid, sid = self._rng(MAILBOX_ID_SIZE), self._rng(MAILBOX_ID_SIZE)
-            record = MailboxRecord(rid=rid, sid=sid, owner_key=key, created_day=now // 86_400)
+            record = MailboxRecord(
+                rid=rid,
+                sid=sid,
+                owner_key=key,
+                created_day=now // SECONDS_PER_DAY,
+                kind=kind,
+                boundaries=bnd,
+            )
             try:
                 with storage_errors():
                     await self.store.create_mailbox(record, now)
@@ -222,35 +276,62 @@ class MailboxService:
             raise RelayError(ErrorCode.TOO_LARGE)
         if len(frame.ct) not in _BUCKETS or frame.flags & ~KNOWN_FLAGS:
             raise RelayError(ErrorCode.MALFORMED)
+        if (frame.pow is None) != (frame.pwc is None):
+            raise RelayError(ErrorCode.MALFORMED)
 
     async def deposit(self, frame: Deposit) -> None:
         """Store (or, if online-only, push) one envelope; returns once durably stored.
 
+        Open and pairwise mailboxes take one storage step (the capability, hashed here, is
+        checked inside it). A deposit carrying a handle reads the mailbox's boundaries first:
+        to a contact address it is checked against them (size, attachments, then proof of
+        work, whose nonce is consumed) before the storing step re-checks them atomically
+        with bans and the daily allowance (protocol.md §4.9).
+
         Raises:
-            RelayError: ``TOO_LARGE``, ``MALFORMED``, ``AUTH``, ``QUOTA``, ``UNAVAILABLE``,
-                ``STORAGE_FULL``.
+            RelayError: ``TOO_LARGE``, ``MALFORMED``, ``AUTH``, ``BOUNDARY``, ``POW``,
+                ``QUOTA``, ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
         self.check_deposit(frame)
         now = self.now()
+        # Hashed whatever the mailbox: an unknown mailbox costs the same hash (no oracle).
+        cap_hash = capability_hash(frame.sid, frame.cap) if frame.cap is not None else None
         if frame.flags & FLAG_ONLINE_ONLY:
             with storage_errors():
-                rid = await self.store.resolve_sid(frame.sid, now)
-            if rid is None:
+                found = await self.store.resolve_online(frame.sid, cap_hash, now)
+            if found is None:
                 raise RelayError(ErrorCode.AUTH)
+            rid, kind = found
+            if kind == KIND_ADDRESS:
+                raise RelayError(ErrorCode.MALFORMED)  # contact requests are always stored
             env = StoredEnvelope(
                 seq=0, eid=frame.eid, ts=now, flags=frame.flags, ct=frame.ct, fc=frame.fc
             )
             await self.wakeups.publish(WakeEvent(kind="online", rid=rid, env=env))
             self.metrics.inc("deposits", "online")
             return
+        handle: bytes | None = None
+        pow_bits = 0
+        if frame.hdl is not None:
+            pow_bits = await self._check_request(frame, now)
+            handle = frame.hdl if pow_bits >= 0 else None
         with storage_errors():
             outcome = await self.store.deposit(
-                frame.sid, frame.eid, frame.flags, frame.ct, frame.fc, now
+                frame.sid,
+                frame.eid,
+                frame.flags,
+                frame.ct,
+                frame.fc,
+                now,
+                cap_hash=cap_hash,
+                handle=handle,
+                attachments=len(frame.att or ()),
+                pow_bits=max(pow_bits, 0),
             )
         if outcome.duplicate:
             self.metrics.inc("deposits", "duplicate")
             return
-        self.metrics.inc("deposits", "stored")
+        self.metrics.inc("deposits", "stored" if handle is None else "request")
         env = StoredEnvelope(
             seq=outcome.seq,
             eid=frame.eid,
@@ -258,9 +339,146 @@ class MailboxService:
             flags=frame.flags,
             ct=frame.ct,
             fc=frame.fc,
+            hdl=handle,
         )
         await self.wakeups.publish(
             WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env)
+        )
+
+    async def _check_request(self, frame: Deposit, now: int) -> int:
+        """Check a deposit carrying a handle against the boundaries of its mailbox.
+
+        Cheapest first, before anything is stored: size, attachments, then the proof of
+        work (hash first, then the nonce is consumed).
+
+        Returns:
+            The proof-of-work difficulty verified (0 if none is asked), or -1 if the mailbox
+            is not a contact address (the request fields are then ignored).
+
+        Raises:
+            RelayError: ``AUTH`` (no such mailbox), ``BOUNDARY``, ``POW``, ``UNAVAILABLE``.
+        """
+        with storage_errors():
+            found = await self.store.get_boundaries(frame.sid, now)
+        if found is None:
+            raise RelayError(ErrorCode.AUTH)
+        kind, bnd = found
+        if kind != KIND_ADDRESS or bnd is None:
+            return -1
+        if len(frame.ct) > bnd.size or (frame.att and not bnd.att):
+            self.metrics.inc("requests_refused", "boundary")
+            raise RelayError(ErrorCode.BOUNDARY)
+        if bnd.pow == 0:
+            return 0
+        if (
+            frame.pow is None
+            or frame.pwc is None
+            or leading_zero_bits(pow_digest(frame.sid, frame.pow, frame.eid, frame.pwc)) < bnd.pow
+        ):
+            self.metrics.inc("requests_refused", "pow")
+            raise RelayError(ErrorCode.POW)
+        with storage_errors():
+            binding = await self.store.take_challenge(frame.pow, now)
+        if binding is None or not bytes_eq(binding, pow_binding(frame.sid)):
+            self.metrics.inc("requests_refused", "pow")
+            raise RelayError(ErrorCode.POW)
+        return bnd.pow
+
+    async def issue_pow(self, frame: GetPow) -> PowIssued:
+        """A single-use proof-of-work nonce for the contact address ``frame.sid``.
+
+        Raises:
+            RelayError: ``AUTH`` (no such mailbox, or not a contact address),
+                ``UNAVAILABLE``, ``STORAGE_FULL``.
+        """
+        now = self.now()
+        with storage_errors():
+            found = await self.store.get_boundaries(frame.sid, now)
+        if found is None or found[1] is None:
+            raise RelayError(ErrorCode.AUTH)
+        nonce = self._rng(POW_NONCE_SIZE)
+        expires = now + self.config.pow_ttl_s
+        with storage_errors():
+            await self.store.put_challenge(nonce, pow_binding(frame.sid), expires)
+        self.metrics.inc("pow_issued")
+        return PowIssued(id=frame.id, nonce=nonce, bits=found[1].pow, exp=expires)
+
+    async def boundaries(self, frame: GetBoundaries) -> BoundariesIssued:
+        """The boundaries of the contact address ``frame.sid``.
+
+        Raises:
+            RelayError: ``AUTH`` (no such mailbox, or not a contact address),
+                ``UNAVAILABLE``.
+        """
+        with storage_errors():
+            found = await self.store.get_boundaries(frame.sid, self.now())
+        if found is None or found[1] is None:
+            raise RelayError(ErrorCode.AUTH)
+        return BoundariesIssued(id=frame.id, bnd=found[1])
+
+    async def owner_operation(self, request_id: int, cmd: OwnerCommand) -> RelayFrame:
+        """Execute an authenticated ``keys``, ``caps``, ``bnd``, ``ban`` or ``info`` command
+        (the same on every transport). Each is owner activity (refreshes the idle timer).
+
+        Raises:
+            RelayError: ``MALFORMED`` (another operation, or one the mailbox's kind does not
+                have), ``AUTH`` (the mailbox vanished), ``QUOTA``, ``UNAVAILABLE``,
+                ``STORAGE_FULL``.
+        """
+        assert cmd.rid is not None
+        rid, now, cfg = cmd.rid, self.now(), self.config
+        if cmd.op == OP_PREKEYS:
+            return await self.put_prekeys(request_id, cmd)
+        with storage_errors():
+            if cmd.op == OP_CAPS:
+                await self.store.set_caps(rid, cmd.add or (), cmd.remove or (), cfg.max_caps, now)
+                self.metrics.inc("owner_consent", "caps")
+            elif cmd.op == OP_BAN:
+                await self.store.set_bans(rid, cmd.hdl or (), cmd.unban or (), cfg.max_bans, now)
+                self.metrics.inc("owner_consent", "ban")
+            elif cmd.op == OP_BOUNDARIES:
+                assert cmd.bnd is not None
+                await self.store.set_boundaries(rid, cmd.bnd, now)
+                self.metrics.inc("owner_consent", "bnd")
+            elif cmd.op == OP_INFO:
+                await self.store.touch_mailbox(rid, now)
+                return await self._info(request_id, rid, now)
+            else:
+                raise RelayError(ErrorCode.MALFORMED)
+            await self.store.touch_mailbox(rid, now)
+        return Ok(id=request_id)
+
+    async def _info(self, request_id: int, rid: bytes, now: int) -> MailboxInfo:
+        snap = await self.store.mailbox_info(rid, now)
+        if snap is None:
+            raise RelayError(ErrorCode.AUTH)
+        rec = snap.record
+        today = now // SECONDS_PER_DAY
+        oldest = snap.oldest_ts
+        if oldest is not None:
+            oldest -= oldest % SECONDS_PER_DAY  # day-coarse, like every other time of §8
+        return MailboxInfo(
+            id=request_id,
+            kind=rec.kind,
+            sid=rec.sid,
+            owner_key=rec.owner_key,
+            created_day=rec.created_day,
+            active_day=snap.active_day,
+            last_seq=snap.last_seq,
+            envelopes=snap.envelopes,
+            stored_bytes=snap.stored_bytes,
+            oldest_ts=oldest,
+            dedupe_records=snap.dedupe_records,
+            prekeys_left=snap.prekeys_left,
+            prekey_static=int(snap.prekey_static),
+            prekey_hour=snap.prekey_hour,
+            prekeys_handed=snap.prekeys_handed,
+            caps=snap.caps,
+            bnd=rec.boundaries,
+            bans=snap.bans,
+            requests_day=snap.requests_day,
+            requests=snap.requests,
+            requests_today=snap.requests if snap.requests_day == today else 0,
         )
 
     async def put_prekeys(self, request_id: int, cmd: OwnerCommand) -> PreKeysStored:
@@ -296,15 +514,19 @@ class MailboxService:
             RelayError: ``AUTH`` (no such mailbox, or it holds no static part),
                 ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
+        now = self.now()
         with storage_errors():
             bundle = await self.store.take_prekeys(
-                frame.sid, self.now(), self.config.prekey_fetches_per_hour
+                frame.sid, now, self.config.prekey_fetches_per_hour
             )
-        if bundle is None:
-            raise RelayError(ErrorCode.AUTH)
+            if bundle is None:
+                raise RelayError(ErrorCode.AUTH)
+            found = await self.store.get_boundaries(frame.sid, now)
         static, item = bundle
         self.metrics.inc("bundles_issued", "static_only" if item is None else "one_time")
-        return BundleIssued(id=frame.id, static=static, otk=item)
+        return BundleIssued(
+            id=frame.id, static=static, otk=item, bnd=found[1] if found is not None else None
+        )
 
     async def purge_expired(self) -> int:
         with storage_errors():

@@ -28,7 +28,7 @@ from collections.abc import (
     MutableMapping,
     Sequence,
 )
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -37,13 +37,19 @@ import structlog
 
 from clientlib.chat.qr import render_qr
 from clientlib.chat.text import (
+    boundaries_lines,
     clean,
     contact_label,
     describe_warning,
     group_safety_number,
     history_line,
+    on_off,
+    privacy_line,
+    refusal_reason,
     request_label,
     short_id,
+    utc_day,
+    utc_hour,
 )
 from clientlib.client import (
     Client,
@@ -52,6 +58,7 @@ from clientlib.client import (
     InvalidInvitation,
     Invitation,
 )
+from clientlib.client.client import BoundaryViolation
 from clientlib.client.content import MAX_INTRO_BYTES, MAX_NAME_BYTES
 from clientlib.crypto.fingerprint import identity_fingerprint
 from clientlib.crypto.keys import IdentityPublicKey
@@ -71,6 +78,8 @@ from clientlib.keystore.errors import (
     UnsupportedKeystoreVersion,
     WrongPassphrase,
 )
+from clientlib.wire.frames import Boundaries, MailboxInfo
+from clientlib.wire.limits import BOUNDARY_SIZES, MAX_POW_BITS, MAX_REQUESTS_PER_DAY
 
 __all__ = [
     "DEFAULT_RELAY",
@@ -129,6 +138,9 @@ class _Ctx:
     passphrase: str = ""
     relay_url: str = ""
     offline_hint: bool = False
+    #: Warnings seen while the command ran; kinds in ``quiet`` are recorded, not printed.
+    warnings: list[ClientWarning] = field(default_factory=list)
+    quiet: frozenset[str] = frozenset()
 
 
 def _out(*lines: str) -> None:
@@ -201,10 +213,12 @@ def _read_passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
 # --- client plumbing ----------------------------------------------------------------------
 
 
-async def _print_warnings(client: Client) -> None:
+async def _print_warnings(client: Client, ctx: _Ctx) -> None:
     async for ev in client.events():
         if isinstance(ev, ClientWarning):
-            _err(f"warning: {describe_warning(ev)}")
+            ctx.warnings.append(ev)
+            if ev.kind not in ctx.quiet:
+                _err(f"warning: {describe_warning(ev)}")
 
 
 @contextlib.asynccontextmanager
@@ -215,7 +229,7 @@ async def _open(ctx: _Ctx, *, connect: bool, watch: bool = True) -> AsyncIterato
         ctx.relay_url = client.relay_url
         watcher: asyncio.Task[None] | None = None
         if watch:
-            watcher = asyncio.get_running_loop().create_task(_print_warnings(client))
+            watcher = asyncio.get_running_loop().create_task(_print_warnings(client, ctx))
         try:
             if connect and not ctx.offline:
                 await client.connect()
@@ -335,9 +349,12 @@ async def cmd_accept(ctx: _Ctx, args: argparse.Namespace) -> int:
     intro = args.intro
     if intro is not None and len(intro.encode()) > MAX_INTRO_BYTES:
         raise CliError(EXIT_USAGE, f"the introduction is longer than {MAX_INTRO_BYTES} bytes")
+    ctx.quiet = frozenset({"request_refused"})  # reported below, as the error
     async with _open(ctx, connect=True) as client:
         try:
             contact = await client.send_request(invitation, intro=intro)
+        except BoundaryViolation as exc:
+            raise CliError(EXIT_USAGE, f"cannot send this request: {exc}") from None
         except RelayRejected as exc:
             if exc.code == "AUTH":
                 raise CliError(
@@ -345,6 +362,17 @@ async def cmd_accept(ctx: _Ctx, args: argparse.Namespace) -> int:
                 ) from None
             raise
         sent = await _sync(client, ctx)
+        await asyncio.sleep(0)  # let the watcher record what the outbox reported
+        refused = next(
+            (w for w in ctx.warnings if w.kind == "request_refused" and w.contact_id == contact.id),
+            None,
+        )
+        if refused is not None:
+            await client.remove_contact(contact)  # nothing of the failed request stays
+            raise CliError(
+                EXIT_RELAY,
+                f"the relay refused the contact request: {refusal_reason(refused.detail)}",
+            )
     cid = short_id(contact.id)
     if sent:
         _out(f"contact request sent; contact id: {cid}")
@@ -442,10 +470,14 @@ async def cmd_contacts(ctx: _Ctx, args: argparse.Namespace) -> int:
     if not contacts:
         _out(f"no contacts yet: `{ctx.prog} invite` or `{ctx.prog} accept LINK`")
         return EXIT_OK
-    _out(f"{'id':<8}  {'state':<8}  {'verified':<10}  name")
+    _out(f"{'id':<8}  {'state':<8}  {'verified':<10}  {'blocked':<7}  name")
     for c in contacts:
         verified = "verified" if c.verified else "unverified"
-        _out(f"{short_id(c.id):<8}  {c.state:<8}  {verified:<10}  {clean(c.name) or '-'}")
+        blocked = "blocked" if c.blocked else "-"
+        _out(
+            f"{short_id(c.id):<8}  {c.state:<8}  {verified:<10}  {blocked:<7}  "
+            f"{clean(c.name) or '-'}"
+        )
     return EXIT_OK
 
 
@@ -486,6 +518,254 @@ async def cmd_verify(ctx: _Ctx, args: argparse.Namespace) -> int:
         f"Compare these 60 digits with {label} in person or on a call you trust.",
         f"If they are the same on both sides: {ctx.prog} verify {ref} --confirm",
         "If they differ, someone may be intercepting: do not mark the contact verified.",
+    )
+    return EXIT_OK
+
+
+async def cmd_block(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "block")
+    async with _open(ctx, connect=True) as client:
+        await _sync(client, ctx)  # learn names of contacts that accepted meanwhile
+        contact = await client.block(args.contact)
+    label = contact_label(contact)
+    ref = _quote(contact.name or short_id(contact.id))
+    _out(
+        f"blocked {label}: the relay now refuses their messages, as if you had deleted the "
+        "conversation (they are not told)",
+        f"undo: {ctx.prog} unblock {ref}",
+    )
+    return EXIT_OK
+
+
+async def cmd_unblock(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "unblock")
+    async with _open(ctx, connect=True) as client:
+        await _sync(client, ctx)
+        contact = await client.unblock(args.contact)
+    _out(f"unblocked {contact_label(contact)}: their messages reach you again")
+    return EXIT_OK
+
+
+async def cmd_privacy(ctx: _Ctx, args: argparse.Namespace) -> int:
+    ctx.offline_hint = True
+    changes = {"receipts": args.receipts, "typing": args.typing, "media": args.media}
+    change = any(v is not None for v in changes.values())
+    async with _open(ctx, connect=True) as client:
+        await _sync(client, ctx)  # the contact's latest settings
+        contact = client.contact(args.contact)
+        if change:
+            contact = await client.set_privacy(contact, **changes)
+            sent = await _sync(client, ctx)
+    label = contact_label(contact)
+    if change:
+        _out(f"your privacy settings with {label}: {privacy_line(contact.settings)}")
+        if contact.state == "pending":
+            _out(f"{label} is told once they accept your contact request")
+        elif sent:
+            _out(f"{label} was told")
+        else:
+            _out(f"{label} is told the next time blindchat reaches the relay")
+        return EXIT_OK
+    theirs = (
+        privacy_line(contact.peer_settings)
+        if contact.peer_settings is not None
+        else "not received yet"
+    )
+    _out(
+        f"privacy settings with {label}:",
+        f"  yours:  {privacy_line(contact.settings)}",
+        f"  theirs: {theirs}",
+        "(receipts: read receipts; typing: typing indicators; media off: text only)",
+    )
+    return EXIT_OK
+
+
+async def _published(client: Client, ctx: _Ctx) -> tuple[list[Boundaries], bool]:
+    """The boundaries our contact addresses publish (as the relay reports them, unless
+    offline), and whether we have any address at all."""
+    if ctx.offline:
+        return [client.boundaries()], True
+    try:
+        holdings = await client.relay_holdings()
+    except RelayRejected:  # a mailbox is gone (expired): fall back to what we set
+        return [client.boundaries()], True
+    infos = [info for _, info in holdings if info.kind == "addr"]
+    found = [info.bnd for info in infos if info.bnd is not None]
+    unique = list(dict.fromkeys(found))
+    return (unique or [client.boundaries()]), bool(infos)
+
+
+async def cmd_boundaries(ctx: _Ctx, args: argparse.Namespace) -> int:
+    ctx.offline_hint = True
+    async with _open(ctx, connect=True) as client:
+        published, have = await _published(client, ctx)
+    if ctx.offline:
+        _out("boundaries of your contact addresses (as stored locally):")
+    elif not have:
+        _out(f"no contact address yet; `{ctx.prog} invite` creates one that publishes:")
+    else:
+        _out("your contact addresses publish (what the relay lets through to you):")
+    for i, b in enumerate(published):
+        if len(published) > 1:
+            _out(f"  set {i + 1}:")
+        _out(*boundaries_lines(b, "    " if len(published) > 1 else "  "))
+    return EXIT_OK
+
+
+async def cmd_boundaries_set(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "boundaries set")
+    if all(v is None for v in (args.size, args.attachments, args.per_day, args.pow)):
+        raise CliError(
+            EXIT_USAGE, "nothing to change: give --size, --attachments, --per-day or --pow"
+        )
+    async with _open(ctx, connect=True) as client:
+        published, have = await _published(client, ctx)
+        cur = published[0]
+        new = Boundaries(
+            size=cur.size if args.size is None else args.size,
+            att=cur.att if args.attachments is None else int(args.attachments),
+            day=cur.day if args.per_day is None else args.per_day,
+            pow=cur.pow if args.pow is None else args.pow,
+        )
+        await client.set_boundaries(new)
+    if have:
+        _out("your contact addresses now publish:")
+    else:
+        _out("no contact address yet; new ones publish:")
+    _out(*boundaries_lines(new))
+    return EXIT_OK
+
+
+def _holding_lines(info: MailboxInfo) -> list[str]:
+    kinds = {"addr": "contact address", "pair": "conversation mailbox", "open": "open mailbox"}
+    oldest = utc_day(info.oldest_ts // 86400) if info.oldest_ts is not None else "-"
+    if info.prekey_hour is not None:
+        handed = f"{info.prekeys_handed} in the hour of {utc_hour(info.prekey_hour)}"
+    else:
+        handed = "none yet"
+    if info.requests_day is not None:
+        requests = f"{info.requests} on {utc_day(info.requests_day)} ({info.requests_today} today)"
+    else:
+        requests = "none yet"
+    lines = [
+        f"  kind:                {info.kind} ({kinds.get(info.kind, 'mailbox')})",
+        f"  send id:             {info.sid.hex()[:8]}...",
+        f"  owner key:           {info.owner_key.hex()[:8]}...",
+        f"  created:             {utc_day(info.created_day)}",
+        f"  last active:         {utc_day(info.active_day)}",
+        f"  last sequence:       {info.last_seq}",
+        f"  envelopes stored:    {info.envelopes} ({info.stored_bytes} bytes)",
+        f"  oldest envelope:     {oldest}",
+        f"  dedupe records:      {info.dedupe_records}",
+        f"  one-time prekeys:    {info.prekeys_left}",
+        f"  static prekey:       {'stored' if info.prekey_static else 'none'}",
+        f"  prekeys handed out:  {handed}",
+        f"  capabilities:        {info.caps}",
+        f"  banned handles:      {info.bans}",
+        f"  contact requests:    {requests}",
+    ]
+    if info.bnd is not None:
+        b = info.bnd
+        pow_ = f"{b.pow} bits" if b.pow else "none"
+        lines.append(
+            f"  boundaries:          up to {b.size} bytes, attachments {on_off(b.att)}, "
+            f"{b.day} a day, proof of work {pow_}"
+        )
+    return lines
+
+
+async def cmd_holdings(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "holdings")
+    async with _open(ctx, connect=True) as client:
+        holdings = await client.relay_holdings()
+        labels: list[str] = []
+        for label, _ in holdings:
+            kind, _, ident = label.partition(" ")
+            if kind == "contact":
+                try:
+                    c = client.contact(ident)
+                except LocalProtocolError:
+                    labels.append(f"conversation {short_id(ident)}")
+                else:
+                    labels.append(f"conversation with {contact_label(c)} ({short_id(c.id)})")
+            else:
+                labels.append(clean(label))
+    if not holdings:
+        _out(f"the relay holds no mailbox of yours yet (`{ctx.prog} invite` creates one)")
+        return EXIT_OK
+    _out(
+        f"what the relay at {ctx.relay_url} keeps for your {len(holdings)} "
+        f"mailbox{'es' if len(holdings) != 1 else ''} (days in UTC):"
+    )
+    for label, (_, info) in zip(labels, holdings, strict=True):
+        _out("", f"{label}:", *_holding_lines(info))
+    return EXIT_OK
+
+
+async def cmd_export(ctx: _Ctx, args: argparse.Namespace) -> int:
+    ctx.offline_hint = True
+    path = Path(args.path)
+    if await asyncio.to_thread(os.path.lexists, path):
+        raise CliError(EXIT_USAGE, f"{path} already exists; refusing to overwrite it")
+    async with _open(ctx, connect=True) as client:
+        await _catch_up(client, ctx)
+        contacts = client.contacts()
+        count = sum(len(client.messages(c)) for c in contacts)
+        requests = len(client.requests())
+        try:
+            client.export(path)
+        except FileExistsError:
+            raise CliError(EXIT_USAGE, f"{path} already exists; refusing to overwrite it") from None
+    _out(
+        f"exported {len(contacts)} conversation{'s' if len(contacts) != 1 else ''} "
+        f"({count} message{'s' if count != 1 else ''}) and {requests} pending "
+        f"request{'s' if requests != 1 else ''} to {path}",
+        "the file is not encrypted (no keys are in it): keep it somewhere safe",
+    )
+    return EXIT_OK
+
+
+def _confirm_delete(ctx: _Ctx, contacts: int) -> None:
+    """Ask for the word ``delete`` on stdin (a terminal only)."""
+    print(
+        f"This deletes, for good: every mailbox of yours at {ctx.relay_url} (your contact "
+        f"addresses and {contacts} conversation{'s' if contacts != 1 else ''}: invitation "
+        f"links stop working, contacts can no longer reach you) and the keystore and message "
+        f"history in {ctx.home}.\nType delete to confirm: ",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+    answer = sys.stdin.readline()
+    if answer.strip() != "delete":
+        raise CliError(EXIT_USAGE, "not confirmed; nothing was deleted")
+
+
+async def cmd_delete_account(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "delete-account")
+    if not args.yes and not sys.stdin.isatty():
+        raise CliError(
+            EXIT_USAGE,
+            "delete-account asks for confirmation on a terminal; add --yes to delete "
+            "without asking",
+        )
+    async with _open(ctx, connect=False) as client:
+        contacts = len(client.contacts())
+        if not args.yes:
+            _confirm_delete(ctx, contacts)
+        try:
+            await client.connect()
+            await client.delete_account()
+        except TransportError as exc:
+            code, message = explain(exc, ctx)
+            raise CliError(
+                code, f"{message}; nothing local was deleted (run it again later)"
+            ) from None
+    _out(
+        f"deleted every mailbox of yours at {ctx.relay_url}, with its prekeys and stored "
+        f"messages ({contacts} conversation{'s' if contacts != 1 else ''} and your contact "
+        "addresses)",
+        f"deleted the keystore {ctx.keystore} and its message history",
     )
     return EXIT_OK
 
@@ -606,7 +886,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
 
     add("whoami", cmd_whoami, "show your name, relay and identity")
+
+    p = add("block", cmd_block, "block a contact: the relay refuses their messages")
+    p.add_argument("contact", metavar="CONTACT")
+    p = add("unblock", cmd_unblock, "unblock a contact")
+    p.add_argument("contact", metavar="CONTACT")
+
+    p = add("privacy", cmd_privacy, "show or change your privacy settings with a contact")
+    p.add_argument("contact", metavar="CONTACT")
+    p.add_argument("--receipts", type=_on_off, metavar="on|off", help="read receipts")
+    p.add_argument("--typing", type=_on_off, metavar="on|off", help="typing indicators")
+    p.add_argument("--media", type=_on_off, metavar="on|off", help="off: text only")
+
+    p = add("boundaries", cmd_boundaries, "show what your contact addresses accept")
+    bsub = p.add_subparsers(title="actions", metavar="ACTION")
+    sizes = "|".join(str(n) for n in BOUNDARY_SIZES)
+    q = add("set", cmd_boundaries_set, "change what your contact addresses accept", bsub)
+    q.add_argument("--size", type=_size, metavar=sizes, help="largest contact request, in bytes")
+    q.add_argument(
+        "--attachments", type=_on_off, metavar="on|off", help="requests may carry attachments"
+    )
+    q.add_argument(
+        "--per-day",
+        type=_bounded(1, MAX_REQUESTS_PER_DAY),
+        metavar="N",
+        help="contact requests accepted per day (UTC)",
+    )
+    q.add_argument(
+        "--pow",
+        type=_bounded(0, MAX_POW_BITS),
+        metavar="BITS",
+        help="proof of work asked of requesters, in bits (0: none; each bit doubles it)",
+    )
+
+    add("holdings", cmd_holdings, "show what the relay keeps for each of your mailboxes")
+
+    p = add("export", cmd_export, "write your conversations to a (plain) JSON file")
+    p.add_argument("path", metavar="PATH", help="a new file (never overwritten)")
+
+    p = add(
+        "delete-account",
+        cmd_delete_account,
+        "delete everything at the relay, then the keystore and history",
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
+
+
+def _on_off(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("on", "yes", "true", "1"):
+        return True
+    if value in ("off", "no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, not {text!r}")
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value not in BOUNDARY_SIZES:
+        choices = ", ".join(str(n) for n in BOUNDARY_SIZES)
+        raise argparse.ArgumentTypeError(f"expected one of {choices}, not {text!r}")
+    return value
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a number from {low} to {high}, not {text!r}"
+            )
+        return value
+
+    return parse
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Every event is one line (continuation lines of a multi-line message are indented
     [14:02:20] * bob is now a contact (id 9f8e7d6c)
     [14:03:00] * connection to the relay lost; reconnecting
     [14:03:04] ! warning: dropped a message that did not decrypt
+    [14:03:09] ! request to 5e5d33e6 refused by the relay: daily limit reached (try again tomorrow)
 
 Lines typed on stdin go to the ``--to`` contact; lines starting with ``/`` are commands
 (``/help``). Stdin is read in a thread, so a slow terminal never blocks the event loop, and
@@ -30,6 +31,7 @@ from clientlib.chat.text import (
     clock,
     contact_label,
     describe_warning,
+    refusal_reason,
     request_label,
     short_id,
 )
@@ -45,13 +47,14 @@ from clientlib.client import (
     MessageReceived,
     RequestReceived,
 )
-from clientlib.errors import LocalProtocolError, TransportError
+from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
 
 __all__ = ["format_event", "listen"]
 
 HELP = (
     "commands: /to CONTACT (send typed lines to CONTACT), /accept ID [NAME], /decline ID, "
-    "/contacts, /quit; start a message with // to send a leading /"
+    "/contacts, /block CONTACT, /unblock CONTACT, /quit; start a message with // to send a "
+    "leading /"
 )
 
 
@@ -79,6 +82,9 @@ def format_event(client: Client, ev: ClientEvent) -> str | None:
         if ev.state != "failed":
             return None
         return f"{clock()} ! a message to {_label_of(client, ev.contact_id)} could not be delivered"
+    if isinstance(ev, ClientWarning) and ev.kind == "request_refused":
+        to = _label_of(client, ev.contact_id) if ev.contact_id else "a contact address"
+        return f"{clock()} ! request to {to} refused by the relay: {refusal_reason(ev.detail)}"
     if isinstance(ev, ClientWarning):
         who = f" ({_label_of(client, ev.contact_id)})" if ev.contact_id else ""
         return f"{clock()} ! warning{who}: {describe_warning(ev)}"
@@ -170,11 +176,20 @@ class _Session:
                 _out(f"* declined request {clean(rest[0])} (the sender is not told)")
             elif cmd == "/contacts" and not rest:
                 for c in self.client.contacts():
-                    _out(f"* {short_id(c.id)}  {c.state:<8}  {contact_label(c)}")
+                    mark = "  (blocked)" if c.blocked else ""
+                    _out(f"* {short_id(c.id)}  {c.state:<8}  {contact_label(c)}{mark}")
+            elif cmd == "/block" and len(rest) == 1:
+                c = await self.client.block(rest[0])
+                _out(f"* blocked {contact_label(c)}: the relay refuses their messages (/unblock)")
+            elif cmd == "/unblock" and len(rest) == 1:
+                c = await self.client.unblock(rest[0])
+                _out(f"* unblocked {contact_label(c)}: their messages arrive again")
             else:
                 _out(f"! {HELP}")
         except LocalProtocolError as exc:
             _out(f"! {exc}")
+        except RelayRejected as exc:
+            _out(f"! the relay refused ({clean(exc.code)})")
         except TransportError:
             _out("! the relay is unreachable; try again in a moment")
         return True

@@ -12,17 +12,25 @@ import time
 import unicodedata
 
 from clientlib.client import ClientWarning, Contact, ContactRequest, StoredMessage
+from clientlib.client.types import PrivacySettings
+from clientlib.wire.frames import Boundaries
 
 __all__ = [
+    "boundaries_lines",
     "clean",
     "clock",
     "contact_label",
     "describe_warning",
     "group_safety_number",
     "history_line",
+    "on_off",
+    "privacy_line",
+    "refusal_reason",
     "request_label",
     "short_id",
     "stamp",
+    "utc_day",
+    "utc_hour",
 ]
 
 SHORT_ID = 8
@@ -92,7 +100,57 @@ def history_line(message: StoredMessage, label: str) -> str:
     return f"{stamp(message.received_at)} {who}: {clean(message.text, multiline=True)}{suffix}"
 
 
+def utc_day(day: int) -> str:
+    """A day number (days since the epoch, UTC) as ``YYYY-MM-DD``."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+
+
+def utc_hour(hour: int) -> str:
+    """An hour number (hours since the epoch) as ``YYYY-MM-DD HH:00 UTC``."""
+    return time.strftime("%Y-%m-%d %H:00 UTC", time.gmtime(hour * 3600))
+
+
+def on_off(value: bool | int) -> str:
+    return "on" if value else "off"
+
+
+def privacy_line(settings: PrivacySettings) -> str:
+    """``receipts on, typing off, media on``."""
+    return (
+        f"receipts {on_off(settings.receipts)}, typing {on_off(settings.typing)}, "
+        f"media {on_off(settings.media)}"
+    )
+
+
+def boundaries_lines(b: Boundaries, indent: str = "  ") -> list[str]:
+    """The boundaries of a contact address, one per line."""
+    pow_ = f"{b.pow} bits" if b.pow else "none"
+    return [
+        f"{indent}largest request:  {b.size} bytes",
+        f"{indent}attachments:      {on_off(b.att)}",
+        f"{indent}requests per day: {b.day}",
+        f"{indent}proof of work:    {pow_}",
+    ]
+
+
+_REFUSALS = {
+    "QUOTA": "daily limit reached (try again tomorrow)",
+    "POW": "proof of work not accepted",
+    "BOUNDARY": "too large for what the address accepts",
+    "AUTH": "address gone or banned",
+}
+
+
+def refusal_reason(code: str) -> str:
+    """Why the relay refused a contact request, from its error code (protocol.md §4.9)."""
+    return _REFUSALS.get(code, f"relay answered {clean(code)}")
+
+
 def describe_warning(ev: ClientWarning) -> str:
+    if ev.kind == "request_refused":
+        return f"contact request refused by the relay: {refusal_reason(ev.detail)}"
+    if ev.kind == "mailbox_lost" and ev.contact_id:  # a deposit to the contact's mailbox
+        return f"the relay refused a message: the contact's mailbox is gone ({clean(ev.detail)})"
     texts = {
         "prekeys_low": "refilling one-time prekeys at the relay",
         "prekeys_exhausted": "one-time prekeys ran out (requests still work, with less "
@@ -102,6 +160,8 @@ def describe_warning(ev: ClientWarning) -> str:
         "mailbox_lost": "the relay no longer knows one of our mailboxes",
         "duplicate_request": "ignored a replayed contact request",
         "storage_failed": "the keystore or history could not be written; stopping",
+        "content_refused": "dropped something your privacy settings for this conversation "
+        "do not accept",
     }
     text = texts.get(ev.kind, ev.kind)
     return f"{text} ({clean(ev.detail)})" if ev.detail else text

@@ -41,6 +41,7 @@ from clientlib.client.content import (
     MESSAGE_ID_SIZE,
     Accept,
     ContactRequestContent,
+    ConversationSettings,
     TextMessage,
     decode_content,
 )
@@ -72,13 +73,21 @@ from clientlib.client.types import (
     DeliveryChanged,
     DeliveryState,
     MessageReceived,
+    PrivacySettings,
     RequestReceived,
     StoredMessage,
+    WarningKind,
 )
 from clientlib.crypto.fingerprint import safety_number
 from clientlib.crypto.keys import RNG, IdentityKeyPair, IdentityPublicKey
 from clientlib.crypto.prekeys import PreKeyKind, PreKeyPair
-from clientlib.crypto.primitives import ed25519_expand_seed, ed25519_public_from_seed, ed25519_sign
+from clientlib.crypto.primitives import (
+    ed25519_expand_seed,
+    ed25519_public_from_seed,
+    ed25519_sign,
+    hkdf,
+    hmac_sha256,
+)
 from clientlib.crypto.primitives import sha256 as _sha256
 from clientlib.errors import (
     DecryptionError,
@@ -105,10 +114,17 @@ from clientlib.transport import (
     SubscriptionLost,
     WebSocketTransport,
 )
-from clientlib.wire.frames import StoredEnvelope
+from clientlib.wire.codec import decode_map
+from clientlib.wire.frames import Boundaries, MailboxInfo, StoredEnvelope
 from clientlib.wire.limits import OWNER_COMMAND_CONTEXT
+from clientlib.wire.pow import capability_hash
+from clientlib.wire.pow import solve as solve_pow
 
-__all__ = ["Client", "ClientOptions", "ContactRef", "RequestRef"]
+__all__ = ["BoundaryViolation", "Client", "ClientOptions", "ContactRef", "RequestRef"]
+
+#: Boundaries of the contact addresses a client creates unless told otherwise: requests up to
+#: the 4 KiB class, no attachments, 100 a day, and a light proof of work (about 0.1 s).
+DEFAULT_BOUNDARIES = Boundaries(size=4096, att=0, day=100, pow=12)
 
 log = structlog.get_logger("clientlib")
 
@@ -121,9 +137,26 @@ _ARGON2: dict[str, tuple[int, int]] = {
     "minimum": (1, 8 << 10),  # tests only
 }
 
+
+class BoundaryViolation(LocalProtocolError):
+    """The contact address's published boundaries do not allow this request (protocol.md §4.9);
+    nothing was sent."""
+
+
 ContactRef = Contact | str
 RequestRef = ContactRequest | str
 TransportMode = Literal["websocket", "http"]
+
+
+_TRANSIENT = frozenset({"UNAVAILABLE", "STORAGE_FULL", "LIMIT", "TIMEOUT", "INTERNAL"})
+
+
+def _bnd_list(b: Boundaries) -> list[int]:
+    return [b.size, b.att, b.day, b.pow]
+
+
+def _settings(v: list[int]) -> PrivacySettings:
+    return PrivacySettings(receipts=bool(v[0]), typing=bool(v[1]), media=bool(v[2]))
 
 
 def _jitter() -> float:
@@ -155,6 +188,7 @@ class ClientOptions(TypedDict, total=False):
     poll_interval: float
     request_timeout: float
     close_grace: float
+    boundaries: Boundaries
     kdf_strength: str
     rng: RNG
     clock: Callable[[], float]
@@ -188,6 +222,7 @@ class Client:
         poll_interval: seconds between polls in HTTP mode.
         request_timeout: seconds one relay request may take.
         close_grace: seconds :meth:`close` waits for queued messages to leave (0: none).
+        boundaries: the boundaries of contact addresses this client creates.
         rng: randomness (``os.urandom``); clock: seconds since the epoch (``time.time``).
     """
 
@@ -208,6 +243,7 @@ class Client:
         poll_interval: float = 2.0,
         request_timeout: float = 10.0,
         close_grace: float = 2.0,
+        boundaries: Boundaries = DEFAULT_BOUNDARIES,
         kdf_strength: str = "moderate",
         rng: RNG = os.urandom,
         clock: Callable[[], float] = time.time,
@@ -230,6 +266,7 @@ class Client:
         self._poll_interval = poll_interval
         self._timeout = request_timeout
         self._close_grace = close_grace
+        self._boundaries = boundaries
         self._kdf = _ARGON2[kdf_strength]
         self._rng = rng
         self._clock = clock
@@ -391,6 +428,9 @@ class Client:
             ks.put("meta", b"relay", relay.encode())
         self._relay_url = relay.rstrip("/")
         self._name = (ks.get("meta", b"name") or b"").decode()
+        raw_bnd = ks.get("meta", b"boundaries")
+        if raw_bnd is not None:
+            self._boundaries = Boundaries.from_map(decode_map(raw_bnd, max_size=256)[1])
         self._addresses = decode_all(AddressRecord, ks.items("addresses"))
         self._contacts = decode_all(ContactRecord, ks.items("contacts"))
         self._requests = decode_all(RequestRecord, ks.items("requests"))
@@ -604,7 +644,7 @@ class Client:
             aid, a = next(iter(sorted(self._addresses.items(), key=lambda kv: kv[1].created)))
             return Invitation(self._relay_url, a.sid, a.key)
         owner = self._rng(32)
-        rid, sid = await self._create_mailbox(owner)
+        rid, sid = await self._create_mailbox(owner, kind="addr", boundaries=self._boundaries)
         async with self._lock:
             spk = self._new_prekey(PreKeyKind.X25519_SIGNED)
             lr = self._new_prekey(PreKeyKind.MLKEM_LAST_RESORT)
@@ -617,6 +657,7 @@ class Client:
                 spk=spk.key_id,
                 lr=lr.key_id,
                 created=self._now(),
+                bnd=_bnd_list(self._boundaries),
             )
             static = self._static_blob(a)
             items = self._new_items(a, PREKEY_BATCH)
@@ -664,14 +705,27 @@ class Client:
         name = self._name if name is None else name
         if len(name.encode()) > MAX_NAME_BYTES or len((intro or "").encode()) > MAX_INTRO_BYTES:
             raise LocalProtocolError("name or intro too long")
-        static, item = await self._transport().fetch_bundle(inv.sid)
+        transport = self._transport()
+        bnd = await transport.boundaries(inv.sid)
+        static, item = await transport.fetch_bundle(inv.sid)
         bundle = open_bundle(inv, static, item)
         if bundle.identity == self.identity:
             raise LocalProtocolError("this is our own invitation")
-        owner = self._rng(32)
-        rid, sid = await self._create_mailbox(owner)
-        content = ContactRequestContent(reply=sid, name=name or None, intro=intro or None)
         now = self._now()
+        # Check the published size boundary with a dry run (content sizes do not depend on
+        # the ids inside), before creating anything at the relay.
+        probe = ContactRequestContent(
+            reply=bytes(16), cap=bytes(32), name=name or None, intro=intro or None
+        ).encode()
+        _, dry = initiate(self._id(), bundle, probe, rng=self._rng, now=now)
+        if len(dry.ct) > bnd.size:
+            raise BoundaryViolation(
+                f"the address accepts requests up to {bnd.size} bytes; shorten the intro"
+            )
+        owner = self._rng(32)
+        cap = self._rng(32)
+        rid, sid = await self._create_pairwise(owner, cap)
+        content = ContactRequestContent(reply=sid, cap=cap, name=name or None, intro=intro or None)
         session, sealed = initiate(self._id(), bundle, content.encode(), rng=self._rng, now=now)
         cid = self._rng(16)
         async with self._lock:
@@ -685,10 +739,15 @@ class Client:
                 owner=owner,
                 send=None,
                 created=now,
+                mycap=cap,
             )
             self._by_rid[rid] = ("contact", cid)
             self._put_contact(cid)
-            self._queue(OutboxRecord(cid, self._rng(16), sealed.ct, sealed.fc, inv.sid))
+            self._queue(
+                OutboxRecord(
+                    cid, self._rng(16), sealed.ct, sealed.fc, inv.sid, hdl=self._handle(inv.sid)
+                )
+            )
             await self._save()
         await self._subscribe(rid)
         self._outbox_wake.set()
@@ -706,12 +765,13 @@ class Client:
         qid = self._resolve_request(ref)
         req = self._requests[qid]
         owner = self._rng(32)
-        rid, sid = await self._create_mailbox(owner)
+        cap = self._rng(32)
+        rid, sid = await self._create_pairwise(owner, cap)
         async with self._lock:
             if qid not in self._requests:
                 raise LocalProtocolError("the request was already handled")
             session = Session.from_record(req.session)
-            content = Accept(reply=sid, name=self._name or None).encode()
+            content = Accept(reply=sid, cap=cap, name=self._name or None).encode()
             sealed = session.encrypt(content, rng=self._rng, now=self._now())
             cid = self._rng(16)
             self._contacts[cid] = ContactRecord(
@@ -724,12 +784,16 @@ class Client:
                 owner=owner,
                 send=req.reply,
                 created=self._now(),
+                mycap=cap,
+                sendcap=req.cap,
             )
             self._by_rid[rid] = ("contact", cid)
             del self._requests[qid]
             self._ks_().delete("requests", qid)
             self._put_contact(cid)
-            self._queue(OutboxRecord(cid, self._rng(16), sealed.ct, sealed.fc, req.reply))
+            self._queue(
+                OutboxRecord(cid, self._rng(16), sealed.ct, sealed.fc, req.reply, cap=req.cap)
+            )
             await self._save()
         await self._subscribe(rid)
         self._outbox_wake.set()
@@ -738,12 +802,20 @@ class Client:
         return contact
 
     async def decline_request(self, ref: RequestRef) -> None:
-        """Decline a request: its session is destroyed and the requester is not told.
+        """Decline a request: its session is destroyed, the requester is not told, and the
+        address refuses further requests under the requester's handle (protocol.md §22.3).
 
         A silent decline protects the decliner: the requester cannot tell a decline from a
-        request still waiting (protocol.md §21.5).
+        request still waiting, nor (afterwards) a ban from a deleted address.
         """
         qid = self._resolve_request(ref)
+        req = self._requests[qid]
+        a = self._addresses.get(req.address)
+        if req.hdl is not None and a is not None:
+            try:
+                await self._transport().ban(self._cred(a.rid, a.owner), add=[req.hdl])
+            except TransportError as exc:  # declined locally all the same
+                log.debug("ban postponed", error=type(exc).__name__)
         async with self._lock:
             self._requests.pop(qid, None)
             self._ks_().delete("requests", qid)
@@ -765,6 +837,209 @@ class Client:
             await self._save()
         self._history.forget(cid.hex())
 
+    # --- public: consent, privacy, deletion, export -----------------------------------------
+
+    async def block(self, ref: ContactRef) -> Contact:
+        """Block a contact: revoke its send capability at the relay, which then refuses its
+        deposits exactly as if our mailbox had been deleted (protocol.md §4.8).
+
+        Raises:
+            TransportError: the relay could not be reached (nothing changed; retry).
+        """
+        return await self._set_blocked(ref, True)
+
+    async def unblock(self, ref: ContactRef) -> Contact:
+        """Restore a blocked contact's send capability."""
+        return await self._set_blocked(ref, False)
+
+    async def _set_blocked(self, ref: ContactRef, blocked: bool) -> Contact:
+        cid = self._resolve_contact(ref)
+        c = self._contacts[cid]
+        h = capability_hash(c.sid, c.mycap)
+        cred = self._cred(c.rid, c.owner)
+        if blocked:
+            await self._transport().set_caps(cred, remove=[h])
+        else:
+            await self._transport().set_caps(cred, add=[h])
+        async with self._lock:
+            c.blocked = blocked
+            self._put_contact(cid)
+            await self._save()
+        return self._contact_view(cid, c)
+
+    async def set_privacy(
+        self,
+        ref: ContactRef,
+        *,
+        receipts: bool | None = None,
+        typing: bool | None = None,
+        media: bool | None = None,
+    ) -> Contact:
+        """Change our privacy settings for one conversation and tell the contact.
+
+        ``media=False`` means text only: the contact's client stops offering media and ours
+        drops any that arrives (``content_refused`` warning).
+        """
+        cid = self._resolve_contact(ref)
+        async with self._lock:
+            c = self._contacts[cid]
+            for i, v in enumerate((receipts, typing, media)):
+                if v is not None:
+                    c.settings[i] = int(v)
+            content = ConversationSettings(*c.settings).encode()
+            session = Session.from_record(c.session)
+            sealed = session.encrypt(content, rng=self._rng, now=self._now())
+            c.session = session.to_record().to_bytes()
+            self._put_contact(cid)
+            self._queue(
+                OutboxRecord(cid, self._rng(16), sealed.ct, sealed.fc, c.send, cap=c.sendcap)
+            )
+            await self._save()
+        self._outbox_wake.set()
+        return self._contact_view(cid, c)
+
+    async def set_boundaries(self, boundaries: Boundaries) -> None:
+        """Publish new boundaries on every contact address (and use them for new ones)."""
+        self._boundaries = boundaries
+        async with self._lock:
+            self._ks_().put("meta", b"boundaries", boundaries.encode())
+            await self._save()
+        for aid, a in list(self._addresses.items()):
+            await self._transport().set_boundaries(self._cred(a.rid, a.owner), boundaries)
+            async with self._lock:
+                a.bnd = _bnd_list(boundaries)
+                self._put_address(aid)
+                await self._save()
+
+    def boundaries(self) -> Boundaries:
+        """The boundaries this client publishes on its contact addresses."""
+        return self._boundaries
+
+    async def relay_holdings(self) -> list[tuple[str, MailboxInfo]]:
+        """Ask the relay what it holds for each of our mailboxes (protocol.md §4.10).
+
+        Returns:
+            ``(label, info)`` pairs; ``label`` is ``address <n>`` or ``contact <id>``. A
+            mailbox the relay no longer knows is left out (with a ``mailbox_lost`` warning).
+        """
+        out: list[tuple[str, MailboxInfo]] = []
+        t = self._transport()
+        mailboxes = [
+            (f"address {n}", a.rid, a.owner) for n, a in enumerate(self._addresses.values(), 1)
+        ]
+        mailboxes += [(f"contact {cid.hex()}", c.rid, c.owner) for cid, c in self._contacts.items()]
+        for label, rid, owner in mailboxes:
+            try:
+                out.append((label, await t.mailbox_info(self._cred(rid, owner))))
+            except RelayRejected as exc:
+                if exc.code != "AUTH":
+                    raise
+                # The relay holds nothing for it (expired or deleted): nothing to list.
+                self._emit(ClientWarning("mailbox_lost", f"{label}: relay answered AUTH"))
+        return out
+
+    async def delete_account(self) -> None:
+        """Delete every mailbox of ours at the relay (with its prekeys, capabilities and
+        stored envelopes), then wipe the local keystore and history, and close.
+
+        Deleted mailboxes answer like mailboxes that never existed. If the relay cannot be
+        reached, nothing local is wiped (retry later): a wiped keystore could no longer prove
+        ownership of what the relay still holds.
+
+        Raises:
+            TransportError: the relay could not be reached; local data is untouched.
+        """
+        t = self._transport()
+        mailboxes = [(a.rid, a.owner) for a in self._addresses.values()]
+        mailboxes += [(c.rid, c.owner) for c in self._contacts.values()]
+        for rid, owner in mailboxes:
+            try:
+                await t.delete_mailbox(self._cred(rid, owner))
+            except RelayRejected as exc:
+                if exc.code != "AUTH":  # AUTH: already gone (expired or deleted before)
+                    raise
+        async with self._lock:
+            self._history.wipe()
+            self._ks_().wipe()
+            self._ks = None
+            self._addresses.clear()
+            self._contacts.clear()
+            self._requests.clear()
+            self._by_rid.clear()
+        self._close_grace = 0
+        await self.close()
+
+    def export(self, path: str | os.PathLike[str]) -> None:
+        """Write a readable JSON archive of every conversation (for records, or as evidence
+        of abuse) to ``path`` (created with mode 0600; an existing file is not overwritten).
+
+        The archive holds: our identity fingerprint, every contact (name, state, safety
+        number, verified, blocked, settings) with its messages (direction, text, times,
+        delivery state), and pending requests (name, intro, safety number). No key material.
+
+        Raises:
+            FileExistsError: ``path`` exists.
+        """
+        import json
+
+        from clientlib.crypto.fingerprint import identity_fingerprint
+
+        contacts = []
+        for c in self.contacts():
+            contacts.append(
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "state": c.state,
+                    "safety_number": c.safety_number,
+                    "verified": c.verified,
+                    "blocked": c.blocked,
+                    "settings": {
+                        "receipts": c.settings.receipts,
+                        "typing": c.settings.typing,
+                        "media": c.settings.media,
+                    },
+                    "messages": [
+                        {
+                            "id": m.id,
+                            "direction": m.direction,
+                            "text": m.text,
+                            "sent_at": m.sent_at,
+                            "received_at": m.received_at,
+                            "state": m.state,
+                        }
+                        for m in self.messages(c)
+                    ],
+                }
+            )
+        doc = {
+            "format": "blindrelay-export",
+            "version": 1,
+            "exported_at": self._now(),
+            "relay": self._relay_url,
+            "identity_fingerprint": identity_fingerprint(self.identity).hex(),
+            "contacts": contacts,
+            "requests": [
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "intro": r.intro,
+                    "safety_number": r.safety_number,
+                    "received_at": r.received_at,
+                }
+                for r in self.requests()
+            ],
+        }
+        data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     # --- public: messages -----------------------------------------------------------------
 
     async def send(self, ref: ContactRef, text: str) -> StoredMessage:
@@ -782,6 +1057,8 @@ class Client:
             c = self._contacts.get(cid)
             if c is None:
                 raise LocalProtocolError("the contact was removed")
+            if c.blocked:
+                raise LocalProtocolError("the contact is blocked; unblock it first")
             now = self._now()
             mid = self._rng(MESSAGE_ID_SIZE)
             session = Session.from_record(c.session)
@@ -791,7 +1068,9 @@ class Client:
             self._put_contact(cid)
             msg = StoredMessage(cid.hex(), mid.hex(), "out", text, now, now, "queued")
             self._history.add([msg])
-            self._queue(OutboxRecord(cid, self._rng(16), sealed.ct, sealed.fc, c.send, mid))
+            self._queue(
+                OutboxRecord(cid, self._rng(16), sealed.ct, sealed.fc, c.send, mid, c.sendcap)
+            )
             await self._save()
         self._outbox_wake.set()
         return msg
@@ -896,7 +1175,17 @@ class Client:
     def _contact_view(self, cid: bytes, c: ContactRecord) -> Contact:
         sn = self._safety_number(c.identity)
         state: Literal["pending", "accepted"] = "accepted" if c.state == "accepted" else "pending"
-        return Contact(cid.hex(), c.name, state, c.verified, sn, c.created)
+        return Contact(
+            cid.hex(),
+            c.name,
+            state,
+            c.verified,
+            sn,
+            c.created,
+            c.blocked,
+            _settings(c.settings),
+            _settings(c.peer) if c.peer is not None else None,
+        )
 
     def _request_view(self, qid: bytes, r: RequestRecord) -> ContactRequest:
         sn = self._safety_number(r.identity)
@@ -944,12 +1233,31 @@ class Client:
             raise TransportError("the client is not connected")
         return self._http
 
-    async def _create_mailbox(self, owner: bytes) -> tuple[bytes, bytes]:
+    async def _create_mailbox(
+        self, owner: bytes, *, kind: str, boundaries: Boundaries | None = None
+    ) -> tuple[bytes, bytes]:
         public = ed25519_public_from_seed(owner)
         sk = ed25519_expand_seed(owner)
         return await self._transport().create_mailbox(
-            public, lambda cmd: ed25519_sign(sk, OWNER_COMMAND_CONTEXT + cmd)
+            public,
+            lambda cmd: ed25519_sign(sk, OWNER_COMMAND_CONTEXT + cmd),
+            kind=kind,
+            boundaries=boundaries,
         )
+
+    async def _create_pairwise(self, owner: bytes, cap: bytes) -> tuple[bytes, bytes]:
+        """A pairwise mailbox that accepts deposits carrying ``cap`` only (protocol.md §4.8)."""
+        rid, sid = await self._create_mailbox(owner, kind="pair")
+        await self._transport().set_caps(self._cred(rid, owner), add=[capability_hash(sid, cap)])
+        return rid, sid
+
+    def _handle(self, address_sid: bytes) -> bytes:
+        """Our handle towards one contact address: stable for that address, unlinkable across
+        addresses (protocol.md §22.2)."""
+        key = hkdf(
+            self._id().private_bytes(), salt=bytes(32), info=b"blindrelay/v1/handle-key", length=32
+        )
+        return hmac_sha256(key, b"blindrelay/v1/handle\x00" + address_sid)[:16]
 
     async def _delete_mailbox(self, rid: bytes, owner: bytes) -> None:
         cred = self._cred(rid, owner)
@@ -1187,6 +1495,8 @@ class Client:
             name=content.name,
             intro=content.intro,
             received=self._now(),
+            cap=content.cap,
+            hdl=env.hdl,
         )
         self._ks_().put("requests", qid, self._requests[qid].to_bytes())
         events.append(RequestReceived(self._request_view(qid, self._requests[qid])))
@@ -1222,11 +1532,15 @@ class Client:
             if c.state != "accepted":
                 c.state = "accepted"
                 c.send = content.reply
+                c.sendcap = content.cap
                 if content.name and not c.name:
                     c.name = content.name
                 self._put_contact(cid)
-                self._fix_outbox_destination(cid, content.reply)
+                self._fix_outbox_destination(cid, content.reply, content.cap)
                 events.append(ContactAdded(self._contact_view(cid, c)))
+        elif isinstance(content, ConversationSettings):
+            c.peer = [content.receipts, content.typing, content.media]
+            self._put_contact(cid)
         elif isinstance(content, TextMessage):
             msg = StoredMessage(
                 cid.hex(), content.id.hex(), "in", content.text, content.ts, self._now(), "received"
@@ -1235,12 +1549,13 @@ class Client:
         else:
             events.append(ClientWarning("malformed_content", "", cid.hex()))
 
-    def _fix_outbox_destination(self, cid: bytes, sid: bytes) -> None:
+    def _fix_outbox_destination(self, cid: bytes, sid: bytes, cap: bytes) -> None:
         ks = self._ks_()
         for key, raw in ks.items("outbox"):
             rec = OutboxRecord.from_bytes(raw)
             if rec.contact == cid and rec.sid is None:
                 rec.sid = sid
+                rec.cap = cap
                 ks.put("outbox", key, rec.to_bytes())
 
     # --- internals: sending ---------------------------------------------------------------
@@ -1284,16 +1599,34 @@ class Client:
                 for key, rec in ready[:64]:
                     assert rec.sid is not None
                     try:
-                        await depositor.deposit(rec.sid, rec.ct, eid=rec.eid, fc=rec.fc)
+                        await self._deposit(depositor, rec)
                         done.append((key, rec, "sent"))
                     except RelayRejected as exc:
-                        if exc.code in ("UNAVAILABLE", "STORAGE_FULL", "QUOTA", "LIMIT", "TIMEOUT"):
+                        request = rec.hdl is not None
+                        if exc.code in _TRANSIENT or (exc.code == "QUOTA" and not request):
                             raise TransportError(f"relay answered {exc.code}") from exc
                         done.append((key, rec, "failed"))
-                        self._emit(ClientWarning("mailbox_lost", exc.code, rec.contact.hex()))
+                        kind: WarningKind = "request_refused" if request else "mailbox_lost"
+                        self._emit(ClientWarning(kind, exc.code, rec.contact.hex()))
             finally:
                 if done:
                     await self._complete(done)
+
+    async def _deposit(
+        self, depositor: WebSocketTransport | HTTPTransport, rec: OutboxRecord
+    ) -> None:
+        assert rec.sid is not None
+        pow_: tuple[bytes, int] | None = None
+        if rec.hdl is not None:  # a contact request: pay the address's proof of work
+            chal = await self._transport().pow_challenge(rec.sid)
+            if chal.bits > 0:
+                counter = await asyncio.to_thread(
+                    solve_pow, rec.sid, chal.nonce, rec.eid, chal.bits
+                )
+                pow_ = (chal.nonce, counter)
+        await depositor.deposit(
+            rec.sid, rec.ct, eid=rec.eid, fc=rec.fc, cap=rec.cap, hdl=rec.hdl, pow=pow_
+        )
 
     async def _complete(self, done: Sequence[tuple[bytes, OutboxRecord, DeliveryState]]) -> None:
         async with self._lock:

@@ -60,6 +60,9 @@ class Text(_CheckBase):
 
 _SID = Bin(MAILBOX_ID_SIZE)
 _MSG_ID = Bin(MESSAGE_ID_SIZE)
+#: A send capability (protocol.md §4.8): 32 random bytes for one contact's pairwise mailbox.
+_CAP = Bin(32)
+_FLAG = Int(0, 1)
 
 
 class Content(Struct):
@@ -72,17 +75,20 @@ class Content(Struct):
 class ContactRequestContent(Content):
     """The first message to a contact address (inside the prekey message).
 
-    ``reply`` is the send id of the pairwise mailbox the requester created for this contact:
-    where the recipient writes if it accepts.
+    ``reply`` is the send id of the pairwise mailbox the requester created for this contact
+    and ``cap`` the send capability it registered there: where and how the recipient writes
+    if it accepts.
     """
 
     TYPE: ClassVar[str] = "req"
     SCHEMA: ClassVar[tuple[Field, ...]] = (
         Field("reply", "reply", _SID),
+        Field("cap", "cap", _CAP),
         Field("name", "name", Text(MAX_NAME_BYTES), required=False),
         Field("intro", "intro", Text(MAX_INTRO_BYTES), required=False),
     )
     reply: bytes
+    cap: bytes
     name: str | None = None
     intro: str | None = None
 
@@ -92,14 +98,17 @@ class ContactRequestContent(Content):
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Accept(Content):
-    """The recipient accepted: ``reply`` is the send id of its pairwise mailbox for us."""
+    """The recipient accepted: ``reply`` is the send id of its pairwise mailbox for us and
+    ``cap`` the send capability registered there for us."""
 
     TYPE: ClassVar[str] = "acc"
     SCHEMA: ClassVar[tuple[Field, ...]] = (
         Field("reply", "reply", _SID),
+        Field("cap", "cap", _CAP),
         Field("name", "name", Text(MAX_NAME_BYTES), required=False),
     )
     reply: bytes
+    cap: bytes
     name: str | None = None
 
     def __repr__(self) -> str:
@@ -124,8 +133,28 @@ class TextMessage(Content):
         return f"TextMessage(id={self.id.hex()}, text=<redacted>)"
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationSettings(Content):
+    """The sender's privacy settings for this conversation, sent whenever they change.
+
+    ``receipts``/``typing``: whether the sender sends (and wants) read receipts and typing
+    indicators. ``media``: whether the sender accepts media (attachments) from us; a client
+    MUST NOT send what its contact does not accept, and drops what it does not accept itself.
+    """
+
+    TYPE: ClassVar[str] = "set"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("receipts", "receipts", _FLAG),
+        Field("typing", "typing", _FLAG),
+        Field("media", "media", _FLAG),
+    )
+    receipts: int
+    typing: int
+    media: int
+
+
 _REGISTRY: dict[str, type[Content]] = {
-    cls.TYPE: cls for cls in (ContactRequestContent, Accept, TextMessage)
+    cls.TYPE: cls for cls in (ContactRequestContent, Accept, TextMessage, ConversationSettings)
 }
 
 

@@ -112,6 +112,7 @@ class AddressRecord(_Record):
     created: int = 0
     seen: list[bytes] = field(default_factory=list)  # handshake hashes of requests seen
     eids: list[bytes] = field(default_factory=list)  # recent envelope ids
+    bnd: list[int] | None = None  # boundaries [size, att, day, pow] as last set at the relay
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -125,6 +126,7 @@ class ContactRecord(_Record):
         "owner": _b(32),
         "send": _opt_b(16),
         "eids": _list_b(),
+        "sendcap": _opt_b(32),
     }
     name: str
     state: str  # "pending" | "accepted"
@@ -137,6 +139,11 @@ class ContactRecord(_Record):
     verified: bool = False
     created: int = 0
     eids: list[bytes] = field(default_factory=list)
+    mycap: bytes = b""  # the send capability we registered on our mailbox for this contact
+    sendcap: bytes | None = None  # the capability the contact registered for us
+    blocked: bool = False
+    settings: list[int] = field(default_factory=lambda: [1, 1, 1])  # ours: receipts, typing, media
+    peer: list[int] | None = None  # the contact's, as last received
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -156,6 +163,8 @@ class RequestRecord(_Record):
     name: str | None
     intro: str | None
     received: int
+    cap: bytes = b""  # the requester's capability for its mailbox
+    hdl: bytes | None = None  # the requester's handle as the relay delivered it (for bans)
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -171,6 +180,8 @@ class OutboxRecord(_Record):
         "eid": _b(16),
         "fc": _b(32),
         "sid": _opt_b(16),
+        "cap": _opt_b(32),
+        "hdl": _opt_b(16),
     }
     contact: bytes
     eid: bytes
@@ -178,6 +189,8 @@ class OutboxRecord(_Record):
     fc: bytes
     sid: bytes | None
     msg: bytes | None = None
+    cap: bytes | None = None  # send capability for a pairwise mailbox
+    hdl: bytes | None = None  # requester handle: set on contact requests (proof of work too)
 
 
 def remember(seen: list[bytes], item: bytes, limit: int = SEEN_LIMIT) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "DeliveryState",
     "Direction",
     "MessageReceived",
+    "PrivacySettings",
     "RequestReceived",
     "StoredMessage",
     "WarningKind",
@@ -44,7 +45,25 @@ WarningKind = Literal[
     "mailbox_lost",
     "duplicate_request",
     "storage_failed",
+    "request_refused",
+    "content_refused",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    """Per-conversation privacy settings (protocol.md §22.6).
+
+    Attributes:
+        receipts: send (and ask for) read receipts.
+        typing: send (and show) typing indicators.
+        media: accept media (attachments) from the contact; when False only text is accepted
+            and the contact's client does not offer to send media.
+    """
+
+    receipts: bool = True
+    typing: bool = True
+    media: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +77,9 @@ class Contact:
         verified: the user compared safety numbers (:meth:`Client.mark_verified`).
         safety_number: 60 digits to compare out of band (protocol.md §16).
         created_at: when the contact was created (our clock, seconds).
+        blocked: we revoked the contact's send capability (:meth:`Client.block`).
+        settings: our privacy settings for this conversation (sent to the contact).
+        peer_settings: the contact's, once received.
     """
 
     id: str
@@ -66,6 +88,9 @@ class Contact:
     verified: bool
     safety_number: str = field(repr=False)
     created_at: int
+    blocked: bool = False
+    settings: PrivacySettings = PrivacySettings()
+    peer_settings: PrivacySettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +177,11 @@ class ClientWarning:
     ``undecryptable``: an envelope that no key opens was dropped. ``malformed_content``: an
     authenticated message from a contact did not decode and was dropped. ``mailbox_lost``: the
     relay no longer knows one of our mailboxes. ``duplicate_request``: a replayed contact
-    request was ignored. ``storage_failed``: the keystore or history could not be written;
-    the client stopped (nothing more is acknowledged) and must be reopened.
+    request was ignored. ``request_refused``: the relay refused our contact request for good
+    (``detail``: ``BOUNDARY``, ``POW``, ``QUOTA`` or ``AUTH``). ``content_refused``: a contact
+    sent something our settings do not accept; it was dropped. ``storage_failed``: the
+    keystore or history could not be written; the client stopped (nothing more is
+    acknowledged) and must be reopened.
     """
 
     kind: WarningKind

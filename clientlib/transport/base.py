@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from clientlib.errors import LocalProtocolError
 from clientlib.wire import (
+    ATTACHMENT_ID_SIZE,
+    CAPABILITY_SIZE,
+    HANDLE_SIZE,
+    KIND_ADDRESS,
+    KIND_OPEN,
+    MAILBOX_KINDS,
+    MAX_ATTACHMENT_REFS,
     MAX_PREKEY_ITEM_SIZE,
     MAX_PREKEY_STATIC_SIZE,
     MAX_PREKEY_UPLOAD,
+    POW_NONCE_SIZE,
+    Boundaries,
     StoredEnvelope,
 )
 
@@ -26,6 +36,9 @@ __all__ = [
     "SignFn",
     "SubscriptionLost",
     "TransportEvent",
+    "create_fields",
+    "deposit_fields",
+    "id_list",
     "prekey_chunks",
 ]
 
@@ -124,3 +137,57 @@ def prekey_chunks(
         first = n == 0
         chunks.append((static if first else None, group or None, 1 if first and replace else None))
     return chunks
+
+
+def id_list(values: Sequence[bytes], size: int, limit: int, what: str) -> tuple[bytes, ...] | None:
+    """Check a list of fixed-size ids for one owner command; None when it is empty.
+
+    Raises:
+        LocalProtocolError: more than ``limit`` items, or an item not ``size`` bytes long.
+    """
+    items = tuple(values)
+    if len(items) > limit:
+        raise LocalProtocolError(f"at most {limit} {what} per call")
+    if any(len(v) != size for v in items):
+        raise LocalProtocolError(f"{what} must be {size} bytes each")
+    return items or None
+
+
+def create_fields(kind: str, boundaries: Boundaries | None) -> dict[str, Any]:
+    """The ``kind`` and ``bnd`` fields of a ``create`` command (none for an open mailbox, so
+    that relays before revision 3 accept it).
+
+    Raises:
+        LocalProtocolError: an unknown kind, or boundaries for a kind other than ``addr``.
+    """
+    if kind not in MAILBOX_KINDS:
+        raise LocalProtocolError(f"kind must be one of {', '.join(MAILBOX_KINDS)}")
+    if boundaries is not None and kind != KIND_ADDRESS:
+        raise LocalProtocolError("only contact addresses (kind 'addr') have boundaries")
+    return {"kind": None if kind == KIND_OPEN else kind, "bnd": boundaries}
+
+
+def deposit_fields(
+    cap: bytes | None,
+    hdl: bytes | None,
+    att: Sequence[bytes],
+    pow: tuple[bytes, int] | None,
+) -> dict[str, Any]:
+    """The revision-3 fields of a deposit (protocol.md §4.8, §4.9), checked.
+
+    Raises:
+        LocalProtocolError: a wrong length, too many attachment ids, or a counter outside
+            ``0..2**64-1``.
+    """
+    if cap is not None and len(cap) != CAPABILITY_SIZE:
+        raise LocalProtocolError(f"cap must be {CAPABILITY_SIZE} bytes")
+    if hdl is not None and len(hdl) != HANDLE_SIZE:
+        raise LocalProtocolError(f"hdl must be {HANDLE_SIZE} bytes")
+    refs = id_list(att, ATTACHMENT_ID_SIZE, MAX_ATTACHMENT_REFS, "attachment ids")
+    nonce: bytes | None = None
+    counter: int | None = None
+    if pow is not None:
+        nonce, counter = pow
+        if len(nonce) != POW_NONCE_SIZE or not 0 <= counter < 2**64:
+            raise LocalProtocolError("pow must be a 16-byte nonce and a 64-bit counter")
+    return {"cap": cap, "hdl": hdl, "att": refs, "pow": nonce, "pwc": counter}

@@ -2,7 +2,8 @@
 
 Every call is one or two stateless POSTs: owner operations fetch a challenge from
 ``/v1/challenge`` and then post the signed command to ``/v1/owner``; deposits go to
-``/v1/deposit`` and prekey bundle requests to ``/v1/bundle``. Bodies are frames with content
+``/v1/deposit``, prekey bundle requests to ``/v1/bundle``, boundary and proof-of-work nonce
+requests to ``/v1/boundaries`` and ``/v1/pow``. Bodies are frames with content
 type ``application/x-blindrelay``. There are no pushes: the owner polls with
 :meth:`HTTPTransport.fetch`, which also acknowledges.
 """
@@ -11,20 +12,39 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import aiohttp
 
 from clientlib.errors import LocalProtocolError, RelayRejected, TransportError, WireError
-from clientlib.transport.base import MailboxCredential, SignFn, prekey_chunks
+from clientlib.transport.base import (
+    MailboxCredential,
+    SignFn,
+    create_fields,
+    deposit_fields,
+    id_list,
+    prekey_chunks,
+)
 from clientlib.wire import (
+    CAPABILITY_HASH_SIZE,
     ENVELOPE_ID_SIZE,
+    HANDLE_SIZE,
+    KIND_OPEN,
     MAILBOX_ID_SIZE,
+    MAX_BANS_PER_COMMAND,
+    MAX_CAPS_PER_COMMAND,
     MAX_RELAY_FRAME_SIZE,
+    OP_BAN,
+    OP_BOUNDARIES,
+    OP_CAPS,
     OP_CREATE,
     OP_DELETE,
     OP_FETCH,
+    OP_INFO,
     OP_PREKEYS,
     SUPPORTED_VERSIONS,
+    Boundaries,
+    BoundariesIssued,
     BundleIssued,
     ChallengeIssued,
     ClientFrame,
@@ -32,9 +52,13 @@ from clientlib.wire import (
     EnvelopesFetched,
     ErrorReply,
     FetchBundle,
+    GetBoundaries,
+    GetPow,
     MailboxCreated,
+    MailboxInfo,
     Ok,
     OwnerCommand,
+    PowIssued,
     PreKeysStored,
     RelayFrame,
     RequestChallenge,
@@ -74,17 +98,36 @@ class HTTPTransport:
         self._version = version
         self._ids = itertools.count(1)
 
-    async def create_mailbox(self, owner_key: bytes, sign: SignFn) -> tuple[bytes, bytes]:
+    async def create_mailbox(
+        self,
+        owner_key: bytes,
+        sign: SignFn,
+        *,
+        kind: str = KIND_OPEN,
+        boundaries: Boundaries | None = None,
+    ) -> tuple[bytes, bytes]:
         """Create a mailbox owned by ``owner_key`` (proof of possession by ``sign``).
+
+        Args:
+            owner_key: the new mailbox's Ed25519 owner key.
+            sign: signs the command with that key.
+            kind: ``"open"`` (anyone with the send id may deposit), ``"pair"`` (deposits need
+                a registered send capability, :meth:`set_caps`) or ``"addr"`` (a contact
+                address: deposits are contact requests within ``boundaries``), protocol.md
+                §4.8.
+            boundaries: for ``"addr"`` only; the relay's defaults if None.
 
         Returns:
             ``(rid, sid)``.
 
         Raises:
-            RelayRejected: the relay refused (``MALFORMED`` invalid key, ``AUTH``).
+            LocalProtocolError: an unknown kind, or boundaries for another kind.
+            RelayRejected: the relay refused (``MALFORMED`` invalid key, or a relay before
+                revision 3 for kinds other than open; ``AUTH``).
             TransportError: the relay could not be reached or answered nonsense.
         """
-        reply = await self._owner(OP_CREATE, None, sign, key=owner_key)
+        fields = create_fields(kind, boundaries)
+        reply = await self._owner(OP_CREATE, None, sign, key=owner_key, **fields)
         if not isinstance(reply, MailboxCreated):
             raise TransportError("the relay sent an unexpected reply")
         return reply.rid, reply.sid
@@ -128,21 +171,158 @@ class HTTPTransport:
         return reply.envs, bool(reply.more)
 
     async def deposit(
-        self, sid: bytes, ct: bytes, *, eid: bytes, flags: int = 0, fc: bytes | None = None
+        self,
+        sid: bytes,
+        ct: bytes,
+        *,
+        eid: bytes,
+        flags: int = 0,
+        fc: bytes | None = None,
+        cap: bytes | None = None,
+        hdl: bytes | None = None,
+        att: Sequence[bytes] = (),
+        pow: tuple[bytes, int] | None = None,
     ) -> None:
         """Deposit one envelope; returns once the relay has stored it.
 
+        Args:
+            sid: the destination mailbox's send id.
+            ct: the ciphertext, already padded to an envelope bucket.
+            eid: 16 random bytes chosen by the caller; reuse them when retrying.
+            flags: envelope flags (``FLAG_ONLINE_ONLY``).
+            fc: optional 32-byte franking commitment.
+            cap: the 32-byte send capability a pairwise mailbox requires (protocol.md §4.8).
+            hdl: the 16-byte requester handle a contact address requires (§4.9).
+            att: attachment ids (16 bytes each, at most 16) the envelope references.
+            pow: ``(nonce, counter)``: a proof of work for a contact address that asks for
+                one (:meth:`pow_challenge`, then :func:`clientlib.wire.solve`). A retry after
+                a lost reply needs a fresh nonce (the first one was consumed) but the same
+                ``eid``.
+
         Raises:
-            RelayRejected: the relay refused (``AUTH`` unknown sid, ``QUOTA``, ...).
+            LocalProtocolError: a field has the wrong length.
+            RelayRejected: the relay refused (``AUTH`` unknown sid or capability, banned
+                handle; ``BOUNDARY``; ``POW``; ``QUOTA``, ...).
             TransportError: no reply in time or the relay is unreachable (retry with ``eid``).
         """
         _check_id(sid, "sid")
         if len(eid) != ENVELOPE_ID_SIZE:
             raise LocalProtocolError("eid must be 16 bytes")
-        frame = Deposit(id=self._next_id(), sid=sid, eid=eid, flags=flags, ct=ct, fc=fc)
+        extra = deposit_fields(cap, hdl, att, pow)
+        frame = Deposit(id=self._next_id(), sid=sid, eid=eid, flags=flags, ct=ct, fc=fc, **extra)
         reply = await self._post("/v1/deposit", frame)
         if not isinstance(reply, Ok):
             raise TransportError("the relay sent an unexpected reply")
+
+    async def set_caps(
+        self,
+        cred: MailboxCredential,
+        *,
+        add: Sequence[bytes] = (),
+        remove: Sequence[bytes] = (),
+    ) -> None:
+        """Register and revoke send capabilities of a pairwise mailbox (protocol.md §4.8).
+
+        Takes capability *hashes* (:func:`clientlib.wire.capability_hash`), never the
+        capabilities; ``remove`` applies before ``add``. Revoking blocks that contact at the
+        relay; adding the same hash again unblocks it.
+
+        Raises:
+            LocalProtocolError: more than 64 hashes in ``add`` or ``remove``, or not 32 bytes.
+            RelayRejected: ``QUOTA`` (more than the relay's ``max_caps``; nothing changed),
+                ``MALFORMED`` (not a pairwise mailbox, or a relay before revision 3),
+                ``AUTH`` (no such mailbox or wrong key).
+            TransportError: the relay could not be reached or answered nonsense.
+        """
+        _check_id(cred.rid, "rid")
+        added = id_list(add, CAPABILITY_HASH_SIZE, MAX_CAPS_PER_COMMAND, "capability hashes")
+        removed = id_list(remove, CAPABILITY_HASH_SIZE, MAX_CAPS_PER_COMMAND, "capability hashes")
+        reply = await self._owner(OP_CAPS, cred.rid, cred.sign, add=added, remove=removed)
+        if not isinstance(reply, Ok):
+            raise TransportError("the relay sent an unexpected reply")
+
+    async def set_boundaries(self, cred: MailboxCredential, boundaries: Boundaries) -> None:
+        """Replace the boundaries of a contact address (protocol.md §4.9).
+
+        Raises:
+            RelayRejected: ``MALFORMED`` (not a contact address, or a relay before revision
+                3), ``AUTH`` (no such mailbox or wrong key).
+            TransportError: the relay could not be reached or answered nonsense.
+        """
+        _check_id(cred.rid, "rid")
+        reply = await self._owner(OP_BOUNDARIES, cred.rid, cred.sign, bnd=boundaries)
+        if not isinstance(reply, Ok):
+            raise TransportError("the relay sent an unexpected reply")
+
+    async def ban(
+        self,
+        cred: MailboxCredential,
+        *,
+        add: Sequence[bytes] = (),
+        remove: Sequence[bytes] = (),
+    ) -> None:
+        """Ban (``add``) and unban (``remove``, applied first) requester handles of a contact
+        address (protocol.md §4.9): the relay refuses their requests with ``AUTH``.
+
+        Raises:
+            LocalProtocolError: more than 64 handles in ``add`` or ``remove``, or not 16 bytes.
+            RelayRejected: ``QUOTA`` (more than the relay's ``max_bans``; nothing changed),
+                ``MALFORMED`` (not a contact address, or a relay before revision 3),
+                ``AUTH`` (no such mailbox or wrong key).
+            TransportError: the relay could not be reached or answered nonsense.
+        """
+        _check_id(cred.rid, "rid")
+        banned = id_list(add, HANDLE_SIZE, MAX_BANS_PER_COMMAND, "handles")
+        unbanned = id_list(remove, HANDLE_SIZE, MAX_BANS_PER_COMMAND, "handles")
+        reply = await self._owner(OP_BAN, cred.rid, cred.sign, hdl=banned, unban=unbanned)
+        if not isinstance(reply, Ok):
+            raise TransportError("the relay sent an unexpected reply")
+
+    async def mailbox_info(self, cred: MailboxCredential) -> MailboxInfo:
+        """Everything the relay keeps for the mailbox (protocol.md §4.10).
+
+        Raises:
+            RelayRejected: ``AUTH`` (no such mailbox or wrong key), ``MALFORMED`` (a relay
+                before revision 3).
+            TransportError: the relay could not be reached or answered nonsense.
+        """
+        _check_id(cred.rid, "rid")
+        reply = await self._owner(OP_INFO, cred.rid, cred.sign)
+        if not isinstance(reply, MailboxInfo):
+            raise TransportError("the relay sent an unexpected reply")
+        return reply
+
+    async def boundaries(self, sid: bytes) -> Boundaries:
+        """The boundaries of the contact address with send id ``sid`` (protocol.md §4.9).
+
+        Raises:
+            RelayRejected: ``AUTH`` (no such mailbox, or not a contact address),
+                ``MALFORMED`` (a relay before revision 3).
+            TransportError: the relay could not be reached or answered nonsense.
+        """
+        _check_id(sid, "sid")
+        reply = await self._post("/v1/boundaries", GetBoundaries(id=self._next_id(), sid=sid))
+        if not isinstance(reply, BoundariesIssued):
+            raise TransportError("the relay sent an unexpected reply")
+        return reply.bnd
+
+    async def pow_challenge(self, sid: bytes) -> PowIssued:
+        """A single-use proof-of-work nonce for a request to the contact address ``sid``.
+
+        Solve it with :func:`clientlib.wire.solve` (``reply.bits`` leading zero bits, in a
+        thread) before ``reply.exp`` and pass ``pow=(reply.nonce, counter)`` to
+        :meth:`deposit`. With ``reply.bits == 0`` the address asks for no work.
+
+        Raises:
+            RelayRejected: ``AUTH`` (no such mailbox, or not a contact address), ``LIMIT``,
+                ``MALFORMED`` (a relay before revision 3).
+            TransportError: the relay could not be reached or answered nonsense.
+        """
+        _check_id(sid, "sid")
+        reply = await self._post("/v1/pow", GetPow(id=self._next_id(), sid=sid))
+        if not isinstance(reply, PowIssued):
+            raise TransportError("the relay sent an unexpected reply")
+        return reply
 
     async def put_prekeys(
         self,
@@ -209,35 +389,14 @@ class HTTPTransport:
     def _next_id(self) -> int:
         return next(self._ids) & MAX_REQUEST_ID
 
-    async def _owner(
-        self,
-        op: str,
-        rid: bytes | None,
-        sign: SignFn,
-        *,
-        key: bytes | None = None,
-        ack: tuple[int, ...] | None = None,
-        max: int | None = None,
-        static: bytes | None = None,
-        otk: tuple[bytes, ...] | None = None,
-        replace: int | None = None,
-    ) -> RelayFrame:
+    async def _owner(self, op: str, rid: bytes | None, sign: SignFn, **fields: Any) -> RelayFrame:
+        """Get a challenge, then post the signed owner command (``fields``: its other fields)."""
         chal = await self._post(
             "/v1/challenge", RequestChallenge(id=self._next_id(), op=op, rid=rid)
         )
         if not isinstance(chal, ChallengeIssued):
             raise TransportError("the relay sent an unexpected reply")
-        cmd = OwnerCommand(
-            op=op,
-            nonce=chal.nonce,
-            rid=rid,
-            key=key,
-            ack=ack,
-            max=max,
-            static=static,
-            otk=otk,
-            replace=replace,
-        ).encode(self._version)
+        cmd = OwnerCommand(op=op, nonce=chal.nonce, rid=rid, **fields).encode(self._version)
         frame = SignedOwnerCommand(id=self._next_id(), cmd=cmd, sig=sign(cmd))
         return await self._post("/v1/owner", frame)
 

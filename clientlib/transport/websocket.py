@@ -41,7 +41,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import aiohttp
 
@@ -55,18 +55,32 @@ from clientlib.transport.base import (
     SignFn,
     SubscriptionLost,
     TransportEvent,
+    create_fields,
+    deposit_fields,
+    id_list,
     prekey_chunks,
 )
 from clientlib.wire import (
+    CAPABILITY_HASH_SIZE,
     ENVELOPE_ID_SIZE,
+    HANDLE_SIZE,
+    KIND_OPEN,
     MAILBOX_ID_SIZE,
+    MAX_BANS_PER_COMMAND,
+    MAX_CAPS_PER_COMMAND,
     MAX_RELAY_FRAME_SIZE,
+    OP_BAN,
+    OP_BOUNDARIES,
+    OP_CAPS,
     OP_CREATE,
     OP_DELETE,
+    OP_INFO,
     OP_PREKEYS,
     OP_SUBSCRIBE,
     SUPPORTED_VERSIONS,
     Ack,
+    Boundaries,
+    BoundariesIssued,
     BundleIssued,
     ChallengeIssued,
     ClientFrame,
@@ -75,10 +89,14 @@ from clientlib.wire import (
     EnvelopeDelivered,
     ErrorReply,
     FetchBundle,
+    GetBoundaries,
+    GetPow,
     Hello,
     MailboxCreated,
+    MailboxInfo,
     Ok,
     OwnerCommand,
+    PowIssued,
     PreKeysStored,
     RelayFrame,
     RelayLimits,
@@ -271,19 +289,38 @@ class WebSocketTransport:
                 return
             yield event
 
-    async def create_mailbox(self, owner_key: bytes, sign: SignFn) -> tuple[bytes, bytes]:
+    async def create_mailbox(
+        self,
+        owner_key: bytes,
+        sign: SignFn,
+        *,
+        kind: str = KIND_OPEN,
+        boundaries: Boundaries | None = None,
+    ) -> tuple[bytes, bytes]:
         """Create a mailbox owned by ``owner_key`` (proof of possession by ``sign``).
+
+        Args:
+            owner_key: the new mailbox's Ed25519 owner key.
+            sign: signs the command with that key.
+            kind: ``"open"`` (anyone with the send id may deposit), ``"pair"`` (deposits need
+                a registered send capability, :meth:`set_caps`) or ``"addr"`` (a contact
+                address: deposits are contact requests within ``boundaries``), protocol.md
+                §4.8.
+            boundaries: for ``"addr"`` only; the relay's defaults if None.
 
         Returns:
             ``(rid, sid)``: the receive id (keep it secret) and the send id (for senders).
 
         Raises:
-            RelayRejected: the relay refused (``MALFORMED`` for an invalid key, ``AUTH``).
+            LocalProtocolError: an unknown kind, or boundaries for another kind.
+            RelayRejected: the relay refused (``MALFORMED`` for an invalid key, or a relay
+                before revision 3 for kinds other than open; ``AUTH``).
             TransportError: the relay could not be reached in time or the socket dropped.
         """
+        fields = create_fields(kind, boundaries)
 
         async def run(conn: _Connection) -> tuple[bytes, bytes]:
-            cmd = await self._owner_command(conn, OP_CREATE, None, sign, key=owner_key)
+            cmd = await self._owner_command(conn, OP_CREATE, None, sign, key=owner_key, **fields)
             created = self._expect(cmd, MailboxCreated)
             return created.rid, created.sid
 
@@ -337,7 +374,17 @@ class WebSocketTransport:
         self._creds.pop(cred.rid, None)
 
     async def deposit(
-        self, sid: bytes, ct: bytes, *, eid: bytes, flags: int = 0, fc: bytes | None = None
+        self,
+        sid: bytes,
+        ct: bytes,
+        *,
+        eid: bytes,
+        flags: int = 0,
+        fc: bytes | None = None,
+        cap: bytes | None = None,
+        hdl: bytes | None = None,
+        att: Sequence[bytes] = (),
+        pow: tuple[bytes, int] | None = None,
     ) -> None:
         """Deposit one envelope; returns once the relay has stored it (or pushed it, for
         online-only envelopes).
@@ -348,25 +395,142 @@ class WebSocketTransport:
             eid: 16 random bytes chosen by the caller; reuse them when retrying.
             flags: envelope flags (``FLAG_ONLINE_ONLY``).
             fc: optional 32-byte franking commitment.
+            cap: the 32-byte send capability a pairwise mailbox requires (protocol.md §4.8).
+            hdl: the 16-byte requester handle a contact address requires (§4.9).
+            att: attachment ids (16 bytes each, at most 16) the envelope references.
+            pow: ``(nonce, counter)``: a proof of work for a contact address that asks for
+                one (:meth:`pow_challenge`, then :func:`clientlib.wire.solve`). A retry after
+                a lost reply needs a fresh nonce (the first one was consumed) but the same
+                ``eid``.
 
         Raises:
-            LocalProtocolError: ``ct`` is larger than the relay's announced limit.
-            RelayRejected: the relay refused (``AUTH`` unknown sid, ``QUOTA``, ...).
+            LocalProtocolError: ``ct`` is larger than the relay's announced limit, or a field
+                has the wrong length.
+            RelayRejected: the relay refused (``AUTH`` unknown sid or capability, banned
+                handle; ``BOUNDARY``; ``POW``; ``QUOTA``; ``LIMIT``, ...).
             TransportError: no reply in time, or the socket dropped (retry with ``eid``).
         """
         _check_id(sid, "sid")
         if len(eid) != ENVELOPE_ID_SIZE:
             raise LocalProtocolError("eid must be 16 bytes")
+        extra = deposit_fields(cap, hdl, att, pow)
 
         async def run(conn: _Connection) -> None:
             if len(ct) > conn.limits.max_envelope:
                 raise LocalProtocolError("ciphertext exceeds the relay's envelope limit")
             reply = await self._call(
-                conn, lambda i: Deposit(id=i, sid=sid, eid=eid, flags=flags, ct=ct, fc=fc)
+                conn,
+                lambda i: Deposit(id=i, sid=sid, eid=eid, flags=flags, ct=ct, fc=fc, **extra),
             )
             self._expect(reply, Ok)
 
         await self._with_connection(run)
+
+    async def set_caps(
+        self,
+        cred: MailboxCredential,
+        *,
+        add: Sequence[bytes] = (),
+        remove: Sequence[bytes] = (),
+    ) -> None:
+        """Register and revoke send capabilities of a pairwise mailbox (protocol.md §4.8).
+
+        Takes capability *hashes* (:func:`clientlib.wire.capability_hash`), never the
+        capabilities; ``remove`` applies before ``add``. Revoking blocks that contact at the
+        relay; adding the same hash again unblocks it.
+
+        Raises:
+            LocalProtocolError: more than 64 hashes in ``add`` or ``remove``, or not 32 bytes.
+            RelayRejected: ``QUOTA`` (more than the relay's ``max_caps``; nothing changed),
+                ``MALFORMED`` (not a pairwise mailbox, or a relay before revision 3),
+                ``AUTH`` (no such mailbox or wrong key).
+            TransportError: the relay could not be reached in time or the socket dropped.
+        """
+        _check_id(cred.rid, "rid")
+        added = id_list(add, CAPABILITY_HASH_SIZE, MAX_CAPS_PER_COMMAND, "capability hashes")
+        removed = id_list(remove, CAPABILITY_HASH_SIZE, MAX_CAPS_PER_COMMAND, "capability hashes")
+        await self._owner_call(cred, OP_CAPS, Ok, add=added, remove=removed)
+
+    async def set_boundaries(self, cred: MailboxCredential, boundaries: Boundaries) -> None:
+        """Replace the boundaries of a contact address (protocol.md §4.9).
+
+        Raises:
+            RelayRejected: ``MALFORMED`` (not a contact address, or a relay before revision
+                3), ``AUTH`` (no such mailbox or wrong key).
+            TransportError: the relay could not be reached in time or the socket dropped.
+        """
+        _check_id(cred.rid, "rid")
+        await self._owner_call(cred, OP_BOUNDARIES, Ok, bnd=boundaries)
+
+    async def ban(
+        self,
+        cred: MailboxCredential,
+        *,
+        add: Sequence[bytes] = (),
+        remove: Sequence[bytes] = (),
+    ) -> None:
+        """Ban (``add``) and unban (``remove``, applied first) requester handles of a contact
+        address (protocol.md §4.9): the relay refuses their requests with ``AUTH``.
+
+        Raises:
+            LocalProtocolError: more than 64 handles in ``add`` or ``remove``, or not 16 bytes.
+            RelayRejected: ``QUOTA`` (more than the relay's ``max_bans``; nothing changed),
+                ``MALFORMED`` (not a contact address, or a relay before revision 3),
+                ``AUTH`` (no such mailbox or wrong key).
+            TransportError: the relay could not be reached in time or the socket dropped.
+        """
+        _check_id(cred.rid, "rid")
+        banned = id_list(add, HANDLE_SIZE, MAX_BANS_PER_COMMAND, "handles")
+        unbanned = id_list(remove, HANDLE_SIZE, MAX_BANS_PER_COMMAND, "handles")
+        await self._owner_call(cred, OP_BAN, Ok, hdl=banned, unban=unbanned)
+
+    async def mailbox_info(self, cred: MailboxCredential) -> MailboxInfo:
+        """Everything the relay keeps for the mailbox (protocol.md §4.10).
+
+        Raises:
+            RelayRejected: ``AUTH`` (no such mailbox or wrong key), ``MALFORMED`` (a relay
+                before revision 3).
+            TransportError: the relay could not be reached in time or the socket dropped.
+        """
+        _check_id(cred.rid, "rid")
+        return await self._owner_call(cred, OP_INFO, MailboxInfo)
+
+    async def boundaries(self, sid: bytes) -> Boundaries:
+        """The boundaries of the contact address with send id ``sid`` (protocol.md §4.9).
+
+        Raises:
+            RelayRejected: ``AUTH`` (no such mailbox, or not a contact address),
+                ``MALFORMED`` (a relay before revision 3).
+            TransportError: the relay could not be reached in time or the socket dropped.
+        """
+        _check_id(sid, "sid")
+
+        async def run(conn: _Connection) -> Boundaries:
+            reply = await self._call(conn, lambda i: GetBoundaries(id=i, sid=sid))
+            return self._expect(reply, BoundariesIssued).bnd
+
+        return await self._with_connection(run)
+
+    async def pow_challenge(self, sid: bytes) -> PowIssued:
+        """A single-use proof-of-work nonce for a request to the contact address ``sid``.
+
+        Solve it with :func:`clientlib.wire.solve` (``reply.bits`` leading zero bits, in a
+        thread) before ``reply.exp`` and pass ``pow=(reply.nonce, counter)`` to
+        :meth:`deposit`. With ``reply.bits == 0`` the address asks for no work.
+
+        Raises:
+            RelayRejected: ``AUTH`` (no such mailbox, or not a contact address), ``LIMIT``
+                (this connection's per-minute allowance of requests), ``MALFORMED`` (a relay
+                before revision 3).
+            TransportError: the relay could not be reached in time or the socket dropped.
+        """
+        _check_id(sid, "sid")
+
+        async def run(conn: _Connection) -> PowIssued:
+            reply = await self._call(conn, lambda i: GetPow(id=i, sid=sid))
+            return self._expect(reply, PowIssued)
+
+        return await self._with_connection(run)
 
     async def ack(self, rid: bytes, seqs: Iterable[int]) -> None:
         """Acknowledge (delete) pushed envelopes of ``rid``; ``seq == 0`` entries are skipped.
@@ -507,25 +671,26 @@ class WebSocketTransport:
             raise RelayRejected(reply.code)
         return reply
 
+    async def _owner_call(
+        self, cred: MailboxCredential, op: str, reply_type: type[_F], **fields: Any
+    ) -> _F:
+        """Run one owner command on ``cred``'s mailbox and expect a ``reply_type`` reply."""
+
+        async def run(conn: _Connection) -> _F:
+            reply = await self._owner_command(conn, op, cred.rid, cred.sign, **fields)
+            return self._expect(reply, reply_type)
+
+        return await self._with_connection(run)
+
     async def _owner_command(
-        self,
-        conn: _Connection,
-        op: str,
-        rid: bytes | None,
-        sign: SignFn,
-        *,
-        key: bytes | None = None,
-        static: bytes | None = None,
-        otk: tuple[bytes, ...] | None = None,
-        replace: int | None = None,
+        self, conn: _Connection, op: str, rid: bytes | None, sign: SignFn, **fields: Any
     ) -> RelayFrame:
+        """Get a challenge, then send the signed owner command (``fields``: its other fields)."""
         chal = self._expect(
             await self._call(conn, lambda i: RequestChallenge(id=i, op=op, rid=rid)),
             ChallengeIssued,
         )
-        cmd = OwnerCommand(
-            op=op, nonce=chal.nonce, rid=rid, key=key, static=static, otk=otk, replace=replace
-        ).encode(conn.version)
+        cmd = OwnerCommand(op=op, nonce=chal.nonce, rid=rid, **fields).encode(conn.version)
         sig = sign(cmd)
         return await self._call(conn, lambda i: SignedOwnerCommand(id=i, cmd=cmd, sig=sig))
 

@@ -31,6 +31,7 @@ __all__ = [
     "Bin",
     "Field",
     "Int",
+    "IntIn",
     "ListOf",
     "Str",
     "Struct",
@@ -81,6 +82,20 @@ class Int(_Check):
     def check(self, value: object) -> int:
         if type(value) is not int or not self.min <= value <= self.max:
             raise WireError("field must be an integer within the specified range")
+        return value
+
+
+class IntIn(_Check):
+    """A msgpack integer (never a bool or float) that must be one of ``choices``."""
+
+    __slots__ = ("choices",)
+
+    def __init__(self, choices: Sequence[int]) -> None:
+        self.choices = frozenset(choices)
+
+    def check(self, value: object) -> int:
+        if type(value) is not int or value not in self.choices:
+            raise WireError("field must be one of the specified integers")
         return value
 
 

@@ -18,9 +18,11 @@ class ErrorCode(StrEnum):
     VERSION = "VERSION"  # unsupported or reserved protocol version
     TOO_LARGE = "TOO_LARGE"  # frame, body or envelope larger than the limit
     AUTH = "AUTH"  # unknown mailbox, bad signature, bad/used/expired challenge
-    QUOTA = "QUOTA"  # the mailbox is full (count or bytes)
+    QUOTA = "QUOTA"  # the mailbox is full (count or bytes), or a count limit was reached
     LIMIT = "LIMIT"  # a per-connection or per-process resource limit was reached
     TIMEOUT = "TIMEOUT"  # the request body was not received in time
     UNAVAILABLE = "UNAVAILABLE"  # storage unreachable; nothing was stored; retry later
     STORAGE_FULL = "STORAGE_FULL"  # storage out of space; nothing was stored
     INTERNAL = "INTERNAL"  # a bug in the relay; nothing is known to have been stored
+    BOUNDARY = "BOUNDARY"  # a contact request exceeds the address's boundaries (rev. 3)
+    POW = "POW"  # a contact request lacks a valid proof of work (rev. 3)

@@ -16,36 +16,66 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from clientlib.errors import WireError
-from clientlib.wire.codec import Bin, Field, Int, ListOf, Str, Struct, StructField, decode_map
+from clientlib.wire.codec import (
+    Bin,
+    Field,
+    Int,
+    IntIn,
+    ListOf,
+    Str,
+    Struct,
+    StructField,
+    decode_map,
+)
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.limits import (
+    ATTACHMENT_ID_SIZE,
+    BOUNDARY_SIZES,
+    CAPABILITY_HASH_SIZE,
+    CAPABILITY_SIZE,
     CHALLENGE_SIZE,
     ED25519_PUBLIC_KEY_SIZE,
     ED25519_SIGNATURE_SIZE,
     ENVELOPE_ID_SIZE,
     FRANKING_COMMITMENT_SIZE,
+    HANDLE_SIZE,
+    KIND_ADDRESS,
     MAILBOX_ID_SIZE,
+    MAILBOX_KINDS,
     MAX_ACK_BATCH,
+    MAX_ATTACHMENT_REFS,
+    MAX_BANS_PER_COMMAND,
+    MAX_CAPS_PER_COMMAND,
     MAX_ENVELOPE_SIZE,
     MAX_FETCH_BATCH,
     MAX_FRAME_SIZE,
     MAX_OWNER_COMMAND_SIZE,
+    MAX_POW_BITS,
     MAX_PREKEY_ITEM_SIZE,
     MAX_PREKEY_STATIC_SIZE,
     MAX_PREKEY_UPLOAD,
     MAX_RELAY_FRAME_SIZE,
     MAX_REQUEST_ID,
+    MAX_REQUESTS_PER_DAY,
+    POW_NONCE_SIZE,
 )
 from clientlib.wire.version import SUPPORTED_VERSIONS, VersionRange
 
 __all__ = [
+    "DEFAULT_BOUNDARIES",
+    "OP_BAN",
+    "OP_BOUNDARIES",
+    "OP_CAPS",
     "OP_CREATE",
     "OP_DELETE",
     "OP_FETCH",
+    "OP_INFO",
     "OP_PREKEYS",
     "OP_SUBSCRIBE",
     "OWNER_OPS",
     "Ack",
+    "Boundaries",
+    "BoundariesIssued",
     "BundleIssued",
     "ChallengeIssued",
     "ClientFrame",
@@ -55,10 +85,14 @@ __all__ = [
     "EnvelopesFetched",
     "ErrorReply",
     "FetchBundle",
+    "GetBoundaries",
+    "GetPow",
     "Hello",
     "MailboxCreated",
+    "MailboxInfo",
     "Ok",
     "OwnerCommand",
+    "PowIssued",
     "PreKeysStored",
     "RelayFrame",
     "RelayLimits",
@@ -76,7 +110,21 @@ OP_SUBSCRIBE = "sub"
 OP_DELETE = "delete"
 OP_FETCH = "fetch"
 OP_PREKEYS = "keys"
-OWNER_OPS = (OP_CREATE, OP_SUBSCRIBE, OP_DELETE, OP_FETCH, OP_PREKEYS)
+OP_CAPS = "caps"
+OP_BOUNDARIES = "bnd"
+OP_BAN = "ban"
+OP_INFO = "info"
+OWNER_OPS = (
+    OP_CREATE,
+    OP_SUBSCRIBE,
+    OP_DELETE,
+    OP_FETCH,
+    OP_PREKEYS,
+    OP_CAPS,
+    OP_BOUNDARIES,
+    OP_BAN,
+    OP_INFO,
+)
 
 _REQ_ID = Int(0, MAX_REQUEST_ID)
 _MAILBOX_ID = Bin(MAILBOX_ID_SIZE)
@@ -87,6 +135,36 @@ _FC = Bin(FRANKING_COMMITMENT_SIZE)
 _FLAGS = Int(0, 255)
 _PREKEY_STATIC = Bin(min=1, max=MAX_PREKEY_STATIC_SIZE)
 _PREKEY_ITEM = Bin(min=1, max=MAX_PREKEY_ITEM_SIZE)
+_CAP_HASH = Bin(CAPABILITY_HASH_SIZE)
+_HANDLE = Bin(HANDLE_SIZE)
+_COUNT = Int(0, 2**63 - 1)
+_DAY = Int(0, 2**32 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Boundaries(Struct):
+    """What a contact address accepts (protocol.md §4.9; revision 3).
+
+    ``size``: the largest request envelope, one of the buckets 2048..65536; ``att``: 1 if
+    requests may reference attachments; ``day``: requests stored per UTC day; ``pow``: the
+    proof-of-work difficulty in leading zero bits (0: none).
+    """
+
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("size", "size", IntIn(BOUNDARY_SIZES)),
+        Field("att", "att", Int(0, 1)),
+        Field("day", "day", Int(1, MAX_REQUESTS_PER_DAY)),
+        Field("pow", "pow", Int(0, MAX_POW_BITS)),
+    )
+    size: int
+    att: int
+    day: int
+    pow: int
+
+
+#: The boundaries of a contact address created without any (max size 4096, no attachments,
+#: 100 requests a day, no proof of work).
+DEFAULT_BOUNDARIES = Boundaries(size=4096, att=0, day=100, pow=0)
 
 
 # --- client -> relay -------------------------------------------------------------------------
@@ -133,7 +211,14 @@ class SignedOwnerCommand(ClientFrame):
 
 @dataclass(frozen=True, slots=True)
 class Deposit(ClientFrame):
-    """Deposit one envelope into the mailbox whose send id is ``sid``."""
+    """Deposit one envelope into the mailbox whose send id is ``sid``.
+
+    Revision 3 (protocol.md §4.8, §4.9): ``cap`` is the send capability a pairwise mailbox
+    requires; ``hdl`` (the requester's handle, required by contact addresses), ``att``
+    (attachment ids the envelope references), ``pow`` (a relay-issued nonce) and ``pwc`` (the
+    proof-of-work counter) are for contact addresses. Fields a mailbox's kind does not use are
+    ignored.
+    """
 
     TYPE: ClassVar[str] = "dep"
     SCHEMA: ClassVar[tuple[Field, ...]] = (
@@ -143,6 +228,11 @@ class Deposit(ClientFrame):
         Field("flags", "flags", _FLAGS),
         Field("ct", "ct", _CT),
         Field("fc", "fc", _FC, required=False),
+        Field("cap", "cap", Bin(CAPABILITY_SIZE), required=False),
+        Field("hdl", "hdl", _HANDLE, required=False),
+        Field("att", "att", ListOf(Bin(ATTACHMENT_ID_SIZE), MAX_ATTACHMENT_REFS), required=False),
+        Field("pow", "pow", Bin(POW_NONCE_SIZE), required=False),
+        Field("pwc", "pwc", Int(0, 2**64 - 1), required=False),
     )
     id: int
     sid: bytes
@@ -150,6 +240,11 @@ class Deposit(ClientFrame):
     flags: int
     ct: bytes
     fc: bytes | None = None
+    cap: bytes | None = None
+    hdl: bytes | None = None
+    att: tuple[bytes, ...] | None = None
+    pow: bytes | None = None
+    pwc: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +292,58 @@ class FetchBundle(ClientFrame):
 
 
 @dataclass(frozen=True, slots=True)
+class GetBoundaries(ClientFrame):
+    """Ask for the boundaries of the contact address whose send id is ``sid`` (§4.9)."""
+
+    TYPE: ClassVar[str] = "bnd?"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("sid", "sid", _MAILBOX_ID),
+    )
+    id: int
+    sid: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GetPow(ClientFrame):
+    """Ask for a single-use proof-of-work nonce for the contact address ``sid`` (§4.9)."""
+
+    TYPE: ClassVar[str] = "pow?"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("sid", "sid", _MAILBOX_ID),
+    )
+    id: int
+    sid: bytes
+
+
+#: Per operation: the owner command fields (attribute names) it requires, and those it allows.
+_OP_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    OP_CREATE: (frozenset({"key"}), frozenset({"kind", "bnd"})),
+    OP_SUBSCRIBE: (frozenset({"rid"}), frozenset()),
+    OP_DELETE: (frozenset({"rid"}), frozenset()),
+    OP_FETCH: (frozenset({"rid"}), frozenset({"ack", "max"})),
+    OP_PREKEYS: (frozenset({"rid"}), frozenset({"static", "otk", "replace"})),
+    OP_CAPS: (frozenset({"rid"}), frozenset({"add", "remove"})),
+    OP_BOUNDARIES: (frozenset({"rid", "bnd"}), frozenset()),
+    OP_BAN: (frozenset({"rid"}), frozenset({"hdl", "unban"})),
+    OP_INFO: (frozenset({"rid"}), frozenset()),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class OwnerCommand(Struct):
     """The signed body of an owner command (not a frame of its own; no ``t`` field).
 
-    Fields by ``op``: ``create`` needs ``key``; ``sub``, ``delete``, ``fetch`` and ``keys``
-    need ``rid``; ``fetch`` may carry ``ack`` (sequence numbers to delete first) and ``max``;
-    ``keys`` may carry ``static`` (replaces the stored static prekey part), ``otk`` (one-time
-    items to append) and ``replace`` (1: delete every stored one-time item first). A ``keys``
-    command with neither ``static`` nor ``otk`` and no ``replace`` is a status query.
+    Fields by ``op``: ``create`` needs ``key`` and may carry ``kind`` (default ``open``) and,
+    for kind ``addr`` only, ``bnd``; every other operation needs ``rid``; ``fetch`` may carry
+    ``ack`` (sequence numbers to delete first) and ``max``; ``keys`` may carry ``static``
+    (replaces the stored static prekey part), ``otk`` (one-time items to append) and
+    ``replace`` (1: delete every stored one-time item first) -- a ``keys`` command with
+    neither ``static`` nor ``otk`` and no ``replace`` is a status query; ``caps`` may carry
+    ``add`` and ``remove`` (wire key ``del``: capability hashes, removed first); ``bnd`` needs
+    ``bnd``; ``ban`` may carry ``hdl`` (handles to ban) and ``unban`` (lifted first);
+    ``info`` carries nothing else.
     """
 
     SCHEMA: ClassVar[tuple[Field, ...]] = (
@@ -217,6 +356,12 @@ class OwnerCommand(Struct):
         Field("static", "static", _PREKEY_STATIC, required=False),
         Field("otk", "otk", ListOf(_PREKEY_ITEM, MAX_PREKEY_UPLOAD), required=False),
         Field("replace", "replace", Int(0, 1), required=False),
+        Field("kind", "kind", Str(MAILBOX_KINDS), required=False),
+        Field("bnd", "bnd", StructField(Boundaries), required=False),
+        Field("add", "add", ListOf(_CAP_HASH, MAX_CAPS_PER_COMMAND), required=False),
+        Field("del", "remove", ListOf(_CAP_HASH, MAX_CAPS_PER_COMMAND), required=False),
+        Field("hdl", "hdl", ListOf(_HANDLE, MAX_BANS_PER_COMMAND), required=False),
+        Field("unban", "unban", ListOf(_HANDLE, MAX_BANS_PER_COMMAND), required=False),
     )
     op: str
     nonce: bytes
@@ -227,6 +372,12 @@ class OwnerCommand(Struct):
     static: bytes | None = None
     otk: tuple[bytes, ...] | None = None
     replace: int | None = None
+    kind: str | None = None
+    bnd: Boundaries | None = None
+    add: tuple[bytes, ...] | None = None
+    remove: tuple[bytes, ...] | None = None
+    hdl: tuple[bytes, ...] | None = None
+    unban: tuple[bytes, ...] | None = None
 
     def validate_shape(self) -> None:
         """Check the per-operation field rules.
@@ -234,29 +385,16 @@ class OwnerCommand(Struct):
         Raises:
             WireError: a field is missing or present where ``op`` does not allow it.
         """
-        no_prekeys = self.static is None and self.otk is None and self.replace is None
-        if self.op == OP_CREATE:
-            ok = (
-                self.key is not None
-                and self.rid is None
-                and self.ack is None
-                and self.max is None
-                and no_prekeys
-            )
-        elif self.op == OP_FETCH:
-            ok = self.rid is not None and self.key is None and no_prekeys
-        elif self.op == OP_PREKEYS:
-            ok = self.rid is not None and self.key is None and self.ack is None and self.max is None
-        else:
-            ok = (
-                self.rid is not None
-                and self.key is None
-                and self.ack is None
-                and self.max is None
-                and no_prekeys
-            )
-        if not ok:
+        required, allowed = _OP_FIELDS[self.op]
+        present = {
+            f.attr
+            for f in self.SCHEMA
+            if f.attr not in ("op", "nonce") and getattr(self, f.attr) is not None
+        }
+        if not required <= present <= required | allowed:
             raise WireError("owner command fields do not match its operation")
+        if self.op == OP_CREATE and self.bnd is not None and self.kind != KIND_ADDRESS:
+            raise WireError("boundaries belong to contact addresses only")
 
     @property
     def is_prekey_query(self) -> bool:
@@ -266,7 +404,16 @@ class OwnerCommand(Struct):
 
 _CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
     cls.TYPE: cls
-    for cls in (RequestChallenge, SignedOwnerCommand, Deposit, Ack, Unsubscribe, FetchBundle)
+    for cls in (
+        RequestChallenge,
+        SignedOwnerCommand,
+        Deposit,
+        Ack,
+        Unsubscribe,
+        FetchBundle,
+        GetBoundaries,
+        GetPow,
+    )
 }
 
 
@@ -407,7 +554,8 @@ class StoredEnvelope(Struct):
     """An envelope as the relay hands it to the owner.
 
     ``seq`` is the per-mailbox sequence number (0 for online-only envelopes, which are never
-    stored and need no ack), ``ts`` the relay's receive time in whole seconds.
+    stored and need no ack), ``ts`` the relay's receive time in whole seconds, ``hdl`` the
+    requester's handle (contact addresses only; revision 3).
     """
 
     SCHEMA: ClassVar[tuple[Field, ...]] = (
@@ -417,6 +565,7 @@ class StoredEnvelope(Struct):
         Field("flags", "flags", _FLAGS),
         Field("ct", "ct", _CT),
         Field("fc", "fc", _FC, required=False),
+        Field("hdl", "hdl", _HANDLE, required=False),
     )
     seq: int
     eid: bytes
@@ -424,6 +573,7 @@ class StoredEnvelope(Struct):
     flags: int
     ct: bytes
     fc: bytes | None = None
+    hdl: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,17 +634,111 @@ class PreKeysStored(RelayFrame):
 @dataclass(frozen=True, slots=True)
 class BundleIssued(RelayFrame):
     """Reply to :class:`FetchBundle`: the static prekey part and, if one was handed out, a
-    one-time item (absent when none is left or the mailbox's hourly allowance is used up)."""
+    one-time item (absent when none is left or the mailbox's hourly allowance is used up);
+    ``bnd``: the boundaries, when the mailbox is a contact address (revision 3)."""
 
     TYPE: ClassVar[str] = "bundle"
     SCHEMA: ClassVar[tuple[Field, ...]] = (
         Field("id", "id", _REQ_ID),
         Field("static", "static", _PREKEY_STATIC),
         Field("otk", "otk", _PREKEY_ITEM, required=False),
+        Field("bnd", "bnd", StructField(Boundaries), required=False),
     )
     id: int
     static: bytes
     otk: bytes | None = None
+    bnd: Boundaries | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundariesIssued(RelayFrame):
+    """Reply to :class:`GetBoundaries`: what the contact address accepts."""
+
+    TYPE: ClassVar[str] = "bnd"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("bnd", "bnd", StructField(Boundaries)),
+    )
+    id: int
+    bnd: Boundaries
+
+
+@dataclass(frozen=True, slots=True)
+class PowIssued(RelayFrame):
+    """Reply to :class:`GetPow`: a single-use ``nonce``, the difficulty ``bits`` and the
+    expiry ``exp`` (seconds since the epoch) of the nonce."""
+
+    TYPE: ClassVar[str] = "pow"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("nonce", "nonce", Bin(POW_NONCE_SIZE)),
+        Field("bits", "bits", Int(0, MAX_POW_BITS)),
+        Field("exp", "exp", Int()),
+    )
+    id: int
+    nonce: bytes
+    bits: int
+    exp: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo(RelayFrame):
+    """Reply to an ``info`` owner command: every datum the relay keeps for the mailbox
+    (protocol.md §4.10; revision 3).
+
+    Days are days since the epoch (UTC), hours hours since the epoch. ``oldest_ts`` is the
+    receive time of the oldest stored envelope rounded down to its day; ``prekey_hour`` /
+    ``prekeys_handed`` the hour of the latest one-time prekey handout and how many items were
+    handed out in it; ``requests_day`` / ``requests`` the day of the latest stored contact
+    request and how many were stored on it (``requests_today`` is ``requests`` if that day is
+    today, else 0). Optional fields are absent when the relay keeps no such datum.
+    """
+
+    TYPE: ClassVar[str] = "info"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("kind", "kind", Str(MAILBOX_KINDS)),
+        Field("sid", "sid", _MAILBOX_ID),
+        Field("owner_key", "owner_key", Bin(ED25519_PUBLIC_KEY_SIZE)),
+        Field("created_day", "created_day", _DAY),
+        Field("active_day", "active_day", _DAY),
+        Field("last_seq", "last_seq", _COUNT),
+        Field("envelopes", "envelopes", _COUNT),
+        Field("bytes", "stored_bytes", _COUNT),
+        Field("oldest_ts", "oldest_ts", _COUNT, required=False),
+        Field("dedupe_records", "dedupe_records", _COUNT),
+        Field("prekeys_left", "prekeys_left", _COUNT),
+        Field("prekey_static", "prekey_static", Int(0, 1)),
+        Field("prekey_hour", "prekey_hour", _COUNT, required=False),
+        Field("prekeys_handed", "prekeys_handed", _COUNT),
+        Field("caps", "caps", _COUNT),
+        Field("bnd", "bnd", StructField(Boundaries), required=False),
+        Field("bans", "bans", _COUNT),
+        Field("requests_day", "requests_day", _DAY, required=False),
+        Field("requests", "requests", _COUNT),
+        Field("requests_today", "requests_today", _COUNT),
+    )
+    id: int
+    kind: str
+    sid: bytes
+    owner_key: bytes
+    created_day: int
+    active_day: int
+    last_seq: int
+    envelopes: int
+    stored_bytes: int
+    oldest_ts: int | None
+    dedupe_records: int
+    prekeys_left: int
+    prekey_static: int
+    prekey_hour: int | None
+    prekeys_handed: int
+    caps: int
+    bnd: Boundaries | None
+    bans: int
+    requests_day: int | None
+    requests: int
+    requests_today: int
 
 
 _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
@@ -510,6 +754,9 @@ _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
         Drained,
         PreKeysStored,
         BundleIssued,
+        BoundariesIssued,
+        PowIssued,
+        MailboxInfo,
     )
 }
 

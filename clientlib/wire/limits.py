@@ -7,6 +7,11 @@ conforming client must be able to rely on.
 from __future__ import annotations
 
 __all__ = [
+    "ATTACHMENT_ID_SIZE",
+    "BOUNDARY_SIZES",
+    "CAPABILITY_CONTEXT",
+    "CAPABILITY_HASH_SIZE",
+    "CAPABILITY_SIZE",
     "CHALLENGE_SIZE",
     "ED25519_PUBLIC_KEY_SIZE",
     "ED25519_SIGNATURE_SIZE",
@@ -14,21 +19,33 @@ __all__ = [
     "ENVELOPE_ID_SIZE",
     "FLAG_ONLINE_ONLY",
     "FRANKING_COMMITMENT_SIZE",
+    "HANDLE_SIZE",
+    "KIND_ADDRESS",
+    "KIND_OPEN",
+    "KIND_PAIRWISE",
     "KNOWN_FLAGS",
     "MAILBOX_ID_SIZE",
+    "MAILBOX_KINDS",
     "MAX_ACK_BATCH",
+    "MAX_ATTACHMENT_REFS",
+    "MAX_BANS_PER_COMMAND",
+    "MAX_CAPS_PER_COMMAND",
     "MAX_ENVELOPE_SIZE",
     "MAX_FETCH_BATCH",
     "MAX_FETCH_BYTES",
     "MAX_FRAME_SIZE",
     "MAX_OWNER_COMMAND_SIZE",
+    "MAX_POW_BITS",
     "MAX_PREKEY_ITEM_SIZE",
     "MAX_PREKEY_STATIC_SIZE",
     "MAX_PREKEY_UPLOAD",
     "MAX_RELAY_FRAME_SIZE",
+    "MAX_REQUESTS_PER_DAY",
     "MAX_REQUEST_ID",
     "MAX_SUBSCRIPTIONS",
     "OWNER_COMMAND_CONTEXT",
+    "POW_CONTEXT",
+    "POW_NONCE_SIZE",
     "bucket_for",
 ]
 
@@ -57,6 +74,41 @@ MAX_ENVELOPE_SIZE = ENVELOPE_BUCKETS[-1]
 MAX_PREKEY_STATIC_SIZE = 4096
 MAX_PREKEY_ITEM_SIZE = 2048
 MAX_PREKEY_UPLOAD = 32
+
+#: Mailbox kinds (protocol.md §4.8, revision 3). ``open``: anyone who knows the send id may
+#: deposit (revision 1 behaviour); ``pair``: deposits need a send capability the owner
+#: registered; ``addr``: a contact address, whose deposits are contact requests within the
+#: owner's boundaries (§4.9).
+KIND_OPEN = "open"
+KIND_PAIRWISE = "pair"
+KIND_ADDRESS = "addr"
+MAILBOX_KINDS: tuple[str, ...] = (KIND_OPEN, KIND_PAIRWISE, KIND_ADDRESS)
+
+#: A send capability (chosen by the mailbox owner per contact) and the hash the relay stores.
+CAPABILITY_SIZE = 32
+CAPABILITY_HASH_SIZE = 32
+#: Most capability hashes one ``caps`` owner command may add, and remove.
+MAX_CAPS_PER_COMMAND = 64
+#: Domain separation of capability hashes: SHA-256(CAPABILITY_CONTEXT || sid || cap).
+CAPABILITY_CONTEXT = b"blindrelay/v1/cap\x00"
+
+#: A requester's handle: a per-(requester, address) pseudonym carried by contact requests.
+HANDLE_SIZE = 16
+#: Most handles one ``ban`` owner command may ban, and unban.
+MAX_BANS_PER_COMMAND = 64
+#: Attachment ids a deposit may reference, and their size.
+ATTACHMENT_ID_SIZE = 16
+MAX_ATTACHMENT_REFS = 16
+#: The envelope buckets a contact address may accept as its largest request (2 KiB..64 KiB).
+BOUNDARY_SIZES: tuple[int, ...] = tuple(b for b in ENVELOPE_BUCKETS if b >= 2048)
+#: Largest daily request allowance of a contact address.
+MAX_REQUESTS_PER_DAY = 100_000
+
+#: Proof of work (protocol.md §4.9): a relay-issued nonce, the largest difficulty in leading
+#: zero bits, and the domain separation of the hash.
+POW_NONCE_SIZE = 16
+MAX_POW_BITS = 32
+POW_CONTEXT = b"blindrelay/v1/pow\x00"
 
 #: Largest encoded owner command (the ``cmd`` of an ``own`` frame, version byte included). A
 #: full ``keys`` upload (32 items of 2 KiB and a 4 KiB static part, about 68.2 KiB encoded)

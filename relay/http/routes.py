@@ -16,11 +16,14 @@ from clientlib.wire.frames import (
     OP_CREATE,
     OP_DELETE,
     OP_FETCH,
-    OP_PREKEYS,
+    OP_SUBSCRIBE,
+    OWNER_OPS,
     ChallengeIssued,
     ClientFrame,
     Deposit,
     FetchBundle,
+    GetBoundaries,
+    GetPow,
     Hello,
     Ok,
     RequestChallenge,
@@ -36,7 +39,7 @@ from relay.ws.handler import relay_limits, websocket_handler
 __all__ = ["CONTENT_TYPE", "frame_response", "setup_routes"]
 
 CONTENT_TYPE = "application/x-blindrelay"
-_HTTP_OPS = (OP_CREATE, OP_DELETE, OP_FETCH, OP_PREKEYS)
+_HTTP_OPS = tuple(op for op in OWNER_OPS if op != OP_SUBSCRIBE)
 
 
 def frame_response(body: bytes, status: int = 200) -> web.Response:
@@ -84,7 +87,7 @@ async def challenge(request: web.Request) -> web.Response:
 
 
 async def owner(request: web.Request) -> web.Response:
-    """``POST /v1/owner``: a signed owner command (create, delete, fetch, keys)."""
+    """``POST /v1/owner``: a signed owner command (every operation but ``sub``)."""
     version, frame = await read_frame(request)
     if not isinstance(frame, SignedOwnerCommand):
         raise RelayError(ErrorCode.MALFORMED)
@@ -92,7 +95,7 @@ async def owner(request: web.Request) -> web.Response:
     cmd, _ = await service.authenticate_owner(frame, service.take_http_challenge)
     if cmd.op == OP_CREATE:
         assert cmd.key is not None
-        created = await service.create_mailbox(frame.id, cmd.key)
+        created = await service.create_mailbox(frame.id, cmd.key, cmd)
         return frame_response(created.encode(version))
     assert cmd.rid is not None
     if cmd.op == OP_DELETE:
@@ -101,10 +104,10 @@ async def owner(request: web.Request) -> web.Response:
     if cmd.op == OP_FETCH:
         fetched = await service.fetch(frame.id, cmd)
         return frame_response(fetched.encode(version))
-    if cmd.op == OP_PREKEYS:
-        stored = await service.put_prekeys(frame.id, cmd)
-        return frame_response(stored.encode(version))
-    raise RelayError(ErrorCode.MALFORMED)  # sub needs a socket
+    if cmd.op == OP_SUBSCRIBE:
+        raise RelayError(ErrorCode.MALFORMED)  # sub needs a socket
+    reply = await service.owner_operation(frame.id, cmd)
+    return frame_response(reply.encode(version))
 
 
 async def deposit(request: web.Request) -> web.Response:
@@ -123,6 +126,29 @@ async def bundle(request: web.Request) -> web.Response:
     if not isinstance(frame, FetchBundle):
         raise RelayError(ErrorCode.MALFORMED)
     issued = await request.app[service_key].fetch_bundle(frame)
+    return frame_response(issued.encode(version))
+
+
+async def boundaries(request: web.Request) -> web.Response:
+    """``POST /v1/boundaries``: the boundaries of a contact address."""
+    version, frame = await read_frame(request)
+    if not isinstance(frame, GetBoundaries):
+        raise RelayError(ErrorCode.MALFORMED)
+    issued = await request.app[service_key].boundaries(frame)
+    return frame_response(issued.encode(version))
+
+
+async def pow_nonce(request: web.Request) -> web.Response:
+    """``POST /v1/pow``: a single-use proof-of-work nonce for a contact address.
+
+    Not limited per client here (HTTP requests are not tied to a connection and the relay
+    keeps no addresses): operators rate-limit ``/v1/pow`` and ``/v1/deposit`` in the reverse
+    proxy (deploy/nginx.conf).
+    """
+    version, frame = await read_frame(request)
+    if not isinstance(frame, GetPow):
+        raise RelayError(ErrorCode.MALFORMED)
+    issued = await request.app[service_key].issue_pow(frame)
     return frame_response(issued.encode(version))
 
 
@@ -160,6 +186,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/owner", owner, name="owner")
     app.router.add_post("/v1/deposit", deposit, name="deposit")
     app.router.add_post("/v1/bundle", bundle, name="bundle")
+    app.router.add_post("/v1/boundaries", boundaries, name="boundaries")
+    app.router.add_post("/v1/pow", pow_nonce, name="pow")
     app.router.add_get("/v1/ws", websocket_handler, name="ws")
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")

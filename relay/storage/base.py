@@ -23,6 +23,13 @@ Guarantees every backend gives (checked by ``tests/contract/test_store.py``):
   same atomic step); ``take_prekeys`` pops one-time items oldest first, each at most once
   even under concurrency, and counts them against the hourly window in the same atomic step.
   Prekey blobs are opaque: no store ever looks inside them.
+* Consent (protocol.md §4.8-§4.10): a mailbox has a kind (``open``, ``pair``, ``addr``) fixed
+  at creation. A deposit to a ``pair`` mailbox whose capability hash is not registered fails
+  exactly like a deposit to an unknown mailbox (:class:`MailboxNotFound`), checked in the same
+  atomic step as the insert. A deposit to an ``addr`` mailbox is checked against its
+  boundaries, bans and daily counter in the same atomic step as the insert, and counted only
+  if stored (a duplicate by eid is not counted). Capability hashes, boundaries, bans and the
+  daily counter are removed with the mailbox and expire with it.
 """
 
 from __future__ import annotations
@@ -31,15 +38,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from clientlib.wire.frames import StoredEnvelope
+from clientlib.wire.frames import Boundaries, StoredEnvelope
 
 __all__ = [
     "SECONDS_PER_HOUR",
+    "BoundaryExceeded",
     "DepositOutcome",
     "EnvelopeStore",
     "IdCollision",
     "MailboxNotFound",
     "MailboxRecord",
+    "MailboxSnapshot",
+    "PowRequired",
     "QuotaExceeded",
     "StorageError",
     "StorageFull",
@@ -47,6 +57,7 @@ __all__ = [
     "StoreLimits",
     "WakeEvent",
     "Wakeups",
+    "WrongKind",
 ]
 
 SECONDS_PER_DAY = 86_400
@@ -64,6 +75,20 @@ class MailboxNotFound(StorageError):
 
 class QuotaExceeded(StorageError):
     """The mailbox holds too many envelopes, bytes or one-time prekeys; nothing was stored."""
+
+
+class WrongKind(StorageError):
+    """The operation does not apply to this mailbox's kind (e.g. ``set_caps`` on a contact
+    address, or a deposit to a contact address without a handle); nothing changed."""
+
+
+class BoundaryExceeded(StorageError):
+    """A contact request is larger than the address accepts, or references attachments the
+    address does not accept; nothing was stored."""
+
+
+class PowRequired(StorageError):
+    """The contact address asks for more proof of work than the deposit was verified for."""
 
 
 class IdCollision(StorageError):
@@ -91,15 +116,47 @@ class StoreLimits:
 
 @dataclass(frozen=True, slots=True)
 class MailboxRecord:
-    """What the relay keeps about a mailbox: its ids, its owner key and a day-coarse time."""
+    """What the relay keeps about a mailbox: its ids, its owner key, a day-coarse time, its
+    kind and (contact addresses only) its boundaries."""
 
     rid: bytes
     sid: bytes
     owner_key: bytes
     created_day: int  # days since the epoch, never finer
+    kind: str = "open"  # open | pair | addr
+    boundaries: Boundaries | None = None  # addr only (None there means the defaults)
 
     def __repr__(self) -> str:
         return "MailboxRecord(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSnapshot:
+    """Every datum a store keeps for one mailbox (protocol.md §4.10), counts for collections.
+
+    ``oldest_ts`` is the receive second of the oldest stored envelope (the service coarsens
+    it); ``prekey_hour`` / ``prekeys_handed`` the hourly one-time handout window;
+    ``requests_day`` / ``requests`` the daily contact request counter (addr only).
+    """
+
+    record: MailboxRecord
+    active_day: int
+    last_seq: int
+    envelopes: int
+    stored_bytes: int
+    oldest_ts: int | None
+    dedupe_records: int
+    prekeys_left: int
+    prekey_static: bool
+    prekey_hour: int | None
+    prekeys_handed: int
+    caps: int
+    bans: int
+    requests_day: int | None
+    requests: int
+
+    def __repr__(self) -> str:
+        return "MailboxSnapshot(<redacted>)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +213,22 @@ class EnvelopeStore(Protocol):
         """Return the mailbox with receive id ``rid``, or None if it does not exist."""
 
     async def resolve_sid(self, sid: bytes, now: int) -> bytes | None:
-        """Return the receive id of the mailbox whose send id is ``sid``, or None.
+        """Return the receive id of the mailbox whose send id is ``sid``, or None."""
 
-        Used for online-only envelopes, which are pushed but never stored.
+    async def resolve_online(
+        self, sid: bytes, cap_hash: bytes | None, now: int
+    ) -> tuple[bytes, str] | None:
+        """Return ``(rid, kind)`` of the live mailbox whose send id is ``sid``, for an
+        online-only envelope (pushed, never stored).
+
+        Returns None if there is no such mailbox, or if it is a ``pair`` mailbox and
+        ``cap_hash`` is None or not registered on it (the same answer for both).
+        """
+
+    async def get_boundaries(self, sid: bytes, now: int) -> tuple[str, Boundaries | None] | None:
+        """Return ``(kind, boundaries)`` of the live mailbox whose send id is ``sid``.
+
+        ``boundaries`` is None unless the kind is ``addr``. None if there is no such mailbox.
         """
 
     async def touch_mailbox(self, rid: bytes, now: int) -> None:
@@ -168,13 +238,37 @@ class EnvelopeStore(Protocol):
         """Delete a mailbox and everything it holds at once. Returns False if absent."""
 
     async def deposit(
-        self, sid: bytes, eid: bytes, flags: int, ct: bytes, fc: bytes | None, now: int
+        self,
+        sid: bytes,
+        eid: bytes,
+        flags: int,
+        ct: bytes,
+        fc: bytes | None,
+        now: int,
+        *,
+        cap_hash: bytes | None = None,
+        handle: bytes | None = None,
+        attachments: int = 0,
+        pow_bits: int = 0,
     ) -> DepositOutcome:
         """Durably append an envelope to the mailbox whose send id is ``sid``.
 
+        By kind, in the same atomic step as the insert: ``open`` ignores the keyword
+        arguments; ``pair`` requires ``cap_hash`` to be registered; ``addr`` requires a
+        ``handle`` (stored with the envelope), checks ``len(ct)`` and ``attachments`` (the
+        number of referenced attachments) against its boundaries, requires that its
+        proof-of-work difficulty is at most ``pow_bits`` (what the caller verified), refuses
+        banned handles, and counts the request against its daily allowance (UTC day
+        ``now // 86400``) -- then the duplicate check and the mailbox quota as for any kind.
+
         Raises:
-            MailboxNotFound: no mailbox has send id ``sid``.
-            QuotaExceeded: the mailbox is at its count or byte quota.
+            MailboxNotFound: no mailbox has send id ``sid``; or (pair) the capability is
+                missing or unknown; or (addr) the handle is banned.
+            WrongKind: (addr) ``handle`` is None.
+            BoundaryExceeded: (addr) too large, or attachments where none are accepted.
+            PowRequired: (addr) the address asks for more than ``pow_bits``.
+            QuotaExceeded: the mailbox is at its count or byte quota, or (addr) at its
+                daily allowance.
         """
 
     async def fetch(
@@ -243,6 +337,55 @@ class EnvelopeStore(Protocol):
             ``(static, item or None)``, or None if no live mailbox has send id ``sid`` or it
             holds no static part (nothing is then consumed or counted).
         """
+
+    async def set_caps(
+        self,
+        rid: bytes,
+        add: Sequence[bytes],
+        remove: Sequence[bytes],
+        max_caps: int,
+        now: int,
+    ) -> int:
+        """Remove, then add capability hashes of the ``pair`` mailbox ``rid``, atomically.
+
+        Returns:
+            The number of capability hashes now registered.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: the mailbox is not of kind ``pair``.
+            QuotaExceeded: more than ``max_caps`` would be registered; nothing changed.
+        """
+
+    async def set_boundaries(self, rid: bytes, boundaries: Boundaries, now: int) -> None:
+        """Replace the boundaries of the ``addr`` mailbox ``rid``.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: the mailbox is not of kind ``addr``.
+        """
+
+    async def set_bans(
+        self,
+        rid: bytes,
+        ban: Sequence[bytes],
+        unban: Sequence[bytes],
+        max_bans: int,
+        now: int,
+    ) -> int:
+        """Lift ``unban``, then ban the handles ``ban`` of the ``addr`` mailbox ``rid``.
+
+        Returns:
+            The number of banned handles.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: the mailbox is not of kind ``addr``.
+            QuotaExceeded: more than ``max_bans`` would be banned; nothing changed.
+        """
+
+    async def mailbox_info(self, rid: bytes, now: int) -> MailboxSnapshot | None:
+        """Return everything stored for the live mailbox ``rid``, or None if there is none."""
 
 
 @dataclass(frozen=True, slots=True)

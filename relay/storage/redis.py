@@ -5,12 +5,15 @@ Theory of operation
 Every key of one mailbox carries the hash tag ``{<rid hex>}``, so on Redis Cluster they live
 in one slot and every script touches a single slot::
 
-    <prefix>m:{rid}   hash: send id, owner key, created/active day, last seq, counters
+    <prefix>m:{rid}   hash: send id, owner key, created/active day, last seq, counters;
+                      kind, boundaries and the daily request counter (revision 3)
     <prefix>q:{rid}   zset: seq by seq (FIFO)        <prefix>x:{rid}  zset: seq by expiry
     <prefix>e:{rid}   hash: seq -> envelope blob
     <prefix>d:{rid}   hash: eid -> "seq:ts:expiry"   <prefix>y:{rid}  zset: eid by expiry
     <prefix>k:{rid}   hash: static prekey part, hourly handout window, last upload token
     <prefix>p:{rid}   list: one-time prekey items (FIFO)
+    <prefix>a:{rid}   set: capability hashes (pair mailboxes)
+    <prefix>n:{rid}   set: banned handles (contact addresses)
     <prefix>w:{rid}   pub/sub channel of the mailbox (never a key)
 
 The send-id index ``<prefix>s:{sid}`` (value: rid) lives in another slot. A deposit reads it
@@ -25,10 +28,10 @@ repeated ack or delete finds nothing left to delete, a repeated prekey upload fi
 token. The one exception is handing out a one-time prekey: a retry after a lost reply pops
 another item, so one item is wasted (never handed out twice). Every key has a TTL: envelope
 keys are refreshed to the envelope TTL on insert, dedupe keys to the dedupe window, the
-mailbox record, its index and its prekey keys to the idle period (refreshed by
-``touch_mailbox``), challenges to their own expiry. The contract (expiry as seen by the
-``now`` argument) is enforced by the scripts; TTLs are garbage collection with a little
-slack for clock differences.
+mailbox record, its index, its prekey keys, capability hashes and bans to the idle period
+(refreshed by ``touch_mailbox``), challenges and proof-of-work nonces to their own expiry.
+The contract (expiry as seen by the ``now`` argument) is enforced by the scripts; TTLs are
+garbage collection with a little slack for clock differences.
 
 Durability: with ``appendonly yes`` and ``appendfsync always`` Redis fsyncs the AOF before it
 replies, so a deposit that returned is on disk. ``durability="relaxed"`` accepts
@@ -57,8 +60,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from clientlib.errors import WireError
-from clientlib.wire.frames import StoredEnvelope
-from clientlib.wire.limits import MAX_FRAME_SIZE
+from clientlib.wire.frames import DEFAULT_BOUNDARIES, Boundaries, StoredEnvelope
+from clientlib.wire.limits import KIND_ADDRESS, KIND_OPEN, KIND_PAIRWISE, MAX_FRAME_SIZE
 from relay.storage._common import (
     MSG_CLOSED,
     MSG_FULL,
@@ -71,10 +74,13 @@ from relay.storage._common import (
     mailbox_expired,
 )
 from relay.storage.base import (
+    BoundaryExceeded,
     DepositOutcome,
     IdCollision,
     MailboxNotFound,
     MailboxRecord,
+    MailboxSnapshot,
+    PowRequired,
     QuotaExceeded,
     StorageError,
     StorageFull,
@@ -82,6 +88,7 @@ from relay.storage.base import (
     StoreLimits,
     WakeCallback,
     WakeEvent,
+    WrongKind,
 )
 from relay.storage.wakeups import ListenerRegistry
 
@@ -116,6 +123,11 @@ SYNC_TIMEOUT_S: Final = 5.0
 _PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]{0,64}$")
 _ENVELOPE_HEADER: Final = 4  # big-endian ciphertext length in front of each stored blob
 _DUPLICATE, _STORED, _NOT_FOUND, _QUOTA = 1, 0, -1, -2
+_WRONG_KIND, _BOUNDARY, _POW, _REFUSED = -3, -4, -5, -6
+#: A receive id no mailbox has: deposits to unknown send ids run the deposit script against
+#: it, so that they cost the same round trips as deposits refused for a capability.
+_NO_RID: Final = bytes(16)
+_KINDS: Final = frozenset({KIND_OPEN, KIND_PAIRWISE, KIND_ADDRESS})
 
 #: Script name -> shebang. Scripts that only delete may run when Redis is out of memory.
 _SCRIPTS: Final[dict[str, str]] = {
@@ -130,6 +142,8 @@ _SCRIPTS: Final[dict[str, str]] = {
     "unlink_if": "#!lua flags=allow-oom",
     "put_prekeys": "#!lua",
     "take_prekeys": "#!lua flags=allow-oom",
+    "set_members": "#!lua flags=allow-oom",
+    "set_boundaries": "#!lua",
 }
 
 
@@ -237,9 +251,21 @@ class RedisStore:
         tag, p = _tag(rid), self._prefix
         return [f"{p}{kind}:{tag}" for kind in ("m", "k", "p")]
 
+    def _consent_keys(self, rid: bytes) -> list[str]:
+        """``[a, n]``: the capability hash set and the banned handle set."""
+        tag, p = _tag(rid), self._prefix
+        return [f"{p}a:{tag}", f"{p}n:{tag}"]
+
+    def _deposit_keys(self, rid: bytes) -> list[str]:
+        return self._mailbox_keys(rid) + self._consent_keys(rid)
+
     def _all_keys(self, rid: bytes) -> list[str]:
         """Every key of the mailbox, for the scripts that create, delete or purge it."""
-        return self._mailbox_keys(rid) + self._prekey_keys(rid)[1:]
+        return self._mailbox_keys(rid) + self._prekey_keys(rid)[1:] + self._consent_keys(rid)
+
+    def _touch_keys(self, rid: bytes) -> list[str]:
+        """The record and the keys whose TTL moves with it."""
+        return self._prekey_keys(rid) + self._consent_keys(rid)
 
     def _sid_key(self, sid: bytes) -> str:
         return f"{self._prefix}s:{_tag(sid)}"
@@ -343,6 +369,9 @@ class RedisStore:
         """
         ttl = self._mailbox_ttl(now)
         keys = self._all_keys(record.rid)
+        if record.kind not in _KINDS:
+            raise ValueError("unknown mailbox kind")
+        bnd = record.boundaries or DEFAULT_BOUNDARIES
         created = await self._run(
             "create",
             keys,
@@ -354,6 +383,11 @@ class RedisStore:
                 self._limits.mailbox_idle_ttl_s,
                 day_of(now),
                 ttl,
+                record.kind,
+                bnd.size,
+                bnd.att,
+                bnd.day,
+                bnd.pow,
             ],
         )
         if not created:
@@ -387,11 +421,14 @@ class RedisStore:
         Raises:
             StorageUnavailable: Redis failed.
         """
+        fields = ["sid", "ok", "cd", "ad", "kd", "bs", "ba", "bd", "bp"]
         with self._guard():
-            sid, owner_key, cd, ad = map(
-                _bytes,
-                await self._client.hmget(self._mailbox_keys(rid)[0], ["sid", "ok", "cd", "ad"]),
-            )
+            values = list(map(_bytes, await self._client.hmget(self._mailbox_keys(rid)[0], fields)))
+        return self._record(rid, values, now)
+
+    def _record(self, rid: bytes, values: list[bytes | None], now: int) -> MailboxRecord | None:
+        """A record from ``sid, ok, cd, ad, kd, bs, ba, bd, bp`` of a mailbox hash."""
+        sid, owner_key, cd, ad = values[:4]
         if (
             sid is None
             or owner_key is None
@@ -400,7 +437,10 @@ class RedisStore:
             or mailbox_expired(int(ad), now, self._limits)
         ):
             return None
-        return MailboxRecord(rid=rid, sid=sid, owner_key=owner_key, created_day=int(cd))
+        kind, bnd = _kind_and_boundaries(values[4:9])
+        return MailboxRecord(
+            rid=rid, sid=sid, owner_key=owner_key, created_day=int(cd), kind=kind, boundaries=bnd
+        )
 
     async def resolve_sid(self, sid: bytes, now: int) -> bytes | None:
         """Return the receive id of the live mailbox with send id ``sid``, or None.
@@ -415,6 +455,68 @@ class RedisStore:
             if rid is not None and not await self._live_rid_for(rid, sid, now):
                 return None
         return rid
+
+    async def _sender_view(
+        self, sid: bytes, now: int, fields: Sequence[str], cap_hash: bytes | None = None
+    ) -> tuple[bytes, list[bytes | None], bool] | None:
+        """Resolve ``sid`` and read ``fields`` of its live record (and whether ``cap_hash``
+        is registered), in one pipelined round trip after the index lookup.
+
+        Returns:
+            ``(rid, values, cap registered)``, or None if no live mailbox has send id ``sid``.
+        """
+        use_cache = True
+        while True:
+            rid = await self._rid_for_sid(sid, use_cache=use_cache)
+            if rid is None:
+                return None
+            m = self._mailbox_keys(rid)[0]
+            with self._guard():
+                async with self._client.pipeline(transaction=False) as pipe:
+                    _ = pipe.hmget(m, ["sid", "ad", *fields])
+                    if cap_hash is not None:
+                        _ = pipe.sismember(self._consent_keys(rid)[0], cap_hash)  # type: ignore[arg-type]
+                    replies = await pipe.execute()
+            values = list(map(_bytes, replies[0]))
+            if (
+                values[0] == sid
+                and values[1] is not None
+                and not mailbox_expired(int(values[1]), now, self._limits)
+            ):
+                return rid, values[2:], bool(replies[1]) if cap_hash is not None else False
+            # The cached mapping may be stale: ask the index once more.
+            self._sid_cache.pop(sid, None)
+            if not use_cache:
+                return None
+            use_cache = False
+
+    async def resolve_online(
+        self, sid: bytes, cap_hash: bytes | None, now: int
+    ) -> tuple[bytes, str] | None:
+        """Return ``(rid, kind)`` for an online-only envelope; pair mailboxes need the cap.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        view = await self._sender_view(sid, now, ["kd"], cap_hash)
+        if view is None:
+            return None
+        rid, (kd,), has_cap = view
+        kind = kd.decode() if kd is not None else KIND_OPEN
+        if kind == KIND_PAIRWISE and not has_cap:
+            return None
+        return rid, kind
+
+    async def get_boundaries(self, sid: bytes, now: int) -> tuple[str, Boundaries | None] | None:
+        """Return ``(kind, boundaries or None)`` of the live mailbox with send id ``sid``.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        view = await self._sender_view(sid, now, ["kd", "bs", "ba", "bd", "bp"])
+        if view is None:
+            return None
+        return _kind_and_boundaries(view[1])
 
     async def _rid_for_sid(self, sid: bytes, *, use_cache: bool) -> bytes | None:
         if use_cache:
@@ -440,7 +542,7 @@ class RedisStore:
         ttl = self._mailbox_ttl(now)
         sid = await self._run(
             "touch",
-            self._prekey_keys(rid),
+            self._touch_keys(rid),
             [now, self._limits.mailbox_idle_ttl_s, day_of(now), ttl],
         )
         if sid:
@@ -469,19 +571,44 @@ class RedisStore:
     # --- envelopes -----------------------------------------------------------------------
 
     async def deposit(
-        self, sid: bytes, eid: bytes, flags: int, ct: bytes, fc: bytes | None, now: int
+        self,
+        sid: bytes,
+        eid: bytes,
+        flags: int,
+        ct: bytes,
+        fc: bytes | None,
+        now: int,
+        *,
+        cap_hash: bytes | None = None,
+        handle: bytes | None = None,
+        attachments: int = 0,
+        pow_bits: int = 0,
     ) -> DepositOutcome:
         """Append an envelope atomically; returns once Redis replied (after its AOF fsync).
 
+        The kind's checks run inside the deposit script: a capability is one ``SISMEMBER``,
+        a contact request reads the boundaries from the record it already reads, one
+        ``SISMEMBER`` for bans, and updates the daily counter in the record. A send id that
+        resolves to nothing still runs the script (against a receive id no mailbox has), so
+        an unknown mailbox and a refused capability cost the same round trips.
+
         Raises:
-            MailboxNotFound: no live mailbox has send id ``sid``.
-            QuotaExceeded: the mailbox is at its count or byte quota.
+            MailboxNotFound: no live mailbox has send id ``sid``, the capability is missing
+                or unknown (pair), or the handle is banned (addr).
+            WrongKind: a deposit to a contact address without a handle.
+            BoundaryExceeded: the request breaks the address's size or attachment boundary.
+            PowRequired: the address asks for more proof of work than ``pow_bits``.
+            QuotaExceeded: the mailbox is at its count or byte quota, or its daily allowance.
             StorageUnavailable: Redis failed.
             StorageFull: Redis is out of memory or cannot write its AOF.
         """
         limits = self._limits
-        blob = len(ct).to_bytes(_ENVELOPE_HEADER, "big") + msgpack.packb(
-            [eid, now, flags, ct, fc], use_bin_type=True
+        header = len(ct).to_bytes(_ENVELOPE_HEADER, "big")
+        blob = header + msgpack.packb([eid, now, flags, ct, fc], use_bin_type=True)
+        with_handle = (
+            header + msgpack.packb([eid, now, flags, ct, fc, handle], use_bin_type=True)
+            if handle is not None
+            else b""
         )
         args = [
             sid,
@@ -496,25 +623,45 @@ class RedisStore:
             limits.mailbox_idle_ttl_s,
             limits.envelope_ttl_s + TTL_SLACK_S,
             limits.dedupe_window_s + TTL_SLACK_S,
+            cap_hash or b"",
+            handle or b"",
+            attachments,
+            pow_bits,
+            day_of(now),
+            with_handle,
         ]
         use_cache = True
         while True:
+            cached = use_cache and sid in self._sid_cache
             rid = await self._rid_for_sid(sid, use_cache=use_cache)
+            reply = await self._run("deposit", self._deposit_keys(rid or _NO_RID), args)
+            status = int(reply[0])
             if rid is None:
                 raise MailboxNotFound(MSG_NOT_FOUND)
-            reply = await self._run("deposit", self._mailbox_keys(rid), args)
-            status = int(reply[0])
-            if status == _NOT_FOUND and use_cache:
+            if status == _NOT_FOUND and cached:
                 # The cached mapping may be stale: ask the index once more.
                 self._sid_cache.pop(sid, None)
                 use_cache = False
                 continue
             break
+        if status == _REFUSED:
+            if cached:
+                # Same round trips as an unknown send id (index lookup, then the script), so
+                # a refused capability or handle cannot be told from a deleted mailbox by
+                # timing.
+                await self._rid_for_sid(sid, use_cache=False)
+            raise MailboxNotFound(MSG_NOT_FOUND)
         if status == _NOT_FOUND:
             self._sid_cache.pop(sid, None)
             raise MailboxNotFound(MSG_NOT_FOUND)
         if status == _QUOTA:
             raise QuotaExceeded(MSG_QUOTA)
+        if status == _WRONG_KIND:
+            raise WrongKind("a contact request needs a handle")
+        if status == _BOUNDARY:
+            raise BoundaryExceeded("the request exceeds the address's boundaries")
+        if status == _POW:
+            raise PowRequired("the address asks for more proof of work")
         return DepositOutcome(
             rid=rid, seq=int(reply[1]), ts=int(reply[2]), duplicate=status == _DUPLICATE
         )
@@ -535,8 +682,21 @@ class RedisStore:
         )
         out: list[StoredEnvelope] = []
         for i in range(0, len(flat), 2):
-            eid, ts, flags, ct, fc = msgpack.unpackb(flat[i + 1][_ENVELOPE_HEADER:], raw=False)
-            out.append(StoredEnvelope(seq=int(flat[i]), eid=eid, ts=ts, flags=flags, ct=ct, fc=fc))
+            # Contact requests carry the handle as a sixth item (revision 3).
+            eid, ts, flags, ct, fc, *rest = msgpack.unpackb(
+                flat[i + 1][_ENVELOPE_HEADER:], raw=False
+            )
+            out.append(
+                StoredEnvelope(
+                    seq=int(flat[i]),
+                    eid=eid,
+                    ts=ts,
+                    flags=flags,
+                    ct=ct,
+                    fc=fc,
+                    hdl=rest[0] if rest else None,
+                )
+            )
         return out
 
     async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:
@@ -724,6 +884,176 @@ class RedisStore:
         static = _bytes(reply[1])
         assert static is not None
         return static, _bytes(reply[2]) if len(reply) > 2 else None
+
+    # --- consent (protocol.md §4.8-§4.10) ------------------------------------------------
+
+    async def _set_members(
+        self,
+        key: str,
+        kind: str,
+        rid: bytes,
+        add: Sequence[bytes],
+        remove: Sequence[bytes],
+        limit: int,
+        now: int,
+    ) -> int:
+        removed = list(remove)
+        args: list[Any] = [
+            now,
+            self._limits.mailbox_idle_ttl_s,
+            kind,
+            limit,
+            self._mailbox_ttl(now),
+            len(removed),
+            *removed,
+            *add,
+        ]
+        reply = await self._run("set_members", [self._mailbox_keys(rid)[0], key], args)
+        status = int(reply[0])
+        if status == _NOT_FOUND:
+            raise MailboxNotFound(MSG_NOT_FOUND)
+        if status == _QUOTA:
+            raise QuotaExceeded(MSG_QUOTA)
+        if status == _WRONG_KIND:
+            raise WrongKind("the operation does not apply to this mailbox's kind")
+        return int(reply[1])
+
+    async def set_caps(
+        self,
+        rid: bytes,
+        add: Sequence[bytes],
+        remove: Sequence[bytes],
+        max_caps: int,
+        now: int,
+    ) -> int:
+        """Remove, then add capability hashes of a pair mailbox, in one script.
+
+        Returns:
+            The number of capability hashes now registered.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: the mailbox is not of kind ``pair``.
+            QuotaExceeded: more than ``max_caps`` would be registered; nothing changed.
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        key = self._consent_keys(rid)[0]
+        return await self._set_members(key, KIND_PAIRWISE, rid, add, remove, max_caps, now)
+
+    async def set_bans(
+        self,
+        rid: bytes,
+        ban: Sequence[bytes],
+        unban: Sequence[bytes],
+        max_bans: int,
+        now: int,
+    ) -> int:
+        """Lift ``unban``, then ban ``ban`` on a contact address, in one script.
+
+        Returns:
+            The number of banned handles.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: the mailbox is not of kind ``addr``.
+            QuotaExceeded: more than ``max_bans`` would be banned; nothing changed.
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        key = self._consent_keys(rid)[1]
+        return await self._set_members(key, KIND_ADDRESS, rid, ban, unban, max_bans, now)
+
+    async def set_boundaries(self, rid: bytes, boundaries: Boundaries, now: int) -> None:
+        """Replace the boundaries of a contact address (its daily counter is kept).
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: the mailbox is not of kind ``addr``.
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        b = boundaries
+        status = int(
+            await self._run(
+                "set_boundaries",
+                [self._mailbox_keys(rid)[0]],
+                [now, self._limits.mailbox_idle_ttl_s, b.size, b.att, b.day, b.pow],
+            )
+        )
+        if status == _NOT_FOUND:
+            raise MailboxNotFound(MSG_NOT_FOUND)
+        if status == _WRONG_KIND:
+            raise WrongKind("the operation does not apply to this mailbox's kind")
+
+    async def mailbox_info(self, rid: bytes, now: int) -> MailboxSnapshot | None:
+        """Read every key of mailbox ``rid`` in one transaction (counts for collections),
+        plus the receive time of its oldest envelope.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        m, q, e, _x, d, _y = self._mailbox_keys(rid)
+        _, k, p = self._prekey_keys(rid)
+        a, n = self._consent_keys(rid)
+        with self._guard():
+            async with self._client.pipeline(transaction=True) as pipe:
+                _ = pipe.hgetall(m)
+                _ = pipe.zrange(q, 0, 0)
+                _ = pipe.hlen(d)
+                _ = pipe.llen(p)
+                _ = pipe.hexists(k, "s")
+                _ = pipe.hmget(k, ["h", "c"])
+                _ = pipe.scard(a)
+                _ = pipe.scard(n)
+                (
+                    rec,
+                    first,
+                    n_dedupe,
+                    n_items,
+                    has_static,
+                    window,
+                    n_caps,
+                    n_bans,
+                ) = await pipe.execute()
+            oldest_blob = _bytes(await self._client.hget(e, first[0])) if first else None
+        fields = {bytes(key).decode(): value for key, value in rec.items()}
+        names = ["sid", "ok", "cd", "ad", "kd", "bs", "ba", "bd", "bp"]
+        record = self._record(rid, [fields.get(name) for name in names], now)
+        if record is None:
+            return None
+        oldest_ts: int | None = None
+        if oldest_blob is not None:
+            oldest_ts = int(msgpack.unpackb(oldest_blob[_ENVELOPE_HEADER:], raw=False)[1])
+        handed = int(window[1] or 0)
+        rd = fields.get("rd")
+        return MailboxSnapshot(
+            record=record,
+            active_day=int(fields["ad"]),
+            last_seq=int(fields.get("ls", 0)),
+            envelopes=int(fields.get("n", 0)),
+            stored_bytes=int(fields.get("b", 0)),
+            oldest_ts=oldest_ts,
+            dedupe_records=int(n_dedupe),
+            prekeys_left=int(n_items),
+            prekey_static=bool(has_static),
+            prekey_hour=int(window[0]) if handed else None,
+            prekeys_handed=handed,
+            caps=int(n_caps),
+            bans=int(n_bans),
+            requests_day=int(rd) if rd is not None else None,
+            requests=int(fields.get("rc", 0)),
+        )
+
+
+def _kind_and_boundaries(values: Sequence[bytes | None]) -> tuple[str, Boundaries | None]:
+    """Kind and boundaries from the ``kd, bs, ba, bd, bp`` fields of a mailbox record."""
+    kd = values[0]
+    kind = kd.decode() if kd is not None else KIND_OPEN
+    if kind != KIND_ADDRESS:
+        return kind, None
+    size, att, day, bits = (int(v) if v is not None else 0 for v in values[1:5])
+    return kind, Boundaries(size=size, att=att, day=day, pow=bits)
 
 
 class RedisWakeups:

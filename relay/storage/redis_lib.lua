@@ -8,11 +8,17 @@
 --   KEYS[4] x  sorted set: seq scored by expiry second
 --   KEYS[5] d  hash: eid -> "seq:ts:expiry" (dedupe records)
 --   KEYS[6] y  sorted set: eid scored by dedupe expiry second
--- create, delete and purge also get the prekey keys of the mailbox (protocol.md §4.7):
+--   m also holds, from revision 3 (protocol.md §4.8-§4.9): kd (kind 'pair' or 'addr';
+--              absent: 'open'), bs/ba/bd/bp (boundaries of a contact address: size, att,
+--              day, pow), rd/rc (day and count of the latest stored contact requests)
+-- create, delete and purge also get the other keys of the mailbox:
 --   KEYS[7] k  hash: s (static prekey part), h/c (hour and count of the one-time handout
 --              window), u (token of the last applied upload, so a retried upload is a no-op)
 --   KEYS[8] p  list: one-time prekey items, oldest first
--- The prekey scripts (put_prekeys, take_prekeys) get {m, k, p} as KEYS[1..3].
+--   KEYS[9] a  set: capability hashes of a pair mailbox
+--   KEYS[10] n set: banned handles of a contact address
+-- The prekey scripts (put_prekeys, take_prekeys) get {m, k, p} as KEYS[1..3]; deposit gets
+-- {m, q, e, x, d, y, a, n}; set_members {m, a or n}; touch {m, k, p, a, n}.
 -- Times are passed in by the caller (whole seconds); the scripts never trust the Redis clock
 -- for the contract, only for key TTLs (garbage collection).
 

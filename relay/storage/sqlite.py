@@ -31,6 +31,15 @@ Changes in SCHEMA_VERSION = 2:
     ``mailboxes``, so deleting or purging a mailbox removes its prekeys in the same step. They
     are separate tables so the ``mailboxes`` row that every deposit reads and rewrites stays
     small.
+
+Changes in SCHEMA_VERSION = 3:
+    Consent (protocol.md §4.8-§4.10): ``mailboxes.kind`` (0 open, 1 pair, 2 addr; existing
+    mailboxes are open), ``envelopes.hdl`` (the requester's handle of a contact request),
+    ``caps`` (capability hashes of pair mailboxes, primary key ``(mbox, h)`` so the deposit's
+    check is one index lookup), ``bans`` (banned handles of contact addresses) and
+    ``addr_state`` (boundaries and the daily request counter of a contact address, one row per
+    address, so deposits to other kinds never read or rewrite it). All three cascade from
+    ``mailboxes``.
 """
 
 from __future__ import annotations
@@ -49,7 +58,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from clientlib.wire.frames import StoredEnvelope
+from clientlib.wire.frames import DEFAULT_BOUNDARIES, Boundaries, StoredEnvelope
+from clientlib.wire.limits import KIND_ADDRESS, KIND_OPEN, KIND_PAIRWISE
 from relay.storage._common import (
     MSG_CLOSED,
     MSG_FULL,
@@ -63,22 +73,26 @@ from relay.storage._common import (
 from relay.storage.base import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
+    BoundaryExceeded,
     DepositOutcome,
     IdCollision,
     MailboxNotFound,
     MailboxRecord,
+    MailboxSnapshot,
+    PowRequired,
     QuotaExceeded,
     StorageError,
     StorageFull,
     StorageUnavailable,
     StoreLimits,
+    WrongKind,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 2  # remember to update the changelog in the module docstring
+SCHEMA_VERSION: Final = 3  # remember to update the changelog in the module docstring
 
 #: Most operations one transaction may hold. Bounds the latency a batch adds to its first
 #: operation and the size of one WAL commit; 1024 deposits of 64 KiB is 64 MiB at worst.
@@ -147,8 +161,49 @@ CREATE TABLE prekey_items (
 CREATE INDEX prekey_items_mbox ON prekey_items(mbox, id);
 """
 
+_SCHEMA_V3: Final = """
+ALTER TABLE mailboxes ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE envelopes ADD COLUMN hdl BLOB;
+CREATE TABLE addr_state (
+    mbox      INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+    max_size  INTEGER NOT NULL,
+    att       INTEGER NOT NULL,
+    per_day   INTEGER NOT NULL,
+    pow_bits  INTEGER NOT NULL,
+    req_day   INTEGER,
+    req_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE caps (
+    mbox INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    h    BLOB NOT NULL,
+    PRIMARY KEY (mbox, h)
+) WITHOUT ROWID;
+CREATE TABLE bans (
+    mbox INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    hdl  BLOB NOT NULL,
+    PRIMARY KEY (mbox, hdl)
+) WITHOUT ROWID;
+"""
+
 #: ``_MIGRATIONS[v]`` upgrades a database at version ``v - 1`` to version ``v``.
-_MIGRATIONS: Final[dict[int, str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_MIGRATIONS: Final[dict[int, str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+#: The mailbox row a deposit reads; with a capability, whether its hash is registered (one
+#: primary-key lookup in ``caps``, in the same statement).
+_SELECT_FOR_DEPOSIT: Final = (
+    "SELECT id, rid, active_day, last_seq, n_envelopes, n_bytes, kind FROM mailboxes WHERE sid = ?"
+)
+_SELECT_FOR_DEPOSIT_CAP: Final = (
+    "SELECT m.id, m.rid, m.active_day, m.last_seq, m.n_envelopes, m.n_bytes, m.kind,"
+    " EXISTS (SELECT 1 FROM caps c WHERE c.mbox = m.id AND c.h = ?)"
+    " FROM mailboxes m WHERE m.sid = ?"
+)
+
+#: ``mailboxes.kind`` values.
+_KIND_CODES: Final[dict[str, int]] = {KIND_OPEN: 0, KIND_PAIRWISE: 1, KIND_ADDRESS: 2}
+_KIND_NAMES: Final[dict[int, str]] = {v: k for k, v in _KIND_CODES.items()}
+_PAIR: Final = _KIND_CODES[KIND_PAIRWISE]
+_ADDR: Final = _KIND_CODES[KIND_ADDRESS]
 
 _SYNCHRONOUS_FULL: Final = 2
 
@@ -523,11 +578,19 @@ class SQLiteStore:
                 if not mailbox_expired(active_day, now, limits):
                     raise IdCollision(MSG_ID_COLLISION)
                 conn.execute("DELETE FROM mailboxes WHERE id = ?", (mbox,))
-            conn.execute(
-                "INSERT INTO mailboxes (rid, sid, owner_key, created_day, active_day)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (record.rid, record.sid, record.owner_key, record.created_day, day_of(now)),
-            )
+            kind = _KIND_CODES[record.kind]
+            mbox = conn.execute(
+                "INSERT INTO mailboxes (rid, sid, owner_key, created_day, active_day, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (record.rid, record.sid, record.owner_key, record.created_day, day_of(now), kind),
+            ).fetchone()[0]
+            if kind == _ADDR:
+                b = record.boundaries or DEFAULT_BOUNDARIES
+                conn.execute(
+                    "INSERT INTO addr_state (mbox, max_size, att, per_day, pow_bits)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (mbox, b.size, b.att, b.day, b.pow),
+                )
 
         await self._write(op)
 
@@ -540,12 +603,21 @@ class SQLiteStore:
 
         def op(conn: sqlite3.Connection) -> MailboxRecord | None:
             row = conn.execute(
-                "SELECT sid, owner_key, created_day, active_day FROM mailboxes WHERE rid = ?",
+                "SELECT m.sid, m.owner_key, m.created_day, m.active_day, m.kind,"
+                " a.max_size, a.att, a.per_day, a.pow_bits"
+                " FROM mailboxes m LEFT JOIN addr_state a ON a.mbox = m.id WHERE m.rid = ?",
                 (rid,),
             ).fetchone()
             if row is None or mailbox_expired(row[3], now, self._limits):
                 return None
-            return MailboxRecord(rid=rid, sid=row[0], owner_key=row[1], created_day=row[2])
+            return MailboxRecord(
+                rid=rid,
+                sid=row[0],
+                owner_key=row[1],
+                created_day=row[2],
+                kind=_KIND_NAMES[row[4]],
+                boundaries=_boundaries(row[5:9]) if row[4] == _ADDR else None,
+            )
 
         return await self._read(op)
 
@@ -564,6 +636,46 @@ class SQLiteStore:
                 return None
             rid: bytes = row[0]
             return rid
+
+        return await self._read(op)
+
+    async def resolve_online(
+        self, sid: bytes, cap_hash: bytes | None, now: int
+    ) -> tuple[bytes, str] | None:
+        """Return ``(rid, kind)`` for an online-only envelope; pair mailboxes need the cap.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> tuple[bytes, str] | None:
+            row = conn.execute(
+                "SELECT id, rid, active_day, kind FROM mailboxes WHERE sid = ?", (sid,)
+            ).fetchone()
+            if row is None or mailbox_expired(row[2], now, self._limits):
+                return None
+            if row[3] == _PAIR and not _has_cap(conn, row[0], cap_hash):
+                return None
+            return row[1], _KIND_NAMES[row[3]]
+
+        return await self._read(op)
+
+    async def get_boundaries(self, sid: bytes, now: int) -> tuple[str, Boundaries | None] | None:
+        """Return ``(kind, boundaries or None)`` of the live mailbox with send id ``sid``.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> tuple[str, Boundaries | None] | None:
+            row = conn.execute(
+                "SELECT m.active_day, m.kind, a.max_size, a.att, a.per_day, a.pow_bits"
+                " FROM mailboxes m LEFT JOIN addr_state a ON a.mbox = m.id WHERE m.sid = ?",
+                (sid,),
+            ).fetchone()
+            if row is None or mailbox_expired(row[0], now, self._limits):
+                return None
+            return _KIND_NAMES[row[1]], _boundaries(row[2:6]) if row[1] == _ADDR else None
 
         return await self._read(op)
 
@@ -598,7 +710,8 @@ class SQLiteStore:
         await self._write(op)
 
     async def delete_mailbox(self, rid: bytes) -> bool:
-        """Delete a mailbox, its envelopes, dedupe records and prekeys in one transaction.
+        """Delete a mailbox, its envelopes, dedupe records, prekeys, capability hashes,
+        boundaries, bans and request counter in one transaction (they cascade).
 
         Returns:
             False if no mailbox had receive id ``rid``.
@@ -613,13 +726,32 @@ class SQLiteStore:
         return await self._write(op)
 
     async def deposit(
-        self, sid: bytes, eid: bytes, flags: int, ct: bytes, fc: bytes | None, now: int
+        self,
+        sid: bytes,
+        eid: bytes,
+        flags: int,
+        ct: bytes,
+        fc: bytes | None,
+        now: int,
+        *,
+        cap_hash: bytes | None = None,
+        handle: bytes | None = None,
+        attachments: int = 0,
+        pow_bits: int = 0,
     ) -> DepositOutcome:
         """Append an envelope; returns once the transaction holding it is committed.
 
+        The kind's checks (capability, boundaries, bans, daily counter; see
+        :meth:`~relay.storage.base.EnvelopeStore.deposit`) run in the same savepoint: a
+        capability is one lookup in the ``caps`` primary key.
+
         Raises:
-            MailboxNotFound: no live mailbox has send id ``sid``.
-            QuotaExceeded: the mailbox is at its count or byte quota.
+            MailboxNotFound: no live mailbox has send id ``sid``, the capability is missing
+                or unknown (pair), or the handle is banned (addr).
+            WrongKind: a deposit to a contact address without a handle.
+            BoundaryExceeded: the request breaks the address's size or attachment boundary.
+            PowRequired: the address asks for more proof of work than ``pow_bits``.
+            QuotaExceeded: the mailbox is at its count or byte quota, or its daily allowance.
             StorageUnavailable: the database failed.
             StorageFull: the disk or the database size cap is full.
         """
@@ -627,19 +759,26 @@ class SQLiteStore:
         size = len(ct)
 
         def op(conn: sqlite3.Connection) -> DepositOutcome:
-            row = conn.execute(
-                "SELECT id, rid, active_day, last_seq, n_envelopes, n_bytes"
-                " FROM mailboxes WHERE sid = ?",
-                (sid,),
-            ).fetchone()
+            if cap_hash is None:
+                row = conn.execute(_SELECT_FOR_DEPOSIT, (sid,)).fetchone()
+            else:  # the capability lookup rides along in the same statement
+                row = conn.execute(_SELECT_FOR_DEPOSIT_CAP, (cap_hash, sid)).fetchone()
             if row is None or mailbox_expired(row[2], now, limits):
                 raise MailboxNotFound(MSG_NOT_FOUND)
-            mbox, rid, _, last_seq, n_env, n_bytes = row
+            mbox, rid, _, last_seq, n_env, n_bytes, kind = row[:7]
+            counted: int | None = None  # addr: requests counted today, before this one
+            if kind == _PAIR:
+                if cap_hash is None or not row[7]:
+                    raise MailboxNotFound(MSG_NOT_FOUND)
+            elif kind == _ADDR:
+                counted = _check_request(conn, mbox, size, handle, attachments, pow_bits, now)
             dup = conn.execute(
                 "SELECT seq, ts, expires_at FROM dedupe WHERE mbox = ? AND eid = ?", (mbox, eid)
             ).fetchone()
             if dup is not None and now < dup[2]:
                 return DepositOutcome(rid=rid, seq=dup[0], ts=dup[1], duplicate=True)
+            if counted is not None and counted < 0:
+                raise QuotaExceeded(MSG_QUOTA)  # the address's daily allowance is used up
             if n_env + 1 > limits.max_envelopes or n_bytes + size > limits.max_bytes:
                 freed_n, freed_b = _delete_expired_of(conn, mbox, now)
                 n_env, n_bytes = n_env - freed_n, n_bytes - freed_b
@@ -647,10 +786,25 @@ class SQLiteStore:
                     raise QuotaExceeded(MSG_QUOTA)
             seq = last_seq + 1
             conn.execute(
-                "INSERT INTO envelopes (mbox, seq, eid, ts, expires_at, flags, ct, fc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (mbox, seq, eid, now, now + limits.envelope_ttl_s, flags, ct, fc),
+                "INSERT INTO envelopes (mbox, seq, eid, ts, expires_at, flags, ct, fc, hdl)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    mbox,
+                    seq,
+                    eid,
+                    now,
+                    now + limits.envelope_ttl_s,
+                    flags,
+                    ct,
+                    fc,
+                    handle if kind == _ADDR else None,
+                ),
             )
+            if counted is not None:
+                conn.execute(
+                    "UPDATE addr_state SET req_day = ?, req_count = ? WHERE mbox = ?",
+                    (day_of(now), counted + 1, mbox),
+                )
             conn.execute(
                 "INSERT OR REPLACE INTO dedupe (mbox, eid, seq, ts, expires_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -684,16 +838,18 @@ class SQLiteStore:
             out: list[StoredEnvelope] = []
             total = 0
             cur = conn.execute(
-                "SELECT seq, eid, ts, flags, ct, fc FROM envelopes"
+                "SELECT seq, eid, ts, flags, ct, fc, hdl FROM envelopes"
                 " WHERE mbox = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
                 (row[0], after_seq, now, limit),
             )
             try:
-                for seq, eid, ts, flags, ct, fc in cur:
+                for seq, eid, ts, flags, ct, fc, hdl in cur:
                     total += len(ct)
                     if out and total > max_bytes:
                         break
-                    out.append(StoredEnvelope(seq=seq, eid=eid, ts=ts, flags=flags, ct=ct, fc=fc))
+                    out.append(
+                        StoredEnvelope(seq=seq, eid=eid, ts=ts, flags=flags, ct=ct, fc=fc, hdl=hdl)
+                    )
             finally:
                 cur.close()
             return out
@@ -998,6 +1154,227 @@ class SQLiteStore:
             return static, item
 
         return await self._write(take)
+
+    # --- consent (protocol.md §4.8-§4.10) ------------------------------------------------
+
+    def _live_of_kind(self, conn: sqlite3.Connection, rid: bytes, kind: int, now: int) -> int:
+        """The row id of the live mailbox ``rid``, which must be of kind ``kind``.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: it has another kind.
+        """
+        row = conn.execute(
+            "SELECT id, active_day, kind FROM mailboxes WHERE rid = ?", (rid,)
+        ).fetchone()
+        if row is None or mailbox_expired(row[1], now, self._limits):
+            raise MailboxNotFound(MSG_NOT_FOUND)
+        if row[2] != kind:
+            raise WrongKind("the operation does not apply to this mailbox's kind")
+        mbox: int = row[0]
+        return mbox
+
+    async def _set_members(
+        self,
+        table: str,
+        column: str,
+        kind: int,
+        rid: bytes,
+        add: Sequence[bytes],
+        remove: Sequence[bytes],
+        limit: int,
+        now: int,
+    ) -> int:
+        """Remove, then add rows ``(mbox, column)`` of ``table``; refuse beyond ``limit``."""
+        added, removed = list(add), list(remove)
+        # ``table`` and ``column`` are fixed identifiers from this module, never input.
+        delete = f"DELETE FROM {table} WHERE mbox = ? AND {column} = ?"  # noqa: S608
+        insert = f"INSERT OR IGNORE INTO {table} (mbox, {column}) VALUES (?, ?)"  # noqa: S608
+        count = f"SELECT count(*) FROM {table} WHERE mbox = ?"  # noqa: S608
+
+        def op(conn: sqlite3.Connection) -> int:
+            mbox = self._live_of_kind(conn, rid, kind, now)
+            if removed:
+                conn.executemany(delete, [(mbox, v) for v in removed])
+            if added:
+                conn.executemany(insert, [(mbox, v) for v in added])
+            n = int(conn.execute(count, (mbox,)).fetchone()[0])
+            if added and n > limit:
+                raise QuotaExceeded(MSG_QUOTA)  # the savepoint rolls the removals back too
+            return n
+
+        return await self._write(op)
+
+    async def set_caps(
+        self,
+        rid: bytes,
+        add: Sequence[bytes],
+        remove: Sequence[bytes],
+        max_caps: int,
+        now: int,
+    ) -> int:
+        """Remove, then add capability hashes of a pair mailbox, in one savepoint.
+
+        Returns:
+            The number of capability hashes now registered.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: the mailbox is not of kind ``pair``.
+            QuotaExceeded: more than ``max_caps`` would be registered; nothing changed.
+            StorageUnavailable: the database failed.
+            StorageFull: the disk or the database size cap is full.
+        """
+        return await self._set_members("caps", "h", _PAIR, rid, add, remove, max_caps, now)
+
+    async def set_bans(
+        self,
+        rid: bytes,
+        ban: Sequence[bytes],
+        unban: Sequence[bytes],
+        max_bans: int,
+        now: int,
+    ) -> int:
+        """Lift ``unban``, then ban ``ban`` on a contact address, in one savepoint.
+
+        Returns:
+            The number of banned handles.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: the mailbox is not of kind ``addr``.
+            QuotaExceeded: more than ``max_bans`` would be banned; nothing changed.
+            StorageUnavailable: the database failed.
+            StorageFull: the disk or the database size cap is full.
+        """
+        return await self._set_members("bans", "hdl", _ADDR, rid, ban, unban, max_bans, now)
+
+    async def set_boundaries(self, rid: bytes, boundaries: Boundaries, now: int) -> None:
+        """Replace the boundaries of a contact address (its daily counter is kept).
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+            WrongKind: the mailbox is not of kind ``addr``.
+            StorageUnavailable: the database failed.
+            StorageFull: the disk or the database size cap is full.
+        """
+        b = boundaries
+
+        def op(conn: sqlite3.Connection) -> None:
+            mbox = self._live_of_kind(conn, rid, _ADDR, now)
+            conn.execute(
+                "UPDATE addr_state SET max_size = ?, att = ?, per_day = ?, pow_bits = ?"
+                " WHERE mbox = ?",
+                (b.size, b.att, b.day, b.pow, mbox),
+            )
+
+        await self._write(op)
+
+    async def mailbox_info(self, rid: bytes, now: int) -> MailboxSnapshot | None:
+        """Read every row and column kept for mailbox ``rid`` (counts for collections).
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> MailboxSnapshot | None:
+            row = conn.execute(
+                "SELECT m.id, m.sid, m.owner_key, m.created_day, m.active_day, m.last_seq,"
+                " m.n_envelopes, m.n_bytes, m.kind,"
+                " a.max_size, a.att, a.per_day, a.pow_bits, a.req_day, a.req_count,"
+                " p.static IS NOT NULL, p.win_hour, p.win_count"
+                " FROM mailboxes m LEFT JOIN addr_state a ON a.mbox = m.id"
+                " LEFT JOIN prekey_state p ON p.mbox = m.id WHERE m.rid = ?",
+                (rid,),
+            ).fetchone()
+            if row is None or mailbox_expired(row[4], now, self._limits):
+                return None
+            mbox, kind = row[0], row[8]
+
+            def count(table: str) -> int:
+                sql = f"SELECT count(*) FROM {table} WHERE mbox = ?"  # noqa: S608
+                return int(conn.execute(sql, (mbox,)).fetchone()[0])
+
+            oldest = conn.execute(
+                "SELECT ts FROM envelopes WHERE mbox = ? ORDER BY seq LIMIT 1", (mbox,)
+            ).fetchone()
+            handed = int(row[17] or 0)
+            record = MailboxRecord(
+                rid=rid,
+                sid=row[1],
+                owner_key=row[2],
+                created_day=row[3],
+                kind=_KIND_NAMES[kind],
+                boundaries=_boundaries(row[9:13]) if kind == _ADDR else None,
+            )
+            return MailboxSnapshot(
+                record=record,
+                active_day=row[4],
+                last_seq=row[5],
+                envelopes=row[6],
+                stored_bytes=row[7],
+                oldest_ts=None if oldest is None else int(oldest[0]),
+                dedupe_records=count("dedupe"),
+                prekeys_left=count("prekey_items"),
+                prekey_static=bool(row[15]),
+                prekey_hour=int(row[16]) if handed else None,
+                prekeys_handed=handed,
+                caps=count("caps"),
+                bans=count("bans"),
+                requests_day=None if row[13] is None else int(row[13]),
+                requests=int(row[14] or 0),
+            )
+
+        return await self._read(op)
+
+
+def _boundaries(row: Sequence[Any]) -> Boundaries:
+    """Boundaries from ``(max_size, att, per_day, pow_bits)`` columns."""
+    return Boundaries(size=row[0], att=row[1], day=row[2], pow=row[3])
+
+
+def _has_cap(conn: sqlite3.Connection, mbox: int, cap_hash: bytes | None) -> bool:
+    """Whether ``cap_hash`` is registered on mailbox ``mbox`` (one primary-key lookup)."""
+    if cap_hash is None:
+        return False
+    found = conn.execute("SELECT 1 FROM caps WHERE mbox = ? AND h = ?", (mbox, cap_hash))
+    return found.fetchone() is not None
+
+
+def _check_request(
+    conn: sqlite3.Connection,
+    mbox: int,
+    size: int,
+    handle: bytes | None,
+    attachments: int,
+    pow_bits: int,
+    now: int,
+) -> int:
+    """Check a contact request against the address's boundaries and bans.
+
+    Returns:
+        The requests already stored today, or -1 if the daily allowance is used up (the
+        caller refuses it after the duplicate check: a retry is not a new request).
+
+    Raises:
+        WrongKind, BoundaryExceeded, PowRequired, MailboxNotFound (banned handle).
+    """
+    if handle is None:
+        raise WrongKind("a contact request needs a handle")
+    max_size, att, per_day, bits, req_day, req_count = conn.execute(
+        "SELECT max_size, att, per_day, pow_bits, req_day, req_count FROM addr_state"
+        " WHERE mbox = ?",
+        (mbox,),
+    ).fetchone()
+    if size > max_size or (attachments and not att):
+        raise BoundaryExceeded("the request exceeds the address's boundaries")
+    if bits > pow_bits:
+        raise PowRequired("the address asks for more proof of work")
+    banned = conn.execute("SELECT 1 FROM bans WHERE mbox = ? AND hdl = ?", (mbox, handle))
+    if banned.fetchone() is not None:
+        raise MailboxNotFound(MSG_NOT_FOUND)
+    today = req_count if req_day == day_of(now) else 0
+    return today if today < per_day else -1
 
 
 def _delete_expired_of(conn: sqlite3.Connection, mbox: int, now: int) -> tuple[int, int]:

@@ -28,13 +28,15 @@ from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
     OP_CREATE,
     OP_DELETE,
-    OP_PREKEYS,
+    OP_FETCH,
     OP_SUBSCRIBE,
     Ack,
     Deposit,
     Drained,
     EnvelopeDelivered,
     FetchBundle,
+    GetBoundaries,
+    GetPow,
     Ok,
     RelayLimits,
     RequestChallenge,
@@ -187,6 +189,7 @@ class Connection:
                 max_pending_challenges=cfg.max_pending_challenges,
                 max_subscriptions=cfg.max_subscriptions,
                 challenge_ttl_s=cfg.challenge_ttl_s,
+                requests_per_minute=cfg.requests_per_connection_minute,
             )
         )
         self.subs: dict[bytes, Subscription] = {}
@@ -265,6 +268,13 @@ class Connection:
         if len(self.tasks) >= self.max_inflight:
             self.reply_error(ErrorCode.LIMIT, getattr(frame, "id", None))
             return
+        if isinstance(frame, GetPow) or (isinstance(frame, Deposit) and frame.hdl is not None):
+            # Contact requests and pow nonces: a per-connection allowance (protocol.md §4.9).
+            try:
+                self.proto.count_request(self.service.now())
+            except RelayError as exc:
+                self.reply_error(exc.code, frame.id)
+                return
         if isinstance(frame, Deposit):
             self.spawn(frame.id, self._deposit(frame))
         elif isinstance(frame, Ack):
@@ -273,6 +283,10 @@ class Connection:
             self.spawn(frame.id, self._owner(frame))
         elif isinstance(frame, FetchBundle):
             self.spawn(frame.id, self._bundle(frame))
+        elif isinstance(frame, GetBoundaries):
+            self.spawn(frame.id, self._boundaries(frame))
+        elif isinstance(frame, GetPow):
+            self.spawn(frame.id, self._pow(frame))
         elif isinstance(frame, Unsubscribe):
             if frame.rid in self.subs:
                 self.drop_subscription(frame.rid)
@@ -326,11 +340,19 @@ class Connection:
         issued = await self.service.fetch_bundle(frame)
         return issued.encode(self.proto.version)
 
+    async def _boundaries(self, frame: GetBoundaries) -> bytes:
+        issued = await self.service.boundaries(frame)
+        return issued.encode(self.proto.version)
+
+    async def _pow(self, frame: GetPow) -> bytes:
+        issued = await self.service.issue_pow(frame)
+        return issued.encode(self.proto.version)
+
     async def _owner(self, frame: SignedOwnerCommand) -> bytes:
         cmd, _ = await self.service.authenticate_owner(frame, self.proto.take_challenge)
         if cmd.op == OP_CREATE:
             assert cmd.key is not None
-            created = await self.service.create_mailbox(frame.id, cmd.key)
+            created = await self.service.create_mailbox(frame.id, cmd.key, cmd)
             return created.encode(self.proto.version)
         assert cmd.rid is not None
         if cmd.op == OP_SUBSCRIBE:
@@ -344,11 +366,11 @@ class Connection:
             self.drop_subscription(cmd.rid)
             await self.service.delete_mailbox(cmd.rid)
             return Ok(id=frame.id).encode(self.proto.version)
-        if cmd.op == OP_PREKEYS:
-            stored = await self.service.put_prekeys(frame.id, cmd)
-            return stored.encode(self.proto.version)
-        # fetch is an HTTP operation; on a socket the owner subscribes instead.
-        raise RelayError(ErrorCode.MALFORMED)
+        if cmd.op == OP_FETCH:
+            # fetch is an HTTP operation; on a socket the owner subscribes instead.
+            raise RelayError(ErrorCode.MALFORMED)
+        reply = await self.service.owner_operation(frame.id, cmd)
+        return reply.encode(self.proto.version)
 
     def abort(self, code: WSCloseCode) -> None:
         """Close the socket from inside (storage failure); the reader loop then ends."""

@@ -7,10 +7,12 @@ checks (file modes, key TTLs, hash slots, fault injection) follow the shared sui
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +21,23 @@ import redis
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from clientlib.wire import DEFAULT_BOUNDARIES, Boundaries
 from relay.storage._common import day_of, mailbox_deadline
 from relay.storage.base import (
     SECONDS_PER_HOUR,
+    BoundaryExceeded,
     DepositOutcome,
     EnvelopeStore,
     IdCollision,
     MailboxNotFound,
     MailboxRecord,
+    MailboxSnapshot,
+    PowRequired,
     QuotaExceeded,
     StorageFull,
     StorageUnavailable,
     StoreLimits,
+    WrongKind,
 )
 from relay.storage.redis import RedisStore
 from relay.storage.sqlite import SCHEMA_VERSION, SQLiteStore
@@ -616,6 +623,381 @@ async def test_prekeys_survive_reopen(make_store: MakeStore) -> None:
     assert await store.take_prekeys(rec.sid, NOW, 2) == (b"s", None)  # the window persisted
 
 
+# --- consent: kinds, capabilities, boundaries, bans, info (protocol.md §4.8-§4.10) --------
+
+BND = Boundaries(size=4096, att=0, day=3, pow=0)
+DAY = 86_400
+
+
+def h(tag: int) -> bytes:
+    return bytes([tag]) * 32
+
+
+async def new_kind(
+    store: EnvelopeStore, kind: str, bnd: Boundaries | None = None, now: int = NOW
+) -> MailboxRecord:
+    rec = MailboxRecord(new_id(), new_id(), os.urandom(32), day_of(now), kind=kind, boundaries=bnd)
+    await store.create_mailbox(rec, now)
+    return rec
+
+
+async def request(
+    store: EnvelopeStore,
+    rec: MailboxRecord,
+    handle: bytes | None = None,
+    *,
+    size: int = 2048,
+    now: int = NOW,
+    eid: bytes | None = None,
+    attachments: int = 0,
+    pow_bits: int = 0,
+) -> DepositOutcome:
+    return await store.deposit(
+        rec.sid,
+        eid or new_id(),
+        0,
+        os.urandom(size),
+        None,
+        now,
+        handle=handle or new_id(),
+        attachments=attachments,
+        pow_bits=pow_bits,
+    )
+
+
+async def held(store: EnvelopeStore, rec: MailboxRecord, now: int = NOW) -> MailboxSnapshot:
+    snap = await store.mailbox_info(rec.rid, now)
+    assert snap is not None
+    return snap
+
+
+async def test_kinds_are_stored_with_the_mailbox(store: EnvelopeStore) -> None:
+    open_, pair = await new_mailbox(store), await new_kind(store, "pair")
+    addr, dflt = await new_kind(store, "addr", BND), await new_kind(store, "addr")
+    for rec, kind, bnd in (
+        (open_, "open", None),
+        (pair, "pair", None),
+        (addr, "addr", BND),
+        (dflt, "addr", DEFAULT_BOUNDARIES),
+    ):
+        got = await store.get_mailbox(rec.rid, NOW)
+        assert got is not None and (got.kind, got.boundaries) == (kind, bnd)
+        assert await store.get_boundaries(rec.sid, NOW) == (kind, bnd)
+        assert await store.resolve_online(rec.sid, None, NOW) == (
+            None if kind == "pair" else (rec.rid, kind)
+        )
+    assert await store.get_boundaries(new_id(), NOW) is None
+    assert await store.get_boundaries(addr.rid, NOW) is None  # a rid is no sid
+    # Open mailboxes ignore every consent argument.
+    out = await store.deposit(open_.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    assert out.seq == 1
+    out = await request(store, open_, attachments=3, pow_bits=0)
+    assert out.seq == 2
+    assert [e.hdl for e in await store.fetch(open_.rid, 0, 10, 1 << 20, NOW)] == [None, None]
+
+
+async def test_caps_add_remove_and_limit(store: EnvelopeStore) -> None:
+    rec = await new_kind(store, "pair")
+    assert await store.set_caps(rec.rid, [h(1), h(2), h(2)], [], 3, NOW) == 2
+    assert await store.set_caps(rec.rid, [h(3)], [h(9)], 3, NOW) == 3
+    with pytest.raises(QuotaExceeded):
+        await store.set_caps(rec.rid, [h(4)], [], 3, NOW)
+    with pytest.raises(QuotaExceeded):  # the removal in the same command is undone too
+        await store.set_caps(rec.rid, [h(4), h(5)], [h(1)], 3, NOW)
+    assert (await held(store, rec)).caps == 3
+    await store.deposit(rec.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    # Removal applies first, so a full mailbox can swap a capability in one command.
+    assert await store.set_caps(rec.rid, [h(4)], [h(1)], 3, NOW) == 3
+    assert await store.set_caps(rec.rid, [], [h(4), h(4)], 3, NOW) == 2
+    assert await store.set_caps(rec.rid, [], [], 3, NOW) == 2  # a no-op
+    # Re-adding what is there is not counted twice; a lowered limit still allows removals.
+    assert await store.set_caps(rec.rid, [h(2)], [], 2, NOW) == 2
+    assert await store.set_caps(rec.rid, [], [h(2)], 0, NOW) == 1
+    with pytest.raises(MailboxNotFound):
+        await store.set_caps(new_id(), [h(1)], [], 3, NOW)
+    with pytest.raises(MailboxNotFound):
+        await store.set_caps(rec.sid, [h(1)], [], 3, NOW)
+    for other in (await new_mailbox(store), await new_kind(store, "addr", BND)):
+        with pytest.raises(WrongKind):
+            await store.set_caps(other.rid, [h(1)], [], 3, NOW)
+        assert (await held(store, other)).caps == 0
+
+
+async def test_pair_deposit_needs_a_registered_capability(store: EnvelopeStore) -> None:
+    a, b = await new_kind(store, "pair"), await new_kind(store, "pair")
+    await store.set_caps(a.rid, [h(1)], [], 64, NOW)
+    await store.set_caps(b.rid, [h(2)], [], 64, NOW)
+
+    async def send(rec: MailboxRecord, cap_hash: bytes | None, **kw: Any) -> DepositOutcome:
+        return await store.deposit(rec.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=cap_hash)
+
+    assert (await send(a, h(1))).seq == 1
+    for cap_hash in (None, h(3), h(2)):  # missing, unknown, another mailbox's
+        with pytest.raises(MailboxNotFound):
+            await send(a, cap_hash)
+    with pytest.raises(MailboxNotFound):  # the very same refusal as an unknown mailbox
+        await store.deposit(new_id(), new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    assert await store.resolve_online(a.sid, h(1), NOW) == (a.rid, "pair")
+    assert await store.resolve_online(a.sid, h(2), NOW) is None
+    # Revocation blocks, re-adding the same hash unblocks; refusals stored nothing.
+    await store.set_caps(a.rid, [], [h(1)], 64, NOW)
+    with pytest.raises(MailboxNotFound):
+        await send(a, h(1))
+    assert await store.resolve_online(a.sid, h(1), NOW) is None
+    snap = await held(store, a)
+    assert (snap.envelopes, snap.last_seq, snap.dedupe_records, snap.caps) == (1, 1, 1, 0)
+    await store.set_caps(a.rid, [h(1)], [], 64, NOW)
+    assert (await send(a, h(1))).seq == 2
+    # A retry of a stored deposit by a revoked sender is refused too (no dedupe answer).
+    eid = new_id()
+    await store.deposit(a.sid, eid, 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    await store.set_caps(a.rid, [], [h(1)], 64, NOW)
+    with pytest.raises(MailboxNotFound):
+        await store.deposit(a.sid, eid, 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    assert await store.count_envelopes() == 3
+
+
+async def test_boundaries_set_and_get(store: EnvelopeStore) -> None:
+    rec = await new_kind(store, "addr")
+    assert await store.get_boundaries(rec.sid, NOW) == ("addr", DEFAULT_BOUNDARIES)
+    new = Boundaries(size=65536, att=1, day=100_000, pow=20)
+    await store.set_boundaries(rec.rid, new, NOW)
+    assert await store.get_boundaries(rec.sid, NOW) == ("addr", new)
+    assert (await held(store, rec)).record.boundaries == new
+    with pytest.raises(MailboxNotFound):
+        await store.set_boundaries(new_id(), new, NOW)
+    for other in (await new_mailbox(store), await new_kind(store, "pair")):
+        with pytest.raises(WrongKind):
+            await store.set_boundaries(other.rid, new, NOW)
+        assert await store.get_boundaries(other.sid, NOW) == (other.kind, None)
+
+
+async def test_contact_requests_checked_against_boundaries(store: EnvelopeStore) -> None:
+    rec = await new_kind(store, "addr", Boundaries(size=4096, att=0, day=100, pow=8))
+    with pytest.raises(WrongKind):
+        await store.deposit(rec.sid, new_id(), 0, b"x" * 2048, None, NOW, pow_bits=8)
+    with pytest.raises(BoundaryExceeded):
+        await request(store, rec, size=8192, pow_bits=8)
+    with pytest.raises(BoundaryExceeded):
+        await request(store, rec, attachments=1, pow_bits=8)
+    with pytest.raises(PowRequired):
+        await request(store, rec, pow_bits=7)
+    with pytest.raises(PowRequired):
+        await request(store, rec)
+    handle = new_id()
+    out = await request(store, rec, handle, size=4096, pow_bits=8)
+    assert (out.seq, out.duplicate) == (1, False)
+    await store.set_boundaries(rec.rid, Boundaries(size=2048, att=1, day=100, pow=0), NOW)
+    await request(store, rec, size=2048, attachments=16)
+    with pytest.raises(BoundaryExceeded):
+        await request(store, rec, size=4096)
+    envs = await store.fetch(rec.rid, 0, 10, 1 << 20, NOW)
+    assert [(e.seq, len(e.ct)) for e in envs] == [(1, 4096), (2, 2048)]
+    assert envs[0].hdl == handle and envs[1].hdl is not None and envs[1].hdl != handle
+    with pytest.raises(WrongKind):  # online-only requests are no thing: resolve says addr
+        await store.deposit(rec.sid, new_id(), 1, b"x" * 2048, None, NOW)
+    assert await store.resolve_online(rec.sid, None, NOW) == (rec.rid, "addr")
+    snap = await held(store, rec)
+    assert (snap.envelopes, snap.dedupe_records, snap.requests) == (2, 2, 2)
+
+
+async def test_bans(store: EnvelopeStore) -> None:
+    rec = await new_kind(store, "addr", BND)
+    spam, friend = new_id(), new_id()
+    assert await store.set_bans(rec.rid, [spam, spam], [], 2, NOW) == 1
+    with pytest.raises(MailboxNotFound):
+        await request(store, rec, spam)
+    await request(store, rec, friend)
+    assert await store.set_bans(rec.rid, [friend], [], 2, NOW) == 2
+    with pytest.raises(QuotaExceeded):
+        await store.set_bans(rec.rid, [new_id()], [], 2, NOW)
+    with pytest.raises(QuotaExceeded):  # nothing changed: the unban is undone too
+        await store.set_bans(rec.rid, [new_id(), new_id()], [spam], 2, NOW)
+    with pytest.raises(MailboxNotFound):
+        await request(store, rec, spam)
+    # Unban first, then ban: lifting one and banning another fits the limit.
+    assert await store.set_bans(rec.rid, [new_id()], [spam], 2, NOW) == 2
+    await request(store, rec, spam)
+    snap = await held(store, rec)
+    assert (snap.bans, snap.envelopes, snap.requests) == (2, 2, 2)
+    for other in (await new_mailbox(store), await new_kind(store, "pair")):
+        with pytest.raises(WrongKind):
+            await store.set_bans(other.rid, [spam], [], 2, NOW)
+    with pytest.raises(MailboxNotFound):
+        await store.set_bans(new_id(), [spam], [], 2, NOW)
+
+
+async def test_daily_request_quota(store: EnvelopeStore) -> None:
+    rec = await new_kind(store, "addr", BND)  # 3 a day
+    today = NOW - NOW % DAY
+    with pytest.raises(BoundaryExceeded):  # refused deposits do not count
+        await request(store, rec, size=8192, now=today)
+    eids = [new_id() for _ in range(3)]
+    for i, eid in enumerate(eids):
+        await request(store, rec, now=today + i, eid=eid)
+    with pytest.raises(QuotaExceeded):
+        await request(store, rec, now=today + 10)
+    # A retry of a stored request is answered as a duplicate, not counted and not refused.
+    again = await request(store, rec, now=today + 11, eid=eids[0])
+    assert (again.seq, again.duplicate) == (1, True)
+    snap = await held(store, rec, today + 12)
+    assert (snap.requests_day, snap.requests, snap.envelopes) == (day_of(today), 3, 3)
+    with pytest.raises(QuotaExceeded):
+        await request(store, rec, now=today + DAY - 1)
+    # The next UTC day starts a new count; a raised allowance applies at once.
+    out = await request(store, rec, now=today + DAY)
+    assert out.seq == 4
+    snap = await held(store, rec, today + DAY)
+    assert (snap.requests_day, snap.requests) == (day_of(today) + 1, 1)
+    await store.set_boundaries(rec.rid, Boundaries(size=4096, att=0, day=5, pow=0), today + DAY)
+    for i in range(4):
+        await request(store, rec, now=today + DAY + 1 + i)
+    with pytest.raises(QuotaExceeded):
+        await request(store, rec, now=today + DAY + 9)
+    assert (await held(store, rec, today + DAY)).requests == 5
+    # A full mailbox refuses too, and that refusal is not counted either.
+    full = await new_kind(store, "addr", Boundaries(size=65536, att=0, day=100, pow=0))
+    for i in range(LIMITS.max_bytes // 65536):
+        await request(store, full, size=65536, now=today + i)
+    with pytest.raises(QuotaExceeded):
+        await request(store, full, now=today + 20)
+    assert (await held(store, full, today)).requests == LIMITS.max_bytes // 65536
+
+
+async def test_info_is_complete(store: EnvelopeStore) -> None:
+    assert await store.mailbox_info(new_id(), NOW) is None
+    rec = await new_kind(store, "addr", BND, now=NOW)
+    first = await held(store, rec)
+    assert first.record == rec
+    assert (first.active_day, first.last_seq, first.envelopes, first.stored_bytes) == (
+        day_of(NOW),
+        0,
+        0,
+        0,
+    )
+    assert (first.oldest_ts, first.dedupe_records, first.prekeys_left, first.prekey_static) == (
+        None,
+        0,
+        0,
+        False,
+    )
+    assert (first.prekey_hour, first.prekeys_handed, first.caps, first.bans) == (None, 0, 0, 0)
+    assert (first.requests_day, first.requests) == (None, 0)
+    later = NOW + 3 * DAY
+    await request(store, rec, now=NOW + 5)
+    await request(store, rec, size=4096, now=NOW + 6)
+    await store.ack(rec.rid, [1])
+    await store.set_bans(rec.rid, [new_id()], [], 100, NOW)
+    await store.put_prekeys(rec.rid, b"s", items(4), False, 200, NOW)
+    await store.take_prekeys(rec.sid, NOW, 10)
+    await store.touch_mailbox(rec.rid, later)
+    snap = await held(store, rec, later)
+    assert snap.record == rec
+    assert (snap.active_day, snap.last_seq, snap.envelopes, snap.stored_bytes) == (
+        day_of(later),
+        2,
+        1,
+        4096,
+    )
+    assert (snap.oldest_ts, snap.dedupe_records, snap.prekeys_left, snap.prekey_static) == (
+        NOW + 6,
+        2,
+        3,
+        True,
+    )
+    assert (snap.prekey_hour, snap.prekeys_handed, snap.caps, snap.bans) == (
+        NOW // SECONDS_PER_HOUR,
+        1,
+        0,
+        1,
+    )
+    assert (snap.requests_day, snap.requests) == (day_of(NOW), 2)
+    pair = await new_kind(store, "pair")
+    await store.set_caps(pair.rid, [h(1), h(2)], [], 64, NOW)
+    psnap = await held(store, pair)
+    assert (psnap.record.kind, psnap.record.boundaries, psnap.caps, psnap.requests_day) == (
+        "pair",
+        None,
+        2,
+        None,
+    )
+    # Every field of the snapshot was looked at above (a new field needs a check here).
+    assert {f.name for f in fields(MailboxSnapshot)} == {
+        "record",
+        "active_day",
+        "last_seq",
+        "envelopes",
+        "stored_bytes",
+        "oldest_ts",
+        "dedupe_records",
+        "prekeys_left",
+        "prekey_static",
+        "prekey_hour",
+        "prekeys_handed",
+        "caps",
+        "bans",
+        "requests_day",
+        "requests",
+    }
+
+
+async def test_delete_and_expiry_remove_consent_data(store: EnvelopeStore) -> None:
+    pair, addr = await new_kind(store, "pair"), await new_kind(store, "addr", BND)
+    await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
+    await store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    await store.set_bans(addr.rid, [new_id()], [], 64, NOW)
+    await request(store, addr)
+    for rec in (pair, addr):
+        assert await store.delete_mailbox(rec.rid) is True
+        assert await store.mailbox_info(rec.rid, NOW) is None
+        assert await store.get_boundaries(rec.sid, NOW) is None
+        assert await store.resolve_online(rec.sid, h(1), NOW) is None
+    with pytest.raises(MailboxNotFound):
+        await store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    with pytest.raises(MailboxNotFound):
+        await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
+    with pytest.raises(MailboxNotFound):
+        await store.set_bans(addr.rid, [h(1)[:16]], [], 64, NOW)
+    # The same ids created again start empty: no capability, ban or counter survives.
+    await store.create_mailbox(pair, NOW)
+    await store.create_mailbox(addr, NOW)
+    with pytest.raises(MailboxNotFound):
+        await store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    snap = await held(store, addr)
+    assert (snap.bans, snap.requests, snap.requests_day, snap.envelopes) == (0, 0, None, 0)
+    assert (await held(store, pair)).caps == 0
+    # Idle expiry: unreachable at the deadline, then purged with everything.
+    await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
+    deadline = mailbox_deadline(day_of(NOW), LIMITS)
+    with pytest.raises(MailboxNotFound):
+        await store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, deadline, cap_hash=h(1))
+    with pytest.raises(MailboxNotFound):
+        await store.set_caps(pair.rid, [h(2)], [], 64, deadline)
+    assert await store.mailbox_info(pair.rid, deadline) is None
+    assert await store.get_boundaries(addr.sid, deadline) is None
+    again = MailboxRecord(pair.rid, pair.sid, os.urandom(32), day_of(deadline), kind="pair")
+    await store.create_mailbox(again, deadline)  # expired but not purged: nothing carries over
+    assert (await held(store, again, deadline)).caps == 0
+    assert await store.purge_expired(deadline) >= 1
+    assert await store.mailbox_info(addr.rid, deadline) is None
+
+
+async def test_consent_survives_reopen(make_store: MakeStore) -> None:
+    store = await make_store()
+    pair, addr = await new_kind(store, "pair"), await new_kind(store, "addr", BND)
+    await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
+    banned = new_id()
+    await store.set_bans(addr.rid, [banned], [], 64, NOW)
+    await request(store, addr)
+    await store.aclose()
+    store = await make_store()
+    assert (await store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))).seq
+    with pytest.raises(MailboxNotFound):
+        await request(store, addr, banned)
+    snap = await held(store, addr)
+    assert (snap.record.boundaries, snap.requests, snap.bans) == (BND, 1, 1)
+
+
 # --- SQLite only --------------------------------------------------------------------------
 
 
@@ -646,6 +1028,56 @@ async def test_sqlite_migrates_v1_database(tmp_path: Path) -> None:
     conn.close()
 
 
+async def test_sqlite_migrates_v2_database(tmp_path: Path) -> None:
+    from relay.storage.sqlite import _MIGRATIONS
+
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_MIGRATIONS[1] + _MIGRATIONS[2] + "PRAGMA user_version=2;")
+    rec = new_record()
+    mbox = conn.execute(
+        "INSERT INTO mailboxes (rid, sid, owner_key, created_day, active_day, last_seq,"
+        " n_envelopes, n_bytes) VALUES (?, ?, ?, ?, ?, 1, 1, 256) RETURNING id",
+        (rec.rid, rec.sid, rec.owner_key, rec.created_day, day_of(NOW)),
+    ).fetchone()[0]
+    eid = new_id()
+    conn.execute(
+        "INSERT INTO envelopes (mbox, seq, eid, ts, expires_at, flags, ct, fc)"
+        " VALUES (?, 1, ?, ?, ?, 0, ?, NULL)",
+        (mbox, eid, NOW, NOW + LIMITS.envelope_ttl_s, b"o" * 256),
+    )
+    conn.execute(
+        "INSERT INTO dedupe (mbox, eid, seq, ts, expires_at) VALUES (?, ?, 1, ?, ?)",
+        (mbox, eid, NOW, NOW + LIMITS.dedupe_window_s),
+    )
+    conn.execute("INSERT INTO prekey_state (mbox, static) VALUES (?, ?)", (mbox, b"s"))
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path, LIMITS)
+    await store.open()
+    try:
+        got = await store.get_mailbox(rec.rid, NOW)
+        assert got is not None and (got.kind, got.boundaries) == ("open", None)
+        envs = await store.fetch(rec.rid, 0, 10, 1 << 20, NOW)
+        assert [(e.seq, e.eid, e.ct, e.hdl) for e in envs] == [(1, eid, b"o" * 256, None)]
+        assert (await put(store, rec, eid=eid)).duplicate is True  # dedupe records kept
+        assert (await put(store, rec)).seq == 2
+        snap = await store.mailbox_info(rec.rid, NOW)
+        assert snap is not None and (snap.envelopes, snap.prekey_static, snap.caps) == (2, True, 0)
+        # The new tables work on the migrated file.
+        pair = await new_kind(store, "pair")
+        assert await store.set_caps(pair.rid, [h(1)], [], 64, NOW) == 1
+        addr = await new_kind(store, "addr", BND)
+        assert (await request(store, addr)).seq == 1
+    finally:
+        await store.aclose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
 async def test_sqlite_file_settings(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
     store = SQLiteStore(path, LIMITS)
@@ -659,7 +1091,7 @@ async def test_sqlite_file_settings(tmp_path: Path) -> None:
         await store.aclose()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     conn.close()
 
@@ -723,7 +1155,17 @@ async def _exercise(store: EnvelopeStore) -> list[MailboxRecord]:
     await store.put_prekeys(recs[1].rid, None, [], True, 200, NOW + 86_400)
     await store.touch_mailbox(recs[0].rid, NOW + 86_400)
     await store.delete_mailbox(recs[2].rid)
-    return recs
+    # Consent keys: a pair mailbox with capability hashes, an address with bans and requests.
+    pair, addr = await new_kind(store, "pair"), await new_kind(store, "addr", BND)
+    await store.set_caps(pair.rid, [h(1), h(2)], [], 64, NOW)
+    await store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    await store.set_bans(addr.rid, [new_id()], [], 64, NOW)
+    await request(store, addr)
+    await store.touch_mailbox(pair.rid, NOW + 86_400)
+    gone = await new_kind(store, "pair")
+    await store.set_caps(gone.rid, [h(3)], [], 64, NOW)
+    await store.delete_mailbox(gone.rid)
+    return [*recs, pair, addr, gone]
 
 
 @pytest.mark.redis
@@ -739,14 +1181,17 @@ async def test_redis_every_key_has_ttl_and_one_slot_per_mailbox(redis_url: str) 
         assert keys
         for key in keys:
             assert client.ttl(key) > 0, key
-        for rec in recs[:2]:
+        for rec in [*recs[:2], *recs[3:5]]:
             tag = b"{" + rec.rid.hex().encode() + b"}"
             mine = [k for k in keys if tag in k]
             assert len(mine) >= 6
-            assert any(k.startswith(b"br:k:") for k in mine)
+            assert any(k.startswith(b"br:k:") for k in mine) == (rec.kind == "open")
             assert len({key_slot(k) for k in mine}) == 1
-        assert not [k for k in keys if recs[2].rid.hex().encode() in k]
-        assert not [k for k in keys if recs[2].sid.hex().encode() in k]
+        assert any(k.startswith(b"br:a:{" + recs[3].rid.hex().encode()) for k in keys)
+        assert any(k.startswith(b"br:n:{" + recs[4].rid.hex().encode()) for k in keys)
+        for rec in (recs[2], recs[5]):
+            assert not [k for k in keys if rec.rid.hex().encode() in k]
+            assert not [k for k in keys if rec.sid.hex().encode() in k]
 
 
 @pytest.mark.redis
@@ -759,6 +1204,15 @@ async def test_redis_prekey_keys_expire_with_the_mailbox_record(redis_url: str) 
         m, k, p = store._prekey_keys(rec.rid)
         client = store._client
         ttls = [await client.pttl(key) for key in (m, k, p)]
+        pair, addr = await new_kind(store, "pair"), await new_kind(store, "addr", BND)
+        await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
+        await store.set_bans(addr.rid, [new_id()], [], 64, NOW)
+        for rec2, key in (
+            (pair, store._consent_keys(pair.rid)[0]),
+            (addr, store._consent_keys(addr.rid)[1]),
+        ):
+            rttl, kttl = await client.pttl(store._mailbox_keys(rec2.rid)[0]), await client.pttl(key)
+            assert kttl > 0 and abs(rttl - kttl) < 5_000  # consent keys go with the record
         assert all(t > 0 for t in ttls)
         assert max(ttls) - min(ttls) < 5_000  # the prekey keys go when the record goes
         assert await client.ttl(m) > LIMITS.mailbox_idle_ttl_s
@@ -781,6 +1235,41 @@ async def test_redis_retried_prekey_upload_is_applied_once(redis_url: str) -> No
         assert [int(v) for v in first] == [int(v) for v in again] == [0, 2, 1]
         assert await store.prekey_count(rec.rid, NOW) == (2, True)
     finally:
+        await store.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_capability_check_costs_no_round_trip(redis_url: str) -> None:
+    store = RedisStore(redis_url, LIMITS)
+    await store.open()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pair = await new_kind(store, "pair")
+        await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
+        await store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+
+        async def calls(job: Awaitable[object]) -> dict[str, int]:
+            client.config_resetstat()
+            with contextlib.suppress(MailboxNotFound):
+                await job
+            stats = client.info("commandstats")
+            # Commands a client sends (those the scripts run inside are counted too: skip).
+            sent = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_get", "cmdstat_exec"}
+            return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if k in sent}
+
+        # The send id is cached: one script, the capability checked inside it.
+        ok = await calls(store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1)))
+        assert ok == {"evalsha": 1}
+        # A refused capability and an unknown send id cost the same round trips.
+        refused = await calls(
+            store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(2))
+        )
+        unknown = await calls(
+            store.deposit(new_id(), new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+        )
+        assert refused == unknown == {"evalsha": 1, "get": 1}
+    finally:
+        client.close()
         await store.aclose()
 
 

@@ -7,6 +7,7 @@ the request, they exchange messages with ``send``/``history`` and then live with
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -122,7 +123,7 @@ def test_invite_accept_send_history(tmp_path: Path, relay: RelayProcess) -> None
     assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d\] bob: hello\n", out), out
 
     out = ok(bob, "contacts")
-    assert re.search(r"^[0-9a-f]{8}  accepted  unverified  alice$", out, re.M), out
+    assert re.search(r"^[0-9a-f]{8}  accepted  unverified  -        alice$", out, re.M), out
     out = ok(bob, "history", "alice")
     assert re.search(r"\] you: hello$", out, re.M), out
 
@@ -131,7 +132,7 @@ def test_invite_accept_send_history(tmp_path: Path, relay: RelayProcess) -> None
     b_num = ok(bob, "verify", "alice", "--confirm").splitlines()[1:4]
     assert a_num == b_num
     assert all(re.fullmatch(r"  (\d{5} ){3}\d{5}", row) for row in a_num)
-    assert re.search(r"  verified    alice$", ok(bob, "contacts", "--offline"), re.M)
+    assert re.search(r"  verified    -        alice$", ok(bob, "contacts", "--offline"), re.M)
 
 
 class Lines:
@@ -234,3 +235,144 @@ def test_listen_sessions_chat_over_pipes(tmp_path: Path, relay: RelayProcess) ->
         "you: /slash",
         "bob: last words",
     ]
+
+
+def test_block_unblock_and_export(tmp_path: Path, relay: RelayProcess) -> None:
+    alice, bob = pair(tmp_path, relay)
+    assert ok(bob, "send", "alice", "hello") == "sent to alice\n"
+
+    out = ok(alice, "block", "bob")
+    assert out.startswith("blocked bob: the relay now refuses their messages"), out
+    assert re.search(
+        r"^[0-9a-f]{8}  accepted  unverified  blocked  bob$", ok(alice, "contacts"), re.M
+    )
+    # To Bob it looks as if Alice had deleted the conversation.
+    done = blindchat(bob, "send", "alice", "are you there?")
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr.rstrip().splitlines()[-1] == (
+        "blindchat: the relay refused the message: alice's mailbox no longer exists"
+    )
+    done = blindchat(alice, "send", "bob", "hi")  # blocked both ways
+    assert (done.returncode, done.stderr) == (
+        1,
+        "blindchat: the contact is blocked; unblock it first\n",
+    )
+
+    assert ok(alice, "unblock", "bob") == "unblocked bob: their messages reach you again\n"
+    assert re.search(
+        r"^[0-9a-f]{8}  accepted  unverified  -        bob$", ok(alice, "contacts"), re.M
+    )
+    assert ok(bob, "send", "alice", "back again") == "sent to alice\n"
+
+    # The same from inside a listen session.
+    a, a_out = start_listen(alice, "bob")
+    try:
+        a_out.expect("* listening as alice on ")
+        type_line(a, "/block bob")
+        assert a_out.expect("* blocked").startswith(
+            "* blocked bob: the relay refuses their messages"
+        )
+        type_line(a, "/contacts")
+        assert re.fullmatch(r"\* [0-9a-f]{8}  accepted  bob  \(blocked\)", a_out.expect("accepted"))
+        type_line(a, "/unblock bob")
+        assert a_out.expect("* unblocked") == "* unblocked bob: their messages arrive again"
+    finally:
+        assert a_out.finish() == (0, "")
+    assert ok(bob, "send", "alice", "third") == "sent to alice\n"
+
+    out = ok(alice, "privacy", "bob", "--media", "off")
+    assert (
+        out.splitlines()[0] == "your privacy settings with bob: receipts on, typing on, media off"
+    )
+    out = ok(bob, "privacy", "alice")
+    assert "  theirs: receipts on, typing on, media off\n" in out, out
+
+    target = tmp_path / "alice-export.json"
+    out = ok(alice, "export", str(target))
+    assert out.splitlines()[0] == (
+        f"exported 1 conversation (3 messages) and 0 pending requests to {target}"
+    )
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    [conv] = doc["contacts"]
+    assert (conv["name"], conv["state"], conv["blocked"]) == ("bob", "accepted", False)
+    assert conv["settings"] == {"receipts": True, "typing": True, "media": False}
+    assert [(m["direction"], m["text"]) for m in conv["messages"]] == [
+        ("in", "hello"),
+        ("in", "back again"),
+        ("in", "third"),
+    ]
+    done = blindchat(alice, "export", str(target))
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"blindchat: {target} already exists; refusing to overwrite it\n"
+
+
+def test_boundaries_holdings_and_delete_account(tmp_path: Path, relay: RelayProcess) -> None:
+    alice, bob, carol = tmp_path / "alice", tmp_path / "bob", tmp_path / "carol"
+    url = relay.url.rstrip("/")
+    for home, name in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+        ok(home, "init", "--relay", url, "--name", name, "--kdf", "minimum")
+    link = LINK_RE.search(ok(alice, "invite", "--no-qr"))
+    assert link
+    out = ok(alice, "boundaries", "set", "--pow", "8", "--per-day", "1")
+    assert out.splitlines() == [
+        "your contact addresses now publish:",
+        "  largest request:  4096 bytes",
+        "  attachments:      off",
+        "  requests per day: 1",
+        "  proof of work:    8 bits",
+    ]
+    out = ok(alice, "boundaries")  # as the relay reports them, from a new process
+    assert "  proof of work:    8 bits\n" in out and "  requests per day: 1\n" in out, out
+
+    # A request pays the proof of work and still gets through.
+    out = ok(bob, "accept", link.group(1), "--intro", "hi")
+    assert out.startswith("contact request sent; contact id: "), out
+    assert re.search(r"^request [0-9a-f]{8}  from bob$", ok(alice, "requests"), re.M)
+    # The second one today is over the allowance: a clear error, and nothing is kept.
+    done = blindchat(carol, "accept", link.group(1))
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr == (
+        "blindchat: the relay refused the contact request: daily limit reached (try again tomorrow)\n"
+    )
+    assert ok(carol, "contacts").startswith("no contacts yet")
+    # An oversized request never leaves the client.
+    ok(alice, "boundaries", "set", "--size", "2048", "--per-day", "100")
+    done = blindchat(carol, "accept", link.group(1), "--intro", "x" * 1000)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "blindchat: cannot send this request: the address accepts requests up to 2048 bytes; "
+        "shorten the intro\n"
+    )
+
+    out = ok(alice, "holdings")
+    assert re.match(
+        r"what the relay at http://\S+ keeps for your 1 mailbox \(days in UTC\):\n", out
+    )
+    assert "\naddress 1:\n  kind:                addr (contact address)\n" in out
+    assert "  contact requests:    1 on " in out and "(1 today)" in out
+    assert (
+        "  boundaries:          up to 2048 bytes, attachments off, 100 a day, proof of work 8 bits"
+        in out
+    )
+    # Bob's request was fetched (`requests`), so the relay keeps only its counters.
+    assert "  last sequence:       1\n  envelopes stored:    0 (0 bytes)\n" in out, out
+
+    done = blindchat(alice, "delete-account")  # stdin is not a terminal
+    assert (done.returncode, done.stdout) == (1, "")
+    assert (alice / "keystore").exists()
+    out = ok(alice, "delete-account", "--yes")
+    assert (
+        out.splitlines()[-1] == f"deleted the keystore {alice / 'keystore'} and its message history"
+    )
+    assert sorted(p.name for p in alice.iterdir()) == []
+    done = blindchat(alice, "holdings")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"blindchat: no keystore at {alice / 'keystore'}; run `blindchat --home {alice} init`\n"
+    )
+    # The invitation died with the account.
+    done = blindchat(carol, "accept", link.group(1))
+    assert (done.returncode, done.stderr) == (
+        1,
+        "blindchat: this invitation is no longer valid (the relay does not know it)\n",
+    )

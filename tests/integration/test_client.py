@@ -36,6 +36,7 @@ from clientlib.keystore import (
 )
 from clientlib.session import initiate
 from clientlib.transport import HTTPTransport
+from clientlib.wire.pow import solve
 
 E = TypeVar("E")
 FAST: dict[str, Any] = {"kdf_strength": "minimum"}
@@ -49,6 +50,16 @@ async def wait_for(
             if isinstance(ev, cls) and pred(ev):
                 return ev
     raise AssertionError("client closed before the event arrived")
+
+
+async def deposit_request(
+    http: HTTPTransport, sid: bytes, ct: bytes, fc: bytes | None, *, hdl: bytes = b"h" * 16
+) -> None:
+    """Deposit a hand-made contact request, paying the address's proof of work."""
+    eid = os.urandom(16)
+    chal = await http.pow_challenge(sid)
+    counter = solve(sid, chal.nonce, eid, chal.bits)
+    await http.deposit(sid, ct, eid=eid, fc=fc, hdl=hdl, pow=(chal.nonce, counter))
 
 
 def make(tmp_path: Path, name: str, relay: str, **kw: Any) -> Client:
@@ -143,10 +154,12 @@ async def test_replayed_request_is_dropped(pair: tuple[Client, Client], relay: s
         http = HTTPTransport(s, relay)
         static, item = await http.fetch_bundle(inv.sid)
         bundle = open_bundle(inv, static, item)
-        content = ContactRequestContent(reply=os.urandom(16), name="mallory").encode()
+        content = ContactRequestContent(
+            reply=os.urandom(16), cap=os.urandom(32), name="mallory"
+        ).encode()
         _, sealed = initiate(mallory, bundle, content, rng=os.urandom, now=int(time.time()))
-        for _ in range(3):
-            await http.deposit(inv.sid, sealed.ct, eid=os.urandom(16), fc=sealed.fc)
+        for i in range(3):
+            await deposit_request(http, inv.sid, sealed.ct, sealed.fc, hdl=bytes([i]) * 16)
     await wait_for(alice, RequestReceived)
     warn = await wait_for(alice, ClientWarning, lambda w: w.kind == "duplicate_request")
     assert warn.kind == "duplicate_request"
@@ -160,7 +173,7 @@ async def test_garbage_on_address_is_dropped_and_acked(
     alice, bob = pair
     inv = await alice.create_invitation()
     async with aiohttp.ClientSession() as s:
-        await HTTPTransport(s, relay).deposit(inv.sid, os.urandom(2048), eid=os.urandom(16))
+        await deposit_request(HTTPTransport(s, relay), inv.sid, os.urandom(2048), None)
     await wait_for(alice, ClientWarning, lambda w: w.kind == "undecryptable")
     await bob.send_request(inv)  # the address still works
     await wait_for(alice, RequestReceived)

@@ -18,7 +18,12 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from generate_vectors import DRBG  # noqa: E402
 
-from clientlib.client.content import Accept, ContactRequestContent, TextMessage  # noqa: E402
+from clientlib.client.content import (  # noqa: E402
+    Accept,
+    ContactRequestContent,
+    ConversationSettings,
+    TextMessage,
+)
 from clientlib.client.invite import Invitation, _bundle_key, seal_item, seal_static  # noqa: E402
 from clientlib.crypto.keys import IdentityKeyPair  # noqa: E402
 from clientlib.crypto.prekeys import PreKeyKind, PreKeyPair  # noqa: E402
@@ -44,11 +49,13 @@ def build() -> dict[str, Any]:
     item = seal_item(k, sid, kem.public_record, opk.public_record, lambda n: item_nonce)
     reply = rng(16)
     mid = rng(16)
+    cap = rng(32)
     contents = [
-        ("req", ContactRequestContent(reply=reply, name="Alex", intro="Hi! We met at the meetup.")),
-        ("req-minimal", ContactRequestContent(reply=reply)),
-        ("acc", Accept(reply=reply, name="Sam")),
+        ("req", ContactRequestContent(reply=reply, cap=cap, name="Alex", intro="Hi! We met at the meetup.")),
+        ("req-minimal", ContactRequestContent(reply=reply, cap=cap)),
+        ("acc", Accept(reply=reply, cap=cap, name="Sam")),
         ("msg", TextMessage(id=mid, ts=1_795_000_000, text="hello ✓")),
+        ("set", ConversationSettings(receipts=0, typing=1, media=0)),
     ]
     return {
         "client-v1": {

@@ -4,7 +4,9 @@ text sanitising, and that no secret reaches the output. In-process, real keystor
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import math
 import os
 import re
@@ -17,8 +19,17 @@ import segno
 from clientlib.chat import cli
 from clientlib.chat.listen import format_event
 from clientlib.chat.qr import QR_BORDER, qr_matrix, render_qr
-from clientlib.chat.text import clean, group_safety_number, history_line
+from clientlib.chat.text import (
+    boundaries_lines,
+    clean,
+    describe_warning,
+    group_safety_number,
+    history_line,
+    privacy_line,
+)
 from clientlib.client import (
+    Client,
+    ClientWarning,
     Contact,
     ContactRequest,
     Invitation,
@@ -26,7 +37,9 @@ from clientlib.client import (
     RequestReceived,
     StoredMessage,
 )
+from clientlib.client.types import PrivacySettings
 from clientlib.keystore import FileKeystore
+from clientlib.wire.frames import Boundaries
 
 PASS = "correct horse battery staple"
 
@@ -93,8 +106,40 @@ def test_parse_each_command() -> None:
     assert p.parse_args(["history", "bob", "-n", "5"]).n == 5
     a = p.parse_args(["verify", "bob", "--confirm", "--no-qr"])
     assert (a.confirm, a.no_qr) == (True, True)
-    for cmd in ("contacts", "whoami"):
+    for cmd in ("contacts", "whoami", "holdings"):
         assert p.parse_args([cmd]).func is getattr(cli, f"cmd_{cmd}")
+
+
+def test_parse_consent_and_account_commands() -> None:
+    p = cli.build_parser()
+    assert (p.parse_args(["block", "bob"]).func, p.parse_args(["block", "bob"]).contact) == (
+        cli.cmd_block,
+        "bob",
+    )
+    assert p.parse_args(["unblock", "1a2b"]).func is cli.cmd_unblock
+    a = p.parse_args(["privacy", "bob"])
+    assert (a.func, a.receipts, a.typing, a.media) == (cli.cmd_privacy, None, None, None)
+    a = p.parse_args(["privacy", "bob", "--receipts", "off", "--typing", "ON", "--media", "no"])
+    assert (a.receipts, a.typing, a.media) == (False, True, False)
+    a = p.parse_args(["boundaries"])
+    assert a.func is cli.cmd_boundaries
+    a = p.parse_args(["boundaries", "set", "--pow", "8"])
+    assert (a.func, a.size, a.attachments, a.per_day, a.pow) == (
+        cli.cmd_boundaries_set,
+        None,
+        None,
+        None,
+        8,
+    )
+    a = p.parse_args(
+        ["boundaries", "set", "--size", "65536", "--attachments", "on", "--per-day", "5"]
+    )
+    assert (a.size, a.attachments, a.per_day, a.pow) == (65536, True, 5, None)
+    a = p.parse_args(["export", "out.json", "--offline"])
+    assert (a.func, a.path, a.offline) == (cli.cmd_export, "out.json", True)
+    a = p.parse_args(["delete-account"])
+    assert (a.func, a.yes) == (cli.cmd_delete_account, False)
+    assert p.parse_args(["delete-account", "--yes"]).yes is True
 
 
 def test_kdf_option_is_hidden(capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,6 +160,18 @@ def test_kdf_option_is_hidden(capsys: pytest.CaptureFixture[str]) -> None:
         ["init", "--kdf", "fast"],
         ["history", "bob", "-n", "x"],
         ["requests", "accept"],
+        ["block"],
+        ["unblock", "a", "b"],
+        ["privacy", "bob", "--media", "maybe"],
+        ["boundaries", "set", "--size", "3000"],
+        ["boundaries", "set", "--size", "1024"],
+        ["boundaries", "set", "--per-day", "0"],
+        ["boundaries", "set", "--per-day", "100001"],
+        ["boundaries", "set", "--pow", "33"],
+        ["boundaries", "set", "--pow", "-1"],
+        ["boundaries", "set", "--attachments", "x"],
+        ["export"],
+        ["delete-account", "--force"],
     ],
 )
 def test_usage_errors_exit_1(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
@@ -383,3 +440,182 @@ def test_event_and_history_lines_are_one_line_and_sanitised() -> None:
     )
     out = StoredMessage(contact.id, "00" * 8, "out", "yo", 0, 0, "queued")
     assert history_line(out, "bob").endswith("] you: yo  (queued)")
+
+
+# --- consent and account commands, without a relay ---------------------------------------
+
+
+def test_commands_that_need_the_relay_refuse_offline(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (
+        ["block", "bob"],
+        ["unblock", "bob"],
+        ["holdings"],
+        ["boundaries", "set", "--pow", "8"],
+        ["delete-account", "--yes"],
+    ):
+        code, out, err = run(capsys, "--home", str(home), "--offline", *argv)
+        assert (code, out) == (cli.EXIT_USAGE, ""), argv
+        assert "needs the relay; run it without --offline" in one_line(err)
+    assert (home / "keystore").exists()
+
+
+def test_boundaries_set_needs_a_change(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--home", str(home), "boundaries", "set")
+    assert (code, out) == (cli.EXIT_USAGE, "")
+    assert one_line(err) == (
+        "blindchat: nothing to change: give --size, --attachments, --per-day or --pow"
+    )
+
+
+def test_boundaries_offline_shows_the_local_ones(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "--home", str(home), "--offline", "boundaries")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == "boundaries of your contact addresses (as stored locally):"
+    assert re.search(r"^  largest request:  \d+ bytes$", out, re.M)
+    assert re.search(r"^  proof of work:    (\d+ bits|none)$", out, re.M)
+
+
+def test_privacy_of_an_unknown_contact(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--home", str(home), "--offline", "privacy", "bob")
+    assert (code, one_line(err)) == (cli.EXIT_USAGE, "blindchat: no such contact")
+
+
+def test_export_offline_and_refusal_to_overwrite(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "export.json"
+    code, out, err = run(capsys, "--home", str(home), "--offline", "export", str(target))
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == (
+        f"exported 0 conversations (0 messages) and 0 pending requests to {target}"
+    )
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    assert (doc["format"], doc["contacts"], doc["requests"]) == ("blindrelay-export", [], [])
+    assert target.stat().st_mode & 0o777 == 0o600
+    with FileKeystore.open(home / "keystore", PASS.encode(), rng=os.urandom) as ks:
+        seed = ks.get("meta", b"identity")
+    assert seed is not None
+    assert seed.hex() not in target.read_text()
+
+    before = target.read_bytes()
+    code, out, err = run(capsys, "--home", str(home), "--offline", "export", str(target))
+    assert (code, out) == (cli.EXIT_USAGE, "")
+    assert one_line(err) == f"blindchat: {target} already exists; refusing to overwrite it"
+    assert target.read_bytes() == before
+
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere")  # not followed, not replaced
+    code, _, err = run(capsys, "--home", str(home), "--offline", "export", str(link))
+    assert code == cli.EXIT_USAGE
+    assert "refusing to overwrite" in one_line(err)
+    assert not (tmp_path / "nowhere").exists()
+
+
+class TerminalInput(io.StringIO):
+    """Stdin that claims to be a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_delete_account_without_yes_refuses_when_not_interactive(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("delete\n"))  # a pipe: never a confirmation
+    before = (home / "keystore").read_bytes()
+    code, out, err = run(capsys, "--home", str(home), "delete-account")
+    assert (code, out) == (cli.EXIT_USAGE, "")
+    assert one_line(err) == (
+        "blindchat: delete-account asks for confirmation on a terminal; add --yes to delete "
+        "without asking"
+    )
+    assert (home / "keystore").read_bytes() == before
+
+
+@pytest.mark.parametrize("answer", ["", "\n", "yes\n", "Delete it\n", "DELETE\n"])
+def test_delete_account_needs_the_word_delete(
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+) -> None:
+    monkeypatch.setattr("sys.stdin", TerminalInput(answer))
+    before = (home / "keystore").read_bytes()
+    code, out, err = run(capsys, "--home", str(home), "delete-account")
+    assert (code, out) == (cli.EXIT_USAGE, "")
+    assert "Type delete to confirm: " in err
+    assert err.rstrip().splitlines()[-1].endswith("blindchat: not confirmed; nothing was deleted")
+    assert (home / "keystore").read_bytes() == before
+
+
+def test_delete_account_confirmed_but_relay_unreachable_keeps_everything(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", TerminalInput("  delete \n"))
+    before = (home / "keystore").read_bytes()
+    code, out, err = run(capsys, "--home", str(home), "delete-account")
+    assert (code, out) == (cli.EXIT_RELAY, "")
+    assert "This deletes, for good: every mailbox of yours at http://127.0.0.1:" in err
+    assert re.search(
+        r"blindchat: relay unreachable at http://127\.0\.0\.1:\d+; nothing local was "
+        r"deleted \(run it again later\)$",
+        err.rstrip(),
+    ), err
+    assert (home / "keystore").read_bytes() == before
+
+    code, out, err = run(capsys, "--home", str(home), "delete-account", "--yes")
+    assert (code, out) == (cli.EXIT_RELAY, "")
+    assert one_line(err).endswith("; nothing local was deleted (run it again later)")
+    assert (home / "keystore").read_bytes() == before
+
+
+# --- text of the new events and settings --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("QUOTA", "daily limit reached (try again tomorrow)"),
+        ("POW", "proof of work not accepted"),
+        ("BOUNDARY", "too large for what the address accepts"),
+        ("AUTH", "address gone or banned"),
+        ("X\x1b", "relay answered X\\x1b"),
+    ],
+)
+def test_request_refused_is_readable(code: str, reason: str) -> None:
+    async def main() -> None:
+        async with Client.create(
+            None, PASS, relay_url="http://127.0.0.1:9", connect=False, kdf_strength="minimum"
+        ) as client:
+            ev = ClientWarning("request_refused", code, "ab" * 16)
+            line = format_event(client, ev)
+            assert line is not None
+            assert re.fullmatch(
+                r"\[\d\d:\d\d:\d\d\] ! request to abababab refused by the relay: "
+                + re.escape(reason),
+                line,
+            ), line
+            assert describe_warning(ev) == f"contact request refused by the relay: {reason}"
+
+    asyncio.run(main())
+
+
+def test_settings_and_boundaries_lines() -> None:
+    assert privacy_line(PrivacySettings(receipts=False, typing=True, media=False)) == (
+        "receipts off, typing on, media off"
+    )
+    assert boundaries_lines(Boundaries(size=2048, att=1, day=7, pow=0)) == [
+        "  largest request:  2048 bytes",
+        "  attachments:      on",
+        "  requests per day: 7",
+        "  proof of work:    none",
+    ]
+    assert boundaries_lines(Boundaries(size=4096, att=0, day=100, pow=12))[3] == (
+        "  proof of work:    12 bits"
+    )
+    ev = ClientWarning("content_refused", "", "ab" * 16)
+    assert "privacy settings" in describe_warning(ev)

@@ -40,9 +40,9 @@ KEY = bytes(range(32, 64))
 
 def test_content_round_trips() -> None:
     for c in (
-        ContactRequestContent(reply=SID, name="Alex", intro="hi, we met at the meetup"),
-        ContactRequestContent(reply=SID),
-        Accept(reply=SID, name="Sam"),
+        ContactRequestContent(reply=SID, cap=KEY, name="Alex", intro="hi, we met at the meetup"),
+        ContactRequestContent(reply=SID, cap=KEY),
+        Accept(reply=SID, cap=KEY, name="Sam"),
         TextMessage(id=b"\x01" * 16, ts=1_700_000_000, text="hello ✓"),
     ):
         assert decode_content(c.encode()) == c
@@ -51,7 +51,7 @@ def test_content_round_trips() -> None:
 def test_content_repr_hides_text() -> None:
     m = TextMessage(id=b"\x01" * 16, ts=1, text="very private words")
     assert "private" not in repr(m)
-    assert "meetup" not in repr(ContactRequestContent(reply=SID, intro="meetup"))
+    assert "meetup" not in repr(ContactRequestContent(reply=SID, cap=KEY, intro="meetup"))
 
 
 @pytest.mark.parametrize(
