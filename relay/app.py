@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import WSCloseCode, web
 
+from relay.admin.listener import AdminListener, admin_listener_key
 from relay.appkeys import (
     config_key,
     metrics_key,
@@ -75,23 +76,44 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _purge_ctx(app: web.Application) -> AsyncIterator[None]:
     service = app[service_key]
     interval = app[config_key].purge_interval_s
+    # A stop flag as well as cancellation: redis-py can swallow a CancelledError that lands
+    # while it (re)connects, and the loop must end anyway.
+    stop = asyncio.Event()
 
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 count = await service.purge_expired()
                 if count:
                     log.info("expired_purged", count=count)
             except Exception:  # keep purging after a storage outage
                 log.warning("purge_failed")
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
     task = asyncio.get_running_loop().create_task(loop())
     app[tasks_key].add(task)
     yield
+    stop.set()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _admin_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The admin listener (moderation page), when admin tokens are configured."""
+    config = app[config_key]
+    if not config.admin_enabled:
+        yield
+        return
+    from relay.admin import start_admin_listener, stop_admin_listener
+
+    listener = app[admin_listener_key]
+    await start_admin_listener(config, app[service_key].moderation, listener)
+    try:
+        yield
+    finally:
+        await stop_admin_listener(listener)
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -126,6 +148,8 @@ def create_app(
     app[tasks_key] = set()
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_purge_ctx)
+    app[admin_listener_key] = AdminListener()
+    app.cleanup_ctx.append(_admin_ctx)
     app.on_shutdown.append(_close_sockets)
     setup_routes(app)
     return app

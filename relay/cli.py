@@ -1,7 +1,7 @@
-"""``blindrelay`` command line: ``serve``, ``check-config``.
+"""``blindrelay`` command line: ``serve``, ``check-config``, ``admin`` (relay/admin/cli.py).
 
-Exit codes: 0 ok, 2 usage, 69 storage unavailable (EX_UNAVAILABLE), 78 configuration error
-(EX_CONFIG).
+Exit codes: 0 ok, 1 an admin command failed (no such report, action refused), 2 usage, 69
+storage unavailable (EX_UNAVAILABLE), 78 configuration error (EX_CONFIG).
 """
 
 from __future__ import annotations
@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help="listen port (overrides config)")
         p.add_argument("--data-dir", help="data directory (overrides config)")
         p.add_argument("--storage", choices=("sqlite", "redis"), help="storage backend")
+    from relay.admin.cli import add_admin_parser
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    common.add_argument("--data-dir", help="data directory (overrides config)")
+    common.add_argument("--storage", choices=("sqlite", "redis"), help="storage backend")
+    add_admin_parser(sub, common)
     return parser
 
 
@@ -50,8 +57,8 @@ def _load(args: argparse.Namespace) -> RelayConfig:
     overrides = {
         name: value
         for name, value in (
-            ("host", args.host),
-            ("port", args.port),
+            ("host", getattr(args, "host", None)),
+            ("port", getattr(args, "port", None)),
             ("data_dir", args.data_dir),
             ("storage", args.storage),
         )
@@ -66,6 +73,7 @@ def _load(args: argparse.Namespace) -> RelayConfig:
 
 
 async def _serve(config: RelayConfig) -> None:
+    from relay.admin import admin_listener_key
     from relay.app import create_app
     from relay.logging import get_logger
 
@@ -84,6 +92,9 @@ async def _serve(config: RelayConfig) -> None:
     )
     print(f"blindrelay {__version__} listening on http://{config.host}:{port}", flush=True)
     print(f"storage: {where}", flush=True)
+    admin_url = app[admin_listener_key].url
+    if admin_url is not None:
+        print(f"admin listening on {admin_url} (moderation page)", flush=True)
     log.info("relay_started", backend=config.storage, listen=f"{config.host}:{port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,6 +105,20 @@ async def _serve(config: RelayConfig) -> None:
     finally:
         log.info("relay_stopping")
         await runner.cleanup()
+
+
+def _admin(args: argparse.Namespace, config: RelayConfig) -> int:
+    import structlog
+
+    from relay.admin.cli import run_admin
+    from relay.logging import configure_logging
+
+    if not structlog.is_configured():  # in-process callers (tests) keep their logging
+        configure_logging("warning", config.log_format, stream=sys.stderr)
+    try:
+        return asyncio.run(run_admin(args, config))
+    except KeyboardInterrupt:
+        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_OK
     from relay.logging import configure_logging
 
+    if args.command == "admin":
+        return _admin(args, config)
     configure_logging(config.log_level, config.log_format)
     try:
         asyncio.run(_serve(config))

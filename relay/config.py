@@ -10,6 +10,7 @@ Docker secrets). ``RelayConfig.redacted()`` shows secrets as ``"***"``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -23,8 +24,12 @@ from relay.storage.base import StoreLimits
 __all__ = ["ENV_PREFIX", "SECRET_FIELDS", "RelayConfig", "default_data_dir", "load_config"]
 
 ENV_PREFIX = "BLINDRELAY_"
-SECRET_FIELDS = frozenset({"redis_url"})
+SECRET_FIELDS = frozenset({"redis_url", "admin_tokens"})
 DAY = 86_400
+#: Shortest admin token: 32 characters (e.g. 24 random bytes in base64, 16 in hex) put it
+#: beyond guessing over a network.
+MIN_ADMIN_TOKEN_CHARS = 32
+_ADMIN_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 def default_data_dir() -> str:
@@ -72,10 +77,21 @@ class RelayConfig:
     max_bans: int = 10_000  # banned handles one contact address may hold
     pow_ttl_s: int = 300  # lifetime of a proof-of-work nonce
     requests_per_connection_minute: int = 30  # contact requests + pow nonces per socket/min
+    # Franking and reports (protocol.md §4.11).
+    franking_rotation_s: int = 7 * DAY  # a new relay franking key this often
+    report_window_s: int = 30 * DAY  # a retired franking key verifies reports this long
+    report_retention_s: int = 90 * DAY  # a verified report is kept this long
+    audit_retention_s: int = 365 * DAY  # a moderation audit entry is kept this long
+    reports_per_day: int = 20  # reports one mailbox may file per UTC day
     # Operations.
     log_level: str = "info"  # debug | info | warning | error
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
     metrics: bool = True
+    # Moderation web page (README "Moderation"): a second listener, off without tokens.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 7481
+    admin_tokens: str = ""  # secret: comma-separated name:token pairs
+    admin_session_ttl_s: int = 8 * 3600  # lifetime of a moderator's login
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir or default_data_dir())
@@ -87,6 +103,37 @@ class RelayConfig:
             else self.resolved_data_dir() / "relay.sqlite3"
         )
 
+    @property
+    def admin_enabled(self) -> bool:
+        """Whether ``serve`` starts the admin listener (at least one admin token is set)."""
+        return bool(self.admin_tokens.strip())
+
+    def admin_token_map(self) -> dict[str, str]:
+        """``{moderator name: token}`` from ``admin_tokens``.
+
+        Raises:
+            ConfigError: a malformed pair, a bad name, a short or repeated token.
+        """
+        out: dict[str, str] = {}
+        for pair in self.admin_tokens.split(","):
+            if not pair.strip():
+                continue
+            name, sep, token = pair.strip().partition(":")
+            if not sep or not _ADMIN_NAME.fullmatch(name) or name == "relay":
+                raise ConfigError(
+                    "admin_tokens: each entry is name:token, the name 1-64 of A-Z a-z 0-9 . _ @ -"
+                    ' (not "relay", the name of the relay\'s own audit entries)'
+                )
+            if len(token) < MIN_ADMIN_TOKEN_CHARS or not token.isprintable() or " " in token:
+                raise ConfigError(
+                    f"admin_tokens: tokens are at least {MIN_ADMIN_TOKEN_CHARS} printable "
+                    "characters without spaces"
+                )
+            if name in out or token in out.values():
+                raise ConfigError("admin_tokens: names and tokens must be unique")
+            out[name] = token
+        return out
+
     def store_limits(self) -> StoreLimits:
         return StoreLimits(
             max_envelopes=self.mailbox_max_envelopes,
@@ -94,13 +141,17 @@ class RelayConfig:
             envelope_ttl_s=self.envelope_ttl_s,
             dedupe_window_s=self.dedupe_window_s,
             mailbox_idle_ttl_s=self.mailbox_idle_ttl_s,
+            franking_rotation_s=self.franking_rotation_s,
+            report_window_s=self.report_window_s,
+            report_retention_s=self.report_retention_s,
+            audit_retention_s=self.audit_retention_s,
         )
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings with secrets replaced by ``"***"``."""
         out = asdict(self)
         for name in SECRET_FIELDS:
-            out[name] = "***"
+            out[name] = "***" if getattr(self, name) else ""
         out["data_dir"] = str(self.resolved_data_dir())
         out["sqlite_path"] = str(self.resolved_sqlite_path())
         return out
@@ -145,6 +196,22 @@ class RelayConfig:
         _range("max_bans", self.max_bans, 0, 10_000_000)
         _range("pow_ttl_s", self.pow_ttl_s, 10, 3600)
         _range("requests_per_connection_minute", self.requests_per_connection_minute, 1, 100_000)
+        _range("franking_rotation_s", self.franking_rotation_s, 3600, 365 * DAY)
+        _range("report_window_s", self.report_window_s, DAY, 3650 * DAY)
+        _range("report_retention_s", self.report_retention_s, DAY, 3650 * DAY)
+        _range("audit_retention_s", self.audit_retention_s, DAY, 3650 * DAY)
+        _range("reports_per_day", self.reports_per_day, 1, 100_000)
+        _range("admin_port", self.admin_port, 0, 65535)
+        _range("admin_session_ttl_s", self.admin_session_ttl_s, 60, 7 * DAY)
+        if not self.admin_host:
+            raise ConfigError("admin_host: must not be empty")
+        self.admin_token_map()
+        if (
+            self.admin_enabled
+            and self.admin_port != 0
+            and (self.admin_host, self.admin_port) == (self.host, self.port)
+        ):
+            raise ConfigError("admin_port: must differ from port")
         if self.storage == "redis" and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):

@@ -31,6 +31,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INTERNAL: 500,
     ErrorCode.BOUNDARY: 403,
     ErrorCode.POW: 403,
+    ErrorCode.FRANKING: 403,
+    ErrorCode.EXPIRED: 410,
+    ErrorCode.DUPLICATE: 409,
 }
 
 

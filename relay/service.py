@@ -1,5 +1,5 @@
-"""Mailbox logic: owner commands, deposit, fetch, ack, prekey hosting and consent
-(protocol.md §4-§5).
+"""Mailbox logic: owner commands, deposit, fetch, ack, prekey hosting, consent, relay
+franking tags and reports (protocol.md §4-§5).
 
 No aiohttp here: handlers parse and authenticate, this module decides, the store keeps the
 data. Time and randomness are injected so tests can drive expiry deterministically.
@@ -7,6 +7,7 @@ data. Time and randomness are injected so tests can drive expiry deterministical
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -21,6 +22,8 @@ from clientlib.wire.frames import (
     OP_CREATE,
     OP_INFO,
     OP_PREKEYS,
+    OP_REPORT,
+    OP_REPORT_STATUS,
     BoundariesIssued,
     BundleIssued,
     Deposit,
@@ -35,6 +38,7 @@ from clientlib.wire.frames import (
     PowIssued,
     PreKeysStored,
     RelayFrame,
+    ReportAccepted,
     SignedOwnerCommand,
     StoredEnvelope,
     decode_owner_command,
@@ -45,6 +49,7 @@ from clientlib.wire.limits import (
     FLAG_ONLINE_ONLY,
     KIND_ADDRESS,
     KIND_OPEN,
+    KIND_PAIRWISE,
     KNOWN_FLAGS,
     MAILBOX_ID_SIZE,
     MAX_FETCH_BYTES,
@@ -54,7 +59,9 @@ from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest
 from relay.auth import bytes_eq, validate_owner_key, verify_owner_command
 from relay.config import RelayConfig
 from relay.errors import RelayError, from_wire_error
+from relay.franking import FrankingKeyring, build_context, relay_tag, source_for
 from relay.metrics import Metrics
+from relay.moderation import ModerationService
 from relay.storage.base import (
     SECONDS_PER_DAY,
     BoundaryExceeded,
@@ -63,6 +70,8 @@ from relay.storage.base import (
     MailboxRecord,
     PowRequired,
     QuotaExceeded,
+    RelayStamp,
+    StampMismatch,
     StorageFull,
     StorageUnavailable,
     WakeEvent,
@@ -88,16 +97,20 @@ ChallengeTaker = Callable[[bytes, int], Awaitable[bytes | None]]
 
 
 def challenge_binding(op: str, rid: bytes | None) -> bytes:
-    """The value a challenge is bound to: ``op || 0x00 || rid`` (rid empty for create)."""
-    return op.encode() + b"\x00" + (rid or b"")
+    """The value a challenge is bound to: ``op || 0x00 || SHA-256(rid)`` (empty for create).
+
+    Hashed so that pending challenges (HTTP challenges are kept in storage for up to
+    ``challenge_ttl_s``) never hold a mailbox id: a deleted mailbox leaves no trace there.
+    """
+    return op.encode() + b"\x00" + (hashlib.sha256(rid).digest() if rid else b"")
 
 
 def pow_binding(sid: bytes) -> bytes:
-    """The value a proof-of-work nonce is bound to: ``"pow" || 0x00 || sid``.
+    """The value a proof-of-work nonce is bound to: ``"pow" || 0x00 || SHA-256(sid)``.
 
     No owner operation is named ``pow``, so no owner challenge has this binding.
     """
-    return b"pow\x00" + sid
+    return b"pow\x00" + hashlib.sha256(sid).digest()
 
 
 def size_bucket(length: int) -> int:
@@ -148,6 +161,11 @@ class MailboxService:
         self.metrics = metrics
         self._clock = clock
         self._rng = rng
+        self.keyring = FrankingKeyring(store, config.store_limits(), rng=rng)
+        # The moderation service reads this service's clock (tests replace ``_clock``).
+        self.moderation = ModerationService(
+            store, config, clock=self.now, keyring=self.keyring, metrics=metrics
+        )
 
     def now(self) -> int:
         """Current time in whole seconds (the coarsest the protocol needs)."""
@@ -304,8 +322,16 @@ class MailboxService:
             rid, kind = found
             if kind == KIND_ADDRESS:
                 raise RelayError(ErrorCode.MALFORMED)  # contact requests are always stored
+            stamp = await self._stamp(frame, kind, cap_hash, None, now)
             env = StoredEnvelope(
-                seq=0, eid=frame.eid, ts=now, flags=frame.flags, ct=frame.ct, fc=frame.fc
+                seq=0,
+                eid=frame.eid,
+                ts=now,
+                flags=frame.flags,
+                ct=frame.ct,
+                fc=frame.fc,
+                ft=stamp.tag if stamp is not None else None,
+                fx=stamp.ctx if stamp is not None else None,
             )
             await self.wakeups.publish(WakeEvent(kind="online", rid=rid, env=env))
             self.metrics.inc("deposits", "online")
@@ -315,19 +341,32 @@ class MailboxService:
         if frame.hdl is not None:
             pow_bits = await self._check_request(frame, now)
             handle = frame.hdl if pow_bits >= 0 else None
-        with storage_errors():
-            outcome = await self.store.deposit(
-                frame.sid,
-                frame.eid,
-                frame.flags,
-                frame.ct,
-                frame.fc,
-                now,
-                cap_hash=cap_hash,
-                handle=handle,
-                attachments=len(frame.att or ()),
-                pow_bits=max(pow_bits, 0),
-            )
+        # The kind the stamp is computed for: known for a contact request, else guessed from
+        # the capability (a pair mailbox needs one); the store refuses a wrong guess.
+        guess = KIND_ADDRESS if handle is not None else KIND_PAIRWISE if cap_hash else KIND_OPEN
+        stamp = await self._stamp(frame, guess, cap_hash, handle, now)
+        for _ in range(2):
+            try:
+                with storage_errors():
+                    outcome = await self.store.deposit(
+                        frame.sid,
+                        frame.eid,
+                        frame.flags,
+                        frame.ct,
+                        frame.fc,
+                        now,
+                        cap_hash=cap_hash,
+                        handle=handle,
+                        attachments=len(frame.att or ()),
+                        pow_bits=max(pow_bits, 0),
+                        stamp=stamp,
+                    )
+                break
+            except StampMismatch as exc:
+                # A capability sent to an open mailbox (which ignores it): stamp it as open.
+                stamp = await self._stamp(frame, exc.kind, cap_hash, handle, now)
+        else:  # pragma: no cover - a mailbox's kind never changes
+            raise RelayError(ErrorCode.INTERNAL)
         if outcome.duplicate:
             self.metrics.inc("deposits", "duplicate")
             return
@@ -340,10 +379,29 @@ class MailboxService:
             ct=frame.ct,
             fc=frame.fc,
             hdl=handle,
+            ft=stamp.tag if stamp is not None else None,
+            fx=stamp.ctx if stamp is not None else None,
         )
         await self.wakeups.publish(
             WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env)
         )
+
+    async def _stamp(
+        self, frame: Deposit, kind: str, cap_hash: bytes | None, handle: bytes | None, now: int
+    ) -> RelayStamp | None:
+        """The relay franking stamp of a deposit carrying ``fc`` to a mailbox of ``kind``:
+        one HMAC under the current franking key (protocol.md §4.11); None without ``fc``.
+
+        Raises:
+            RelayError: ``UNAVAILABLE``, ``STORAGE_FULL`` (reading or rotating keys).
+        """
+        if frame.fc is None:
+            return None
+        with storage_errors():
+            key = await self.keyring.current(now)
+        src_kind, src = source_for(kind, cap_hash, handle)
+        ctx = build_context(key.kid, now // SECONDS_PER_DAY, frame.sid, src_kind, src)
+        return RelayStamp(tag=relay_tag(key.secret, frame.fc, ctx), ctx=ctx, kind=kind)
 
     async def _check_request(self, frame: Deposit, now: int) -> int:
         """Check a deposit carrying a handle against the boundaries of its mailbox.
@@ -398,8 +456,11 @@ class MailboxService:
             raise RelayError(ErrorCode.AUTH)
         nonce = self._rng(POW_NONCE_SIZE)
         expires = now + self.config.pow_ttl_s
-        with storage_errors():
-            await self.store.put_challenge(nonce, pow_binding(frame.sid), expires)
+        if found[1].pow > 0:
+            # Only remembered when work is asked for: an unused nonce would otherwise keep
+            # the address's send id in storage after the address is deleted.
+            with storage_errors():
+                await self.store.put_challenge(nonce, pow_binding(frame.sid), expires)
         self.metrics.inc("pow_issued")
         return PowIssued(id=frame.id, nonce=nonce, bits=found[1].pow, exp=expires)
 
@@ -417,8 +478,9 @@ class MailboxService:
         return BoundariesIssued(id=frame.id, bnd=found[1])
 
     async def owner_operation(self, request_id: int, cmd: OwnerCommand) -> RelayFrame:
-        """Execute an authenticated ``keys``, ``caps``, ``bnd``, ``ban`` or ``info`` command
-        (the same on every transport). Each is owner activity (refreshes the idle timer).
+        """Execute an authenticated ``keys``, ``caps``, ``bnd``, ``ban``, ``info``, ``report``
+        or ``rstat`` command (the same on every transport). Each is owner activity (refreshes
+        the idle timer).
 
         Raises:
             RelayError: ``MALFORMED`` (another operation, or one the mailbox's kind does not
@@ -429,6 +491,8 @@ class MailboxService:
         rid, now, cfg = cmd.rid, self.now(), self.config
         if cmd.op == OP_PREKEYS:
             return await self.put_prekeys(request_id, cmd)
+        if cmd.op in (OP_REPORT, OP_REPORT_STATUS):
+            return await self._report_operation(request_id, cmd, now)
         with storage_errors():
             if cmd.op == OP_CAPS:
                 await self.store.set_caps(rid, cmd.add or (), cmd.remove or (), cfg.max_caps, now)
@@ -447,6 +511,22 @@ class MailboxService:
                 raise RelayError(ErrorCode.MALFORMED)
             await self.store.touch_mailbox(rid, now)
         return Ok(id=request_id)
+
+    async def _report_operation(self, request_id: int, cmd: OwnerCommand, now: int) -> RelayFrame:
+        """``report`` (verify, then store; protocol.md §4.11) or ``rstat``."""
+        assert cmd.rid is not None
+        with storage_errors():
+            record = await self.store.get_mailbox(cmd.rid, now)
+        if record is None:
+            raise RelayError(ErrorCode.AUTH)
+        if cmd.op == OP_REPORT:
+            report = await self.moderation.file_report(cmd, record)
+            reply: RelayFrame = ReportAccepted(id=request_id, report=report)
+        else:
+            reply = await self.moderation.report_status(request_id, cmd, record)
+        with storage_errors():
+            await self.store.touch_mailbox(cmd.rid, now)
+        return reply
 
     async def _info(self, request_id: int, rid: bytes, now: int) -> MailboxInfo:
         snap = await self.store.mailbox_info(rid, now)
@@ -479,6 +559,7 @@ class MailboxService:
             requests_day=snap.requests_day,
             requests=snap.requests,
             requests_today=snap.requests if snap.requests_day == today else 0,
+            suspended=1 if snap.suspended else None,
         )
 
     async def put_prekeys(self, request_id: int, cmd: OwnerCommand) -> PreKeysStored:

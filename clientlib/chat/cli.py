@@ -493,7 +493,8 @@ async def cmd_history(ctx: _Ctx, args: argparse.Namespace) -> int:
     if not messages:
         _out(f"no messages with {label} yet")
     for m in messages:
-        _out(history_line(m, label))
+        line = history_line(m, label)
+        _out(f"[{m.id[:8]}] {line}" if args.ids else line)
     return EXIT_OK
 
 
@@ -702,6 +703,56 @@ async def cmd_holdings(ctx: _Ctx, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+REPORT_REASONS = (
+    "harassment",
+    "threats",
+    "non_consensual_content",
+    "minor_safety",
+    "spam",
+    "impersonation",
+    "other",
+)
+
+
+async def cmd_report(ctx: _Ctx, args: argparse.Namespace) -> int:
+    """Report one received message (by the id prefix ``history --ids`` shows)."""
+    async with _open(ctx, connect=True) as client:
+        await _catch_up(client, ctx)
+        contact = client.contact(args.contact)
+        prefix = args.message.strip().lower()
+        found = [
+            m
+            for m in client.messages(contact)
+            if m.direction == "in" and len(prefix) >= 4 and m.id.startswith(prefix)
+        ]
+        if len(found) != 1:
+            what = "no received message" if not found else "more than one message"
+            raise CliError(
+                EXIT_USAGE, f"{what} with id {args.message} from {contact_label(contact)}"
+            )
+        report_id = await client.report(found[0], args.reason, note=args.note)
+    _out(
+        f"reported message {found[0].id[:8]} from {contact_label(contact)} "
+        f"as {args.reason}; report {report_id[:12]}",
+        "the relay verified that this exact message came from this contact; moderators see "
+        "only this message",
+    )
+    return EXIT_OK
+
+
+async def cmd_reports(ctx: _Ctx, args: argparse.Namespace) -> int:
+    """List our reports and their status (asks the relay about open ones)."""
+    async with _open(ctx, connect=True) as client:
+        await _catch_up(client, ctx)
+        await client.check_reports()
+        rows = client.reports()
+    if not rows:
+        _out("no reports")
+    for report_id, contact_id, status in rows:
+        _out(f"{report_id[:12]}  {status:<8}  contact {contact_id[:8]}")
+    return EXIT_OK
+
+
 async def cmd_export(ctx: _Ctx, args: argparse.Namespace) -> int:
     ctx.offline_hint = True
     path = Path(args.path)
@@ -879,6 +930,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("history", cmd_history, "show a conversation")
     p.add_argument("contact", metavar="CONTACT")
     p.add_argument("-n", type=int, default=20, metavar="N", help="last N messages (default 20)")
+    p.add_argument("--ids", action="store_true", help="show message ids (for `report`)")
 
     p = add("verify", cmd_verify, "show the safety number of a contact; --confirm to mark it")
     p.add_argument("contact", metavar="CONTACT")
@@ -920,6 +972,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add("holdings", cmd_holdings, "show what the relay keeps for each of your mailboxes")
+
+    p = add("report", cmd_report, "report a received message to the relay's moderators")
+    p.add_argument("contact", metavar="CONTACT")
+    p.add_argument("message", metavar="MESSAGE_ID", help="id prefix from `history --ids`")
+    p.add_argument(
+        "reason", choices=REPORT_REASONS, metavar="REASON", help=", ".join(REPORT_REASONS)
+    )
+    p.add_argument("--note", metavar="TEXT", help="a comment for the moderators")
+    add("reports", cmd_reports, "list your reports and what moderators decided")
 
     p = add("export", cmd_export, "write your conversations to a (plain) JSON file")
     p.add_argument("path", metavar="PATH", help="a new file (never overwritten)")

@@ -28,6 +28,8 @@ from clientlib.client.types import (
     ContactRequest,
     DeliveryChanged,
     MessageReceived,
+    PrivacySettings,
+    ReportResolved,
     RequestReceived,
     StoredMessage,
 )
@@ -51,6 +53,8 @@ __all__ = [
     "Invitation",
     "MemoryHistory",
     "MessageReceived",
+    "PrivacySettings",
+    "ReportResolved",
     "RequestReceived",
     "RequestRef",
     "StoredMessage",

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Literal, Self, TypedDict, Unpack
 
 import aiohttp
+import msgpack
 import structlog
 
 from clientlib.client.content import (
@@ -74,6 +75,7 @@ from clientlib.client.types import (
     DeliveryState,
     MessageReceived,
     PrivacySettings,
+    ReportResolved,
     RequestReceived,
     StoredMessage,
     WarningKind,
@@ -114,7 +116,7 @@ from clientlib.transport import (
     SubscriptionLost,
     WebSocketTransport,
 )
-from clientlib.wire.codec import decode_map
+from clientlib.wire.codec import decode_map, unpack_strict
 from clientlib.wire.frames import Boundaries, MailboxInfo, StoredEnvelope
 from clientlib.wire.limits import OWNER_COMMAND_CONTEXT
 from clientlib.wire.pow import capability_hash
@@ -745,7 +747,13 @@ class Client:
             self._put_contact(cid)
             self._queue(
                 OutboxRecord(
-                    cid, self._rng(16), sealed.ct, sealed.fc, inv.sid, hdl=self._handle(inv.sid)
+                    cid,
+                    self._rng(16),
+                    sealed.ct,
+                    sealed.fc,
+                    inv.sid,
+                    hdl=self._handle(inv.sid),
+                    pw=bnd.pow,
                 )
             )
             await self._save()
@@ -1039,6 +1047,84 @@ class Client:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    # --- public: abuse reports ---------------------------------------------------------------
+
+    async def report(self, message: StoredMessage, reason: str, *, note: str | None = None) -> str:
+        """Report a received message to the relay's moderators (protocol.md §4.11, §15.4).
+
+        The report reveals this message (its text), both identity keys of the conversation
+        and the franking data that let the relay verify, without trusting us, that the
+        contact really sent exactly this; nothing about any other message. ``reason`` is one
+        of ``harassment``, ``threats``, ``non_consensual_content``, ``minor_safety``,
+        ``spam``, ``impersonation``, ``other``.
+
+        Returns:
+            The report id (hex); :class:`ReportResolved` arrives when a moderator acts.
+
+        Raises:
+            LocalProtocolError: not a received message of ours, or it carries no relay tag.
+            RelayRejected: ``FRANKING``, ``EXPIRED`` (the report window closed), ``DUPLICATE``,
+                ``QUOTA`` (too many reports today), ``MALFORMED`` (unknown reason).
+        """
+        if message.direction != "in" or message.evidence is None:
+            raise LocalProtocolError("only received messages can be reported")
+        cid = self._resolve_contact(message.contact_id)
+        c = self._contacts[cid]
+        try:
+            ev = unpack_strict(message.evidence)
+            _, msg, fk, fc, ft, fx, snd, rcp = ev
+        except (WireError, ValueError, TypeError):
+            raise LocalProtocolError("the message's report evidence is damaged") from None
+        if ft is None or fx is None:
+            raise LocalProtocolError("the relay gave this message no franking tag")
+        report_id = await self._transport().report(
+            self._cred(c.rid, c.owner),
+            msg=msg,
+            fk=fk,
+            fc=fc,
+            ft=ft,
+            fx=fx,
+            sender=snd,
+            recipient=rcp,
+            reason=reason,
+            note=note,
+        )
+        async with self._lock:
+            self._ks_().put(
+                "reports",
+                report_id,
+                msgpack.packb([cid, message.id, "open", self._now()], use_bin_type=True),
+            )
+            await self._save()
+        return report_id.hex()
+
+    def reports(self) -> list[tuple[str, str, str]]:
+        """Our reports: ``(report id, contact id, status)``, status ``open`` or ``resolved``."""
+        out = []
+        for rid, raw in self._ks_().items("reports"):
+            cid, _mid, status, _ts = unpack_strict(raw)
+            out.append((rid.hex(), cid.hex(), status))
+        return out
+
+    async def check_reports(self) -> None:
+        """Ask the relay about every open report; emits :class:`ReportResolved` for each
+        that a moderator resolved. Runs by itself on every connect."""
+        for rid, raw in self._ks_().items("reports"):
+            cid, mid, status, ts = unpack_strict(raw)
+            c = self._contacts.get(cid)
+            if status != "open" or c is None:
+                continue
+            st = await self._transport().report_status(self._cred(c.rid, c.owner), rid)
+            if st.status == "resolved":
+                async with self._lock:
+                    self._ks_().put(
+                        "reports",
+                        rid,
+                        msgpack.packb([cid, mid, "resolved", ts], use_bin_type=True),
+                    )
+                    await self._save()
+                self._emit(ReportResolved(rid.hex(), st.action))
 
     # --- public: messages -----------------------------------------------------------------
 
@@ -1516,7 +1602,9 @@ class Client:
         remember(c.eids, env.eid)
         try:
             session = Session.from_record(c.session)
-            received = session.receive(env.ct, env.fc, identity=self._id(), now=self._now())
+            received = session.receive(
+                env.ct, env.fc, identity=self._id(), now=self._now(), relay_tag=env.ft
+            )
         except DecryptionError:
             self._put_contact(cid)
             events.append(ClientWarning("undecryptable", "", cid.hex()))
@@ -1542,8 +1630,28 @@ class Client:
             c.peer = [content.receipts, content.typing, content.media]
             self._put_contact(cid)
         elif isinstance(content, TextMessage):
+            evidence = msgpack.packb(
+                [
+                    1,
+                    received.plaintext,
+                    received.franking_key,
+                    received.franking_commitment,
+                    env.ft,
+                    env.fx,
+                    c.identity,
+                    bytes(self.identity),
+                ],
+                use_bin_type=True,
+            )
             msg = StoredMessage(
-                cid.hex(), content.id.hex(), "in", content.text, content.ts, self._now(), "received"
+                cid.hex(),
+                content.id.hex(),
+                "in",
+                content.text,
+                content.ts,
+                self._now(),
+                "received",
+                evidence,
             )
             new_messages.append((self._contact_view(cid, c), msg))
         else:
@@ -1603,6 +1711,11 @@ class Client:
                         done.append((key, rec, "sent"))
                     except RelayRejected as exc:
                         request = rec.hdl is not None
+                        if exc.code == "POW" and rec.pw == 0:
+                            # The address started asking for work after we queued: pay it.
+                            rec.pw = -1
+                            self._ks_().put("outbox", key, rec.to_bytes())
+                            raise TransportError("proof of work now required") from exc
                         if exc.code in _TRANSIENT or (exc.code == "QUOTA" and not request):
                             raise TransportError(f"relay answered {exc.code}") from exc
                         done.append((key, rec, "failed"))
@@ -1617,7 +1730,7 @@ class Client:
     ) -> None:
         assert rec.sid is not None
         pow_: tuple[bytes, int] | None = None
-        if rec.hdl is not None:  # a contact request: pay the address's proof of work
+        if rec.hdl is not None and rec.pw != 0:  # a request: pay the address's proof of work
             chal = await self._transport().pow_challenge(rec.sid)
             if chal.bits > 0:
                 counter = await asyncio.to_thread(
@@ -1641,9 +1754,14 @@ class Client:
     # --- internals: prekeys ---------------------------------------------------------------
 
     async def _prekey_maintenance(self) -> None:
-        """On connect: ask the relay how many one-time items each address holds; refill."""
+        """On connect: ask the relay how many one-time items each address holds; refill;
+        and learn the outcome of open abuse reports."""
         for aid in list(self._addresses):
             await self._refill(aid)
+        try:
+            await self.check_reports()
+        except TransportError as exc:
+            log.debug("report check postponed", error=type(exc).__name__)
 
     async def _refill(self, aid: bytes) -> None:
         a = self._addresses.get(aid)

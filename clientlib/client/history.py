@@ -103,6 +103,7 @@ class _Table:
                 old.sent_at,
                 old.received_at,
                 state,
+                old.evidence,
             )
 
     def messages(self, contact_id: str, limit: int | None) -> list[StoredMessage]:
@@ -136,7 +137,8 @@ class MemoryHistory:
 
 
 def _to_wire(m: StoredMessage) -> list[Any]:
-    return [0, m.contact_id, m.id, m.direction, m.text, m.sent_at, m.received_at, m.state]
+    rec = [0, m.contact_id, m.id, m.direction, m.text, m.sent_at, m.received_at, m.state]
+    return rec if m.evidence is None else [*rec, m.evidence]
 
 
 class EncryptedFileHistory:
@@ -212,11 +214,16 @@ class EncryptedFileHistory:
     def _apply(self, rec: object) -> None:
         if type(rec) is not list or not rec or type(rec[0]) is not int:
             raise ValueError("bad record")
-        if rec[0] == 0 and len(rec) == 8:
-            _, cid, mid, direction, text, sent_at, received_at, state = rec
+        if rec[0] == 0 and len(rec) in (8, 9):
+            _, cid, mid, direction, text, sent_at, received_at, state = rec[:8]
+            evidence = rec[8] if len(rec) == 9 else None
             if direction not in ("in", "out") or state not in _STATES:
                 raise ValueError("bad record")
-            self._t.add(StoredMessage(cid, mid, direction, text, sent_at, received_at, state))
+            if evidence is not None and type(evidence) is not bytes:
+                raise ValueError("bad record")
+            self._t.add(
+                StoredMessage(cid, mid, direction, text, sent_at, received_at, state, evidence)
+            )
         elif rec[0] == 1 and len(rec) == 4 and rec[3] in _STATES:
             self._t.set_state(rec[1], rec[2], rec[3])
         elif rec[0] == 2 and len(rec) == 2:

@@ -191,6 +191,7 @@ class OutboxRecord(_Record):
     msg: bytes | None = None
     cap: bytes | None = None  # send capability for a pairwise mailbox
     hdl: bytes | None = None  # requester handle: set on contact requests (proof of work too)
+    pw: int = -1  # the address's proof-of-work bits when queued (-1: ask the relay)
 
 
 def remember(seen: list[bytes], item: bytes, limit: int = SEEN_LIMIT) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "Direction",
     "MessageReceived",
     "PrivacySettings",
+    "ReportResolved",
     "RequestReceived",
     "StoredMessage",
     "WarningKind",
@@ -126,6 +127,9 @@ class StoredMessage:
         sent_at: the sender's clock (seconds); informational only.
         received_at: our clock when we stored it (in) or queued it (out).
         state: delivery state (see :data:`DeliveryState`).
+        evidence: for received messages, what an abuse report needs (the exact content
+            bytes, the franking key and commitment, the relay's tag and context, both
+            identity keys), encoded; opaque to applications (see :meth:`Client.report`).
     """
 
     contact_id: str
@@ -135,6 +139,7 @@ class StoredMessage:
     sent_at: int
     received_at: int
     state: DeliveryState
+    evidence: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,15 @@ class ClientWarning:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportResolved:
+    """A moderator resolved one of our abuse reports (``action``: ``none``, ``revoke`` or
+    ``suspend``)."""
+
+    report_id: str
+    action: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionChanged:
     """The connection to the relay went down (``online=False``) or came back."""
 
@@ -209,4 +223,5 @@ ClientEvent = (
     | ClientWarning
     | ConnectionChanged
     | CaughtUp
+    | ReportResolved
 )

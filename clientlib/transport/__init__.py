@@ -4,9 +4,10 @@
   :meth:`~WebSocketTransport.events`, and automatic reconnect (jittered exponential backoff)
   with resubscription, so unacknowledged envelopes are delivered again after a drop.
 - :class:`HTTPTransport` -- stateless fallback: create, deposit, fetch (poll + ack), delete,
-  prekey upload and bundle fetch, and the consent operations of protocol.md §4.8-§4.10
-  (send capabilities, boundaries, proof-of-work nonces, bans, mailbox info); both transports
-  have all of these except subscribe (WebSocket) and fetch (HTTP).
+  prekey upload and bundle fetch, the consent operations of protocol.md §4.8-§4.10
+  (send capabilities, boundaries, proof-of-work nonces, bans, mailbox info) and abuse
+  reports (§4.11: ``report``, ``report_status``); both transports have all of these except
+  subscribe (WebSocket) and fetch (HTTP).
 
 This layer imports only aiohttp, the standard library, :mod:`clientlib.wire` and
 :mod:`clientlib.errors`. It holds no secret keys: owner commands are signed through a

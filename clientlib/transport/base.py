@@ -10,22 +10,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clientlib.errors import LocalProtocolError
+from clientlib.errors import LocalProtocolError, WireError
 from clientlib.wire import (
     ATTACHMENT_ID_SIZE,
     CAPABILITY_SIZE,
+    CHALLENGE_SIZE,
+    FRANKING_KEY_SIZE,
+    FRANKING_TAG_SIZE,
     HANDLE_SIZE,
     KIND_ADDRESS,
     KIND_OPEN,
     MAILBOX_KINDS,
     MAX_ATTACHMENT_REFS,
+    MAX_FRANKING_CONTEXT_SIZE,
+    MAX_OWNER_COMMAND_SIZE,
     MAX_PREKEY_ITEM_SIZE,
     MAX_PREKEY_STATIC_SIZE,
     MAX_PREKEY_UPLOAD,
+    MAX_REPORT_ATTACHMENTS,
+    MAX_REPORT_NOTE_BYTES,
+    MAX_REPORTED_MESSAGE_SIZE,
+    OP_REPORT,
     POW_NONCE_SIZE,
+    REPORT_ID_SIZE,
+    REPORT_REASONS,
     Boundaries,
+    OwnerCommand,
     StoredEnvelope,
+    Text,
 )
+from clientlib.wire.limits import ED25519_PUBLIC_KEY_SIZE, FRANKING_COMMITMENT_SIZE
 
 __all__ = [
     "CaughtUp",
@@ -36,10 +50,12 @@ __all__ = [
     "SignFn",
     "SubscriptionLost",
     "TransportEvent",
+    "check_report_id",
     "create_fields",
     "deposit_fields",
     "id_list",
     "prekey_chunks",
+    "report_fields",
 ]
 
 #: Signs an encoded owner command: takes the exact ``cmd`` bytes and returns the 64-byte
@@ -191,3 +207,76 @@ def deposit_fields(
         if len(nonce) != POW_NONCE_SIZE or not 0 <= counter < 2**64:
             raise LocalProtocolError("pow must be a 16-byte nonce and a 64-bit counter")
     return {"cap": cap, "hdl": hdl, "att": refs, "pow": nonce, "pwc": counter}
+
+
+def report_fields(
+    *,
+    msg: bytes,
+    fk: bytes,
+    fc: bytes,
+    ft: bytes,
+    fx: bytes,
+    sender: bytes,
+    recipient: bytes,
+    attachments: Sequence[bytes],
+    reason: str,
+    note: str | None,
+) -> dict[str, Any]:
+    """The fields of a ``report`` owner command (protocol.md §4.11), checked.
+
+    Raises:
+        LocalProtocolError: a wrong length, an unknown reason, a note over 1,000 bytes or
+            with NUL, more than 16 attachments, or a report too large for one owner command
+            (message and attachments together over about 80 KiB).
+    """
+    exact = (
+        ("fk", fk, FRANKING_KEY_SIZE),
+        ("fc", fc, FRANKING_COMMITMENT_SIZE),
+        ("ft", ft, FRANKING_TAG_SIZE),
+        ("sender", sender, ED25519_PUBLIC_KEY_SIZE),
+        ("recipient", recipient, ED25519_PUBLIC_KEY_SIZE),
+    )
+    for name, value, size in exact:
+        if len(value) != size:
+            raise LocalProtocolError(f"{name} must be {size} bytes")
+    if not 1 <= len(fx) <= MAX_FRANKING_CONTEXT_SIZE:
+        raise LocalProtocolError(f"fx must be 1..{MAX_FRANKING_CONTEXT_SIZE} bytes")
+    if len(msg) > MAX_REPORTED_MESSAGE_SIZE:
+        raise LocalProtocolError(f"msg must be at most {MAX_REPORTED_MESSAGE_SIZE} bytes")
+    atts = tuple(bytes(a) for a in attachments)
+    if len(atts) > MAX_REPORT_ATTACHMENTS:
+        raise LocalProtocolError(f"at most {MAX_REPORT_ATTACHMENTS} attachments per report")
+    if reason not in REPORT_REASONS:
+        raise LocalProtocolError(f"reason must be one of {', '.join(REPORT_REASONS)}")
+    if note is not None:
+        try:
+            Text(MAX_REPORT_NOTE_BYTES).check(note)
+        except WireError:
+            raise LocalProtocolError(
+                f"note must be at most {MAX_REPORT_NOTE_BYTES} bytes of UTF-8 without NUL"
+            ) from None
+    fields: dict[str, Any] = {
+        "msg": bytes(msg),
+        "fk": fk,
+        "fc": fc,
+        "ft": ft,
+        "fx": fx,
+        "snd": sender,
+        "rcp": recipient,
+        "atts": atts or None,
+        "why": reason,
+        "note": note,
+    }
+    # The encoded size does not depend on the nonce or the receive id (fixed lengths).
+    probe = OwnerCommand(op=OP_REPORT, nonce=bytes(CHALLENGE_SIZE), rid=bytes(16), **fields)
+    if len(probe.encode()) > MAX_OWNER_COMMAND_SIZE:
+        raise LocalProtocolError(
+            "the message and its attachments are too large to report in one owner command"
+        )
+    return fields
+
+
+def check_report_id(report_id: bytes) -> None:
+    """Raises: LocalProtocolError unless ``report_id`` is 16 bytes."""
+    if len(report_id) != REPORT_ID_SIZE:
+        raise LocalProtocolError(f"a report id is {REPORT_ID_SIZE} bytes")

@@ -20,10 +20,12 @@ from clientlib.errors import LocalProtocolError, RelayRejected, TransportError, 
 from clientlib.transport.base import (
     MailboxCredential,
     SignFn,
+    check_report_id,
     create_fields,
     deposit_fields,
     id_list,
     prekey_chunks,
+    report_fields,
 )
 from clientlib.wire import (
     CAPABILITY_HASH_SIZE,
@@ -42,6 +44,8 @@ from clientlib.wire import (
     OP_FETCH,
     OP_INFO,
     OP_PREKEYS,
+    OP_REPORT,
+    OP_REPORT_STATUS,
     SUPPORTED_VERSIONS,
     Boundaries,
     BoundariesIssued,
@@ -61,6 +65,8 @@ from clientlib.wire import (
     PowIssued,
     PreKeysStored,
     RelayFrame,
+    ReportAccepted,
+    ReportStatus,
     RequestChallenge,
     SignedOwnerCommand,
     StoredEnvelope,
@@ -289,6 +295,88 @@ class HTTPTransport:
         _check_id(cred.rid, "rid")
         reply = await self._owner(OP_INFO, cred.rid, cred.sign)
         if not isinstance(reply, MailboxInfo):
+            raise TransportError("the relay sent an unexpected reply")
+        return reply
+
+    async def report(
+        self,
+        cred: MailboxCredential,
+        *,
+        msg: bytes,
+        fk: bytes,
+        fc: bytes,
+        ft: bytes,
+        fx: bytes,
+        sender: bytes,
+        recipient: bytes,
+        attachments: Sequence[bytes] = (),
+        reason: str,
+        note: str | None = None,
+    ) -> bytes:
+        """Report an abusive message delivered to ``cred``'s mailbox (protocol.md §4.11).
+
+        The relay verifies its franking tag and the sender's commitment, then stores the
+        report for its moderators. Reporting reveals the message, its attachments and both
+        identity keys to the relay operator.
+
+        Args:
+            cred: the mailbox the envelope was delivered to (only its owner may report it).
+            msg: the exact content bytes under the commitment (``MessageReceived.plaintext``).
+            fk: the message's franking key (``MessageReceived.franking_key``).
+            fc: the franking commitment delivered with the envelope.
+            ft: the relay's franking tag delivered with it (``StoredEnvelope.ft``).
+            fx: the tag's context delivered with it (``StoredEnvelope.fx``).
+            sender: the sender's 32-byte identity key.
+            recipient: our 32-byte identity key (the recipient under the commitment).
+            attachments: the attachment plaintexts, in the order of their hashes.
+            reason: one of ``clientlib.wire.REPORT_REASONS``.
+            note: an optional note for the moderator (at most 1,000 bytes of UTF-8).
+
+        Returns:
+            The 16-byte report id (ask its outcome with :meth:`report_status`).
+
+        Raises:
+            LocalProtocolError: a field has the wrong length or the report is too large.
+            RelayRejected: ``FRANKING`` (the tag, its context or the commitment does not
+                verify, or the envelope was delivered to another mailbox), ``EXPIRED`` (the
+                relay's franking key is past its report window), ``DUPLICATE`` (reported
+                before), ``QUOTA`` (this mailbox's daily report allowance is used up),
+                ``AUTH`` (no such mailbox or wrong key), ``MALFORMED`` (a relay before
+                revision 4).
+            TransportError: the relay could not be reached or answered nonsense.
+        """
+        _check_id(cred.rid, "rid")
+        fields = report_fields(
+            msg=msg,
+            fk=fk,
+            fc=fc,
+            ft=ft,
+            fx=fx,
+            sender=sender,
+            recipient=recipient,
+            attachments=attachments,
+            reason=reason,
+            note=note,
+        )
+        reply = await self._owner(OP_REPORT, cred.rid, cred.sign, **fields)
+        if not isinstance(reply, ReportAccepted):
+            raise TransportError("the relay sent an unexpected reply")
+        return reply.report
+
+    async def report_status(self, cred: MailboxCredential, report_id: bytes) -> ReportStatus:
+        """The state of a report this mailbox filed: ``status`` (``open``/``resolved``),
+        ``action`` (``none``/``revoke``/``suspend`` once resolved) and ``ts``.
+
+        Raises:
+            LocalProtocolError: ``report_id`` is not 16 bytes.
+            RelayRejected: ``AUTH`` (no such mailbox or wrong key, or no report with that id
+                filed by this mailbox), ``MALFORMED`` (a relay before revision 4).
+            TransportError: the relay could not be reached or answered nonsense.
+        """
+        _check_id(cred.rid, "rid")
+        check_report_id(report_id)
+        reply = await self._owner(OP_REPORT_STATUS, cred.rid, cred.sign, report=report_id)
+        if not isinstance(reply, ReportStatus):
             raise TransportError("the relay sent an unexpected reply")
         return reply
 

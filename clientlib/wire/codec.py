@@ -36,6 +36,7 @@ __all__ = [
     "Str",
     "Struct",
     "StructField",
+    "Text",
     "decode_map",
     "encode_map",
     "unpack_strict",
@@ -110,6 +111,26 @@ class Str(_Check):
     def check(self, value: object) -> str:
         if type(value) is not str or value not in self.choices:
             raise WireError("field must be one of the specified strings")
+        return value
+
+
+class Text(_Check):
+    """A msgpack ``str`` of at most ``max_bytes`` bytes of UTF-8, without NUL characters."""
+
+    __slots__ = ("max_bytes",)
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def check(self, value: object) -> str:
+        if type(value) is not str:
+            raise WireError("field must be text")
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:  # lone surrogates: never from the wire, maybe from callers
+            raise WireError("text must be valid Unicode") from None
+        if "\x00" in value or size > self.max_bytes:
+            raise WireError("text too long or contains NUL")
         return value
 
 

@@ -26,3 +26,6 @@ class ErrorCode(StrEnum):
     INTERNAL = "INTERNAL"  # a bug in the relay; nothing is known to have been stored
     BOUNDARY = "BOUNDARY"  # a contact request exceeds the address's boundaries (rev. 3)
     POW = "POW"  # a contact request lacks a valid proof of work (rev. 3)
+    FRANKING = "FRANKING"  # a report's relay tag, context or commitment fails (rev. 4)
+    EXPIRED = "EXPIRED"  # a report's franking key is unknown or past its report window (rev. 4)
+    DUPLICATE = "DUPLICATE"  # this envelope was reported before (rev. 4)

@@ -25,6 +25,7 @@ from clientlib.wire.codec import (
     Str,
     Struct,
     StructField,
+    Text,
     decode_map,
 )
 from clientlib.wire.codes import ErrorCode
@@ -38,6 +39,8 @@ from clientlib.wire.limits import (
     ED25519_SIGNATURE_SIZE,
     ENVELOPE_ID_SIZE,
     FRANKING_COMMITMENT_SIZE,
+    FRANKING_KEY_SIZE,
+    FRANKING_TAG_SIZE,
     HANDLE_SIZE,
     KIND_ADDRESS,
     MAILBOX_ID_SIZE,
@@ -49,15 +52,23 @@ from clientlib.wire.limits import (
     MAX_ENVELOPE_SIZE,
     MAX_FETCH_BATCH,
     MAX_FRAME_SIZE,
+    MAX_FRANKING_CONTEXT_SIZE,
     MAX_OWNER_COMMAND_SIZE,
     MAX_POW_BITS,
     MAX_PREKEY_ITEM_SIZE,
     MAX_PREKEY_STATIC_SIZE,
     MAX_PREKEY_UPLOAD,
     MAX_RELAY_FRAME_SIZE,
+    MAX_REPORT_ATTACHMENTS,
+    MAX_REPORT_NOTE_BYTES,
+    MAX_REPORTED_MESSAGE_SIZE,
     MAX_REQUEST_ID,
     MAX_REQUESTS_PER_DAY,
     POW_NONCE_SIZE,
+    REPORT_ACTIONS,
+    REPORT_ID_SIZE,
+    REPORT_REASONS,
+    REPORT_STATUSES,
 )
 from clientlib.wire.version import SUPPORTED_VERSIONS, VersionRange
 
@@ -71,6 +82,8 @@ __all__ = [
     "OP_FETCH",
     "OP_INFO",
     "OP_PREKEYS",
+    "OP_REPORT",
+    "OP_REPORT_STATUS",
     "OP_SUBSCRIBE",
     "OWNER_OPS",
     "Ack",
@@ -96,6 +109,8 @@ __all__ = [
     "PreKeysStored",
     "RelayFrame",
     "RelayLimits",
+    "ReportAccepted",
+    "ReportStatus",
     "RequestChallenge",
     "SignedOwnerCommand",
     "StoredEnvelope",
@@ -114,6 +129,8 @@ OP_CAPS = "caps"
 OP_BOUNDARIES = "bnd"
 OP_BAN = "ban"
 OP_INFO = "info"
+OP_REPORT = "report"
+OP_REPORT_STATUS = "rstat"
 OWNER_OPS = (
     OP_CREATE,
     OP_SUBSCRIBE,
@@ -124,6 +141,8 @@ OWNER_OPS = (
     OP_BOUNDARIES,
     OP_BAN,
     OP_INFO,
+    OP_REPORT,
+    OP_REPORT_STATUS,
 )
 
 _REQ_ID = Int(0, MAX_REQUEST_ID)
@@ -139,6 +158,9 @@ _CAP_HASH = Bin(CAPABILITY_HASH_SIZE)
 _HANDLE = Bin(HANDLE_SIZE)
 _COUNT = Int(0, 2**63 - 1)
 _DAY = Int(0, 2**32 - 1)
+_FT = Bin(FRANKING_TAG_SIZE)
+_FX = Bin(min=1, max=MAX_FRANKING_CONTEXT_SIZE)
+_REPORT_ID = Bin(REPORT_ID_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +350,11 @@ _OP_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     OP_BOUNDARIES: (frozenset({"rid", "bnd"}), frozenset()),
     OP_BAN: (frozenset({"rid"}), frozenset({"hdl", "unban"})),
     OP_INFO: (frozenset({"rid"}), frozenset()),
+    OP_REPORT: (
+        frozenset({"rid", "msg", "fk", "fc", "ft", "fx", "snd", "rcp", "why"}),
+        frozenset({"atts", "note"}),
+    ),
+    OP_REPORT_STATUS: (frozenset({"rid", "report"}), frozenset()),
 }
 
 
@@ -344,6 +371,12 @@ class OwnerCommand(Struct):
     ``add`` and ``remove`` (wire key ``del``: capability hashes, removed first); ``bnd`` needs
     ``bnd``; ``ban`` may carry ``hdl`` (handles to ban) and ``unban`` (lifted first);
     ``info`` carries nothing else.
+
+    Revision 4 (protocol.md §4.11): ``report`` needs ``msg`` (the reported content bytes),
+    ``fk``, ``fc``, ``ft``, ``fx`` (franking key, commitment, relay tag and its context, as
+    delivered), ``snd`` and ``rcp`` (the sender's and recipient's identity keys) and ``why``
+    (one of ``REPORT_REASONS``), and may carry ``atts`` (the attachment plaintexts, in order)
+    and ``note``; ``rstat`` needs ``report`` (a report id the mailbox filed).
     """
 
     SCHEMA: ClassVar[tuple[Field, ...]] = (
@@ -362,6 +395,22 @@ class OwnerCommand(Struct):
         Field("del", "remove", ListOf(_CAP_HASH, MAX_CAPS_PER_COMMAND), required=False),
         Field("hdl", "hdl", ListOf(_HANDLE, MAX_BANS_PER_COMMAND), required=False),
         Field("unban", "unban", ListOf(_HANDLE, MAX_BANS_PER_COMMAND), required=False),
+        Field("msg", "msg", Bin(min=0, max=MAX_REPORTED_MESSAGE_SIZE), required=False),
+        Field("fk", "fk", Bin(FRANKING_KEY_SIZE), required=False),
+        Field("fc", "fc", _FC, required=False),
+        Field("ft", "ft", _FT, required=False),
+        Field("fx", "fx", _FX, required=False),
+        Field("snd", "snd", Bin(ED25519_PUBLIC_KEY_SIZE), required=False),
+        Field("rcp", "rcp", Bin(ED25519_PUBLIC_KEY_SIZE), required=False),
+        Field(
+            "atts",
+            "atts",
+            ListOf(Bin(min=0, max=MAX_OWNER_COMMAND_SIZE), MAX_REPORT_ATTACHMENTS),
+            required=False,
+        ),
+        Field("why", "why", Str(REPORT_REASONS), required=False),
+        Field("note", "note", Text(MAX_REPORT_NOTE_BYTES), required=False),
+        Field("report", "report", _REPORT_ID, required=False),
     )
     op: str
     nonce: bytes
@@ -378,6 +427,17 @@ class OwnerCommand(Struct):
     remove: tuple[bytes, ...] | None = None
     hdl: tuple[bytes, ...] | None = None
     unban: tuple[bytes, ...] | None = None
+    msg: bytes | None = None
+    fk: bytes | None = None
+    fc: bytes | None = None
+    ft: bytes | None = None
+    fx: bytes | None = None
+    snd: bytes | None = None
+    rcp: bytes | None = None
+    atts: tuple[bytes, ...] | None = None
+    why: str | None = None
+    note: str | None = None
+    report: bytes | None = None
 
     def validate_shape(self) -> None:
         """Check the per-operation field rules.
@@ -555,7 +615,9 @@ class StoredEnvelope(Struct):
 
     ``seq`` is the per-mailbox sequence number (0 for online-only envelopes, which are never
     stored and need no ack), ``ts`` the relay's receive time in whole seconds, ``hdl`` the
-    requester's handle (contact addresses only; revision 3).
+    requester's handle (contact addresses only; revision 3), ``ft`` and ``fx`` the relay's
+    franking tag over ``fc`` and its context (every envelope deposited with ``fc``; revision 4,
+    protocol.md §4.11) -- keep them with the franking key to be able to report the message.
     """
 
     SCHEMA: ClassVar[tuple[Field, ...]] = (
@@ -566,6 +628,8 @@ class StoredEnvelope(Struct):
         Field("ct", "ct", _CT),
         Field("fc", "fc", _FC, required=False),
         Field("hdl", "hdl", _HANDLE, required=False),
+        Field("ft", "ft", _FT, required=False),
+        Field("fx", "fx", _FX, required=False),
     )
     seq: int
     eid: bytes
@@ -574,6 +638,8 @@ class StoredEnvelope(Struct):
     ct: bytes
     fc: bytes | None = None
     hdl: bytes | None = None
+    ft: bytes | None = None
+    fx: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,6 +758,7 @@ class MailboxInfo(RelayFrame):
     handed out in it; ``requests_day`` / ``requests`` the day of the latest stored contact
     request and how many were stored on it (``requests_today`` is ``requests`` if that day is
     today, else 0). Optional fields are absent when the relay keeps no such datum.
+    ``suspended`` is 1 when a moderator suspended the mailbox (revision 4; absent otherwise).
     """
 
     TYPE: ClassVar[str] = "info"
@@ -717,6 +784,7 @@ class MailboxInfo(RelayFrame):
         Field("requests_day", "requests_day", _DAY, required=False),
         Field("requests", "requests", _COUNT),
         Field("requests_today", "requests_today", _COUNT),
+        Field("suspended", "suspended", Int(1, 1), required=False),
     )
     id: int
     kind: str
@@ -739,6 +807,45 @@ class MailboxInfo(RelayFrame):
     requests_day: int | None
     requests: int
     requests_today: int
+    suspended: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAccepted(RelayFrame):
+    """Reply to a ``report`` owner command: the report verified and is stored under the
+    16-byte id ``report`` (protocol.md §4.11; revision 4)."""
+
+    TYPE: ClassVar[str] = "reported"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("report", "report", _REPORT_ID),
+    )
+    id: int
+    report: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReportStatus(RelayFrame):
+    """Reply to an ``rstat`` owner command: the state of a report the mailbox filed.
+
+    ``status`` is ``open`` or ``resolved``; ``action`` what the moderator did (``none``,
+    ``revoke``, ``suspend``; absent while open); ``ts`` when it was resolved, or filed while
+    open (seconds since the epoch). Revision 4.
+    """
+
+    TYPE: ClassVar[str] = "rstat"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _REQ_ID),
+        Field("report", "report", _REPORT_ID),
+        Field("status", "status", Str(REPORT_STATUSES)),
+        Field("action", "action", Str(REPORT_ACTIONS), required=False),
+        Field("ts", "ts", Int()),
+    )
+    id: int
+    report: bytes
+    status: str
+    action: str | None
+    ts: int
 
 
 _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
@@ -757,6 +864,8 @@ _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
         BoundariesIssued,
         PowIssued,
         MailboxInfo,
+        ReportAccepted,
+        ReportStatus,
     )
 }
 

@@ -19,6 +19,8 @@ __all__ = [
     "ENVELOPE_ID_SIZE",
     "FLAG_ONLINE_ONLY",
     "FRANKING_COMMITMENT_SIZE",
+    "FRANKING_KEY_SIZE",
+    "FRANKING_TAG_SIZE",
     "HANDLE_SIZE",
     "KIND_ADDRESS",
     "KIND_OPEN",
@@ -34,18 +36,26 @@ __all__ = [
     "MAX_FETCH_BATCH",
     "MAX_FETCH_BYTES",
     "MAX_FRAME_SIZE",
+    "MAX_FRANKING_CONTEXT_SIZE",
     "MAX_OWNER_COMMAND_SIZE",
     "MAX_POW_BITS",
     "MAX_PREKEY_ITEM_SIZE",
     "MAX_PREKEY_STATIC_SIZE",
     "MAX_PREKEY_UPLOAD",
     "MAX_RELAY_FRAME_SIZE",
+    "MAX_REPORTED_MESSAGE_SIZE",
+    "MAX_REPORT_ATTACHMENTS",
+    "MAX_REPORT_NOTE_BYTES",
     "MAX_REQUESTS_PER_DAY",
     "MAX_REQUEST_ID",
     "MAX_SUBSCRIPTIONS",
     "OWNER_COMMAND_CONTEXT",
     "POW_CONTEXT",
     "POW_NONCE_SIZE",
+    "REPORT_ACTIONS",
+    "REPORT_ID_SIZE",
+    "REPORT_REASONS",
+    "REPORT_STATUSES",
     "bucket_for",
 ]
 
@@ -59,6 +69,8 @@ ED25519_PUBLIC_KEY_SIZE = 32
 ED25519_SIGNATURE_SIZE = 64
 #: HMAC-SHA256 franking commitment (protocol.md part II).
 FRANKING_COMMITMENT_SIZE = 32
+#: The per-message franking key a report reveals (protocol.md §15).
+FRANKING_KEY_SIZE = 32
 
 #: The only lengths an envelope ciphertext may have. Powers of two from 256 B to 64 KiB: a
 #: relay (and anyone watching it) learns one of 9 size classes, never a length. Small messages
@@ -109,6 +121,33 @@ MAX_REQUESTS_PER_DAY = 100_000
 POW_NONCE_SIZE = 16
 MAX_POW_BITS = 32
 POW_CONTEXT = b"blindrelay/v1/pow\x00"
+
+#: Relay franking tags and abuse reports (protocol.md §4.11, revision 4). The relay tags every
+#: stored deposit that carries ``fc`` with ``ft`` (HMAC-SHA256, 32 bytes) over ``fc`` and a
+#: context ``fx`` (at most 64 bytes: kid, day, send id, source kind and source).
+FRANKING_TAG_SIZE = 32
+MAX_FRANKING_CONTEXT_SIZE = 64
+#: A report id: the first 16 bytes of SHA-256(ft).
+REPORT_ID_SIZE = 16
+#: Largest reported message (the exact content bytes under the commitment).
+MAX_REPORTED_MESSAGE_SIZE = 65536
+#: Most attachment plaintexts one report reveals (as many as a message may reference); the
+#: whole report must still fit ``MAX_OWNER_COMMAND_SIZE``.
+MAX_REPORT_ATTACHMENTS = 16
+#: Largest free-text note a reporter adds, in bytes of UTF-8.
+MAX_REPORT_NOTE_BYTES = 1000
+#: Why a report is filed (``why``), the states of a report and what a moderator did.
+REPORT_REASONS: tuple[str, ...] = (
+    "harassment",
+    "threats",
+    "non_consensual_content",
+    "minor_safety",
+    "spam",
+    "impersonation",
+    "other",
+)
+REPORT_STATUSES: tuple[str, ...] = ("open", "resolved")
+REPORT_ACTIONS: tuple[str, ...] = ("none", "revoke", "suspend")
 
 #: Largest encoded owner command (the ``cmd`` of an ``own`` frame, version byte included). A
 #: full ``keys`` upload (32 items of 2 KiB and a 4 KiB static part, about 68.2 KiB encoded)

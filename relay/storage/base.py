@@ -30,6 +30,20 @@ Guarantees every backend gives (checked by ``tests/contract/test_store.py``):
   boundaries, bans and daily counter in the same atomic step as the insert, and counted only
   if stored (a duplicate by eid is not counted). Capability hashes, boundaries, bans and the
   daily counter are removed with the mailbox and expire with it.
+* Franking and reports (protocol.md §4.11, revision 4): a deposit may carry a relay
+  franking stamp (tag and context), stored with the envelope in the same atomic step and
+  handed out by ``fetch``; the stamp names the mailbox kind it was computed for, and a
+  mailbox of another kind refuses it (:class:`StampMismatch`) without storing anything.
+  A suspended mailbox answers every sender-side operation (deposit, bundle, boundaries,
+  online resolution) like a mailbox that does not exist; its owner still reaches it.
+  Franking keys, reports and the audit log are not per mailbox: they are shared by every
+  relay process of a deployment. ``insert_report`` detects a duplicate id and counts the
+  daily allowance of the filing mailbox in one atomic step with the insert and its audit
+  entry; ``resolve_report`` changes an open report once, atomically with its audit entry;
+  the audit log is append-only (no method updates or deletes an entry). ``purge_expired``
+  also destroys franking keys ``report_window_s`` after their retirement, reports
+  ``report_retention_s`` after their creation and audit entries ``audit_retention_s`` after
+  theirs.
 """
 
 from __future__ import annotations
@@ -42,15 +56,24 @@ from clientlib.wire.frames import Boundaries, StoredEnvelope
 
 __all__ = [
     "SECONDS_PER_HOUR",
+    "AuditRecord",
     "BoundaryExceeded",
     "DepositOutcome",
+    "DuplicateReport",
     "EnvelopeStore",
+    "FrankingKey",
     "IdCollision",
     "MailboxNotFound",
     "MailboxRecord",
     "MailboxSnapshot",
     "PowRequired",
     "QuotaExceeded",
+    "RelayStamp",
+    "ReportAlreadyResolved",
+    "ReportNotFound",
+    "ReportRecord",
+    "ReportResolution",
+    "StampMismatch",
     "StorageError",
     "StorageFull",
     "StorageUnavailable",
@@ -91,6 +114,27 @@ class PowRequired(StorageError):
     """The contact address asks for more proof of work than the deposit was verified for."""
 
 
+class StampMismatch(StorageError):
+    """A deposit's franking stamp was computed for another mailbox kind than the mailbox's;
+    nothing was stored (the caller computes the stamp for ``kind`` and retries)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__("the franking stamp names another mailbox kind")
+        self.kind = kind
+
+
+class DuplicateReport(StorageError):
+    """A report with this id is already stored; nothing changed."""
+
+
+class ReportNotFound(StorageError):
+    """No report has this id (never filed, or purged)."""
+
+
+class ReportAlreadyResolved(StorageError):
+    """The report was resolved before; nothing changed."""
+
+
 class IdCollision(StorageError):
     """A receive id or send id chosen for a new mailbox is already in use."""
 
@@ -112,6 +156,11 @@ class StoreLimits:
     envelope_ttl_s: int = 21 * SECONDS_PER_DAY
     dedupe_window_s: int = SECONDS_PER_DAY
     mailbox_idle_ttl_s: int = 180 * SECONDS_PER_DAY
+    # Franking and moderation (protocol.md §4.11, §8).
+    franking_rotation_s: int = 7 * SECONDS_PER_DAY  # a new franking key this often
+    report_window_s: int = 30 * SECONDS_PER_DAY  # a retired key verifies reports this long
+    report_retention_s: int = 90 * SECONDS_PER_DAY  # a report is kept this long
+    audit_retention_s: int = 365 * SECONDS_PER_DAY  # an audit entry is kept this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +203,92 @@ class MailboxSnapshot:
     bans: int
     requests_day: int | None
     requests: int
+    suspended: bool = False
 
     def __repr__(self) -> str:
         return "MailboxSnapshot(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStamp:
+    """The relay franking tag of a deposit (``ft``) and its context (``fx``), computed for a
+    mailbox of kind ``kind`` (protocol.md §4.11)."""
+
+    tag: bytes
+    ctx: bytes
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class FrankingKey:
+    """A relay franking key: ``kid`` (u32), 32 secret bytes, and when it was created.
+
+    A key is *current* until a key with a higher ``kid`` exists; it *retires* when the next
+    one is created, and is destroyed ``report_window_s`` after that.
+    """
+
+    kid: int
+    secret: bytes
+    created: int
+
+    def __repr__(self) -> str:
+        return f"FrankingKey(kid={self.kid}, created={self.created}, secret=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResolution:
+    """What a moderator decided about a report."""
+
+    action: str  # none | revoke | suspend
+    moderator: str
+    resolved_at: int
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    """A verified abuse report as the moderation queue keeps it (protocol.md §4.11, §8).
+
+    ``sid`` is the send id of the mailbox that filed it (the mailbox the envelope was
+    delivered to, from the tag's context); ``kid``, ``day``, ``source_kind`` and ``source``
+    are the rest of that context. ``resolution`` is None while the report is open.
+    """
+
+    id: bytes
+    created: int
+    reason: str
+    note: str | None
+    msg: bytes
+    attachments: tuple[bytes, ...]
+    sender_key: bytes
+    recipient_key: bytes
+    sid: bytes
+    kid: int
+    day: int
+    source_kind: int
+    source: bytes
+    verified_at: int
+    resolution: ReportResolution | None = None
+
+    @property
+    def status(self) -> str:
+        return "open" if self.resolution is None else "resolved"
+
+    def __repr__(self) -> str:
+        return f"ReportRecord(status={self.status}, reason={self.reason}, <redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One entry of the append-only moderation audit log; ``seq`` is assigned by the store
+    (0 in entries passed to it)."""
+
+    ts: int
+    moderator: str
+    action: str
+    report_id: bytes | None
+    detail: str
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +382,7 @@ class EnvelopeStore(Protocol):
         handle: bytes | None = None,
         attachments: int = 0,
         pow_bits: int = 0,
+        stamp: RelayStamp | None = None,
     ) -> DepositOutcome:
         """Durably append an envelope to the mailbox whose send id is ``sid``.
 
@@ -260,10 +393,14 @@ class EnvelopeStore(Protocol):
         proof-of-work difficulty is at most ``pow_bits`` (what the caller verified), refuses
         banned handles, and counts the request against its daily allowance (UTC day
         ``now // 86400``) -- then the duplicate check and the mailbox quota as for any kind.
+        ``stamp`` (the relay franking tag and context) is stored with the envelope and
+        returned by ``fetch`` as ``ft``/``fx``; a duplicate keeps the first one's.
 
         Raises:
-            MailboxNotFound: no mailbox has send id ``sid``; or (pair) the capability is
-                missing or unknown; or (addr) the handle is banned.
+            MailboxNotFound: no mailbox has send id ``sid``, or it is suspended; or (pair)
+                the capability is missing or unknown; or (addr) the handle is banned.
+            StampMismatch: ``stamp.kind`` is not the mailbox's kind (checked after the
+                duplicate check; nothing stored).
             WrongKind: (addr) ``handle`` is None.
             BoundaryExceeded: (addr) too large, or attachments where none are accepted.
             PowRequired: (addr) the address asks for more than ``pow_bits``.
@@ -284,7 +421,8 @@ class EnvelopeStore(Protocol):
         """Delete the given envelopes; unknown seqs are ignored. Returns how many were deleted."""
 
     async def purge_expired(self, now: int) -> int:
-        """Delete expired envelopes, dedupe records and idle mailboxes. Returns a count."""
+        """Delete expired envelopes, dedupe records and idle mailboxes, and destroy franking
+        keys, reports and audit entries past their retention. Returns a count."""
 
     async def put_challenge(self, nonce: bytes, binding: bytes, expires_at: int) -> None:
         """Remember a single-use challenge (HTTP owner commands) until ``expires_at``."""
@@ -386,6 +524,59 @@ class EnvelopeStore(Protocol):
 
     async def mailbox_info(self, rid: bytes, now: int) -> MailboxSnapshot | None:
         """Return everything stored for the live mailbox ``rid``, or None if there is none."""
+
+    async def set_suspended(self, sid: bytes, suspended: bool, now: int) -> bool:
+        """Suspend (or lift the suspension of) the live mailbox whose send id is ``sid``.
+
+        A suspended mailbox answers deposits, ``take_prekeys``, ``get_boundaries`` and
+        ``resolve_online`` like a mailbox that does not exist; owner operations still work.
+
+        Returns:
+            False if no live mailbox has send id ``sid``.
+        """
+
+    # --- franking keys and moderation (protocol.md §4.11) ------------------------------
+
+    async def franking_keys(self) -> list[FrankingKey]:
+        """Every stored franking key, by increasing ``kid``."""
+
+    async def add_franking_key(self, key: FrankingKey) -> FrankingKey:
+        """Store ``key`` unless a key with its ``kid`` exists; return the stored one (so that
+        concurrent rotations on several processes agree on one key per ``kid``)."""
+
+    async def insert_report(
+        self, report: ReportRecord, audit: AuditRecord, *, max_per_day: int
+    ) -> None:
+        """Store a verified open report and append ``audit``, atomically.
+
+        Raises:
+            DuplicateReport: a report with ``report.id`` is stored (checked first).
+            QuotaExceeded: ``max_per_day`` reports filed by ``report.sid`` are stored with a
+                creation time on the UTC day of ``report.created``.
+        """
+
+    async def get_report(self, report_id: bytes) -> ReportRecord | None:
+        """Return the report, or None."""
+
+    async def list_reports(self, status: str | None, limit: int) -> list[ReportRecord]:
+        """Up to ``limit`` reports of ``status`` (``open``, ``resolved``, None: any): open
+        reports oldest first (the queue order), otherwise newest first."""
+
+    async def resolve_report(
+        self, report_id: bytes, resolution: ReportResolution, audit: AuditRecord
+    ) -> ReportRecord:
+        """Resolve an open report and append ``audit``, atomically; return the result.
+
+        Raises:
+            ReportNotFound: no report has this id.
+            ReportAlreadyResolved: it was resolved before (nothing changed).
+        """
+
+    async def append_audit(self, entry: AuditRecord) -> int:
+        """Append an audit entry; returns its sequence number (increasing from 1)."""
+
+    async def list_audit(self, limit: int) -> list[AuditRecord]:
+        """The latest ``limit`` audit entries, newest first."""
 
 
 @dataclass(frozen=True, slots=True)

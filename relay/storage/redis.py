@@ -16,6 +16,11 @@ in one slot and every script touches a single slot::
     <prefix>n:{rid}   set: banned handles (contact addresses)
     <prefix>w:{rid}   pub/sub channel of the mailbox (never a key)
 
+The mailbox record ``m`` also holds ``su`` while a moderator has suspended the mailbox, and
+an envelope blob its relay franking tag and context (revision 4). Franking keys, reports and
+the audit log are not per mailbox: their keys share the hash tag ``{mod}`` (see
+``redis_mod_lib.lua``), so every moderation script touches one slot.
+
 The send-id index ``<prefix>s:{sid}`` (value: rid) lives in another slot. A deposit reads it
 (or a bounded in-process cache of it) and then runs the deposit script on the rid slot; the
 script checks that the mailbox record still names that send id, so a deleted or recreated
@@ -74,14 +79,24 @@ from relay.storage._common import (
     mailbox_expired,
 )
 from relay.storage.base import (
+    SECONDS_PER_DAY,
+    AuditRecord,
     BoundaryExceeded,
     DepositOutcome,
+    DuplicateReport,
+    FrankingKey,
     IdCollision,
     MailboxNotFound,
     MailboxRecord,
     MailboxSnapshot,
     PowRequired,
     QuotaExceeded,
+    RelayStamp,
+    ReportAlreadyResolved,
+    ReportNotFound,
+    ReportRecord,
+    ReportResolution,
+    StampMismatch,
     StorageError,
     StorageFull,
     StorageUnavailable,
@@ -123,7 +138,11 @@ SYNC_TIMEOUT_S: Final = 5.0
 _PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]{0,64}$")
 _ENVELOPE_HEADER: Final = 4  # big-endian ciphertext length in front of each stored blob
 _DUPLICATE, _STORED, _NOT_FOUND, _QUOTA = 1, 0, -1, -2
-_WRONG_KIND, _BOUNDARY, _POW, _REFUSED = -3, -4, -5, -6
+_WRONG_KIND, _BOUNDARY, _POW, _REFUSED, _STAMP_KIND = -3, -4, -5, -6, -7
+#: Reports and audit entries one purge script removes at most (the purge repeats it).
+MOD_PURGE_CHUNK: Final = 500
+#: The hash tag of every moderation key (franking keys, reports, audit log).
+_MOD_TAG: Final = "{mod}"
 #: A receive id no mailbox has: deposits to unknown send ids run the deposit script against
 #: it, so that they cost the same round trips as deposits refused for a capability.
 _NO_RID: Final = bytes(16)
@@ -144,12 +163,22 @@ _SCRIPTS: Final[dict[str, str]] = {
     "take_prekeys": "#!lua flags=allow-oom",
     "set_members": "#!lua flags=allow-oom",
     "set_boundaries": "#!lua",
+    "suspend": "#!lua flags=allow-oom",
+    "add_franking_key": "#!lua",
+    "insert_report": "#!lua",
+    "resolve_report": "#!lua",
+    "append_audit": "#!lua",
+    "purge_mod": "#!lua flags=allow-oom",
 }
+#: Scripts that also get the moderation helpers (redis_mod_lib.lua).
+_MOD_SCRIPTS: Final = frozenset({"insert_report", "resolve_report", "append_audit"})
 
 
 def _load_script(name: str) -> str:
     package = resources.files("relay.storage")
     lib = package.joinpath("redis_lib.lua").read_text(encoding="utf-8")
+    if name in _MOD_SCRIPTS:
+        lib += "\n" + package.joinpath("redis_mod_lib.lua").read_text(encoding="utf-8")
     body = package.joinpath(f"redis_{name}.lua").read_text(encoding="utf-8")
     return f"{_SCRIPTS[name]}\n{lib}\n{body}"
 
@@ -272,6 +301,10 @@ class RedisStore:
 
     def _challenge_key(self, nonce: bytes) -> str:
         return f"{self._prefix}c:{nonce.hex()}"
+
+    def _mod_key(self, name: str, suffix: str = "") -> str:
+        """A moderation key: ``<prefix><name>:{mod}[:<suffix>]`` (one slot for all)."""
+        return f"{self._prefix}{name}:{_MOD_TAG}" + (f":{suffix}" if suffix else "")
 
     def _mailbox_ttl(self, now: int) -> int:
         return mailbox_deadline(day_of(now), self._limits) - now + TTL_SLACK_S
@@ -498,10 +531,12 @@ class RedisStore:
         Raises:
             StorageUnavailable: Redis failed.
         """
-        view = await self._sender_view(sid, now, ["kd"], cap_hash)
+        view = await self._sender_view(sid, now, ["kd", "su"], cap_hash)
         if view is None:
             return None
-        rid, (kd,), has_cap = view
+        rid, (kd, su), has_cap = view
+        if su is not None:
+            return None  # suspended: like a mailbox that does not exist
         kind = kd.decode() if kd is not None else KIND_OPEN
         if kind == KIND_PAIRWISE and not has_cap:
             return None
@@ -513,10 +548,10 @@ class RedisStore:
         Raises:
             StorageUnavailable: Redis failed.
         """
-        view = await self._sender_view(sid, now, ["kd", "bs", "ba", "bd", "bp"])
-        if view is None:
-            return None
-        return _kind_and_boundaries(view[1])
+        view = await self._sender_view(sid, now, ["kd", "bs", "ba", "bd", "bp", "su"])
+        if view is None or view[1][5] is not None:
+            return None  # unknown, or suspended
+        return _kind_and_boundaries(view[1][:5])
 
     async def _rid_for_sid(self, sid: bytes, *, use_cache: bool) -> bytes | None:
         if use_cache:
@@ -583,6 +618,7 @@ class RedisStore:
         handle: bytes | None = None,
         attachments: int = 0,
         pow_bits: int = 0,
+        stamp: RelayStamp | None = None,
     ) -> DepositOutcome:
         """Append an envelope atomically; returns once Redis replied (after its AOF fsync).
 
@@ -593,20 +629,25 @@ class RedisStore:
         an unknown mailbox and a refused capability cost the same round trips.
 
         Raises:
-            MailboxNotFound: no live mailbox has send id ``sid``, the capability is missing
-                or unknown (pair), or the handle is banned (addr).
+            MailboxNotFound: no live mailbox has send id ``sid``, it is suspended, the
+                capability is missing or unknown (pair), or the handle is banned (addr).
             WrongKind: a deposit to a contact address without a handle.
             BoundaryExceeded: the request breaks the address's size or attachment boundary.
             PowRequired: the address asks for more proof of work than ``pow_bits``.
+            StampMismatch: ``stamp`` was computed for another kind of mailbox.
             QuotaExceeded: the mailbox is at its count or byte quota, or its daily allowance.
             StorageUnavailable: Redis failed.
             StorageFull: Redis is out of memory or cannot write its AOF.
         """
         limits = self._limits
         header = len(ct).to_bytes(_ENVELOPE_HEADER, "big")
-        blob = header + msgpack.packb([eid, now, flags, ct, fc], use_bin_type=True)
+        # Blob items: eid, ts, flags, ct, fc, then the handle (contact requests) and, with a
+        # stamp, the handle (or nil) followed by the franking tag and its context.
+        tail: list[Any] = [] if stamp is None else [stamp.tag, stamp.ctx]
+        plain = [eid, now, flags, ct, fc, *([None, *tail] if tail else [])]
+        blob = header + msgpack.packb(plain, use_bin_type=True)
         with_handle = (
-            header + msgpack.packb([eid, now, flags, ct, fc, handle], use_bin_type=True)
+            header + msgpack.packb([eid, now, flags, ct, fc, handle, *tail], use_bin_type=True)
             if handle is not None
             else b""
         )
@@ -629,6 +670,7 @@ class RedisStore:
             pow_bits,
             day_of(now),
             with_handle,
+            stamp.kind if stamp is not None else "",
         ]
         use_cache = True
         while True:
@@ -662,6 +704,8 @@ class RedisStore:
             raise BoundaryExceeded("the request exceeds the address's boundaries")
         if status == _POW:
             raise PowRequired("the address asks for more proof of work")
+        if status == _STAMP_KIND:
+            raise StampMismatch(bytes(reply[1]).decode())
         return DepositOutcome(
             rid=rid, seq=int(reply[1]), ts=int(reply[2]), duplicate=status == _DUPLICATE
         )
@@ -682,10 +726,12 @@ class RedisStore:
         )
         out: list[StoredEnvelope] = []
         for i in range(0, len(flat), 2):
-            # Contact requests carry the handle as a sixth item (revision 3).
+            # Contact requests carry the handle as a sixth item (revision 3); stamped
+            # envelopes the handle (or nil), the franking tag and its context (revision 4).
             eid, ts, flags, ct, fc, *rest = msgpack.unpackb(
                 flat[i + 1][_ENVELOPE_HEADER:], raw=False
             )
+            ft, fx = (rest[1], rest[2]) if len(rest) >= 3 else (None, None)
             out.append(
                 StoredEnvelope(
                     seq=int(flat[i]),
@@ -695,6 +741,8 @@ class RedisStore:
                     ct=ct,
                     fc=fc,
                     hdl=rest[0] if rest else None,
+                    ft=ft,
+                    fx=fx,
                 )
             )
         return out
@@ -741,6 +789,20 @@ class RedisStore:
                 if gone:
                     self._sid_cache.pop(sid, None)
                     await self._run("unlink_if", [self._sid_key(sid)], [rid])
+        limits = self._limits
+        keys = [self._mod_key(n) for n in ("f", "fc", "r", "rr", "ri", "ro", "au")]
+        args = [
+            now,
+            limits.report_window_s,
+            limits.report_retention_s,
+            limits.audit_retention_s,
+            MOD_PURGE_CHUNK,
+        ]
+        for _ in range(1000):  # bounded: at most 1000 chunks per purge run
+            removed = int(await self._run("purge_mod", keys, args))
+            total += removed
+            if removed < MOD_PURGE_CHUNK:
+                break
         return total
 
     async def put_challenge(self, nonce: bytes, binding: bytes, expires_at: int) -> None:
@@ -1028,6 +1090,7 @@ class RedisStore:
         handed = int(window[1] or 0)
         rd = fields.get("rd")
         return MailboxSnapshot(
+            suspended=fields.get("su") is not None,
             record=record,
             active_day=int(fields["ad"]),
             last_seq=int(fields.get("ls", 0)),
@@ -1044,6 +1107,305 @@ class RedisStore:
             requests_day=int(rd) if rd is not None else None,
             requests=int(fields.get("rc", 0)),
         )
+
+    async def set_suspended(self, sid: bytes, suspended: bool, now: int) -> bool:
+        """Set or clear ``su`` on the record of the live mailbox with send id ``sid``.
+
+        Returns:
+            False if no live mailbox has that send id.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        args = [sid, now, self._limits.mailbox_idle_ttl_s, 1 if suspended else 0]
+        for use_cache in (True, False):
+            rid = await self._rid_for_sid(sid, use_cache=use_cache)
+            if rid is None:
+                return False
+            if int(await self._run("suspend", [self._mailbox_keys(rid)[0]], args)) == 1:
+                return True
+            self._sid_cache.pop(sid, None)
+        return False
+
+    # --- franking keys and moderation (protocol.md §4.11) ------------------------------
+
+    def _key_ttl(self) -> int:
+        limits = self._limits
+        return limits.franking_rotation_s + limits.report_window_s + TTL_SLACK_S
+
+    async def franking_keys(self) -> list[FrankingKey]:
+        """Every stored franking key, by increasing kid.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        with self._guard():
+            async with self._client.pipeline(transaction=True) as pipe:
+                _ = pipe.hgetall(self._mod_key("f"))
+                _ = pipe.hgetall(self._mod_key("fc"))
+                secrets_, created = await pipe.execute()
+        keys = []
+        for kid, secret in secrets_.items():
+            at = created.get(kid)
+            if at is not None:
+                keys.append(FrankingKey(kid=int(kid), secret=bytes(secret), created=int(at)))
+        return sorted(keys, key=lambda k: k.kid)
+
+    async def add_franking_key(self, key: FrankingKey) -> FrankingKey:
+        """Store ``key`` unless its kid is taken (``HSETNX``); return the stored one.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        secret, created = await self._run(
+            "add_franking_key",
+            [self._mod_key("f"), self._mod_key("fc")],
+            [key.kid, key.secret, key.created, self._key_ttl()],
+        )
+        return FrankingKey(kid=key.kid, secret=bytes(secret), created=int(created))
+
+    def _report_ttl(self) -> int:
+        return self._limits.report_retention_s + TTL_SLACK_S
+
+    def _audit_args(self, entry: AuditRecord) -> list[Any]:
+        return [
+            entry.ts,
+            entry.moderator,
+            entry.action,
+            entry.report_id or b"",
+            entry.detail,
+            self._limits.audit_retention_s + TTL_SLACK_S,
+        ]
+
+    async def insert_report(
+        self, report: ReportRecord, audit: AuditRecord, *, max_per_day: int
+    ) -> None:
+        """Store a report and its audit entry in one script (duplicate, then allowance).
+
+        Raises:
+            DuplicateReport: the id is taken.
+            QuotaExceeded: the filing mailbox's daily allowance is used up.
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        keys = [
+            self._mod_key("r"),
+            self._mod_key("ri"),
+            self._mod_key("ro"),
+            self._mod_key("rs", report.sid.hex()),
+            self._mod_key("au"),
+            self._mod_key("as"),
+        ]
+        args = [
+            report.id,
+            _pack_report(report),
+            report.created,
+            day_of(report.created) * SECONDS_PER_DAY,
+            max_per_day,
+            self._report_ttl(),
+            2 * SECONDS_PER_DAY + TTL_SLACK_S,
+            *self._audit_args(audit),
+        ]
+        status = int(await self._run("insert_report", keys, args))
+        if status == -1:
+            raise DuplicateReport("the envelope was reported before")
+        if status == -2:
+            raise QuotaExceeded("the daily report allowance is used up")
+
+    async def _reports(self, ids: Sequence[bytes]) -> list[ReportRecord]:
+        if not ids:
+            return []
+        with self._guard():
+            async with self._client.pipeline(transaction=True) as pipe:
+                _ = pipe.hmget(self._mod_key("r"), list(ids))
+                _ = pipe.hmget(self._mod_key("rr"), list(ids))
+                blobs, resolutions = await pipe.execute()
+        return [
+            _unpack_report(blob, res)
+            for blob, res in zip(blobs, resolutions, strict=True)
+            if blob is not None
+        ]
+
+    async def get_report(self, report_id: bytes) -> ReportRecord | None:
+        """Return the report with this id, or None.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        found = await self._reports([report_id])
+        return found[0] if found else None
+
+    async def list_reports(self, status: str | None, limit: int) -> list[ReportRecord]:
+        """Open reports oldest first, resolved (or all) newest first.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        if status not in ("open", "resolved", None):
+            raise ValueError("status must be open, resolved or None")
+        if limit <= 0:
+            return []
+        if status == "open":
+            with self._guard():
+                ids = _byte_list(await self._client.zrange(self._mod_key("ro"), 0, limit - 1))
+            return await self._reports(ids)
+        out: list[ReportRecord] = []
+        start = 0
+        while len(out) < limit:
+            with self._guard():
+                ids = _byte_list(
+                    await self._client.zrevrange(self._mod_key("ri"), start, start + 2 * limit - 1)
+                )
+            if not ids:
+                break
+            start += len(ids)
+            for rec in await self._reports(ids):
+                if status is None or rec.status == status:
+                    out.append(rec)
+        return out[:limit]
+
+    async def resolve_report(
+        self, report_id: bytes, resolution: ReportResolution, audit: AuditRecord
+    ) -> ReportRecord:
+        """Resolve an open report with its audit entry in one script.
+
+        Raises:
+            ReportNotFound: no report has this id.
+            ReportAlreadyResolved: it was resolved before.
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        r = resolution
+        blob = msgpack.packb([r.action, r.moderator, r.resolved_at, r.note], use_bin_type=True)
+        keys = [
+            self._mod_key("r"),
+            self._mod_key("rr"),
+            self._mod_key("ro"),
+            self._mod_key("au"),
+            self._mod_key("as"),
+        ]
+        status = int(
+            await self._run(
+                "resolve_report",
+                keys,
+                [report_id, blob, self._report_ttl(), *self._audit_args(audit)],
+            )
+        )
+        if status == -1:
+            raise ReportNotFound("no such report")
+        if status == -2:
+            raise ReportAlreadyResolved("the report was resolved before")
+        found = await self.get_report(report_id)
+        if found is None:  # purged in between: report what was written
+            raise ReportNotFound("no such report")
+        return found
+
+    async def append_audit(self, entry: AuditRecord) -> int:
+        """Append an audit entry to the stream; returns its sequence number.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+            StorageFull: Redis is out of memory or cannot write its AOF.
+        """
+        keys = [self._mod_key("au"), self._mod_key("as")]
+        return int(await self._run("append_audit", keys, self._audit_args(entry)))
+
+    async def list_audit(self, limit: int) -> list[AuditRecord]:
+        """The latest ``limit`` audit entries, newest first (``XREVRANGE``).
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
+        if limit <= 0:
+            return []
+        with self._guard():
+            entries: Any = await self._client.xrevrange(self._mod_key("au"), "+", "-", count=limit)
+        out = []
+        for entry_id, fields in entries:
+            f = {bytes(k).decode(): bytes(v) for k, v in fields.items()}
+            out.append(
+                AuditRecord(
+                    seq=int(bytes(entry_id).split(b"-")[0]),
+                    ts=int(f["ts"]),
+                    moderator=f["mo"].decode(),
+                    action=f["ac"].decode(),
+                    report_id=f["ri"] or None,
+                    detail=f["de"].decode(),
+                )
+            )
+        return out
+
+
+def _byte_list(values: object) -> list[bytes]:
+    """Narrow a redis-py list reply of bytes for the type checker."""
+    assert isinstance(values, list)
+    return [v for v in values if isinstance(v, bytes)]
+
+
+def _pack_report(r: ReportRecord) -> bytes:
+    packed: bytes = msgpack.packb(
+        [
+            r.id,
+            r.created,
+            r.sid,
+            r.reason,
+            r.note,
+            r.msg,
+            list(r.attachments),
+            r.sender_key,
+            r.recipient_key,
+            r.kid,
+            r.day,
+            r.source_kind,
+            r.source,
+            r.verified_at,
+        ],
+        use_bin_type=True,
+    )
+    return packed
+
+
+def _unpack_report(blob: bytes, resolution: bytes | None) -> ReportRecord:
+    (
+        rid,
+        created,
+        sid,
+        reason,
+        note,
+        msg,
+        atts,
+        snd,
+        rcp,
+        kid,
+        day,
+        source_kind,
+        source,
+        verified_at,
+    ) = msgpack.unpackb(blob, raw=False)
+    res = None
+    if resolution is not None:
+        action, moderator, resolved_at, res_note = msgpack.unpackb(resolution, raw=False)
+        res = ReportResolution(
+            action=action, moderator=moderator, resolved_at=resolved_at, note=res_note
+        )
+    return ReportRecord(
+        id=rid,
+        created=created,
+        reason=reason,
+        note=note,
+        msg=msg,
+        attachments=tuple(atts),
+        sender_key=snd,
+        recipient_key=rcp,
+        sid=sid,
+        kid=kid,
+        day=day,
+        source_kind=source_kind,
+        source=source,
+        verified_at=verified_at,
+        resolution=res,
+    )
 
 
 def _kind_and_boundaries(values: Sequence[bytes | None]) -> tuple[str, Boundaries | None]:

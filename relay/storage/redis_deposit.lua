@@ -3,11 +3,13 @@
 -- handles). ARGV: sid, eid, blob, size, now, envelope expiry, dedupe expiry, max envelopes,
 -- max bytes, idle ttl, envelope keys ttl, dedupe keys ttl, capability hash (or ''), handle
 -- (or ''), attachments referenced, proof-of-work bits verified, today, blob with the handle
--- (or '': stored instead of the blob for contact requests).
+-- (or '': stored instead of the blob for contact requests), the mailbox kind the blob's
+-- relay franking stamp was computed for (or '': no stamp; revision 4).
 -- Returns {0, seq, ts} stored, {1, seq, ts} duplicate, {-1} no mailbox, {-2} quota (mailbox
 -- or daily allowance), {-3} contact request without a handle, {-4} boundary, {-5} proof of
 -- work, {-6} refused like an unknown mailbox (pair: capability missing or not registered;
--- addr: banned handle).
+-- addr: banned handle; any kind: suspended by a moderator), {-7, kind} the stamp was
+-- computed for another kind than the mailbox's (nothing stored).
 -- Safe to retry: a retry of a deposit that was applied finds its dedupe record.
 local m, q, e, x, d, y = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local eid, blob = ARGV[2], ARGV[3]
@@ -15,9 +17,12 @@ local size, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 local exp, dexp = tonumber(ARGV[6]), tonumber(ARGV[7])
 local max_n, max_b, idle = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 
-local rec = redis.call('HMGET', m, 'sid', 'ad', 'ls', 'n', 'b', 'kd')
+local rec = redis.call('HMGET', m, 'sid', 'ad', 'ls', 'n', 'b', 'kd', 'su')
 if not rec[1] or rec[1] ~= ARGV[1] or idle_expired(tonumber(rec[2]), now, idle) then
   return {-1}
+end
+if rec[7] then
+  return {-6}
 end
 local kind = rec[6]
 local counted = nil  -- addr: requests stored today before this one (-1: allowance used up)
@@ -54,6 +59,9 @@ if dup then
   if now < tonumber(until_) then
     return {1, tonumber(seq), tonumber(ts)}
   end
+end
+if ARGV[19] ~= '' and ARGV[19] ~= (kind or 'open') then
+  return {-7, kind or 'open'}
 end
 if counted == -1 then
   return {-2}

@@ -40,6 +40,16 @@ Changes in SCHEMA_VERSION = 3:
     ``addr_state`` (boundaries and the daily request counter of a contact address, one row per
     address, so deposits to other kinds never read or rewrite it). All three cascade from
     ``mailboxes``.
+
+Changes in SCHEMA_VERSION = 4:
+    Franking and moderation (protocol.md §4.11): ``envelopes.ft``/``.fx`` (the relay franking
+    tag and its context, delivered with the envelope), ``mailboxes.suspended`` (0/1, set by
+    a moderator), ``franking_keys`` (kid, secret, creation time), ``reports`` (the
+    moderation queue: verified reports with their resolution; indexed by status, by filing
+    mailbox and time for the daily allowance, and by creation time for the purge) and
+    ``audit`` (the append-only moderation log: a trigger refuses every UPDATE; only the
+    purge deletes, past ``audit_retention_s``). Reports and audit entries reference no
+    mailbox row (they outlive mailboxes).
 """
 
 from __future__ import annotations
@@ -58,6 +68,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import msgpack
+
 from clientlib.wire.frames import DEFAULT_BOUNDARIES, Boundaries, StoredEnvelope
 from clientlib.wire.limits import KIND_ADDRESS, KIND_OPEN, KIND_PAIRWISE
 from relay.storage._common import (
@@ -73,14 +85,23 @@ from relay.storage._common import (
 from relay.storage.base import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
+    AuditRecord,
     BoundaryExceeded,
     DepositOutcome,
+    DuplicateReport,
+    FrankingKey,
     IdCollision,
     MailboxNotFound,
     MailboxRecord,
     MailboxSnapshot,
     PowRequired,
     QuotaExceeded,
+    RelayStamp,
+    ReportAlreadyResolved,
+    ReportNotFound,
+    ReportRecord,
+    ReportResolution,
+    StampMismatch,
     StorageError,
     StorageFull,
     StorageUnavailable,
@@ -92,7 +113,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 3  # remember to update the changelog in the module docstring
+SCHEMA_VERSION: Final = 4  # remember to update the changelog in the module docstring
 
 #: Most operations one transaction may hold. Bounds the latency a batch adds to its first
 #: operation and the size of one WAL commit; 1024 deposits of 64 KiB is 64 MiB at worst.
@@ -185,17 +206,68 @@ CREATE TABLE bans (
 ) WITHOUT ROWID;
 """
 
+_SCHEMA_V4: Final = """
+ALTER TABLE envelopes ADD COLUMN ft BLOB;
+ALTER TABLE envelopes ADD COLUMN fx BLOB;
+ALTER TABLE mailboxes ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE franking_keys (
+    kid     INTEGER PRIMARY KEY,
+    secret  BLOB NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE reports (
+    id            BLOB PRIMARY KEY,
+    created       INTEGER NOT NULL,
+    sid           BLOB NOT NULL,
+    reason        TEXT NOT NULL,
+    note          TEXT,
+    msg           BLOB NOT NULL,
+    attachments   BLOB NOT NULL,
+    sender_key    BLOB NOT NULL,
+    recipient_key BLOB NOT NULL,
+    kid           INTEGER NOT NULL,
+    day           INTEGER NOT NULL,
+    source_kind   INTEGER NOT NULL,
+    source        BLOB NOT NULL,
+    verified_at   INTEGER NOT NULL,
+    action        TEXT,
+    moderator     TEXT,
+    resolved_at   INTEGER,
+    resolution    TEXT
+);
+CREATE INDEX reports_open ON reports(resolved_at, created);
+CREATE INDEX reports_sid ON reports(sid, created);
+CREATE INDEX reports_created ON reports(created);
+CREATE TABLE audit (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts        INTEGER NOT NULL,
+    moderator TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    report_id BLOB,
+    detail    TEXT NOT NULL
+);
+CREATE INDEX audit_ts ON audit(ts);
+CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
+"""
+
 #: ``_MIGRATIONS[v]`` upgrades a database at version ``v - 1`` to version ``v``.
-_MIGRATIONS: Final[dict[int, str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+_MIGRATIONS: Final[dict[int, str]] = {
+    1: _SCHEMA_V1,
+    2: _SCHEMA_V2,
+    3: _SCHEMA_V3,
+    4: _SCHEMA_V4,
+}
 
 #: The mailbox row a deposit reads; with a capability, whether its hash is registered (one
 #: primary-key lookup in ``caps``, in the same statement).
 _SELECT_FOR_DEPOSIT: Final = (
-    "SELECT id, rid, active_day, last_seq, n_envelopes, n_bytes, kind FROM mailboxes WHERE sid = ?"
+    "SELECT id, rid, active_day, last_seq, n_envelopes, n_bytes, kind, suspended"
+    " FROM mailboxes WHERE sid = ?"
 )
 _SELECT_FOR_DEPOSIT_CAP: Final = (
     "SELECT m.id, m.rid, m.active_day, m.last_seq, m.n_envelopes, m.n_bytes, m.kind,"
-    " EXISTS (SELECT 1 FROM caps c WHERE c.mbox = m.id AND c.h = ?)"
+    " m.suspended, EXISTS (SELECT 1 FROM caps c WHERE c.mbox = m.id AND c.h = ?)"
     " FROM mailboxes m WHERE m.sid = ?"
 )
 
@@ -352,6 +424,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA journal_size_limit=0")
             conn.execute("PRAGMA synchronous=FULL")
         except BaseException:
             conn.close()
@@ -375,9 +448,8 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for v in range(version + 1, SCHEMA_VERSION + 1):
-                    for statement in _MIGRATIONS[v].split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    for statement in _statements(_MIGRATIONS[v]):
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -650,9 +722,9 @@ class SQLiteStore:
 
         def op(conn: sqlite3.Connection) -> tuple[bytes, str] | None:
             row = conn.execute(
-                "SELECT id, rid, active_day, kind FROM mailboxes WHERE sid = ?", (sid,)
+                "SELECT id, rid, active_day, kind, suspended FROM mailboxes WHERE sid = ?", (sid,)
             ).fetchone()
-            if row is None or mailbox_expired(row[2], now, self._limits):
+            if row is None or row[4] or mailbox_expired(row[2], now, self._limits):
                 return None
             if row[3] == _PAIR and not _has_cap(conn, row[0], cap_hash):
                 return None
@@ -669,11 +741,12 @@ class SQLiteStore:
 
         def op(conn: sqlite3.Connection) -> tuple[str, Boundaries | None] | None:
             row = conn.execute(
-                "SELECT m.active_day, m.kind, a.max_size, a.att, a.per_day, a.pow_bits"
+                "SELECT m.active_day, m.kind, a.max_size, a.att, a.per_day, a.pow_bits,"
+                " m.suspended"
                 " FROM mailboxes m LEFT JOIN addr_state a ON a.mbox = m.id WHERE m.sid = ?",
                 (sid,),
             ).fetchone()
-            if row is None or mailbox_expired(row[0], now, self._limits):
+            if row is None or row[6] or mailbox_expired(row[0], now, self._limits):
                 return None
             return _KIND_NAMES[row[1]], _boundaries(row[2:6]) if row[1] == _ADDR else None
 
@@ -723,7 +796,12 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM mailboxes WHERE rid = ?", (rid,)).rowcount > 0
 
-        return await self._write(op)
+        deleted = await self._write(op)
+        if deleted:
+            # secure_delete zeroes the new page versions, but the old ones live on in the WAL
+            # until a checkpoint: truncate it now so deleted data leaves the disk at once.
+            await self._read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+        return deleted
 
     async def deposit(
         self,
@@ -738,6 +816,7 @@ class SQLiteStore:
         handle: bytes | None = None,
         attachments: int = 0,
         pow_bits: int = 0,
+        stamp: RelayStamp | None = None,
     ) -> DepositOutcome:
         """Append an envelope; returns once the transaction holding it is committed.
 
@@ -746,11 +825,12 @@ class SQLiteStore:
         capability is one lookup in the ``caps`` primary key.
 
         Raises:
-            MailboxNotFound: no live mailbox has send id ``sid``, the capability is missing
-                or unknown (pair), or the handle is banned (addr).
+            MailboxNotFound: no live mailbox has send id ``sid``, it is suspended, the
+                capability is missing or unknown (pair), or the handle is banned (addr).
             WrongKind: a deposit to a contact address without a handle.
             BoundaryExceeded: the request breaks the address's size or attachment boundary.
             PowRequired: the address asks for more proof of work than ``pow_bits``.
+            StampMismatch: ``stamp`` was computed for another kind of mailbox.
             QuotaExceeded: the mailbox is at its count or byte quota, or its daily allowance.
             StorageUnavailable: the database failed.
             StorageFull: the disk or the database size cap is full.
@@ -763,12 +843,12 @@ class SQLiteStore:
                 row = conn.execute(_SELECT_FOR_DEPOSIT, (sid,)).fetchone()
             else:  # the capability lookup rides along in the same statement
                 row = conn.execute(_SELECT_FOR_DEPOSIT_CAP, (cap_hash, sid)).fetchone()
-            if row is None or mailbox_expired(row[2], now, limits):
-                raise MailboxNotFound(MSG_NOT_FOUND)
+            if row is None or row[7] or mailbox_expired(row[2], now, limits):
+                raise MailboxNotFound(MSG_NOT_FOUND)  # unknown, expired or suspended
             mbox, rid, _, last_seq, n_env, n_bytes, kind = row[:7]
             counted: int | None = None  # addr: requests counted today, before this one
             if kind == _PAIR:
-                if cap_hash is None or not row[7]:
+                if cap_hash is None or not row[8]:
                     raise MailboxNotFound(MSG_NOT_FOUND)
             elif kind == _ADDR:
                 counted = _check_request(conn, mbox, size, handle, attachments, pow_bits, now)
@@ -777,6 +857,8 @@ class SQLiteStore:
             ).fetchone()
             if dup is not None and now < dup[2]:
                 return DepositOutcome(rid=rid, seq=dup[0], ts=dup[1], duplicate=True)
+            if stamp is not None and _KIND_CODES[stamp.kind] != kind:
+                raise StampMismatch(_KIND_NAMES[kind])
             if counted is not None and counted < 0:
                 raise QuotaExceeded(MSG_QUOTA)  # the address's daily allowance is used up
             if n_env + 1 > limits.max_envelopes or n_bytes + size > limits.max_bytes:
@@ -786,8 +868,9 @@ class SQLiteStore:
                     raise QuotaExceeded(MSG_QUOTA)
             seq = last_seq + 1
             conn.execute(
-                "INSERT INTO envelopes (mbox, seq, eid, ts, expires_at, flags, ct, fc, hdl)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO envelopes"
+                " (mbox, seq, eid, ts, expires_at, flags, ct, fc, hdl, ft, fx)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     mbox,
                     seq,
@@ -798,6 +881,8 @@ class SQLiteStore:
                     ct,
                     fc,
                     handle if kind == _ADDR else None,
+                    stamp.tag if stamp is not None else None,
+                    stamp.ctx if stamp is not None else None,
                 ),
             )
             if counted is not None:
@@ -838,17 +923,27 @@ class SQLiteStore:
             out: list[StoredEnvelope] = []
             total = 0
             cur = conn.execute(
-                "SELECT seq, eid, ts, flags, ct, fc, hdl FROM envelopes"
+                "SELECT seq, eid, ts, flags, ct, fc, hdl, ft, fx FROM envelopes"
                 " WHERE mbox = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
                 (row[0], after_seq, now, limit),
             )
             try:
-                for seq, eid, ts, flags, ct, fc, hdl in cur:
+                for seq, eid, ts, flags, ct, fc, hdl, ft, fx in cur:
                     total += len(ct)
                     if out and total > max_bytes:
                         break
                     out.append(
-                        StoredEnvelope(seq=seq, eid=eid, ts=ts, flags=flags, ct=ct, fc=fc, hdl=hdl)
+                        StoredEnvelope(
+                            seq=seq,
+                            eid=eid,
+                            ts=ts,
+                            flags=flags,
+                            ct=ct,
+                            fc=fc,
+                            hdl=hdl,
+                            ft=ft,
+                            fx=fx,
+                        )
                     )
             finally:
                 cur.close()
@@ -942,12 +1037,37 @@ class SQLiteStore:
                 (now, PURGE_CHUNK_ROWS),
             ).rowcount
 
+        def franking_keys(conn: sqlite3.Connection) -> int:
+            # A key is destroyed report_window_s after its successor was created (kids and
+            # creation times grow together); the newest key is never destroyed.
+            return conn.execute(
+                "DELETE FROM franking_keys WHERE kid <"
+                " (SELECT max(kid) FROM franking_keys WHERE created + ? <= ?)",
+                (limits.report_window_s, now),
+            ).rowcount
+
+        def reports(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM reports WHERE id IN"
+                " (SELECT id FROM reports WHERE created <= ? LIMIT ?)",
+                (now - limits.report_retention_s, PURGE_CHUNK_ROWS),
+            ).rowcount
+
+        def audit(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE ts <= ? LIMIT ?)",
+                (now - limits.audit_retention_s, PURGE_CHUNK_ROWS),
+            ).rowcount
+
         total = 0
         for step, chunk in (
             (mailboxes, PURGE_CHUNK_MAILBOXES),
             (envelopes, PURGE_CHUNK_ROWS),
             (dedupe, PURGE_CHUNK_ROWS),
             (challenges, PURGE_CHUNK_ROWS),
+            (franking_keys, 1 << 62),
+            (reports, PURGE_CHUNK_ROWS),
+            (audit, PURGE_CHUNK_ROWS),
         ):
             while True:
                 n = await self._write(step)
@@ -956,7 +1076,9 @@ class SQLiteStore:
                     break
         if total:
             await self._write(lambda c: c.execute("PRAGMA incremental_vacuum").fetchall())
-            await self._read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+        # Every tick, expired or not: acked envelopes' old page versions sit in the WAL until
+        # a checkpoint; this bounds how long they stay on disk to the purge interval.
+        await self._read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
         return total
 
     async def put_challenge(self, nonce: bytes, binding: bytes, expires_at: int) -> None:
@@ -1102,14 +1224,15 @@ class SQLiteStore:
         limits = self._limits
         hour = now // SECONDS_PER_HOUR
         select = (
-            "SELECT m.id, m.active_day, s.static, s.win_hour, s.win_count"
+            "SELECT m.id, m.active_day, s.static, s.win_hour, s.win_count, m.suspended"
             " FROM mailboxes m JOIN prekey_state s ON s.mbox = m.id WHERE m.sid = ?"
         )
 
         def state(conn: sqlite3.Connection) -> tuple[int, bytes, int] | None:
-            """``(mbox, static, handed out this hour)`` of a live mailbox with a static part."""
+            """``(mbox, static, handed out this hour)`` of a live, unsuspended mailbox with a
+            static part."""
             row = conn.execute(select, (sid,)).fetchone()
-            if row is None or row[2] is None or mailbox_expired(row[1], now, limits):
+            if row is None or row[2] is None or row[5] or mailbox_expired(row[1], now, limits):
                 return None
             return row[0], row[2], row[4] if row[3] == hour else 0
 
@@ -1282,7 +1405,7 @@ class SQLiteStore:
                 "SELECT m.id, m.sid, m.owner_key, m.created_day, m.active_day, m.last_seq,"
                 " m.n_envelopes, m.n_bytes, m.kind,"
                 " a.max_size, a.att, a.per_day, a.pow_bits, a.req_day, a.req_count,"
-                " p.static IS NOT NULL, p.win_hour, p.win_count"
+                " p.static IS NOT NULL, p.win_hour, p.win_count, m.suspended"
                 " FROM mailboxes m LEFT JOIN addr_state a ON a.mbox = m.id"
                 " LEFT JOIN prekey_state p ON p.mbox = m.id WHERE m.rid = ?",
                 (rid,),
@@ -1323,9 +1446,273 @@ class SQLiteStore:
                 bans=count("bans"),
                 requests_day=None if row[13] is None else int(row[13]),
                 requests=int(row[14] or 0),
+                suspended=bool(row[18]),
             )
 
         return await self._read(op)
+
+    async def set_suspended(self, sid: bytes, suspended: bool, now: int) -> bool:
+        """Set or clear the suspension of the live mailbox with send id ``sid``.
+
+        Returns:
+            False if no live mailbox has that send id.
+
+        Raises:
+            StorageUnavailable: the database failed.
+            StorageFull: the disk is full.
+        """
+
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT id, active_day FROM mailboxes WHERE sid = ?", (sid,)
+            ).fetchone()
+            if row is None or mailbox_expired(row[1], now, self._limits):
+                return False
+            conn.execute(
+                "UPDATE mailboxes SET suspended = ? WHERE id = ?", (int(suspended), row[0])
+            )
+            return True
+
+        return await self._write(op)
+
+    # --- franking keys and moderation (protocol.md §4.11) ------------------------------
+
+    async def franking_keys(self) -> list[FrankingKey]:
+        """Every stored franking key, by increasing kid.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> list[FrankingKey]:
+            rows = conn.execute(
+                "SELECT kid, secret, created FROM franking_keys ORDER BY kid"
+            ).fetchall()
+            return [FrankingKey(kid=r[0], secret=r[1], created=r[2]) for r in rows]
+
+        return await self._read(op)
+
+    async def add_franking_key(self, key: FrankingKey) -> FrankingKey:
+        """Store ``key`` unless its kid is taken; return the key stored under that kid.
+
+        Raises:
+            StorageUnavailable: the database failed.
+            StorageFull: the disk is full.
+        """
+
+        def op(conn: sqlite3.Connection) -> FrankingKey:
+            conn.execute(
+                "INSERT OR IGNORE INTO franking_keys (kid, secret, created) VALUES (?, ?, ?)",
+                (key.kid, key.secret, key.created),
+            )
+            row = conn.execute(
+                "SELECT kid, secret, created FROM franking_keys WHERE kid = ?", (key.kid,)
+            ).fetchone()
+            return FrankingKey(kid=row[0], secret=row[1], created=row[2])
+
+        return await self._write(op)
+
+    async def insert_report(
+        self, report: ReportRecord, audit: AuditRecord, *, max_per_day: int
+    ) -> None:
+        """Insert a report and its audit entry in one savepoint (duplicate, then allowance).
+
+        Raises:
+            DuplicateReport: the id is taken.
+            QuotaExceeded: the filing mailbox's daily allowance is used up.
+            StorageUnavailable: the database failed.
+            StorageFull: the disk or the database size cap is full.
+        """
+        start = day_of(report.created) * SECONDS_PER_DAY
+
+        def op(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM reports WHERE id = ?", (report.id,)).fetchone():
+                raise DuplicateReport("the envelope was reported before")
+            filed = conn.execute(
+                "SELECT count(*) FROM reports WHERE sid = ? AND created >= ? AND created < ?",
+                (report.sid, start, start + SECONDS_PER_DAY),
+            ).fetchone()[0]
+            if filed >= max_per_day:
+                raise QuotaExceeded("the daily report allowance is used up")
+            conn.execute(
+                "INSERT INTO reports (id, created, sid, reason, note, msg, attachments,"
+                " sender_key, recipient_key, kid, day, source_kind, source, verified_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    report.id,
+                    report.created,
+                    report.sid,
+                    report.reason,
+                    report.note,
+                    report.msg,
+                    msgpack.packb(list(report.attachments), use_bin_type=True),
+                    report.sender_key,
+                    report.recipient_key,
+                    report.kid,
+                    report.day,
+                    report.source_kind,
+                    report.source,
+                    report.verified_at,
+                ),
+            )
+            _insert_audit(conn, audit)
+
+        await self._write(op)
+
+    async def get_report(self, report_id: bytes) -> ReportRecord | None:
+        """Return the report with this id, or None.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> ReportRecord | None:
+            row = conn.execute(_SELECT_REPORT + " WHERE id = ?", (report_id,)).fetchone()
+            return None if row is None else _report(row)
+
+        return await self._read(op)
+
+    async def list_reports(self, status: str | None, limit: int) -> list[ReportRecord]:
+        """Open reports oldest first, resolved (or all) newest first.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+        if status == "open":
+            where = " WHERE resolved_at IS NULL ORDER BY created, id LIMIT ?"
+        elif status == "resolved":
+            where = " WHERE resolved_at IS NOT NULL ORDER BY created DESC, id LIMIT ?"
+        elif status is None:
+            where = " ORDER BY created DESC, id LIMIT ?"
+        else:
+            raise ValueError("status must be open, resolved or None")
+
+        def op(conn: sqlite3.Connection) -> list[ReportRecord]:
+            rows = conn.execute(_SELECT_REPORT + where, (max(0, limit),)).fetchall()
+            return [_report(row) for row in rows]
+
+        return await self._read(op)
+
+    async def resolve_report(
+        self, report_id: bytes, resolution: ReportResolution, audit: AuditRecord
+    ) -> ReportRecord:
+        """Resolve an open report and append its audit entry in one savepoint.
+
+        Raises:
+            ReportNotFound: no report has this id.
+            ReportAlreadyResolved: it was resolved before.
+            StorageUnavailable: the database failed.
+            StorageFull: the disk is full.
+        """
+        r = resolution
+
+        def op(conn: sqlite3.Connection) -> ReportRecord:
+            row = conn.execute(
+                "SELECT resolved_at FROM reports WHERE id = ?", (report_id,)
+            ).fetchone()
+            if row is None:
+                raise ReportNotFound("no such report")
+            if row[0] is not None:
+                raise ReportAlreadyResolved("the report was resolved before")
+            conn.execute(
+                "UPDATE reports SET action = ?, moderator = ?, resolved_at = ?, resolution = ?"
+                " WHERE id = ?",
+                (r.action, r.moderator, r.resolved_at, r.note, report_id),
+            )
+            _insert_audit(conn, audit)
+            return _report(conn.execute(_SELECT_REPORT + " WHERE id = ?", (report_id,)).fetchone())
+
+        return await self._write(op)
+
+    async def append_audit(self, entry: AuditRecord) -> int:
+        """Append an audit entry; returns its sequence number.
+
+        Raises:
+            StorageUnavailable: the database failed.
+            StorageFull: the disk is full.
+        """
+        return await self._write(lambda conn: _insert_audit(conn, entry))
+
+    async def list_audit(self, limit: int) -> list[AuditRecord]:
+        """The latest ``limit`` audit entries, newest first.
+
+        Raises:
+            StorageUnavailable: the database failed.
+        """
+
+        def op(conn: sqlite3.Connection) -> list[AuditRecord]:
+            rows = conn.execute(
+                "SELECT seq, ts, moderator, action, report_id, detail FROM audit"
+                " ORDER BY seq DESC LIMIT ?",
+                (max(0, limit),),
+            ).fetchall()
+            return [
+                AuditRecord(
+                    seq=r[0], ts=r[1], moderator=r[2], action=r[3], report_id=r[4], detail=r[5]
+                )
+                for r in rows
+            ]
+
+        return await self._read(op)
+
+
+_SELECT_REPORT: Final = (
+    "SELECT id, created, sid, reason, note, msg, attachments, sender_key, recipient_key, kid,"
+    " day, source_kind, source, verified_at, action, moderator, resolved_at, resolution"
+    " FROM reports"
+)
+
+
+def _report(row: Sequence[Any]) -> ReportRecord:
+    """A report from a ``_SELECT_REPORT`` row."""
+    resolution = (
+        None
+        if row[16] is None
+        else ReportResolution(
+            action=row[14], moderator=row[15], resolved_at=row[16], note=row[17] or ""
+        )
+    )
+    return ReportRecord(
+        id=row[0],
+        created=row[1],
+        sid=row[2],
+        reason=row[3],
+        note=row[4],
+        msg=row[5],
+        attachments=tuple(msgpack.unpackb(row[6], raw=False)),
+        sender_key=row[7],
+        recipient_key=row[8],
+        kid=row[9],
+        day=row[10],
+        source_kind=row[11],
+        source=row[12],
+        verified_at=row[13],
+        resolution=resolution,
+    )
+
+
+def _insert_audit(conn: sqlite3.Connection, entry: AuditRecord) -> int:
+    seq: int = conn.execute(
+        "INSERT INTO audit (ts, moderator, action, report_id, detail) VALUES (?, ?, ?, ?, ?)"
+        " RETURNING seq",
+        (entry.ts, entry.moderator, entry.action, entry.report_id, entry.detail),
+    ).fetchone()[0]
+    return seq
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (a trigger body keeps its semicolons)."""
+    out: list[str] = []
+    buf = ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                out.append(buf)
+            buf = ""
+    if buf.strip(" \n;"):
+        out.append(buf)
+    return out
 
 
 def _boundaries(row: Sequence[Any]) -> Boundaries:

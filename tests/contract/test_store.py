@@ -12,7 +12,7 @@ import os
 import sqlite3
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,24 @@ from clientlib.wire import DEFAULT_BOUNDARIES, Boundaries
 from relay.storage._common import day_of, mailbox_deadline
 from relay.storage.base import (
     SECONDS_PER_HOUR,
+    AuditRecord,
     BoundaryExceeded,
     DepositOutcome,
+    DuplicateReport,
     EnvelopeStore,
+    FrankingKey,
     IdCollision,
     MailboxNotFound,
     MailboxRecord,
     MailboxSnapshot,
     PowRequired,
     QuotaExceeded,
+    RelayStamp,
+    ReportAlreadyResolved,
+    ReportNotFound,
+    ReportRecord,
+    ReportResolution,
+    StampMismatch,
     StorageFull,
     StorageUnavailable,
     StoreLimits,
@@ -912,6 +921,9 @@ async def test_info_is_complete(store: EnvelopeStore) -> None:
         1,
     )
     assert (snap.requests_day, snap.requests) == (day_of(NOW), 2)
+    assert snap.suspended is False
+    assert await store.set_suspended(rec.sid, True, later) is True
+    assert (await held(store, rec, later)).suspended is True
     pair = await new_kind(store, "pair")
     await store.set_caps(pair.rid, [h(1), h(2)], [], 64, NOW)
     psnap = await held(store, pair)
@@ -938,6 +950,7 @@ async def test_info_is_complete(store: EnvelopeStore) -> None:
         "bans",
         "requests_day",
         "requests",
+        "suspended",
     }
 
 
@@ -996,6 +1009,261 @@ async def test_consent_survives_reopen(make_store: MakeStore) -> None:
         await request(store, addr, banned)
     snap = await held(store, addr)
     assert (snap.record.boundaries, snap.requests, snap.bans) == (BND, 1, 1)
+
+
+# --- franking stamps, suspension, keys, reports, audit (protocol.md §4.11) -----------------
+
+FT, FX = b"t" * 32, b"x" * 25
+
+
+def stamp(kind: str, tag: bytes = FT, ctx: bytes = FX) -> RelayStamp:
+    return RelayStamp(tag=tag, ctx=ctx, kind=kind)
+
+
+def report(
+    sid: bytes, created: int = NOW, rid: bytes | None = None, **overrides: Any
+) -> ReportRecord:
+    fields: dict[str, Any] = {
+        "id": rid or os.urandom(16),
+        "created": created,
+        "reason": "spam",
+        "note": "a note",
+        "msg": b"\x01content",
+        "attachments": (b"", b"att" * 10),
+        "sender_key": os.urandom(32),
+        "recipient_key": os.urandom(32),
+        "sid": sid,
+        "kid": 3,
+        "day": day_of(created),
+        "source_kind": 1,
+        "source": h(9),
+        "verified_at": created,
+    }
+    fields.update(overrides)
+    return ReportRecord(**fields)
+
+
+def audit(action: str = "report", ts: int = NOW, report_id: bytes | None = None) -> AuditRecord:
+    return AuditRecord(ts=ts, moderator="relay", action=action, report_id=report_id, detail="d")
+
+
+async def test_stamps_are_stored_and_fetched(store: EnvelopeStore) -> None:
+    open_, pair, addr = (
+        await new_mailbox(store),
+        await new_kind(store, "pair"),
+        await new_kind(store, "addr", BND),
+    )
+    await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
+    fc = os.urandom(32)
+    eid = new_id()
+    await store.deposit(open_.sid, eid, 0, b"o" * 256, fc, NOW, stamp=stamp("open"))
+    await store.deposit(open_.sid, new_id(), 0, b"p" * 256, None, NOW)  # no fc, no stamp
+    await store.deposit(
+        pair.sid, new_id(), 0, b"q" * 256, fc, NOW, cap_hash=h(1), stamp=stamp("pair", ctx=FX * 2)
+    )
+    await store.deposit(
+        addr.sid,
+        new_id(),
+        0,
+        b"r" * 2048,
+        fc,
+        NOW,
+        handle=new_id(),
+        stamp=stamp("addr", tag=b"u" * 32, ctx=b"y" * 41),
+    )
+    got = await store.fetch(open_.rid, 0, 10, 1 << 20, NOW)
+    assert [(e.fc, e.ft, e.fx, e.hdl) for e in got] == [
+        (fc, FT, FX, None),
+        (None, None, None, None),
+    ]
+    (p,) = await store.fetch(pair.rid, 0, 10, 1 << 20, NOW)
+    assert (p.ft, p.fx, p.hdl) == (FT, FX * 2, None)
+    (a,) = await store.fetch(addr.rid, 0, 10, 1 << 20, NOW)
+    assert (a.ft, a.fx, a.hdl is not None) == (b"u" * 32, b"y" * 41, True)
+    # A duplicate keeps the first stamp (and is not checked against the new one).
+    dup = await store.deposit(open_.sid, eid, 0, b"o" * 256, fc, NOW, stamp=stamp("pair"))
+    assert dup.duplicate
+    # A stamp for another kind is refused before anything is stored, naming the real kind.
+    with pytest.raises(StampMismatch) as info:
+        await store.deposit(open_.sid, new_id(), 0, b"s" * 256, fc, NOW, stamp=stamp("pair"))
+    assert info.value.kind == "open"
+    with pytest.raises(StampMismatch) as info:
+        await store.deposit(
+            pair.sid, new_id(), 0, b"s" * 256, fc, NOW, cap_hash=h(1), stamp=stamp("open")
+        )
+    assert info.value.kind == "pair"
+    assert (await held(store, open_)).envelopes == 2
+    assert (await held(store, pair)).envelopes == 1
+    # Kind checks come first: a refused capability is not a stamp mismatch.
+    with pytest.raises(MailboxNotFound):
+        await store.deposit(
+            pair.sid, new_id(), 0, b"s" * 256, fc, NOW, cap_hash=h(2), stamp=stamp("open")
+        )
+
+
+async def test_suspension_is_like_a_deleted_mailbox_for_senders(store: EnvelopeStore) -> None:
+    assert await store.set_suspended(new_id(), True, NOW) is False
+    addr, pair = await new_kind(store, "addr", BND), await new_kind(store, "pair")
+    await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
+    await store.put_prekeys(addr.rid, b"static", items(2), False, 200, NOW)
+    await request(store, addr)
+    for rec in (addr, pair):
+        assert await store.set_suspended(rec.sid, True, NOW) is True
+        assert await store.set_suspended(rec.sid, True, NOW) is True  # idempotent
+        assert await store.get_boundaries(rec.sid, NOW) is None
+        assert await store.resolve_online(rec.sid, h(1), NOW) is None
+        assert (await store.get_mailbox(rec.rid, NOW)) is not None  # the owner still sees it
+    assert await store.take_prekeys(addr.sid, NOW, 10) is None
+    with pytest.raises(MailboxNotFound):
+        await request(store, addr)
+    with pytest.raises(MailboxNotFound):
+        await store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))
+    snap = await held(store, addr)
+    assert (snap.envelopes, snap.requests, snap.prekeys_left, snap.suspended) == (1, 1, 2, True)
+    # Lifted: everything works again.
+    for rec in (addr, pair):
+        assert await store.set_suspended(rec.sid, False, NOW) is True
+    assert await store.get_boundaries(addr.sid, NOW) == ("addr", BND)
+    assert (await store.take_prekeys(addr.sid, NOW, 10)) is not None
+    assert (await request(store, addr)).seq == 2
+    assert (await store.deposit(pair.sid, new_id(), 0, b"x" * 256, None, NOW, cap_hash=h(1))).seq
+    assert (await held(store, addr)).suspended is False
+    # Expired mailboxes cannot be suspended.
+    deadline = mailbox_deadline(day_of(NOW), LIMITS)
+    assert await store.set_suspended(addr.sid, True, deadline) is False
+
+
+async def test_franking_keys(make_store: MakeStore) -> None:
+    window = 30 * DAY
+    limits = replace(LIMITS, report_window_s=window, franking_rotation_s=7 * DAY)
+    store = await make_store(limits)
+    assert await store.franking_keys() == []
+    k1 = FrankingKey(kid=1, secret=os.urandom(32), created=NOW)
+    assert await store.add_franking_key(k1) == k1
+    # A concurrent rotation to the same kid gets the stored key back.
+    other = FrankingKey(kid=1, secret=os.urandom(32), created=NOW + 1)
+    assert await store.add_franking_key(other) == k1
+    k2 = FrankingKey(kid=2, secret=os.urandom(32), created=NOW + 7 * DAY)
+    k3 = FrankingKey(kid=3, secret=os.urandom(32), created=NOW + 14 * DAY)
+    await store.add_franking_key(k3)
+    await store.add_franking_key(k2)
+    assert await store.franking_keys() == [k1, k2, k3]
+    assert "secret" in repr(k1) and k1.secret.hex() not in repr(k1)
+    # k1 retired when k2 was created: destroyed report_window_s later, not before.
+    await store.purge_expired(k2.created + window - 1)
+    assert [k.kid for k in await store.franking_keys()] == [1, 2, 3]
+    await store.purge_expired(k2.created + window)
+    assert [k.kid for k in await store.franking_keys()] == [2, 3]
+    # The newest key is never destroyed, however old.
+    await store.purge_expired(k3.created + 10 * window)
+    assert await store.franking_keys() == [k3]
+    await store.aclose()
+    assert await (await make_store(limits)).franking_keys() == [k3]  # durable
+
+
+async def test_reports_insert_get_list_resolve(store: EnvelopeStore) -> None:
+    sid, other = new_id(), new_id()
+    assert await store.get_report(new_id()) is None
+    first = report(sid, NOW)
+    await store.insert_report(first, audit(report_id=first.id), max_per_day=3)
+    assert await store.get_report(first.id) == first
+    assert first.status == "open" and "content" not in repr(first)
+    with pytest.raises(DuplicateReport):
+        await store.insert_report(replace(first, created=NOW + 5), audit(), max_per_day=3)
+    second = report(sid, NOW + 10, note=None, attachments=())
+    third = report(sid, NOW + 20)
+    for r in (second, third):
+        await store.insert_report(r, audit(report_id=r.id), max_per_day=3)
+    with pytest.raises(QuotaExceeded):  # three filed today by this mailbox
+        await store.insert_report(report(sid, NOW + 30), audit(), max_per_day=3)
+    await store.insert_report(report(other, NOW + 30), audit(), max_per_day=3)  # per mailbox
+    tomorrow = (day_of(NOW) + 1) * DAY
+    fourth = report(sid, tomorrow)
+    await store.insert_report(fourth, audit(), max_per_day=3)  # a new day
+    assert await store.get_report(second.id) == second
+    opened = await store.list_reports("open", 100)
+    assert [r.created for r in opened] == sorted(r.created for r in opened)  # oldest first
+    assert len(opened) == 5 and opened[0] == first
+    assert [r.id for r in await store.list_reports("open", 2)] == [first.id, second.id]
+    assert await store.list_reports("resolved", 10) == []
+    resolution = ReportResolution(action="revoke", moderator="mo", resolved_at=NOW + 99, note="n")
+    done = await store.resolve_report(
+        second.id, resolution, audit("resolve:revoke", NOW + 99, second.id)
+    )
+    assert (done.status, done.resolution, done.id) == ("resolved", resolution, second.id)
+    assert await store.get_report(second.id) == done
+    with pytest.raises(ReportAlreadyResolved):
+        await store.resolve_report(second.id, resolution, audit())
+    with pytest.raises(ReportNotFound):
+        await store.resolve_report(new_id(), resolution, audit())
+    assert [r.id for r in await store.list_reports("resolved", 10)] == [second.id]
+    assert second.id not in [r.id for r in await store.list_reports("open", 10)]
+    everything = await store.list_reports(None, 10)
+    assert len(everything) == 5
+    assert [r.created for r in everything] == sorted((r.created for r in everything), reverse=True)
+    # Resolution did not reopen the allowance, and a resolved report is still a duplicate.
+    with pytest.raises(DuplicateReport):
+        await store.insert_report(second, audit(), max_per_day=3)
+
+
+async def test_audit_is_append_only_and_complete(store: EnvelopeStore) -> None:
+    sid = new_id()
+    r = report(sid)
+    await store.insert_report(r, audit("report", NOW, r.id), max_per_day=5)
+    # A refused insert appends nothing.
+    with pytest.raises(DuplicateReport):
+        await store.insert_report(r, audit("report", NOW + 1, r.id), max_per_day=5)
+    res = ReportResolution(action="none", moderator="ann", resolved_at=NOW + 2, note="")
+    await store.resolve_report(r.id, res, AuditRecord(NOW + 2, "ann", "resolve:none", r.id, "x"))
+    with pytest.raises(ReportAlreadyResolved):
+        await store.resolve_report(r.id, res, audit("resolve:none", NOW + 3, r.id))
+    seq = await store.append_audit(AuditRecord(NOW + 4, "bob", "unsuspend", None, "lifted"))
+    entries = await store.list_audit(10)
+    assert [e.seq for e in entries] == [seq, seq - 1, seq - 2]  # newest first, no gaps
+    assert [(e.ts, e.moderator, e.action, e.report_id, e.detail) for e in entries] == [
+        (NOW + 4, "bob", "unsuspend", None, "lifted"),
+        (NOW + 2, "ann", "resolve:none", r.id, "x"),
+        (NOW, "relay", "report", r.id, "d"),
+    ]
+    assert [e.seq for e in await store.list_audit(1)] == [seq]
+    # The interface has no way to change or remove an entry.
+    names = [n for n in dir(store) if "audit" in n and not n.startswith("_")]
+    assert sorted(names) == ["append_audit", "list_audit"]
+
+
+async def test_moderation_data_expires(make_store: MakeStore) -> None:
+    limits = replace(LIMITS, report_retention_s=90 * DAY, audit_retention_s=365 * DAY)
+    store = await make_store(limits)
+    old, new = report(new_id(), NOW), report(new_id(), NOW + 10 * DAY)
+    for r in (old, new):
+        await store.insert_report(r, audit("report", r.created, r.id), max_per_day=5)
+    await store.append_audit(audit("unsuspend", NOW + 100 * DAY))
+    await store.purge_expired(NOW + 90 * DAY - 1)
+    assert await store.get_report(old.id) is not None
+    await store.purge_expired(NOW + 90 * DAY)
+    assert await store.get_report(old.id) is None
+    assert await store.get_report(new.id) == new
+    assert [r.id for r in await store.list_reports(None, 10)] == [new.id]
+    assert len(await store.list_audit(10)) == 3  # audit entries outlive reports
+    await store.purge_expired(NOW + 365 * DAY)
+    assert [e.ts for e in await store.list_audit(10)] == [NOW + 100 * DAY, NOW + 10 * DAY]
+    await store.purge_expired(NOW + 500 * DAY)
+    assert await store.list_audit(10) == []
+    assert await store.list_reports(None, 10) == []
+    seq = await store.append_audit(audit("unsuspend", NOW + 500 * DAY))
+    assert seq == 4  # sequence numbers are never reused
+
+
+async def test_reports_survive_reopen_and_mailbox_deletion(make_store: MakeStore) -> None:
+    store = await make_store()
+    rec = await new_mailbox(store)
+    r = report(rec.sid)
+    await store.insert_report(r, audit(report_id=r.id), max_per_day=5)
+    await store.delete_mailbox(rec.rid)  # moderation data outlives the mailbox
+    await store.aclose()
+    store = await make_store()
+    assert await store.get_report(r.id) == r
+    assert [e.report_id for e in await store.list_audit(5)] == [r.id]
 
 
 # --- SQLite only --------------------------------------------------------------------------
@@ -1072,10 +1340,76 @@ async def test_sqlite_migrates_v2_database(tmp_path: Path) -> None:
     finally:
         await store.aclose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+async def test_sqlite_migrates_v3_database(tmp_path: Path) -> None:
+    from relay.storage.sqlite import _MIGRATIONS, _statements
+
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path)
+    for v in (1, 2, 3):
+        for statement in _statements(_MIGRATIONS[v]):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=3")
+    rec = new_record()
+    mbox = conn.execute(
+        "INSERT INTO mailboxes (rid, sid, owner_key, created_day, active_day, last_seq,"
+        " n_envelopes, n_bytes, kind) VALUES (?, ?, ?, ?, ?, 1, 1, 256, 1) RETURNING id",
+        (rec.rid, rec.sid, rec.owner_key, rec.created_day, day_of(NOW)),
+    ).fetchone()[0]
+    conn.execute("INSERT INTO caps (mbox, h) VALUES (?, ?)", (mbox, h(1)))
+    eid, fc = new_id(), os.urandom(32)
+    conn.execute(
+        "INSERT INTO envelopes (mbox, seq, eid, ts, expires_at, flags, ct, fc)"
+        " VALUES (?, 1, ?, ?, ?, 0, ?, ?)",
+        (mbox, eid, NOW, NOW + LIMITS.envelope_ttl_s, b"o" * 256, fc),
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path, LIMITS)
+    await store.open()
+    try:
+        (old,) = await store.fetch(rec.rid, 0, 10, 1 << 20, NOW)
+        assert (old.eid, old.fc, old.ft, old.fx) == (eid, fc, None, None)  # no tag before v4
+        out = await store.deposit(
+            rec.sid, new_id(), 0, b"n" * 256, fc, NOW, cap_hash=h(1), stamp=stamp("pair")
+        )
+        assert out.seq == 2
+        assert [e.ft for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW)] == [None, FT]
+        assert (await held(store, MailboxRecord(rec.rid, rec.sid, b"", 0))).suspended is False
+        assert await store.set_suspended(rec.sid, True, NOW)
+        await store.add_franking_key(FrankingKey(kid=1, secret=b"k" * 32, created=NOW))
+        r = report(rec.sid)
+        await store.insert_report(r, audit(report_id=r.id), max_per_day=1)
+        assert await store.get_report(r.id) == r
+    finally:
+        await store.aclose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+async def test_sqlite_audit_rows_cannot_be_updated(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    store = SQLiteStore(path, LIMITS)
+    await store.open()
+    try:
+        await store.append_audit(audit("unsuspend"))
+    finally:
+        await store.aclose()
+    conn = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE audit SET detail = 'rewritten'")
+        assert conn.execute("SELECT detail FROM audit").fetchall() == [("d",)]
+    finally:
+        conn.close()
 
 
 async def test_sqlite_file_settings(tmp_path: Path) -> None:
@@ -1091,7 +1425,7 @@ async def test_sqlite_file_settings(tmp_path: Path) -> None:
         await store.aclose()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     conn.close()
 
@@ -1165,6 +1499,19 @@ async def _exercise(store: EnvelopeStore) -> list[MailboxRecord]:
     gone = await new_kind(store, "pair")
     await store.set_caps(gone.rid, [h(3)], [], 64, NOW)
     await store.delete_mailbox(gone.rid)
+    # Revision 4: a stamped envelope, a suspension, franking keys, reports and the audit log.
+    fc = os.urandom(32)
+    await store.deposit(
+        pair.sid, new_id(), 0, b"x" * 256, fc, NOW, cap_hash=h(1), stamp=stamp("pair")
+    )
+    await store.set_suspended(addr.sid, True, NOW)
+    await store.add_franking_key(FrankingKey(kid=1, secret=os.urandom(32), created=NOW))
+    filed = report(pair.sid)
+    await store.insert_report(filed, audit(report_id=filed.id), max_per_day=5)
+    await store.insert_report(report(pair.sid), audit(), max_per_day=5)
+    res = ReportResolution(action="none", moderator="m", resolved_at=NOW, note="")
+    await store.resolve_report(filed.id, res, audit("resolve:none"))
+    await store.append_audit(audit("unsuspend"))
     return [*recs, pair, addr, gone]
 
 
@@ -1192,6 +1539,11 @@ async def test_redis_every_key_has_ttl_and_one_slot_per_mailbox(redis_url: str) 
         for rec in (recs[2], recs[5]):
             assert not [k for k in keys if rec.rid.hex().encode() in k]
             assert not [k for k in keys if rec.sid.hex().encode() in k]
+        # Moderation keys (franking keys, reports, the audit log) share one slot.
+        mod = [k for k in keys if b"{mod}" in k]
+        names = {k.split(b":")[1] for k in mod}
+        assert names == {b"f", b"fc", b"r", b"rr", b"ri", b"ro", b"rs", b"au", b"as"}
+        assert len({key_slot(k) for k in mod}) == 1
 
 
 @pytest.mark.redis

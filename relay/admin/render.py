@@ -1,0 +1,263 @@
+"""HTML of the moderation page: plain strings, every value through :func:`html.escape`.
+
+No template engine and no JavaScript: each page is a function returning a complete
+document. Anything that comes from a report, the audit log or the request is passed through
+:func:`e` at the point where it is put into the page, including attribute values.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+
+from relay.admin.common import format_time, verification_summary
+from relay.moderation import AuditEntry, ReportView
+
+__all__ = [
+    "audit_page",
+    "e",
+    "error_page",
+    "login_page",
+    "report_page",
+    "reports_page",
+]
+
+PREFIX = "/admin"
+ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("none", "No action", "close the report; nothing changes for the sender"),
+    ("revoke", "Revoke capability", "the sender can no longer reach the reporter there"),
+    (
+        "suspend",
+        "Suspend address",
+        "the contact address below answers every sender as if it did not exist",
+    ),
+)
+_PREVIEW_CHARS = 80
+
+
+def e(value: object) -> str:
+    """``value`` as text, escaped for HTML content and quoted attributes."""
+    return html.escape(str(value), quote=True)
+
+
+def _layout(title: str, body: str, *, moderator: str | None = None, csrf: str = "") -> str:
+    nav = ""
+    if moderator is not None:
+        nav = (
+            '<nav><a href="/admin/reports">Open reports</a>'
+            '<a href="/admin/reports?status=resolved">Resolved</a>'
+            '<a href="/admin/audit">Audit log</a>'
+            f'<span class="who">{e(moderator)}</span>'
+            '<form method="post" action="/admin/logout" class="inline">'
+            f'<input type="hidden" name="csrf" value="{e(csrf)}">'
+            '<button type="submit" id="logout">Log out</button></form></nav>'
+        )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{e(title)} - blindrelay moderation</title>"
+        '<link rel="stylesheet" href="/admin/static/admin.css"></head>'
+        f"<body><header><h1>blindrelay moderation</h1>{nav}</header>"
+        f"<main>{body}</main></body></html>\n"
+    )
+
+
+def login_page(csrf: str, *, error: str | None = None) -> str:
+    message = f'<p class="error" id="error">{e(error)}</p>' if error else ""
+    body = (
+        "<h2>Log in</h2>"
+        f"{message}"
+        '<form method="post" action="/admin/login" id="login">'
+        f'<input type="hidden" name="csrf" value="{e(csrf)}">'
+        '<label for="token">Admin token</label>'
+        '<input type="password" name="token" id="token" autocomplete="current-password" '
+        "required autofocus>"
+        '<button type="submit">Log in</button></form>'
+    )
+    return _layout("Log in", body)
+
+
+def _badge(report: ReportView) -> str:
+    if verification_summary(report):
+        return '<span class="badge ok">verified</span>'
+    return '<span class="badge bad">NOT verified</span>'
+
+
+def _status(report: ReportView) -> str:
+    if report.status == "open":
+        return '<span class="status open">open</span>'
+    action = f" ({e(report.action)})" if report.action else ""
+    return f'<span class="status done">{e(report.status)}{action}</span>'
+
+
+def _preview(report: ReportView) -> str:
+    if report.text is None:
+        return f'<span class="muted">({e(report.content_type or "no text")})</span>'
+    text = report.text if len(report.text) <= _PREVIEW_CHARS else report.text[:_PREVIEW_CHARS] + "…"
+    return e(text)
+
+
+def reports_page(
+    reports: Sequence[ReportView], status: str | None, *, moderator: str, csrf: str
+) -> str:
+    title = {"open": "Open reports", "resolved": "Resolved reports"}.get(status or "", "Reports")
+    rows = "".join(
+        '<tr class="report">'
+        f'<td><a class="report-link" href="/admin/reports/{e(r.id)}"><code>{e(r.id[:12])}</code>'
+        "</a></td>"
+        f"<td>{e(format_time(r.created))}</td><td>{e(r.reason)}</td>"
+        f'<td class="preview">{_preview(r)}</td><td>{_badge(r)}</td><td>{_status(r)}</td></tr>'
+        for r in reports
+    )
+    if rows:
+        table = (
+            '<table id="reports"><thead><tr><th>Report</th><th>Received</th><th>Reason</th>'
+            "<th>Message</th><th>Check</th><th>Status</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+    else:
+        table = '<p id="empty">No reports here.</p>'
+    tabs = (
+        '<p class="tabs"><a href="/admin/reports">open</a> · '
+        '<a href="/admin/reports?status=resolved">resolved</a> · '
+        '<a href="/admin/reports?status=all">all</a></p>'
+    )
+    return _layout(title, f"<h2>{e(title)}</h2>{tabs}{table}", moderator=moderator, csrf=csrf)
+
+
+def _rows(pairs: Iterable[tuple[str, str]]) -> str:
+    """Table rows of (label, already escaped HTML)."""
+    return "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in pairs)
+
+
+def report_page(
+    report: ReportView,
+    *,
+    moderator: str,
+    csrf: str,
+    error: str | None = None,
+    notice: str | None = None,
+) -> str:
+    checks = "".join(
+        f'<tr class="check"><th>{e(name)}</th><td>{e(value)}</td></tr>'
+        for name, value in sorted(report.verified.items())
+    )
+    verification = (
+        f'<section id="verification"><h3>Verification {_badge(report)}</h3>'
+        f'<table class="kv">{checks}</table>'
+        '<table class="kv">'
+        + _rows(
+            [
+                ("relay key id", e(report.kid)),
+                ("key window (day)", e(report.day)),
+                ("sender identity key", f"<code>{e(report.sender_key)}</code>"),
+                ("recipient identity key", f"<code>{e(report.recipient_key)}</code>"),
+            ]
+        )
+        + "</table></section>"
+    )
+    if report.text is not None:
+        message = f'<pre class="msg" id="message">{e(report.text)}</pre>'
+    else:
+        message = (
+            f'<p id="message" class="muted">Not a text message ({e(report.content_type or "?")},'
+            f" {len(report.msg)} bytes); its content is not shown.</p>"
+        )
+    attachments = (
+        '<table id="attachments"><thead><tr><th>SHA-256</th><th>bytes</th></tr></thead><tbody>'
+        + "".join(
+            f"<tr><td><code>{e(h)}</code></td><td>{e(size)}</td></tr>"
+            for h, size in report.attachments
+        )
+        + "</tbody></table>"
+        if report.attachments
+        else "<p>None.</p>"
+    )
+    context = _rows(
+        [
+            ("report", f"<code>{e(report.id)}</code>"),
+            ("received", e(format_time(report.created))),
+            ("reason", e(report.reason)),
+            ("reporter's note", e(report.note) if report.note else '<span class="muted">-</span>'),
+            ("content type", e(report.content_type or "-")),
+            ("accepted on", f"{e(report.source_kind)} <code>{e(report.source)}</code>"),
+            ("mailbox send id", f'<code id="mailbox-sid">{e(report.mailbox_sid)}</code>'),
+            ("status", f'<span id="status">{_status(report)}</span>'),
+        ]
+    )
+    if report.status == "open":
+        options = "".join(
+            '<div class="choice">'
+            f'<input type="radio" name="action" id="action-{e(value)}" value="{e(value)}"'
+            f"{' checked' if value == 'none' else ''}>"
+            f'<label for="action-{e(value)}">{e(label)}</label>'
+            f'<span class="muted"> — {e(hint)}</span></div>'
+            for value, label, hint in ACTIONS
+        )
+        resolution = (
+            "<section><h3>Resolve</h3>"
+            f'<form method="post" action="/admin/reports/{e(report.id)}/resolve" id="resolve">'
+            f'<input type="hidden" name="csrf" value="{e(csrf)}">'
+            f"<fieldset><legend>Action</legend>{options}</fieldset>"
+            '<label for="suspend_sid">Send id to suspend (32 hex digits or an invitation '
+            "link; for “Suspend address”)</label>"
+            '<input type="text" name="suspend_sid" id="suspend_sid" autocomplete="off" '
+            'spellcheck="false">'
+            '<label for="note">Note for the audit log</label>'
+            '<textarea name="note" id="note" rows="3" maxlength="1000"></textarea>'
+            '<button type="submit" id="resolve-button">Resolve</button></form></section>'
+        )
+    else:
+        resolution = (
+            '<section id="resolution"><h3>Resolution</h3><table class="kv">'
+            + _rows(
+                [
+                    ("action", f'<span id="action">{e(report.action or "-")}</span>'),
+                    ("moderator", e(report.moderator or "-")),
+                    ("resolved", e(format_time(report.resolved_at))),
+                    ("note", e(report.resolution_note or "-")),
+                ]
+            )
+            + "</table></section>"
+        )
+    banner = f'<p class="error" id="error">{e(error)}</p>' if error else ""
+    if notice:
+        banner += f'<p class="notice" id="notice">{e(notice)}</p>'
+    body = (
+        f"<h2>Report <code>{e(report.id[:12])}</code></h2>{banner}"
+        f'<table class="kv" id="context">{context}</table>'
+        f"{verification}"
+        f"<section><h3>Reported message</h3>{message}</section>"
+        f"<section><h3>Attachments</h3>{attachments}</section>"
+        f"{resolution}"
+    )
+    return _layout(f"Report {report.id[:12]}", body, moderator=moderator, csrf=csrf)
+
+
+def audit_page(entries: Sequence[AuditEntry], *, moderator: str, csrf: str) -> str:
+    rows = "".join(
+        '<tr class="audit">'
+        f"<td>{e(a.seq)}</td><td>{e(format_time(a.ts))}</td><td>{e(a.moderator)}</td>"
+        f'<td class="action">{e(a.action)}</td><td>'
+        + (
+            f'<a href="/admin/reports/{e(a.report_id)}"><code>{e(a.report_id[:12])}</code></a>'
+            if a.report_id
+            else "-"
+        )
+        + f"</td><td>{e(a.detail)}</td></tr>"
+        for a in entries
+    )
+    table = (
+        '<table id="audit"><thead><tr><th>#</th><th>Time</th><th>Moderator</th><th>Action</th>'
+        f"<th>Report</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table>"
+        if rows
+        else '<p id="empty">The audit log is empty.</p>'
+    )
+    return _layout("Audit log", f"<h2>Audit log</h2>{table}", moderator=moderator, csrf=csrf)
+
+
+def error_page(title: str, message: str, *, moderator: str | None = None, csrf: str = "") -> str:
+    body = f'<h2>{e(title)}</h2><p class="error" id="error">{e(message)}</p>'
+    return _layout(title, body, moderator=moderator, csrf=csrf)

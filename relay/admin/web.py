@@ -1,0 +1,320 @@
+"""The moderation web page: a separate aiohttp application on the admin listener.
+
+``blindrelay serve`` starts it on ``admin_host:admin_port`` when at least one admin token is
+configured (README "Moderation"); the public listener never routes ``/admin``. Every page
+needs a moderator's session (:mod:`relay.admin.auth`); every POST needs its CSRF token.
+Responses carry a strict Content-Security-Policy and no JavaScript; the one stylesheet is
+served by the app itself.
+
+Logged per request: the route *name*, method, status and duration, as on the public
+listener. Never logged: tokens, cookies, report contents, ids or the moderator's input.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from multidict import MultiDictProxy
+
+from relay.admin import render
+from relay.admin.auth import LOGIN_NONCE_TTL_S, AdminAuth, AdminSession
+from relay.admin.common import AdminInputError, find_report, parse_suspend_target
+from relay.config import RelayConfig
+from relay.moderation import ModerationError, ModerationService
+
+__all__ = ["SECURITY_HEADERS", "create_admin_app"]
+
+log = structlog.get_logger("blindrelay")
+
+SESSION_COOKIE: Final = "blindrelay_admin"
+LOGIN_COOKIE: Final = "blindrelay_login"
+#: Largest form the admin app reads (a note is at most 1,000 characters).
+MAX_FORM_BYTES: Final = 16 * 1024
+MAX_NOTE_CHARS: Final = 1000
+#: Rows a list page shows.
+PAGE_ROWS: Final = 500
+CSP: Final = (
+    "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+_PUBLIC_ROUTES: Final = frozenset({"admin_root", "admin_login_form", "admin_login", "admin_css"})
+_CSS: Final = (
+    importlib.resources.files("relay.admin").joinpath("admin.css").read_text(encoding="utf-8")
+)
+
+moderation_key = web.AppKey("moderation", ModerationService)
+auth_key = web.AppKey("admin_auth", AdminAuth)
+_session_key = web.RequestKey("admin_session", AdminSession)
+_form_key = web.RequestKey("admin_form", dict[str, str])
+
+
+def _html(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+def _see_other(location: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(location)
+
+
+async def _security_headers(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+
+
+def _secure(request: web.Request) -> bool:
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+def _flat_form(form: MultiDictProxy[Any]) -> dict[str, str] | None:
+    """The form's single-valued text fields, or None if it has files or repeated fields."""
+    out: dict[str, str] = {}
+    for key, value in form.items():
+        if not isinstance(value, str) or key in out:
+            return None
+        out[key] = value
+    return out
+
+
+@web.middleware
+async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Canonical log line, login and CSRF checks for every admin request."""
+    structlog.contextvars.clear_contextvars()
+    route = request.match_info.route.name or "unknown"
+    structlog.contextvars.bind_contextvars(request_id=secrets.token_hex(12), route=route)
+    started = time.perf_counter()
+    try:
+        response = await _guarded(request, handler, route)
+    except web.HTTPException as exc:
+        _log(request, exc.status, started)
+        raise
+    except Exception:
+        log.exception("admin_request_failed")
+        response = _html(render.error_page("Error", "Internal error."), 500)
+    _log(request, response.status, started)
+    return response
+
+
+async def _guarded(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
+    if request.method == "POST":
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+            return _html(render.error_page("Forbidden", "Cross-origin request refused."), 403)
+        form = _flat_form(await request.post())
+        if form is None:
+            return _html(render.error_page("Bad request", "Malformed form."), 400)
+        request[_form_key] = form
+    if route in _PUBLIC_ROUTES:
+        return await handler(request)
+    auth = request.app[auth_key]
+    session = auth.session(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        if request.method in ("GET", "HEAD"):
+            raise _see_other("/admin/login")
+        return _html(render.error_page("Forbidden", "Log in first."), 403)
+    if request.method == "POST" and not auth.check_csrf(session, request[_form_key].get("csrf")):
+        log.warning("admin_csrf_refused")
+        return _html(
+            render.error_page(
+                "Forbidden",
+                "The form's CSRF token is missing or wrong; reload the page and try again.",
+                moderator=session.moderator,
+                csrf=auth.csrf_token(session),
+            ),
+            403,
+        )
+    request[_session_key] = session
+    return await handler(request)
+
+
+def _log(request: web.Request, status: int, started: float) -> None:
+    log.info(
+        "admin_request_handled",
+        method=request.method,
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+
+async def root(_: web.Request) -> web.StreamResponse:
+    raise _see_other("/admin/reports")
+
+
+async def stylesheet(_: web.Request) -> web.StreamResponse:
+    return web.Response(text=_CSS, content_type="text/css", charset="utf-8")
+
+
+def _login_response(request: web.Request, *, error: str | None, status: int) -> web.Response:
+    nonce, csrf = request.app[auth_key].login_nonce()
+    response = _html(render.login_page(csrf, error=error), status)
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=LOGIN_NONCE_TTL_S,
+        path="/admin",
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+    )
+    return response
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if request.app[auth_key].session(request.cookies.get(SESSION_COOKIE)) is not None:
+        raise _see_other("/admin/reports")
+    return _login_response(request, error=None, status=200)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    auth = request.app[auth_key]
+    form = request[_form_key]
+    if not auth.check_login_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+        log.warning("admin_csrf_refused")
+        return _login_response(
+            request, error="The login form expired; please try again.", status=403
+        )
+    moderator = auth.check_token(form.get("token", ""))
+    if moderator is None:
+        log.warning("admin_login_failed")
+        return _login_response(request, error="Wrong token.", status=403)
+    _, cookie = auth.login(moderator)
+    log.info("admin_login")
+    response = _see_other("/admin/reports")
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=int(auth.session_ttl_s),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+    )
+    response.del_cookie(LOGIN_COOKIE, path="/admin")
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    request.app[auth_key].logout(request[_session_key])
+    log.info("admin_logout")
+    response = _see_other("/admin/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+def _who(request: web.Request) -> tuple[str, str]:
+    session = request[_session_key]
+    return session.moderator, request.app[auth_key].csrf_token(session)
+
+
+async def reports(request: web.Request) -> web.StreamResponse:
+    wanted = request.query.get("status", "open")
+    if wanted not in ("open", "resolved", "all"):
+        raise web.HTTPBadRequest(text="status is open, resolved or all")
+    status = None if wanted == "all" else wanted
+    found = await request.app[moderation_key].list_reports(status=status, limit=PAGE_ROWS)
+    moderator, csrf = _who(request)
+    return _html(render.reports_page(found, status, moderator=moderator, csrf=csrf))
+
+
+async def report(request: web.Request) -> web.StreamResponse:
+    moderator, csrf = _who(request)
+    try:
+        found = await find_report(request.app[moderation_key], request.match_info["report_id"])
+    except AdminInputError as exc:
+        return _html(render.error_page("Not found", str(exc), moderator=moderator, csrf=csrf), 404)
+    notice = None
+    if request.query.get("resolved") and found.status != "open":
+        notice = f"Resolved: {found.action or 'none'}."
+    return _html(render.report_page(found, moderator=moderator, csrf=csrf, notice=notice))
+
+
+async def resolve(request: web.Request) -> web.StreamResponse:
+    moderator, csrf = _who(request)
+    service = request.app[moderation_key]
+    try:
+        found = await find_report(service, request.match_info["report_id"])
+    except AdminInputError as exc:
+        return _html(render.error_page("Not found", str(exc), moderator=moderator, csrf=csrf), 404)
+    form = request[_form_key]
+    action = form.get("action", "")
+    note = form.get("note", "").strip()
+    error: str | None = None
+    status = 400
+    suspend_sid: bytes | None = None
+    if action not in ("none", "revoke", "suspend"):
+        error = "Choose an action."
+    elif len(note) > MAX_NOTE_CHARS:
+        error = f"The note is longer than {MAX_NOTE_CHARS} characters."
+    elif action == "suspend":
+        try:
+            suspend_sid = parse_suspend_target(form.get("suspend_sid", ""))
+        except AdminInputError as exc:
+            error = str(exc)
+    if error is None:
+        try:
+            await service.resolve(
+                found.id, action=action, moderator=moderator, note=note, suspend_sid=suspend_sid
+            )
+        except ModerationError as exc:
+            error, status = str(exc), 409
+    if error is not None:
+        found = await service.get_report(found.id) or found
+        page = render.report_page(found, moderator=moderator, csrf=csrf, error=error)
+        return _html(page, status)
+    log.info("admin_report_resolved", reason=action)
+    raise _see_other(f"/admin/reports/{found.id}?resolved=1")
+
+
+async def audit(request: web.Request) -> web.StreamResponse:
+    entries = await request.app[moderation_key].audit(limit=PAGE_ROWS)
+    moderator, csrf = _who(request)
+    return _html(render.audit_page(entries, moderator=moderator, csrf=csrf))
+
+
+def create_admin_app(
+    config: RelayConfig,
+    service: ModerationService,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """Build the moderation application.
+
+    Args:
+        config: a validated configuration with at least one admin token.
+        service: the moderation service over the relay's store.
+        clock: the time source for sessions (tests).
+    """
+    app = web.Application(middlewares=[admin_middleware], client_max_size=MAX_FORM_BYTES)
+    app[moderation_key] = service
+    app[auth_key] = AdminAuth(config.admin_token_map(), config.admin_session_ttl_s, clock=clock)
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/", root, name="admin_root", allow_head=False)
+    app.router.add_get("/admin", root, name="admin_home", allow_head=False)
+    app.router.add_get("/admin/", root, name="admin_index", allow_head=False)
+    app.router.add_get("/admin/static/admin.css", stylesheet, name="admin_css")
+    app.router.add_get("/admin/login", login_form, name="admin_login_form")
+    app.router.add_post("/admin/login", login, name="admin_login")
+    app.router.add_post("/admin/logout", logout, name="admin_logout")
+    app.router.add_get("/admin/reports", reports, name="admin_reports")
+    app.router.add_get("/admin/reports/{report_id}", report, name="admin_report")
+    app.router.add_post("/admin/reports/{report_id}/resolve", resolve, name="admin_resolve")
+    app.router.add_get("/admin/audit", audit, name="admin_audit")
+    return app

@@ -1,0 +1,122 @@
+"""Genuine abuse reports for the moderation tests: two real ``clientlib.Client``s befriend
+through a relay, one sends, the other reports what it received (protocol.md §4.11)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from clientlib.client import Client, ContactAdded, MessageReceived, RequestReceived
+from clientlib.transport import HTTPTransport
+
+E = TypeVar("E")
+FAST: dict[str, Any] = {"kdf_strength": "minimum"}
+#: Tokens for the moderation tests (32+ characters, as the config requires).
+ALICE_TOKEN = "alice-token-" + "a" * 40
+BOB_TOKEN = "bob-token-" + "b" * 40
+ADMIN_TOKENS = f"alice:{ALICE_TOKEN},bob:{BOB_TOKEN}"
+
+
+async def wait_for(
+    client: Client, cls: type[E], pred: Callable[[E], bool] = lambda e: True, timeout: float = 15
+) -> E:
+    async with asyncio.timeout(timeout):
+        async for ev in client.events():
+            if isinstance(ev, cls) and pred(ev):
+                return ev
+    raise AssertionError("client closed before the event arrived")
+
+
+def make(tmp_path: Path, name: str, relay: str) -> Client:
+    return Client.create(
+        tmp_path / f"{name}.keystore", b"pw-" + name.encode(), relay_url=relay, name=name, **FAST
+    )
+
+
+async def befriend(alice: Client, bob: Client) -> tuple[str, str]:
+    """Bob requests Alice's invitation, Alice accepts; (alice's id for bob, bob's for alice)."""
+    inv = await alice.create_invitation()
+    await bob.send_request(inv.link, intro="hi, it's bob")
+    req = await wait_for(alice, RequestReceived)
+    contact = await alice.accept_request(req.request)
+    added = await wait_for(bob, ContactAdded)
+    return contact.id, added.contact.id
+
+
+@dataclass
+class Reported:
+    """A report filed by ``victim`` about a message from ``abuser``."""
+
+    report_id: str
+    victim: Client
+    abuser: Client
+    victim_contact: str  # the victim's id for the abuser
+    abuser_contact: str  # the abuser's id for the victim
+
+
+async def report_abuse(
+    victim: Client,
+    abuser: Client,
+    text: str,
+    *,
+    reason: str = "harassment",
+    note: str | None = None,
+    contacts: tuple[str, str] | None = None,
+) -> Reported:
+    """``abuser`` sends ``text`` to ``victim`` (befriending them first unless ``contacts``
+    is given), and ``victim`` reports it."""
+    v_a, a_v = contacts or await befriend(victim, abuser)
+    await abuser.send(a_v, text)
+    got = await wait_for(victim, MessageReceived, lambda e: e.message.text == text)
+    report_id = await victim.report(got.message, reason, note=note)
+    return Reported(report_id, victim, abuser, v_a, a_v)
+
+
+async def deposit_as_abuser(reported: Reported) -> Any:
+    """One more envelope from the abuser to the victim's mailbox, deposited directly with the
+    abuser's send capability, so the test sees the relay's own answer."""
+    c = reported.abuser._contacts[bytes.fromhex(reported.abuser_contact)]
+    assert c.send is not None and c.sendcap is not None
+    async with aiohttp.ClientSession() as s:
+        http = HTTPTransport(s, reported.abuser.relay_url)
+        return await http.deposit(c.send, os.urandom(256), eid=os.urandom(16), cap=c.sendcap)
+
+
+class AdminSession:
+    """A moderator's plain-HTTP session with the moderation page (cookie jar, CSRF)."""
+
+    def __init__(self, base: str, http: aiohttp.ClientSession) -> None:
+        self.base = base.rstrip("/")
+        self.http = http
+        self.csrf = ""
+
+    @classmethod
+    def open(cls, base: str) -> tuple[AdminSession, aiohttp.ClientSession]:
+        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        return cls(base, http), http
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.http.get(self.base + path, allow_redirects=False, **kw) as r:
+            body = await r.text()
+        found = re.search(r'name="csrf" value="([0-9a-f]+)"', body)
+        if found:
+            self.csrf = found.group(1)
+        return r.status, body, r
+
+    async def post(
+        self, path: str, data: dict[str, str], **kw: Any
+    ) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.http.post(self.base + path, data=data, allow_redirects=False, **kw) as r:
+            body = await r.text()
+        return r.status, body, r
+
+    async def login(self, token: str) -> tuple[int, str, aiohttp.ClientResponse]:
+        await self.get("/admin/login")
+        return await self.post("/admin/login", {"csrf": self.csrf, "token": token})
