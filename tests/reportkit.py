@@ -3,51 +3,23 @@ through a relay, one sends, the other reports what it received (protocol.md §4.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
+from clientkit import FAST, befriend, make, wait_for
 
-from clientlib.client import Client, ContactAdded, MessageReceived, RequestReceived
+from clientlib.client import Client, MessageReceived
+
+__all__ = ["FAST", "AdminSession", "Reported", "befriend", "make", "report_abuse", "wait_for"]
 from clientlib.transport import HTTPTransport
 
-E = TypeVar("E")
-FAST: dict[str, Any] = {"kdf_strength": "minimum"}
 #: Tokens for the moderation tests (32+ characters, as the config requires).
 ALICE_TOKEN = "alice-token-" + "a" * 40
 BOB_TOKEN = "bob-token-" + "b" * 40
 ADMIN_TOKENS = f"alice:{ALICE_TOKEN},bob:{BOB_TOKEN}"
-
-
-async def wait_for(
-    client: Client, cls: type[E], pred: Callable[[E], bool] = lambda e: True, timeout: float = 15
-) -> E:
-    async with asyncio.timeout(timeout):
-        async for ev in client.events():
-            if isinstance(ev, cls) and pred(ev):
-                return ev
-    raise AssertionError("client closed before the event arrived")
-
-
-def make(tmp_path: Path, name: str, relay: str) -> Client:
-    return Client.create(
-        tmp_path / f"{name}.keystore", b"pw-" + name.encode(), relay_url=relay, name=name, **FAST
-    )
-
-
-async def befriend(alice: Client, bob: Client) -> tuple[str, str]:
-    """Bob requests Alice's invitation, Alice accepts; (alice's id for bob, bob's for alice)."""
-    inv = await alice.create_invitation()
-    await bob.send_request(inv.link, intro="hi, it's bob")
-    req = await wait_for(alice, RequestReceived)
-    contact = await alice.accept_request(req.request)
-    added = await wait_for(bob, ContactAdded)
-    return contact.id, added.contact.id
 
 
 @dataclass

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from clientlib.errors import WireError
-from clientlib.wire.codec import Bin, Field, Int, Struct, decode_map
-from clientlib.wire.codec import _Check as _CheckBase
+from clientlib.wire.codec import Bin, Field, Int, Struct, Text, decode_map
 from clientlib.wire.limits import MAILBOX_ID_SIZE
 
 __all__ = [
@@ -40,22 +39,6 @@ MAX_TEXT_BYTES = 16 * 1024 - 512
 #: Client-chosen message id (random), used for deduplication and delivery state.
 MESSAGE_ID_SIZE = 16
 _MAX_CONTENT_SIZE = MAX_TEXT_BYTES + 256
-
-
-class Text(_CheckBase):
-    """A msgpack ``str`` of at most ``max_bytes`` bytes of UTF-8, without NUL characters."""
-
-    __slots__ = ("max_bytes",)
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-
-    def check(self, value: object) -> str:
-        if type(value) is not str:
-            raise WireError("expected text")
-        if len(value.encode("utf-8")) > self.max_bytes or "\x00" in value:
-            raise WireError("text too long or contains NUL")
-        return value
 
 
 _SID = Bin(MAILBOX_ID_SIZE)

@@ -23,20 +23,20 @@ import base64
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
 import relaydriver
+from clientkit import befriend, make, wait_for
 from liverelay import RelayProcess
 from relaydriver import HTTPClient, Owner
 
 from clientlib.client import (
     Client,
     ClientWarning,
-    ContactAdded,
     DeliveryChanged,
     MessageReceived,
     RequestReceived,
@@ -59,44 +59,10 @@ from clientlib.wire import (
     solve,
 )
 
-E = TypeVar("E")
 STRICT = Boundaries(size=2048, att=0, day=2, pow=8)
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def make(tmp_path: Path, name: str, url: str, **options: Any) -> Client:
-    return Client.create(
-        tmp_path / f"{name}.keystore",
-        f"pw-{name}",
-        relay_url=url,
-        name=name,
-        kdf_strength="minimum",
-        **options,
-    )
-
-
-async def wait_for(
-    client: Client, cls: type[E], pred: Callable[[E], bool] = lambda e: True, timeout: float = 15
-) -> E:
-    async with asyncio.timeout(timeout):
-        async for ev in client.events():
-            if isinstance(ev, cls) and pred(ev):
-                return ev
-    raise AssertionError("the client closed before the event arrived")
-
-
-async def befriend(owner: Client, requester: Client) -> tuple[str, str]:
-    """``requester`` asks for ``owner``'s invitation, ``owner`` accepts. Returns (owner's id
-    for the requester, the requester's id for owner)."""
-    inv = await owner.create_invitation()
-    await requester.send_request(inv)
-    req = await wait_for(owner, RequestReceived)
-    contact = await owner.accept_request(req.request)
-    added = await wait_for(requester, ContactAdded)
-    assert added.contact.state == "accepted"
-    return contact.id, added.contact.id
 
 
 def cred(rid: bytes, seed: bytes) -> MailboxCredential:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from clientkit import FAST, befriend, make, wait_for
 
 from clientlib.client import (
     CaughtUp,
@@ -38,19 +38,6 @@ from clientlib.session import initiate
 from clientlib.transport import HTTPTransport
 from clientlib.wire.pow import solve
 
-E = TypeVar("E")
-FAST: dict[str, Any] = {"kdf_strength": "minimum"}
-
-
-async def wait_for(
-    client: Client, cls: type[E], pred: Callable[[E], bool] = lambda e: True, timeout: float = 15
-) -> E:
-    async with asyncio.timeout(timeout):
-        async for ev in client.events():
-            if isinstance(ev, cls) and pred(ev):
-                return ev
-    raise AssertionError("client closed before the event arrived")
-
 
 async def deposit_request(
     http: HTTPTransport, sid: bytes, ct: bytes, fc: bytes | None, *, hdl: bytes = b"h" * 16
@@ -62,32 +49,6 @@ async def deposit_request(
     await http.deposit(sid, ct, eid=eid, fc=fc, hdl=hdl, pow=(chal.nonce, counter))
 
 
-def make(tmp_path: Path, name: str, relay: str, **kw: Any) -> Client:
-    return Client.create(
-        tmp_path / f"{name}.keystore",
-        b"pw-" + name.encode(),
-        relay_url=relay,
-        name=name,
-        **FAST,
-        **kw,
-    )
-
-
-async def befriend(alice: Client, bob: Client) -> tuple[str, str]:
-    """Bob requests Alice's invitation, Alice accepts; returns (alice's id for bob, bob's for alice)."""
-    inv = await alice.create_invitation()
-    pending = await bob.send_request(inv.link, intro="hi, it's bob")
-    assert pending.state == "pending"
-    req = await wait_for(alice, RequestReceived)
-    assert req.request.name == "bob" and req.request.intro == "hi, it's bob"
-    assert req.request.safety_number == pending.safety_number
-    contact = await alice.accept_request(req.request)
-    added = await wait_for(bob, ContactAdded)
-    assert added.contact.state == "accepted" and added.contact.name == "alice"
-    assert contact.safety_number == added.contact.safety_number
-    return contact.id, added.contact.id
-
-
 @pytest.fixture
 async def pair(tmp_path: Path, relay: str) -> AsyncIterator[tuple[Client, Client]]:
     async with make(tmp_path, "alice", relay) as alice, make(tmp_path, "bob", relay) as bob:
@@ -97,6 +58,8 @@ async def pair(tmp_path: Path, relay: str) -> AsyncIterator[tuple[Client, Client
 async def test_request_accept_and_converse(pair: tuple[Client, Client]) -> None:
     alice, bob = pair
     a_bob, b_alice = await befriend(alice, bob)
+    # Names travel inside the encrypted request and acceptance.
+    assert alice.contact(a_bob).name == "bob" and bob.contact(b_alice).name == "alice"
     for i in range(20):
         await bob.send(b_alice, f"b{i}")
         await alice.send(a_bob, f"a{i}")

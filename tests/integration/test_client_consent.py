@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from test_client import befriend, make, wait_for
+from clientkit import befriend, make, wait_for
 
 from clientlib.client import (
     Client,
