@@ -12,8 +12,21 @@ Messages are fixed per code and never contain ids, keys or sizes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
+from relay.storage.base import (
+    BoundaryExceeded,
+    DuplicateReport,
+    MailboxNotFound,
+    PowRequired,
+    QuotaExceeded,
+    StorageFull,
+    StorageUnavailable,
+    WrongKind,
+)
 
 __all__ = ["HTTP_STATUS", "ConfigError", "RelayError", "from_wire_error"]
 
@@ -56,3 +69,26 @@ class ConfigError(Exception):
 def from_wire_error(exc: WireError) -> RelayError:
     """The wire error for a decoding failure (``MALFORMED``, ``VERSION`` or ``TOO_LARGE``)."""
     return RelayError(ErrorCode(exc.code))
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Map the storage errors a request may meet to their wire codes (protocol.md §6)."""
+    try:
+        yield
+    except MailboxNotFound:
+        raise RelayError(ErrorCode.AUTH) from None
+    except QuotaExceeded:
+        raise RelayError(ErrorCode.QUOTA) from None
+    except WrongKind:
+        raise RelayError(ErrorCode.MALFORMED) from None
+    except BoundaryExceeded:
+        raise RelayError(ErrorCode.BOUNDARY) from None
+    except PowRequired:
+        raise RelayError(ErrorCode.POW) from None
+    except DuplicateReport:
+        raise RelayError(ErrorCode.DUPLICATE) from None
+    except StorageFull:
+        raise RelayError(ErrorCode.STORAGE_FULL) from None
+    except StorageUnavailable:
+        raise RelayError(ErrorCode.UNAVAILABLE) from None

@@ -28,8 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -45,7 +44,7 @@ from clientlib.wire.limits import (
     REPORT_ID_SIZE,
 )
 from relay.config import RelayConfig
-from relay.errors import RelayError
+from relay.errors import RelayError, storage_errors
 from relay.franking import (
     SOURCE_CAPABILITY,
     SOURCE_HANDLE,
@@ -60,16 +59,12 @@ from relay.franking import (
 from relay.metrics import Metrics
 from relay.storage.base import (
     AuditRecord,
-    DuplicateReport,
     EnvelopeStore,
     MailboxNotFound,
     MailboxRecord,
-    QuotaExceeded,
     ReportAlreadyResolved,
     ReportRecord,
     ReportResolution,
-    StorageFull,
-    StorageUnavailable,
     WrongKind,
 )
 
@@ -146,23 +141,6 @@ class AuditEntry:
     action: str
     report_id: str | None
     detail: str
-
-
-@contextmanager
-def _wire_errors() -> Iterator[None]:
-    """Map the storage errors of the report path to wire codes."""
-    try:
-        yield
-    except DuplicateReport:
-        raise RelayError(ErrorCode.DUPLICATE) from None
-    except QuotaExceeded:
-        raise RelayError(ErrorCode.QUOTA) from None
-    except MailboxNotFound:
-        raise RelayError(ErrorCode.AUTH) from None
-    except StorageFull:
-        raise RelayError(ErrorCode.STORAGE_FULL) from None
-    except StorageUnavailable:
-        raise RelayError(ErrorCode.UNAVAILABLE) from None
 
 
 def _iso(ts: int) -> str:
@@ -311,7 +289,7 @@ class ModerationService:
         if ctx is None or not hmac.compare_digest(ctx.sid, record.sid):
             self._count("franking")
             raise RelayError(ErrorCode.FRANKING)
-        with _wire_errors():
+        with storage_errors():
             key = await self.keyring.verifying(ctx.kid, now)
         if key is None:
             self._count("expired")
@@ -347,7 +325,7 @@ class ModerationService:
             detail=f"report filed and verified (reason: {cmd.why})",
         )
         try:
-            with _wire_errors():
+            with storage_errors():
                 await self.store.insert_report(
                     report, audit, max_per_day=self.config.reports_per_day
                 )
@@ -367,7 +345,7 @@ class ModerationService:
                 ``UNAVAILABLE``.
         """
         assert cmd.report is not None
-        with _wire_errors():
+        with storage_errors():
             rec = await self.store.get_report(cmd.report)
         if rec is None or not hmac.compare_digest(rec.sid, record.sid):
             raise RelayError(ErrorCode.AUTH)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 
 from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
@@ -58,25 +57,18 @@ from clientlib.wire.limits import (
 from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest
 from relay.auth import bytes_eq, validate_owner_key, verify_owner_command
 from relay.config import RelayConfig
-from relay.errors import RelayError, from_wire_error
+from relay.errors import RelayError, from_wire_error, storage_errors
 from relay.franking import FrankingKeyring, build_context, relay_tag, source_for
 from relay.metrics import Metrics
 from relay.moderation import ModerationService
 from relay.storage.base import (
     SECONDS_PER_DAY,
-    BoundaryExceeded,
     IdCollision,
-    MailboxNotFound,
     MailboxRecord,
-    PowRequired,
-    QuotaExceeded,
     RelayStamp,
     StampMismatch,
-    StorageFull,
-    StorageUnavailable,
     WakeEvent,
     Wakeups,
-    WrongKind,
 )
 from relay.storage.base import EnvelopeStore as Store
 
@@ -119,27 +111,6 @@ def size_bucket(length: int) -> int:
         if length <= bucket:
             return bucket
     return ENVELOPE_BUCKETS[-1]
-
-
-@contextmanager
-def storage_errors() -> Iterator[None]:
-    """Map storage exceptions to wire errors."""
-    try:
-        yield
-    except MailboxNotFound:
-        raise RelayError(ErrorCode.AUTH) from None
-    except QuotaExceeded:
-        raise RelayError(ErrorCode.QUOTA) from None
-    except WrongKind:
-        raise RelayError(ErrorCode.MALFORMED) from None
-    except BoundaryExceeded:
-        raise RelayError(ErrorCode.BOUNDARY) from None
-    except PowRequired:
-        raise RelayError(ErrorCode.POW) from None
-    except StorageFull:
-        raise RelayError(ErrorCode.STORAGE_FULL) from None
-    except StorageUnavailable:
-        raise RelayError(ErrorCode.UNAVAILABLE) from None
 
 
 class MailboxService:

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import getpass
-import logging
 import os
 import shlex
 import sys
@@ -24,16 +23,12 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Coroutine,
-    Iterator,
-    MutableMapping,
     Sequence,
 )
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
-
-import structlog
 
 from clientlib.chat.qr import render_qr
 from clientlib.chat.text import (
@@ -150,34 +145,6 @@ def _out(*lines: str) -> None:
 
 def _err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _logs_to_stderr() -> Iterator[None]:
-    """Route clientlib's structlog output (by default printed to stdout, which would break
-    our stable output) to stderr, warnings and errors only; restore the setup afterwards."""
-    was_configured = structlog.is_configured()
-    old = structlog.get_config()
-
-    def render(_: object, __: str, event: MutableMapping[str, Any]) -> str:
-        what = event.pop("event", "")
-        level = event.pop("level", "log")
-        extra = "".join(f" {k}={v}" for k, v in sorted(event.items()))
-        return f"blindchat: {level}: {what}{extra}"
-
-    structlog.configure(
-        processors=[structlog.processors.add_log_level, render],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-    try:
-        yield
-    finally:
-        if was_configured:
-            structlog.configure(**old)
-        else:
-            structlog.reset_defaults()
 
 
 # --- passphrase ---------------------------------------------------------------------------
@@ -1101,8 +1068,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif not ctx.keystore.exists():
             raise KeystoreNotFound
         ctx.passphrase = _read_passphrase(args, confirm=func is cmd_init)
-        with _logs_to_stderr():
-            return asyncio.run(func(ctx, args))
+        return asyncio.run(func(ctx, args))
     except (CliError, MessagingError) as exc:
         code, message = explain(exc, ctx)
         _err(f"blindchat: {message}")

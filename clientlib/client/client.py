@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import struct
@@ -33,7 +34,6 @@ from typing import Literal, Self, TypedDict, Unpack
 
 import aiohttp
 import msgpack
-import structlog
 
 from clientlib.client.content import (
     MAX_INTRO_BYTES,
@@ -128,7 +128,7 @@ __all__ = ["BoundaryViolation", "Client", "ClientOptions", "ContactRef", "Reques
 #: the 4 KiB class, no attachments, 100 a day, and a light proof of work (about 0.1 s).
 DEFAULT_BOUNDARIES = Boundaries(size=4096, att=0, day=100, pow=12)
 
-log = structlog.get_logger("clientlib")
+log = logging.getLogger("clientlib.client")
 
 #: One-time prekey items uploaded per address, and the level that triggers a refill.
 PREKEY_BATCH = 24
@@ -164,20 +164,6 @@ def _settings(v: list[int]) -> PrivacySettings:
 def _jitter() -> float:
     """A delay factor in [0.5, 1.5): spreads reconnecting clients (not a secret)."""
     return 0.5 + random.random()  # noqa: S311
-
-
-def _hex(b: bytes) -> str:
-    return b.hex()
-
-
-def _unhex(s: str, what: str) -> bytes:
-    try:
-        raw = bytes.fromhex(s)
-    except ValueError:
-        raise LocalProtocolError(f"not a valid {what} id") from None
-    if len(raw) != 16:
-        raise LocalProtocolError(f"not a valid {what} id")
-    return raw
 
 
 class ClientOptions(TypedDict, total=False):
@@ -506,7 +492,7 @@ class Client:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("client task failed", error=type(task.exception()).__name__)
+            log.error("client task failed: %s", type(task.exception()).__name__)
 
     async def close(self) -> None:
         """Stop, disconnect, and close the keystore and history. Idempotent."""
@@ -586,7 +572,7 @@ class Client:
 
     def messages(self, ref: ContactRef, *, limit: int | None = None) -> list[StoredMessage]:
         """The conversation with a contact, oldest first."""
-        return self._history.messages(_hex(self._resolve_contact(ref)), limit=limit)
+        return self._history.messages(self._resolve_contact(ref).hex(), limit=limit)
 
     def safety_number(self, ref: ContactRef) -> str:
         """The 60-digit safety number of our conversation with a contact (protocol.md §16)."""
@@ -823,7 +809,7 @@ class Client:
             try:
                 await self._transport().ban(self._cred(a.rid, a.owner), add=[req.hdl])
             except TransportError as exc:  # declined locally all the same
-                log.debug("ban postponed", error=type(exc).__name__)
+                log.debug("ban postponed: %s", type(exc).__name__)
         async with self._lock:
             self._requests.pop(qid, None)
             self._ks_().delete("requests", qid)
@@ -1457,7 +1443,7 @@ class Client:
             except Exception as exc:
                 # Fail-stop: memory may now be ahead of the keystore, so nothing more may be
                 # acknowledged. Unacked envelopes wait at the relay for the next start.
-                log.error("incoming processing stopped", error=type(exc).__name__)
+                log.error("incoming processing stopped: %s", type(exc).__name__)
                 self._emit(ClientWarning("storage_failed", type(exc).__name__))
                 for _ in batch:
                     self._inbox.task_done()
@@ -1761,7 +1747,7 @@ class Client:
         try:
             await self.check_reports()
         except TransportError as exc:
-            log.debug("report check postponed", error=type(exc).__name__)
+            log.debug("report check postponed: %s", type(exc).__name__)
 
     async def _refill(self, aid: bytes) -> None:
         a = self._addresses.get(aid)
@@ -1793,7 +1779,7 @@ class Client:
                 self._put_address(aid)
                 await self._save()
         except TransportError as exc:
-            log.debug("prekey refill postponed", error=type(exc).__name__)
+            log.debug("prekey refill postponed: %s", type(exc).__name__)
 
     def __repr__(self) -> str:
         return f"<Client relay={self._relay_url!r} contacts={len(self._contacts)}>"

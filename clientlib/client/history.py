@@ -29,6 +29,7 @@ import msgpack
 from clientlib.client.types import DeliveryState, StoredMessage
 from clientlib.crypto.primitives import AEAD_NONCE_SIZE, AEAD_TAG_SIZE, aead_decrypt, aead_encrypt
 from clientlib.errors import DecryptionError, MessagingError, WireError
+from clientlib.keystore.file import fsync_dir
 from clientlib.wire.codec import unpack_strict
 
 __all__ = [
@@ -174,7 +175,8 @@ class EncryptedFileHistory:
                 os.write(fd, _MAGIC)
                 os.fsync(fd)
                 if fresh:
-                    _fsync_dir(self._path.parent)
+                    with contextlib.suppress(OSError):
+                        fsync_dir(self._path.parent)
             else:
                 self._replay(fd)
         except BaseException:
@@ -293,12 +295,3 @@ class EncryptedFileHistory:
 
     def __repr__(self) -> str:
         return "EncryptedFileHistory(<secret>)"
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

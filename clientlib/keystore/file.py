@@ -214,7 +214,8 @@ def _read(path: Path) -> bytes:
     return raw
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (fsync the directory)."""
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -247,7 +248,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
             raise KeystoreError("cannot write keystore file") from exc
         raise
     try:
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as exc:
         raise KeystoreError("keystore written but directory sync failed") from exc
 
@@ -457,7 +458,7 @@ class FileKeystore:
                 finally:
                     os.close(fd)
                 self._path.unlink()
-                _fsync_dir(self._path.parent)
+                fsync_dir(self._path.parent)
         except OSError as exc:
             raise KeystoreError("cannot wipe keystore file") from exc
         finally:
