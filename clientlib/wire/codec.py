@@ -10,6 +10,12 @@ order, before any work is done on the content:
 4. the map is checked against the structure's schema: every required field present, no unknown
    field, every value of the declared type and within its bounds.
 
+A structure declares its schema once, on its attributes: ``@wire_struct`` makes the class a
+frozen dataclass whose every attribute is a ``wire(...)`` field (its type and bounds, and its
+wire key where that differs from the attribute name); an attribute annotated ``X | None`` is
+optional on the wire. The older form, a ``@dataclass`` with an explicit ``SCHEMA`` tuple of
+:class:`Field`, still works; both give the same ``SCHEMA`` and so the same bytes.
+
 Any failure raises a :class:`~clientlib.errors.WireError` whose ``code`` is one documented
 wire error code. Nesting is bounded by the schemas (the deepest v1 structure has depth 3);
 anything nested where the schema expects a scalar is MALFORMED, and the C decoder refuses
@@ -18,9 +24,10 @@ nesting beyond 1024 before Python objects pile up.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar, dataclass_transform, get_args
 
 import msgpack
 
@@ -40,6 +47,8 @@ __all__ = [
     "decode_map",
     "encode_map",
     "unpack_strict",
+    "wire",
+    "wire_struct",
 ]
 
 
@@ -184,6 +193,9 @@ class Field:
 class Struct:
     """Base of every v1 structure: a frozen dataclass with a ``SCHEMA`` of :class:`Field`.
 
+    Declare the fields with :func:`wire_struct` and :func:`wire` (``SCHEMA`` is then derived
+    from them), or, in the older form, with ``@dataclass`` and an explicit ``SCHEMA``.
+
     ``TYPE`` (when set) is the value of the ``t`` field that names the structure on the wire.
     Optional fields hold ``None`` when absent and are omitted when encoding.
     """
@@ -191,6 +203,8 @@ class Struct:
     __slots__ = ()
     TYPE: ClassVar[str] = ""
     SCHEMA: ClassVar[tuple[Field, ...]] = ()
+    # Every concrete structure is a dataclass (declared here for the type checker only).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     @classmethod
     def from_map(cls, fields: Mapping[str, Any]) -> Self:
@@ -225,6 +239,93 @@ class Struct:
     def encode(self, version: int = SUPPORTED_VERSIONS.max) -> bytes:
         """Encode as ``version || msgpack(map)``."""
         return encode_map(self.to_map(), version)
+
+
+#: The key of a :func:`wire` field's entry in its dataclass field metadata.
+_WIRE = "clientlib.wire"
+_S = TypeVar("_S", bound=Struct)
+
+
+@dataclass(frozen=True, slots=True)
+class _WireSpec:
+    check: _Check
+    key: str | None
+
+
+def wire(check: _Check, /, *, key: str | None = None, default: object = dataclasses.MISSING) -> Any:
+    """Declare one field of a :func:`wire_struct` structure.
+
+    Args:
+        check: the field's type and bounds (``Bin(32)``, ``Int(0, 1)``, ``ListOf(...)``, ...).
+        key: the wire key, only where it differs from the attribute name.
+        default: ``None`` to let callers leave an optional field out; nothing else.
+
+    The field is optional on the wire (absent when ``None``, omitted when encoding) exactly
+    when its annotation admits ``None``.
+
+    Raises:
+        TypeError: ``default`` is neither ``None`` nor left out.
+    """
+    metadata = {_WIRE: _WireSpec(check, key)}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata)
+    if default is not None:
+        raise TypeError("a wire field's default can only be None")
+    return dataclasses.field(default=None, metadata=metadata)
+
+
+def _admits_none(annotation: object) -> bool:
+    """Whether a field annotation admits ``None``: ``X | None`` or ``Optional[X]``, as a type
+    or as the string a ``from __future__ import annotations`` module leaves."""
+    if annotation is None or annotation is type(None):
+        return True
+    if not isinstance(annotation, str):
+        return type(None) in get_args(annotation)
+    text = annotation.replace(" ", "")
+    if text.startswith(("Optional[", "typing.Optional[")):
+        return True
+    depth, part, parts = 0, "", []
+    for char in text:
+        depth += (char == "[") - (char == "]")
+        if char == "|" and depth == 0:
+            parts.append(part)
+            part = ""
+        else:
+            part += char
+    parts.append(part)
+    return "None" in parts
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(wire,))
+def wire_struct(cls: type[_S]) -> type[_S]:
+    """Make ``cls`` a frozen, slotted dataclass and derive its ``SCHEMA`` from its fields.
+
+    Every field must be declared with :func:`wire`; the schema lists them in declaration order
+    (which is the key order on the wire), keyed by the attribute name unless ``key`` says
+    otherwise, required unless the annotation admits ``None``.
+
+    Raises:
+        TypeError: a field is not a :func:`wire` field, a ``None`` default is given to a field
+            that cannot be ``None``, two fields share a wire key, a field uses the key ``t``
+            while the structure has a ``TYPE``, or the class also sets ``SCHEMA``.
+    """
+    if "SCHEMA" in cls.__dict__:
+        raise TypeError(f"{cls.__name__}: declare wire(...) fields or a SCHEMA, not both")
+    made = dataclass(frozen=True, slots=True)(cls)
+    schema: list[Field] = []
+    for f in dataclasses.fields(made):
+        spec = f.metadata.get(_WIRE)
+        if not isinstance(spec, _WireSpec):
+            raise TypeError(f"{cls.__name__}.{f.name} is not declared with wire(...)")
+        optional = _admits_none(f.type)
+        if f.default is None and not optional:
+            raise TypeError(f"{cls.__name__}.{f.name} defaults to None but cannot be None")
+        schema.append(Field(spec.key or f.name, f.name, spec.check, required=not optional))
+    keys = [f.key for f in schema]
+    if len(set(keys)) != len(keys) or (made.TYPE and "t" in keys):
+        raise TypeError(f"{cls.__name__}: wire keys must be unique (and not t)")
+    made.SCHEMA = tuple(schema)
+    return made
 
 
 def encode_map(fields: Mapping[str, Any], version: int) -> bytes:

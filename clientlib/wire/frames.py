@@ -27,6 +27,8 @@ from clientlib.wire.codec import (
     StructField,
     Text,
     decode_map,
+    wire,
+    wire_struct,
 )
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.limits import (
@@ -163,7 +165,7 @@ _FX = Bin(min=1, max=MAX_FRANKING_CONTEXT_SIZE)
 _REPORT_ID = Bin(REPORT_ID_SIZE)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class Boundaries(Struct):
     """What a contact address accepts (protocol.md §4.9; revision 3).
 
@@ -172,16 +174,10 @@ class Boundaries(Struct):
     proof-of-work difficulty in leading zero bits (0: none).
     """
 
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("size", "size", IntIn(BOUNDARY_SIZES)),
-        Field("att", "att", Int(0, 1)),
-        Field("day", "day", Int(1, MAX_REQUESTS_PER_DAY)),
-        Field("pow", "pow", Int(0, MAX_POW_BITS)),
-    )
-    size: int
-    att: int
-    day: int
-    pow: int
+    size: int = wire(IntIn(BOUNDARY_SIZES))
+    att: int = wire(Int(0, 1))
+    day: int = wire(Int(1, MAX_REQUESTS_PER_DAY))
+    pow: int = wire(Int(0, MAX_POW_BITS))
 
 
 #: The boundaries of a contact address created without any (max size 4096, no attachments,
@@ -198,7 +194,7 @@ class ClientFrame(Struct):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class RequestChallenge(ClientFrame):
     """Ask for a single-use challenge for one owner operation on one mailbox.
 
@@ -206,32 +202,22 @@ class RequestChallenge(ClientFrame):
     """
 
     TYPE: ClassVar[str] = "chal"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("op", "op", Str(OWNER_OPS)),
-        Field("rid", "rid", _MAILBOX_ID, required=False),
-    )
-    id: int
-    op: str
-    rid: bytes | None = None
+    id: int = wire(_REQ_ID)
+    op: str = wire(Str(OWNER_OPS))
+    rid: bytes | None = wire(_MAILBOX_ID, default=None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class SignedOwnerCommand(ClientFrame):
     """An owner command: ``cmd`` is an encoded :class:`OwnerCommand`, ``sig`` its signature."""
 
     TYPE: ClassVar[str] = "own"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("cmd", "cmd", Bin(min=2, max=MAX_OWNER_COMMAND_SIZE)),
-        Field("sig", "sig", Bin(ED25519_SIGNATURE_SIZE)),
-    )
-    id: int
-    cmd: bytes
-    sig: bytes
+    id: int = wire(_REQ_ID)
+    cmd: bytes = wire(Bin(min=2, max=MAX_OWNER_COMMAND_SIZE))
+    sig: bytes = wire(Bin(ED25519_SIGNATURE_SIZE))
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class Deposit(ClientFrame):
     """Deposit one envelope into the mailbox whose send id is ``sid``.
 
@@ -243,61 +229,41 @@ class Deposit(ClientFrame):
     """
 
     TYPE: ClassVar[str] = "dep"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("sid", "sid", _MAILBOX_ID),
-        Field("eid", "eid", _ENVELOPE_ID),
-        Field("flags", "flags", _FLAGS),
-        Field("ct", "ct", _CT),
-        Field("fc", "fc", _FC, required=False),
-        Field("cap", "cap", Bin(CAPABILITY_SIZE), required=False),
-        Field("hdl", "hdl", _HANDLE, required=False),
-        Field("att", "att", ListOf(Bin(ATTACHMENT_ID_SIZE), MAX_ATTACHMENT_REFS), required=False),
-        Field("pow", "pow", Bin(POW_NONCE_SIZE), required=False),
-        Field("pwc", "pwc", Int(0, 2**64 - 1), required=False),
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
+    eid: bytes = wire(_ENVELOPE_ID)
+    flags: int = wire(_FLAGS)
+    ct: bytes = wire(_CT)
+    fc: bytes | None = wire(_FC, default=None)
+    cap: bytes | None = wire(Bin(CAPABILITY_SIZE), default=None)
+    hdl: bytes | None = wire(_HANDLE, default=None)
+    att: tuple[bytes, ...] | None = wire(
+        ListOf(Bin(ATTACHMENT_ID_SIZE), MAX_ATTACHMENT_REFS), default=None
     )
-    id: int
-    sid: bytes
-    eid: bytes
-    flags: int
-    ct: bytes
-    fc: bytes | None = None
-    cap: bytes | None = None
-    hdl: bytes | None = None
-    att: tuple[bytes, ...] | None = None
-    pow: bytes | None = None
-    pwc: int | None = None
+    pow: bytes | None = wire(Bin(POW_NONCE_SIZE), default=None)
+    pwc: int | None = wire(Int(0, 2**64 - 1), default=None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class Ack(ClientFrame):
     """Acknowledge (and so delete) envelopes pushed on this connection for mailbox ``rid``."""
 
     TYPE: ClassVar[str] = "ack"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("rid", "rid", _MAILBOX_ID),
-        Field("seqs", "seqs", ListOf(_SEQ, MAX_ACK_BATCH)),
-    )
-    id: int
-    rid: bytes
-    seqs: tuple[int, ...]
+    id: int = wire(_REQ_ID)
+    rid: bytes = wire(_MAILBOX_ID)
+    seqs: tuple[int, ...] = wire(ListOf(_SEQ, MAX_ACK_BATCH))
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class Unsubscribe(ClientFrame):
     """Stop pushes for mailbox ``rid`` on this connection."""
 
     TYPE: ClassVar[str] = "unsub"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("rid", "rid", _MAILBOX_ID),
-    )
-    id: int
-    rid: bytes
+    id: int = wire(_REQ_ID)
+    rid: bytes = wire(_MAILBOX_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class FetchBundle(ClientFrame):
     """Ask for the prekey bundle of the mailbox whose send id is ``sid`` (protocol.md §4.7).
 
@@ -305,38 +271,26 @@ class FetchBundle(ClientFrame):
     """
 
     TYPE: ClassVar[str] = "bundle"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("sid", "sid", _MAILBOX_ID),
-    )
-    id: int
-    sid: bytes
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class GetBoundaries(ClientFrame):
     """Ask for the boundaries of the contact address whose send id is ``sid`` (§4.9)."""
 
     TYPE: ClassVar[str] = "bnd?"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("sid", "sid", _MAILBOX_ID),
-    )
-    id: int
-    sid: bytes
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class GetPow(ClientFrame):
     """Ask for a single-use proof-of-work nonce for the contact address ``sid`` (§4.9)."""
 
     TYPE: ClassVar[str] = "pow?"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("sid", "sid", _MAILBOX_ID),
-    )
-    id: int
-    sid: bytes
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
 
 
 #: Per operation: the owner command fields (attribute names) it requires, and those it allows.
@@ -524,92 +478,65 @@ class RelayFrame(Struct):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class RelayLimits(Struct):
     """The limits a relay applies, announced in :class:`Hello`."""
 
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("frame", "max_frame", Int()),
-        Field("env", "max_envelope", Int()),
-        Field("subs", "max_subscriptions", Int()),
-        Field("chal_ttl", "challenge_ttl_s", Int()),
-        Field("ttl", "envelope_ttl_s", Int()),
-        Field("window", "push_window", Int()),
-    )
-    max_frame: int
-    max_envelope: int
-    max_subscriptions: int
-    challenge_ttl_s: int
-    envelope_ttl_s: int
-    push_window: int
+    max_frame: int = wire(Int(), key="frame")
+    max_envelope: int = wire(Int(), key="env")
+    max_subscriptions: int = wire(Int(), key="subs")
+    challenge_ttl_s: int = wire(Int(), key="chal_ttl")
+    envelope_ttl_s: int = wire(Int(), key="ttl")
+    push_window: int = wire(Int(), key="window")
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class Hello(RelayFrame):
     """First frame on every WebSocket: the relay's version range and limits."""
 
     TYPE: ClassVar[str] = "hello"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("min", "min", Int(1, 255)),
-        Field("max", "max", Int(1, 255)),
-        Field("lim", "limits", StructField(RelayLimits)),
-    )
-    min: int
-    max: int
-    limits: RelayLimits
+    min: int = wire(Int(1, 255))
+    max: int = wire(Int(1, 255))
+    limits: RelayLimits = wire(StructField(RelayLimits), key="lim")
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class Ok(RelayFrame):
     """Request ``id`` succeeded (deposit stored or pushed, ack applied, subscribed, ...)."""
 
     TYPE: ClassVar[str] = "ok"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (Field("id", "id", _REQ_ID),)
-    id: int
+    id: int = wire(_REQ_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class ErrorReply(RelayFrame):
     """Request ``id`` failed with ``code`` (``id`` absent when the frame could not be parsed)."""
 
     TYPE: ClassVar[str] = "err"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("code", "code", Str([c.value for c in ErrorCode])),
-        Field("id", "id", _REQ_ID, required=False),
-    )
-    code: str
-    id: int | None = None
+    code: str = wire(Str([c.value for c in ErrorCode]))
+    id: int | None = wire(_REQ_ID, default=None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class ChallengeIssued(RelayFrame):
     """A single-use challenge for the operation requested by ``id``."""
 
     TYPE: ClassVar[str] = "chal"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("nonce", "nonce", Bin(CHALLENGE_SIZE)),
-    )
-    id: int
-    nonce: bytes
+    id: int = wire(_REQ_ID)
+    nonce: bytes = wire(Bin(CHALLENGE_SIZE))
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class MailboxCreated(RelayFrame):
     """A new mailbox: ``rid`` for its owner, ``sid`` to give to senders."""
 
     TYPE: ClassVar[str] = "created"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("rid", "rid", _MAILBOX_ID),
-        Field("sid", "sid", _MAILBOX_ID),
-    )
-    id: int
-    rid: bytes
-    sid: bytes
+    id: int = wire(_REQ_ID)
+    rid: bytes = wire(_MAILBOX_ID)
+    sid: bytes = wire(_MAILBOX_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class StoredEnvelope(Struct):
     """An envelope as the relay hands it to the owner.
 
@@ -620,66 +547,45 @@ class StoredEnvelope(Struct):
     protocol.md §4.11) -- keep them with the franking key to be able to report the message.
     """
 
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("seq", "seq", Int(0, 2**63 - 1)),
-        Field("eid", "eid", _ENVELOPE_ID),
-        Field("ts", "ts", Int()),
-        Field("flags", "flags", _FLAGS),
-        Field("ct", "ct", _CT),
-        Field("fc", "fc", _FC, required=False),
-        Field("hdl", "hdl", _HANDLE, required=False),
-        Field("ft", "ft", _FT, required=False),
-        Field("fx", "fx", _FX, required=False),
-    )
-    seq: int
-    eid: bytes
-    ts: int
-    flags: int
-    ct: bytes
-    fc: bytes | None = None
-    hdl: bytes | None = None
-    ft: bytes | None = None
-    fx: bytes | None = None
+    seq: int = wire(Int(0, 2**63 - 1))
+    eid: bytes = wire(_ENVELOPE_ID)
+    ts: int = wire(Int())
+    flags: int = wire(_FLAGS)
+    ct: bytes = wire(_CT)
+    fc: bytes | None = wire(_FC, default=None)
+    hdl: bytes | None = wire(_HANDLE, default=None)
+    ft: bytes | None = wire(_FT, default=None)
+    fx: bytes | None = wire(_FX, default=None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class EnvelopeDelivered(RelayFrame):
     """An envelope pushed to a subscribed owner; ``env`` fields inlined with ``rid``."""
 
     TYPE: ClassVar[str] = "env"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("rid", "rid", _MAILBOX_ID),
-        Field("env", "env", StructField(StoredEnvelope)),
-    )
-    rid: bytes
-    env: StoredEnvelope
+    rid: bytes = wire(_MAILBOX_ID)
+    env: StoredEnvelope = wire(StructField(StoredEnvelope))
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class EnvelopesFetched(RelayFrame):
     """Reply to an owner ``fetch``: oldest-first envelopes; ``more`` if others wait."""
 
     TYPE: ClassVar[str] = "envs"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("envs", "envs", ListOf(StructField(StoredEnvelope), MAX_FETCH_BATCH)),
-        Field("more", "more", Int(0, 1)),
-    )
-    id: int
-    envs: tuple[StoredEnvelope, ...]
-    more: int
+    id: int = wire(_REQ_ID)
+    envs: tuple[StoredEnvelope, ...] = wire(ListOf(StructField(StoredEnvelope), MAX_FETCH_BATCH))
+    more: int = wire(Int(0, 1))
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class Drained(RelayFrame):
     """Every envelope stored for ``rid`` when the subscription began has now been pushed."""
 
     TYPE: ClassVar[str] = "drained"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (Field("rid", "rid", _MAILBOX_ID),)
-    rid: bytes
+    rid: bytes = wire(_MAILBOX_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class PreKeysStored(RelayFrame):
     """Reply to a ``keys`` owner command: what the mailbox now holds.
 
@@ -687,67 +593,46 @@ class PreKeysStored(RelayFrame):
     """
 
     TYPE: ClassVar[str] = "keys"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("left", "left", Int(0, 2**32 - 1)),
-        Field("static", "static", Int(0, 1)),
-    )
-    id: int
-    left: int
-    static: int
+    id: int = wire(_REQ_ID)
+    left: int = wire(Int(0, 2**32 - 1))
+    static: int = wire(Int(0, 1))
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class BundleIssued(RelayFrame):
     """Reply to :class:`FetchBundle`: the static prekey part and, if one was handed out, a
     one-time item (absent when none is left or the mailbox's hourly allowance is used up);
     ``bnd``: the boundaries, when the mailbox is a contact address (revision 3)."""
 
     TYPE: ClassVar[str] = "bundle"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("static", "static", _PREKEY_STATIC),
-        Field("otk", "otk", _PREKEY_ITEM, required=False),
-        Field("bnd", "bnd", StructField(Boundaries), required=False),
-    )
-    id: int
-    static: bytes
-    otk: bytes | None = None
-    bnd: Boundaries | None = None
+    id: int = wire(_REQ_ID)
+    static: bytes = wire(_PREKEY_STATIC)
+    otk: bytes | None = wire(_PREKEY_ITEM, default=None)
+    bnd: Boundaries | None = wire(StructField(Boundaries), default=None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class BoundariesIssued(RelayFrame):
     """Reply to :class:`GetBoundaries`: what the contact address accepts."""
 
     TYPE: ClassVar[str] = "bnd"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("bnd", "bnd", StructField(Boundaries)),
-    )
-    id: int
-    bnd: Boundaries
+    id: int = wire(_REQ_ID)
+    bnd: Boundaries = wire(StructField(Boundaries))
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class PowIssued(RelayFrame):
     """Reply to :class:`GetPow`: a single-use ``nonce``, the difficulty ``bits`` and the
     expiry ``exp`` (seconds since the epoch) of the nonce."""
 
     TYPE: ClassVar[str] = "pow"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("nonce", "nonce", Bin(POW_NONCE_SIZE)),
-        Field("bits", "bits", Int(0, MAX_POW_BITS)),
-        Field("exp", "exp", Int()),
-    )
-    id: int
-    nonce: bytes
-    bits: int
-    exp: int
+    id: int = wire(_REQ_ID)
+    nonce: bytes = wire(Bin(POW_NONCE_SIZE))
+    bits: int = wire(Int(0, MAX_POW_BITS))
+    exp: int = wire(Int())
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class MailboxInfo(RelayFrame):
     """Reply to an ``info`` owner command: every datum the relay keeps for the mailbox
     (protocol.md §4.10; revision 3).
@@ -762,69 +647,41 @@ class MailboxInfo(RelayFrame):
     """
 
     TYPE: ClassVar[str] = "info"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("kind", "kind", Str(MAILBOX_KINDS)),
-        Field("sid", "sid", _MAILBOX_ID),
-        Field("owner_key", "owner_key", Bin(ED25519_PUBLIC_KEY_SIZE)),
-        Field("created_day", "created_day", _DAY),
-        Field("active_day", "active_day", _DAY),
-        Field("last_seq", "last_seq", _COUNT),
-        Field("envelopes", "envelopes", _COUNT),
-        Field("bytes", "stored_bytes", _COUNT),
-        Field("oldest_ts", "oldest_ts", _COUNT, required=False),
-        Field("dedupe_records", "dedupe_records", _COUNT),
-        Field("prekeys_left", "prekeys_left", _COUNT),
-        Field("prekey_static", "prekey_static", Int(0, 1)),
-        Field("prekey_hour", "prekey_hour", _COUNT, required=False),
-        Field("prekeys_handed", "prekeys_handed", _COUNT),
-        Field("caps", "caps", _COUNT),
-        Field("bnd", "bnd", StructField(Boundaries), required=False),
-        Field("bans", "bans", _COUNT),
-        Field("requests_day", "requests_day", _DAY, required=False),
-        Field("requests", "requests", _COUNT),
-        Field("requests_today", "requests_today", _COUNT),
-        Field("suspended", "suspended", Int(1, 1), required=False),
-    )
-    id: int
-    kind: str
-    sid: bytes
-    owner_key: bytes
-    created_day: int
-    active_day: int
-    last_seq: int
-    envelopes: int
-    stored_bytes: int
-    oldest_ts: int | None
-    dedupe_records: int
-    prekeys_left: int
-    prekey_static: int
-    prekey_hour: int | None
-    prekeys_handed: int
-    caps: int
-    bnd: Boundaries | None
-    bans: int
-    requests_day: int | None
-    requests: int
-    requests_today: int
-    suspended: int | None = None
+    id: int = wire(_REQ_ID)
+    kind: str = wire(Str(MAILBOX_KINDS))
+    sid: bytes = wire(_MAILBOX_ID)
+    owner_key: bytes = wire(Bin(ED25519_PUBLIC_KEY_SIZE))
+    created_day: int = wire(_DAY)
+    active_day: int = wire(_DAY)
+    last_seq: int = wire(_COUNT)
+    envelopes: int = wire(_COUNT)
+    stored_bytes: int = wire(_COUNT, key="bytes")
+    oldest_ts: int | None = wire(_COUNT)
+    dedupe_records: int = wire(_COUNT)
+    prekeys_left: int = wire(_COUNT)
+    prekey_static: int = wire(Int(0, 1))
+    prekey_hour: int | None = wire(_COUNT)
+    prekeys_handed: int = wire(_COUNT)
+    caps: int = wire(_COUNT)
+    bnd: Boundaries | None = wire(StructField(Boundaries))
+    bans: int = wire(_COUNT)
+    requests_day: int | None = wire(_DAY)
+    requests: int = wire(_COUNT)
+    requests_today: int = wire(_COUNT)
+    suspended: int | None = wire(Int(1, 1), default=None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class ReportAccepted(RelayFrame):
     """Reply to a ``report`` owner command: the report verified and is stored under the
     16-byte id ``report`` (protocol.md §4.11; revision 4)."""
 
     TYPE: ClassVar[str] = "reported"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("report", "report", _REPORT_ID),
-    )
-    id: int
-    report: bytes
+    id: int = wire(_REQ_ID)
+    report: bytes = wire(_REPORT_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_struct
 class ReportStatus(RelayFrame):
     """Reply to an ``rstat`` owner command: the state of a report the mailbox filed.
 
@@ -834,18 +691,11 @@ class ReportStatus(RelayFrame):
     """
 
     TYPE: ClassVar[str] = "rstat"
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field("id", "id", _REQ_ID),
-        Field("report", "report", _REPORT_ID),
-        Field("status", "status", Str(REPORT_STATUSES)),
-        Field("action", "action", Str(REPORT_ACTIONS), required=False),
-        Field("ts", "ts", Int()),
-    )
-    id: int
-    report: bytes
-    status: str
-    action: str | None
-    ts: int
+    id: int = wire(_REQ_ID)
+    report: bytes = wire(_REPORT_ID)
+    status: str = wire(Str(REPORT_STATUSES))
+    action: str | None = wire(Str(REPORT_ACTIONS))
+    ts: int = wire(Int())
 
 
 _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
