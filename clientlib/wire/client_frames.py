@@ -1,0 +1,193 @@
+"""The frames a client sends to the relay (protocol.md §3, §4).
+
+They are commands, named as imperatives (``Deposit``, ``Ack``); the ``t`` field names the frame
+on the wire. Relay-to-client frames have a separate registry
+(:mod:`clientlib.wire.relay_frames`), so the same ``t`` may mean a different frame there.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from clientlib.wire.codec import (
+    Bin,
+    Int,
+    ListOf,
+    Str,
+    Struct,
+    decode_map,
+    wire,
+    wire_struct,
+)
+from clientlib.wire.limits import (
+    ATTACHMENT_ID_SIZE,
+    CAPABILITY_SIZE,
+    ED25519_SIGNATURE_SIZE,
+    MAX_ACK_BATCH,
+    MAX_ATTACHMENT_REFS,
+    MAX_FRAME_SIZE,
+    MAX_OWNER_COMMAND_SIZE,
+    POW_NONCE_SIZE,
+)
+from clientlib.wire.shared import (
+    _CT,
+    _ENVELOPE_ID,
+    _FC,
+    _FLAGS,
+    _HANDLE,
+    _MAILBOX_ID,
+    _REQ_ID,
+    _SEQ,
+    OWNER_OPS,
+    _dispatch,
+)
+from clientlib.wire.version import SUPPORTED_VERSIONS, VersionRange
+
+__all__ = [
+    "Ack",
+    "ClientFrame",
+    "Deposit",
+    "FetchBundle",
+    "GetBoundaries",
+    "GetPow",
+    "RequestChallenge",
+    "SignedOwnerCommand",
+    "Unsubscribe",
+    "decode_client_frame",
+]
+
+
+class ClientFrame(Struct):
+    """Base of frames a client sends."""
+
+    __slots__ = ()
+
+
+@wire_struct
+class RequestChallenge(ClientFrame):
+    """Ask for a single-use challenge for one owner operation on one mailbox.
+
+    ``rid`` is absent for ``create`` (the mailbox does not exist yet).
+    """
+
+    TYPE: ClassVar[str] = "chal"
+    id: int = wire(_REQ_ID)
+    op: str = wire(Str(OWNER_OPS))
+    rid: bytes | None = wire(_MAILBOX_ID, default=None)
+
+
+@wire_struct
+class SignedOwnerCommand(ClientFrame):
+    """An owner command: ``cmd`` is an encoded :class:`OwnerCommand`, ``sig`` its signature."""
+
+    TYPE: ClassVar[str] = "own"
+    id: int = wire(_REQ_ID)
+    cmd: bytes = wire(Bin(min=2, max=MAX_OWNER_COMMAND_SIZE))
+    sig: bytes = wire(Bin(ED25519_SIGNATURE_SIZE))
+
+
+@wire_struct
+class Deposit(ClientFrame):
+    """Deposit one envelope into the mailbox whose send id is ``sid``.
+
+    Revision 3 (protocol.md §4.8, §4.9): ``cap`` is the send capability a pairwise mailbox
+    requires; ``hdl`` (the requester's handle, required by contact addresses), ``att``
+    (attachment ids the envelope references), ``pow`` (a relay-issued nonce) and ``pwc`` (the
+    proof-of-work counter) are for contact addresses. Fields a mailbox's kind does not use are
+    ignored.
+    """
+
+    TYPE: ClassVar[str] = "dep"
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
+    eid: bytes = wire(_ENVELOPE_ID)
+    flags: int = wire(_FLAGS)
+    ct: bytes = wire(_CT)
+    fc: bytes | None = wire(_FC, default=None)
+    cap: bytes | None = wire(Bin(CAPABILITY_SIZE), default=None)
+    hdl: bytes | None = wire(_HANDLE, default=None)
+    att: tuple[bytes, ...] | None = wire(
+        ListOf(Bin(ATTACHMENT_ID_SIZE), MAX_ATTACHMENT_REFS), default=None
+    )
+    pow: bytes | None = wire(Bin(POW_NONCE_SIZE), default=None)
+    pwc: int | None = wire(Int(0, 2**64 - 1), default=None)
+
+
+@wire_struct
+class Ack(ClientFrame):
+    """Acknowledge (and so delete) envelopes pushed on this connection for mailbox ``rid``."""
+
+    TYPE: ClassVar[str] = "ack"
+    id: int = wire(_REQ_ID)
+    rid: bytes = wire(_MAILBOX_ID)
+    seqs: tuple[int, ...] = wire(ListOf(_SEQ, MAX_ACK_BATCH))
+
+
+@wire_struct
+class Unsubscribe(ClientFrame):
+    """Stop pushes for mailbox ``rid`` on this connection."""
+
+    TYPE: ClassVar[str] = "unsub"
+    id: int = wire(_REQ_ID)
+    rid: bytes = wire(_MAILBOX_ID)
+
+
+@wire_struct
+class FetchBundle(ClientFrame):
+    """Ask for the prekey bundle of the mailbox whose send id is ``sid`` (protocol.md §4.7).
+
+    The relay answers :class:`BundleIssued`, consuming one one-time item if it hands one out.
+    """
+
+    TYPE: ClassVar[str] = "bundle"
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
+
+
+@wire_struct
+class GetBoundaries(ClientFrame):
+    """Ask for the boundaries of the contact address whose send id is ``sid`` (§4.9)."""
+
+    TYPE: ClassVar[str] = "bnd?"
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
+
+
+@wire_struct
+class GetPow(ClientFrame):
+    """Ask for a single-use proof-of-work nonce for the contact address ``sid`` (§4.9)."""
+
+    TYPE: ClassVar[str] = "pow?"
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
+
+
+_CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
+    cls.TYPE: cls
+    for cls in (
+        RequestChallenge,
+        SignedOwnerCommand,
+        Deposit,
+        Ack,
+        Unsubscribe,
+        FetchBundle,
+        GetBoundaries,
+        GetPow,
+    )
+}
+
+
+def decode_client_frame(
+    data: bytes, *, max_size: int = MAX_FRAME_SIZE, versions: VersionRange = SUPPORTED_VERSIONS
+) -> tuple[int, ClientFrame]:
+    """Decode a frame sent by a client.
+
+    Returns:
+        ``(version, frame)``.
+
+    Raises:
+        WireError: with ``code`` MALFORMED, VERSION or TOO_LARGE.
+    """
+    version, fields = decode_map(data, max_size=max_size, versions=versions)
+    frame: ClientFrame = _dispatch(_CLIENT_FRAMES, fields)
+    return version, frame
