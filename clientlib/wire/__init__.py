@@ -2,6 +2,11 @@
 
 Pure: depends on the standard library, msgpack and :mod:`clientlib.errors` only, never on any
 crypto, session or transport code, so that the relay can import it and stay blind.
+
+Modules: ``codec`` (strict msgpack, ``Struct`` and the ``wire(...)`` field declarations),
+``client_frames`` (client -> relay), ``relay_frames`` (relay -> client), ``shared`` (owner
+operations, boundaries, the stored envelope), ``frames`` (the owner command, and every frame
+re-exported), ``limits``, ``codes``, ``version`` and ``pow``.
 """
 
 from __future__ import annotations

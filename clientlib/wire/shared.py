@@ -77,6 +77,7 @@ OWNER_OPS = (
     OP_REPORT_STATUS,
 )
 
+# Field types used by more than one structure (package-private: the frame modules import them).
 _REQ_ID = Int(0, MAX_REQUEST_ID)
 _MAILBOX_ID = Bin(MAILBOX_ID_SIZE)
 _ENVELOPE_ID = Bin(ENVELOPE_ID_SIZE)
@@ -138,6 +139,12 @@ class StoredEnvelope(Struct):
 
 
 def _dispatch(registry: dict[str, Any], fields: dict[str, Any]) -> Any:
+    """Build the frame ``fields["t"]`` names in ``registry``.
+
+    Raises:
+        WireError: MALFORMED -- ``t`` is missing or names no frame of this direction, or the
+            fields do not fit that frame's schema.
+    """
     t = fields.get("t")
     cls = registry.get(t) if type(t) is str else None
     if cls is None:
