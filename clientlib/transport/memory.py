@@ -163,7 +163,9 @@ class _Pipe(asyncio.Transport):
         if self._lost:
             return
         self._lost = True
+        self._closing = True
         self._inbox.clear()
+        self._peer = None  # break the cycle; the peer's writes to this end are dropped
         self._protocol.connection_lost(None)
 
 

@@ -34,7 +34,7 @@ from clientlib.transport import (
 )
 from clientlib.transport.api import RelayAPI
 from clientlib.transport.memory import MemoryLink
-from clientlib.wire import OWNER_COMMAND_CONTEXT, VersionRange
+from clientlib.wire import DEFAULT_BOUNDARIES, OWNER_COMMAND_CONTEXT, REPORT_REASONS, VersionRange
 from relay.config import RelayConfig
 
 MakeRelay = Callable[[RelayConfig], Awaitable[tuple[str, TestServer]]]
@@ -336,28 +336,47 @@ def test_both_transports_share_one_api() -> None:
     assert {"events", "subscribe", "unsubscribe", "ack"} <= set(vars(WebSocketTransport))
 
 
+def bad_calls(
+    t: RelayAPI, cred: MailboxCredential, sid: bytes
+) -> list[Callable[[], Awaitable[object]]]:
+    """One call per shared operation with a field the relay would refuse."""
+    short = MailboxCredential(cred.rid[:15], cred.sign)
+    return [
+        lambda: t.deposit(sid[:15], ct(), eid=eid()),
+        lambda: t.deposit(sid, ct(), eid=eid()[:15]),
+        lambda: t.deposit(sid, ct(), eid=eid(), cap=bytes(31)),
+        lambda: t.delete_mailbox(short),
+        lambda: t.mailbox_info(short),
+        lambda: t.set_caps(cred, add=[bytes(31)]),
+        lambda: t.ban(cred, remove=[bytes(16)] * 65),
+        lambda: t.set_boundaries(short, DEFAULT_BOUNDARIES),
+        lambda: t.report(
+            cred,
+            msg=b"m",
+            fk=bytes(31),
+            fc=bytes(32),
+            ft=bytes(32),
+            fx=b"x",
+            sender=bytes(32),
+            recipient=bytes(32),
+            reason=REPORT_REASONS[0],
+        ),
+        lambda: t.report_status(cred, bytes(15)),
+        lambda: t.put_prekeys(cred, one_time=[b""]),
+        lambda: t.boundaries(sid[:15]),
+        lambda: t.pow_challenge(sid + b"\x00"),
+        lambda: t.fetch_bundle(b""),
+        lambda: t.create_mailbox(bytes(32), cred.sign, kind="nope"),
+    ]
+
+
 async def test_local_checks_change_nothing_on_either_transport(link: MemoryLink) -> None:
     async with link.websocket() as ws:
         http = link.http()
         cred, sid, _ = await new_mailbox(ws)
         before = await http.mailbox_info(cred)
-        short = MailboxCredential(cred.rid[:15], cred.sign)
         for t in (ws, http):
-            calls: list[Callable[[], Awaitable[object]]] = [
-                lambda t=t: t.deposit(sid[:15], ct(), eid=eid()),
-                lambda t=t: t.deposit(sid, ct(), eid=eid()[:15]),
-                lambda t=t: t.deposit(sid, ct(), eid=eid(), cap=bytes(31)),
-                lambda t=t: t.delete_mailbox(short),
-                lambda t=t: t.mailbox_info(short),
-                lambda t=t: t.set_caps(cred, add=[bytes(31)]),
-                lambda t=t: t.ban(cred, remove=[bytes(16)] * 65),
-                lambda t=t: t.report_status(cred, bytes(15)),
-                lambda t=t: t.put_prekeys(cred, one_time=[b""]),
-                lambda t=t: t.boundaries(sid[:15]),
-                lambda t=t: t.pow_challenge(sid + b"\x00"),
-                lambda t=t: t.fetch_bundle(b""),
-                lambda t=t: t.create_mailbox(bytes(32), cred.sign, kind="nope"),
-            ]
+            calls = bad_calls(t, cred, sid)
             for call in calls:
                 with pytest.raises(LocalProtocolError):
                     await call()
