@@ -8,6 +8,12 @@
   (send capabilities, boundaries, proof-of-work nonces, bans, mailbox info) and abuse
   reports (§4.11: ``report``, ``report_status``); both transports have all of these except
   subscribe (WebSocket) and fetch (HTTP).
+- :class:`~clientlib.transport.api.RelayAPI` -- the operations both share, written once
+  (signatures, docstrings, field and reply checks) over two primitives each transport
+  implements: a plain request and an owner request. Type against it when any transport will do.
+- :mod:`clientlib.transport.memory` (imported on its own, for tests and embedding) --
+  :class:`~clientlib.transport.memory.MemoryLink` serves an aiohttp application such as the
+  relay's in this process and connects both transports to it through in-memory pipes.
 
 This layer imports only aiohttp, the standard library, :mod:`clientlib.wire` and
 :mod:`clientlib.errors`. It holds no secret keys: owner commands are signed through a
@@ -24,6 +30,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from clientlib.transport.api import RelayAPI
 from clientlib.transport.base import (
     CaughtUp,
     Delivered,
@@ -45,6 +52,7 @@ __all__ = [
     "HTTPTransport",
     "MailboxCredential",
     "Reconnected",
+    "RelayAPI",
     "SignFn",
     "SubscriptionLost",
     "TransportEvent",

@@ -20,6 +20,7 @@ from clientlib.wire import (
     HANDLE_SIZE,
     KIND_ADDRESS,
     KIND_OPEN,
+    MAILBOX_ID_SIZE,
     MAILBOX_KINDS,
     MAX_ATTACHMENT_REFS,
     MAX_FRANKING_CONTEXT_SIZE,
@@ -50,6 +51,7 @@ __all__ = [
     "SignFn",
     "SubscriptionLost",
     "TransportEvent",
+    "check_id",
     "check_report_id",
     "create_fields",
     "deposit_fields",
@@ -280,3 +282,9 @@ def check_report_id(report_id: bytes) -> None:
     """Raises: LocalProtocolError unless ``report_id`` is 16 bytes."""
     if len(report_id) != REPORT_ID_SIZE:
         raise LocalProtocolError(f"a report id is {REPORT_ID_SIZE} bytes")
+
+
+def check_id(value: bytes, name: str) -> None:
+    """Raises: LocalProtocolError unless ``value`` (a ``rid`` or ``sid``) is 16 bytes."""
+    if len(value) != MAILBOX_ID_SIZE:
+        raise LocalProtocolError(f"{name} must be {MAILBOX_ID_SIZE} bytes")

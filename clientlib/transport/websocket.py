@@ -39,13 +39,14 @@ import itertools
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 import aiohttp
 
 from clientlib.errors import LocalProtocolError, RelayRejected, TransportError, WireError
+from clientlib.transport.api import FrameBuilder, RelayAPI, expect, owner_exchange
 from clientlib.transport.base import (
     CaughtUp,
     Delivered,
@@ -55,59 +56,21 @@ from clientlib.transport.base import (
     SignFn,
     SubscriptionLost,
     TransportEvent,
-    check_report_id,
-    create_fields,
-    deposit_fields,
-    id_list,
-    prekey_chunks,
-    report_fields,
+    check_id,
 )
 from clientlib.wire import (
-    CAPABILITY_HASH_SIZE,
-    ENVELOPE_ID_SIZE,
-    HANDLE_SIZE,
-    KIND_OPEN,
-    MAILBOX_ID_SIZE,
-    MAX_BANS_PER_COMMAND,
-    MAX_CAPS_PER_COMMAND,
     MAX_RELAY_FRAME_SIZE,
-    OP_BAN,
-    OP_BOUNDARIES,
-    OP_CAPS,
-    OP_CREATE,
-    OP_DELETE,
-    OP_INFO,
-    OP_PREKEYS,
-    OP_REPORT,
-    OP_REPORT_STATUS,
     OP_SUBSCRIBE,
     SUPPORTED_VERSIONS,
     Ack,
-    Boundaries,
-    BoundariesIssued,
-    BundleIssued,
-    ChallengeIssued,
-    ClientFrame,
     Deposit,
     Drained,
     EnvelopeDelivered,
     ErrorReply,
-    FetchBundle,
-    GetBoundaries,
-    GetPow,
     Hello,
-    MailboxCreated,
-    MailboxInfo,
     Ok,
-    OwnerCommand,
-    PowIssued,
-    PreKeysStored,
     RelayFrame,
     RelayLimits,
-    ReportAccepted,
-    ReportStatus,
-    RequestChallenge,
-    SignedOwnerCommand,
     Unsubscribe,
     VersionRange,
     decode_map,
@@ -121,7 +84,6 @@ __all__ = ["WebSocketTransport"]
 log = logging.getLogger("clientlib.transport")
 
 _T = TypeVar("_T")
-_F = TypeVar("_F", bound=RelayFrame)
 #: Any version byte, to read a ``hello`` before a version is agreed on.
 _ANY_VERSION = VersionRange(1, 255)
 
@@ -176,8 +138,12 @@ class _Connection:
         self.pending.clear()
 
 
-class WebSocketTransport:
+class WebSocketTransport(RelayAPI):
     """A relay connection over WebSocket, with automatic reconnect and resubscription.
+
+    The operations shared with :class:`~clientlib.transport.HTTPTransport` are those of
+    :class:`~clientlib.transport.api.RelayAPI`; pushes (:meth:`events`, :meth:`subscribe`,
+    :meth:`unsubscribe`, :meth:`ack`) are the WebSocket's own.
 
     Use as an async context manager; entering opens the first socket (no retry), leaving
     closes it and ends :meth:`events`.
@@ -280,7 +246,7 @@ class WebSocketTransport:
         """The protocol version negotiated on the current socket (``None`` if down)."""
         return self._conn.version if self._conn is not None else None
 
-    # --- public API -----------------------------------------------------------------------
+    # --- WebSocket-only API (the shared operations are RelayAPI's) -------------------------
 
     async def events(self) -> AsyncIterator[TransportEvent]:
         """Yield events until the transport is closed.
@@ -295,43 +261,6 @@ class WebSocketTransport:
                 return
             yield event
 
-    async def create_mailbox(
-        self,
-        owner_key: bytes,
-        sign: SignFn,
-        *,
-        kind: str = KIND_OPEN,
-        boundaries: Boundaries | None = None,
-    ) -> tuple[bytes, bytes]:
-        """Create a mailbox owned by ``owner_key`` (proof of possession by ``sign``).
-
-        Args:
-            owner_key: the new mailbox's Ed25519 owner key.
-            sign: signs the command with that key.
-            kind: ``"open"`` (anyone with the send id may deposit), ``"pair"`` (deposits need
-                a registered send capability, :meth:`set_caps`) or ``"addr"`` (a contact
-                address: deposits are contact requests within ``boundaries``), protocol.md
-                §4.8.
-            boundaries: for ``"addr"`` only; the relay's defaults if None.
-
-        Returns:
-            ``(rid, sid)``: the receive id (keep it secret) and the send id (for senders).
-
-        Raises:
-            LocalProtocolError: an unknown kind, or boundaries for another kind.
-            RelayRejected: the relay refused (``MALFORMED`` for an invalid key, or a relay
-                before revision 3 for kinds other than open; ``AUTH``).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        fields = create_fields(kind, boundaries)
-
-        async def run(conn: _Connection) -> tuple[bytes, bytes]:
-            cmd = await self._owner_command(conn, OP_CREATE, None, sign, key=owner_key, **fields)
-            created = self._expect(cmd, MailboxCreated)
-            return created.rid, created.sid
-
-        return await self._with_connection(run)
-
     async def subscribe(self, cred: MailboxCredential) -> None:
         """Subscribe to pushes for ``cred.rid``, and renew it after every reconnect.
 
@@ -340,7 +269,7 @@ class WebSocketTransport:
             RelayRejected: the relay refused (``AUTH``: no such mailbox or wrong key).
             TransportError: the relay could not be reached in time or the socket dropped.
         """
-        _check_id(cred.rid, "rid")
+        check_id(cred.rid, "rid")
 
         async def run(conn: _Connection) -> None:
             if cred.rid not in self._creds and len(self._creds) >= conn.limits.max_subscriptions:
@@ -360,260 +289,9 @@ class WebSocketTransport:
         self._creds.pop(rid, None)
 
         async def run(conn: _Connection) -> None:
-            self._expect(await self._call(conn, lambda i: Unsubscribe(id=i, rid=rid)), Ok)
+            expect(await self._call(conn, lambda i: Unsubscribe(id=i, rid=rid)), Ok)
 
         await self._with_connection(run)
-
-    async def delete_mailbox(self, cred: MailboxCredential) -> None:
-        """Delete the mailbox with everything it holds; its ids become unknown (``AUTH``).
-
-        Raises:
-            RelayRejected: ``AUTH`` for an unknown mailbox or wrong key.
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-
-        async def run(conn: _Connection) -> None:
-            reply = await self._owner_command(conn, OP_DELETE, cred.rid, cred.sign)
-            self._expect(reply, Ok)
-
-        await self._with_connection(run)
-        self._creds.pop(cred.rid, None)
-
-    async def deposit(
-        self,
-        sid: bytes,
-        ct: bytes,
-        *,
-        eid: bytes,
-        flags: int = 0,
-        fc: bytes | None = None,
-        cap: bytes | None = None,
-        hdl: bytes | None = None,
-        att: Sequence[bytes] = (),
-        pow: tuple[bytes, int] | None = None,
-    ) -> None:
-        """Deposit one envelope; returns once the relay has stored it (or pushed it, for
-        online-only envelopes).
-
-        Args:
-            sid: the destination mailbox's send id.
-            ct: the ciphertext, already padded to an envelope bucket.
-            eid: 16 random bytes chosen by the caller; reuse them when retrying.
-            flags: envelope flags (``FLAG_ONLINE_ONLY``).
-            fc: optional 32-byte franking commitment.
-            cap: the 32-byte send capability a pairwise mailbox requires (protocol.md §4.8).
-            hdl: the 16-byte requester handle a contact address requires (§4.9).
-            att: attachment ids (16 bytes each, at most 16) the envelope references.
-            pow: ``(nonce, counter)``: a proof of work for a contact address that asks for
-                one (:meth:`pow_challenge`, then :func:`clientlib.wire.solve`). A retry after
-                a lost reply needs a fresh nonce (the first one was consumed) but the same
-                ``eid``.
-
-        Raises:
-            LocalProtocolError: ``ct`` is larger than the relay's announced limit, or a field
-                has the wrong length.
-            RelayRejected: the relay refused (``AUTH`` unknown sid or capability, banned
-                handle; ``BOUNDARY``; ``POW``; ``QUOTA``; ``LIMIT``, ...).
-            TransportError: no reply in time, or the socket dropped (retry with ``eid``).
-        """
-        _check_id(sid, "sid")
-        if len(eid) != ENVELOPE_ID_SIZE:
-            raise LocalProtocolError("eid must be 16 bytes")
-        extra = deposit_fields(cap, hdl, att, pow)
-
-        async def run(conn: _Connection) -> None:
-            if len(ct) > conn.limits.max_envelope:
-                raise LocalProtocolError("ciphertext exceeds the relay's envelope limit")
-            reply = await self._call(
-                conn,
-                lambda i: Deposit(id=i, sid=sid, eid=eid, flags=flags, ct=ct, fc=fc, **extra),
-            )
-            self._expect(reply, Ok)
-
-        await self._with_connection(run)
-
-    async def set_caps(
-        self,
-        cred: MailboxCredential,
-        *,
-        add: Sequence[bytes] = (),
-        remove: Sequence[bytes] = (),
-    ) -> None:
-        """Register and revoke send capabilities of a pairwise mailbox (protocol.md §4.8).
-
-        Takes capability *hashes* (:func:`clientlib.wire.capability_hash`), never the
-        capabilities; ``remove`` applies before ``add``. Revoking blocks that contact at the
-        relay; adding the same hash again unblocks it.
-
-        Raises:
-            LocalProtocolError: more than 64 hashes in ``add`` or ``remove``, or not 32 bytes.
-            RelayRejected: ``QUOTA`` (more than the relay's ``max_caps``; nothing changed),
-                ``MALFORMED`` (not a pairwise mailbox, or a relay before revision 3),
-                ``AUTH`` (no such mailbox or wrong key).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        _check_id(cred.rid, "rid")
-        added = id_list(add, CAPABILITY_HASH_SIZE, MAX_CAPS_PER_COMMAND, "capability hashes")
-        removed = id_list(remove, CAPABILITY_HASH_SIZE, MAX_CAPS_PER_COMMAND, "capability hashes")
-        await self._owner_call(cred, OP_CAPS, Ok, add=added, remove=removed)
-
-    async def set_boundaries(self, cred: MailboxCredential, boundaries: Boundaries) -> None:
-        """Replace the boundaries of a contact address (protocol.md §4.9).
-
-        Raises:
-            RelayRejected: ``MALFORMED`` (not a contact address, or a relay before revision
-                3), ``AUTH`` (no such mailbox or wrong key).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        _check_id(cred.rid, "rid")
-        await self._owner_call(cred, OP_BOUNDARIES, Ok, bnd=boundaries)
-
-    async def ban(
-        self,
-        cred: MailboxCredential,
-        *,
-        add: Sequence[bytes] = (),
-        remove: Sequence[bytes] = (),
-    ) -> None:
-        """Ban (``add``) and unban (``remove``, applied first) requester handles of a contact
-        address (protocol.md §4.9): the relay refuses their requests with ``AUTH``.
-
-        Raises:
-            LocalProtocolError: more than 64 handles in ``add`` or ``remove``, or not 16 bytes.
-            RelayRejected: ``QUOTA`` (more than the relay's ``max_bans``; nothing changed),
-                ``MALFORMED`` (not a contact address, or a relay before revision 3),
-                ``AUTH`` (no such mailbox or wrong key).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        _check_id(cred.rid, "rid")
-        banned = id_list(add, HANDLE_SIZE, MAX_BANS_PER_COMMAND, "handles")
-        unbanned = id_list(remove, HANDLE_SIZE, MAX_BANS_PER_COMMAND, "handles")
-        await self._owner_call(cred, OP_BAN, Ok, hdl=banned, unban=unbanned)
-
-    async def mailbox_info(self, cred: MailboxCredential) -> MailboxInfo:
-        """Everything the relay keeps for the mailbox (protocol.md §4.10).
-
-        Raises:
-            RelayRejected: ``AUTH`` (no such mailbox or wrong key), ``MALFORMED`` (a relay
-                before revision 3).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        _check_id(cred.rid, "rid")
-        return await self._owner_call(cred, OP_INFO, MailboxInfo)
-
-    async def report(
-        self,
-        cred: MailboxCredential,
-        *,
-        msg: bytes,
-        fk: bytes,
-        fc: bytes,
-        ft: bytes,
-        fx: bytes,
-        sender: bytes,
-        recipient: bytes,
-        attachments: Sequence[bytes] = (),
-        reason: str,
-        note: str | None = None,
-    ) -> bytes:
-        """Report an abusive message delivered to ``cred``'s mailbox (protocol.md §4.11).
-
-        The relay verifies its franking tag and the sender's commitment, then stores the
-        report for its moderators. Reporting reveals the message, its attachments and both
-        identity keys to the relay operator.
-
-        Args:
-            cred: the mailbox the envelope was delivered to (only its owner may report it).
-            msg: the exact content bytes under the commitment (``MessageReceived.plaintext``).
-            fk: the message's franking key (``MessageReceived.franking_key``).
-            fc: the franking commitment delivered with the envelope.
-            ft: the relay's franking tag delivered with it (``StoredEnvelope.ft``).
-            fx: the tag's context delivered with it (``StoredEnvelope.fx``).
-            sender: the sender's 32-byte identity key.
-            recipient: our 32-byte identity key (the recipient under the commitment).
-            attachments: the attachment plaintexts, in the order of their hashes.
-            reason: one of ``clientlib.wire.REPORT_REASONS``.
-            note: an optional note for the moderator (at most 1,000 bytes of UTF-8).
-
-        Returns:
-            The 16-byte report id (ask its outcome with :meth:`report_status`).
-
-        Raises:
-            LocalProtocolError: a field has the wrong length or the report is too large.
-            RelayRejected: ``FRANKING`` (the tag, its context or the commitment does not
-                verify, or the envelope was delivered to another mailbox), ``EXPIRED`` (the
-                relay's franking key is past its report window), ``DUPLICATE`` (reported
-                before), ``QUOTA`` (this mailbox's daily report allowance is used up),
-                ``AUTH`` (no such mailbox or wrong key), ``MALFORMED`` (a relay before
-                revision 4).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        _check_id(cred.rid, "rid")
-        fields = report_fields(
-            msg=msg,
-            fk=fk,
-            fc=fc,
-            ft=ft,
-            fx=fx,
-            sender=sender,
-            recipient=recipient,
-            attachments=attachments,
-            reason=reason,
-            note=note,
-        )
-        accepted = await self._owner_call(cred, OP_REPORT, ReportAccepted, **fields)
-        return accepted.report
-
-    async def report_status(self, cred: MailboxCredential, report_id: bytes) -> ReportStatus:
-        """The state of a report this mailbox filed: ``status`` (``open``/``resolved``),
-        ``action`` (``none``/``revoke``/``suspend`` once resolved) and ``ts``.
-
-        Raises:
-            LocalProtocolError: ``report_id`` is not 16 bytes.
-            RelayRejected: ``AUTH`` (no such mailbox or wrong key, or no report with that id
-                filed by this mailbox), ``MALFORMED`` (a relay before revision 4).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        _check_id(cred.rid, "rid")
-        check_report_id(report_id)
-        return await self._owner_call(cred, OP_REPORT_STATUS, ReportStatus, report=report_id)
-
-    async def boundaries(self, sid: bytes) -> Boundaries:
-        """The boundaries of the contact address with send id ``sid`` (protocol.md §4.9).
-
-        Raises:
-            RelayRejected: ``AUTH`` (no such mailbox, or not a contact address),
-                ``MALFORMED`` (a relay before revision 3).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        _check_id(sid, "sid")
-
-        async def run(conn: _Connection) -> Boundaries:
-            reply = await self._call(conn, lambda i: GetBoundaries(id=i, sid=sid))
-            return self._expect(reply, BoundariesIssued).bnd
-
-        return await self._with_connection(run)
-
-    async def pow_challenge(self, sid: bytes) -> PowIssued:
-        """A single-use proof-of-work nonce for a request to the contact address ``sid``.
-
-        Solve it with :func:`clientlib.wire.solve` (``reply.bits`` leading zero bits, in a
-        thread) before ``reply.exp`` and pass ``pow=(reply.nonce, counter)`` to
-        :meth:`deposit`. With ``reply.bits == 0`` the address asks for no work.
-
-        Raises:
-            RelayRejected: ``AUTH`` (no such mailbox, or not a contact address), ``LIMIT``
-                (this connection's per-minute allowance of requests), ``MALFORMED`` (a relay
-                before revision 3).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        _check_id(sid, "sid")
-
-        async def run(conn: _Connection) -> PowIssued:
-            reply = await self._call(conn, lambda i: GetPow(id=i, sid=sid))
-            return self._expect(reply, PowIssued)
-
-        return await self._with_connection(run)
 
     async def ack(self, rid: bytes, seqs: Iterable[int]) -> None:
         """Acknowledge (delete) pushed envelopes of ``rid``; ``seq == 0`` entries are skipped.
@@ -631,86 +309,9 @@ class WebSocketTransport:
             for start in range(0, len(todo), MAX_ACK_BATCH):
                 chunk = tuple(todo[start : start + MAX_ACK_BATCH])
                 reply = await self._call(conn, functools.partial(Ack, rid=rid, seqs=chunk))
-                self._expect(reply, Ok)
+                expect(reply, Ok)
 
         await self._with_connection(run)
-
-    async def put_prekeys(
-        self,
-        cred: MailboxCredential,
-        *,
-        static: bytes | None = None,
-        one_time: Sequence[bytes] = (),
-        replace: bool = False,
-    ) -> tuple[int, bool]:
-        """Upload prekey material of ``cred``'s mailbox (protocol.md §4.7), or ask its status.
-
-        The relay stores the blobs as they are (encrypt them first: it must learn nothing).
-        ``one_time`` is sent in ``keys`` commands of at most 32 items; the first one carries
-        ``static`` (replacing the stored static part) and ``replace`` (deleting every stored
-        one-time item first). Each command is applied atomically; if a later one fails, the
-        earlier ones stay applied. With nothing to upload this is a status query.
-
-        Returns:
-            ``(left, has_static)`` from the last reply: one-time items the relay now holds,
-            and whether it holds a static part.
-
-        Raises:
-            LocalProtocolError: a blob is empty or too large, or a command exceeds the
-                relay's frame limit.
-            RelayRejected: ``AUTH`` (no such mailbox or wrong key), ``QUOTA`` (the relay would
-                hold more one-time items than it allows; that command changed nothing),
-                ``MALFORMED`` (a relay that predates prekey hosting).
-            TransportError: the relay could not be reached in time or the socket dropped.
-        """
-        _check_id(cred.rid, "rid")
-        result = (0, False)
-        for chunk_static, otk, chunk_replace in prekey_chunks(static, one_time, replace):
-
-            async def run(
-                conn: _Connection,
-                chunk_static: bytes | None = chunk_static,
-                otk: tuple[bytes, ...] | None = otk,
-                chunk_replace: int | None = chunk_replace,
-            ) -> tuple[int, bool]:
-                reply = await self._owner_command(
-                    conn,
-                    OP_PREKEYS,
-                    cred.rid,
-                    cred.sign,
-                    static=chunk_static,
-                    otk=otk,
-                    replace=chunk_replace,
-                )
-                stored = self._expect(reply, PreKeysStored)
-                return stored.left, bool(stored.static)
-
-            result = await self._with_connection(run)
-        return result
-
-    async def fetch_bundle(self, sid: bytes) -> tuple[bytes, bytes | None]:
-        """Fetch the prekey bundle of the mailbox with send id ``sid``.
-
-        The relay hands out one one-time item at most once: the item returned is consumed.
-
-        Returns:
-            ``(static, one_time)``; ``one_time`` is None when the mailbox has none left or
-            its hourly allowance is used up (fall back to the last-resort key).
-
-        Raises:
-            RelayRejected: ``AUTH`` (no such mailbox, or it has uploaded no static part),
-                ``MALFORMED`` (a relay that predates prekey hosting).
-            TransportError: the relay could not be reached in time or the socket dropped (a
-                retry may consume another item).
-        """
-        _check_id(sid, "sid")
-
-        async def run(conn: _Connection) -> tuple[bytes, bytes | None]:
-            reply = await self._call(conn, lambda i: FetchBundle(id=i, sid=sid))
-            issued = self._expect(reply, BundleIssued)
-            return issued.static, issued.otk
-
-        return await self._with_connection(run)
 
     # --- requests -------------------------------------------------------------------------
 
@@ -734,9 +335,12 @@ class WebSocketTransport:
             if request_id not in conn.pending:
                 return request_id
 
-    async def _call(self, conn: _Connection, build: Callable[[int], ClientFrame]) -> RelayFrame:
+    async def _call(self, conn: _Connection, build: FrameBuilder) -> RelayFrame:
         request_id = self._next_id(conn)
-        data = build(request_id).encode(conn.version)
+        frame = build(request_id)
+        if isinstance(frame, Deposit) and len(frame.ct) > conn.limits.max_envelope:
+            raise LocalProtocolError("ciphertext exceeds the relay's envelope limit")
+        data = frame.encode(conn.version)
         if len(data) > conn.limits.max_frame:
             raise LocalProtocolError("frame exceeds the relay's frame limit")
         fut: asyncio.Future[RelayFrame] = asyncio.get_running_loop().create_future()
@@ -754,37 +358,31 @@ class WebSocketTransport:
             raise RelayRejected(reply.code)
         return reply
 
-    async def _owner_call(
-        self, cred: MailboxCredential, op: str, reply_type: type[_F], **fields: Any
-    ) -> _F:
-        """Run one owner command on ``cred``'s mailbox and expect a ``reply_type`` reply."""
+    async def _request(self, build: FrameBuilder) -> RelayFrame:
+        """Send one frame on the current socket (waiting for one) and return its reply."""
+        return await self._with_connection(lambda conn: self._call(conn, build))
 
-        async def run(conn: _Connection) -> _F:
-            reply = await self._owner_command(conn, op, cred.rid, cred.sign, **fields)
-            return self._expect(reply, reply_type)
+    async def _owner_request(
+        self, op: str, rid: bytes | None, sign: SignFn, **fields: Any
+    ) -> RelayFrame:
+        """Challenge and signed command on one socket: challenges are bound to it (§4.2)."""
+
+        async def run(conn: _Connection) -> RelayFrame:
+            return await self._owner_exchange(conn, op, rid, sign, **fields)
 
         return await self._with_connection(run)
 
-    async def _owner_command(
+    async def _owner_exchange(
         self, conn: _Connection, op: str, rid: bytes | None, sign: SignFn, **fields: Any
     ) -> RelayFrame:
-        """Get a challenge, then send the signed owner command (``fields``: its other fields)."""
-        chal = self._expect(
-            await self._call(conn, lambda i: RequestChallenge(id=i, op=op, rid=rid)),
-            ChallengeIssued,
-        )
-        cmd = OwnerCommand(op=op, nonce=chal.nonce, rid=rid, **fields).encode(conn.version)
-        sig = sign(cmd)
-        return await self._call(conn, lambda i: SignedOwnerCommand(id=i, cmd=cmd, sig=sig))
+        call = functools.partial(self._call, conn)
+        return await owner_exchange(call, conn.version, op, rid, sign, **fields)
+
+    def _mailbox_deleted(self, rid: bytes) -> None:
+        self._creds.pop(rid, None)
 
     async def _subscribe_on(self, conn: _Connection, cred: MailboxCredential) -> None:
-        self._expect(await self._owner_command(conn, OP_SUBSCRIBE, cred.rid, cred.sign), Ok)
-
-    @staticmethod
-    def _expect(reply: RelayFrame, cls: type[_F]) -> _F:
-        if not isinstance(reply, cls):
-            raise TransportError("the relay sent an unexpected reply")
-        return reply
+        expect(await self._owner_exchange(conn, OP_SUBSCRIBE, cred.rid, cred.sign), Ok)
 
     # --- connection management ------------------------------------------------------------
 
@@ -917,8 +515,3 @@ class WebSocketTransport:
         self._connected.set()  # wake requests waiting for a socket: they see ``_closed``
         await self._events.put(Disconnected(final=True))
         await self._events.close()
-
-
-def _check_id(value: bytes, name: str) -> None:
-    if len(value) != MAILBOX_ID_SIZE:
-        raise LocalProtocolError(f"{name} must be {MAILBOX_ID_SIZE} bytes")

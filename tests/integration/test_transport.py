@@ -1,18 +1,26 @@
-"""clientlib.transport against a real in-process relay, on both backends."""
+"""clientlib.transport against a real in-process relay, on both backends.
+
+Tests that only need a link reach the relay through an in-memory link (``memrelay``); the
+reconnect tests drop sockets and stop the server, so they use a loopback TestServer.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import memrelay
 import nacl.signing
 import pytest
 import relaydriver
 from aiohttp.test_utils import TestServer
 
-from clientlib.errors import RelayRejected, TransportError
+from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
 from clientlib.transport import (
     CaughtUp,
     Delivered,
@@ -24,7 +32,9 @@ from clientlib.transport import (
     WebSocketTransport,
     spread,
 )
-from clientlib.wire import OWNER_COMMAND_CONTEXT, VersionRange
+from clientlib.transport.api import RelayAPI
+from clientlib.transport.memory import MemoryLink
+from clientlib.wire import DEFAULT_BOUNDARIES, OWNER_COMMAND_CONTEXT, REPORT_REASONS, VersionRange
 from relay.config import RelayConfig
 
 MakeRelay = Callable[[RelayConfig], Awaitable[tuple[str, TestServer]]]
@@ -92,9 +102,15 @@ def instant() -> float:
     return 0.0
 
 
-async def test_websocket_create_subscribe_deposit_ack(
-    relay: str, session: aiohttp.ClientSession
-) -> None:
+@pytest.fixture
+async def link(relay_config: RelayConfig) -> AsyncIterator[MemoryLink]:
+    """The relay of ``relay_config`` (both backends) behind an in-memory link."""
+    async with memrelay.memory_relay(relay_config) as running:
+        yield running
+
+
+async def test_websocket_create_subscribe_deposit_ack(link: MemoryLink) -> None:
+    relay, session = link.url, link.default_session
     async with (
         WebSocketTransport(session, relay) as owner,
         WebSocketTransport(session, relay) as sender,
@@ -131,7 +147,8 @@ async def test_websocket_create_subscribe_deposit_ack(
         assert err.value.code == "AUTH"
 
 
-async def test_http_fetch_ack_delete(relay: str, session: aiohttp.ClientSession) -> None:
+async def test_http_fetch_ack_delete(link: MemoryLink) -> None:
+    relay, session = link.url, link.default_session
     http = HTTPTransport(session, relay, request_timeout=TIMEOUT)
     cred, sid, _ = await new_mailbox(http)
     bodies = [ct() for _ in range(5)]
@@ -155,7 +172,8 @@ async def test_http_fetch_ack_delete(relay: str, session: aiohttp.ClientSession)
     assert err.value.code == "AUTH"
 
 
-async def test_relay_rejections(relay: str, session: aiohttp.ClientSession) -> None:
+async def test_relay_rejections(link: MemoryLink) -> None:
+    relay, session = link.url, link.default_session
     http = HTTPTransport(session, relay)
     async with WebSocketTransport(session, relay) as t:
         for transport in (t, http):
@@ -266,15 +284,15 @@ async def test_backoff_is_capped(session: aiohttp.ClientSession) -> None:
     assert [t._backoff(n) for n in (0, 1, 5, 6, 100)] == [0.5, 1.0, 16.0, 30.0, 30.0]
 
 
-async def test_no_common_version(relay: str, session: aiohttp.ClientSession) -> None:
+async def test_no_common_version(link: MemoryLink) -> None:
+    relay, session = link.url, link.default_session
     with pytest.raises(TransportError, match="version"):
         async with WebSocketTransport(session, relay, versions=VersionRange(2, 3)):
             pass
 
 
-async def test_spread_one_connection_per_mailbox(
-    relay: str, session: aiohttp.ClientSession
-) -> None:
+async def test_spread_one_connection_per_mailbox(link: MemoryLink) -> None:
+    relay, session = link.url, link.default_session
     http = HTTPTransport(session, relay)
     boxes = [await new_mailbox(http) for _ in range(2)]
     async with spread(
@@ -297,3 +315,75 @@ def test_credential_repr_hides_everything() -> None:
     text = repr(cred) + str(cred)
     assert rid.hex() not in text and "sign" not in text and "\\x" not in text
     assert rid.hex() not in repr(Delivered(rid, None))  # type: ignore[arg-type]
+
+
+def test_both_transports_share_one_api() -> None:
+    shared = {
+        name
+        for name, value in vars(RelayAPI).items()
+        if not name.startswith("_") and inspect.iscoroutinefunction(value)
+    }
+    assert len(shared) == 13
+    for cls in (HTTPTransport, WebSocketTransport):
+        assert issubclass(cls, RelayAPI)
+        assert not shared & set(vars(cls)), f"{cls.__name__} re-implements a shared operation"
+        for name in shared:
+            doc = inspect.getdoc(getattr(cls, name)) or ""
+            # Raises sections name the wire codes.
+            assert re.search(r"Raises:.*RelayRejected:[^:]*``[A-Z_]+``", doc, re.S), name
+    # What each transport adds on top.
+    assert {"fetch"} <= set(vars(HTTPTransport))
+    assert {"events", "subscribe", "unsubscribe", "ack"} <= set(vars(WebSocketTransport))
+
+
+def bad_calls(
+    t: RelayAPI, cred: MailboxCredential, sid: bytes
+) -> list[Callable[[], Awaitable[object]]]:
+    """One call per shared operation with a field the relay would refuse."""
+    short = MailboxCredential(cred.rid[:15], cred.sign)
+    return [
+        lambda: t.deposit(sid[:15], ct(), eid=eid()),
+        lambda: t.deposit(sid, ct(), eid=eid()[:15]),
+        lambda: t.deposit(sid, ct(), eid=eid(), cap=bytes(31)),
+        lambda: t.delete_mailbox(short),
+        lambda: t.mailbox_info(short),
+        lambda: t.set_caps(cred, add=[bytes(31)]),
+        lambda: t.ban(cred, remove=[bytes(16)] * 65),
+        lambda: t.set_boundaries(short, DEFAULT_BOUNDARIES),
+        lambda: t.report(
+            cred,
+            msg=b"m",
+            fk=bytes(31),
+            fc=bytes(32),
+            ft=bytes(32),
+            fx=b"x",
+            sender=bytes(32),
+            recipient=bytes(32),
+            reason=REPORT_REASONS[0],
+        ),
+        lambda: t.report_status(cred, bytes(15)),
+        lambda: t.put_prekeys(cred, one_time=[b""]),
+        lambda: t.boundaries(sid[:15]),
+        lambda: t.pow_challenge(sid + b"\x00"),
+        lambda: t.fetch_bundle(b""),
+        lambda: t.create_mailbox(bytes(32), cred.sign, kind="nope"),
+    ]
+
+
+async def test_local_checks_change_nothing_on_either_transport(link: MemoryLink) -> None:
+    async with link.websocket() as ws:
+        http = link.http()
+        cred, sid, _ = await new_mailbox(ws)
+        before = await http.mailbox_info(cred)
+        for t in (ws, http):
+            calls = bad_calls(t, cred, sid)
+            for call in calls:
+                with pytest.raises(LocalProtocolError):
+                    await call()
+        # Over the socket the announced envelope limit is checked before sending.
+        assert ws.limits is not None
+        with pytest.raises(LocalProtocolError, match="envelope limit"):
+            await ws.deposit(sid, ct(ws.limits.max_envelope + 1), eid=eid())
+        after = await http.mailbox_info(cred)
+        assert dataclasses.replace(after, id=before.id) == before  # the same but the request id
+        await ws.delete_mailbox(cred)
