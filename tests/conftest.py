@@ -19,6 +19,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
+
+# Every Hypothesis test (unit, property, conformance) runs without a per-example deadline:
+# CI machines are shared and a slow example is not a failure. The property suite's conftest
+# adds its own example counts on top.
+settings.register_profile("blindrelay", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("blindrelay")
 
 REDIS_SERVER = shutil.which("redis-server")
 #: Configuration every test server gets on top of its own arguments.
