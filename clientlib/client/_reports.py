@@ -12,15 +12,19 @@ reports in existing histories and keystores stay readable with no migration::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Self
 
 import msgpack
 
+from clientlib.client._book import AddressBook, credential
+from clientlib.client._link import Link
+from clientlib.client.types import ClientEvent, ReportResolved, StoredMessage
 from clientlib.errors import LocalProtocolError, WireError
 from clientlib.wire.codec import unpack_strict
 
-__all__ = ["EVIDENCE_VERSION", "ReportEvidence", "ReportRecord", "ReportStatus"]
+__all__ = ["EVIDENCE_VERSION", "ReportEvidence", "ReportRecord", "ReportStatus", "Reports"]
 
 EVIDENCE_VERSION = 1
 ReportStatus = Literal["open", "resolved"]
@@ -131,3 +135,68 @@ class ReportRecord:
 
     def resolved(self) -> ReportRecord:
         return ReportRecord(self.contact, self.message, "resolved", self.filed)
+
+
+class Reports:
+    """Filing reports and following them up (:meth:`Client.report` documents them)."""
+
+    def __init__(
+        self,
+        book: AddressBook,
+        link: Link,
+        *,
+        emit: Callable[[ClientEvent], None],
+        now: Callable[[], int],
+    ) -> None:
+        self._book = book
+        self._link = link
+        self._emit = emit
+        self._now = now
+
+    async def report(self, message: StoredMessage, reason: str, *, note: str | None) -> str:
+        if message.direction != "in" or message.evidence is None:
+            raise LocalProtocolError("only received messages can be reported")
+        book = self._book
+        cid = book.resolve_contact(message.contact_id)
+        c = book.contacts[cid]
+        ev = ReportEvidence.decode(message.evidence)
+        if ev.ft is None or ev.fx is None:
+            raise LocalProtocolError("the relay gave this message no franking tag")
+        report_id = await self._link.transport().report(
+            credential(c.rid, c.owner),
+            msg=ev.msg,
+            fk=ev.fk,
+            fc=ev.fc,
+            ft=ev.ft,
+            fx=ev.fx,
+            sender=ev.sender,
+            recipient=ev.recipient,
+            reason=reason,
+            note=note,
+        )
+        async with book.lock:
+            record = ReportRecord(cid, message.id, "open", self._now())
+            book.ks.put("reports", report_id, record.encode())
+            await book.save()
+        return report_id.hex()
+
+    def listing(self) -> list[tuple[str, str, str]]:
+        out: list[tuple[str, str, str]] = []
+        for rid, raw in self._book.ks.items("reports"):
+            r = ReportRecord.decode(raw)
+            out.append((rid.hex(), r.contact.hex(), r.status))
+        return out
+
+    async def check(self) -> None:
+        book = self._book
+        for rid, raw in book.ks.items("reports"):
+            r = ReportRecord.decode(raw)
+            c = book.contacts.get(r.contact)
+            if r.status != "open" or c is None:
+                continue
+            st = await self._link.transport().report_status(credential(c.rid, c.owner), rid)
+            if st.status == "resolved":
+                async with book.lock:
+                    book.ks.put("reports", rid, r.resolved().encode())
+                    await book.save()
+                self._emit(ReportResolved(rid.hex(), st.action))

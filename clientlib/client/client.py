@@ -20,11 +20,11 @@ are sealed and written to the keystore's outbox before :meth:`Client.send` retur
 outbox is flushed in order, with the same envelope ids on retry, whenever the relay is
 reachable.
 
-The facade orchestrates private parts: :mod:`~clientlib.client._book` (identity, addresses,
-contacts, requests; lookups; saving), :mod:`~clientlib.client._inbox` (sans-IO: envelopes to
-events and acks), :mod:`~clientlib.client._outbox` (queue, flush, retry rules),
-:mod:`~clientlib.client._link` (transports, subscriptions, polling, acks) and
-:mod:`~clientlib.client._prekeys` (prekeys and their upkeep at the relay).
+The facade documents the API and orchestrates private parts: ``_book`` (identity, addresses,
+contacts, requests; lookups; saving), ``_inbox`` (sans-IO: envelopes to events and acks),
+``_outbox`` (queue, flush, retry rule), ``_link`` (transports, subscriptions, polling, acks),
+``_prekeys`` (prekeys and their upkeep at the relay), ``_contacts`` (invitations, requests,
+blocking, settings, sending) and ``_reports`` (abuse reports and their typed records).
 """
 
 from __future__ import annotations
@@ -38,53 +38,33 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from clientlib.client._book import AddressBook, ContactRef, RequestRef, bnd_list, credential
+from clientlib.client._book import AddressBook, ContactRef, RequestRef, credential
+from clientlib.client._contacts import BoundaryViolation, ContactOps
 from clientlib.client._export import export_document, write_new_private
 from clientlib.client._inbox import Inbox
 from clientlib.client._link import Incoming, Link
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
-from clientlib.client._reports import ReportEvidence, ReportRecord
+from clientlib.client._reports import Reports
 from clientlib.client.config import ClientConfig
-from clientlib.client.content import (
-    MAX_INTRO_BYTES,
-    MAX_NAME_BYTES,
-    MAX_TEXT_BYTES,
-    MESSAGE_ID_SIZE,
-    Accept,
-    ContactRequestContent,
-    ConversationSettings,
-    TextMessage,
-)
 from clientlib.client.history import EncryptedFileHistory, HistoryStore, MemoryHistory
-from clientlib.client.invite import Invitation, open_bundle
-from clientlib.client.state import ContactRecord, OutboxRecord
+from clientlib.client.invite import Invitation
 from clientlib.client.types import (
     ClientEvent,
     ClientWarning,
     Contact,
     ContactAdded,
     ContactRequest,
-    ReportResolved,
     StoredMessage,
 )
 from clientlib.crypto.keys import IdentityPublicKey
-from clientlib.crypto.primitives import ed25519_expand_seed, ed25519_public_from_seed, ed25519_sign
 from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
 from clientlib.keystore import FileKeystore, Keystore
-from clientlib.session import Session, initiate
 from clientlib.wire.frames import Boundaries, MailboxInfo
-from clientlib.wire.limits import OWNER_COMMAND_CONTEXT
-from clientlib.wire.pow import capability_hash
 
 __all__ = ["BoundaryViolation", "Client", "ContactRef", "RequestRef"]
 
 log = logging.getLogger("clientlib.client")
-
-
-class BoundaryViolation(LocalProtocolError):
-    """The contact address's published boundaries do not allow this request (protocol.md §4.9);
-    nothing was sent."""
 
 
 class Client:
@@ -130,6 +110,16 @@ class Client:
         self._inbox = Inbox(self._book, self._prekeys, self._outbox, lambda: self._history)
         self._link = Link(
             self._book, cfg, emit=self._emit, wake_outbox=self._outbox.wake, spawn=self._spawn
+        )
+        self._reports = Reports(self._book, self._link, emit=self._emit, now=self._now)
+        self._ops = ContactOps(
+            self._book,
+            self._prekeys,
+            self._outbox,
+            self._link,
+            history=lambda: self._history,
+            emit=self._emit,
+            now=self._now,
         )
         self._closed = False
         self._started = False
@@ -368,23 +358,7 @@ class Client:
         Raises:
             TransportError: the relay could not be reached.
         """
-        book = self._book
-        if book.addresses and not new_address:
-            a = min(book.addresses.values(), key=lambda a: a.created)
-            return Invitation(book.relay_url, a.sid, a.key)
-        owner = book.rng(32)
-        rid, sid = await self._create_mailbox(owner, kind="addr", boundaries=book.boundaries)
-        async with book.lock:
-            aid, a, static, items = self._prekeys.new_address(
-                rid, sid, owner, now=self._now(), boundaries=book.boundaries
-            )
-            await book.save()
-        left, _ = await self._link.transport().put_prekeys(
-            credential(rid, owner), static=static, one_time=items, replace=True
-        )
-        await self._prekeys.set_left(aid, left)
-        await self._link.subscribe(rid)
-        return Invitation(book.relay_url, sid, a.key)
+        return await self._ops.create_invitation(new_address=new_address)
 
     async def send_request(
         self,
@@ -409,60 +383,9 @@ class Client:
             KeyValidationError: the relay handed out keys that do not authenticate.
             TransportError: the relay could not be reached.
         """
-        book, rng = self._book, self._book.rng
-        inv = invitation if isinstance(invitation, Invitation) else Invitation.parse(invitation)
-        if inv.relay_url.rstrip("/") != book.relay_url:
-            raise LocalProtocolError(
-                "the invitation is for another relay; this client uses " + book.relay_url
-            )
-        name = book.name if name is None else name
-        if len(name.encode()) > MAX_NAME_BYTES or len((intro or "").encode()) > MAX_INTRO_BYTES:
-            raise LocalProtocolError("name or intro too long")
-        transport = self._link.transport()
-        bnd = await transport.boundaries(inv.sid)
-        static, item = await transport.fetch_bundle(inv.sid)
-        bundle = open_bundle(inv, static, item)
-        if bundle.identity == self.identity:
-            raise LocalProtocolError("this is our own invitation")
-        now = self._now()
-        # Check the published size boundary with a dry run (content sizes do not depend on
-        # the ids inside), before creating anything at the relay.
-        probe = ContactRequestContent(
-            reply=bytes(16), cap=bytes(32), name=name or None, intro=intro or None
-        ).encode()
-        _, dry = initiate(book.identity, bundle, probe, rng=rng, now=now)
-        if len(dry.ct) > bnd.size:
-            raise BoundaryViolation(
-                f"the address accepts requests up to {bnd.size} bytes; shorten the intro"
-            )
-        owner = rng(32)
-        cap = rng(32)
-        rid, sid = await self._create_pairwise(owner, cap)
-        content = ContactRequestContent(reply=sid, cap=cap, name=name or None, intro=intro or None)
-        session, sealed = initiate(book.identity, bundle, content.encode(), rng=rng, now=now)
-        cid = rng(16)
-        async with book.lock:
-            rec = ContactRecord(
-                name=contact_name,
-                state="pending",
-                identity=bytes(bundle.identity),
-                session=session.to_record().to_bytes(),
-                rid=rid,
-                sid=sid,
-                owner=owner,
-                send=None,
-                created=now,
-                mycap=cap,
-            )
-            book.add_contact(cid, rec)
-            hdl = book.handle(inv.sid)
-            self._outbox.queue(
-                OutboxRecord(cid, rng(16), sealed.ct, sealed.fc, inv.sid, hdl=hdl, pw=bnd.pow)
-            )
-            await book.save()
-        await self._link.subscribe(rid)
-        self._outbox.wake()
-        return book.contact_view(cid)
+        return await self._ops.send_request(
+            invitation, intro=intro, name=name, contact_name=contact_name
+        )
 
     async def accept_request(self, ref: RequestRef, *, name: str | None = None) -> Contact:
         """Accept a request: create our pairwise mailbox and tell the requester about it.
@@ -473,43 +396,7 @@ class Client:
             LocalProtocolError: no such request.
             TransportError: the relay could not be reached (nothing changed; retry).
         """
-        book, rng = self._book, self._book.rng
-        qid = book.resolve_request(ref)
-        req = book.requests[qid]
-        owner = rng(32)
-        cap = rng(32)
-        rid, sid = await self._create_pairwise(owner, cap)
-        async with book.lock:
-            if qid not in book.requests:
-                raise LocalProtocolError("the request was already handled")
-            session = Session.from_record(req.session)
-            content = Accept(reply=sid, cap=cap, name=book.name or None).encode()
-            sealed = session.encrypt(content, rng=rng, now=self._now())
-            cid = rng(16)
-            rec = ContactRecord(
-                name=name if name is not None else (req.name or ""),
-                state="accepted",
-                identity=req.identity,
-                session=session.to_record().to_bytes(),
-                rid=rid,
-                sid=sid,
-                owner=owner,
-                send=req.reply,
-                created=self._now(),
-                mycap=cap,
-                sendcap=req.cap,
-            )
-            book.add_contact(cid, rec)
-            book.drop_request(qid)
-            self._outbox.queue(
-                OutboxRecord(cid, rng(16), sealed.ct, sealed.fc, req.reply, cap=req.cap)
-            )
-            await book.save()
-        await self._link.subscribe(rid)
-        self._outbox.wake()
-        contact = book.contact_view(cid)
-        self._emit(ContactAdded(contact))
-        return contact
+        return await self._ops.accept_request(ref, name=name)
 
     async def decline_request(self, ref: RequestRef) -> None:
         """Decline a request: its session is destroyed, the requester is not told, and the
@@ -518,31 +405,11 @@ class Client:
         A silent decline protects the decliner: the requester cannot tell a decline from a
         request still waiting, nor (afterwards) a ban from a deleted address.
         """
-        book = self._book
-        qid = book.resolve_request(ref)
-        req = book.requests[qid]
-        a = book.addresses.get(req.address)
-        if req.hdl is not None and a is not None:
-            try:
-                await self._link.transport().ban(credential(a.rid, a.owner), add=[req.hdl])
-            except TransportError as exc:  # declined locally all the same
-                log.debug("ban postponed: %s", type(exc).__name__)
-        async with book.lock:
-            book.drop_request(qid)
-            await book.save()
+        await self._ops.decline_request(ref)
 
     async def remove_contact(self, ref: ContactRef) -> None:
         """Delete a contact: its mailbox at the relay, its session, its history."""
-        book = self._book
-        cid = book.resolve_contact(ref)
-        c = book.contacts[cid]
-        with contextlib.suppress(RelayRejected):
-            await self._link.delete_mailbox(c.rid, c.owner)
-        async with book.lock:
-            book.drop_contact(cid)
-            self._outbox.drop_contact(cid)
-            await book.save()
-        self._history.forget(cid.hex())
+        await self._ops.remove_contact(ref)
 
     # --- public: consent, privacy, deletion, export -----------------------------------------
 
@@ -553,27 +420,11 @@ class Client:
         Raises:
             TransportError: the relay could not be reached (nothing changed; retry).
         """
-        return await self._set_blocked(ref, True)
+        return await self._ops.set_blocked(ref, True)
 
     async def unblock(self, ref: ContactRef) -> Contact:
         """Restore a blocked contact's send capability."""
-        return await self._set_blocked(ref, False)
-
-    async def _set_blocked(self, ref: ContactRef, blocked: bool) -> Contact:
-        book = self._book
-        cid = book.resolve_contact(ref)
-        c = book.contacts[cid]
-        h = [capability_hash(c.sid, c.mycap)]
-        cred = credential(c.rid, c.owner)
-        if blocked:
-            await self._link.transport().set_caps(cred, remove=h)
-        else:
-            await self._link.transport().set_caps(cred, add=h)
-        async with book.lock:
-            c.blocked = blocked
-            book.put_contact(cid)
-            await book.save()
-        return book.contact_view(cid)
+        return await self._ops.set_blocked(ref, False)
 
     async def set_privacy(
         self,
@@ -588,31 +439,11 @@ class Client:
         ``media=False`` means text only: the contact's client stops offering media and ours
         drops any that arrives (``content_refused`` warning).
         """
-        book = self._book
-        cid = book.resolve_contact(ref)
-        async with book.lock:
-            c = book.contacts[cid]
-            for i, v in enumerate((receipts, typing, media)):
-                if v is not None:
-                    c.settings[i] = int(v)
-            content = ConversationSettings(*c.settings).encode()
-            self._seal_and_queue(cid, content)
-            await book.save()
-        self._outbox.wake()
-        return book.contact_view(cid)
+        return await self._ops.set_privacy(ref, receipts=receipts, typing=typing, media=media)
 
     async def set_boundaries(self, boundaries: Boundaries) -> None:
         """Publish new boundaries on every contact address (and use them for new ones)."""
-        book = self._book
-        async with book.lock:
-            book.set_boundaries(boundaries)
-            await book.save()
-        for aid, a in list(book.addresses.items()):
-            await self._link.transport().set_boundaries(credential(a.rid, a.owner), boundaries)
-            async with book.lock:
-                a.bnd = bnd_list(boundaries)
-                book.put_address(aid)
-                await book.save()
+        await self._ops.set_boundaries(boundaries)
 
     def boundaries(self) -> Boundaries:
         """The boundaries this client publishes on its contact addresses."""
@@ -703,55 +534,16 @@ class Client:
             RelayRejected: ``FRANKING``, ``EXPIRED`` (the report window closed), ``DUPLICATE``,
                 ``QUOTA`` (too many reports today), ``MALFORMED`` (unknown reason).
         """
-        if message.direction != "in" or message.evidence is None:
-            raise LocalProtocolError("only received messages can be reported")
-        book = self._book
-        cid = book.resolve_contact(message.contact_id)
-        c = book.contacts[cid]
-        ev = ReportEvidence.decode(message.evidence)
-        if ev.ft is None or ev.fx is None:
-            raise LocalProtocolError("the relay gave this message no franking tag")
-        report_id = await self._link.transport().report(
-            credential(c.rid, c.owner),
-            msg=ev.msg,
-            fk=ev.fk,
-            fc=ev.fc,
-            ft=ev.ft,
-            fx=ev.fx,
-            sender=ev.sender,
-            recipient=ev.recipient,
-            reason=reason,
-            note=note,
-        )
-        async with book.lock:
-            record = ReportRecord(cid, message.id, "open", self._now())
-            book.ks.put("reports", report_id, record.encode())
-            await book.save()
-        return report_id.hex()
+        return await self._reports.report(message, reason, note=note)
 
     def reports(self) -> list[tuple[str, str, str]]:
         """Our reports: ``(report id, contact id, status)``, status ``open`` or ``resolved``."""
-        out: list[tuple[str, str, str]] = []
-        for rid, raw in self._book.ks.items("reports"):
-            r = ReportRecord.decode(raw)
-            out.append((rid.hex(), r.contact.hex(), r.status))
-        return out
+        return self._reports.listing()
 
     async def check_reports(self) -> None:
         """Ask the relay about every open report; emits :class:`ReportResolved` for each
         that a moderator resolved. Runs by itself on every connect."""
-        book = self._book
-        for rid, raw in book.ks.items("reports"):
-            r = ReportRecord.decode(raw)
-            c = book.contacts.get(r.contact)
-            if r.status != "open" or c is None:
-                continue
-            st = await self._link.transport().report_status(credential(c.rid, c.owner), rid)
-            if st.status == "resolved":
-                async with book.lock:
-                    book.ks.put("reports", rid, r.resolved().encode())
-                    await book.save()
-                self._emit(ReportResolved(rid.hex(), st.action))
+        await self._reports.check()
 
     # --- public: messages -----------------------------------------------------------------
 
@@ -762,25 +554,7 @@ class Client:
         Raises:
             LocalProtocolError: unknown contact, or the text is too long.
         """
-        book = self._book
-        cid = book.resolve_contact(ref)
-        data = text.encode("utf-8")
-        if len(data) > MAX_TEXT_BYTES or "\x00" in text:
-            raise LocalProtocolError(f"a message is at most {MAX_TEXT_BYTES} bytes of UTF-8")
-        async with book.lock:
-            c = book.contacts.get(cid)
-            if c is None:
-                raise LocalProtocolError("the contact was removed")
-            if c.blocked:
-                raise LocalProtocolError("the contact is blocked; unblock it first")
-            now = self._now()
-            mid = book.rng(MESSAGE_ID_SIZE)
-            content = TextMessage(id=mid, ts=now, text=text).encode()
-            msg = StoredMessage(cid.hex(), mid.hex(), "out", text, now, now, "queued")
-            self._seal_and_queue(cid, content, now=now, history=msg)
-            await book.save()
-        self._outbox.wake()
-        return msg
+        return await self._ops.send(ref, text)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -789,48 +563,6 @@ class Client:
 
     def _emit(self, ev: ClientEvent) -> None:
         self._events.put_nowait(ev)
-
-    def _seal_and_queue(
-        self,
-        cid: bytes,
-        content: bytes,
-        *,
-        now: int | None = None,
-        history: StoredMessage | None = None,
-    ) -> None:
-        """Encrypt ``content`` for an accepted or pending contact and queue it (call with
-        the lock held); ``history``: the outgoing message to store first."""
-        book = self._book
-        c = book.contacts[cid]
-        session = Session.from_record(c.session)
-        sealed = session.encrypt(content, rng=book.rng, now=self._now() if now is None else now)
-        c.session = session.to_record().to_bytes()
-        book.put_contact(cid)
-        mid = None
-        if history is not None:
-            self._history.add([history])
-            mid = bytes.fromhex(history.id)
-        eid = book.rng(16)
-        self._outbox.queue(OutboxRecord(cid, eid, sealed.ct, sealed.fc, c.send, mid, c.sendcap))
-
-    async def _create_mailbox(
-        self, owner: bytes, *, kind: str, boundaries: Boundaries | None = None
-    ) -> tuple[bytes, bytes]:
-        sk = ed25519_expand_seed(owner)
-        return await self._link.transport().create_mailbox(
-            ed25519_public_from_seed(owner),
-            lambda cmd: ed25519_sign(sk, OWNER_COMMAND_CONTEXT + cmd),
-            kind=kind,
-            boundaries=boundaries,
-        )
-
-    async def _create_pairwise(self, owner: bytes, cap: bytes) -> tuple[bytes, bytes]:
-        """A pairwise mailbox that accepts deposits carrying ``cap`` only (protocol.md §4.8)."""
-        rid, sid = await self._create_mailbox(owner, kind="pair")
-        await self._link.transport().set_caps(
-            credential(rid, owner), add=[capability_hash(sid, cap)]
-        )
-        return rid, sid
 
     async def _process_loop(self) -> None:
         """Process what the link delivers, in batches: durable first, then acked."""
