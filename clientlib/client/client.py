@@ -23,7 +23,8 @@ reachable.
 The facade documents the API and orchestrates private parts: ``_book`` (identity, addresses,
 contacts, requests; lookups; saving), ``_inbox`` (sans-IO: envelopes to events and acks),
 ``_outbox`` (queue, flush, retry rule), ``_link`` (transports, subscriptions, polling, acks),
-``_prekeys`` (prekeys and their upkeep at the relay), ``_contacts`` (invitations, requests,
+``_prekeys`` (prekeys and their upkeep at the relay), ``_background`` (tasks, the receive
+loop around the inbox, upkeep on connect), ``_contacts`` (invitations, requests,
 blocking, settings, sending) and ``_reports`` (abuse reports and their typed records).
 """
 
@@ -33,16 +34,17 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
+from clientlib.client._background import Tasks, receive_loop, upkeep
 from clientlib.client._book import AddressBook, ContactRef, RequestRef, credential
 from clientlib.client._contacts import BoundaryViolation, ContactOps
 from clientlib.client._export import export_document, write_new_private
 from clientlib.client._inbox import Inbox
-from clientlib.client._link import Incoming, Link
+from clientlib.client._link import Link
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
 from clientlib.client._reports import Reports
@@ -53,12 +55,11 @@ from clientlib.client.types import (
     ClientEvent,
     ClientWarning,
     Contact,
-    ContactAdded,
     ContactRequest,
     StoredMessage,
 )
 from clientlib.crypto.keys import IdentityPublicKey
-from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
+from clientlib.errors import LocalProtocolError, RelayRejected
 from clientlib.keystore import FileKeystore, Keystore
 from clientlib.wire.frames import Boundaries, MailboxInfo
 
@@ -102,14 +103,14 @@ class Client:
         self._name_init = name
         self._close_grace = cfg.close_grace
         self._history: HistoryStore = MemoryHistory()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
         self._events: asyncio.Queue[ClientEvent | None] = asyncio.Queue()
         self._book = AddressBook(rng=cfg.rng, boundaries=cfg.boundaries)
         self._prekeys = Prekeys(self._book)
         self._outbox = Outbox(self._book, lambda: self._history, self._emit)
         self._inbox = Inbox(self._book, self._prekeys, self._outbox, lambda: self._history)
         self._link = Link(
-            self._book, cfg, emit=self._emit, wake_outbox=self._outbox.wake, spawn=self._spawn
+            self._book, cfg, emit=self._emit, wake_outbox=self._outbox.wake, spawn=self._tasks.spawn
         )
         self._reports = Reports(self._book, self._link, emit=self._emit, now=self._now)
         self._ops = ContactOps(
@@ -229,20 +230,27 @@ class Client:
         if self._link.connected:
             return
         await self._link.connect()
-        self._spawn(self._process_loop())
-        self._spawn(self._outbox.run(self._link))
-        self._spawn(self._upkeep())
+        book, spawn = self._book, self._tasks.spawn
+        spawn(
+            receive_loop(
+                self._link,
+                book,
+                self._inbox,
+                self._prekeys,
+                self._outbox,
+                now=self._now,
+                emit=self._emit,
+                spawn=spawn,
+                stop=self.close,
+            )
+        )
+        spawn(self._outbox.run(self._link))
+        spawn(
+            upkeep(
+                book, self._prekeys, self._link, check_reports=self.check_reports, emit=self._emit
+            )
+        )
         self._outbox.wake()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("client task failed: %s", type(task.exception()).__name__)
 
     async def close(self) -> None:
         """Stop, disconnect, and close the keystore and history. Idempotent."""
@@ -255,11 +263,7 @@ class Client:
                     await self.sync()
         self._closed = True
         self._book.closing = True
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.cancel_all()
         await self._link.close()
         self._events.put_nowait(None)
         await self._book.close()
@@ -563,54 +567,6 @@ class Client:
 
     def _emit(self, ev: ClientEvent) -> None:
         self._events.put_nowait(ev)
-
-    async def _process_loop(self) -> None:
-        """Process what the link delivers, in batches: durable first, then acked."""
-        inbox = self._link.inbox
-        while True:
-            batch: list[Incoming] = [await inbox.get()]
-            while len(batch) < 256:
-                try:
-                    batch.append(inbox.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
-            try:
-                envs = [(rid, env) for rid, env in batch if env is not None]
-                async with self._book.lock:
-                    events, acks, refill = self._inbox.process(envs, self._now())
-                    await self._book.save()
-            except Exception as exc:
-                # Fail-stop: memory may now be ahead of the keystore, so nothing more may be
-                # acknowledged. Unacked envelopes wait at the relay for the next start.
-                log.error("incoming processing stopped: %s", type(exc).__name__)
-                self._emit(ClientWarning("storage_failed", type(exc).__name__))
-                for _ in batch:
-                    inbox.task_done()
-                self._spawn(self.close())
-                return
-            for aid in refill:
-                self._spawn(self._prekeys.refill(aid, self._link.transport, self._emit))
-            for rid, seqs in acks:
-                await self._link.ack(rid, seqs)
-            for ev in events:
-                self._emit(ev)
-            for rid, env in batch:
-                if env is None:
-                    self._link.mark_caught_up(rid)
-            if any(isinstance(e, ContactAdded) for e in events):
-                self._outbox.wake()
-            for _ in batch:
-                inbox.task_done()
-
-    async def _upkeep(self) -> None:
-        """On connect: top up every address's one-time prekeys, and learn the outcome of open
-        abuse reports."""
-        for aid in list(self._book.addresses):
-            await self._prekeys.refill(aid, self._link.transport, self._emit)
-        try:
-            await self.check_reports()
-        except TransportError as exc:
-            log.debug("report check postponed: %s", type(exc).__name__)
 
     def __repr__(self) -> str:
         return f"<Client relay={self._book.relay_url!r} contacts={len(self._book.contacts)}>"
