@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp.test_utils import TestServer
 
-from clientlib.client import Client, ContactAdded, MessageReceived, RequestReceived
+from clientlib.client import Client, ClientConfig, ContactAdded, MessageReceived, RequestReceived
 from relay.app import create_app
 from relay.config import RelayConfig
 
@@ -45,10 +45,10 @@ async def main(n: int) -> None:
     server = TestServer(create_app(RelayConfig(data_dir=str(d / "relay"))), host="127.0.0.1")
     await server.start_server()
     url = str(server.make_url("/"))
-    opts = {"kdf_strength": "minimum"}
+    fast = ClientConfig(kdf_strength="minimum")
     async with (
-        Client.create(d / "a", "a", relay_url=url, name="a", **opts) as a,  # type: ignore[arg-type]
-        Client.create(d / "b", "b", relay_url=url, name="b", **opts) as b,  # type: ignore[arg-type]
+        Client.create(d / "a", "a", relay_url=url, name="a", config=fast) as a,
+        Client.create(d / "b", "b", relay_url=url, name="b", config=fast) as b,
     ):
         t = time.perf_counter()
         await b.send_request(await a.create_invitation())

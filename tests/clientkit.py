@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clientlib.client import Client, ContactAdded, RequestReceived
+from clientlib.client import Client, ClientConfig, ContactAdded, RequestReceived
 
 E = TypeVar("E")
 #: Argon2id at its minimum: keystore files behave the same, tests stay fast.
-FAST: dict[str, Any] = {"kdf_strength": "minimum"}
+FAST = ClientConfig(kdf_strength="minimum")
 
 
 def make(tmp_path: Path, name: str, relay: str, **options: Any) -> Client:
-    """A new client ``name`` with its keystore in ``tmp_path`` (passphrase ``pw-<name>``)."""
+    """A new client ``name`` with its keystore in ``tmp_path`` (passphrase ``pw-<name>``);
+    ``options``: :class:`ClientConfig` fields that differ from :data:`FAST`."""
     return Client.create(
         tmp_path / f"{name}.keystore",
         b"pw-" + name.encode(),
         relay_url=relay,
         name=name,
-        **FAST,
-        **options,
+        config=replace(FAST, **options),
     )
 
 

@@ -54,7 +54,7 @@ async def report_abuse(
 async def deposit_as_abuser(reported: Reported) -> Any:
     """One more envelope from the abuser to the victim's mailbox, deposited directly with the
     abuser's send capability, so the test sees the relay's own answer."""
-    c = reported.abuser._contacts[bytes.fromhex(reported.abuser_contact)]
+    c = reported.abuser._book.contacts[bytes.fromhex(reported.abuser_contact)]
     assert c.send is not None and c.sendcap is not None
     async with aiohttp.ClientSession() as s:
         http = HTTPTransport(s, reported.abuser.relay_url)

@@ -48,6 +48,7 @@ from clientlib.chat.text import (
 )
 from clientlib.client import (
     Client,
+    ClientConfig,
     ClientWarning,
     CorruptHistory,
     InvalidInvitation,
@@ -191,7 +192,7 @@ async def _print_warnings(client: Client, ctx: _Ctx) -> None:
 @contextlib.asynccontextmanager
 async def _open(ctx: _Ctx, *, connect: bool, watch: bool = True) -> AsyncIterator[Client]:
     """Open the keystore; connect and subscribe if ``connect`` (and not ``--offline``)."""
-    client = Client.open(ctx.keystore, ctx.passphrase, connect=False)
+    client = Client.open(ctx.keystore, ctx.passphrase, config=ClientConfig(connect=False))
     async with client:
         ctx.relay_url = client.relay_url
         watcher: asyncio.Task[None] | None = None
@@ -260,8 +261,7 @@ async def cmd_init(ctx: _Ctx, args: argparse.Namespace) -> int:
         ctx.passphrase,
         relay_url=relay,
         name=name or None,
-        kdf_strength=args.kdf,
-        connect=False,
+        config=ClientConfig(kdf_strength=args.kdf, connect=False),
     ) as client:
         digits = _fingerprint_digits(client.identity)
     p = ctx.prog

@@ -2,15 +2,17 @@
 
 Everything an app needs::
 
-    from clientlib.client import Client, MessageReceived, RequestReceived
+    from clientlib.client import Client, ClientConfig, MessageReceived, RequestReceived
 
-See :mod:`clientlib.client.client` for the delivery guarantees and protocol.md §21-§23 for
-invitations, contact requests, pairwise mailboxes and catch-up.
+See :mod:`clientlib.client.client` for the delivery guarantees, :class:`ClientConfig` for the
+settings, and protocol.md §21-§23 for invitations, contact requests, pairwise mailboxes and
+catch-up. Modules whose names start with ``_`` are private.
 """
 
 from __future__ import annotations
 
-from clientlib.client.client import Client, ClientOptions, ContactRef, RequestRef
+from clientlib.client.client import Client, ContactRef, RequestRef
+from clientlib.client.config import ClientConfig
 from clientlib.client.history import (
     CorruptHistory,
     EncryptedFileHistory,
@@ -37,8 +39,8 @@ from clientlib.client.types import (
 __all__ = [
     "CaughtUp",
     "Client",
+    "ClientConfig",
     "ClientEvent",
-    "ClientOptions",
     "ClientWarning",
     "ConnectionChanged",
     "Contact",

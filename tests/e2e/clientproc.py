@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:
 from clientlib.client import (  # noqa: E402
     CaughtUp,
     Client,
+    ClientConfig,
     ClientEvent,
     ClientWarning,
     ConnectionChanged,
@@ -57,6 +58,7 @@ from clientlib.client import (  # noqa: E402
 )
 
 MAX_LINE = 1 << 20
+FAST = ClientConfig(kdf_strength="minimum")
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -182,11 +184,9 @@ async def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     passphrase = args.passphrase or f"pw-{args.name}"
     client = (
-        Client.create(
-            args.keystore, passphrase, relay_url=args.relay, name=args.name, kdf_strength="minimum"
-        )
+        Client.create(args.keystore, passphrase, relay_url=args.relay, name=args.name, config=FAST)
         if args.create
-        else Client.open(args.keystore, passphrase, relay_url=args.relay, kdf_strength="minimum")
+        else Client.open(args.keystore, passphrase, relay_url=args.relay, config=FAST)
     )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_LINE)

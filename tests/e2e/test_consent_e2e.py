@@ -36,6 +36,7 @@ from relaydriver import HTTPClient, Owner
 
 from clientlib.client import (
     Client,
+    ClientConfig,
     ClientWarning,
     DeliveryChanged,
     MessageReceived,
@@ -228,7 +229,7 @@ async def test_block_refuses_and_stores_nothing_unblock_restores(
         msg = await bob.send(b_alice, "while blocked")
         # send() returned with the sealed envelope in the outbox, not yet deposited (nothing
         # awaited since): take its ciphertext for the scan.
-        outbox = [OutboxRecord.from_bytes(raw) for _, raw in bob._ks_().items("outbox")]
+        outbox = [OutboxRecord.from_bytes(raw) for _, raw in bob._book.ks.items("outbox")]
         (blocked_ct,) = [r.ct for r in outbox if r.msg is not None and r.msg.hex() == msg.id]
         warn = await wait_for(bob, ClientWarning, lambda w: w.kind == "mailbox_lost")
         assert warn.detail == "AUTH"
@@ -236,7 +237,7 @@ async def test_block_refuses_and_stores_nothing_unblock_restores(
         assert failed.state == "failed"
 
         # Raw deposits with Bob's capability get the answer a random unknown send id gets.
-        record = next(iter(bob._contacts.values()))
+        record = next(iter(bob._book.contacts.values()))
         assert record.send is not None and record.sendcap is not None
         raw = HTTPClient(session, url)
         raw_ct = os.urandom(2048)
@@ -293,15 +294,15 @@ async def test_delete_account_leaves_nothing_of_the_user(
         inv = await dana.create_invitation()
         await carol.send_request(inv)
         req = await wait_for(dana, RequestReceived)
-        banned = dana._requests[bytes.fromhex(req.request.id)].hdl
+        banned = dana._book.requests[bytes.fromhex(req.request.id)].hdl
         assert banned is not None
         await dana.decline_request(req.request)
         for client in (alice, bob, carol):
-            needles[f"{client.name}'s handle for Dana's address"] = client._handle(inv.sid)
+            needles[f"{client.name}'s handle for Dana's address"] = client._book.handle(inv.sid)
         assert needles["carol's handle for Dana's address"] == banned
 
-        (address,) = dana._addresses.values()
-        contacts = list(dana._contacts.values())
+        (address,) = dana._book.addresses.values()
+        contacts = list(dana._book.contacts.values())
         mailboxes = [("address", address.rid, address.sid, address.owner)]
         mailboxes += [(f"contact {i}", c.rid, c.sid, c.owner) for i, c in enumerate(contacts)]
         for label, rid, sid, seed in mailboxes:
@@ -345,7 +346,7 @@ async def test_delete_account_leaves_nothing_of_the_user(
         relaydriver.remember(*needles.values())  # never logged either
 
         # The other users' data, which must survive (the scan's positive control).
-        (a_rec,) = alice._contacts.values()
+        (a_rec,) = alice._book.contacts.values()
         survivors = {
             "Alice's mailbox rid": a_rec.rid,
             "Alice's mailbox sid": a_rec.sid,
@@ -364,10 +365,12 @@ async def test_delete_account_leaves_nothing_of_the_user(
         # Dana deletes her account. She goes online over HTTP without subscribing, so that
         # nothing is acknowledged first: the waiting envelopes go with their mailboxes.
         dana = Client.open(
-            tmp_path / "dana.keystore", "pw-dana", connect=False, kdf_strength="minimum"
+            tmp_path / "dana.keystore",
+            "pw-dana",
+            config=ClientConfig(connect=False, kdf_strength="minimum"),
         )
         await dana.start()
-        dana._http = HTTPTransport(session, url)
+        dana._link.http = HTTPTransport(session, url)
         await dana.delete_account()
         assert not (tmp_path / "dana.keystore").exists()
         for _, rid, sid, seed in mailboxes:
@@ -396,7 +399,7 @@ async def test_deleted_address_leaves_no_pow_nonce(
         inv = await dana.create_invitation()
         await erin.send_request(inv)
         await wait_for(dana, RequestReceived)
-        (address,) = dana._addresses.values()
+        (address,) = dana._book.addresses.values()
         needles = {
             "address rid": address.rid,
             "address owner key": ed25519_public_from_seed(address.owner),

@@ -8,6 +8,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +25,7 @@ from clientlib.client import (
     MessageReceived,
     RequestReceived,
 )
+from clientlib.client._book import credential
 from clientlib.client.content import ContactRequestContent
 from clientlib.client.invite import open_bundle
 from clientlib.crypto import IdentityKeyPair
@@ -73,9 +75,9 @@ async def test_request_accept_and_converse(pair: tuple[Client, Client]) -> None:
     assert all(m.state == "sent" for m in hist if m.direction == "out")
     assert [m.text for m in alice.messages(a_bob) if m.direction == "in"] == got_a
     # The two sides use different mailboxes, and none of them is the address.
-    a = alice._contacts[bytes.fromhex(a_bob)]
-    b = bob._contacts[bytes.fromhex(b_alice)]
-    addr = next(iter(alice._addresses.values()))
+    a = alice._book.contacts[bytes.fromhex(a_bob)]
+    b = bob._book.contacts[bytes.fromhex(b_alice)]
+    addr = next(iter(alice._book.addresses.values()))
     assert len({a.sid, b.sid, addr.sid, a.rid, b.rid, addr.rid}) == 6
     assert a.send == b.sid and b.send == a.sid
 
@@ -150,11 +152,11 @@ async def test_offline_recipient_catches_up_and_state_persists(tmp_path: Path, r
         await wait_for(bob, MessageReceived)
         await bob.sync()
     # Alice is closed; Bob goes on writing.
-    async with Client.open(tmp_path / "bob.keystore", b"pw-bob", **FAST) as bob:
+    async with Client.open(tmp_path / "bob.keystore", b"pw-bob", config=FAST) as bob:
         for i in range(30):
             await bob.send(b_alice, f"offline {i}")
         await bob.sync()
-    async with Client.open(tmp_path / "alice.keystore", b"pw-alice", **FAST) as alice2:
+    async with Client.open(tmp_path / "alice.keystore", b"pw-alice", config=FAST) as alice2:
         got = [(await wait_for(alice2, MessageReceived)).message.text for _ in range(30)]
         await wait_for(alice2, CaughtUp)
         assert got == [f"offline {i}" for i in range(30)]
@@ -162,7 +164,7 @@ async def test_offline_recipient_catches_up_and_state_persists(tmp_path: Path, r
         assert texts[0] == "before" and texts[-1] == "offline 29"
         assert alice2.contact(a_bob).name == "bob"
         await alice2.send(a_bob, "back")
-    async with Client.open(tmp_path / "bob.keystore", b"pw-bob", **FAST) as bob2:
+    async with Client.open(tmp_path / "bob.keystore", b"pw-bob", config=FAST) as bob2:
         assert (await wait_for(bob2, MessageReceived)).message.text == "back"
 
 
@@ -170,13 +172,15 @@ async def test_sending_while_offline_queues_durably(tmp_path: Path, relay: str) 
     async with make(tmp_path, "alice", relay) as alice, make(tmp_path, "bob", relay) as bob:
         _a_bob, b_alice = await befriend(alice, bob)
         await bob.sync()
-    async with Client.open(tmp_path / "bob.keystore", b"pw-bob", connect=False, **FAST) as bob:
+    async with Client.open(
+        tmp_path / "bob.keystore", b"pw-bob", config=replace(FAST, connect=False)
+    ) as bob:
         for i in range(3):
             msg = await bob.send(b_alice, f"queued {i}")
             assert msg.state == "queued"
     async with (
-        Client.open(tmp_path / "alice.keystore", b"pw-alice", **FAST) as alice,
-        Client.open(tmp_path / "bob.keystore", b"pw-bob", **FAST) as bob,
+        Client.open(tmp_path / "alice.keystore", b"pw-alice", config=FAST) as alice,
+        Client.open(tmp_path / "bob.keystore", b"pw-bob", config=FAST) as bob,
     ):
         sent = await wait_for(bob, DeliveryChanged)
         assert sent.state == "sent"
@@ -194,7 +198,7 @@ async def test_http_fallback_and_spread(tmp_path: Path, relay: str) -> None:
         await bob.send(b_alice, "over spread sockets")
         assert (await wait_for(bob, MessageReceived)).message.text == "over http"
         assert (await wait_for(alice, MessageReceived)).message.text == "over spread sockets"
-        assert len(bob._ws_by_rid) == 1 and bob._ws is None  # one socket per mailbox
+        assert len(bob._link.ws_by_rid) == 1 and bob._link.ws is None  # one socket per mailbox
 
 
 async def test_prekey_exhaustion_falls_back_and_refills(
@@ -214,8 +218,8 @@ async def test_prekey_exhaustion_falls_back_and_refills(
     # The refill brought the address back up.
     async with asyncio.timeout(10):
         while True:
-            a = next(iter(alice._addresses.values()))
-            left, has_static = await alice._transport().put_prekeys(alice._cred(a.rid, a.owner))
+            a = next(iter(alice._book.addresses.values()))
+            left, has_static = await alice._link.transport().put_prekeys(credential(a.rid, a.owner))
             if left >= 8:
                 break
             await asyncio.sleep(0.1)
@@ -256,7 +260,7 @@ async def test_keystore_errors_are_clear_and_change_nothing(
     before = path.read_bytes()
     history_before = (tmp_path / "alice.keystore.history").read_bytes()
     with pytest.raises(expected) as info:
-        async with Client.open(path, passphrase, **FAST):
+        async with Client.open(path, passphrase, config=FAST):
             pass
     assert "pw-alice" not in str(info.value)
     assert path.read_bytes() == before
@@ -266,5 +270,5 @@ async def test_keystore_errors_are_clear_and_change_nothing(
 async def test_second_process_on_same_keystore_is_locked(tmp_path: Path, relay: str) -> None:
     async with make(tmp_path, "alice", relay, connect=False):
         with pytest.raises(KeystoreLocked):
-            async with Client.open(tmp_path / "alice.keystore", b"pw-alice", **FAST):
+            async with Client.open(tmp_path / "alice.keystore", b"pw-alice", config=FAST):
                 pass

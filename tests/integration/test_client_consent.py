@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from clientkit import befriend, make, wait_for
+from clientkit import FAST, befriend, make, wait_for
 
 from clientlib.client import (
     Client,
@@ -21,6 +21,7 @@ from clientlib.client import (
     MessageReceived,
     RequestReceived,
 )
+from clientlib.client._book import credential
 from clientlib.client.client import BoundaryViolation
 from clientlib.errors import LocalProtocolError, RelayRejected
 from clientlib.transport import HTTPTransport
@@ -38,11 +39,11 @@ async def test_pairwise_mailboxes_need_the_capability(
 ) -> None:
     alice, bob = pair
     a_bob, _ = await befriend(alice, bob)
-    c = alice._contacts[bytes.fromhex(a_bob)]
+    c = alice._book.contacts[bytes.fromhex(a_bob)]
     async with aiohttp.ClientSession() as s:
         http = HTTPTransport(s, relay)
         ct = os.urandom(256)
-        for cap in (None, os.urandom(32), bob._contacts[next(iter(bob._contacts))].mycap):
+        for cap in (None, os.urandom(32), bob._book.contacts[next(iter(bob._book.contacts))].mycap):
             # no capability, a forged one, and Bob's capability for *his* mailbox (cross-mailbox)
             with pytest.raises(RelayRejected) as info:
                 await http.deposit(c.sid, ct, eid=os.urandom(16), cap=cap)
@@ -141,8 +142,8 @@ async def test_relay_holdings_then_delete_account(tmp_path: Path, relay: str) ->
         a_holdings = dict(await alice.relay_holdings())
         addr = a_holdings["address 1"]
         assert addr.kind == "addr" and addr.prekey_static == 1 and addr.prekeys_left >= 8
-        creds = [alice._cred(a.rid, a.owner) for a in alice._addresses.values()]
-        creds += [alice._cred(c.rid, c.owner) for c in alice._contacts.values()]
+        creds = [credential(a.rid, a.owner) for a in alice._book.addresses.values()]
+        creds += [credential(c.rid, c.owner) for c in alice._book.contacts.values()]
         export = tmp_path / "alice-export.json"
         alice.export(export)
         doc = json.loads(export.read_text())
@@ -169,7 +170,7 @@ async def test_boundaries_persist_across_restarts(tmp_path: Path, relay: str) ->
     chosen = Boundaries(size=8192, att=1, day=7, pow=4)
     async with make(tmp_path, "alice", relay) as alice:
         await alice.set_boundaries(chosen)  # before any address exists
-    async with Client.open(tmp_path / "alice.keystore", b"pw-alice", kdf_strength="minimum") as a2:
+    async with Client.open(tmp_path / "alice.keystore", b"pw-alice", config=FAST) as a2:
         assert a2.boundaries() == chosen
         inv = await a2.create_invitation()
         async with aiohttp.ClientSession() as s:

@@ -29,6 +29,7 @@ from clientlib.chat.text import (
 )
 from clientlib.client import (
     Client,
+    ClientConfig,
     ClientWarning,
     Contact,
     ContactRequest,
@@ -589,7 +590,10 @@ def test_delete_account_confirmed_but_relay_unreachable_keeps_everything(
 def test_request_refused_is_readable(code: str, reason: str) -> None:
     async def main() -> None:
         async with Client.create(
-            None, PASS, relay_url="http://127.0.0.1:9", connect=False, kdf_strength="minimum"
+            None,
+            PASS,
+            relay_url="http://127.0.0.1:9",
+            config=ClientConfig(connect=False, kdf_strength="minimum"),
         ) as client:
             ev = ClientWarning("request_refused", code, "ab" * 16)
             line = format_event(client, ev)

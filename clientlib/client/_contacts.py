@@ -1,0 +1,337 @@
+"""What changes contacts: invitations, contact requests and their answers, blocking, privacy
+settings, boundaries, removal, and sealing messages into the outbox (protocol.md §21-§22).
+
+Each operation talks to the relay first (creating mailboxes, fetching bundles) and then, with
+the address book's lock held, changes the records and saves them, so that a failure at the
+relay leaves nothing half done locally. :class:`~clientlib.client.Client` documents them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+from clientlib.client._book import AddressBook, ContactRef, RequestRef, bnd_list, credential
+from clientlib.client._link import Link
+from clientlib.client._outbox import Outbox
+from clientlib.client._prekeys import Prekeys
+from clientlib.client.content import (
+    MAX_INTRO_BYTES,
+    MAX_NAME_BYTES,
+    MAX_TEXT_BYTES,
+    MESSAGE_ID_SIZE,
+    Accept,
+    ContactRequestContent,
+    ConversationSettings,
+    TextMessage,
+)
+from clientlib.client.history import HistoryStore
+from clientlib.client.invite import Invitation, open_bundle
+from clientlib.client.state import ContactRecord, OutboxRecord
+from clientlib.client.types import ClientEvent, Contact, ContactAdded, StoredMessage
+from clientlib.crypto.primitives import ed25519_expand_seed, ed25519_public_from_seed, ed25519_sign
+from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
+from clientlib.session import Session, initiate
+from clientlib.wire.frames import Boundaries
+from clientlib.wire.limits import OWNER_COMMAND_CONTEXT
+from clientlib.wire.pow import capability_hash
+
+__all__ = ["BoundaryViolation", "ContactOps"]
+
+log = logging.getLogger("clientlib.client")
+
+
+class BoundaryViolation(LocalProtocolError):
+    """The contact address's published boundaries do not allow this request (protocol.md §4.9);
+    nothing was sent."""
+
+
+class ContactOps:
+    """The contact operations of a client, over its book, link, outbox and prekeys."""
+
+    def __init__(
+        self,
+        book: AddressBook,
+        prekeys: Prekeys,
+        outbox: Outbox,
+        link: Link,
+        *,
+        history: Callable[[], HistoryStore],
+        emit: Callable[[ClientEvent], None],
+        now: Callable[[], int],
+    ) -> None:
+        self._book = book
+        self._prekeys = prekeys
+        self._outbox = outbox
+        self._link = link
+        self._history = history
+        self._emit = emit
+        self._now = now
+
+    async def create_invitation(self, *, new_address: bool = False) -> Invitation:
+        """Return an invitation to our contact address (creating the address if needed)."""
+        book = self._book
+        if book.addresses and not new_address:
+            a = min(book.addresses.values(), key=lambda a: a.created)
+            return Invitation(book.relay_url, a.sid, a.key)
+        owner = book.rng(32)
+        rid, sid = await self._create_mailbox(owner, kind="addr", boundaries=book.boundaries)
+        async with book.lock:
+            aid, a, static, items = self._prekeys.new_address(
+                rid, sid, owner, now=self._now(), boundaries=book.boundaries
+            )
+            await book.save()
+        left, _ = await self._link.transport().put_prekeys(
+            credential(rid, owner), static=static, one_time=items, replace=True
+        )
+        await self._prekeys.set_left(aid, left)
+        await self._link.subscribe(rid)
+        return Invitation(book.relay_url, sid, a.key)
+
+    async def send_request(
+        self,
+        invitation: Invitation | str,
+        *,
+        intro: str | None = None,
+        name: str | None = None,
+        contact_name: str = "",
+    ) -> Contact:
+        """Send a contact request to the address of an invitation (a link or parsed)."""
+        book, rng = self._book, self._book.rng
+        inv = invitation if isinstance(invitation, Invitation) else Invitation.parse(invitation)
+        if inv.relay_url.rstrip("/") != book.relay_url:
+            raise LocalProtocolError(
+                "the invitation is for another relay; this client uses " + book.relay_url
+            )
+        name = book.name if name is None else name
+        if len(name.encode()) > MAX_NAME_BYTES or len((intro or "").encode()) > MAX_INTRO_BYTES:
+            raise LocalProtocolError("name or intro too long")
+        transport = self._link.transport()
+        bnd = await transport.boundaries(inv.sid)
+        static, item = await transport.fetch_bundle(inv.sid)
+        bundle = open_bundle(inv, static, item)
+        if bundle.identity == book.identity.public:
+            raise LocalProtocolError("this is our own invitation")
+        now = self._now()
+        # Check the published size boundary with a dry run (content sizes do not depend on
+        # the ids inside), before creating anything at the relay.
+        probe = ContactRequestContent(
+            reply=bytes(16), cap=bytes(32), name=name or None, intro=intro or None
+        ).encode()
+        _, dry = initiate(book.identity, bundle, probe, rng=rng, now=now)
+        if len(dry.ct) > bnd.size:
+            raise BoundaryViolation(
+                f"the address accepts requests up to {bnd.size} bytes; shorten the intro"
+            )
+        owner = rng(32)
+        cap = rng(32)
+        rid, sid = await self._create_pairwise(owner, cap)
+        content = ContactRequestContent(reply=sid, cap=cap, name=name or None, intro=intro or None)
+        session, sealed = initiate(book.identity, bundle, content.encode(), rng=rng, now=now)
+        cid = rng(16)
+        async with book.lock:
+            rec = ContactRecord(
+                name=contact_name,
+                state="pending",
+                identity=bytes(bundle.identity),
+                session=session.to_record().to_bytes(),
+                rid=rid,
+                sid=sid,
+                owner=owner,
+                send=None,
+                created=now,
+                mycap=cap,
+            )
+            book.add_contact(cid, rec)
+            hdl = book.handle(inv.sid)
+            self._outbox.queue(
+                OutboxRecord(cid, rng(16), sealed.ct, sealed.fc, inv.sid, hdl=hdl, pw=bnd.pow)
+            )
+            await book.save()
+        await self._link.subscribe(rid)
+        self._outbox.wake()
+        return book.contact_view(cid)
+
+    async def accept_request(self, ref: RequestRef, *, name: str | None = None) -> Contact:
+        """Accept a request: create our pairwise mailbox and tell the requester about it."""
+        book, rng = self._book, self._book.rng
+        qid = book.resolve_request(ref)
+        req = book.requests[qid]
+        owner = rng(32)
+        cap = rng(32)
+        rid, sid = await self._create_pairwise(owner, cap)
+        async with book.lock:
+            if qid not in book.requests:
+                raise LocalProtocolError("the request was already handled")
+            session = Session.from_record(req.session)
+            content = Accept(reply=sid, cap=cap, name=book.name or None).encode()
+            sealed = session.encrypt(content, rng=rng, now=self._now())
+            cid = rng(16)
+            rec = ContactRecord(
+                name=name if name is not None else (req.name or ""),
+                state="accepted",
+                identity=req.identity,
+                session=session.to_record().to_bytes(),
+                rid=rid,
+                sid=sid,
+                owner=owner,
+                send=req.reply,
+                created=self._now(),
+                mycap=cap,
+                sendcap=req.cap,
+            )
+            book.add_contact(cid, rec)
+            book.drop_request(qid)
+            self._outbox.queue(
+                OutboxRecord(cid, rng(16), sealed.ct, sealed.fc, req.reply, cap=req.cap)
+            )
+            await book.save()
+        await self._link.subscribe(rid)
+        self._outbox.wake()
+        contact = book.contact_view(cid)
+        self._emit(ContactAdded(contact))
+        return contact
+
+    async def decline_request(self, ref: RequestRef) -> None:
+        """See :meth:`Client.decline_request`."""
+        book = self._book
+        qid = book.resolve_request(ref)
+        req = book.requests[qid]
+        a = book.addresses.get(req.address)
+        if req.hdl is not None and a is not None:
+            try:
+                await self._link.transport().ban(credential(a.rid, a.owner), add=[req.hdl])
+            except TransportError as exc:  # declined locally all the same
+                log.debug("ban postponed: %s", type(exc).__name__)
+        async with book.lock:
+            book.drop_request(qid)
+            await book.save()
+
+    async def remove_contact(self, ref: ContactRef) -> None:
+        """Delete a contact: its mailbox at the relay, its session, its history."""
+        book = self._book
+        cid = book.resolve_contact(ref)
+        c = book.contacts[cid]
+        with contextlib.suppress(RelayRejected):
+            await self._link.delete_mailbox(c.rid, c.owner)
+        async with book.lock:
+            book.drop_contact(cid)
+            self._outbox.drop_contact(cid)
+            await book.save()
+        self._history().forget(cid.hex())
+
+    async def set_blocked(self, ref: ContactRef, blocked: bool) -> Contact:
+        book = self._book
+        cid = book.resolve_contact(ref)
+        c = book.contacts[cid]
+        h = [capability_hash(c.sid, c.mycap)]
+        cred = credential(c.rid, c.owner)
+        if blocked:
+            await self._link.transport().set_caps(cred, remove=h)
+        else:
+            await self._link.transport().set_caps(cred, add=h)
+        async with book.lock:
+            c.blocked = blocked
+            book.put_contact(cid)
+            await book.save()
+        return book.contact_view(cid)
+
+    async def set_privacy(
+        self,
+        ref: ContactRef,
+        *,
+        receipts: bool | None = None,
+        typing: bool | None = None,
+        media: bool | None = None,
+    ) -> Contact:
+        """Change our privacy settings for one conversation and tell the contact."""
+        book = self._book
+        cid = book.resolve_contact(ref)
+        async with book.lock:
+            c = book.contacts[cid]
+            for i, v in enumerate((receipts, typing, media)):
+                if v is not None:
+                    c.settings[i] = int(v)
+            content = ConversationSettings(*c.settings).encode()
+            self.seal_and_queue(cid, content)
+            await book.save()
+        self._outbox.wake()
+        return book.contact_view(cid)
+
+    async def set_boundaries(self, boundaries: Boundaries) -> None:
+        """Publish new boundaries on every contact address (and use them for new ones)."""
+        book = self._book
+        async with book.lock:
+            book.set_boundaries(boundaries)
+            await book.save()
+        for aid, a in list(book.addresses.items()):
+            await self._link.transport().set_boundaries(credential(a.rid, a.owner), boundaries)
+            async with book.lock:
+                a.bnd = bnd_list(boundaries)
+                book.put_address(aid)
+                await book.save()
+
+    async def send(self, ref: ContactRef, text: str) -> StoredMessage:
+        """Send a text message."""
+        book = self._book
+        cid = book.resolve_contact(ref)
+        data = text.encode("utf-8")
+        if len(data) > MAX_TEXT_BYTES or "\x00" in text:
+            raise LocalProtocolError(f"a message is at most {MAX_TEXT_BYTES} bytes of UTF-8")
+        async with book.lock:
+            c = book.contacts.get(cid)
+            if c is None:
+                raise LocalProtocolError("the contact was removed")
+            if c.blocked:
+                raise LocalProtocolError("the contact is blocked; unblock it first")
+            now = self._now()
+            mid = book.rng(MESSAGE_ID_SIZE)
+            content = TextMessage(id=mid, ts=now, text=text).encode()
+            msg = StoredMessage(cid.hex(), mid.hex(), "out", text, now, now, "queued")
+            self.seal_and_queue(cid, content, now=now, history=msg)
+            await book.save()
+        self._outbox.wake()
+        return msg
+
+    def seal_and_queue(
+        self,
+        cid: bytes,
+        content: bytes,
+        *,
+        now: int | None = None,
+        history: StoredMessage | None = None,
+    ) -> None:
+        """Encrypt ``content`` for an accepted or pending contact and queue it (call with
+        the lock held); ``history``: the outgoing message to store first."""
+        book = self._book
+        c = book.contacts[cid]
+        session = Session.from_record(c.session)
+        sealed = session.encrypt(content, rng=book.rng, now=self._now() if now is None else now)
+        c.session = session.to_record().to_bytes()
+        book.put_contact(cid)
+        mid = None
+        if history is not None:
+            self._history().add([history])
+            mid = bytes.fromhex(history.id)
+        eid = book.rng(16)
+        self._outbox.queue(OutboxRecord(cid, eid, sealed.ct, sealed.fc, c.send, mid, c.sendcap))
+
+    async def _create_mailbox(
+        self, owner: bytes, *, kind: str, boundaries: Boundaries | None = None
+    ) -> tuple[bytes, bytes]:
+        sk = ed25519_expand_seed(owner)
+        return await self._link.transport().create_mailbox(
+            ed25519_public_from_seed(owner),
+            lambda cmd: ed25519_sign(sk, OWNER_COMMAND_CONTEXT + cmd),
+            kind=kind,
+            boundaries=boundaries,
+        )
+
+    async def _create_pairwise(self, owner: bytes, cap: bytes) -> tuple[bytes, bytes]:
+        """A pairwise mailbox that accepts deposits carrying ``cap`` only (protocol.md §4.8)."""
+        rid, sid = await self._create_mailbox(owner, kind="pair")
+        await self._link.transport().set_caps(
+            credential(rid, owner), add=[capability_hash(sid, cap)]
+        )
+        return rid, sid

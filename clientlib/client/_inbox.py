@@ -1,0 +1,257 @@
+"""The inbox: delivered envelopes in, events and acks out, with no transport (sans-IO).
+
+:meth:`Inbox.process` opens a batch of envelopes with the keystore's keys and sessions,
+updates the records (in the keystore, not yet saved) and the history, and says which
+sequence numbers may be acknowledged::
+
+    async with book.lock:
+        events, acks, refill = inbox.process(batch, now)
+        await book.save()                # durable first ...
+    for rid, seqs in acks: await link.ack(rid, seqs)   # ... then acked (protocol.md §23.2)
+
+Redeliveries are dropped by envelope id (per mailbox) and by message id (the history);
+replayed contact requests by their handshake hash. Every stored envelope of the batch is
+acked, also the ones dropped: they would only be dropped again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from clientlib.client._book import AddressBook
+from clientlib.client._outbox import Outbox
+from clientlib.client._prekeys import PREKEY_LOW_WATER, Prekeys
+from clientlib.client._reports import ReportEvidence
+from clientlib.client.content import (
+    Accept,
+    ContactRequestContent,
+    ConversationSettings,
+    TextMessage,
+    decode_content,
+)
+from clientlib.client.history import HistoryStore
+from clientlib.client.state import RequestRecord, remember
+from clientlib.client.types import (
+    ClientEvent,
+    ClientWarning,
+    Contact,
+    ContactAdded,
+    MessageReceived,
+    RequestReceived,
+    StoredMessage,
+)
+from clientlib.crypto.prekeys import PreKeyKind
+from clientlib.crypto.primitives import sha256
+from clientlib.errors import (
+    DecryptionError,
+    KeyValidationError,
+    LocalProtocolError,
+    SessionError,
+    WireError,
+)
+from clientlib.session import Session, accept, open_envelope
+from clientlib.wire.frames import StoredEnvelope
+
+__all__ = ["Inbox", "Processed"]
+
+
+class Processed(NamedTuple):
+    """What one batch produced.
+
+    Attributes:
+        events: for the application, in order.
+        acks: ``(rid, seqs)`` to acknowledge once the keystore is saved, per mailbox in the
+            order first seen (online-only envelopes, ``seq`` 0, need none).
+        refill: address ids whose one-time prekeys ran low (one entry per request).
+    """
+
+    events: list[ClientEvent]
+    acks: list[tuple[bytes, list[int]]]
+    refill: list[bytes]
+
+
+class Inbox:
+    """Turns delivered envelopes into events (call with the book's lock held)."""
+
+    def __init__(
+        self,
+        book: AddressBook,
+        prekeys: Prekeys,
+        outbox: Outbox,
+        history: Callable[[], HistoryStore],
+    ) -> None:
+        self._book = book
+        self._prekeys = prekeys
+        self._outbox = outbox
+        self._history = history
+
+    def process(self, batch: Sequence[tuple[bytes, StoredEnvelope]], now: int) -> Processed:
+        """Process ``(rid, envelope)`` pairs delivered for our mailboxes at time ``now``.
+
+        Envelopes for mailboxes that are not (or no longer) ours are acked and dropped.
+        Raises only on a keystore or history failure (then nothing may be acked).
+        """
+        out = Processed([], [], [])
+        acks: dict[bytes, list[int]] = {}
+        new_messages: list[tuple[Contact, StoredMessage]] = []
+        for rid, env in batch:
+            if env.seq:
+                acks.setdefault(rid, []).append(env.seq)
+            entry = self._book.by_rid.get(rid)
+            if entry is None:
+                continue
+            kind, key = entry
+            if kind == "address":
+                self._on_request(key, env, now, out)
+            else:
+                self._on_contact_envelope(key, env, now, out.events, new_messages)
+        if new_messages:
+            fresh = self._history().add([m for _, m in new_messages])
+            out.events.extend(
+                MessageReceived(c, m) for (c, m), ok in zip(new_messages, fresh, strict=True) if ok
+            )
+        out.acks.extend(acks.items())
+        return out
+
+    def _on_request(self, aid: bytes, env: StoredEnvelope, now: int, out: Processed) -> None:
+        book, prekeys, events = self._book, self._prekeys, out.events
+        a = book.addresses[aid]
+        if env.eid in a.eids:
+            return
+        remember(a.eids, env.eid)
+        book.put_address(aid)
+        identity = book.identity
+        try:
+            opened = open_envelope(identity, env.ct)
+            header = opened.prekey_header
+            if header is None:
+                raise DecryptionError
+            hs = sha256(header.raw)
+            if hs in a.seen:
+                events.append(ClientWarning("duplicate_request"))
+                return
+            spk = prekeys.load(PreKeyKind.X25519_SIGNED, header.signed_prekey_id)
+            kem = prekeys.load(header.kem_kind, header.kem_prekey_id)
+            opk = (
+                prekeys.load(PreKeyKind.X25519_ONE_TIME, header.one_time_prekey_id)
+                if header.one_time_prekey_id is not None
+                else None
+            )
+            if (
+                spk is None
+                or kem is None
+                or (header.one_time_prekey_id is not None and opk is None)
+            ):
+                raise DecryptionError
+            accepted = accept(
+                identity,
+                opened,
+                env.fc,
+                signed_prekey=spk,
+                kem_prekey=kem,
+                one_time_prekey=opk,
+                now=now,
+            )
+        except (DecryptionError, LocalProtocolError, KeyValidationError, SessionError):
+            events.append(ClientWarning("undecryptable", "a contact request did not decrypt"))
+            return
+        remember(a.seen, hs)
+        for kind, kid in accepted.established.consumed_prekeys:
+            prekeys.delete(kind, kid)
+            if kind is PreKeyKind.MLKEM_ONE_TIME and kid in a.items:
+                a.items.remove(kid)
+                a.left = max(0, a.left - 1)
+        if accepted.established.used_last_resort:
+            a.left = 0
+            events.append(ClientWarning("prekeys_exhausted", "a request used the last-resort key"))
+        book.put_address(aid)
+        try:
+            content = decode_content(accepted.message.plaintext)
+        except WireError:
+            content = None
+        if not isinstance(content, ContactRequestContent):
+            events.append(ClientWarning("malformed_content", "a contact request did not decode"))
+            return
+        qid = book.rng(16)
+        book.requests[qid] = RequestRecord(
+            address=aid,
+            identity=bytes(opened.sender),
+            session=accepted.session.to_record().to_bytes(),
+            reply=content.reply,
+            name=content.name,
+            intro=content.intro,
+            received=now,
+            cap=content.cap,
+            hdl=env.hdl,
+        )
+        book.put_request(qid)
+        events.append(RequestReceived(book.request_view(qid)))
+        if a.left < PREKEY_LOW_WATER:
+            out.refill.append(aid)
+
+    def _on_contact_envelope(
+        self,
+        cid: bytes,
+        env: StoredEnvelope,
+        now: int,
+        events: list[ClientEvent],
+        new_messages: list[tuple[Contact, StoredMessage]],
+    ) -> None:
+        book = self._book
+        c = book.contacts[cid]
+        if env.eid in c.eids:
+            return
+        remember(c.eids, env.eid)
+        try:
+            session = Session.from_record(c.session)
+            received = session.receive(
+                env.ct, env.fc, identity=book.identity, now=now, relay_tag=env.ft
+            )
+        except DecryptionError:
+            book.put_contact(cid)
+            events.append(ClientWarning("undecryptable", "", cid.hex()))
+            return
+        c.session = session.to_record().to_bytes()
+        book.put_contact(cid)
+        try:
+            content = decode_content(received.plaintext)
+        except WireError:
+            events.append(ClientWarning("malformed_content", "", cid.hex()))
+            return
+        if isinstance(content, Accept):
+            if c.state != "accepted":
+                c.state = "accepted"
+                c.send = content.reply
+                c.sendcap = content.cap
+                if content.name and not c.name:
+                    c.name = content.name
+                book.put_contact(cid)
+                self._outbox.set_destination(cid, content.reply, content.cap)
+                events.append(ContactAdded(book.contact_view(cid)))
+        elif isinstance(content, ConversationSettings):
+            c.peer = [content.receipts, content.typing, content.media]
+            book.put_contact(cid)
+        elif isinstance(content, TextMessage):
+            evidence = ReportEvidence(
+                msg=received.plaintext,
+                fk=received.franking_key,
+                fc=received.franking_commitment,
+                ft=env.ft,
+                fx=env.fx,
+                sender=c.identity,
+                recipient=bytes(book.identity.public),
+            )
+            msg = StoredMessage(
+                cid.hex(),
+                content.id.hex(),
+                "in",
+                content.text,
+                content.ts,
+                now,
+                "received",
+                evidence.encode(),
+            )
+            new_messages.append((book.contact_view(cid), msg))
+        else:
+            events.append(ClientWarning("malformed_content", "", cid.hex()))

@@ -1,0 +1,258 @@
+"""The link to the relay: which transport carries what, subscriptions, polling, acks, and
+whether we are online and caught up.
+
+Incoming envelopes go into :attr:`Link.inbox` as ``(rid, envelope)``, and a ``(rid, None)``
+marker once a mailbox's backlog has been delivered; the client processes them (see
+:mod:`clientlib.client._inbox`) and acknowledges with :meth:`Link.ack`. Uses only the public
+API of :mod:`clientlib.transport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aiohttp
+
+from clientlib.client._book import AddressBook, credential
+from clientlib.client.config import ClientConfig
+from clientlib.client.types import CaughtUp, ClientEvent, ClientWarning, ConnectionChanged
+from clientlib.errors import RelayRejected, TransportError
+from clientlib.transport import CaughtUp as TCaughtUp
+from clientlib.transport import (
+    Delivered,
+    Disconnected,
+    HTTPTransport,
+    Reconnected,
+    SubscriptionLost,
+    WebSocketTransport,
+)
+from clientlib.wire.frames import StoredEnvelope
+
+__all__ = ["Incoming", "Link", "Relay", "jitter"]
+
+Relay = WebSocketTransport | HTTPTransport
+#: ``(rid, envelope)``, or ``(rid, None)``: everything that waited in ``rid`` was delivered.
+Incoming = tuple[bytes, StoredEnvelope | None]
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+def jitter() -> float:
+    """A delay factor in [0.5, 1.5): spreads reconnecting clients (not a secret)."""
+    return 0.5 + random.random()  # noqa: S311
+
+
+class Link:
+    """The client's connections to one relay (none until :meth:`connect`)."""
+
+    def __init__(
+        self,
+        book: AddressBook,
+        config: ClientConfig,
+        *,
+        emit: Callable[[ClientEvent], None],
+        wake_outbox: Callable[[], None],
+        spawn: Spawn,
+    ) -> None:
+        self._book = book
+        self._mode = config.transport
+        self._spread = config.spread
+        self._poll_interval = config.poll_interval
+        self._timeout = config.request_timeout
+        self._emit = emit
+        self._wake_outbox = wake_outbox
+        self._spawn = spawn
+        self.http_session: aiohttp.ClientSession | None = None
+        self._deposit_session: aiohttp.ClientSession | None = None
+        self.ws: WebSocketTransport | None = None
+        self.ws_by_rid: dict[bytes, WebSocketTransport] = {}
+        self.http: HTTPTransport | None = None
+        self._depositor: HTTPTransport | None = None
+        self.inbox: asyncio.Queue[Incoming] = asyncio.Queue()
+        self.online = False
+        self._pending_caught_up: set[bytes] = set()
+        self.caught_up = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self.http_session is not None
+
+    async def connect(self) -> None:
+        """Open the connections and subscribe every mailbox of the book.
+
+        Raises:
+            TransportError: the relay could not be reached.
+        """
+        url = self._book.relay_url
+        self.http_session = aiohttp.ClientSession()
+        self._deposit_session = (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+            if self._spread
+            else self.http_session
+        )
+        self.http = HTTPTransport(self.http_session, url, request_timeout=self._timeout)
+        if self._spread or self._mode == "http":
+            self._depositor = HTTPTransport(
+                self._deposit_session, url, request_timeout=self._timeout
+            )
+        if self._mode == "websocket" and not self._spread:
+            self.ws = await self._open_ws(self.http_session)
+        self.online = True
+        self._pending_caught_up = set(self._book.by_rid)
+        if not self._pending_caught_up:
+            self.caught_up.set()
+        for rid in list(self._book.by_rid):
+            try:
+                await self.subscribe(rid)
+            except RelayRejected as exc:  # deleted or expired at the relay
+                self._emit(ClientWarning("mailbox_lost", f"relay answered {exc.code}"))
+                self.mark_caught_up(rid)
+        if self._mode == "http":
+            self._spawn(self._poll_loop())
+
+    def transport(self) -> Relay:
+        """The transport for one-off requests (create, prekeys, bundles).
+
+        Raises:
+            TransportError: not connected.
+        """
+        if self.ws is not None:
+            return self.ws
+        if self.http is None:
+            raise TransportError("the client is not connected")
+        return self.http
+
+    def depositor(self) -> Relay:
+        """The transport deposits go over (fresh connections with ``spread``)."""
+        return self._depositor if self._depositor is not None else self.transport()
+
+    async def subscribe(self, rid: bytes) -> None:
+        """Receive what arrives in one of our mailboxes (now and after reconnects)."""
+        if self.http_session is None:
+            return  # offline: subscribed when connecting
+        self._pending_caught_up.add(rid)
+        self.caught_up.clear()
+        cred = self._book.cred(rid)
+        if self._mode == "http":
+            return  # the poll loop picks it up
+        if self._spread:
+            session = aiohttp.ClientSession()
+            try:
+                ws = await self._open_ws(session)
+            except BaseException:
+                await session.close()
+                raise
+            self.ws_by_rid[rid] = ws
+            await ws.subscribe(cred)
+            return
+        assert self.ws is not None
+        await self.ws.subscribe(cred)
+
+    async def delete_mailbox(self, rid: bytes, owner: bytes) -> None:
+        """Delete one of our mailboxes at the relay (and close its own socket, if any)."""
+        cred = credential(rid, owner)
+        t = self.ws_by_rid.pop(rid, None)
+        if t is not None:
+            await t.delete_mailbox(cred)
+            await t.close()
+        else:
+            await self.transport().delete_mailbox(cred)
+
+    async def ack(self, rid: bytes, seqs: list[int]) -> None:
+        """Acknowledge stored envelopes where they came from; failures are harmless (the
+        relay redelivers and the duplicates are dropped)."""
+        try:
+            if self._mode == "http":
+                if self.http is not None:
+                    await self.http.fetch(self._book.cred(rid), ack=seqs, max=0)
+                return
+            ws = self.ws_by_rid.get(rid) if self._spread else self.ws
+            if ws is not None:
+                await ws.ack(rid, seqs)
+        except (TransportError, KeyError):
+            pass  # redelivered later and dropped as a duplicate
+
+    def mark_caught_up(self, rid: bytes) -> None:
+        """Note that ``rid``'s backlog is processed; after the last one, emit :class:`CaughtUp`."""
+        self._pending_caught_up.discard(rid)
+        if not self._pending_caught_up and not self.caught_up.is_set():
+            self.caught_up.set()
+            self._emit(CaughtUp())
+
+    async def close(self) -> None:
+        """Close every connection (call after the tasks using them are cancelled)."""
+        for t in [self.ws, *self.ws_by_rid.values()]:
+            if t is not None:
+                with contextlib.suppress(Exception):
+                    await t.close()
+        for s in {self.http_session, self._deposit_session} | {
+            getattr(t, "_session", None) for t in self.ws_by_rid.values()
+        }:
+            if isinstance(s, aiohttp.ClientSession):
+                await s.close()
+
+    # --- receiving -------------------------------------------------------------------------
+
+    async def _open_ws(self, session: aiohttp.ClientSession) -> WebSocketTransport:
+        ws = WebSocketTransport(session, self._book.relay_url, request_timeout=self._timeout)
+        await ws.__aenter__()
+        self._spawn(self._read_ws(ws))
+        return ws
+
+    def _set_online(self, online: bool) -> bool:
+        if self.online == online:
+            return False
+        self.online = online
+        self._emit(ConnectionChanged(online=online))
+        return True
+
+    async def _read_ws(self, ws: WebSocketTransport) -> None:
+        async for ev in ws.events():
+            if isinstance(ev, Delivered):
+                await self.inbox.put((ev.rid, ev.env))
+            elif isinstance(ev, TCaughtUp):
+                await self.inbox.put((ev.rid, None))
+            elif isinstance(ev, Disconnected):
+                self._set_online(False)
+            elif isinstance(ev, Reconnected):
+                self._set_online(True)
+                self._wake_outbox()
+            elif isinstance(ev, SubscriptionLost):
+                self._emit(ClientWarning("mailbox_lost", f"relay answered {ev.code}"))
+                self.mark_caught_up(ev.rid)
+
+    async def _poll_loop(self) -> None:
+        """HTTP mode: fetch every mailbox, process, ack on the next fetch."""
+        assert self.http is not None
+        http = self.http
+        book = self._book
+        backoff = self._poll_interval
+        while True:
+            try:
+                for rid in list(book.by_rid):
+                    if rid not in book.by_rid:
+                        continue
+                    more = True
+                    while more:
+                        envs, more = await http.fetch(book.cred(rid), max=64)
+                        for env in envs:
+                            await self.inbox.put((rid, env))
+                        if not envs:
+                            break
+                        await self.inbox.join()
+                    await self.inbox.put((rid, None))
+                    await self.inbox.join()
+                if self._set_online(True):
+                    self._wake_outbox()
+                backoff = self._poll_interval
+                await asyncio.sleep(self._poll_interval)
+            except RelayRejected as exc:
+                self._emit(ClientWarning("mailbox_lost", f"relay answered {exc.code}"))
+                await asyncio.sleep(self._poll_interval)
+            except TransportError:
+                self._set_online(False)
+                await asyncio.sleep(backoff * jitter())
+                backoff = min(backoff * 2, 30.0)

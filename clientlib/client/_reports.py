@@ -1,0 +1,202 @@
+"""Typed records for abuse reports (protocol.md §4.11, §15.4).
+
+:class:`ReportEvidence` is what a received message keeps (in
+:attr:`StoredMessage.evidence`, inside the history store) so that it can be reported later;
+:class:`ReportRecord` is one report we filed (keystore namespace ``reports``, keyed by the
+report id). Both encode to exactly the msgpack arrays earlier versions wrote, so evidence and
+reports in existing histories and keystores stay readable with no migration::
+
+    evidence  [1, msg, fk, fc, ft, fx, sender, recipient]
+    report    [contact id, message id, status, filed at]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Self
+
+import msgpack
+
+from clientlib.client._book import AddressBook, credential
+from clientlib.client._link import Link
+from clientlib.client.types import ClientEvent, ReportResolved, StoredMessage
+from clientlib.errors import LocalProtocolError, WireError
+from clientlib.wire.codec import unpack_strict
+
+__all__ = ["EVIDENCE_VERSION", "ReportEvidence", "ReportRecord", "ReportStatus", "Reports"]
+
+EVIDENCE_VERSION = 1
+ReportStatus = Literal["open", "resolved"]
+
+
+def _bytes(v: object) -> bytes:
+    if type(v) is not bytes:
+        raise TypeError
+    return v
+
+
+def _opt_bytes(v: object) -> bytes | None:
+    return None if v is None else _bytes(v)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ReportEvidence:
+    """What reporting one received message needs, and nothing about any other message.
+
+    Attributes:
+        msg: the exact content bytes the franking commitment covers.
+        fk: the per-message franking key.
+        fc: the franking commitment as delivered.
+        ft: the relay's franking tag (None: the relay gave none; not reportable).
+        fx: the relay's franking context (None with ``ft``).
+        sender: the contact's identity public key.
+        recipient: our identity public key.
+    """
+
+    msg: bytes
+    fk: bytes
+    fc: bytes
+    ft: bytes | None
+    fx: bytes | None
+    sender: bytes
+    recipient: bytes
+
+    def encode(self) -> bytes:
+        """The stored form (byte-identical to what earlier versions wrote)."""
+        fields = [self.msg, self.fk, self.fc, self.ft, self.fx, self.sender, self.recipient]
+        packed: bytes = msgpack.packb([EVIDENCE_VERSION, *fields], use_bin_type=True)
+        return packed
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Self:
+        """Parse stored evidence.
+
+        Raises:
+            LocalProtocolError: the evidence is damaged or of an unknown version.
+        """
+        try:
+            items = unpack_strict(raw)
+            if type(items) is not list or len(items) != 8 or items[0] != EVIDENCE_VERSION:
+                raise ValueError
+            _, msg, fk, fc, ft, fx, snd, rcp = items
+            return cls(
+                _bytes(msg),
+                _bytes(fk),
+                _bytes(fc),
+                _opt_bytes(ft),
+                _opt_bytes(fx),
+                _bytes(snd),
+                _bytes(rcp),
+            )
+        except (WireError, ValueError, TypeError):
+            raise LocalProtocolError("the message's report evidence is damaged") from None
+
+    def __repr__(self) -> str:
+        return "ReportEvidence(<secret>)"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    """One report we filed: which message of which contact, and whether it is resolved."""
+
+    contact: bytes
+    message: str  # the message id, hex (as StoredMessage.id)
+    status: ReportStatus
+    filed: int
+
+    def encode(self) -> bytes:
+        packed: bytes = msgpack.packb(
+            [self.contact, self.message, self.status, self.filed], use_bin_type=True
+        )
+        return packed
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Self:
+        """Parse a stored report.
+
+        Raises:
+            CorruptKeystore: the record does not decode.
+        """
+        from clientlib.keystore.errors import CorruptKeystore
+
+        try:
+            items = unpack_strict(raw)
+            if type(items) is not list or len(items) != 4:
+                raise ValueError
+            cid, mid, status, ts = items
+            if status not in ("open", "resolved") or type(ts) is not int:
+                raise ValueError
+            if type(mid) is not str:
+                raise ValueError
+            return cls(_bytes(cid), mid, status, ts)
+        except (WireError, ValueError, TypeError):
+            raise CorruptKeystore("a report record in the keystore does not decode") from None
+
+    def resolved(self) -> ReportRecord:
+        return ReportRecord(self.contact, self.message, "resolved", self.filed)
+
+
+class Reports:
+    """Filing reports and following them up (:meth:`Client.report` documents them)."""
+
+    def __init__(
+        self,
+        book: AddressBook,
+        link: Link,
+        *,
+        emit: Callable[[ClientEvent], None],
+        now: Callable[[], int],
+    ) -> None:
+        self._book = book
+        self._link = link
+        self._emit = emit
+        self._now = now
+
+    async def report(self, message: StoredMessage, reason: str, *, note: str | None) -> str:
+        if message.direction != "in" or message.evidence is None:
+            raise LocalProtocolError("only received messages can be reported")
+        book = self._book
+        cid = book.resolve_contact(message.contact_id)
+        c = book.contacts[cid]
+        ev = ReportEvidence.decode(message.evidence)
+        if ev.ft is None or ev.fx is None:
+            raise LocalProtocolError("the relay gave this message no franking tag")
+        report_id = await self._link.transport().report(
+            credential(c.rid, c.owner),
+            msg=ev.msg,
+            fk=ev.fk,
+            fc=ev.fc,
+            ft=ev.ft,
+            fx=ev.fx,
+            sender=ev.sender,
+            recipient=ev.recipient,
+            reason=reason,
+            note=note,
+        )
+        async with book.lock:
+            record = ReportRecord(cid, message.id, "open", self._now())
+            book.ks.put("reports", report_id, record.encode())
+            await book.save()
+        return report_id.hex()
+
+    def listing(self) -> list[tuple[str, str, str]]:
+        out: list[tuple[str, str, str]] = []
+        for rid, raw in self._book.ks.items("reports"):
+            r = ReportRecord.decode(raw)
+            out.append((rid.hex(), r.contact.hex(), r.status))
+        return out
+
+    async def check(self) -> None:
+        book = self._book
+        for rid, raw in book.ks.items("reports"):
+            r = ReportRecord.decode(raw)
+            c = book.contacts.get(r.contact)
+            if r.status != "open" or c is None:
+                continue
+            st = await self._link.transport().report_status(credential(c.rid, c.owner), rid)
+            if st.status == "resolved":
+                async with book.lock:
+                    book.ks.put("reports", rid, r.resolved().encode())
+                    await book.save()
+                self._emit(ReportResolved(rid.hex(), st.action))

@@ -1,0 +1,100 @@
+"""How a :class:`~clientlib.client.Client` runs: one frozen, keyword-only :class:`ClientConfig`.
+
+::
+
+    fast = ClientConfig(transport="http", poll_interval=1.0)
+    async with Client.open("alice.keystore", passphrase, config=fast) as alice: ...
+
+Derive variants with :func:`dataclasses.replace` (``replace(fast, connect=False)``). The
+relay URL, the display name and the keystore are not configuration: they are the client's
+identity and stay arguments of :meth:`Client.create` and :meth:`Client.open`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from clientlib.client.history import HistoryStore
+from clientlib.crypto.keys import RNG
+from clientlib.keystore.file import MEMLIMIT_MODERATE, OPSLIMIT_MODERATE
+from clientlib.wire.frames import Boundaries
+
+__all__ = ["DEFAULT_BOUNDARIES", "ClientConfig", "KdfStrength", "TransportMode"]
+
+#: Boundaries of the contact addresses a client creates unless told otherwise: requests up to
+#: the 4 KiB class, no attachments, 100 a day, and a light proof of work (about 0.1 s).
+DEFAULT_BOUNDARIES = Boundaries(size=4096, att=0, day=100, pow=12)
+
+TransportMode = Literal["websocket", "http"]
+KdfStrength = Literal["moderate", "interactive", "minimum"]
+
+#: Argon2id (opslimit, memlimit) of a new keystore per strength.
+_ARGON2: dict[str, tuple[int, int]] = {
+    "moderate": (OPSLIMIT_MODERATE, MEMLIMIT_MODERATE),
+    "interactive": (2, 64 << 20),
+    "minimum": (1, 8 << 10),  # tests only
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClientConfig:
+    """Everything about how a client runs, checked when built.
+
+    Attributes:
+        history: a :class:`~clientlib.client.HistoryStore`; ``None`` (default): an encrypted
+            file next to the keystore (in memory for an in-memory keystore).
+        connect: connect on entering the context (``False``: work offline -- list contacts,
+            read history, queue messages -- until :meth:`Client.connect`).
+        transport: ``"websocket"`` (push, default) or ``"http"`` (polling fallback for
+            networks that block WebSockets).
+        spread: one connection per mailbox, and deposits over fresh HTTP connections, so no
+            single connection links our mailboxes (costs one socket per contact).
+        poll_interval: seconds between polls in HTTP mode (> 0).
+        request_timeout: seconds one relay request may take (> 0).
+        close_grace: seconds :meth:`Client.close` waits for queued messages to leave
+            (0: none).
+        boundaries: the boundaries of contact addresses this client creates (a boundary set
+            with :meth:`Client.set_boundaries` is remembered in the keystore and wins).
+        kdf_strength: Argon2id strength of a *new* keystore: ``moderate`` (default, about a
+            second), ``interactive``, or ``minimum`` (tests only).
+        rng: randomness (``os.urandom``).
+        clock: seconds since the epoch (``time.time``).
+
+    Raises:
+        ValueError: an unknown ``transport`` or ``kdf_strength``, or a time out of range.
+    """
+
+    history: HistoryStore | None = None
+    connect: bool = True
+    transport: TransportMode = "websocket"
+    spread: bool = False
+    poll_interval: float = 2.0
+    request_timeout: float = 10.0
+    close_grace: float = 2.0
+    boundaries: Boundaries = DEFAULT_BOUNDARIES
+    kdf_strength: KdfStrength = "moderate"
+    rng: RNG = os.urandom
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        if self.kdf_strength not in _ARGON2:
+            raise ValueError("kdf_strength must be moderate, interactive or minimum")
+        if self.transport not in ("websocket", "http"):
+            raise ValueError("transport must be 'websocket' or 'http'")
+        for name in ("poll_interval", "request_timeout"):
+            value: object = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds")
+        grace: object = self.close_grace
+        if not (isinstance(grace, int | float) and math.isfinite(grace) and grace >= 0):
+            raise ValueError("close_grace must be a number of seconds, 0 or more")
+
+    @property
+    def argon2(self) -> tuple[int, int]:
+        """Argon2id ``(opslimit, memlimit)`` for a new keystore."""
+        return _ARGON2[self.kdf_strength]
