@@ -79,7 +79,8 @@ class JudgeKey(NamedTuple):
     def __repr__(self) -> str:
         return f"JudgeKey(public={self.public[:8].hex()}..., secret=[secret])"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return self.__repr__()
 
 
 def judge_key(franking_key: bytes) -> JudgeKey:

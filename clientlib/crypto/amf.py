@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from typing import Final, final
 
@@ -253,9 +254,15 @@ class PreparedFrank:
     scalars, ``E_J``, ``J`` and the seven commitments. :meth:`sign` finishes it for one
     ``fc`` (one hash and three multiply-adds).
 
+    Build it with :func:`prepare`. The constructor is the generic prover of the statement
+    (``real`` names the proven branch of clauses A, B, C: 0 left, 1 right; ``witnesses``
+    their witnesses; ``draw`` the hedged scalars): :func:`forge_as_recipient` and the tests
+    use it, and it proves nothing true unless its arguments are.
+
     Warning:
-        Single use: a second :meth:`sign` raises, since two challenges over the same
-        commitments reveal the identity key. Never copied, printed or pickled.
+        Single use: a second :meth:`sign` raises (its secrets are erased by the first),
+        since two challenges over the same commitments reveal the identity key. Never
+        copied, printed or pickled. Safe to share between threads.
     """
 
     __slots__ = (
@@ -264,6 +271,7 @@ class PreparedFrank:
         "_ej",
         "_jj",
         "_kid",
+        "_lock",
         "_moderator",
         "_nonces",
         "_real",
@@ -300,6 +308,7 @@ class PreparedFrank:
         self._sims: list[tuple[bytes, bytes]] = []
         self._commitments: list[bytes] = []
         self._used = False
+        self._lock = threading.Lock()
         for clause, side in zip(self._clauses, real, strict=True):
             k, c_sim, z_sim = draw(), draw(), draw()
             self._nonces.append(k)
@@ -317,10 +326,13 @@ class PreparedFrank:
             ValueError: ``fc`` is not 32 bytes, or a response came out zero (probability
                 ``2^-251``; prepare again).
         """
-        if self._used:
-            raise LocalProtocolError("a prepared frank signs once")
         _check_kid_fc(self._kid, fc)
-        self._used = True
+        with self._lock:
+            if self._used:
+                raise LocalProtocolError("a prepared frank signs once")
+            self._used = True
+            nonces, witnesses = self._nonces, self._witnesses
+            self._nonces, self._witnesses = [], (b"", b"", b"")
         c = _challenge(
             self._kid,
             self._sender,
@@ -333,7 +345,7 @@ class PreparedFrank:
         )
         out = [self._ej, self._jj]
         for side, k, w, (c_sim, z_sim) in zip(
-            self._real, self._nonces, self._witnesses, self._sims, strict=True
+            self._real, nonces, witnesses, self._sims, strict=True
         ):
             c_real = _b.crypto_core_ed25519_scalar_sub(c, c_sim)
             z_real = _b.crypto_core_ed25519_scalar_add(
