@@ -12,6 +12,8 @@ import pickle
 
 import nacl.bindings as nb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clientlib.crypto.amf import (
     AMF_CONTEXT,
@@ -344,3 +346,29 @@ def test_signature_is_not_transferable_as_a_plain_signature() -> None:
     # Both are well-formed proofs of the same statement; only j tells them apart.
     assert nb.crypto_scalarmult_ed25519_noclamp(JUDGE.secret, parts_real[0]) == parts_real[1]
     assert nb.crypto_scalarmult_ed25519_noclamp(JUDGE.secret, parts_forged[0]) != parts_forged[1]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**32 - 1),
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=32, max_size=32),
+)
+def test_any_honest_signature_verifies_and_binds_its_inputs(
+    seed_s: bytes, seed_r: bytes, franking_key: bytes, kid: int, fc: bytes, rnd: bytes
+) -> None:
+    sender, recipient = IdentityKeyPair(seed_s), IdentityKeyPair(seed_r)
+    if sender.public == recipient.public:
+        return
+    judge = judge_key(franking_key)
+    snd, rcp = bytes(sender.public), bytes(recipient.public)
+    sig = frank(sender, snd, rcp, judge.public, kid, fc, rng=lambda n: rnd[:n])
+    verify_as_recipient(snd, rcp, judge.public, kid, fc, sig)
+    assert verify_as_judge(judge, snd, rcp, kid, fc, sig)
+    assert not verify_as_judge(judge, snd, rcp, kid ^ 1, fc, sig)
+    forged = forge_as_recipient(recipient, snd, judge.public, kid, fc, rng=lambda n: rnd[:n])
+    verify_as_recipient(snd, rcp, judge.public, kid, fc, forged)
+    assert not verify_as_judge(judge, snd, rcp, kid, fc, forged)
