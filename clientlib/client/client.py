@@ -422,6 +422,9 @@ class Client:
         self._addresses = decode_all(AddressRecord, ks.items("addresses"))
         self._contacts = decode_all(ContactRecord, ks.items("contacts"))
         self._requests = decode_all(RequestRecord, ks.items("requests"))
+        for cid, c in self._contacts.items():  # drop over-age skipped keys on open (§12.3)
+            c.session = Session.from_record(c.session, now=self._now()).to_record().to_bytes()
+            ks.put("contacts", cid, c.to_bytes())
         outbox = ks.items("outbox")
         self._outbox_seq = struct.unpack(">Q", outbox[-1][0])[0] if outbox else 0
         for aid, a in self._addresses.items():
@@ -881,7 +884,7 @@ class Client:
                 if v is not None:
                     c.settings[i] = int(v)
             content = ConversationSettings(*c.settings).encode()
-            session = Session.from_record(c.session)
+            session = Session.from_record(c.session, now=self._now())
             sealed = session.encrypt(content, rng=self._rng, now=self._now())
             c.session = session.to_record().to_bytes()
             self._put_contact(cid)
@@ -1133,7 +1136,7 @@ class Client:
                 raise LocalProtocolError("the contact is blocked; unblock it first")
             now = self._now()
             mid = self._rng(MESSAGE_ID_SIZE)
-            session = Session.from_record(c.session)
+            session = Session.from_record(c.session, now=self._now())
             content = TextMessage(id=mid, ts=now, text=text).encode()
             sealed = session.encrypt(content, rng=self._rng, now=now)
             c.session = session.to_record().to_bytes()
@@ -1587,7 +1590,7 @@ class Client:
             return
         remember(c.eids, env.eid)
         try:
-            session = Session.from_record(c.session)
+            session = Session.from_record(c.session, now=self._now())
             received = session.receive(
                 env.ct, env.fc, identity=self._id(), now=self._now(), relay_tag=env.ft
             )
