@@ -17,7 +17,7 @@ from clientlib.client.history import (
     HistoryStore,
     MemoryHistory,
 )
-from clientlib.client.invite import InvalidInvitation, Invitation
+from clientlib.client.invite import IdentityMismatch, InvalidInvitation, Invitation
 from clientlib.client.types import (
     CaughtUp,
     ClientEvent,
@@ -49,6 +49,7 @@ __all__ = [
     "DeliveryChanged",
     "EncryptedFileHistory",
     "HistoryStore",
+    "IdentityMismatch",
     "InvalidInvitation",
     "Invitation",
     "MemoryHistory",

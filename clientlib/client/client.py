@@ -633,7 +633,7 @@ class Client:
         """
         if self._addresses and not new_address:
             aid, a = next(iter(sorted(self._addresses.items(), key=lambda kv: kv[1].created)))
-            return Invitation(self._relay_url, a.sid, a.key)
+            return Invitation.for_identity(self._relay_url, a.sid, a.key, self.identity)
         owner = self._rng(32)
         rid, sid = await self._create_mailbox(owner, kind="addr", boundaries=self._boundaries)
         async with self._lock:
@@ -664,7 +664,7 @@ class Client:
             self._put_address(aid)
             await self._save()
         await self._subscribe(rid)
-        return Invitation(self._relay_url, sid, a.key)
+        return Invitation.for_identity(self._relay_url, sid, a.key, self.identity)
 
     async def send_request(
         self,
