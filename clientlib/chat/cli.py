@@ -1023,7 +1023,7 @@ def explain(exc: BaseException, ctx: _Ctx) -> tuple[int, str]:
     if isinstance(exc, CorruptKeystore):
         return EXIT_KEYSTORE, f"damaged keystore at {ctx.keystore}: {exc}"
     if isinstance(exc, CorruptHistory):
-        return EXIT_KEYSTORE, "the message history file is damaged or belongs to another keystore"
+        return EXIT_KEYSTORE, f"refusing to open the message history: {exc}"
     if isinstance(exc, KeystoreError):
         return EXIT_KEYSTORE, f"keystore error: {exc}"
     if isinstance(exc, InvalidInvitation):

@@ -434,10 +434,8 @@ class Client:
         if self._history_arg is not None:
             self._history = self._history_arg
         elif self._path is not None:
-            key = ks.get("meta", b"history-key")
-            assert key is not None
             self._history = EncryptedFileHistory(
-                self._path.with_name(self._path.name + ".history"), key, rng=self._rng
+                self._path.with_name(self._path.name + ".history"), ks, rng=self._rng
             )
         self._ks = ks
 
@@ -831,8 +829,8 @@ class Client:
             for key, raw in self._ks_().items("outbox"):
                 if OutboxRecord.from_bytes(raw).contact == cid:
                     self._ks_().delete("outbox", key)
+            self._history.forget(cid.hex())  # under the lock: it saves the keystore too
             await self._save()
-        self._history.forget(cid.hex())
 
     # --- public: consent, privacy, deletion, export -----------------------------------------
 
