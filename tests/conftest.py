@@ -20,6 +20,10 @@ from pathlib import Path
 import pytest
 import redis
 
+#: Argon2id at its minimum cost for the tests' keystores (and their subprocesses): a private,
+#: test-only switch of clientlib.keystore.file, never offered by the public API.
+os.environ["CLIENTLIB_INSECURE_TEST_KDF"] = "1"
+
 REDIS_SERVER = shutil.which("redis-server")
 #: Configuration every test server gets on top of its own arguments.
 DURABLE_ARGS = ("--appendonly", "yes", "--appendfsync", "always")

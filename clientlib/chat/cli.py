@@ -73,6 +73,7 @@ from clientlib.keystore.errors import (
     UnsupportedKeystoreVersion,
     WrongPassphrase,
 )
+from clientlib.keystore.file import _test_kdf_allowed
 from clientlib.wire.frames import Boundaries, MailboxInfo
 from clientlib.wire.limits import BOUNDARY_SIZES, MAX_POW_BITS, MAX_REQUESTS_PER_DAY
 
@@ -864,7 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the display name your contacts see (optional)")
     p.add_argument(
         "--kdf",
-        choices=("minimum", "interactive", "moderate"),
+        choices=("interactive", "moderate") + (("minimum",) if _test_kdf_allowed() else ()),
         default="moderate",
         help=argparse.SUPPRESS,
     )

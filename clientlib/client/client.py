@@ -102,7 +102,7 @@ from clientlib.errors import (
     WireError,
 )
 from clientlib.keystore import FileKeystore, InMemoryKeystore, Keystore
-from clientlib.keystore.file import MEMLIMIT_MODERATE, OPSLIMIT_MODERATE
+from clientlib.keystore.file import MEMLIMIT_MODERATE, OPSLIMIT_MODERATE, _test_kdf_allowed
 from clientlib.session import Session, accept, initiate, open_envelope
 from clientlib.transport import (
     CaughtUp as TCaughtUp,
@@ -136,7 +136,7 @@ PREKEY_LOW_WATER = 8
 _ARGON2: dict[str, tuple[int, int]] = {
     "moderate": (OPSLIMIT_MODERATE, MEMLIMIT_MODERATE),
     "interactive": (2, 64 << 20),
-    "minimum": (1, 8 << 10),  # tests only
+    "minimum": (1, 8 << 10),  # the test suite's only (refused unless _test_kdf_allowed())
 }
 
 
@@ -238,8 +238,8 @@ class Client:
     ) -> None:
         if create and not relay_url:
             raise LocalProtocolError("a relay_url is needed to create a client")
-        if kdf_strength not in _ARGON2:
-            raise ValueError("kdf_strength must be moderate, interactive or minimum")
+        if kdf_strength not in _ARGON2 or (kdf_strength == "minimum" and not _test_kdf_allowed()):
+            raise ValueError("kdf_strength must be moderate or interactive")
         if transport not in ("websocket", "http"):
             raise ValueError("transport must be 'websocket' or 'http'")
         self._path = Path(keystore_path) if keystore_path is not None else None

@@ -364,7 +364,7 @@ async def test_delete_account_leaves_nothing_of_the_user(
         # Dana deletes her account. She goes online over HTTP without subscribing, so that
         # nothing is acknowledged first: the waiting envelopes go with their mailboxes.
         dana = Client.open(
-            tmp_path / "dana.keystore", "pw-dana", connect=False, kdf_strength="minimum"
+            tmp_path / "dana.keystore", "pw-dana long test passphrase", connect=False, kdf_strength="minimum"
         )
         await dana.start()
         dana._http = HTTPTransport(session, url)

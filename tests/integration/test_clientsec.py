@@ -111,7 +111,7 @@ async def test_remove_contact_shreds_history_and_truncation_is_detected(
         assert alice._ks_().get("history-keys", a_bob.encode()) is None
         assert [m.text for m in alice.messages(a_carol)] == ["hi", "reply to carol"]
     # The keystore on disk holds no trace of the destroyed key.
-    ks = FileKeystore.open(tmp_path / "alice.keystore", b"pw-alice", rng=os.urandom)
+    ks = FileKeystore.open(tmp_path / "alice.keystore", b"pw-alice long test passphrase", rng=os.urandom)
     held = [v for ns in ("history-keys", "history", "meta") for _, v in ks.items(ns)]
     assert held and all(key_entry[16:] not in v for v in held)
     ks.close()
@@ -130,12 +130,12 @@ async def test_remove_contact_shreds_history_and_truncation_is_detected(
     for name, data in attacks.items():
         history.write_bytes(data)
         with pytest.raises(CorruptHistory):
-            async with Client.open(tmp_path / "alice.keystore", b"pw-alice", connect=False, **FAST):
+            async with Client.open(tmp_path / "alice.keystore", b"pw-alice long test passphrase", connect=False, **FAST):
                 pass
         assert history.read_bytes() == data, name
     history.write_bytes(good)
     async with Client.open(
-        tmp_path / "alice.keystore", b"pw-alice", connect=False, **FAST
+        tmp_path / "alice.keystore", b"pw-alice long test passphrase", connect=False, **FAST
     ) as again:
         assert [m.text for m in again.messages(a_carol)] == ["hi", "reply to carol"]
         assert again.contacts() and all(c.id != a_bob for c in again.contacts())
