@@ -306,6 +306,7 @@ class Client:
 
         Raises (on entering):
             KeystoreExists: a keystore already exists at the path.
+            WeakPassphrase: the passphrase is too short or guessable (protocol.md §23.4).
         """
         return cls(
             keystore_path,
