@@ -314,6 +314,10 @@ async def cmd_invite(ctx: _Ctx, args: argparse.Namespace) -> int:
 async def cmd_accept(ctx: _Ctx, args: argparse.Namespace) -> int:
     _online(ctx, "accept")
     invitation = Invitation.parse(args.link)
+    if not invitation.commits_to_identity:  # a version-1 link (protocol.md §21.2)
+        _err(
+            "warning: an old link that does not bind the inviter's identity: compare safety numbers"
+        )
     intro = args.intro
     if intro is not None and len(intro.encode()) > MAX_INTRO_BYTES:
         raise CliError(EXIT_USAGE, f"the introduction is longer than {MAX_INTRO_BYTES} bytes")
