@@ -17,11 +17,11 @@ FAST = ClientConfig(kdf_strength="minimum")
 
 
 def make(tmp_path: Path, name: str, relay: str, **options: Any) -> Client:
-    """A new client ``name`` with its keystore in ``tmp_path`` (passphrase ``pw-<name>``);
+    """A new client ``name`` with its keystore in ``tmp_path`` (passphrase ``pw-<name> long test passphrase``);
     ``options``: :class:`ClientConfig` fields that differ from :data:`FAST`."""
     return Client.create(
         tmp_path / f"{name}.keystore",
-        b"pw-" + name.encode(),
+        b"pw-" + name.encode() + b" long test passphrase",
         relay_url=relay,
         name=name,
         config=replace(FAST, **options),

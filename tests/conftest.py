@@ -27,6 +27,10 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("blindrelay", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("blindrelay")
 
+#: Argon2id at its minimum cost for the tests' keystores (and their subprocesses): a private,
+#: test-only switch of clientlib.keystore.file, never offered by the public API.
+os.environ["CLIENTLIB_INSECURE_TEST_KDF"] = "1"
+
 REDIS_SERVER = shutil.which("redis-server")
 #: Configuration every test server gets on top of its own arguments.
 DURABLE_ARGS = ("--appendonly", "yes", "--appendfsync", "always")

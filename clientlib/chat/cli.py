@@ -74,6 +74,7 @@ from clientlib.keystore.errors import (
     UnsupportedKeystoreVersion,
     WrongPassphrase,
 )
+from clientlib.keystore.file import _test_kdf_allowed
 from clientlib.wire.frames import Boundaries, MailboxInfo
 from clientlib.wire.limits import BOUNDARY_SIZES, MAX_POW_BITS, MAX_REQUESTS_PER_DAY
 
@@ -313,6 +314,10 @@ async def cmd_invite(ctx: _Ctx, args: argparse.Namespace) -> int:
 async def cmd_accept(ctx: _Ctx, args: argparse.Namespace) -> int:
     _online(ctx, "accept")
     invitation = Invitation.parse(args.link)
+    if not invitation.commits_to_identity:  # a version-1 link (protocol.md §21.2)
+        _err(
+            "warning: an old link that does not bind the inviter's identity: compare safety numbers"
+        )
     intro = args.intro
     if intro is not None and len(intro.encode()) > MAX_INTRO_BYTES:
         raise CliError(EXIT_USAGE, f"the introduction is longer than {MAX_INTRO_BYTES} bytes")
@@ -864,7 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the display name your contacts see (optional)")
     p.add_argument(
         "--kdf",
-        choices=("minimum", "interactive", "moderate"),
+        choices=("interactive", "moderate") + (("minimum",) if _test_kdf_allowed() else ()),
         default="moderate",
         help=argparse.SUPPRESS,
     )
@@ -1023,7 +1028,7 @@ def explain(exc: BaseException, ctx: _Ctx) -> tuple[int, str]:
     if isinstance(exc, CorruptKeystore):
         return EXIT_KEYSTORE, f"damaged keystore at {ctx.keystore}: {exc}"
     if isinstance(exc, CorruptHistory):
-        return EXIT_KEYSTORE, "the message history file is damaged or belongs to another keystore"
+        return EXIT_KEYSTORE, f"refusing to open the message history: {exc}"
     if isinstance(exc, KeystoreError):
         return EXIT_KEYSTORE, f"keystore error: {exc}"
     if isinstance(exc, InvalidInvitation):

@@ -19,7 +19,7 @@ from clientlib.client.history import (
     HistoryStore,
     MemoryHistory,
 )
-from clientlib.client.invite import InvalidInvitation, Invitation
+from clientlib.client.invite import IdentityMismatch, InvalidInvitation, Invitation
 from clientlib.client.types import (
     CaughtUp,
     ClientEvent,
@@ -51,6 +51,7 @@ __all__ = [
     "DeliveryChanged",
     "EncryptedFileHistory",
     "HistoryStore",
+    "IdentityMismatch",
     "InvalidInvitation",
     "Invitation",
     "MemoryHistory",

@@ -27,6 +27,7 @@ from clientlib.crypto.keys import RNG, IdentityKeyPair, IdentityPublicKey
 from clientlib.crypto.primitives import ed25519_expand_seed, ed25519_sign, hkdf, hmac_sha256
 from clientlib.errors import LocalProtocolError, MessagingError
 from clientlib.keystore import FileKeystore, InMemoryKeystore, Keystore
+from clientlib.session import Session
 from clientlib.transport import MailboxCredential
 from clientlib.wire.codec import decode_map
 from clientlib.wire.frames import Boundaries
@@ -105,7 +106,14 @@ class AddressBook:
             raise
         return ks
 
-    def load(self, ks: Keystore, *, relay_override: str | None, update_relay: bool) -> None:
+    def load(
+        self,
+        ks: Keystore,
+        *,
+        relay_override: str | None,
+        update_relay: bool,
+        now: int | None = None,
+    ) -> None:
         """Read the client state from ``ks`` (which the book owns from now on).
 
         Raises:
@@ -135,6 +143,11 @@ class AddressBook:
         self.addresses = decode_all(AddressRecord, ks.items("addresses"))
         self.contacts = decode_all(ContactRecord, ks.items("contacts"))
         self.requests = decode_all(RequestRecord, ks.items("requests"))
+        for cid, c in self.contacts.items():  # drop over-age skipped keys on open (§12.3)
+            if now is None:
+                break
+            c.session = Session.from_record(c.session, now=now).to_record().to_bytes()
+            ks.put("contacts", cid, c.to_bytes())
         for aid, a in self.addresses.items():
             self.by_rid[a.rid] = ("address", aid)
         for cid, c in self.contacts.items():

@@ -74,7 +74,7 @@ class ContactOps:
         book = self._book
         if book.addresses and not new_address:
             a = min(book.addresses.values(), key=lambda a: a.created)
-            return Invitation(book.relay_url, a.sid, a.key)
+            return Invitation.for_identity(book.relay_url, a.sid, a.key, book.identity.public)
         owner = book.rng(32)
         rid, sid = await self._create_mailbox(owner, kind="addr", boundaries=book.boundaries)
         async with book.lock:
@@ -87,7 +87,7 @@ class ContactOps:
         )
         await self._prekeys.set_left(aid, left)
         await self._link.subscribe(rid)
-        return Invitation(book.relay_url, sid, a.key)
+        return Invitation.for_identity(book.relay_url, sid, a.key, book.identity.public)
 
     async def send_request(
         self,
@@ -164,7 +164,7 @@ class ContactOps:
         async with book.lock:
             if qid not in book.requests:
                 raise LocalProtocolError("the request was already handled")
-            session = Session.from_record(req.session)
+            session = Session.from_record(req.session, now=self._now())
             content = Accept(reply=sid, cap=cap, name=book.name or None).encode()
             sealed = session.encrypt(content, rng=rng, now=self._now())
             cid = rng(16)
@@ -218,8 +218,8 @@ class ContactOps:
         async with book.lock:
             book.drop_contact(cid)
             self._outbox.drop_contact(cid)
+            self._history().forget(cid.hex())  # under the lock: it saves the keystore too
             await book.save()
-        self._history().forget(cid.hex())
 
     async def set_blocked(self, ref: ContactRef, blocked: bool) -> Contact:
         book = self._book
@@ -306,7 +306,7 @@ class ContactOps:
         the lock held); ``history``: the outgoing message to store first."""
         book = self._book
         c = book.contacts[cid]
-        session = Session.from_record(c.session)
+        session = Session.from_record(c.session, now=self._now())
         sealed = session.encrypt(content, rng=book.rng, now=self._now() if now is None else now)
         c.session = session.to_record().to_bytes()
         book.put_contact(cid)

@@ -204,7 +204,7 @@ class Inbox:
             return
         remember(c.eids, env.eid)
         try:
-            session = Session.from_record(c.session)
+            session = Session.from_record(c.session, now=now)
             received = session.receive(
                 env.ct, env.fc, identity=book.identity, now=now, relay_tag=env.ft
             )

@@ -141,6 +141,8 @@ class Client:
         Raises:
             LocalProtocolError: no ``relay_url``.
             KeystoreExists: (on entering) a keystore already exists at the path.
+            WeakPassphrase: (on entering) the passphrase is too short or guessable (protocol.md
+                §23.4).
         """
         return cls(
             keystore_path, passphrase, create=True, relay_url=relay_url, name=name, config=config
@@ -205,16 +207,19 @@ class Client:
             ks = FileKeystore.open(self._path, self._passphrase, rng=cfg.rng)
         self._passphrase = b""
         try:
-            book.load(ks, relay_override=self._relay_override, update_relay=not self._create)
+            book.load(
+                ks,
+                relay_override=self._relay_override,
+                update_relay=not self._create,
+                now=self._now(),
+            )
             book.attach(ks)
             self._outbox.load()
             if cfg.history is not None:
                 self._history = cfg.history
             elif self._path is not None:
-                key = ks.get("meta", b"history-key")
-                assert key is not None
                 self._history = EncryptedFileHistory(
-                    self._path.with_name(self._path.name + ".history"), key, rng=cfg.rng
+                    self._path.with_name(self._path.name + ".history"), ks, rng=cfg.rng
                 )
         except BaseException:
             book.attach(None)

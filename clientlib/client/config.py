@@ -21,7 +21,7 @@ from typing import Literal
 
 from clientlib.client.history import HistoryStore
 from clientlib.crypto.keys import RNG
-from clientlib.keystore.file import MEMLIMIT_MODERATE, OPSLIMIT_MODERATE
+from clientlib.keystore.file import MEMLIMIT_MODERATE, OPSLIMIT_MODERATE, _test_kdf_allowed
 from clientlib.wire.frames import Boundaries
 
 __all__ = ["DEFAULT_BOUNDARIES", "ClientConfig", "KdfStrength", "TransportMode"]
@@ -37,7 +37,7 @@ KdfStrength = Literal["moderate", "interactive", "minimum"]
 _ARGON2: dict[str, tuple[int, int]] = {
     "moderate": (OPSLIMIT_MODERATE, MEMLIMIT_MODERATE),
     "interactive": (2, 64 << 20),
-    "minimum": (1, 8 << 10),  # tests only
+    "minimum": (1, 8 << 10),  # the test suite's only (refused unless _test_kdf_allowed())
 }
 
 
@@ -82,8 +82,10 @@ class ClientConfig:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        if self.kdf_strength not in _ARGON2:
-            raise ValueError("kdf_strength must be moderate, interactive or minimum")
+        if self.kdf_strength not in _ARGON2 or (
+            self.kdf_strength == "minimum" and not _test_kdf_allowed()
+        ):
+            raise ValueError("kdf_strength must be moderate or interactive")
         if self.transport not in ("websocket", "http"):
             raise ValueError("transport must be 'websocket' or 'http'")
         for name in ("poll_interval", "request_timeout"):

@@ -9,10 +9,31 @@ here.
 Two implementations:
 
 * :class:`MemoryHistory` -- nothing on disk (bots, tests, apps with their own database).
-* :class:`EncryptedFileHistory` -- an append-only file of records, each sealed with
-  XChaCha20-Poly1305 under a 32-byte key the client keeps in its keystore. A torn last record
-  (crash mid-write) is cut off when the file is opened; any other damage is
-  :class:`CorruptHistory`.
+* :class:`EncryptedFileHistory` -- an append-only file of records (format version 2):
+
+  - **crypto-shredding**: each conversation has its own random 32-byte key, held in the
+    keystore (namespace ``history-keys``); its records are sealed with XChaCha20-Poly1305
+    under that key. :meth:`~EncryptedFileHistory.forget` destroys the key and compacts the
+    file (the remaining records are rewritten to a new file, fsynced, committed in the
+    keystore, then atomically renamed over the old one), so no record of the conversation
+    is left that any key still held decrypts;
+  - **a chain**: record ``i``'s associated data holds the file's random epoch, ``i`` and the
+    chain value ``c_i``, with ``c_0 = HMAC(m, "blindrelay/v1/history-chain" || 0x00 ||
+    epoch)`` and ``c_{i+1} = HMAC(m, c_i || u64(i) || record_i)`` under the keystore's
+    ``meta/history-key`` ``m``; the keystore keeps the head ``(epoch, count, c_count)`` of
+    the last durable append. Opening a file that is shorter than the head (truncated), has a
+    record dropped, moved or replaced below it, or another epoch (an older or foreign file
+    spliced in) raises :class:`CorruptHistory`. Records past the head (appended after the
+    keystore was last saved: a crash window) are kept if they authenticate, and the file is
+    cut at the first that does not (a torn last write).
+
+  A version-1 file (one key for every record, no chain) is migrated on open: replayed under
+  its old key, rewritten as version 2 under fresh per-conversation keys, and the old key is
+  replaced, so a kept copy of the old file no longer decrypts.
+
+The keystore is the anchor against rollback: whoever can replace the keystore file AND the
+history file with older copies of both (a backup, a disk image) restores the older history
+undetected (protocol.md §18).
 """
 
 from __future__ import annotations
@@ -27,8 +48,16 @@ from typing import Any, Protocol, runtime_checkable
 import msgpack
 
 from clientlib.client.types import DeliveryState, StoredMessage
-from clientlib.crypto.primitives import AEAD_NONCE_SIZE, AEAD_TAG_SIZE, aead_decrypt, aead_encrypt
-from clientlib.errors import DecryptionError, MessagingError, WireError
+from clientlib.crypto.primitives import (
+    AEAD_NONCE_SIZE,
+    AEAD_TAG_SIZE,
+    aead_decrypt,
+    aead_encrypt,
+    ct_eq,
+    hmac_sha256,
+)
+from clientlib.errors import DecryptionError, KeystoreError, MessagingError, WireError
+from clientlib.keystore.base import Keystore
 from clientlib.keystore.file import fsync_dir
 from clientlib.wire.codec import unpack_strict
 
@@ -39,16 +68,29 @@ __all__ = [
     "MemoryHistory",
 ]
 
-_MAGIC = b"BRHIST\x00\x01"
-_AD = b"blindrelay/v1/history\x00"
+_MAGIC_V1 = b"BRHIST\x00\x01"
+_MAGIC = b"BRHIST\x00\x02"
+_AD_V1 = b"blindrelay/v1/history\x00"
+_REC_AD = b"blindrelay/v1/history-record\x00"
+_CHAIN_LABEL = b"blindrelay/v1/history-chain\x00"
+_EPOCH = 16
+_HEADER = len(_MAGIC) + _EPOCH
+_KEY_ID = 16
 _LEN = struct.Struct(">I")
+_INDEX = struct.Struct(">Q")
 _MAX_RECORD = 1 << 20
+_MIN_RECORD = _KEY_ID + AEAD_NONCE_SIZE + AEAD_TAG_SIZE
 _STATES = ("queued", "sent", "received", "failed")
+#: Keystore entries (protocol.md §23.4).
+_NS = "history"  # b"head" -> msgpack [epoch (bin 16), count (int), chain (bin 32)]
+_KEYS_NS = "history-keys"  # contact id (UTF-8) -> key id (16) || key (32)
+_MAC = ("meta", b"history-key")  # chain MAC key (in a version-1 keystore: the record key)
 
 
 class CorruptHistory(MessagingError):
-    """The history file is damaged (not only a torn last record) or was written with
-    another key."""
+    """The history file is damaged, truncated, reordered, replaced by an older or foreign
+    file, or does not belong to this keystore. Nothing was changed; the client refuses to
+    open (see :meth:`EncryptedFileHistory.reset` to start over)."""
 
 
 @runtime_checkable
@@ -68,7 +110,7 @@ class HistoryStore(Protocol):
         ...
 
     def forget(self, contact_id: str) -> None:
-        """Delete a whole conversation (durable on return)."""
+        """Delete a whole conversation, unrecoverably (durable on return)."""
         ...
 
     def wipe(self) -> None:
@@ -142,58 +184,288 @@ def _to_wire(m: StoredMessage) -> list[Any]:
     return rec if m.evidence is None else [*rec, m.evidence]
 
 
+def _parse_message(rec: list[Any]) -> StoredMessage:
+    _, cid, mid, direction, text, sent_at, received_at, state = rec[:8]
+    evidence = rec[8] if len(rec) == 9 else None
+    if direction not in ("in", "out") or state not in _STATES:
+        raise ValueError("bad record")
+    if evidence is not None and type(evidence) is not bytes:
+        raise ValueError("bad record")
+    return StoredMessage(cid, mid, direction, text, sent_at, received_at, state, evidence)
+
+
+def _record_cid(rec: object) -> str:
+    """The contact id a (version-2) record belongs to; ValueError if it is malformed."""
+    if type(rec) is not list or not rec or type(rec[0]) is not int:
+        raise ValueError("bad record")
+    if (rec[0] == 0 and len(rec) in (8, 9)) or (rec[0] == 1 and len(rec) == 4):
+        if type(rec[1]) is not str:
+            raise ValueError("bad record")
+        return rec[1]
+    raise ValueError("bad record")
+
+
+def _genesis(mac: bytes, epoch: bytes) -> bytes:
+    return hmac_sha256(mac, _CHAIN_LABEL + epoch)
+
+
+def _next_chain(mac: bytes, chain: bytes, index: int, blob: bytes) -> bytes:
+    return hmac_sha256(mac, chain + _INDEX.pack(index) + blob)
+
+
+def _record_ad(epoch: bytes, index: int, chain: bytes, key_id: bytes) -> bytes:
+    return _REC_AD + epoch + _INDEX.pack(index) + chain + key_id
+
+
+class _Head:
+    """What the keystore remembers of the file: its epoch, record count and chain value."""
+
+    __slots__ = ("chain", "count", "epoch")
+
+    def __init__(self, epoch: bytes, count: int, chain: bytes) -> None:
+        self.epoch, self.count, self.chain = epoch, count, chain
+
+    def encode(self) -> bytes:
+        out: bytes = msgpack.packb([self.epoch, self.count, self.chain])
+        return out
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _Head:
+        try:
+            v = unpack_strict(raw)
+        except WireError:
+            raise CorruptHistory("the keystore's history head is malformed") from None
+        if (
+            type(v) is not list
+            or len(v) != 3
+            or type(v[0]) is not bytes
+            or len(v[0]) != _EPOCH
+            or type(v[1]) is not int
+            or v[1] < 0
+            or type(v[2]) is not bytes
+            or len(v[2]) != 32
+        ):
+            raise CorruptHistory("the keystore's history head is malformed")
+        return cls(v[0], v[1], v[2])
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file ``path`` (mode 0600) and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class EncryptedFileHistory:
-    """History in one append-only encrypted file.
+    """History in one append-only encrypted file, keyed and anchored in the keystore.
 
     Args:
-        path: the file (created if missing; its directory must exist).
-        key: 32 secret bytes (the client stores a random one in its keystore).
-        rng: ``rng(n)`` returns ``n`` random bytes, for nonces.
+        path: the file (created if missing; its directory must exist). A compaction in
+            progress uses ``<path>.compact`` beside it.
+        keystore: where the per-conversation keys, the chain MAC key and the head live. The
+            history changes keystore entries in memory as it appends (the caller's next
+            ``save`` makes them durable, as :class:`~clientlib.Client` does after every
+            message) and saves the keystore itself in :meth:`forget`, on migration and in
+            :meth:`wipe`. Call it with the lock that guards the keystore's other writers.
+        rng: ``rng(n)`` returns ``n`` random bytes, for keys, epochs and nonces.
 
     Raises:
-        CorruptHistory: the file is not a history file, was written under another key, or is
-            damaged before its last record.
+        CorruptHistory: the file is not a history file, does not belong to this keystore, is
+            truncated or damaged below the keystore's head, has records dropped or reordered,
+            or is another (older) file than the one the keystore knows. The file and the
+            keystore are left unchanged.
     """
 
-    def __init__(self, path: str | os.PathLike[str], key: bytes, *, rng: Callable[[int], bytes]):
-        if len(key) != 32:
-            raise ValueError("history key must be 32 bytes")
+    def __init__(
+        self, path: str | os.PathLike[str], keystore: Keystore, *, rng: Callable[[int], bytes]
+    ):
+        if not isinstance(keystore, Keystore):
+            raise TypeError("keystore must be a clientlib Keystore")
         self._path = Path(path)
-        self._key = key
+        self._compact_path = self._path.with_name(self._path.name + ".compact")
+        self._ks = keystore
         self._rng = rng
         self._t = _Table()
         self._fd: int | None = None
+        self._keys: dict[str, tuple[bytes, bytes]] = {}  # contact id -> (key id, key)
+        self._by_id: dict[bytes, tuple[str, bytes]] = {}  # key id -> (contact id, key)
+        self._mac = b""
+        self._epoch = b""
+        self._count = 0  # records in the file
+        self._chain = b""  # chain value after them
         self._load()
 
-    # --- file format ----------------------------------------------------------------------
+    # --- keys and head ----------------------------------------------------------------------
+
+    def _draw(self, n: int) -> bytes:
+        out = self._rng(n)
+        if type(out) is not bytes or len(out) != n:
+            raise ValueError("rng returned the wrong number of bytes")
+        return out
+
+    def _load_keys(self) -> None:
+        self._keys.clear()
+        self._by_id.clear()
+        for raw_cid, value in self._ks.items(_KEYS_NS):
+            if len(value) != _KEY_ID + 32:
+                raise CorruptHistory("the keystore's history key table is malformed")
+            cid = raw_cid.decode("utf-8", "surrogateescape")
+            self._keys[cid] = (value[:_KEY_ID], value[_KEY_ID:])
+            self._by_id[value[:_KEY_ID]] = (cid, value[_KEY_ID:])
+
+    def _key_for(self, cid: str) -> tuple[bytes, bytes]:
+        entry = self._keys.get(cid)
+        if entry is None:
+            entry = (self._draw(_KEY_ID), self._draw(32))
+            self._keys[cid] = entry
+            self._by_id[entry[0]] = (cid, entry[1])
+            self._ks.put(_KEYS_NS, cid.encode("utf-8", "surrogateescape"), entry[0] + entry[1])
+        return entry
+
+    def _put_head(self) -> None:
+        self._ks.put(_NS, b"head", _Head(self._epoch, self._count, self._chain).encode())
+
+    def _seal(
+        self, records: Sequence[list[Any]], epoch: bytes, index: int, chain: bytes
+    ) -> tuple[bytes, int, bytes]:
+        """Encode records as they follow ``index`` records ending in ``chain``."""
+        out = bytearray()
+        for rec in records:
+            key_id, key = self._key_for(_record_cid(rec))
+            nonce = self._draw(AEAD_NONCE_SIZE)
+            ad = _record_ad(epoch, index, chain, key_id)
+            blob = key_id + nonce + aead_encrypt(key, nonce, msgpack.packb(rec), ad)
+            out += _LEN.pack(len(blob)) + blob
+            chain = _next_chain(self._mac, chain, index, blob)
+            index += 1
+        return bytes(out), index, chain
+
+    # --- opening ----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        fresh = not self._path.exists()
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            if fresh or os.fstat(fd).st_size == 0:
-                os.write(fd, _MAGIC)
-                os.fsync(fd)
-                if fresh:
-                    with contextlib.suppress(OSError):
-                        fsync_dir(self._path.parent)
-            else:
-                self._replay(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
+        raw_head = self._ks.get(_NS, b"head")
+        head = _Head.decode(raw_head) if raw_head is not None else None
+        self._load_keys()
+        self._finish_compaction(head)
+        data = self._path.read_bytes() if self._path.exists() else b""
+        if data.startswith(_MAGIC_V1):
+            self._migrate(data)
+        elif not data:
+            if head is not None and head.count > 0:
+                raise CorruptHistory("the history file is missing or was emptied")
+            self._create()
+        else:
+            self._replay(data, head)
+        self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
 
-    def _replay(self, fd: int) -> None:
-        with open(os.dup(fd), "rb") as f:
-            data = f.read()
-        if not data.startswith(_MAGIC):
+    def _finish_compaction(self, head: _Head | None) -> None:
+        """Complete (or drop) a compaction a crash interrupted: the keystore decides."""
+        if not self._compact_path.exists():
+            return
+        pending = self._compact_path.read_bytes()
+        if head is not None and pending[len(_MAGIC) : _HEADER] == head.epoch:
+            os.replace(self._compact_path, self._path)  # committed in the keystore: finish
+        else:
+            self._compact_path.unlink()  # never committed: the old file stands
+        with contextlib.suppress(OSError):
+            fsync_dir(self._path.parent)
+
+    def _create(self) -> None:
+        mac = self._ks.get(*_MAC)
+        if mac is None or len(mac) != 32:
+            mac = self._draw(32)
+            self._ks.put(*_MAC, mac)
+        self._mac = mac
+        self._epoch = self._draw(_EPOCH)
+        self._count, self._chain = 0, _genesis(mac, self._epoch)
+        _write_new(self._path, _MAGIC + self._epoch)
+        with contextlib.suppress(OSError):
+            fsync_dir(self._path.parent)
+        self._put_head()
+        self._ks.save()  # the anchor: from now on the file must match the keystore
+
+    def _replay(self, data: bytes, head: _Head | None) -> None:
+        if not data.startswith(_MAGIC) or len(data) < _HEADER:
             raise CorruptHistory("not a blindrelay history file")
-        pos = len(_MAGIC)
-        good = pos
+        mac = self._ks.get(*_MAC)
+        if head is None or mac is None or len(mac) != 32:
+            raise CorruptHistory("the history file does not belong to this keystore")
+        epoch = data[len(_MAGIC) : _HEADER]
+        if not ct_eq(epoch, head.epoch):
+            raise CorruptHistory("the history file is not the one this keystore knows")
+        self._mac = mac
+        table = _Table()
+        chain = _genesis(mac, epoch)
+        index, pos = 0, _HEADER
+        committed = chain if head.count == 0 else None
         while pos < len(data):
             if pos + _LEN.size > len(data):
                 break  # torn length prefix
+            (n,) = _LEN.unpack_from(data, pos)
+            end = pos + _LEN.size + n
+            if n > _MAX_RECORD or n < _MIN_RECORD or end > len(data):
+                break  # impossible length or torn body
+            blob = data[pos + _LEN.size : end]
+            key_id = blob[:_KEY_ID]
+            entry = self._by_id.get(key_id)
+            if entry is None:
+                break  # a key the keystore never saved (crash before its save)
+            cid, key = entry
+            ad = _record_ad(epoch, index, chain, key_id)
+            try:
+                nonce = blob[_KEY_ID : _KEY_ID + AEAD_NONCE_SIZE]
+                pt = aead_decrypt(key, nonce, blob[_KEY_ID + AEAD_NONCE_SIZE :], ad)
+                rec = unpack_strict(pt)
+                if _record_cid(rec) != cid:
+                    raise ValueError("record of another conversation")
+                self._apply(table, rec)
+            except (DecryptionError, WireError, ValueError, TypeError):
+                break
+            chain = _next_chain(mac, chain, index, blob)
+            index += 1
+            pos = end
+            if index == head.count:
+                committed = chain
+        if index < head.count:
+            raise CorruptHistory(
+                "the history was truncated, or a record was dropped, reordered or damaged"
+            )
+        if committed is None or not ct_eq(committed, head.chain):
+            raise CorruptHistory("the history file is not the one this keystore knows")
+        if pos < len(data):  # an uncommitted tail that does not authenticate: a torn write
+            fd = os.open(self._path, os.O_RDWR)
+            try:
+                os.ftruncate(fd, pos)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._t = table
+        self._epoch, self._count, self._chain = epoch, index, chain
+        if index != head.count:
+            self._put_head()
+
+    @staticmethod
+    def _apply(table: _Table, rec: list[Any]) -> None:
+        if rec[0] == 0:
+            table.add(_parse_message(rec))
+        elif rec[3] in _STATES:
+            table.set_state(rec[1], rec[2], rec[3])
+        else:
+            raise ValueError("bad record")
+
+    def _migrate(self, data: bytes) -> None:
+        """Rewrite a version-1 file as version 2 (per-conversation keys, chained records)."""
+        old_key = self._ks.get(*_MAC)
+        if old_key is None or len(old_key) != 32:
+            raise CorruptHistory("a version-1 history file without its key in the keystore")
+        table = _Table()
+        pos = len(_MAGIC_V1)
+        while pos + _LEN.size <= len(data):
             (n,) = _LEN.unpack_from(data, pos)
             end = pos + _LEN.size + n
             if n > _MAX_RECORD or n < AEAD_NONCE_SIZE + AEAD_TAG_SIZE:
@@ -202,51 +474,74 @@ class EncryptedFileHistory:
                 break  # torn record body
             blob = data[pos + _LEN.size : end]
             try:
-                pt = aead_decrypt(self._key, blob[:AEAD_NONCE_SIZE], blob[AEAD_NONCE_SIZE:], _AD)
-                self._apply(unpack_strict(pt))
+                pt = aead_decrypt(old_key, blob[:AEAD_NONCE_SIZE], blob[AEAD_NONCE_SIZE:], _AD_V1)
+                rec = unpack_strict(pt)
+                if type(rec) is list and len(rec) == 2 and rec[0] == 2:
+                    table.convs.pop(rec[1], None)  # a version-1 "forget" record
+                else:
+                    _record_cid(rec)
+                    self._apply(table, rec)
             except (DecryptionError, WireError, ValueError, TypeError):
                 raise CorruptHistory(
                     "history record does not authenticate (wrong key or damage)"
                 ) from None
-            pos = good = end
-        if good < len(data):
-            os.ftruncate(fd, good)
-            os.fsync(fd)
+            pos = end
+        self._t = table
+        self._mac = self._draw(32)
+        self._ks.put(*_MAC, self._mac)  # the old key goes: old copies no longer decrypt
+        self._rewrite()
 
-    def _apply(self, rec: object) -> None:
-        if type(rec) is not list or not rec or type(rec[0]) is not int:
-            raise ValueError("bad record")
-        if rec[0] == 0 and len(rec) in (8, 9):
-            _, cid, mid, direction, text, sent_at, received_at, state = rec[:8]
-            evidence = rec[8] if len(rec) == 9 else None
-            if direction not in ("in", "out") or state not in _STATES:
-                raise ValueError("bad record")
-            if evidence is not None and type(evidence) is not bytes:
-                raise ValueError("bad record")
-            self._t.add(
-                StoredMessage(cid, mid, direction, text, sent_at, received_at, state, evidence)
-            )
-        elif rec[0] == 1 and len(rec) == 4 and rec[3] in _STATES:
-            self._t.set_state(rec[1], rec[2], rec[3])
-        elif rec[0] == 2 and len(rec) == 2:
-            self._t.convs.pop(rec[1], None)
-        else:
-            raise ValueError("bad record")
+    # --- compaction -------------------------------------------------------------------------
 
-    def _append(self, records: Sequence[list[Any]], *, sync: bool = True) -> None:
+    def _rewrite(self, *, drop: str | None = None) -> None:
+        """Write every remaining message to a new file with a new epoch, commit it in the
+        keystore (``drop``'s key destroyed in the same save), then rename it into place."""
+        epoch = self._draw(_EPOCH)
+        records = [_to_wire(m) for conv in self._t.convs.values() for m in conv.values()]
+        body, count, chain = self._seal(records, epoch, 0, _genesis(self._mac, epoch))
+        _write_new(self._compact_path, _MAGIC + epoch + body)
+        old = (self._epoch, self._count, self._chain)
+        gone = [c for c in self._keys if c not in self._t.convs or c == drop]
+        for cid in gone:  # the dropped conversation, and any without records left
+            key_id, _ = self._keys.pop(cid)
+            self._by_id.pop(key_id, None)
+            self._ks.delete(_KEYS_NS, cid.encode("utf-8", "surrogateescape"))
+        self._epoch, self._count, self._chain = epoch, count, chain
+        self._put_head()
+        try:
+            self._ks.save()  # the commit point
+        except BaseException:
+            self._epoch, self._count, self._chain = old
+            with contextlib.suppress(OSError):
+                self._compact_path.unlink()
+            raise
+        os.replace(self._compact_path, self._path)
+        fsync_dir(self._path.parent)
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+            self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
+
+    # --- appending --------------------------------------------------------------------------
+
+    def _append(self, records: Sequence[list[Any]]) -> None:
         if self._fd is None:
             raise CorruptHistory("history is closed")
-        out = bytearray()
-        for rec in records:
-            nonce = self._rng(AEAD_NONCE_SIZE)
-            blob = nonce + aead_encrypt(self._key, nonce, msgpack.packb(rec), _AD)
-            out += _LEN.pack(len(blob)) + blob
-        view = memoryview(bytes(out))
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if sync:
+        body, count, chain = self._seal(records, self._epoch, self._count, self._chain)
+        size = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(self._fd, view) :]
             os.fsync(self._fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            raise
+        self._count, self._chain = count, chain
+        # Only a durable append moves the keystore's head: a head past what reached the disk
+        # would read as truncation after a power cut.
+        self._put_head()
 
     # --- HistoryStore ---------------------------------------------------------------------
 
@@ -260,38 +555,81 @@ class EncryptedFileHistory:
         return (m.direction, m.id) in self._t.convs.get(m.contact_id, {})
 
     def set_state(self, contact_id: str, message_id: str, state: DeliveryState) -> None:
-        # Not fsynced on its own: a state change is advisory and reaches the disk with the
-        # next add (a crash can at worst show a sent message as queued).
-        self._append([[1, contact_id, message_id, state]], sync=False)
+        # Durable like an add, so that the keystore's head covers it once the keystore is
+        # saved next (an unsynced record past the head could be cut off unnoticed).
+        self._append([[1, contact_id, message_id, state]])
         self._t.set_state(contact_id, message_id, state)
 
     def messages(self, contact_id: str, *, limit: int | None = None) -> list[StoredMessage]:
         return self._t.messages(contact_id, limit)
 
     def forget(self, contact_id: str) -> None:
-        # Append-only: the record is superseded, and the file is compacted on wipe. A full
-        # rewrite per deletion would cost more than the privacy it buys on a journaling disk.
-        self._append([[2, contact_id]])
-        self._t.convs.pop(contact_id, None)
+        """Crypto-shred a conversation: destroy its key and compact the file without it.
+
+        Durable on return; the keystore is saved (with everything else it holds).
+
+        Raises:
+            CorruptHistory: the history is closed.
+            KeystoreError: the keystore could not be saved (nothing changed).
+        """
+        if self._fd is None:
+            raise CorruptHistory("history is closed")
+        saved = self._t.convs.pop(contact_id, None)
+        try:
+            self._rewrite(drop=contact_id)
+        except BaseException:
+            if saved is not None:
+                self._t.convs[contact_id] = saved
+            raise
 
     def wipe(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
                 size = os.fstat(fd).st_size
-                os.lseek(fd, 0, os.SEEK_SET)
                 os.pwrite(fd, bytes(size), 0)
                 os.fsync(fd)
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            self._path.unlink()
+        for p in (self._path, self._compact_path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        with contextlib.suppress(KeystoreError):
+            self._forget_keys(self._ks)
+            self._ks.save()
         self._t.convs.clear()
+        self._keys.clear()
+        self._by_id.clear()
+
+    @staticmethod
+    def _forget_keys(keystore: Keystore) -> None:
+        for key, _ in keystore.items(_KEYS_NS):
+            keystore.delete(_KEYS_NS, key)
+        keystore.delete(_NS, b"head")
+        keystore.delete(*_MAC)
+
+    @classmethod
+    def reset(cls, path: str | os.PathLike[str], keystore: Keystore) -> None:
+        """Start over after :class:`CorruptHistory`: destroy every history key and the head
+        in ``keystore`` (saved), then delete the file. The old file, wherever copies of it
+        are, no longer decrypts. The next open starts an empty history.
+
+        Raises:
+            KeystoreError: the keystore could not be saved (the file is left in place).
+        """
+        cls._forget_keys(keystore)
+        keystore.save()
+        p = Path(path)
+        for f in (p, p.with_name(p.name + ".compact")):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
         self._t.convs.clear()
+        self._keys.clear()
+        self._by_id.clear()
 
     def __repr__(self) -> str:
         return "EncryptedFileHistory(<secret>)"

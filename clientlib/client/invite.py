@@ -2,16 +2,22 @@
 
 An *invitation* is a link to a contact address::
 
-    http://127.0.0.1:7480/v1/invite#AQ...   (base64url, no padding, of 0x01 || sid || k)
+    http://127.0.0.1:7480/v1/invite#Ag...   (base64url, no padding, of 0x02 || sid || k || h)
 
 The part before ``/v1/invite`` is the relay's base URL. The fragment carries the address's
-send id ``sid`` (16 bytes) and the *address key* ``k`` (32 random bytes). Browsers never send
-a fragment to a server, so pasting the link into one leaks neither. The QR payload is the
-link itself.
+send id ``sid`` (16 bytes), the *address key* ``k`` (32 random bytes) and, since link version
+2, ``h``, a 16-byte hash of the inviter's identity key (:func:`identity_hash`). Browsers never
+send a fragment to a server, so pasting the link into one leaks none of them. The QR payload
+is the link itself.
 
 The prekeys the relay hosts for the address are encrypted under a key derived from ``k``, so
-the relay stores no identity key and nobody without the invitation can read them; the AEAD
-also means the relay cannot substitute keys of its own (it does not know ``k``)::
+the relay stores no identity key and nobody without the invitation can read them. The AEAD
+does NOT stop whoever knows ``k`` (the relay operator holding a published link, an invitee
+colluding with it) from sealing a bundle of its own identity under the same ``sid`` and ``k``;
+``h`` does: :func:`open_bundle` refuses a bundle whose identity key does not hash to ``h``
+(:class:`IdentityMismatch`). A version-1 link (``0x01 || sid || k``, no ``h``) still parses,
+with :attr:`Invitation.commits_to_identity` False: the bundle it fetches is only as
+trustworthy as the relay, until the safety number is compared (protocol.md §21.2, §17)::
 
     kb        = HKDF-SHA256(ikm=k, salt=32 zero bytes, info="blindrelay/v1/address-bundle", L=32)
     static    = nonce(24) || XChaCha20-Poly1305(kb, nonce, IK || SPK record || PQLR record,
@@ -33,7 +39,9 @@ from clientlib.crypto.primitives import (
     AEAD_NONCE_SIZE,
     aead_decrypt,
     aead_encrypt,
+    ct_eq,
     hkdf,
+    sha256,
 )
 from clientlib.errors import DecryptionError, KeyValidationError, LocalProtocolError
 from clientlib.session.handshake import PreKeyBundle
@@ -41,9 +49,12 @@ from clientlib.wire.limits import MAILBOX_ID_SIZE
 
 __all__ = [
     "ADDRESS_KEY_SIZE",
+    "IDENTITY_HASH_SIZE",
     "INVITE_PATH",
+    "IdentityMismatch",
     "InvalidInvitation",
     "Invitation",
+    "identity_hash",
     "open_bundle",
     "seal_item",
     "seal_static",
@@ -51,7 +62,10 @@ __all__ = [
 
 ADDRESS_KEY_SIZE = 32
 INVITE_PATH = "/v1/invite"
-_INVITE_VERSION = 1
+IDENTITY_HASH_SIZE = 16
+_INVITE_VERSION = 2
+_V1 = 1
+_IDENTITY_LABEL = b"blindrelay/v1/invite-identity\x00"
 _BUNDLE_INFO = b"blindrelay/v1/address-bundle"
 _STATIC_AD = b"blindrelay/v1/address-static\x00"
 _ITEM_AD = b"blindrelay/v1/address-item\x00"
@@ -61,25 +75,63 @@ class InvalidInvitation(LocalProtocolError):
     """The string is not a blindrelay invitation link (or of an unsupported version)."""
 
 
+class IdentityMismatch(KeyValidationError):
+    """The bundle the relay served for a version-2 invitation carries an identity key that
+    does not hash to the one the link commits to: someone who knows the link's address key
+    (the relay operator, or an invitee colluding with it) substituted its own bundle. Nothing
+    is sent and nothing is kept."""
+
+
+def identity_hash(identity: IdentityPublicKey) -> bytes:
+    """``SHA-256("blindrelay/v1/invite-identity" || 0x00 || IK)[0:16]`` (protocol.md §21.2)."""
+    return sha256(_IDENTITY_LABEL + bytes(identity))[:IDENTITY_HASH_SIZE]
+
+
 @dataclass(frozen=True, slots=True)
 class Invitation:
-    """A link to a contact address: where the relay is, the send id, and the address key.
+    """A link to a contact address: where the relay is, the send id, the address key and
+    (link version 2) a hash of the inviter's identity key.
 
     ``link`` and ``qr_payload`` are what you share; treat them like a phone number you give
-    out: whoever has them can send you a contact request (which you may decline).
+    out: whoever has them can send you a contact request (which you may decline). Build a
+    version-2 invitation with :meth:`for_identity` (what :class:`~clientlib.Client` does);
+    ``identity_hash=None`` is a version-1 link (parsed from an old link; see
+    :attr:`commits_to_identity`).
     """
 
     relay_url: str
     sid: bytes = field(repr=False)
     key: bytes = field(repr=False)
+    identity_hash: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.sid) != MAILBOX_ID_SIZE or len(self.key) != ADDRESS_KEY_SIZE:
             raise InvalidInvitation("bad invitation field sizes")
+        if self.identity_hash is not None and len(self.identity_hash) != IDENTITY_HASH_SIZE:
+            raise InvalidInvitation("bad invitation field sizes")
+
+    @classmethod
+    def for_identity(
+        cls, relay_url: str, sid: bytes, key: bytes, identity: IdentityPublicKey
+    ) -> Invitation:
+        """A version-2 invitation committing to ``identity`` (the inviter's identity key)."""
+        return cls(relay_url, sid, key, identity_hash(identity))
+
+    @property
+    def version(self) -> int:
+        """The link version: 2 (commits to the identity key) or 1 (an old link)."""
+        return _V1 if self.identity_hash is None else _INVITE_VERSION
+
+    @property
+    def commits_to_identity(self) -> bool:
+        """False for a version-1 link: the relay (or anyone holding the link) can then serve
+        a bundle of its own identity, and only a safety-number comparison detects it. Warn
+        the user and ask the inviter for a new link (protocol.md §21.2)."""
+        return self.identity_hash is not None
 
     @property
     def link(self) -> str:
-        raw = bytes((_INVITE_VERSION,)) + self.sid + self.key
+        raw = bytes((self.version,)) + self.sid + self.key + (self.identity_hash or b"")
         token = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
         return f"{self.relay_url.rstrip('/')}{INVITE_PATH}#{token}"
 
@@ -91,6 +143,9 @@ class Invitation:
     @classmethod
     def parse(cls, link: str) -> Invitation:
         """Parse an invitation link.
+
+        Version-2 links (65-byte token) and version-1 links (49 bytes, no identity hash:
+        :attr:`commits_to_identity` is False) are accepted.
 
         Raises:
             InvalidInvitation: not a link of this form, or an unsupported version.
@@ -107,9 +162,12 @@ class Invitation:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             raise InvalidInvitation("the invitation token is not base64url") from None
-        if len(raw) != 1 + MAILBOX_ID_SIZE + ADDRESS_KEY_SIZE or raw[0] != _INVITE_VERSION:
-            raise InvalidInvitation("unsupported or damaged invitation")
-        return cls(relay_url, raw[1:17], raw[17:])
+        base_len = 1 + MAILBOX_ID_SIZE + ADDRESS_KEY_SIZE
+        if raw[:1] == bytes((_INVITE_VERSION,)) and len(raw) == base_len + IDENTITY_HASH_SIZE:
+            return cls(relay_url, raw[1:17], raw[17:base_len], raw[base_len:])
+        if raw[:1] == bytes((_V1,)) and len(raw) == base_len:
+            return cls(relay_url, raw[1:17], raw[17:])
+        raise InvalidInvitation("unsupported or damaged invitation")
 
     def __repr__(self) -> str:
         return f"Invitation(relay_url={self.relay_url!r}, <secret>)"
@@ -157,9 +215,14 @@ def open_bundle(invitation: Invitation, static: bytes, item: bytes | None) -> Pr
     Without an item (the address ran out, or the relay's rate limit applied) the bundle uses
     the last-resort ML-KEM key and no one-time X25519 key.
 
+    For a version-2 invitation the bundle's identity key must hash to the link's
+    :attr:`Invitation.identity_hash`; a version-1 invitation has nothing to check it against.
+
     Raises:
+        IdentityMismatch: (a :class:`KeyValidationError`) the bundle's identity key is not
+            the one the version-2 link commits to: a substituted bundle.
         KeyValidationError: a blob does not decrypt under the invitation's key, or a key or
-            signature inside is invalid (a relay cannot forge or swap these).
+            signature inside is invalid.
     """
     try:
         pt = _open(invitation.key, _STATIC_AD + invitation.sid, static)
@@ -171,6 +234,12 @@ def open_bundle(invitation: Invitation, static: bytes, item: bytes | None) -> Pr
     if len(pt) != 32 + spk_size + kem_size:
         raise KeyValidationError("address bundle: bad length")
     identity = IdentityPublicKey.from_bytes(pt[:32])
+    if invitation.identity_hash is not None and not ct_eq(
+        identity_hash(identity), invitation.identity_hash
+    ):
+        raise IdentityMismatch(
+            "the address bundle's identity key does not match the invitation (substituted)"
+        )
     spk = SignedPreKey.parse(pt[32 : 32 + spk_size], identity)
     kem = SignedPreKey.parse(pt[32 + spk_size :], identity)
     opk: SignedPreKey | None = None

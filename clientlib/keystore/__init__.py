@@ -16,15 +16,19 @@ from clientlib.keystore.errors import (
     KeystoreLocked,
     KeystoreNotFound,
     UnsupportedKeystoreVersion,
+    WeakPassphrase,
     WrongPassphrase,
 )
 from clientlib.keystore.file import KEYSTORE_VERSION, MAX_KEYSTORE_SIZE, FileKeystore
 from clientlib.keystore.memory import InMemoryKeystore
+from clientlib.keystore.policy import MIN_PASSPHRASE_LENGTH, MIN_SCORE, check_passphrase_strength
 
 __all__ = [
     "KEYSTORE_VERSION",
     "MAX_KEYSTORE_SIZE",
     "MAX_NAMESPACE_SIZE",
+    "MIN_PASSPHRASE_LENGTH",
+    "MIN_SCORE",
     "CorruptKeystore",
     "FileKeystore",
     "InMemoryKeystore",
@@ -35,5 +39,7 @@ __all__ = [
     "KeystoreLocked",
     "KeystoreNotFound",
     "UnsupportedKeystoreVersion",
+    "WeakPassphrase",
     "WrongPassphrase",
+    "check_passphrase_strength",
 ]

@@ -4,6 +4,7 @@ The tree::
 
     KeystoreError (clientlib.errors)
     +-- WrongPassphrase             AEAD authentication failed: wrong passphrase OR tampering
+    +-- WeakPassphrase              create/change_passphrase refused a guessable passphrase
     +-- CorruptKeystore             truncated file, bad magic, bad parameters, malformed body
     +-- UnsupportedKeystoreVersion  the file was written by a newer blindrelay
     +-- KeystoreExists              create() over an existing file
@@ -26,6 +27,7 @@ __all__ = [
     "KeystoreLocked",
     "KeystoreNotFound",
     "UnsupportedKeystoreVersion",
+    "WeakPassphrase",
     "WrongPassphrase",
 ]
 
@@ -39,6 +41,25 @@ class WrongPassphrase(KeystoreError):
 
     def __init__(self) -> None:
         super().__init__("cannot decrypt keystore: wrong passphrase or corrupted file")
+
+
+class WeakPassphrase(KeystoreError):
+    """A new passphrase is too easy to guess (:mod:`clientlib.keystore.policy`).
+
+    The message says why and what is required; it never contains the passphrase. Nothing
+    was written.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"passphrase too weak: {reason}. {REQUIREMENT}")
+        self.reason = reason
+
+
+#: What the policy asks for, in words (kept in step with clientlib.keystore.policy).
+REQUIREMENT = (
+    "Use at least 12 characters that a strength estimator (zxcvbn) rates 3 of 4 or more, "
+    "for example four or more random words"
+)
 
 
 class CorruptKeystore(KeystoreError):

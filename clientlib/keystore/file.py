@@ -73,6 +73,7 @@ from clientlib.keystore.errors import (
     UnsupportedKeystoreVersion,
     WrongPassphrase,
 )
+from clientlib.keystore.policy import check_passphrase_strength
 from clientlib.wire.codec import unpack_strict
 
 __all__ = [
@@ -82,6 +83,8 @@ __all__ = [
     "MAX_KEYSTORE_SIZE",
     "MAX_MEMLIMIT",
     "MAX_OPSLIMIT",
+    "MIN_MEMLIMIT",
+    "MIN_OPSLIMIT",
     "FileKeystore",
 ]
 
@@ -94,6 +97,12 @@ _MIN_FILE_SIZE: Final = HEADER_SIZE + AEAD_TAG_SIZE
 
 OPSLIMIT_MODERATE: Final = _argon2id.OPSLIMIT_MODERATE
 MEMLIMIT_MODERATE: Final = _argon2id.MEMLIMIT_MODERATE
+#: The least cost :meth:`FileKeystore.create` and :meth:`FileKeystore.change_passphrase`
+#: accept: libsodium's INTERACTIVE (2 passes, 64 MiB). Cheaper costs (down to Argon2id's
+#: minimum, about 0.04 ms a guess) exist only for the test suite, behind a private switch
+#: (:func:`_test_kdf_allowed`). Opening accepts any file within the MAX_* bounds.
+MIN_OPSLIMIT: Final = _argon2id.OPSLIMIT_INTERACTIVE
+MIN_MEMLIMIT: Final = _argon2id.MEMLIMIT_INTERACTIVE
 #: Upper bounds accepted from a file before its header is authenticated, so a hostile or
 #: damaged file cannot make ``open`` run for hours or allocate terabytes. 4x libsodium's
 #: SENSITIVE time cost, and SENSITIVE's 1 GiB of memory.
@@ -110,6 +119,23 @@ def _check_params(opslimit: int, memlimit: int) -> bool:
         and _argon2id.MEMLIMIT_MIN <= memlimit <= MAX_MEMLIMIT
         and memlimit % 1024 == 0
     )
+
+
+def _test_kdf_allowed() -> bool:
+    """Whether costs below MIN_OPSLIMIT/MIN_MEMLIMIT may be used: only when the test suite
+    set ``CLIENTLIB_INSECURE_TEST_KDF=1`` (tests/conftest.py). Not a public API."""
+    return os.environ.get("CLIENTLIB_INSECURE_TEST_KDF") == "1"
+
+
+def _check_new_costs(opslimit: object, memlimit: object) -> None:
+    if type(opslimit) is not int or type(memlimit) is not int:
+        raise TypeError("opslimit and memlimit must be int")
+    if not _check_params(opslimit, memlimit):
+        raise ValueError("opslimit/memlimit out of range (memlimit is bytes, multiple of 1024)")
+    if (opslimit < MIN_OPSLIMIT or memlimit < MIN_MEMLIMIT) and not _test_kdf_allowed():
+        raise ValueError(
+            "opslimit/memlimit below the INTERACTIVE cost (2 passes, 64 MiB) are refused"
+        )
 
 
 def _draw(rng: RNG, n: int) -> bytes:
@@ -330,19 +356,21 @@ class FileKeystore:
             passphrase: the user's passphrase as bytes (encode text as UTF-8 first).
             rng: ``rng(n)`` returns ``n`` random bytes (``os.urandom`` in production).
             opslimit, memlimit: Argon2id costs, as ``nacl.pwhash.argon2id`` constants
-                (``memlimit`` in bytes, a multiple of 1024). The MODERATE defaults take
-                about a second; tests may pass ``OPSLIMIT_MIN``/``MEMLIMIT_MIN``.
+                (``memlimit`` in bytes, a multiple of 1024), at least INTERACTIVE
+                (:data:`MIN_OPSLIMIT`, :data:`MIN_MEMLIMIT`). The MODERATE defaults take
+                about a second.
 
         Raises:
+            WeakPassphrase: the passphrase is too short or guessable
+                (:mod:`clientlib.keystore.policy`); nothing is written.
             KeystoreExists: ``path`` already exists (it is left untouched).
             KeystoreLocked: another handle holds the keystore.
             KeystoreError: the file cannot be written.
+            ValueError: costs out of range or below INTERACTIVE.
         """
         _check_passphrase(passphrase)
-        if type(opslimit) is not int or type(memlimit) is not int:
-            raise TypeError("opslimit and memlimit must be int")
-        if not _check_params(opslimit, memlimit):
-            raise ValueError("opslimit/memlimit out of range (memlimit is bytes, multiple of 1024)")
+        _check_new_costs(opslimit, memlimit)
+        check_passphrase_strength(passphrase)
         p = Path(path)
         lock = _Lock(p)
         try:
@@ -434,6 +462,43 @@ class FileKeystore:
         ad = header.encode()
         _atomic_write(self._path, ad + aead_encrypt(key, header.nonce, body, ad))
         self._header = header
+
+    def change_passphrase(
+        self,
+        new_passphrase: bytes,
+        *,
+        opslimit: int | None = None,
+        memlimit: int | None = None,
+    ) -> None:
+        """Re-encrypt the keystore under a new passphrase (a new salt, then :meth:`save`).
+
+        The costs default to the file's current ones (raised to INTERACTIVE if they were
+        lower). On failure the file and the handle are unchanged.
+
+        Raises:
+            WeakPassphrase: the new passphrase is too short or guessable; nothing written.
+            KeystoreClosed: the handle was closed.
+            KeystoreError: the file cannot be written.
+            ValueError: costs out of range or below INTERACTIVE.
+        """
+        self._live()
+        _check_passphrase(new_passphrase)
+        h = self._header
+        ops = opslimit if opslimit is not None else h.opslimit
+        mem = memlimit if memlimit is not None else h.memlimit
+        if not _test_kdf_allowed():
+            ops, mem = max(ops, MIN_OPSLIMIT), max(mem, MIN_MEMLIMIT)
+        _check_new_costs(ops, mem)
+        check_passphrase_strength(new_passphrase)
+        salt = _draw(self._rng, SALT_SIZE)
+        key = _derive(new_passphrase, salt, ops, mem)
+        old_key, old_header = self._key, self._header
+        self._key, self._header = key, _Header(ops, mem, salt, b"")
+        try:
+            self.save()
+        except BaseException:
+            self._key, self._header = old_key, old_header
+            raise
 
     def wipe(self) -> None:
         """Overwrite the file with zeros, fsync, unlink it (and the lock file), and close.

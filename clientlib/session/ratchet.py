@@ -192,18 +192,24 @@ class RatchetState:
 
     # --- receiving ------------------------------------------------------------------------
 
-    def plan_receive(self, dh: bytes, pn: int, n: int) -> tuple[bytes, _Update]:
+    def plan_receive(self, dh: bytes, pn: int, n: int, *, now: int) -> tuple[bytes, _Update]:
         """Find the message key for a header without changing any state.
+
+        A skipped key stored more than ``MAX_SKIPPED_KEY_AGE`` seconds before ``now`` is a
+        miss, whether or not :meth:`expire_skipped` has run since (protocol.md §12.3).
 
         Returns:
             ``(message_key, update)``; call :meth:`apply` with ``update`` once the message
             has authenticated.
 
         Raises:
-            DecryptionError: duplicate, evicted, beyond ``MAX_FORWARD_JUMP``, or a bad key.
+            DecryptionError: duplicate, evicted, expired, beyond ``MAX_FORWARD_JUMP``, or a
+                bad key.
         """
         hit = self.skipped.get((dh, n))
         if hit is not None:
+            if hit[1] < now - MAX_SKIPPED_KEY_AGE:
+                raise DecryptionError  # over age: a miss, exactly like an evicted key
             return hit[0], _Update(used_skipped=(dh, n), ckr=self.ckr, nr=self.nr)
         update = _Update()
         if self.dhr is not None and ct_eq(dh, self.dhr) and self.ckr is not None:
@@ -254,9 +260,11 @@ class RatchetState:
         while len(self.skipped) > MAX_SKIPPED_KEYS:
             del self.skipped[next(iter(self.skipped))]
 
-    def expire_skipped(self, now: int) -> None:
-        """Delete skipped keys stored more than ``MAX_SKIPPED_KEY_AGE`` seconds before ``now``."""
+    def expire_skipped(self, now: int) -> int:
+        """Delete skipped keys stored more than ``MAX_SKIPPED_KEY_AGE`` seconds before ``now``;
+        return how many were deleted."""
         cutoff = now - MAX_SKIPPED_KEY_AGE
         stale = [k for k, (_mk, t) in self.skipped.items() if t < cutoff]
         for k in stale:
             del self.skipped[k]
+        return len(stale)

@@ -209,6 +209,16 @@ class Session:
     def skipped_key_count(self) -> int:
         return len(self._ratchet.skipped)
 
+    def expire_skipped(self, now: int) -> int:
+        """Delete the skipped message keys older than ``MAX_SKIPPED_KEY_AGE`` (protocol.md
+        §12.3) and return how many went. ``now`` is the caller's clock in seconds (sans-IO).
+
+        Receiving and sending also expire, and an over-age key is refused at lookup even
+        before it is deleted; call this on an idle session (the client does on open and
+        whenever it loads a session record) so that the keys leave the keystore too.
+        """
+        return self._ratchet.expire_skipped(now)
+
     # --- sending --------------------------------------------------------------------------
 
     def encrypt(
@@ -342,7 +352,7 @@ class Session:
             pos += PREKEY_HEADER_SIZE
         dh, pn, n = parse_header(inner[pos : pos + HEADER_SIZE])
         pos += HEADER_SIZE
-        mk, update = self._ratchet.plan_receive(dh, pn, n)
+        mk, update = self._ratchet.plan_receive(dh, pn, n, now=now)
         key, nonce = kdf_message_keys(mk)
         padded = aead_decrypt(key, nonce, inner[pos:], self._ad + fc + inner[:pos])
         body = unpad(padded)
@@ -394,8 +404,11 @@ class Session:
         )
 
     @classmethod
-    def from_record(cls, record: SessionRecord | bytes) -> Session:
+    def from_record(cls, record: SessionRecord | bytes, *, now: int | None = None) -> Session:
         """Restore a session saved by :meth:`to_record`.
+
+        With ``now`` (seconds), skipped message keys older than ``MAX_SKIPPED_KEY_AGE`` are
+        expired on load (:meth:`expire_skipped`).
 
         Raises:
             KeystoreError: the record is malformed or holds invalid keys.
@@ -422,7 +435,7 @@ class Session:
             step_pending=rec.step_pending,
             skipped={(dh, n): (mk, t) for dh, n, mk, t in rec.skipped},
         )
-        return cls(
+        session = cls(
             local=local,
             remote=remote,
             ad=rec.ad,
@@ -431,6 +444,9 @@ class Session:
             prekey_header=rec.prekey_header,
             handshake_hash=rec.handshake_hash,
         )
+        if now is not None:
+            session.expire_skipped(now)
+        return session
 
 
 @dataclass(frozen=True, slots=True)

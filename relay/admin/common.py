@@ -30,7 +30,6 @@ MIN_ID_PREFIX: Final = 6
 PREFIX_SCAN_LIMIT: Final = 1000
 _HEX = re.compile(r"[0-9a-f]+")
 _INVITE_PATH = "/v1/invite"
-_INVITE_VERSION = 1
 _ADDRESS_KEY_SIZE = 32
 #: The cryptographic checks of ``ReportView.verified`` and the values that mean "passed".
 CHECKS: Final = ("commitment", "relay_tag")
@@ -81,7 +80,8 @@ def parse_suspend_target(text: str) -> bytes:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             raise AdminInputError("the invitation token is not base64url") from None
-        if len(raw) != 1 + MAILBOX_ID_SIZE + _ADDRESS_KEY_SIZE or raw[0] != _INVITE_VERSION:
+        base_len = 1 + MAILBOX_ID_SIZE + _ADDRESS_KEY_SIZE  # v1; v2 adds a 16-byte IK hash
+        if (raw[:1], len(raw)) not in ((b"\x01", base_len), (b"\x02", base_len + 16)):
             raise AdminInputError("unsupported or damaged invitation link")
         return raw[1 : 1 + MAILBOX_ID_SIZE]
     lowered = text.lower()

@@ -182,7 +182,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passphrase", default=None)
     parser.add_argument("--create", action="store_true")
     args = parser.parse_args(argv)
-    passphrase = args.passphrase or f"pw-{args.name}"
+    passphrase = args.passphrase or f"pw-{args.name} long test passphrase"
     client = (
         Client.create(args.keystore, passphrase, relay_url=args.relay, name=args.name, config=FAST)
         if args.create

@@ -102,7 +102,7 @@ class ClientProc:
 
     async def start(self, *, create: bool) -> None:
         args = ["--keystore", str(self.keystore), "--relay", self.world.relay.url]
-        args += ["--name", self.display, "--passphrase", f"pw-{self.name}"]
+        args += ["--name", self.display, "--passphrase", f"pw-{self.name} long test passphrase"]
         with self.stderr_path.open("ab") as err:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,

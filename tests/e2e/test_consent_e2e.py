@@ -366,7 +366,7 @@ async def test_delete_account_leaves_nothing_of_the_user(
         # nothing is acknowledged first: the waiting envelopes go with their mailboxes.
         dana = Client.open(
             tmp_path / "dana.keystore",
-            "pw-dana",
+            "pw-dana long test passphrase",
             config=ClientConfig(connect=False, kdf_strength="minimum"),
         )
         await dana.start()

@@ -152,11 +152,15 @@ async def test_offline_recipient_catches_up_and_state_persists(tmp_path: Path, r
         await wait_for(bob, MessageReceived)
         await bob.sync()
     # Alice is closed; Bob goes on writing.
-    async with Client.open(tmp_path / "bob.keystore", b"pw-bob", config=FAST) as bob:
+    async with Client.open(
+        tmp_path / "bob.keystore", b"pw-bob long test passphrase", config=FAST
+    ) as bob:
         for i in range(30):
             await bob.send(b_alice, f"offline {i}")
         await bob.sync()
-    async with Client.open(tmp_path / "alice.keystore", b"pw-alice", config=FAST) as alice2:
+    async with Client.open(
+        tmp_path / "alice.keystore", b"pw-alice long test passphrase", config=FAST
+    ) as alice2:
         got = [(await wait_for(alice2, MessageReceived)).message.text for _ in range(30)]
         await wait_for(alice2, CaughtUp)
         assert got == [f"offline {i}" for i in range(30)]
@@ -164,7 +168,9 @@ async def test_offline_recipient_catches_up_and_state_persists(tmp_path: Path, r
         assert texts[0] == "before" and texts[-1] == "offline 29"
         assert alice2.contact(a_bob).name == "bob"
         await alice2.send(a_bob, "back")
-    async with Client.open(tmp_path / "bob.keystore", b"pw-bob", config=FAST) as bob2:
+    async with Client.open(
+        tmp_path / "bob.keystore", b"pw-bob long test passphrase", config=FAST
+    ) as bob2:
         assert (await wait_for(bob2, MessageReceived)).message.text == "back"
 
 
@@ -173,14 +179,18 @@ async def test_sending_while_offline_queues_durably(tmp_path: Path, relay: str) 
         _a_bob, b_alice = await befriend(alice, bob)
         await bob.sync()
     async with Client.open(
-        tmp_path / "bob.keystore", b"pw-bob", config=replace(FAST, connect=False)
+        tmp_path / "bob.keystore",
+        b"pw-bob long test passphrase",
+        config=replace(FAST, connect=False),
     ) as bob:
         for i in range(3):
             msg = await bob.send(b_alice, f"queued {i}")
             assert msg.state == "queued"
     async with (
-        Client.open(tmp_path / "alice.keystore", b"pw-alice", config=FAST) as alice,
-        Client.open(tmp_path / "bob.keystore", b"pw-bob", config=FAST) as bob,
+        Client.open(
+            tmp_path / "alice.keystore", b"pw-alice long test passphrase", config=FAST
+        ) as alice,
+        Client.open(tmp_path / "bob.keystore", b"pw-bob long test passphrase", config=FAST) as bob,
     ):
         sent = await wait_for(bob, DeliveryChanged)
         assert sent.state == "sent"
@@ -245,7 +255,7 @@ async def test_keystore_errors_are_clear_and_change_nothing(
     path = tmp_path / "alice.keystore"
     async with make(tmp_path, "alice", relay, connect=False):
         pass
-    passphrase = b"pw-alice"
+    passphrase = b"pw-alice long test passphrase"
     if damage == "wrong-passphrase":
         passphrase = b"not it"
         expected: type[Exception] = WrongPassphrase
@@ -270,5 +280,7 @@ async def test_keystore_errors_are_clear_and_change_nothing(
 async def test_second_process_on_same_keystore_is_locked(tmp_path: Path, relay: str) -> None:
     async with make(tmp_path, "alice", relay, connect=False):
         with pytest.raises(KeystoreLocked):
-            async with Client.open(tmp_path / "alice.keystore", b"pw-alice", config=FAST):
+            async with Client.open(
+                tmp_path / "alice.keystore", b"pw-alice long test passphrase", config=FAST
+            ):
                 pass

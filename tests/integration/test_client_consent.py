@@ -170,7 +170,9 @@ async def test_boundaries_persist_across_restarts(tmp_path: Path, relay: str) ->
     chosen = Boundaries(size=8192, att=1, day=7, pow=4)
     async with make(tmp_path, "alice", relay) as alice:
         await alice.set_boundaries(chosen)  # before any address exists
-    async with Client.open(tmp_path / "alice.keystore", b"pw-alice", config=FAST) as a2:
+    async with Client.open(
+        tmp_path / "alice.keystore", b"pw-alice long test passphrase", config=FAST
+    ) as a2:
         assert a2.boundaries() == chosen
         inv = await a2.create_invitation()
         async with aiohttp.ClientSession() as s:

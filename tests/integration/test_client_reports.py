@@ -65,7 +65,9 @@ async def test_evidence_survives_a_restart(tmp_path: Path, relay_app: TestServer
         v_a, a_v = await befriend(victim, abuser)
         await abuser.send(a_v, "something awful")
         await wait_for(victim, MessageReceived)
-    async with Client.open(tmp_path / "vic.keystore", b"pw-vic", config=FAST) as victim2:
+    async with Client.open(
+        tmp_path / "vic.keystore", b"pw-vic long test passphrase", config=FAST
+    ) as victim2:
         (msg,) = victim2.messages(v_a)
         report_id = await victim2.report(msg, "harassment", note="kept for days")
         view = await relay_app.app[service_key].moderation.get_report(report_id)

@@ -24,7 +24,13 @@ from clientlib.client.content import (  # noqa: E402
     ConversationSettings,
     TextMessage,
 )
-from clientlib.client.invite import Invitation, _bundle_key, seal_item, seal_static  # noqa: E402
+from clientlib.client.invite import (  # noqa: E402
+    Invitation,
+    _bundle_key,
+    identity_hash,
+    seal_item,
+    seal_static,
+)
 from clientlib.crypto.keys import IdentityKeyPair  # noqa: E402
 from clientlib.crypto.prekeys import PreKeyKind, PreKeyPair  # noqa: E402
 
@@ -64,6 +70,16 @@ def build() -> dict[str, Any]:
                 "sid": sid.hex(),
                 "k": k.hex(),
                 "link": inv.link,
+            },
+            # Link version 2 (protocol.md §21.2): the same address, committing to the
+            # address_bundle's identity key: h = SHA-256(label || 0x00 || IK)[0:16].
+            "invitation_v2": {
+                "relay_url": inv.relay_url,
+                "sid": sid.hex(),
+                "k": k.hex(),
+                "identity": bytes(ik.public).hex(),
+                "identity_hash": identity_hash(ik.public).hex(),
+                "link": Invitation.for_identity(inv.relay_url, sid, k, ik.public).link,
             },
             "address_bundle": {
                 "k": k.hex(),

@@ -28,7 +28,7 @@ from clientlib.client.state import ContactRecord, OutboxRecord, remember
 from clientlib.client.types import StoredMessage
 from clientlib.crypto import IdentityKeyPair, PreKeyKind, PreKeyPair
 from clientlib.errors import KeyValidationError, WireError
-from clientlib.keystore import CorruptKeystore
+from clientlib.keystore import CorruptKeystore, InMemoryKeystore
 from clientlib.session import initiate
 
 SID = bytes(range(16))
@@ -225,7 +225,7 @@ def test_memory_history_dedupes() -> None:
 
 def test_encrypted_history_persists_encrypted(tmp_path: Path) -> None:
     path = tmp_path / "h"
-    key = os.urandom(32)
+    key = InMemoryKeystore()
     h = EncryptedFileHistory(path, key, rng=os.urandom)
     h.add([_msg(1), _msg(2, "out")])
     h.set_state("c1", f"{2:032x}", "sent")
@@ -244,13 +244,15 @@ def test_encrypted_history_persists_encrypted(tmp_path: Path) -> None:
 
 def test_encrypted_history_cuts_a_torn_tail(tmp_path: Path) -> None:
     path = tmp_path / "h"
-    key = os.urandom(32)
+    key = InMemoryKeystore()
     h = EncryptedFileHistory(path, key, rng=os.urandom)
     h.add([_msg(1)])
+    committed = key.get("history", b"head")  # the keystore as last saved, before the crash
     h.add([_msg(2)])
     h.close()
     full = path.read_bytes()
     path.write_bytes(full[:-5])  # crash in the middle of the last append
+    key.put("history", b"head", committed or b"")  # (the keystore was not saved after it)
     h2 = EncryptedFileHistory(path, key, rng=os.urandom)
     assert [m.text for m in h2.messages("c1")] == ["text 1"]
     h2.add([_msg(3)])
@@ -262,14 +264,14 @@ def test_encrypted_history_cuts_a_torn_tail(tmp_path: Path) -> None:
 
 def test_encrypted_history_refuses_wrong_key_and_damage(tmp_path: Path) -> None:
     path = tmp_path / "h"
-    key = os.urandom(32)
+    key = InMemoryKeystore()
     h = EncryptedFileHistory(path, key, rng=os.urandom)
     h.add([_msg(1), _msg(2)])
     h.add([_msg(3)])
     h.close()
     before = path.read_bytes()
     with pytest.raises(CorruptHistory):
-        EncryptedFileHistory(path, os.urandom(32), rng=os.urandom)
+        EncryptedFileHistory(path, InMemoryKeystore(), rng=os.urandom)
     damaged = bytearray(before)
     damaged[20] ^= 0x40
     path.write_bytes(bytes(damaged))
@@ -283,7 +285,7 @@ def test_encrypted_history_refuses_wrong_key_and_damage(tmp_path: Path) -> None:
 
 def test_encrypted_history_wipe(tmp_path: Path) -> None:
     path = tmp_path / "h"
-    h = EncryptedFileHistory(path, os.urandom(32), rng=os.urandom)
+    h = EncryptedFileHistory(path, InMemoryKeystore(), rng=os.urandom)
     h.add([_msg(1)])
     h.wipe()
     assert not path.exists()

@@ -495,3 +495,68 @@ def test_wipe_forgets_contents(store: Keystore) -> None:
     store.wipe()
     with pytest.raises(KeystoreClosed):
         store.items("ns")
+
+
+# --- passphrase policy and KDF floor (issue 20, finding 5) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [b"", b"pw-alice", b"password1234", b"aaaaaaaaaaaaaaaa", b"qwertyuiopasdf", b"x" * 300],
+)
+def test_create_refuses_weak_passphrases(tmp_path: Path, weak: bytes) -> None:
+    from clientlib.keystore import WeakPassphrase
+
+    path = tmp_path / "ks"
+    with pytest.raises(WeakPassphrase, match="passphrase too weak") as info:
+        FileKeystore.create(path, weak, rng=make_rng(), **FAST)
+    msg = str(info.value)
+    assert "at least 12 characters" in msg and "3 of 4" in msg
+    if weak:
+        assert weak.decode() not in msg  # never echoed
+    assert isinstance(info.value, KeystoreError)
+    assert not path.exists()
+
+
+def test_change_passphrase(tmp_path: Path) -> None:
+    from clientlib.keystore import WeakPassphrase
+
+    path = tmp_path / "ks"
+    ks = create(path)
+    ks.put("ns", b"k", b"v")
+    ks.save()
+    before = path.read_bytes()
+    with pytest.raises(WeakPassphrase):
+        ks.change_passphrase(b"short")
+    assert path.read_bytes() == before
+    new = b"a different long passphrase"
+    ks.change_passphrase(new)
+    ks.close()
+    with pytest.raises(WrongPassphrase):
+        open_(path, PASS)
+    with open_(path, new) as again:
+        assert again.get("ns", b"k") == b"v"
+        assert path.read_bytes()[13:29] != before[13:29]  # a new salt
+
+
+def test_minimum_kdf_is_not_public(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the test suite's private switch, costs below INTERACTIVE are refused, as is
+    the client's "minimum" strength and blindchat's ``--kdf minimum``."""
+    from clientlib.chat import cli
+    from clientlib.client import Client, ClientConfig
+
+    monkeypatch.delenv("CLIENTLIB_INSECURE_TEST_KDF")
+    with pytest.raises(ValueError, match="below the INTERACTIVE cost"):
+        FileKeystore.create(tmp_path / "ks", PASS, rng=make_rng(), **FAST)
+    assert not (tmp_path / "ks").exists()
+    with pytest.raises(ValueError, match="moderate or interactive"):
+        Client.create(
+            tmp_path / "c",
+            PASS,
+            relay_url="http://127.0.0.1:9",
+            config=ClientConfig(kdf_strength="minimum"),
+        )
+    with pytest.raises(Exception, match="invalid choice: 'minimum'"):
+        cli.build_parser().parse_args(["init", "--kdf", "minimum"])
+    assert ks_file.MIN_OPSLIMIT == argon2id.OPSLIMIT_INTERACTIVE
+    assert ks_file.MIN_MEMLIMIT == argon2id.MEMLIMIT_INTERACTIVE

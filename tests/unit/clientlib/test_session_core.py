@@ -365,3 +365,36 @@ def test_bundle_validation() -> None:
         PreKeyBundle.build(bob.identity.public, forged.public_record, bob.kem_ot.public_record)
     with pytest.raises(KeyValidationError):
         initiate(IdentityKeyPair.generate(rng), raw[:-1], b"", rng=rng, now=0)
+
+
+def test_over_age_skipped_key_is_a_miss_on_an_idle_session() -> None:
+    """Finding 5 (issue 20): on an idle session (no send or receive since the key was cached,
+    so no expiry ran), an over-age skipped key still decrypted. It is now a miss at lookup,
+    with the session left unchanged, and the key is deleted on load and by expire_skipped."""
+    rng, _alice, bob, sa, acc = pair(b"idle")
+    sb = acc.session
+    e = [sa.encrypt(b"%d" % i, rng=rng, now=0) for i in range(4)]
+    sb.receive(e[3].ct, e[3].fc, identity=bob.identity, now=0)  # caches keys 0, 1, 2 at t=0
+    assert sb.skipped_key_count == 3
+    record = sb.to_record().to_bytes()
+    late = MAX_SKIPPED_KEY_AGE + 1
+    # Lookup: the key is still cached (nothing expired it), but it is over age: a miss.
+    with pytest.raises(DecryptionError):
+        sb.receive(e[0].ct, e[0].fc, identity=bob.identity, now=late)
+    assert sb.to_record().to_bytes() == record  # nothing changed on the failure
+    # At exactly the age limit it still decrypts (same rule as expire_skipped).
+    same = Session.from_record(record)
+    assert same.receive(e[0].ct, e[0].fc, identity=bob.identity, now=MAX_SKIPPED_KEY_AGE)
+    # Load with a clock: over-age keys leave the record.
+    loaded = Session.from_record(record, now=late)
+    assert loaded.skipped_key_count == 0
+    assert not loaded.to_record().skipped
+    with pytest.raises(DecryptionError):
+        loaded.receive(e[1].ct, e[1].fc, identity=bob.identity, now=late)
+    # The explicit periodic hook.
+    idle = Session.from_record(record)
+    assert idle.expire_skipped(MAX_SKIPPED_KEY_AGE) == 0
+    assert idle.expire_skipped(late) == 3
+    assert idle.skipped_key_count == 0
+    with pytest.raises(DecryptionError):
+        idle.receive(e[2].ct, e[2].fc, identity=bob.identity, now=late)
