@@ -32,6 +32,10 @@ class MessageReceived(Event):
         franking_commitment: ``fc`` as delivered by the relay (verified).
         relay_tag: the relay's opaque tag binding ``fc`` to delivery context, if the relay sent
             one (reserved for C4 reports; not interpreted here).
+        akid: the relay key id the sender franked under (body version 2), else None.
+        amf_signature: the verified 448-byte AMF signature ``sigma`` (§15.5), kept with the
+            franking key for a report; None for a legacy body-1 message, which is not
+            reportable.
     """
 
     sender: IdentityPublicKey
@@ -40,6 +44,13 @@ class MessageReceived(Event):
     franking_key: bytes
     franking_commitment: bytes
     relay_tag: bytes | None = None
+    akid: int | None = None
+    amf_signature: bytes | None = None
+
+    @property
+    def reportable(self) -> bool:
+        """True when the message carries a verified AMF signature (a report would verify)."""
+        return self.amf_signature is not None
 
     def __repr__(self) -> str:
         return (

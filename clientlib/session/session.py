@@ -22,10 +22,11 @@ are parameters); every failure to decrypt or authenticate raises the one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
+from clientlib.crypto.amf import AMF_SIGNATURE_SIZE, frank, verify_as_recipient
 from clientlib.crypto.franking import (
     FRANKING_COMMITMENT_SIZE,
     FRANKING_KEY_SIZE,
@@ -62,12 +63,15 @@ from clientlib.wire.limits import ENVELOPE_BUCKETS
 
 __all__ = [
     "BODY_VERSION",
+    "BODY_VERSION_LEGACY",
     "INNER_VERSION",
     "MESSAGE_OVERHEAD",
     "PREKEY_MESSAGE_OVERHEAD",
     "TYPE_PREKEY",
     "TYPE_RATCHET",
     "Accepted",
+    "ModeratorKey",
+    "ModeratorKeys",
     "OpenedEnvelope",
     "Session",
     "accept",
@@ -77,7 +81,10 @@ __all__ = [
 ]
 
 INNER_VERSION: Final = 1
-BODY_VERSION: Final = 1
+#: Body version of revision 5: ``0x02 | fk | u32(akid) | sigma | n | hashes | message``.
+BODY_VERSION: Final = 2
+#: The revision-4 body ``0x01 | fk | n | hashes | message`` (no sender binding, §15.5).
+BODY_VERSION_LEGACY: Final = 1
 TYPE_PREKEY: Final = 0x01
 TYPE_RATCHET: Final = 0x02
 #: Bytes wrapped around the padded body of a ratchet message: sealed layer (97), inner
@@ -87,12 +94,28 @@ MESSAGE_OVERHEAD: Final = SEALED_OVERHEAD + 2 + HEADER_SIZE + AEAD_TAG_SIZE
 PREKEY_MESSAGE_OVERHEAD: Final = MESSAGE_OVERHEAD + PREKEY_HEADER_SIZE
 #: ``version(1) | fk(32) | n_attachments(1)`` before the hashes and the message.
 _BODY_FIXED: Final = 1 + FRANKING_KEY_SIZE + 1
+#: ``version(1) | fk(32) | akid(4) | sigma(448) | n_attachments(1)`` of body version 2.
+_BODY_FIXED_V2: Final = 1 + FRANKING_KEY_SIZE + 4 + AMF_SIGNATURE_SIZE + 1
 
 
-def max_plaintext_size(*, prekey: bool = False, attachments: int = 0) -> int:
-    """The largest message :meth:`Session.encrypt` accepts (65,343 bytes for a plain one)."""
+class ModeratorKey(NamedTuple):
+    """A moderator key ``(kid, M_kid)`` that a relay publishes (protocol.md §15.5.3)."""
+
+    kid: int
+    public: bytes
+
+
+#: The recipient's lookup of its own relay's moderator keys: ``kid -> M_kid``, or None for a
+#: kid that is neither its relay's current key nor the one immediately before (§15.5.7).
+ModeratorKeys = Callable[[int], bytes | None]
+
+
+def max_plaintext_size(*, prekey: bool = False, attachments: int = 0, franked: bool = False) -> int:
+    """The largest message :meth:`Session.encrypt` accepts: 65,343 bytes for a plain legacy
+    one (body version 1), 64,891 with ``franked`` (body version 2, what a client sends)."""
     overhead = PREKEY_MESSAGE_OVERHEAD if prekey else MESSAGE_OVERHEAD
-    return max_content_size(overhead, ENVELOPE_BUCKETS) - _BODY_FIXED - HASH_SIZE * attachments
+    fixed = _BODY_FIXED_V2 if franked else _BODY_FIXED
+    return max_content_size(overhead, ENVELOPE_BUCKETS) - fixed - HASH_SIZE * attachments
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,23 +251,40 @@ class Session:
         rng: RNG,
         now: int,
         attachment_hashes: Sequence[bytes] = (),
+        identity: IdentityKeyPair | None = None,
+        moderator: ModeratorKey | None = None,
     ) -> SealedEnvelope:
-        """Encrypt, pad, seal and commit one message (§12.4, §13.2, §14, §15).
+        """Encrypt, pad, seal, commit and frank one message (§12.4, §13.2, §14, §15).
+
+        With ``identity`` and ``moderator`` the body is version 2 and carries the AMF
+        signature ``sigma`` (§15.5) by ``identity`` to this session's peer under the moderator
+        key of the peer's relay; without them it is the legacy version 1 (no sender binding:
+        a revision-5 recipient drops it, §12.5).
 
         Args:
             plaintext: the message.
-            rng: injected randomness; draws, in order: franking key (32), a new ratchet key
-                (32, only when a DH step is pending), the sealed-sender ephemeral (32).
+            rng: injected randomness; draws, in order: franking key (32), the AMF hedge (32,
+                version 2 only; again on the ~2^-250 retry), a new ratchet key (32, only when
+                a DH step is pending), the sealed-sender ephemeral (32).
             now: the current time in seconds (expires old skipped keys).
             attachment_hashes: SHA-256 of each attachment's plaintext (at most 16).
+            identity: our identity key pair (it signs ``sigma``); must match the session.
+            moderator: ``(kid, M_kid)`` published by the recipient's relay (§15.5.3).
 
         Returns:
             ``SealedEnvelope(ct, fc)`` with ``len(ct)`` exactly one envelope bucket.
 
         Raises:
-            LocalProtocolError: the message or attachment list is too large or malformed.
+            LocalProtocolError: the message or attachment list is too large or malformed, or
+                only one of ``identity``/``moderator`` is given, or ``identity`` is not ours.
+            KeyValidationError: ``moderator.public`` is not a valid prime-order point.
             SessionError: the session cannot send (responder before its first receipt).
         """
+        if (identity is None) != (moderator is None):
+            raise LocalProtocolError("identity and moderator go together")
+        if identity is not None and identity.public != self._local:
+            raise LocalProtocolError("identity is not this session's local identity")
+        fixed = _BODY_FIXED if moderator is None else _BODY_FIXED_V2
         hashes = tuple(attachment_hashes)
         if len(hashes) > MAX_ATTACHMENTS or any(len(h) != HASH_SIZE for h in hashes):
             raise LocalProtocolError("at most 16 attachment hashes of 32 bytes each")
@@ -255,7 +295,7 @@ class Session:
         else:
             prefix += bytes((TYPE_RATCHET,))
             overhead = MESSAGE_OVERHEAD
-        if len(plaintext) + _BODY_FIXED + HASH_SIZE * len(hashes) > max_content_size(
+        if len(plaintext) + fixed + HASH_SIZE * len(hashes) > max_content_size(
             overhead, ENVELOPE_BUCKETS
         ):
             raise LocalProtocolError("message too large for the largest envelope bucket")
@@ -267,7 +307,23 @@ class Session:
             message=plaintext,
             attachment_hashes=hashes,
         )
-        body = bytes((BODY_VERSION,)) + fk + bytes((len(hashes),)) + b"".join(hashes) + plaintext
+        if identity is None or moderator is None:
+            head = bytes((BODY_VERSION_LEGACY,)) + fk
+        else:
+            try:
+                sigma = frank(
+                    identity,
+                    self._local,
+                    self._remote,
+                    moderator.public,
+                    moderator.kid,
+                    fc,
+                    rng=rng,
+                )
+            except ValueError as exc:
+                raise LocalProtocolError("bad moderator key id") from exc
+            head = bytes((BODY_VERSION,)) + fk + moderator.kid.to_bytes(4, "big") + sigma
+        body = head + bytes((len(hashes),)) + b"".join(hashes) + plaintext
         padded = pad(body, overhead=overhead, buckets=ENVELOPE_BUCKETS)
         self._ratchet.expire_skipped(now)
         header, mk = self._ratchet.next_sending_key(rng)
@@ -288,6 +344,7 @@ class Session:
         identity: IdentityKeyPair,
         now: int,
         relay_tag: bytes | None = None,
+        moderator_keys: ModeratorKeys | None = None,
     ) -> MessageReceived:
         """Open an envelope from this session's peer (sealed layer included).
 
@@ -298,6 +355,10 @@ class Session:
             now: the current time in seconds.
             relay_tag: the relay's tag over ``fc`` and delivery context, when provided
                 (passed through to the event for reports; reserved, not verified in v1).
+            moderator_keys: our own relay's moderator keys (§15.5.7). Given, only body
+                version 2 is accepted and its ``sigma`` must verify under the key the lookup
+                returns for its ``akid``; without it, only the legacy body version 1 is
+                accepted (tests and vectors of revision 4), and the event is not reportable.
 
         Raises:
             DecryptionError: on every failure, including an envelope from anyone else; the
@@ -308,7 +369,9 @@ class Session:
         sender, inner = unseal(ct, recipient=identity, known_sender=(self._remote, self._dh_s))
         if sender != self._remote:
             raise DecryptionError
-        return self._receive_inner(inner, fc, now=now, relay_tag=relay_tag)
+        return self._receive_inner(
+            inner, fc, now=now, relay_tag=relay_tag, moderator_keys=moderator_keys
+        )
 
     def receive_opened(
         self,
@@ -317,8 +380,10 @@ class Session:
         *,
         now: int,
         relay_tag: bytes | None = None,
+        moderator_keys: ModeratorKeys | None = None,
     ) -> MessageReceived:
-        """Decrypt an envelope already opened by :func:`open_envelope`.
+        """Decrypt an envelope already opened by :func:`open_envelope`
+        (``moderator_keys`` as for :meth:`receive`).
 
         Raises:
             DecryptionError: on every failure (including a sender that is not our peer, or a
@@ -326,7 +391,9 @@ class Session:
         """
         if opened.sender != self._remote:
             raise DecryptionError
-        return self._receive_inner(opened.inner, fc, now=now, relay_tag=relay_tag)
+        return self._receive_inner(
+            opened.inner, fc, now=now, relay_tag=relay_tag, moderator_keys=moderator_keys
+        )
 
     def owns(self, opened: OpenedEnvelope) -> bool:
         """Whether ``opened`` belongs to this session (same peer; same handshake if prekey)."""
@@ -339,7 +406,13 @@ class Session:
         )
 
     def _receive_inner(
-        self, inner: bytes, fc: bytes | None, *, now: int, relay_tag: bytes | None
+        self,
+        inner: bytes,
+        fc: bytes | None,
+        *,
+        now: int,
+        relay_tag: bytes | None,
+        moderator_keys: ModeratorKeys | None = None,
     ) -> MessageReceived:
         # protocol.md §12.5: steps 1-8; no state changes before step 8.
         if fc is None or len(fc) != FRANKING_COMMITMENT_SIZE:
@@ -356,14 +429,26 @@ class Session:
         key, nonce = kdf_message_keys(mk)
         padded = aead_decrypt(key, nonce, inner[pos:], self._ad + fc + inner[:pos])
         body = unpad(padded)
-        if len(body) < _BODY_FIXED or body[0] != BODY_VERSION:
-            raise DecryptionError
+        akid: int | None = None
+        sigma: bytes | None = None
+        if moderator_keys is None:
+            # Legacy receiver (tests, vectors of revision 4): body version 1 only.
+            if len(body) < _BODY_FIXED or body[0] != BODY_VERSION_LEGACY:
+                raise DecryptionError
+            fixed = _BODY_FIXED
+        else:
+            # Revision 5 (§12.5 step 7b): body version 2 only, sigma checked below.
+            if len(body) < _BODY_FIXED_V2 or body[0] != BODY_VERSION:
+                raise DecryptionError
+            akid = int.from_bytes(body[33:37], "big")
+            sigma = body[37 : 37 + AMF_SIGNATURE_SIZE]
+            fixed = _BODY_FIXED_V2
         fk = body[1:33]
-        count = body[33]
-        end = _BODY_FIXED + HASH_SIZE * count
+        count = body[fixed - 1]
+        end = fixed + HASH_SIZE * count
         if count > MAX_ATTACHMENTS or len(body) < end:
             raise DecryptionError
-        hashes = tuple(body[i : i + HASH_SIZE] for i in range(_BODY_FIXED, end, HASH_SIZE))
+        hashes = tuple(body[i : i + HASH_SIZE] for i in range(fixed, end, HASH_SIZE))
         message = body[end:]
         franking_verify(
             fc,
@@ -373,11 +458,20 @@ class Session:
             message=message,
             attachment_hashes=hashes,
         )
+        if moderator_keys is not None:
+            assert akid is not None and sigma is not None
+            moderator = moderator_keys(akid)
+            if moderator is None:
+                raise DecryptionError
+            try:
+                verify_as_recipient(self._remote, self._local, moderator, akid, fc, sigma)
+            except KeyValidationError:
+                raise DecryptionError from None
         # Authenticated: commit.
         self._ratchet.apply(update, now)
         self._ratchet.expire_skipped(now)
         self._prekey_header = None
-        return MessageReceived(self._remote, message, hashes, fk, fc, relay_tag)
+        return MessageReceived(self._remote, message, hashes, fk, fc, relay_tag, akid, sigma)
 
     # --- persistence ----------------------------------------------------------------------
 
@@ -467,6 +561,7 @@ def initiate(
     now: int,
     attachment_hashes: Sequence[bytes] = (),
     encapsulate: Encapsulate | None = None,
+    moderator: ModeratorKey | None = None,
 ) -> tuple[Session, SealedEnvelope]:
     """Start a session from a prekey bundle or invitation and encrypt its first message.
 
@@ -479,6 +574,8 @@ def initiate(
         now: the current time in seconds.
         attachment_hashes: as for :meth:`Session.encrypt`.
         encapsulate: test-vector hook replacing ML-KEM ``Encaps`` (see §10.2).
+        moderator: the moderator key of the peer's relay; given, the message is franked
+            (body version 2, :meth:`Session.encrypt`).
 
     Returns:
         ``(session, envelope)``. Until a reply arrives every envelope repeats the handshake.
@@ -499,7 +596,14 @@ def initiate(
         prekey_header=hs.header,
         handshake_hash=None,
     )
-    envelope = session.encrypt(plaintext, rng=rng, now=now, attachment_hashes=attachment_hashes)
+    envelope = session.encrypt(
+        plaintext,
+        rng=rng,
+        now=now,
+        attachment_hashes=attachment_hashes,
+        identity=None if moderator is None else identity,
+        moderator=moderator,
+    )
     return session, envelope
 
 
@@ -513,6 +617,7 @@ def accept(
     one_time_prekey: PreKeyPair | None,
     now: int,
     relay_tag: bytes | None = None,
+    moderator_keys: ModeratorKeys | None = None,
 ) -> Accepted:
     """Bob: create a session from a prekey message and decrypt its content (§11.5).
 
@@ -526,6 +631,7 @@ def accept(
             the keystore no longer has it, which fails).
         now: the current time in seconds.
         relay_tag: as for :meth:`Session.receive`.
+        moderator_keys: as for :meth:`Session.receive`.
 
     Returns:
         :class:`Accepted`; ``established.consumed_prekeys`` lists the one-time keys to delete
@@ -562,7 +668,9 @@ def accept(
         prekey_header=None,
         handshake_hash=sha256(header.raw),
     )
-    message = session._receive_inner(opened.inner, fc, now=now, relay_tag=relay_tag)
+    message = session._receive_inner(
+        opened.inner, fc, now=now, relay_tag=relay_tag, moderator_keys=moderator_keys
+    )
     consumed: list[tuple[PreKeyKind, int]] = []
     if header.kem_kind is PreKeyKind.MLKEM_ONE_TIME:
         consumed.append((PreKeyKind.MLKEM_ONE_TIME, header.kem_prekey_id))
