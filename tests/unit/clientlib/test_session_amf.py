@@ -101,8 +101,8 @@ def test_encrypt_argument_rules_and_size() -> None:
         sa.encrypt(b"x", rng=rng, now=1, identity=alice)
     with pytest.raises(LocalProtocolError):
         sa.encrypt(b"x", rng=rng, now=1, identity=bob.identity, moderator=MOD)
-    big = max_plaintext_size(franked=True)
-    assert big == max_plaintext_size() - 452
+    big = max_plaintext_size(prekey=True, franked=True)
+    assert big == max_plaintext_size(prekey=True) - 452
     sa.encrypt(b"a" * big, rng=drbg(b"big"), now=1, identity=alice, moderator=MOD)
     with pytest.raises(LocalProtocolError):
         sa.encrypt(b"a" * (big + 1), rng=rng, now=1, identity=alice, moderator=MOD)
