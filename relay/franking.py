@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from clientlib.wire.limits import KIND_ADDRESS, KIND_PAIRWISE
+from relay.amf import JudgeKey, judge_key
 from relay.storage.base import EnvelopeStore, FrankingKey, StoreLimits
 
 __all__ = [
@@ -179,6 +180,7 @@ class FrankingKeyring:
         self._keys: list[FrankingKey] = []
         self._loaded_at: int | None = None
         self._lock = asyncio.Lock()
+        self._judges: dict[int, JudgeKey] = {}
 
     async def _load(self, now: int) -> None:
         self._keys = await self._store.franking_keys()
@@ -224,6 +226,35 @@ class FrankingKeyring:
             return None
         end = _window_end(keys, kid, self._limits)
         return key if end is None or now < end else None
+
+    def judge(self, key: FrankingKey) -> JudgeKey:
+        """The moderator key pair ``(j, M)`` of franking key ``key`` (protocol.md §15.5.3),
+        derived once per kid and process."""
+        judge = self._judges.get(key.kid)
+        if judge is None:
+            judge = self._judges[key.kid] = judge_key(key.secret)
+        return judge
+
+    async def moderator_keys(self, now: int, *, limit: int = 16) -> list[tuple[int, bytes]]:
+        """``(kid, M_kid)`` of the current key, then of each retired key still inside its
+        report window, newest first, at most ``limit`` (the ``mkeys`` reply, §4.11).
+
+        Raises:
+            StorageError: storage failed.
+        """
+        current = await self.current(now)
+        async with self._lock:
+            keys = list(self._keys)
+        out = [(current.kid, self.judge(current).public)]
+        for key in reversed(keys):
+            if len(out) >= limit:
+                break
+            if key.kid == current.kid:
+                continue
+            end = _window_end(keys, key.kid, self._limits)
+            if end is None or now < end:
+                out.append((key.kid, self.judge(key).public))
+        return out
 
     def forget(self) -> None:
         """Drop the cache (the next call reads storage)."""

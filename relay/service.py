@@ -29,9 +29,12 @@ from clientlib.wire.frames import (
     EnvelopesFetched,
     FetchBundle,
     GetBoundaries,
+    GetModerationKeys,
     GetPow,
     MailboxCreated,
     MailboxInfo,
+    ModerationKeys,
+    ModeratorKeyEntry,
     Ok,
     OwnerCommand,
     PowIssued,
@@ -557,6 +560,18 @@ class MailboxService:
                 self.metrics.inc("prekey_uploads")
             await self.store.touch_mailbox(cmd.rid, now)
         return PreKeysStored(id=request_id, left=left, static=int(has_static))
+
+    async def moderation_keys(self, frame: GetModerationKeys) -> ModerationKeys:
+        """The relay's moderator keys ``(kid, M_kid)``: current first, then each retired key
+        inside its report window (protocol.md §4.11, §15.5.3; revision 5). Public.
+
+        Raises:
+            RelayError: ``UNAVAILABLE``, ``STORAGE_FULL`` (reading or rotating keys).
+        """
+        with storage_errors():
+            keys = await self.keyring.moderator_keys(self.now())
+        entries = tuple(ModeratorKeyEntry(kid=kid, key=key) for kid, key in keys)
+        return ModerationKeys(id=frame.id, keys=entries)
 
     async def fetch_bundle(self, frame: FetchBundle) -> BundleIssued:
         """Hand out the prekey bundle of send id ``frame.sid``, consuming one one-time item

@@ -61,9 +61,11 @@ from clientlib.wire import (
     Deposit,
     FetchBundle,
     GetBoundaries,
+    GetModerationKeys,
     GetPow,
     MailboxCreated,
     MailboxInfo,
+    ModerationKeys,
     Ok,
     OwnerCommand,
     PowIssued,
@@ -493,6 +495,19 @@ class RelayAPI(abc.ABC):
             )
             result = (stored.left, bool(stored.static))
         return result
+
+    async def moderation_keys(self) -> tuple[tuple[int, bytes], ...]:
+        """The relay's moderator keys ``(kid, M_kid)``, current first (protocol.md §4.11,
+        §15.5.3; revision 5). Unauthenticated.
+
+        Raises:
+            RelayRejected: ``MALFORMED`` (a relay older than revision 5), ``UNAVAILABLE``.
+            TransportError: the relay could not be reached in time, the connection dropped,
+                or the relay answered nonsense.
+        """
+        reply = await self._request(lambda i: GetModerationKeys(id=i))
+        keys = expect(reply, ModerationKeys)
+        return tuple((e.kid, e.key) for e in keys.keys)
 
     async def fetch_bundle(self, sid: bytes) -> tuple[bytes, bytes | None]:
         """Fetch the prekey bundle of the mailbox with send id ``sid``.

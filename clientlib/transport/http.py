@@ -29,6 +29,7 @@ from clientlib.wire import (
     ErrorReply,
     FetchBundle,
     GetBoundaries,
+    GetModerationKeys,
     GetPow,
     RelayFrame,
     RequestChallenge,
@@ -49,6 +50,7 @@ _PATHS: dict[type[ClientFrame], str] = {
     SignedOwnerCommand: "/v1/owner",
     Deposit: "/v1/deposit",
     FetchBundle: "/v1/bundle",
+    GetModerationKeys: "/v1/mkeys",
     GetBoundaries: "/v1/boundaries",
     GetPow: "/v1/pow",
 }

@@ -49,6 +49,7 @@ __all__ = [
     "Deposit",
     "FetchBundle",
     "GetBoundaries",
+    "GetModerationKeys",
     "GetPow",
     "RequestChallenge",
     "SignedOwnerCommand",
@@ -154,6 +155,16 @@ class GetBoundaries(ClientFrame):
 
 
 @wire_struct
+class GetModerationKeys(ClientFrame):
+    """Ask for the relay's moderator keys ``(kid, M_kid)`` (protocol.md §4.11, §15.5.3;
+    revision 5). Unauthenticated, like :class:`FetchBundle`; answered by
+    :class:`~clientlib.wire.relay_frames.ModerationKeys`."""
+
+    TYPE: ClassVar[str] = "mkeys?"
+    id: int = wire(_REQ_ID)
+
+
+@wire_struct
 class GetPow(ClientFrame):
     """Ask for a single-use proof-of-work nonce for the contact address ``sid`` (§4.9)."""
 
@@ -172,6 +183,7 @@ _CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
         Unsubscribe,
         FetchBundle,
         GetBoundaries,
+        GetModerationKeys,
         GetPow,
     )
 }

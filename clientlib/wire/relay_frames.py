@@ -57,6 +57,8 @@ __all__ = [
     "Hello",
     "MailboxCreated",
     "MailboxInfo",
+    "ModerationKeys",
+    "ModeratorKeyEntry",
     "Ok",
     "PowIssued",
     "PreKeysStored",
@@ -206,6 +208,31 @@ class PowIssued(RelayFrame):
     exp: int = wire(Int())
 
 
+#: At most this many moderator keys in one :class:`ModerationKeys` reply (newest first).
+MAX_MODERATION_KEYS = 16
+
+
+@wire_struct
+class ModeratorKeyEntry(Struct):
+    """One moderator key: the franking key id ``kid`` and ``key`` = ``M_kid`` (§15.5.3)."""
+
+    kid: int = wire(Int(0, 2**32 - 1))
+    key: bytes = wire(Bin(32))
+
+
+@wire_struct
+class ModerationKeys(RelayFrame):
+    """Reply to ``mkeys?``: the relay's current moderator key first, then each retired key
+    still inside its report window, newest first (at most 16; protocol.md §4.11,
+    revision 5)."""
+
+    TYPE: ClassVar[str] = "mkeys"
+    id: int = wire(_REQ_ID)
+    keys: tuple[ModeratorKeyEntry, ...] = wire(
+        ListOf(StructField(ModeratorKeyEntry), MAX_MODERATION_KEYS)
+    )
+
+
 @wire_struct
 class MailboxInfo(RelayFrame):
     """Reply to an ``info`` owner command: every datum the relay keeps for the mailbox
@@ -288,6 +315,7 @@ _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
         BoundariesIssued,
         PowIssued,
         MailboxInfo,
+        ModerationKeys,
         ReportAccepted,
         ReportStatus,
     )

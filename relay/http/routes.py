@@ -23,6 +23,7 @@ from clientlib.wire.frames import (
     Deposit,
     FetchBundle,
     GetBoundaries,
+    GetModerationKeys,
     GetPow,
     Hello,
     Ok,
@@ -129,6 +130,15 @@ async def bundle(request: web.Request) -> web.Response:
     return frame_response(issued.encode(version))
 
 
+async def moderation_keys(request: web.Request) -> web.Response:
+    """``POST /v1/mkeys``: the relay's moderator keys (public; protocol.md §4.11)."""
+    version, frame = await read_frame(request)
+    if not isinstance(frame, GetModerationKeys):
+        raise RelayError(ErrorCode.MALFORMED)
+    keys = await request.app[service_key].moderation_keys(frame)
+    return frame_response(keys.encode(version))
+
+
 async def boundaries(request: web.Request) -> web.Response:
     """``POST /v1/boundaries``: the boundaries of a contact address."""
     version, frame = await read_frame(request)
@@ -186,6 +196,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/owner", owner, name="owner")
     app.router.add_post("/v1/deposit", deposit, name="deposit")
     app.router.add_post("/v1/bundle", bundle, name="bundle")
+    app.router.add_post("/v1/mkeys", moderation_keys, name="mkeys")
     app.router.add_post("/v1/boundaries", boundaries, name="boundaries")
     app.router.add_post("/v1/pow", pow_nonce, name="pow")
     app.router.add_get("/v1/ws", websocket_handler, name="ws")

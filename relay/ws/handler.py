@@ -36,6 +36,7 @@ from clientlib.wire.frames import (
     EnvelopeDelivered,
     FetchBundle,
     GetBoundaries,
+    GetModerationKeys,
     GetPow,
     Ok,
     RelayLimits,
@@ -285,6 +286,8 @@ class Connection:
             self.spawn(frame.id, self._bundle(frame))
         elif isinstance(frame, GetBoundaries):
             self.spawn(frame.id, self._boundaries(frame))
+        elif isinstance(frame, GetModerationKeys):
+            self.spawn(frame.id, self._moderation_keys(frame))
         elif isinstance(frame, GetPow):
             self.spawn(frame.id, self._pow(frame))
         elif isinstance(frame, Unsubscribe):
@@ -339,6 +342,10 @@ class Connection:
     async def _bundle(self, frame: FetchBundle) -> bytes:
         issued = await self.service.fetch_bundle(frame)
         return issued.encode(self.proto.version)
+
+    async def _moderation_keys(self, frame: GetModerationKeys) -> bytes:
+        keys = await self.service.moderation_keys(frame)
+        return keys.encode(self.proto.version)
 
     async def _boundaries(self, frame: GetBoundaries) -> bytes:
         issued = await self.service.boundaries(frame)

@@ -1,0 +1,74 @@
+"""The relay's moderator keys as a client caches them (protocol.md §15.5.3, §15.5.7).
+
+A sender franks under the current key of the recipient's relay (every contact of a client
+is on the client's own relay, §21); a recipient accepts a message franked under its relay's
+current key or the key immediately before it. The list is fetched without authentication
+(``mkeys?``), kept at most ``REFRESH_S`` and re-fetched early when a message names a kid the
+cache does not hold.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from clientlib.errors import TransportError
+from clientlib.session import ModeratorKey
+from clientlib.transport.api import RelayAPI
+
+__all__ = ["REFRESH_S", "ModeratorKeyCache"]
+
+#: Re-fetch after this many seconds (below the shortest allowed ``franking_rotation_s``).
+REFRESH_S: Final = 600
+
+
+class ModeratorKeyCache:
+    """``(kid, M_kid)`` of our relay, current first; see the module docstring."""
+
+    __slots__ = ("_fetched_at", "_keys", "_missed")
+
+    def __init__(self) -> None:
+        self._keys: tuple[tuple[int, bytes], ...] = ()
+        self._fetched_at: int | None = None
+        self._missed = False
+
+    def stale(self, now: int) -> bool:
+        return (
+            self._missed or self._fetched_at is None or not 0 <= now - self._fetched_at < REFRESH_S
+        )
+
+    async def ensure(self, relay: RelayAPI, now: int) -> None:
+        """Re-fetch the list if it is stale; a failed fetch keeps the old list.
+
+        Raises:
+            nothing: transport errors and refusals leave the cache as it was.
+        """
+        if not self.stale(now):
+            return
+        try:
+            keys = await relay.moderation_keys()
+        except TransportError:  # RelayRejected included
+            return
+        if keys:
+            self._keys = keys
+            self._fetched_at = now
+            self._missed = False
+
+    def current(self) -> ModeratorKey:
+        """The key to frank under.
+
+        Raises:
+            TransportError: the relay's keys were never fetched (not connected yet).
+        """
+        if not self._keys:
+            raise TransportError("the relay's moderator keys are not known yet")
+        kid, key = self._keys[0]
+        return ModeratorKey(kid, key)
+
+    def lookup(self, kid: int) -> bytes | None:
+        """``M_kid`` if ``kid`` is our relay's current key or the one before, else None
+        (and the next :meth:`ensure` re-fetches)."""
+        for k, key in self._keys[:2]:
+            if k == kid:
+                return key
+        self._missed = True
+        return None
