@@ -43,6 +43,7 @@ from clientlib.wire.limits import (
     REPORT_ACTIONS,
     REPORT_ID_SIZE,
 )
+from relay.amf import verify_as_judge
 from relay.config import RelayConfig
 from relay.errors import RelayError, storage_errors
 from relay.franking import (
@@ -179,6 +180,9 @@ def _view(rec: ReportRecord) -> ReportView:
         verified={
             "commitment": "verified",
             "relay_tag": "verified",
+            "sender": "AMF signature verified if filed to a revision-5 relay, which stores no "
+            "report without it (protocol.md §15.5; the audit entry says so); a report stored "
+            "by an older relay binds no sender",
             "mailbox": "the reporter owns the mailbox the envelope was delivered to",
             "key": f"kid {rec.kid}, within window",
             "verified_at": _iso(rec.verified_at),
@@ -273,6 +277,10 @@ class ModerationService:
         commitment ``fc`` recomputes from ``fk``, ``snd``, ``rcp``, ``msg`` and the hashes of
         ``atts``; the envelope was not reported before; the mailbox has not filed
         ``reports_per_day`` reports today. Only a report that passes all of them is stored.
+        Revision 5 (§15.5.8), after the commitment: the AMF key ``akid`` is within its
+        window (else ``EXPIRED``) and ``amf`` verifies as judge for ``snd``, ``rcp``, ``fc``
+        (else ``FRANKING``; a report without ``amf``/``akid`` is ``FRANKING`` too). The
+        verdict, not the signature, is recorded (in the audit entry).
 
         Returns:
             The 16-byte report id, ``SHA-256(ft)[0:16]``.
@@ -300,6 +308,21 @@ class ModerationService:
         ):
             self._count("franking")
             raise RelayError(ErrorCode.FRANKING)
+        # Revision 5 (§15.5.8): the sender binding. Without it a recipient could file a report
+        # of a message it invented (issue 20, finding 1), so a report without one is refused.
+        if cmd.amf is None or cmd.akid is None:
+            self._count("franking")
+            raise RelayError(ErrorCode.FRANKING)
+        with storage_errors():
+            akey = key if cmd.akid == key.kid else await self.keyring.verifying(cmd.akid, now)
+        if akey is None:
+            self._count("expired")
+            raise RelayError(ErrorCode.EXPIRED)
+        if not verify_as_judge(
+            self.keyring.judge(akey), cmd.snd, cmd.rcp, cmd.akid, cmd.fc, cmd.amf
+        ):
+            self._count("franking")
+            raise RelayError(ErrorCode.FRANKING)
         rid = report_id(cmd.ft)
         report = ReportRecord(
             id=rid,
@@ -322,7 +345,10 @@ class ModerationService:
             moderator=RELAY_MODERATOR,
             action="report",
             report_id=rid,
-            detail=f"report filed and verified (reason: {cmd.why})",
+            detail=(
+                f"report filed and verified (reason: {cmd.why}; sender binding: AMF "
+                f"signature verified under key {cmd.akid})"
+            ),
         )
         try:
             with storage_errors():

@@ -68,6 +68,9 @@ async def receive_loop(
                 batch.append(queue.get_nowait())
             except asyncio.QueueEmpty:
                 break
+        # Our relay's moderator keys (AMF, protocol.md §15.5.7): fresh before decrypting.
+        with contextlib.suppress(TransportError):
+            await inbox.modkeys.ensure(link.transport(), now())
         try:
             envs = [(rid, env) for rid, env in batch if env is not None]
             async with book.lock:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from clientlib.client._book import AddressBook, ContactRef, RequestRef, bnd_list, credential
 from clientlib.client._link import Link
+from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
 from clientlib.client.content import (
@@ -60,7 +61,9 @@ class ContactOps:
         history: Callable[[], HistoryStore],
         emit: Callable[[ClientEvent], None],
         now: Callable[[], int],
+        modkeys: ModeratorKeyCache | None = None,
     ) -> None:
+        self._modkeys = modkeys if modkeys is not None else ModeratorKeyCache()
         self._book = book
         self._prekeys = prekeys
         self._outbox = outbox
@@ -119,7 +122,9 @@ class ContactOps:
         probe = ContactRequestContent(
             reply=bytes(16), cap=bytes(32), name=name or None, intro=intro or None
         ).encode()
-        _, dry = initiate(book.identity, bundle, probe, rng=rng, now=now)
+        await self._modkeys.ensure(transport, now)
+        mod = self._modkeys.current()
+        _, dry = initiate(book.identity, bundle, probe, rng=rng, now=now, moderator=mod)
         if len(dry.ct) > bnd.size:
             raise BoundaryViolation(
                 f"the address accepts requests up to {bnd.size} bytes; shorten the intro"
@@ -128,7 +133,9 @@ class ContactOps:
         cap = rng(32)
         rid, sid = await self._create_pairwise(owner, cap)
         content = ContactRequestContent(reply=sid, cap=cap, name=name or None, intro=intro or None)
-        session, sealed = initiate(book.identity, bundle, content.encode(), rng=rng, now=now)
+        session, sealed = initiate(
+            book.identity, bundle, content.encode(), rng=rng, now=now, moderator=mod
+        )
         cid = rng(16)
         async with book.lock:
             rec = ContactRecord(
@@ -161,12 +168,19 @@ class ContactOps:
         owner = rng(32)
         cap = rng(32)
         rid, sid = await self._create_pairwise(owner, cap)
+        await self.refresh_moderator_keys()
         async with book.lock:
             if qid not in book.requests:
                 raise LocalProtocolError("the request was already handled")
             session = Session.from_record(req.session, now=self._now())
             content = Accept(reply=sid, cap=cap, name=book.name or None).encode()
-            sealed = session.encrypt(content, rng=rng, now=self._now())
+            sealed = session.encrypt(
+                content,
+                rng=rng,
+                now=self._now(),
+                identity=book.identity,
+                moderator=self._modkeys.current(),
+            )
             cid = rng(16)
             rec = ContactRecord(
                 name=name if name is not None else (req.name or ""),
@@ -248,6 +262,7 @@ class ContactOps:
         """Change our privacy settings for one conversation and tell the contact."""
         book = self._book
         cid = book.resolve_contact(ref)
+        await self.refresh_moderator_keys()
         async with book.lock:
             c = book.contacts[cid]
             for i, v in enumerate((receipts, typing, media)):
@@ -279,6 +294,7 @@ class ContactOps:
         data = text.encode("utf-8")
         if len(data) > MAX_TEXT_BYTES or "\x00" in text:
             raise LocalProtocolError(f"a message is at most {MAX_TEXT_BYTES} bytes of UTF-8")
+        await self.refresh_moderator_keys()
         async with book.lock:
             c = book.contacts.get(cid)
             if c is None:
@@ -294,6 +310,14 @@ class ContactOps:
         self._outbox.wake()
         return msg
 
+    async def refresh_moderator_keys(self) -> None:
+        """Fetch our relay's moderator keys if the cache is stale (offline: keep it)."""
+        try:
+            transport = self._link.transport()
+        except TransportError:
+            return
+        await self._modkeys.ensure(transport, self._now())
+
     def seal_and_queue(
         self,
         cid: bytes,
@@ -307,7 +331,13 @@ class ContactOps:
         book = self._book
         c = book.contacts[cid]
         session = Session.from_record(c.session, now=self._now())
-        sealed = session.encrypt(content, rng=book.rng, now=self._now() if now is None else now)
+        sealed = session.encrypt(
+            content,
+            rng=book.rng,
+            now=self._now() if now is None else now,
+            identity=book.identity,
+            moderator=self._modkeys.current(),
+        )
         c.session = session.to_record().to_bytes()
         book.put_contact(cid)
         mid = None

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from clientlib.client._book import AddressBook
+from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import PREKEY_LOW_WATER, Prekeys
 from clientlib.client._reports import ReportEvidence
@@ -80,7 +81,9 @@ class Inbox:
         prekeys: Prekeys,
         outbox: Outbox,
         history: Callable[[], HistoryStore],
+        modkeys: ModeratorKeyCache | None = None,
     ) -> None:
+        self.modkeys = self._modkeys = modkeys if modkeys is not None else ModeratorKeyCache()
         self._book = book
         self._prekeys = prekeys
         self._outbox = outbox
@@ -152,6 +155,7 @@ class Inbox:
                 kem_prekey=kem,
                 one_time_prekey=opk,
                 now=now,
+                moderator_keys=self._modkeys.lookup,
             )
         except (DecryptionError, LocalProtocolError, KeyValidationError, SessionError):
             events.append(ClientWarning("undecryptable", "a contact request did not decrypt"))
@@ -206,7 +210,12 @@ class Inbox:
         try:
             session = Session.from_record(c.session, now=now)
             received = session.receive(
-                env.ct, env.fc, identity=book.identity, now=now, relay_tag=env.ft
+                env.ct,
+                env.fc,
+                identity=book.identity,
+                now=now,
+                relay_tag=env.ft,
+                moderator_keys=self._modkeys.lookup,
             )
         except DecryptionError:
             book.put_contact(cid)
@@ -233,6 +242,11 @@ class Inbox:
             c.peer = [content.receipts, content.typing, content.media]
             book.put_contact(cid)
         elif isinstance(content, TextMessage):
+            if received.attachment_hashes or received.amf_signature is None:
+                # Finding 2 of issue 20: a message committing to attachments we cannot
+                # present (no attachment delivery yet) could never be reported: not shown.
+                events.append(ClientWarning("unreportable", "", cid.hex()))
+                return
             evidence = ReportEvidence(
                 msg=received.plaintext,
                 fk=received.franking_key,
@@ -241,6 +255,8 @@ class Inbox:
                 fx=env.fx,
                 sender=c.identity,
                 recipient=bytes(book.identity.public),
+                akid=received.akid,
+                amf=received.amf_signature,
             )
             msg = StoredMessage(
                 cid.hex(),

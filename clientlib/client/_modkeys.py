@@ -53,6 +53,10 @@ class ModeratorKeyCache:
             self._fetched_at = now
             self._missed = False
 
+    def set(self, keys: tuple[tuple[int, bytes], ...], now: int) -> None:
+        """Install a fetched list (what :meth:`ensure` does after a fetch)."""
+        self._keys, self._fetched_at, self._missed = tuple(keys), now, False
+
     def current(self) -> ModeratorKey:
         """The key to frank under.
 

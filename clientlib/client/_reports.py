@@ -26,7 +26,9 @@ from clientlib.wire.codec import unpack_strict
 
 __all__ = ["EVIDENCE_VERSION", "ReportEvidence", "ReportRecord", "ReportStatus", "Reports"]
 
-EVIDENCE_VERSION = 1
+EVIDENCE_VERSION = 2
+#: Evidence written before revision 5 (no AMF signature; decodes, cannot be reported).
+EVIDENCE_VERSION_LEGACY = 1
 ReportStatus = Literal["open", "resolved"]
 
 
@@ -52,6 +54,9 @@ class ReportEvidence:
         fx: the relay's franking context (None with ``ft``).
         sender: the contact's identity public key.
         recipient: our identity public key.
+        akid: the relay key id the sender franked under (None in legacy evidence).
+        amf: the sender's verified AMF signature (§15.5; None in legacy evidence, which the
+            relay would refuse).
     """
 
     msg: bytes
@@ -61,11 +66,26 @@ class ReportEvidence:
     fx: bytes | None
     sender: bytes
     recipient: bytes
+    akid: int | None = None
+    amf: bytes | None = None
 
     def encode(self) -> bytes:
-        """The stored form (byte-identical to what earlier versions wrote)."""
-        fields = [self.msg, self.fk, self.fc, self.ft, self.fx, self.sender, self.recipient]
-        packed: bytes = msgpack.packb([EVIDENCE_VERSION, *fields], use_bin_type=True)
+        """The stored form: version 2 with ``akid`` and ``amf``; evidence without them is
+        written as version 1, byte-identical to what earlier versions wrote."""
+        fields: list[object] = [
+            self.msg,
+            self.fk,
+            self.fc,
+            self.ft,
+            self.fx,
+            self.sender,
+            self.recipient,
+        ]
+        if self.amf is None or self.akid is None:
+            fields.insert(0, EVIDENCE_VERSION_LEGACY)
+        else:
+            fields = [EVIDENCE_VERSION, *fields, self.akid, self.amf]
+        packed: bytes = msgpack.packb(fields, use_bin_type=True)
         return packed
 
     @classmethod
@@ -77,7 +97,16 @@ class ReportEvidence:
         """
         try:
             items = unpack_strict(raw)
-            if type(items) is not list or len(items) != 8 or items[0] != EVIDENCE_VERSION:
+            if type(items) is not list:
+                raise ValueError
+            akid: int | None = None
+            amf: bytes | None = None
+            if len(items) == 10 and items[0] == EVIDENCE_VERSION:
+                akid, amf = items[8], _bytes(items[9])
+                if type(akid) is not int or not 0 <= akid < 2**32 or len(amf) != 448:
+                    raise ValueError
+                items = items[:8]
+            elif len(items) != 8 or items[0] != EVIDENCE_VERSION_LEGACY:
                 raise ValueError
             _, msg, fk, fc, ft, fx, snd, rcp = items
             return cls(
@@ -88,6 +117,8 @@ class ReportEvidence:
                 _opt_bytes(fx),
                 _bytes(snd),
                 _bytes(rcp),
+                akid,
+                amf,
             )
         except (WireError, ValueError, TypeError):
             raise LocalProtocolError("the message's report evidence is damaged") from None
@@ -162,6 +193,10 @@ class Reports:
         ev = ReportEvidence.decode(message.evidence)
         if ev.ft is None or ev.fx is None:
             raise LocalProtocolError("the relay gave this message no franking tag")
+        if ev.amf is None or ev.akid is None:
+            raise LocalProtocolError(
+                "this message predates sender binding (no AMF signature): not reportable"
+            )
         report_id = await self._link.transport().report(
             credential(c.rid, c.owner),
             msg=ev.msg,
@@ -171,6 +206,8 @@ class Reports:
             fx=ev.fx,
             sender=ev.sender,
             recipient=ev.recipient,
+            amf=ev.amf,
+            akid=ev.akid,
             reason=reason,
             note=note,
         )

@@ -45,6 +45,7 @@ from clientlib.client._contacts import BoundaryViolation, ContactOps
 from clientlib.client._export import export_document, write_new_private
 from clientlib.client._inbox import Inbox
 from clientlib.client._link import Link
+from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
 from clientlib.client._reports import Reports
@@ -108,7 +109,10 @@ class Client:
         self._book = AddressBook(rng=cfg.rng, boundaries=cfg.boundaries)
         self._prekeys = Prekeys(self._book)
         self._outbox = Outbox(self._book, lambda: self._history, self._emit)
-        self._inbox = Inbox(self._book, self._prekeys, self._outbox, lambda: self._history)
+        self._modkeys = ModeratorKeyCache()
+        self._inbox = Inbox(
+            self._book, self._prekeys, self._outbox, lambda: self._history, self._modkeys
+        )
         self._link = Link(
             self._book, cfg, emit=self._emit, wake_outbox=self._outbox.wake, spawn=self._tasks.spawn
         )
@@ -121,6 +125,7 @@ class Client:
             history=lambda: self._history,
             emit=self._emit,
             now=self._now,
+            modkeys=self._modkeys,
         )
         self._closed = False
         self._started = False

@@ -48,6 +48,7 @@ WarningKind = Literal[
     "storage_failed",
     "request_refused",
     "content_refused",
+    "unreportable",
 ]
 
 
@@ -184,7 +185,9 @@ class ClientWarning:
     relay no longer knows one of our mailboxes. ``duplicate_request``: a replayed contact
     request was ignored. ``request_refused``: the relay refused our contact request for good
     (``detail``: ``BOUNDARY``, ``POW``, ``QUOTA`` or ``AUTH``). ``content_refused``: a contact
-    sent something our settings do not accept; it was dropped. ``storage_failed``: the
+    sent something our settings do not accept; it was dropped. ``unreportable``: a message
+    committing to attachments (which this client cannot fetch yet, so a report could never
+    verify: issue 20, finding 2) was dropped, not shown. ``storage_failed``: the
     keystore or history could not be written; the client stopped (nothing more is
     acknowledged) and must be reopened.
     """

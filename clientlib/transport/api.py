@@ -390,6 +390,8 @@ class RelayAPI(abc.ABC):
         attachments: Sequence[bytes] = (),
         reason: str,
         note: str | None = None,
+        amf: bytes | None = None,
+        akid: int | None = None,
     ) -> bytes:
         """Report an abusive message delivered to ``cred``'s mailbox (protocol.md §4.11).
 
@@ -409,6 +411,9 @@ class RelayAPI(abc.ABC):
             attachments: the attachment plaintexts, in the order of their hashes.
             reason: one of ``clientlib.wire.REPORT_REASONS``.
             note: an optional note for the moderator (at most 1,000 bytes of UTF-8).
+            amf: the sender's 448-byte AMF signature from the message body
+                (``MessageReceived.amf_signature``; revision 5, §15.5.8).
+            akid: the relay key id it was made under (``MessageReceived.akid``); with ``amf``.
 
         Returns:
             The 16-byte report id (ask its outcome with :meth:`report_status`).
@@ -436,6 +441,8 @@ class RelayAPI(abc.ABC):
             attachments=attachments,
             reason=reason,
             note=note,
+            amf=amf,
+            akid=akid,
         )
         accepted = await self._owner_call(cred, OP_REPORT, ReportAccepted, **fields)
         return accepted.report

@@ -223,6 +223,8 @@ def report_fields(
     attachments: Sequence[bytes],
     reason: str,
     note: str | None,
+    amf: bytes | None = None,
+    akid: int | None = None,
 ) -> dict[str, Any]:
     """The fields of a ``report`` owner command (protocol.md §4.11), checked.
 
@@ -243,6 +245,12 @@ def report_fields(
             raise LocalProtocolError(f"{name} must be {size} bytes")
     if not 1 <= len(fx) <= MAX_FRANKING_CONTEXT_SIZE:
         raise LocalProtocolError(f"fx must be 1..{MAX_FRANKING_CONTEXT_SIZE} bytes")
+    if (amf is None) != (akid is None):
+        raise LocalProtocolError("amf and akid go together")
+    if amf is not None and len(amf) != 448:
+        raise LocalProtocolError("amf must be 448 bytes")
+    if akid is not None and not 0 <= akid < 2**32:
+        raise LocalProtocolError("akid is a u32")
     if len(msg) > MAX_REPORTED_MESSAGE_SIZE:
         raise LocalProtocolError(f"msg must be at most {MAX_REPORTED_MESSAGE_SIZE} bytes")
     atts = tuple(bytes(a) for a in attachments)
@@ -268,6 +276,8 @@ def report_fields(
         "atts": atts or None,
         "why": reason,
         "note": note,
+        "amf": amf,
+        "akid": akid,
     }
     # The encoded size does not depend on the nonce or the receive id (fixed lengths).
     probe = OwnerCommand(op=OP_REPORT, nonce=bytes(CHALLENGE_SIZE), rid=bytes(16), **fields)

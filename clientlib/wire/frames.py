@@ -42,6 +42,7 @@ from clientlib.wire.codec import (
     decode_map,
 )
 from clientlib.wire.limits import (
+    AMF_SIGNATURE_SIZE,
     CHALLENGE_SIZE,
     ED25519_PUBLIC_KEY_SIZE,
     FRANKING_KEY_SIZE,
@@ -173,7 +174,7 @@ _OP_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     OP_INFO: (frozenset({"rid"}), frozenset()),
     OP_REPORT: (
         frozenset({"rid", "msg", "fk", "fc", "ft", "fx", "snd", "rcp", "why"}),
-        frozenset({"atts", "note"}),
+        frozenset({"atts", "note", "amf", "akid"}),
     ),
     OP_REPORT_STATUS: (frozenset({"rid", "report"}), frozenset()),
 }
@@ -198,6 +199,9 @@ class OwnerCommand(Struct):
     delivered), ``snd`` and ``rcp`` (the sender's and recipient's identity keys) and ``why``
     (one of ``REPORT_REASONS``), and may carry ``atts`` (the attachment plaintexts, in order)
     and ``note``; ``rstat`` needs ``report`` (a report id the mailbox filed).
+    Revision 5 (§15.5.8): ``report`` carries ``amf`` (the sender's 448-byte AMF signature)
+    and ``akid`` (u32, the key it was made under); a revision-5 relay refuses a report
+    without them (``FRANKING``).
     """
 
     SCHEMA: ClassVar[tuple[Field, ...]] = (
@@ -232,6 +236,8 @@ class OwnerCommand(Struct):
         Field("why", "why", Str(REPORT_REASONS), required=False),
         Field("note", "note", Text(MAX_REPORT_NOTE_BYTES), required=False),
         Field("report", "report", _REPORT_ID, required=False),
+        Field("amf", "amf", Bin(AMF_SIGNATURE_SIZE), required=False),
+        Field("akid", "akid", Int(0, 2**32 - 1), required=False),
     )
     op: str
     nonce: bytes
@@ -259,6 +265,8 @@ class OwnerCommand(Struct):
     why: str | None = None
     note: str | None = None
     report: bytes | None = None
+    amf: bytes | None = None
+    akid: int | None = None
 
     def validate_shape(self) -> None:
         """Check the per-operation field rules.

@@ -136,6 +136,8 @@ MAX_REPORTED_MESSAGE_SIZE = 65536
 MAX_REPORT_ATTACHMENTS = 16
 #: Largest free-text note a reporter adds, in bytes of UTF-8.
 MAX_REPORT_NOTE_BYTES = 1000
+#: Bytes of an AMF signature ``sigma`` in a report (protocol.md §15.5.6; revision 5).
+AMF_SIGNATURE_SIZE = 448
 #: Why a report is filed (``why``), the states of a report and what a moderator did.
 REPORT_REASONS: tuple[str, ...] = (
     "harassment",

@@ -26,13 +26,14 @@ from relaydriver import Owner
 
 from clientlib.crypto import IdentityKeyPair, PreKeyKind, PreKeyPair
 from clientlib.errors import RelayRejected
-from clientlib.session import PreKeyBundle, Session, accept, initiate, open_envelope
+from clientlib.session import ModeratorKey, PreKeyBundle, Session, accept, initiate, open_envelope
 from clientlib.transport import (
     Delivered,
     HTTPTransport,
     MailboxCredential,
     WebSocketTransport,
 )
+from clientlib.transport.api import RelayAPI
 from clientlib.wire import (
     FLAG_ONLINE_ONLY,
     Boundaries,
@@ -107,6 +108,8 @@ class Received:
     msg: bytes
     fk: bytes
     attachments: tuple[bytes, ...] = ()
+    akid: int | None = None
+    amf: bytes | None = None
 
 
 class Conversation:
@@ -116,11 +119,27 @@ class Conversation:
         self.alice, self.bob = Peer.new(), Peer.new()
         self.sa: Session | None = None
         self.sb: Session | None = None
+        # The relay's moderator keys (protocol.md §15.5): Alice franks under the current one,
+        # Bob accepts the ones his relay lists.
+        self.moderator: ModeratorKey | None = None
+        self.known: dict[int, bytes] = {}
+
+    async def sync_keys(self, relay: RelayAPI) -> None:
+        """Fetch the relay's moderator keys, as both clients do (``mkeys?``)."""
+        keys = await relay.moderation_keys()
+        self.moderator = ModeratorKey(*keys[0])
+        self.known.update(keys)
 
     def first(self, text: str) -> tuple[bytes, bytes]:
         """Alice's first message (a prekey message: a contact request)."""
+        assert self.moderator is not None, "sync_keys first"
         self.sa, env = initiate(
-            self.alice.identity, self.bob.bundle(), content(text), rng=rng, now=int(time.time())
+            self.alice.identity,
+            self.bob.bundle(),
+            content(text),
+            rng=rng,
+            now=int(time.time()),
+            moderator=self.moderator,
         )
         return env.ct, env.fc
 
@@ -131,6 +150,8 @@ class Conversation:
             rng=rng,
             now=int(time.time()),
             attachment_hashes=[hashlib.sha256(a).digest() for a in attachments],
+            identity=self.alice.identity,
+            moderator=self.moderator,
         )
         return env.ct, env.fc
 
@@ -148,16 +169,29 @@ class Conversation:
                 one_time_prekey=None,
                 now=now,
                 relay_tag=env.ft,
+                moderator_keys=self.known.get,
             )
             self.sb, message = acc.session, acc.message
         else:
             message = self.sb.receive(
-                env.ct, env.fc, identity=self.bob.identity, now=now, relay_tag=env.ft
+                env.ct,
+                env.fc,
+                identity=self.bob.identity,
+                now=now,
+                relay_tag=env.ft,
+                moderator_keys=self.known.get,
             )
         assert message.sender == self.alice.identity.public
         assert message.relay_tag == env.ft
         assert message.attachment_hashes == tuple(hashlib.sha256(a).digest() for a in attachments)
-        return Received(env, message.plaintext, message.franking_key, attachments)
+        return Received(
+            env,
+            message.plaintext,
+            message.franking_key,
+            attachments,
+            message.akid,
+            message.amf_signature,
+        )
 
 
 def report_args(conv: Conversation, got: Received, **changes: object) -> dict[str, object]:
@@ -174,6 +208,8 @@ def report_args(conv: Conversation, got: Received, **changes: object) -> dict[st
         "attachments": got.attachments,
         "reason": "harassment",
         "note": "she keeps writing",
+        "amf": got.amf,
+        "akid": got.akid,
     }
     args.update(changes)
     return args
@@ -240,6 +276,7 @@ async def setup(
     server.app[service_key]._clock = lambda: clock["now"]
     http = HTTPTransport(session, url)
     conv = Conversation()
+    await conv.sync_keys(http)
     bob, bob_sid = await new_mailbox(http, "pair")
     cap = remember(os.urandom(32))
     await http.set_caps(bob, add=[capability_hash(bob_sid, cap)])
@@ -344,6 +381,7 @@ async def test_expired_franking_key(
         assert kid1 is not None
         # A week later the key rotates on the next deposit; the old key retires then.
         s.clock["now"] = start + 7 * DAY
+        await s.conv.sync_keys(s.http)  # Alice's client refreshes: the key rotated
         await s.send("new")
         (new,) = [s.conv.open(e) for e in await s.receive_all()]
         kid2 = parse_context(new.env.fx or b"")
@@ -460,6 +498,7 @@ async def test_contact_request_reports_revoke_the_handle_and_suspend(
     mod: ModerationService = server.app[service_key].moderation
     http = HTTPTransport(session, url)
     conv = Conversation()
+    await conv.sync_keys(http)
     addr, addr_sid = await new_mailbox(http, "addr", Boundaries(size=4096, att=0, day=50, pow=0))
     hdl = remember(os.urandom(16))
     ct, fc = conv.first("unsolicited abuse")
@@ -482,6 +521,7 @@ async def test_contact_request_reports_revoke_the_handle_and_suspend(
 
     # Suspension of a (spammer's) contact address: refused like a deleted one, reversibly.
     spam = Conversation()
+    await spam.sync_keys(http)
     spam_addr, spam_sid = await new_mailbox(http, "addr")
     await http.put_prekeys(spam_addr, static=b"static", one_time=[b"item"])
     ct, fc = spam.first("visit my address")
@@ -525,6 +565,7 @@ async def test_contact_request_reports_revoke_the_handle_and_suspend(
     assert spam_sid.hex() in entries[1].detail
     # Open mailboxes have nothing to revoke.
     open_conv = Conversation()
+    await open_conv.sync_keys(http)
     inbox, inbox_sid = await new_mailbox(http, "open")
     ct, fc = open_conv.first("hello open mailbox")
     await http.deposit(inbox_sid, ct, eid=os.urandom(16), fc=fc)
@@ -542,6 +583,7 @@ async def test_capability_sent_to_an_open_mailbox_is_tagged_as_open(
     url, _ = await make_relay(relay_config)
     http = HTTPTransport(session, url)
     conv = Conversation()
+    await conv.sync_keys(http)
     inbox, sid = await new_mailbox(http, "open")
     ct, fc = conv.first("hello")
     await http.deposit(sid, ct, eid=os.urandom(16), fc=fc, cap=os.urandom(32))  # ignored

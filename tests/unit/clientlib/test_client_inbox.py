@@ -15,6 +15,7 @@ import pytest
 
 from clientlib.client._book import AddressBook
 from clientlib.client._inbox import Inbox, Processed
+from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import TRANSIENT, Outbox, classify
 from clientlib.client._prekeys import PREKEY_BATCH, PREKEY_LOW_WATER, Prekeys
 from clientlib.client._reports import ReportEvidence, ReportRecord
@@ -41,9 +42,18 @@ from clientlib.errors import LocalProtocolError
 from clientlib.keystore import CorruptKeystore
 from clientlib.session import Session, initiate
 from clientlib.wire.frames import StoredEnvelope
+from relay.amf import judge_key, verify_as_judge
 
 RELAY = "http://relay.test"
 NOW = 1_700_000_000
+#: The fake relay's moderator key (protocol.md §15.5.3), as every peer's cache holds it.
+JUDGE = judge_key(b"\x07" * 32)
+
+
+def modkeys() -> ModeratorKeyCache:
+    cache = ModeratorKeyCache()
+    cache.set(((7, JUDGE.public),), NOW)
+    return cache
 
 
 @dataclass
@@ -64,7 +74,10 @@ class Peer:
         self.prekeys = Prekeys(self.book)
         self.outbox = Outbox(self.book, lambda: self.history, self.events.append)
         self.outbox.load()
-        self.inbox = Inbox(self.book, self.prekeys, self.outbox, lambda: self.history)
+        self.modkeys = modkeys()
+        self.inbox = Inbox(
+            self.book, self.prekeys, self.outbox, lambda: self.history, self.modkeys
+        )
 
     # --- what the facade does locally around its relay calls ------------------------------
 
@@ -83,7 +96,12 @@ class Peer:
         rid, sid, cap = os.urandom(16), os.urandom(16), os.urandom(32)
         content = ContactRequestContent(reply=sid, cap=cap, name=self.name, intro="hi")
         session, sealed = initiate(
-            self.book.identity, bundle, content.encode(), rng=os.urandom, now=NOW
+            self.book.identity,
+            bundle,
+            content.encode(),
+            rng=os.urandom,
+            now=NOW,
+            moderator=self.modkeys.current(),
         )
         cid = os.urandom(16)
         self.book.add_contact(
@@ -111,7 +129,11 @@ class Peer:
         rid, sid, cap = os.urandom(16), os.urandom(16), os.urandom(32)
         session = Session.from_record(req.session)
         sealed = session.encrypt(
-            Accept(reply=sid, cap=cap, name=self.name).encode(), rng=os.urandom, now=NOW
+            Accept(reply=sid, cap=cap, name=self.name).encode(),
+            rng=os.urandom,
+            now=NOW,
+            identity=self.book.identity,
+            moderator=self.modkeys.current(),
         )
         cid = os.urandom(16)
         self.book.add_contact(
@@ -143,7 +165,13 @@ class Peer:
     def seal(self, cid: bytes, content: bytes, mid: bytes | None = None) -> None:
         c = self.book.contacts[cid]
         session = Session.from_record(c.session)
-        sealed = session.encrypt(content, rng=os.urandom, now=NOW)
+        sealed = session.encrypt(
+            content,
+            rng=os.urandom,
+            now=NOW,
+            identity=self.book.identity,
+            moderator=self.modkeys.current(),
+        )
         c.session = session.to_record().to_bytes()
         self.book.put_contact(cid)
         self.outbox.queue(
@@ -332,15 +360,24 @@ def test_evidence_is_a_typed_record_with_the_stored_bytes_of_before() -> None:
     assert evidence.sender == bytes(erin.book.identity.public)
     assert evidence.recipient == bytes(dana.book.identity.public)
     assert len(evidence.fk) == 32 and "report" not in repr(evidence)
-    # The encoding is the msgpack array earlier versions stored, so old histories still read.
+    # Revision 5: the evidence keeps the sender's verified AMF signature (version 2).
+    assert evidence.akid == 7 and evidence.amf is not None
+    assert verify_as_judge(JUDGE, evidence.sender, evidence.recipient, 7, env.fc, evidence.amf)
+    assert ReportEvidence.decode(evidence.encode()) == evidence
+    assert ev.message.evidence == evidence.encode()
+    # The version-1 encoding is the msgpack array earlier versions stored, so old histories
+    # still read (as evidence without a signature, which cannot be reported).
+    import dataclasses
+
     import msgpack
 
+    evidence = dataclasses.replace(evidence, akid=None, amf=None)
     legacy = msgpack.packb(
         [1, evidence.msg, evidence.fk, evidence.fc, env.ft, env.fx, evidence.sender,
          evidence.recipient],
         use_bin_type=True,
     )  # fmt: skip
-    assert ev.message.evidence == legacy == evidence.encode()
+    assert legacy == evidence.encode()
     assert ReportEvidence.decode(legacy) == evidence
     fields = msgpack.unpackb(legacy)
     newer = msgpack.packb([2, *fields[1:]], use_bin_type=True)
