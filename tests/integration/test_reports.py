@@ -25,6 +25,8 @@ from aiohttp.test_utils import TestServer
 from relaydriver import Owner
 
 from clientlib.crypto import IdentityKeyPair, PreKeyKind, PreKeyPair
+from clientlib.crypto.amf import forge_as_recipient, verify_as_recipient
+from clientlib.crypto.franking import franking_commit
 from clientlib.errors import RelayRejected
 from clientlib.session import ModeratorKey, PreKeyBundle, Session, accept, initiate, open_envelope
 from clientlib.transport import (
@@ -593,3 +595,47 @@ async def test_capability_sent_to_an_open_mailbox_is_tagged_as_open(
     assert ctx is not None and (ctx.source_kind, ctx.source) == (0, b"")
     assert (plain.ft, plain.fx) == (None, None)
     await http.report(inbox, **report_args(conv, conv.open(first)))
+
+
+# --- issue 20, finding 1: a recipient forging a report of a message never sent ----------
+
+
+async def test_a_recipient_cannot_forge_a_report_of_a_message_never_sent(
+    make_relay: MakeRelay, relay_config: RelayConfig, session: aiohttp.ClientSession
+) -> None:
+    """Bob invents a message "from" Alice, deposits it into his own pairwise mailbox with the
+    capability he gave her, reads back ``ft``/``fx`` as owner and files the report: every
+    revision-4 check passes (the same source as Alice's genuine messages), but the sender
+    binding does not, whatever Bob puts in ``amf`` -- while Alice's genuine message verifies."""
+    async with setup(make_relay, relay_config, session) as s:
+        await s.send("a real message from Alice")
+        (real_env,) = await s.receive_all()
+        real = s.conv.open(real_env)
+
+        alice, bob = s.conv.alice, s.conv.bob
+        invented = content("I will hurt you")
+        fk = os.urandom(32)
+        fc = franking_commit(
+            fk, sender=alice.key, recipient=bob.key, message=invented, attachment_hashes=()
+        )
+        await s.http.deposit(s.bob_sid, os.urandom(2048), eid=os.urandom(16), fc=fc, cap=s.cap)
+        (planted,) = await s.receive_all()
+        assert planted.ft is not None and planted.fx is not None
+        ctx, real_ctx = parse_context(planted.fx), parse_context(real_env.fx or b"")
+        assert ctx is not None and real_ctx is not None
+        assert (ctx.source_kind, ctx.source) == (real_ctx.source_kind, real_ctx.source)
+        assert s.conv.moderator is not None
+        kid, m = s.conv.moderator
+        forged = forge_as_recipient(bob.identity, alice.key, m, kid, fc, rng=os.urandom)
+        verify_as_recipient(alice.key, bob.key, m, kid, fc, forged)  # convinces Bob only
+        fake = Received(planted, invented, fk)
+        before = await s.stored()
+        for amf in (forged, os.urandom(448), real.amf):  # forged, random, another message's
+            args = report_args(s.conv, fake, amf=amf, akid=kid)
+            assert await rejected(s.http.report(s.bob, **args)) == "FRANKING"
+        assert await rejected(s.http.report(s.bob, **report_args(s.conv, fake))) == "FRANKING"
+        assert await s.stored() == before
+        # The genuine message of the same contact still verifies.
+        report = await s.http.report(s.bob, **report_args(s.conv, real))
+        (view,) = [r for r in await s.moderation.list_reports(status=None) if r.id == report.hex()]
+        assert view.verified["sender"].startswith("AMF signature verified")
