@@ -4,14 +4,17 @@ moderator with a revocation, and the reporter learns the outcome."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
 from reportkit import FAST, befriend, make, report_abuse, wait_for
 
+import clientlib.session.session as session_module
 from clientlib.client import Client, ClientWarning, MessageReceived, ReportResolved
 from clientlib.errors import LocalProtocolError, RelayRejected
+from relay.amf import judge_key
 from relay.app import create_app
 from relay.appkeys import service_key
 from relay.config import RelayConfig
@@ -73,3 +76,51 @@ async def test_evidence_survives_a_restart(tmp_path: Path, relay_app: TestServer
         view = await relay_app.app[service_key].moderation.get_report(report_id)
         assert view is not None and view.note == "kept for days"
         assert view.text == "something awful"
+
+
+# --- issue 20, finding 2: a sender making a shown message unreportable -----------------
+
+
+@pytest.mark.parametrize("attack", ["random sigma", "other moderator", "attachment"])
+async def test_an_unreportable_message_is_never_shown(
+    tmp_path: Path, relay_app: TestServer, monkeypatch: pytest.MonkeyPatch, attack: str
+) -> None:
+    """The abuser's client is altered to send a message no report could verify: a random
+    ``sigma``, a ``sigma`` for another moderator key (a valid proof whose ``J`` is no DH
+    tuple for the recipient's relay key), or a commitment to an attachment it never
+    provides. The victim's client drops it (a warning, no message); the abuser's next
+    honest message is shown and its report verifies."""
+    url = str(relay_app.make_url("/"))
+    moderation = relay_app.app[service_key].moderation
+    async with make(tmp_path, "vic", url) as victim, make(tmp_path, "abe", url) as abuser:
+        v_a, a_v = await befriend(victim, abuser)
+        real_frank = session_module.frank
+        real_encrypt = session_module.Session.encrypt
+
+        def bad_frank(identity, sender, recipient, m, kid, fc, *, rng):  # type: ignore[no-untyped-def]
+            if attack == "random sigma":
+                return rng(448)
+            other = judge_key(b"\x01" * 32).public
+            return real_frank(identity, sender, recipient, other, kid, fc, rng=rng)
+
+        def with_attachment(self, plaintext, **kw):  # type: ignore[no-untyped-def]
+            kw["attachment_hashes"] = [os.urandom(32)]
+            return real_encrypt(self, plaintext, **kw)
+
+        if attack == "attachment":
+            monkeypatch.setattr(session_module.Session, "encrypt", with_attachment)
+        else:
+            monkeypatch.setattr(session_module, "frank", bad_frank)
+        await abuser.send(a_v, "you cannot report this")
+        kind = "unreportable" if attack == "attachment" else "undecryptable"
+        await wait_for(victim, ClientWarning, lambda w: w.kind == kind)
+        monkeypatch.undo()
+        assert not [m for m in victim.messages(v_a) if m.direction == "in"]
+        await abuser.send(a_v, "but this one you can")
+        got = await wait_for(victim, MessageReceived, lambda e: e.message.text.startswith("but"))
+        report_id = await victim.report(got.message, "harassment")
+        view = await moderation.get_report(report_id)
+        assert view is not None and view.verified["sender"].startswith("AMF signature verified")
+        assert [m.text for m in victim.messages(v_a) if m.direction == "in"] == [
+            "but this one you can"
+        ]
