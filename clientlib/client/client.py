@@ -535,8 +535,10 @@ class Client:
         """Report a received message to the relay's moderators (protocol.md §4.11, §15.4).
 
         The report reveals this message (its text), both identity keys of the conversation
-        and the franking data that let the relay verify, without trusting us, that the
-        contact really sent exactly this; nothing about any other message. ``reason`` is one
+        and the franking data that let the relay verify, without trusting us, that this exact
+        message was delivered to our mailbox and (by the contact's AMF signature, §15.5)
+        that the contact's identity key made it for us -- a proof for the relay's moderator
+        only, deniable to anyone else; nothing about any other message. ``reason`` is one
         of ``harassment``, ``threats``, ``non_consensual_content``, ``minor_safety``,
         ``spam``, ``impersonation``, ``other``.
 
@@ -544,7 +546,8 @@ class Client:
             The report id (hex); :class:`ReportResolved` arrives when a moderator acts.
 
         Raises:
-            LocalProtocolError: not a received message of ours, or it carries no relay tag.
+            LocalProtocolError: not a received message of ours, it carries no relay tag, or
+                it was stored before revision 5 without an AMF signature (not reportable).
             RelayRejected: ``FRANKING``, ``EXPIRED`` (the report window closed), ``DUPLICATE``,
                 ``QUOTA`` (too many reports today), ``MALFORMED`` (unknown reason).
         """
