@@ -21,6 +21,7 @@ import pytest
 
 from clientlib.crypto.franking import franking_commit
 from clientlib.wire import OwnerCommand
+from relay.amf import judge_key, verify_as_judge
 from relay.config import RelayConfig
 from relay.errors import RelayError
 from relay.franking import build_context, commitment, parse_context, relay_tag, report_id
@@ -98,7 +99,8 @@ def test_commitments_agree() -> None:
 
 
 def spec_verdict(case: dict[str, Any], sid: bytes, keys: list[dict[str, Any]], window: int) -> str:
-    """protocol.md §4.11 verification order, checks 1-5 (duplicates and quotas need state)."""
+    """protocol.md §4.11 verification order, checks 1-5 and the sender binding of revision 5
+    (duplicates and quotas need state)."""
     r = case["report"]
     fx = x(r["fx"])
     kinds = {0: 0, 1: 32, 2: 16}
@@ -115,6 +117,17 @@ def spec_verdict(case: dict[str, Any], sid: bytes, keys: list[dict[str, Any]], w
         return "FRANKING"
     atts = [x(a) for a in r["atts"]]
     if spec_commitment(x(r["fk"]), x(r["snd"]), x(r["rcp"]), x(r["msg"]), atts) != x(r["fc"]):
+        return "FRANKING"
+    # Revision 5 (§15.5.8): the sender binding, judged with relay.amf (the spec-only third
+    # implementation of the AMF check is in test_amf_vectors.py).
+    if "amf" not in r or "akid" not in r:
+        return "FRANKING"
+    akey = next((k for k in keys if k["kid"] == r["akid"]), None)
+    later = [k["created"] for k in keys if k["kid"] > r["akid"]]
+    if akey is None or (later and case["now"] >= min(later) + window):
+        return "EXPIRED"
+    judge = judge_key(x(akey["secret"]))
+    if not verify_as_judge(judge, x(r["snd"]), x(r["rcp"]), r["akid"], x(r["fc"]), x(r["amf"])):
         return "FRANKING"
     return "accepted"
 
@@ -159,6 +172,8 @@ async def test_relay_verification(tmp_path: Path) -> None:
                 rcp=x(r["rcp"]),
                 atts=tuple(x(a) for a in r["atts"]) or None,
                 why=r["why"],
+                amf=x(r["amf"]) if "amf" in r else None,  # revision 5
+                akid=r.get("akid"),
             )
             if case["expect"] == "accepted":
                 assert await mod.file_report(cmd, mailbox) == x(case["report_id"]), case["name"]

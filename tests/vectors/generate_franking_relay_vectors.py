@@ -25,9 +25,11 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from generate_vectors import DRBG  # noqa: E402
 
+from clientlib.crypto.amf import forge_as_recipient, frank  # noqa: E402
 from clientlib.crypto.franking import franking_commit  # noqa: E402
 from clientlib.crypto.keys import IdentityKeyPair  # noqa: E402
 from clientlib.wire import capability_hash, encode_map  # noqa: E402
+from relay.amf import judge_key  # noqa: E402
 from relay.franking import (  # noqa: E402
     RELAY_FRANK_CONTEXT,
     build_context,
@@ -89,6 +91,16 @@ def build() -> dict[str, Any]:
     # --- a conversation: Alice sends Bob messages on Bob's pairwise mailbox ------------
     alice, bob = IdentityKeyPair(rng(32)), IdentityKeyPair(rng(32))
     snd, rcp = bytes(alice.public), bytes(bob.public)
+    # Revision 5 (protocol.md §15.5.8): each report carries Alice's AMF signature under the
+    # moderator key of the franking key it was delivered under. Its hedges come from a DRBG
+    # of their own, so every revision-4 byte of this file is unchanged.
+    amf_rng = DRBG(b"franking-relay-v1/amf")
+
+    def signed(report: dict[str, Any], kid: int, moderator: bytes) -> dict[str, Any]:
+        fc = bytes.fromhex(report["fc"])
+        report["amf"] = h(frank(alice, snd, rcp, moderator, kid, fc, rng=amf_rng))
+        report["akid"] = kid
+        return report
 
     def message(text: str, atts: list[bytes], key: dict[str, Any], at: int) -> dict[str, Any]:
         msg = encode_map({"t": "msg", "id": rng(16), "ts": at, "text": text}, 1)
@@ -116,6 +128,15 @@ def build() -> dict[str, Any]:
     old2 = message("another old message", [], keys[0], T0 + 120)
     # An envelope of another mailbox (a tag valid for *its* context).
     elsewhere_ctx = build_context(2, new_at // DAY, other_sid, 0, b"")
+    judges = {k["kid"]: judge_key(k["secret"]).public for k in keys}
+    for report, key in ((abuse, keys[1]), (second, keys[1]), (old, keys[0]), (old2, keys[0])):
+        signed(report, key["kid"], judges[key["kid"]])
+    forged = h(
+        forge_as_recipient(
+            bob, snd, judges[keys[1]["kid"]], keys[1]["kid"], bytes.fromhex(abuse["fc"]),
+            rng=amf_rng,
+        )
+    )  # fmt: skip
     elsewhere = dict(second)
     elsewhere["fx"] = h(elsewhere_ctx)
     elsewhere["ft"] = h(relay_tag(keys[1]["secret"], bytes.fromhex(second["fc"]), elsewhere_ctx))
@@ -176,6 +197,30 @@ def build() -> dict[str, Any]:
             "name": "unknown key id",
             "now": now,
             "report": changed(abuse, fx="000000ff" + abuse["fx"][8:]),
+            "expect": "EXPIRED",
+        },
+        {
+            "name": "no AMF signature (revision 5)",
+            "now": now,
+            "report": {k: v for k, v in abuse.items() if k not in ("amf", "akid")},
+            "expect": "FRANKING",
+        },
+        {
+            "name": "the recipient's forged AMF signature",
+            "now": now,
+            "report": changed(abuse, amf=forged),
+            "expect": "FRANKING",
+        },
+        {
+            "name": "AMF signature of another message",
+            "now": now,
+            "report": changed(abuse, amf=second["amf"]),
+            "expect": "FRANKING",
+        },
+        {
+            "name": "AMF key id unknown",
+            "now": now,
+            "report": changed(abuse, akid=0xFF),
             "expect": "EXPIRED",
         },
         {
