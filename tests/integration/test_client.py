@@ -36,7 +36,7 @@ from clientlib.keystore import (
     UnsupportedKeystoreVersion,
     WrongPassphrase,
 )
-from clientlib.session import initiate
+from clientlib.session import ModeratorKey, initiate
 from clientlib.transport import HTTPTransport
 from clientlib.wire.pow import solve
 
@@ -122,7 +122,10 @@ async def test_replayed_request_is_dropped(pair: tuple[Client, Client], relay: s
         content = ContactRequestContent(
             reply=os.urandom(16), cap=os.urandom(32), name="mallory"
         ).encode()
-        _, sealed = initiate(mallory, bundle, content, rng=os.urandom, now=int(time.time()))
+        moderator = ModeratorKey(*(await http.moderation_keys())[0])  # revision 5: AMF
+        _, sealed = initiate(
+            mallory, bundle, content, rng=os.urandom, now=int(time.time()), moderator=moderator
+        )
         for i in range(3):
             await deposit_request(http, inv.sid, sealed.ct, sealed.fc, hdl=bytes([i]) * 16)
     await wait_for(alice, RequestReceived)
