@@ -122,7 +122,7 @@ class ContactOps:
         probe = ContactRequestContent(
             reply=bytes(16), cap=bytes(32), name=name or None, intro=intro or None
         ).encode()
-        await self._modkeys.ensure(transport, now)
+        await self.refresh_moderator_keys()
         mod = self._modkeys.current()
         _, dry = initiate(book.identity, bundle, probe, rng=rng, now=now, moderator=mod)
         if len(dry.ct) > bnd.size:
@@ -311,12 +311,18 @@ class ContactOps:
         return msg
 
     async def refresh_moderator_keys(self) -> None:
-        """Fetch our relay's moderator keys if the cache is stale (offline: keep it)."""
+        """Fetch our relay's moderator keys if the cache is stale (offline: keep it, or the
+        list last stored in the keystore)."""
+        ks = self._book.ks
+        self._modkeys.restore(ks.get("modkeys", b"list"))
         try:
             transport = self._link.transport()
         except TransportError:
             return
         await self._modkeys.ensure(transport, self._now())
+        raw = self._modkeys.encode()
+        if raw and ks.get("modkeys", b"list") != raw:
+            ks.put("modkeys", b"list", raw)  # saved with the book's next save
 
     def seal_and_queue(
         self,

@@ -57,6 +57,19 @@ class ModeratorKeyCache:
         """Install a fetched list (what :meth:`ensure` does after a fetch)."""
         self._keys, self._fetched_at, self._missed = tuple(keys), now, False
 
+    def encode(self) -> bytes:
+        """The list as the keystore keeps it (namespace ``modkeys``), for offline sending."""
+        return b"".join(kid.to_bytes(4, "big") + key for kid, key in self._keys)
+
+    def restore(self, raw: bytes | None) -> None:
+        """Load a stored list when nothing was fetched yet (it is marked stale)."""
+        if self._keys or not raw or len(raw) % 36:
+            return
+        self._keys = tuple(
+            (int.from_bytes(raw[i : i + 4], "big"), raw[i + 4 : i + 36])
+            for i in range(0, len(raw), 36)
+        )
+
     def current(self) -> ModeratorKey:
         """The key to frank under.
 
