@@ -524,7 +524,7 @@ class EncryptedFileHistory:
 
     # --- appending --------------------------------------------------------------------------
 
-    def _append(self, records: Sequence[list[Any]]) -> None:
+    def _append(self, records: Sequence[list[Any]], *, durable: bool = True) -> None:
         if self._fd is None:
             raise CorruptHistory("history is closed")
         body, count, chain = self._seal(records, self._epoch, self._count, self._chain)
@@ -533,15 +533,19 @@ class EncryptedFileHistory:
             view = memoryview(body)
             while view:
                 view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
+            if durable:
+                os.fsync(self._fd)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, size)
             raise
         self._count, self._chain = count, chain
         # Only a durable append moves the keystore's head: a head past what reached the disk
-        # would read as truncation after a power cut.
-        self._put_head()
+        # would read as truncation after a power cut. A non-durable record stays past the
+        # head (accepted on open while it authenticates) until the next durable append,
+        # whose fsync covers it too.
+        if durable:
+            self._put_head()
 
     # --- HistoryStore ---------------------------------------------------------------------
 
@@ -555,9 +559,10 @@ class EncryptedFileHistory:
         return (m.direction, m.id) in self._t.convs.get(m.contact_id, {})
 
     def set_state(self, contact_id: str, message_id: str, state: DeliveryState) -> None:
-        # Durable like an add, so that the keystore's head covers it once the keystore is
-        # saved next (an unsynced record past the head could be cut off unnoticed).
-        self._append([[1, contact_id, message_id, state]])
+        # Advisory, so not fsynced on its own (one fsync per send instead of two): it stays
+        # past the keystore's head until the next durable append. A crash or a cut may lose
+        # trailing state changes, never a message: the head covers every message record.
+        self._append([[1, contact_id, message_id, state]], durable=False)
         self._t.set_state(contact_id, message_id, state)
 
     def messages(self, contact_id: str, *, limit: int | None = None) -> list[StoredMessage]:
