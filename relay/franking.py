@@ -184,6 +184,9 @@ class FrankingKeyring:
 
     async def _load(self, now: int) -> None:
         self._keys = await self._store.franking_keys()
+        # A destroyed franking key takes its derived moderator secret with it.
+        live = {k.kid for k in self._keys}
+        self._judges = {kid: j for kid, j in self._judges.items() if kid in live}
         self._loaded_at = now
 
     def _stale(self, now: int) -> bool:

@@ -49,9 +49,7 @@ class ModeratorKeyCache:
         except TransportError:  # RelayRejected included
             return
         if keys:
-            self._keys = keys
-            self._fetched_at = now
-            self._missed = False
+            self.set(keys, now)
 
     def set(self, keys: tuple[tuple[int, bytes], ...], now: int) -> None:
         """Install a fetched list (what :meth:`ensure` does after a fetch)."""

@@ -220,3 +220,25 @@ async def test_moderation_argument_checks(tmp_path: Path) -> None:
         assert await mod.audit() == []
     finally:
         await store.aclose()
+
+
+async def test_keyring_forgets_the_moderator_key_of_a_destroyed_franking_key(
+    tmp_path: Path,
+) -> None:
+    limits = StoreLimits(franking_rotation_s=7 * DAY, report_window_s=30 * DAY)
+    store = SQLiteStore(tmp_path / "relay.db", limits)
+    await store.open()
+    try:
+        ring = FrankingKeyring(store, limits)
+        k1 = await ring.current(NOW)
+        m1 = ring.judge(k1).public
+        assert (1, m1) in await ring.moderator_keys(NOW)
+        await ring.current(NOW + 7 * DAY)  # k1 retires
+        later = NOW + 7 * DAY + 30 * DAY + 1  # past its report window
+        await store.purge_expired(later)  # destroys k1
+        ring.forget()
+        keys = await ring.moderator_keys(later)
+        assert all(kid != 1 for kid, _ in keys)
+        assert 1 not in ring._judges  # the derived secret went with the franking key
+    finally:
+        await store.aclose()
