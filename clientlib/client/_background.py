@@ -74,8 +74,19 @@ async def receive_loop(
         try:
             envs = [(rid, env) for rid, env in batch if env is not None]
             async with book.lock:
-                events, acks, refill = inbox.process(envs, now())
+                events, acks, refill, retry = inbox.process(envs, now())
                 await book.save()
+            if retry:
+                # Franked under a moderator key id we do not know yet (the relay rotated
+                # since our last fetch): fetch the list again, then decide for good.
+                with contextlib.suppress(TransportError):
+                    await inbox.modkeys.ensure(link.transport(), now())
+                async with book.lock:
+                    again = inbox.process(retry, now(), final=True)
+                    await book.save()
+                events += again.events
+                acks += again.acks
+                refill += again.refill
         except Exception as exc:
             # Fail-stop: memory may now be ahead of the keystore, so nothing more may be
             # acknowledged. Unacked envelopes wait at the relay for the next start.

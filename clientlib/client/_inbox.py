@@ -5,7 +5,7 @@ updates the records (in the keystore, not yet saved) and the history, and says w
 sequence numbers may be acknowledged::
 
     async with book.lock:
-        events, acks, refill = inbox.process(batch, now)
+        events, acks, refill, retry = inbox.process(batch, now)
         await book.save()                # durable first ...
     for rid, seqs in acks: await link.ack(rid, seqs)   # ... then acked (protocol.md §23.2)
 
@@ -65,11 +65,16 @@ class Processed(NamedTuple):
         acks: ``(rid, seqs)`` to acknowledge once the keystore is saved, per mailbox in the
             order first seen (online-only envelopes, ``seq`` 0, need none).
         refill: address ids whose one-time prekeys ran low (one entry per request).
+        retry: ``(rid, envelope)`` pairs that failed only because they name a moderator key
+            id our cache does not hold (protocol.md §15.5.7: the relay rotated since we last
+            fetched its list). Neither acked nor remembered: process them again, with
+            ``final=True``, once the list is fetched again. Empty when ``final``.
     """
 
     events: list[ClientEvent]
     acks: list[tuple[bytes, list[int]]]
     refill: list[bytes]
+    retry: list[tuple[bytes, StoredEnvelope]]
 
 
 class Inbox:
@@ -89,26 +94,35 @@ class Inbox:
         self._outbox = outbox
         self._history = history
 
-    def process(self, batch: Sequence[tuple[bytes, StoredEnvelope]], now: int) -> Processed:
+    def process(
+        self, batch: Sequence[tuple[bytes, StoredEnvelope]], now: int, *, final: bool = False
+    ) -> Processed:
         """Process ``(rid, envelope)`` pairs delivered for our mailboxes at time ``now``.
 
         Envelopes for mailboxes that are not (or no longer) ours are acked and dropped.
+        Unless ``final``, an envelope that fails only on an unknown moderator key id is
+        returned in ``retry`` instead (see :class:`Processed`).
         Raises only on a keystore or history failure (then nothing may be acked).
         """
-        out = Processed([], [], [])
+        out = Processed([], [], [], [])
         acks: dict[bytes, list[int]] = {}
         new_messages: list[tuple[Contact, StoredMessage]] = []
         for rid, env in batch:
+            entry = self._book.by_rid.get(rid)
+            misses = self._modkeys.misses
+            if entry is not None:
+                kind, key = entry
+                if kind == "address":
+                    ok = self._on_request(key, env, now, out, retry=not final)
+                else:
+                    ok = self._on_contact_envelope(
+                        key, env, now, out.events, new_messages, retry=not final
+                    )
+                if not ok and self._modkeys.misses != misses:
+                    out.retry.append((rid, env))
+                    continue
             if env.seq:
                 acks.setdefault(rid, []).append(env.seq)
-            entry = self._book.by_rid.get(rid)
-            if entry is None:
-                continue
-            kind, key = entry
-            if kind == "address":
-                self._on_request(key, env, now, out)
-            else:
-                self._on_contact_envelope(key, env, now, out.events, new_messages)
         if new_messages:
             fresh = self._history().add([m for _, m in new_messages])
             out.events.extend(
@@ -117,12 +131,15 @@ class Inbox:
         out.acks.extend(acks.items())
         return out
 
-    def _on_request(self, aid: bytes, env: StoredEnvelope, now: int, out: Processed) -> None:
+    def _on_request(
+        self, aid: bytes, env: StoredEnvelope, now: int, out: Processed, *, retry: bool
+    ) -> bool:
+        """Handle a contact request; False only when it is to be retried (nothing changed)."""
         book, prekeys, events = self._book, self._prekeys, out.events
         a = book.addresses[aid]
         if env.eid in a.eids:
-            return
-        remember(a.eids, env.eid)
+            return True
+        misses = self._modkeys.misses
         book.put_address(aid)
         identity = book.identity
         try:
@@ -132,8 +149,9 @@ class Inbox:
                 raise DecryptionError
             hs = sha256(header.raw)
             if hs in a.seen:
+                remember(a.eids, env.eid)
                 events.append(ClientWarning("duplicate_request"))
-                return
+                return True
             spk = prekeys.load(PreKeyKind.X25519_SIGNED, header.signed_prekey_id)
             kem = prekeys.load(header.kem_kind, header.kem_prekey_id)
             opk = (
@@ -158,8 +176,13 @@ class Inbox:
                 moderator_keys=self._modkeys.lookup,
             )
         except (DecryptionError, LocalProtocolError, KeyValidationError, SessionError):
+            if retry and self._modkeys.misses != misses:
+                return False
+            remember(a.eids, env.eid)
+            book.put_address(aid)
             events.append(ClientWarning("undecryptable", "a contact request did not decrypt"))
-            return
+            return True
+        remember(a.eids, env.eid)
         remember(a.seen, hs)
         for kind, kid in accepted.established.consumed_prekeys:
             prekeys.delete(kind, kid)
@@ -176,7 +199,7 @@ class Inbox:
             content = None
         if not isinstance(content, ContactRequestContent):
             events.append(ClientWarning("malformed_content", "a contact request did not decode"))
-            return
+            return True
         qid = book.rng(16)
         book.requests[qid] = RequestRecord(
             address=aid,
@@ -193,6 +216,7 @@ class Inbox:
         events.append(RequestReceived(book.request_view(qid)))
         if a.left < PREKEY_LOW_WATER:
             out.refill.append(aid)
+        return True
 
     def _on_contact_envelope(
         self,
@@ -201,12 +225,16 @@ class Inbox:
         now: int,
         events: list[ClientEvent],
         new_messages: list[tuple[Contact, StoredMessage]],
-    ) -> None:
+        *,
+        retry: bool,
+    ) -> bool:
+        """Handle an envelope of a contact; False only when it is to be retried (nothing
+        changed)."""
         book = self._book
         c = book.contacts[cid]
         if env.eid in c.eids:
-            return
-        remember(c.eids, env.eid)
+            return True
+        misses = self._modkeys.misses
         try:
             session = Session.from_record(c.session, now=now)
             received = session.receive(
@@ -218,16 +246,20 @@ class Inbox:
                 moderator_keys=self._modkeys.lookup,
             )
         except DecryptionError:
+            if retry and self._modkeys.misses != misses:
+                return False
+            remember(c.eids, env.eid)
             book.put_contact(cid)
             events.append(ClientWarning("undecryptable", "", cid.hex()))
-            return
+            return True
+        remember(c.eids, env.eid)
         c.session = session.to_record().to_bytes()
         book.put_contact(cid)
         try:
             content = decode_content(received.plaintext)
         except WireError:
             events.append(ClientWarning("malformed_content", "", cid.hex()))
-            return
+            return True
         if isinstance(content, Accept):
             if c.state != "accepted":
                 c.state = "accepted"
@@ -246,7 +278,7 @@ class Inbox:
                 # Finding 2 of issue 20: a message committing to attachments we cannot
                 # present (no attachment delivery yet) could never be reported: not shown.
                 events.append(ClientWarning("unreportable", "", cid.hex()))
-                return
+                return True
             evidence = ReportEvidence(
                 msg=received.plaintext,
                 fk=received.franking_key,
@@ -271,3 +303,4 @@ class Inbox:
             new_messages.append((book.contact_view(cid), msg))
         else:
             events.append(ClientWarning("malformed_content", "", cid.hex()))
+        return True

@@ -24,12 +24,15 @@ REFRESH_S: Final = 600
 class ModeratorKeyCache:
     """``(kid, M_kid)`` of our relay, current first; see the module docstring."""
 
-    __slots__ = ("_fetched_at", "_keys", "_missed")
+    __slots__ = ("_fetched_at", "_keys", "_missed", "misses")
 
     def __init__(self) -> None:
         self._keys: tuple[tuple[int, bytes], ...] = ()
         self._fetched_at: int | None = None
         self._missed = False
+        #: Lookups of a kid the list does not hold, ever (the inbox compares it around one
+        #: envelope to tell "unknown key id, fetch and retry" from any other failure).
+        self.misses = 0
 
     def stale(self, now: int) -> bool:
         return (
@@ -86,4 +89,5 @@ class ModeratorKeyCache:
             if k == kid:
                 return key
         self._missed = True
+        self.misses += 1
         return None

@@ -346,6 +346,35 @@ def test_messages_are_stored_evented_deduplicated_and_acked() -> None:
     assert [m.text for m in dana.history.messages(d_cid.hex())] == ["one", "two"]
 
 
+def test_a_message_under_a_newer_moderator_key_waits_for_the_fetch_not_dropped() -> None:
+    """The relay rotated between the sender's key fetch and ours (protocol.md §15.5.7): the
+    envelope is neither acked nor remembered until the list is fetched again; then it is
+    shown. A kid still unknown after that fetch is dropped for good (and acked)."""
+    dana, erin = Peer("dana"), Peer("erin")
+    d_cid, e_cid, _, _ = befriend(dana, erin)
+    newer = judge_key(b"\x08" * 32)
+    erin.modkeys.set(((8, newer.public), (7, JUDGE.public)), NOW)  # erin fetched after
+    erin.say(e_cid, "after the rotation")
+    batch = wire(erin, dana)
+    first = dana.inbox.process(batch, NOW)
+    assert first.events == [] and first.acks == [] and first.retry == batch
+    assert dana.history.messages(d_cid.hex()) == []
+    dana.modkeys.set(((8, newer.public), (7, JUDGE.public)), NOW)  # what the fetch brings
+    again = dana.inbox.process(first.retry, NOW, final=True)
+    assert [e.message.text for e in again.events if isinstance(e, MessageReceived)] == [
+        "after the rotation"
+    ]
+    assert again.acks == [(batch[0][0], [batch[0][1].seq])] and again.retry == []
+    # A kid nobody lists: retried once, then dropped as undecryptable and acked.
+    erin.modkeys.set(((9, judge_key(b"\x09" * 32).public),), NOW)
+    erin.say(e_cid, "under a key our relay never listed")
+    bogus = wire(erin, dana)
+    assert dana.inbox.process(bogus, NOW).retry == bogus
+    last = dana.inbox.process(bogus, NOW, final=True)
+    assert last.events == [ClientWarning("undecryptable", "", d_cid.hex())]
+    assert last.acks == [(bogus[0][0], [bogus[0][1].seq])] and last.retry == []
+
+
 def test_evidence_is_a_typed_record_with_the_stored_bytes_of_before() -> None:
     dana, erin = Peer("dana"), Peer("erin")
     _d_cid, e_cid, _, _ = befriend(dana, erin)
