@@ -15,6 +15,8 @@ gives the reasons for this choice over a separate signed X25519 identity key.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final, final
 
@@ -92,6 +94,16 @@ def _short(data: bytes) -> str:
 
 # --- identity ----------------------------------------------------------------------------
 
+#: Validated identity keys kept so that loading a session record (twice per send and
+#: receive) does not re-run the ~0.25 ms subgroup check on keys we already accepted. Only
+#: public keys that *passed* validation are kept (a rejected key is checked again every
+#: time), keyed by their exact 32 bytes (``type(data) is bytes`` is checked first, so a
+#: mutable buffer cannot change a cached entry), least recently used evicted first. Holds
+#: no secret.
+MAX_VALIDATED_IDENTITIES: Final = 4096
+_validated: OrderedDict[bytes, IdentityPublicKey] = OrderedDict()
+_validated_lock = threading.Lock()
+
 
 @final
 class IdentityPublicKey:
@@ -113,9 +125,20 @@ class IdentityPublicKey:
             KeyValidationError: wrong length, non-canonical, small-order or not in the
                 prime-order subgroup.
         """
+        if type(data) is bytes:
+            with _validated_lock:
+                hit = _validated.get(data)
+                if hit is not None:
+                    _validated.move_to_end(data)
+                    return hit
         ed = validate_ed25519_public(data)
         x = validate_x25519_public(ed25519_public_to_x25519(ed))
-        return cls(ed, x)
+        key = cls(ed, x)
+        with _validated_lock:
+            _validated[ed] = key
+            if len(_validated) > MAX_VALIDATED_IDENTITIES:
+                _validated.popitem(last=False)
+        return key
 
     def __bytes__(self) -> bytes:
         return self._ed

@@ -12,7 +12,10 @@ flag ``step_pending``; and a bounded cache of skipped message keys keyed by ``(D
      ``CKr`` forward to ``n``, caching the keys passed over.
   3. otherwise (a new peer ratchet key): cache the rest of the current receiving chain up to
      ``pn``, then ``RK, CKr = KDF_RK(RK, DH(DHs, dh))``, ``DHr = dh``, ``Nr = 0``,
-     ``step_pending = True``, then as in 2.
+     ``step_pending = True``, then as in 2. The old ``DHs`` private key is erased at that
+     point: the next send draws a new one, and the peer cannot send under a new ratchet key
+     before it has received ours, so nothing needs it any more (for a responder, ``DHs`` is
+     the signed prekey: a pending request's session does not keep it past rotation).
 * **Sending**: if ``step_pending``: ``PN = Ns``, ``Ns = 0``, new ``DHs`` from the rng,
   ``RK, CKs = KDF_RK(RK, DH(DHs, DHr))``, ``step_pending = False``. Then ``CKs, MK =
   KDF_CK(CKs)``, header ``(DHs.pub, PN, Ns)``, ``Ns += 1``.
@@ -121,7 +124,7 @@ class RatchetState:
         self,
         *,
         root_key: bytes,
-        dhs: X25519KeyPair,
+        dhs: X25519KeyPair | None,
         dhr: bytes | None,
         cks: bytes | None,
         ckr: bytes | None,
@@ -185,6 +188,8 @@ class RatchetState:
             raise SessionError("this session cannot send before it has received")
         if self.ns >= MAX_COUNTER:
             raise SessionError("sending chain exhausted")
+        if self.dhs is None:  # pragma: no cover - dhs is erased only with step_pending set
+            raise SessionError("no ratchet key")
         header = encode_header(bytes(self.dhs.public), self.pn, self.ns)
         self.cks, mk = kdf_chain(self.cks)
         self.ns += 1
@@ -230,6 +235,10 @@ class RatchetState:
                 for i in range(self.nr, pn):
                     ck, mk = kdf_chain(ck)
                     update.new_skipped.append((self.dhr, i, mk))
+            if self.dhs is None:
+                # Erased at our last receive step: a peer key that needs it cannot be
+                # honest (the peer steps only after receiving our next key).
+                raise DecryptionError
             try:
                 shared = self.dhs.dh(dh)
             except KeyValidationError:
@@ -253,6 +262,7 @@ class RatchetState:
             self.root_key = update.root_key
             self.dhr = update.dhr
             self.step_pending = True
+            self.dhs = None  # never needed again (module docstring; protocol.md §12.5 step 8)
         self.ckr = update.ckr
         self.nr = update.nr
         for dh, i, mk in update.new_skipped:

@@ -484,7 +484,7 @@ class Session:
             ad=self._ad,
             dh_static=self._dh_s,
             root_key=r.root_key,
-            dhs_private=r.dhs.private_bytes(),
+            dhs_private=None if r.dhs is None else r.dhs.private_bytes(),
             dhr=r.dhr,
             cks=r.cks,
             ckr=r.ckr,
@@ -519,7 +519,7 @@ class Session:
             raise KeystoreError("session record holds a malformed prekey header")
         ratchet = RatchetState(
             root_key=rec.root_key,
-            dhs=X25519KeyPair(rec.dhs_private),
+            dhs=None if rec.dhs_private is None else X25519KeyPair(rec.dhs_private),
             dhr=rec.dhr,
             cks=rec.cks,
             ckr=rec.ckr,

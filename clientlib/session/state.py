@@ -4,7 +4,9 @@
 (no unknown or duplicate keys, no ext types, no trailing bytes) and then checked field by field.
 The record holds secrets: it must only ever be written inside the encrypted keystore.
 
-Record version history: 1 (2026-11) initial.
+Record version history: 1 (2026-11) initial; 2 (2026-12, revision 5) ``dhs`` may be absent
+(only with ``sp`` = 1: the ratchet private key is erased at each receive step, §12.5 step 8).
+A record that has ``dhs`` is still written as version 1, byte for byte as before.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from clientlib.wire.version import VersionRange
 
 __all__ = ["MAX_SESSION_RECORD_SIZE", "SESSION_RECORD_VERSION", "SessionRecord"]
 
-SESSION_RECORD_VERSION: Final = 1
+SESSION_RECORD_VERSION: Final = 2
 _VERSIONS: Final = VersionRange(1, SESSION_RECORD_VERSION)
 #: 2000 skipped keys at ~90 bytes each, plus the fixed fields and a prekey header.
 MAX_SESSION_RECORD_SIZE: Final = 256 * 1024
 
-_KEYS32 = ("li", "ri", "ad", "dhs", "rk", "dhS")
-_OPT32 = ("dhr", "cks", "ckr", "hh")
+_KEYS32 = ("li", "ri", "ad", "rk", "dhS")
+_OPT32 = ("dhs", "dhr", "cks", "ckr", "hh")
 _INTS = ("ns", "nr", "pn")
 
 
@@ -40,7 +42,7 @@ class SessionRecord:
     ad: bytes
     dh_static: bytes
     root_key: bytes
-    dhs_private: bytes
+    dhs_private: bytes | None
     dhr: bytes | None
     cks: bytes | None
     ckr: bytes | None
@@ -58,14 +60,13 @@ class SessionRecord:
     __str__ = __repr__
 
     def to_bytes(self) -> bytes:
-        """Serialize as ``0x01 || msgpack(map)``."""
+        """Serialize as ``0x01 || msgpack(map)`` (``0x02`` when ``dhs`` is erased)."""
         m: dict[str, Any] = {
             "li": self.local_identity,
             "ri": self.remote_identity,
             "ad": self.ad,
             "dhS": self.dh_static,
             "rk": self.root_key,
-            "dhs": self.dhs_private,
             "ns": self.ns,
             "nr": self.nr,
             "pn": self.pn,
@@ -73,6 +74,7 @@ class SessionRecord:
             "sk": [list(s) for s in self.skipped],
         }
         for key, value in (
+            ("dhs", self.dhs_private),
             ("dhr", self.dhr),
             ("cks", self.cks),
             ("ckr", self.ckr),
@@ -81,7 +83,7 @@ class SessionRecord:
         ):
             if value is not None:
                 m[key] = value
-        return encode_map(m, SESSION_RECORD_VERSION)
+        return encode_map(m, 1 if self.dhs_private is not None else SESSION_RECORD_VERSION)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SessionRecord:
@@ -91,11 +93,13 @@ class SessionRecord:
             KeystoreError: malformed, unknown version, or a field of the wrong type or size.
         """
         try:
-            _v, m = decode_map(data, max_size=MAX_SESSION_RECORD_SIZE, versions=_VERSIONS)
+            version, m = decode_map(data, max_size=MAX_SESSION_RECORD_SIZE, versions=_VERSIONS)
         except WireError:
             raise KeystoreError("session record is malformed") from None
         allowed = {*_KEYS32, *_OPT32, *_INTS, "sp", "sk", "ph"}
         if not set(m) <= allowed or not {*_KEYS32, *_INTS, "sp", "sk"} <= set(m):
+            raise KeystoreError("session record has missing or unknown fields")
+        if "dhs" not in m and (version < 2 or m.get("sp") != 1):
             raise KeystoreError("session record has missing or unknown fields")
 
         def b32(key: str) -> bytes:
@@ -140,7 +144,7 @@ class SessionRecord:
             ad=b32("ad"),
             dh_static=b32("dhS"),
             root_key=b32("rk"),
-            dhs_private=b32("dhs"),
+            dhs_private=opt32("dhs"),
             dhr=opt32("dhr"),
             cks=opt32("cks"),
             ckr=opt32("ckr"),

@@ -237,16 +237,46 @@ def test_records_roundtrip_and_reject_garbage() -> None:
     e = [sa.encrypt(b"%d" % i, rng=rng, now=0) for i in range(3)]
     sb.receive(e[2].ct, e[2].fc, identity=bob.identity, now=0)
     raw = sb.to_record().to_bytes()
-    assert raw[0] == 1 and "[secret]" in repr(sb.to_record())
+    # Version 2 since revision 5: after a receive step the ratchet private key is erased, so
+    # the record has no ``dhs`` (issue 20, finding 5); a record with one stays version 1.
+    assert raw[0] == 2 and "[secret]" in repr(sb.to_record())
+    assert sb.to_record().dhs_private is None
+    assert sa.to_record().to_bytes()[0] == 1 and sa.to_record().dhs_private is not None
     sb2 = Session.from_record(raw)
     assert sb2.to_record().to_bytes() == raw
     sa2 = Session.from_record(sa.to_record().to_bytes())
     assert sb2.receive(e[0].ct, e[0].fc, identity=bob.identity, now=0).plaintext == b"0"
     r = sb2.encrypt(b"r", rng=rng, now=0)
     assert sa2.receive(r.ct, r.fc, identity=alice, now=0).plaintext == b"r"
-    for bad in (b"", b"\x00" + raw[1:], b"\x02" + raw[1:], raw[:-1], raw + b"\x00"):
+    # ... and a version-1 record without ``dhs`` is malformed, as is version 3.
+    for bad in (b"", b"\x00" + raw[1:], b"\x01" + raw[1:], b"\x03" + raw[1:], raw[:-1], raw + b"\x00"):
         with pytest.raises(KeystoreError):
             SessionRecord.from_bytes(bad)
+
+
+def test_pending_responder_session_keeps_no_signed_prekey() -> None:
+    """Issue 20, finding 5: the responder's ratchet starts from the signed prekey; the
+    session of a request not yet answered used to keep its private key (past the address's
+    rotation of it) until the first reply. It is erased at the first receipt now."""
+    rng, alice, bob, sa, acc = pair(b"spk")
+    spk_private = bob.spk.keypair.private_bytes()
+    raw = acc.session.to_record().to_bytes()
+    assert spk_private not in raw
+    pending = Session.from_record(raw)
+    e = sa.encrypt(b"second prekey message", rng=rng, now=0)  # Alice still awaits a reply
+    assert pending.receive(e.ct, e.fc, identity=bob.identity, now=0).plaintext == (
+        b"second prekey message"
+    )
+    assert spk_private not in pending.to_record().to_bytes()
+    r = pending.encrypt(b"accepted", rng=rng, now=0)
+    assert sa.receive(r.ct, r.fc, identity=alice, now=0).plaintext == b"accepted"
+    # Every later receive step erases the key it replaced, on both sides.
+    for sender, receiver, me in ((sa, pending, bob.identity), (pending, sa, alice)) * 2:
+        before = receiver.to_record()
+        m = sender.encrypt(b"step", rng=rng, now=0)
+        assert receiver.receive(m.ct, m.fc, identity=me, now=0).plaintext == b"step"
+        assert before.dhs_private is not None
+        assert before.dhs_private not in receiver.to_record().to_bytes()
 
 
 def test_limits_and_misuse() -> None:
