@@ -332,10 +332,25 @@ class ContactOps:
         now: int | None = None,
         history: StoredMessage | None = None,
     ) -> None:
-        """Encrypt ``content`` for an accepted or pending contact and queue it (call with
-        the lock held); ``history``: the outgoing message to store first."""
+        """Encrypt ``content`` for an accepted contact and queue it (call with the lock
+        held); ``history``: the outgoing message to store first.
+
+        For a pending contact (request not answered yet) the content is queued unsealed,
+        in the encrypted keystore, and sealed when the acceptance arrives: sealed now it
+        would be a prekey message (2,048 bytes or more) that links the contact's new
+        mailbox to the request by size class (protocol.md §22.2 step 4, §22.4).
+        """
         book = self._book
         c = book.contacts[cid]
+        if c.send is None:
+            mid = None
+            if history is not None:
+                self._history().add([history])
+                mid = bytes.fromhex(history.id)
+            self._outbox.queue(
+                OutboxRecord(cid, book.rng(16), b"", bytes(32), None, mid, pt=content)
+            )
+            return
         session = Session.from_record(c.session, now=self._now())
         sealed = session.encrypt(
             content,

@@ -267,8 +267,17 @@ class Inbox:
                 c.sendcap = content.cap
                 if content.name and not c.name:
                     c.name = content.name
+                moderator = self._modkeys.current()
+
+                def seal(pending: bytes) -> tuple[bytes, bytes]:
+                    sealed = session.encrypt(
+                        pending, rng=book.rng, now=now, identity=book.identity, moderator=moderator
+                    )
+                    return sealed.ct, sealed.fc
+
+                self._outbox.set_destination(cid, content.reply, content.cap, seal)
+                c.session = session.to_record().to_bytes()
                 book.put_contact(cid)
-                self._outbox.set_destination(cid, content.reply, content.cap)
                 events.append(ContactAdded(book.contact_view(cid)))
         elif isinstance(content, ConversationSettings):
             c.peer = [content.receipts, content.typing, content.media]

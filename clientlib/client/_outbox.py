@@ -82,16 +82,23 @@ class Outbox:
         ready = []
         for key, raw in self._book.ks.items("outbox"):
             rec = OutboxRecord.from_bytes(raw)
-            if rec.sid is not None:
+            if rec.sid is not None and rec.pt is None:
                 ready.append((key, rec))
         return ready
 
-    def set_destination(self, cid: bytes, sid: bytes, cap: bytes) -> None:
-        """The contact accepted: what waited for its mailbox can go there now."""
+    def set_destination(
+        self, cid: bytes, sid: bytes, cap: bytes, seal: Callable[[bytes], tuple[bytes, bytes]]
+    ) -> None:
+        """The contact accepted: what waited for its mailbox can go there now. Content
+        written while the request was pending is sealed here, in order, by ``seal(content)
+        -> (ct, fc)`` (the now accepted session: ratchet messages, protocol.md §22.2)."""
         ks = self._book.ks
         for key, raw in ks.items("outbox"):
             rec = OutboxRecord.from_bytes(raw)
             if rec.contact == cid and rec.sid is None:
+                if rec.pt is not None:
+                    rec.ct, rec.fc = seal(rec.pt)
+                    rec.pt = None
                 rec.sid = sid
                 rec.cap = cap
                 ks.put("outbox", key, rec.to_bytes())

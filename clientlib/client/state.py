@@ -173,6 +173,10 @@ class OutboxRecord(_Record):
 
     ``sid`` is None while the contact has not accepted yet (the destination is unknown);
     ``msg`` is the message id for delivery state, if the envelope carries a text message.
+    ``pt`` is the content of a message written while the contact request is pending: it is
+    sealed only when the acceptance arrives (as a ratchet message, not a 2,048-byte prekey
+    message that would link the new mailbox to the request, protocol.md §22.2 step 4), and
+    until then ``ct`` is empty and ``fc`` zero. The keystore encrypts it at rest.
     """
 
     _CHECKS: ClassVar[dict[str, Callable[[Any], bool]]] = {
@@ -182,6 +186,7 @@ class OutboxRecord(_Record):
         "sid": _opt_b(16),
         "cap": _opt_b(32),
         "hdl": _opt_b(16),
+        "pt": lambda v: v is None or type(v) is bytes,
     }
     contact: bytes
     eid: bytes
@@ -192,6 +197,7 @@ class OutboxRecord(_Record):
     cap: bytes | None = None  # send capability for a pairwise mailbox
     hdl: bytes | None = None  # requester handle: set on contact requests (proof of work too)
     pw: int = -1  # the address's proof-of-work bits when queued (-1: ask the relay)
+    pt: bytes | None = None  # content to seal once the contact accepts (see above)
 
 
 def remember(seen: list[bytes], item: bytes, limit: int = SEEN_LIMIT) -> None:
