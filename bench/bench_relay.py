@@ -272,6 +272,8 @@ def start_relay(
         for line in log.read_text(errors="replace").splitlines():
             if "listening on http://" in line:
                 return child, line.split("listening on ", 1)[1].strip()
+            if '"relay_listening"' in line:  # JSON logs
+                return child, str(json.loads(line)["listen"])
         if not child.alive():
             raise RuntimeError("relay exited:\n" + child.tail())
         time.sleep(0.05)

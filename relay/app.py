@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import structlog
 from aiohttp import WSCloseCode, web
@@ -12,6 +15,7 @@ from aiohttp import WSCloseCode, web
 from relay.admin.listener import AdminListener, admin_listener_key
 from relay.appkeys import (
     config_key,
+    lock_key,
     metrics_key,
     service_key,
     sockets_key,
@@ -25,9 +29,13 @@ from relay.http.routes import setup_routes
 from relay.metrics import Metrics
 from relay.middlewares import request_middleware
 from relay.service import MailboxService
-from relay.storage.base import EnvelopeStore, Wakeups
+from relay.storage.base import EnvelopeStore, StorageUnavailable, Wakeups
 
-__all__ = ["build_backend", "create_app"]
+__all__ = ["build_backend", "create_app", "lock_database"]
+
+#: How a store's ``open()`` words a refusal over durability settings (relay/storage): that
+#: refusal is a configuration error (exit 78, not retried), unlike an unreachable backend.
+_NOT_DURABLE = "storage is not durable"
 
 log = structlog.get_logger("blindrelay")
 
@@ -53,24 +61,61 @@ def build_backend(config: RelayConfig) -> tuple[EnvelopeStore, Wakeups]:
     return SQLiteStore(path, config.store_limits()), LocalWakeups()
 
 
+def lock_database(path: Path) -> int:
+    """Take the exclusive lock that makes one ``serve`` process per SQLite database.
+
+    The lock is an ``flock`` on ``<database>.lock`` beside the database file, held for the
+    process lifetime (the kernel releases it when the process dies, so a crash never leaves
+    a stale lock). ``blindrelay admin`` does not take it: it may run beside the relay.
+
+    Returns:
+        The lock file's descriptor (close it to release the lock).
+
+    Raises:
+        ConfigError: another process holds the lock.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"another blindrelay process is serving the SQLite database {path} (it holds"
+            f" {lock_path.name}); one process per database: stop it, use another --data-dir,"
+            " or run several processes over Redis (storage = redis)"
+        ) from None
+    return fd
+
+
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     store, wakeups = app[store_key], app[wakeups_key]
     config = app[config_key]
-    await store.open()
+    lock_fd = lock_database(config.resolved_sqlite_path()) if app[lock_key] else None
     try:
-        problems = await store.durability_problems()
-        if problems:
-            relaxed = config.storage == "redis" and config.redis_durability == "relaxed"
-            if not relaxed:
-                raise ConfigError("storage is not durable enough: " + "; ".join(problems))
-            log.warning("storage_durability_relaxed", problems=problems)
-        await wakeups.start()
         try:
-            yield
+            await store.open()
+        except StorageUnavailable as exc:
+            if str(exc).startswith(_NOT_DURABLE):
+                raise ConfigError(f"{exc} (refusing to start)") from None
+            raise
+        try:
+            problems = await store.durability_problems()
+            if problems:
+                # store.open() already refused anything the configured mode does not accept:
+                # what remains is the relaxed-durability loss window, said once at startup.
+                log.warning("storage_durability_relaxed", problems=problems)
+            await wakeups.start()
+            try:
+                yield
+            finally:
+                await wakeups.aclose()
         finally:
-            await wakeups.aclose()
+            await store.aclose()
     finally:
-        await store.aclose()
+        if lock_fd is not None:
+            os.close(lock_fd)
 
 
 async def _purge_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -134,8 +179,10 @@ def create_app(
         config: a validated configuration.
         store, wakeups: override the backend the config selects (tests).
     """
+    lock = False
     if store is None or wakeups is None:
         store, wakeups = build_backend(config)
+        lock = config.storage == "sqlite"
     app = web.Application(middlewares=[request_middleware], client_max_size=config.max_frame_bytes)
     metrics = Metrics()
     app[config_key] = config
@@ -146,6 +193,7 @@ def create_app(
     sockets: set[web.WebSocketResponse] = set()
     app[sockets_key] = sockets
     app[tasks_key] = set()
+    app[lock_key] = lock
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_purge_ctx)
     app[admin_listener_key] = AdminListener()

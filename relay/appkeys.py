@@ -13,6 +13,7 @@ from relay.storage.base import EnvelopeStore, Wakeups
 
 __all__ = [
     "config_key",
+    "lock_key",
     "metrics_key",
     "service_key",
     "size_bucket_key",
@@ -30,5 +31,7 @@ service_key = web.AppKey("service", MailboxService)
 sockets_key = web.AppKey("sockets", set[web.WebSocketResponse])
 """Open WebSocket responses (closed with GOING_AWAY on shutdown)."""
 tasks_key = web.AppKey("tasks", set[asyncio.Task[None]])
+lock_key = web.AppKey("lock_database", bool)
+"""Whether startup takes the one-process-per-SQLite-database lock (relay/app.py)."""
 size_bucket_key = web.RequestKey("size_bucket", int)
 """Envelope bucket of the request, for the canonical log line."""

@@ -75,7 +75,7 @@ def _load(args: argparse.Namespace) -> RelayConfig:
 async def _serve(config: RelayConfig) -> None:
     from relay.admin import admin_listener_key
     from relay.app import create_app
-    from relay.logging import get_logger
+    from relay.logging import get_logger, is_json
 
     log = get_logger()
     app = create_app(config)
@@ -85,16 +85,24 @@ async def _serve(config: RelayConfig) -> None:
     await site.start()
     addresses = runner.addresses
     port = addresses[0][1] if addresses else config.port
-    where = (
-        f"sqlite at {config.resolved_sqlite_path()}"
-        if config.storage == "sqlite"
-        else "redis (url hidden)"
-    )
-    print(f"blindrelay {__version__} listening on http://{config.host}:{port}", flush=True)
-    print(f"storage: {where}", flush=True)
+    url = f"http://{config.host}:{port}"
     admin_url = app[admin_listener_key].url
-    if admin_url is not None:
-        print(f"admin listening on {admin_url} (moderation page)", flush=True)
+    if is_json(config.log_format):
+        # JSON logs: the banner is log events too, so stdout stays one JSON object a line.
+        data = str(config.resolved_sqlite_path()) if config.storage == "sqlite" else None
+        log.info("relay_listening", listen=url, backend=config.storage, data=data)
+        if admin_url is not None:
+            log.info("admin_listening", listen=admin_url)
+    else:
+        where = (
+            f"sqlite at {config.resolved_sqlite_path()}"
+            if config.storage == "sqlite"
+            else "redis (url hidden)"
+        )
+        print(f"blindrelay {__version__} listening on {url}", flush=True)
+        print(f"storage: {where}", flush=True)
+        if admin_url is not None:
+            print(f"admin listening on {admin_url} (moderation page)", flush=True)
     log.info("relay_started", backend=config.storage, listen=f"{config.host}:{port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ __all__ = [
     "allow_list",
     "configure_logging",
     "get_logger",
+    "is_json",
     "scrub_addresses",
 ]
 
@@ -82,10 +83,16 @@ def scrub_addresses(
     return event_dict
 
 
+def is_json(fmt: str, stream: TextIO | None = None) -> bool:
+    """Whether ``log_format`` ``fmt`` renders JSON on ``stream`` (``auto``: unless a terminal)."""
+    out = stream or sys.stdout
+    return fmt == "json" or (fmt == "auto" and not out.isatty())
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog (our logs) and route stdlib logging (aiohttp, redis) through it."""
     out = stream or sys.stdout
-    as_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    as_json = is_json(fmt, out)
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )

@@ -18,6 +18,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def is_listening(log_text: str) -> bool:
+    """Whether a relay's output has its listening banner (plain text, or the JSON event)."""
+    return "listening on" in log_text or '"relay_listening"' in log_text
+
+
+def is_banner(line: str) -> bool:
+    """A startup line that names the relay's own listen address (the only lines that may)."""
+    return any(
+        mark in line
+        for mark in ("listening on", '"relay_listening"', '"admin_listening"', "relay_started")
+    )
+
+
 class RelayProcess:
     def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path) -> None:
         self.data_dir = data_dir
@@ -55,7 +68,7 @@ class RelayProcess:
                 raise RuntimeError(
                     "relay exited: " + self.log_path.read_text(errors="replace")[-2000:]
                 )
-            if "listening on" in self.log_path.read_text(errors="replace"):
+            if is_listening(self.log_path.read_text(errors="replace")):
                 try:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                         return

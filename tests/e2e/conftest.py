@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from liverelay import RelayProcess
+from liverelay import RelayProcess, is_banner
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
@@ -28,9 +28,7 @@ def live_relay(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Relay
 
     text = relay.log_text()
     # The relay's own listen address is printed at startup; no other line names an address.
-    lines = [
-        ln for ln in text.splitlines() if "listening on" not in ln and "relay_started" not in ln
-    ]
+    lines = [ln for ln in text.splitlines() if not is_banner(ln)]
     assert not re.search(r"\b127\.0\.0\.1\b", "\n".join(lines))
     for value in relaydriver.SEEN:
         assert value.hex() not in text

@@ -292,7 +292,13 @@ async def test_serve_starts_the_admin_listener_only_with_tokens(tmp_path: Path) 
     relay = RelayProcess(tmp_path / "data", admin_env, tmp_path / "relay.log")
     await asyncio.to_thread(relay.start)
     try:
-        assert f"admin listening on http://127.0.0.1:{admin_port}/admin/" in relay.log_text()
+        # JSON logs (BLINDRELAY_LOG_FORMAT=json): every line is JSON, the banner included.
+        events = [json.loads(ln) for ln in relay.log_text().splitlines()]
+        assert any(
+            e.get("event") == "admin_listening"
+            and e.get("listen") == f"http://127.0.0.1:{admin_port}/admin/"
+            for e in events
+        )
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{admin_port}/admin/login") as r:
                 assert r.status == 200 and 'name="token"' in await r.text()
@@ -305,7 +311,7 @@ async def test_serve_starts_the_admin_listener_only_with_tokens(tmp_path: Path) 
     plain = RelayProcess(tmp_path / "data2", env, tmp_path / "plain.log")
     await asyncio.to_thread(plain.start)
     try:
-        assert "admin listening" not in plain.log_text()
+        assert "admin_listening" not in plain.log_text()
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", admin_port), 1):
             pass
     finally:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from liverelay import RelayProcess
+from liverelay import RelayProcess, is_banner
 
 PASS = "integration passphrase"
 #: This checkout; put first on the subprocesses' path so that they run this code, whatever
@@ -44,11 +44,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
     proc.start()
     yield proc
     proc.stop()
-    lines = [
-        ln
-        for ln in proc.log_text().splitlines()
-        if "listening on" not in ln and "relay_started" not in ln
-    ]
+    lines = [ln for ln in proc.log_text().splitlines() if not is_banner(ln)]
     assert not re.search(r"\b127\.0\.0\.1\b", "\n".join(lines))
 
 
