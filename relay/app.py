@@ -133,6 +133,7 @@ async def _purge_ctx(app: web.Application) -> AsyncIterator[None]:
                     log.info("expired_purged", count=count)
             except Exception:  # keep purging after a storage outage
                 log.warning("purge_failed")
+                app[metrics_key].inc("storage_errors", "purge")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 

@@ -62,7 +62,7 @@ from relay.auth import bytes_eq, validate_owner_key, verify_owner_command
 from relay.config import RelayConfig
 from relay.errors import RelayError, from_wire_error, storage_errors
 from relay.franking import FrankingKeyring, build_context, relay_tag, source_for
-from relay.metrics import Metrics
+from relay.metrics import Metrics, timed
 from relay.moderation import ModerationService
 from relay.storage.base import (
     SECONDS_PER_DAY,
@@ -271,6 +271,7 @@ class MailboxService:
         if (frame.pow is None) != (frame.pwc is None):
             raise RelayError(ErrorCode.MALFORMED)
 
+    @timed("deposit")
     async def deposit(self, frame: Deposit) -> None:
         """Store (or, if online-only, push) one envelope; returns once durably stored.
 

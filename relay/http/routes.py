@@ -34,6 +34,7 @@ from clientlib.wire.frames import (
 from clientlib.wire.version import SUPPORTED_VERSIONS
 from relay.appkeys import config_key, metrics_key, service_key, size_bucket_key, store_key
 from relay.errors import RelayError, from_wire_error
+from relay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from relay.storage.base import StorageError
 from relay.ws.handler import relay_limits, websocket_handler
 
@@ -187,7 +188,7 @@ async def metrics(request: web.Request) -> web.Response:
     except (StorageError, TimeoutError):
         stored = None
     text = request.app[metrics_key].render(stored, store.backend)
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+    return web.Response(text=text, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 def setup_routes(app: web.Application) -> None:

@@ -157,6 +157,7 @@ class Subscription:
             # the client reconnects with backoff and re-subscribes, and nothing unacked is
             # lost (protocol.md §5.3).
             log.warning("push_failed", conn_id=self.conn.conn_id)
+            self.conn.metrics.inc("storage_errors", "push")
             self.conn.abort(WSCloseCode.TRY_AGAIN_LATER)
         finally:
             self._pumping = False
@@ -198,34 +199,45 @@ class Connection:
         self.sid_tails: dict[bytes, asyncio.Future[None]] = {}
         self.closed = False
         self.frames = 0
-        self.outq: deque[bytes] = deque()
+        self.outq: deque[tuple[bytes, float]] = deque()  # (frame, push start or 0)
         self.out_ready = asyncio.Event()
 
     # --- output ---------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, pushed_at: float = 0.0) -> None:
         """Queue bytes for the socket; one writer task sends them in order."""
         if self.closed:
             return
-        self.outq.append(data)
+        self.outq.append((data, pushed_at))
+        self.metrics.queued(1)
         self.out_ready.set()
 
     async def writer(self) -> None:
         """Send queued frames in order until the connection closes."""
-        while True:
-            await self.out_ready.wait()
-            self.out_ready.clear()
-            while self.outq:
-                data = self.outq.popleft()
-                try:
-                    await self.ws.send_bytes(data)
-                except (ConnectionError, RuntimeError):
-                    self.closed = True
-                    return
+        try:
+            while True:
+                await self.out_ready.wait()
+                self.out_ready.clear()
+                while self.outq:
+                    data, pushed_at = self.outq.popleft()
+                    self.metrics.queued(-1)
+                    try:
+                        await self.ws.send_bytes(data)
+                    except (ConnectionError, RuntimeError):
+                        self.closed = True
+                        return
+                    if pushed_at:
+                        self.metrics.observe("push", time.perf_counter() - pushed_at)
+        finally:
+            if self.outq:  # never written: out of the queue-depth gauge
+                self.metrics.queued(-len(self.outq))
+                self.outq.clear()
 
     def push(self, rid: bytes, env: StoredEnvelope) -> None:
         self.metrics.inc("pushed")
-        self.send(EnvelopeDelivered(rid=rid, env=env).encode(self.proto.version))
+        self.send(
+            EnvelopeDelivered(rid=rid, env=env).encode(self.proto.version), time.perf_counter()
+        )
 
     def reply_error(self, code: ErrorCode, request_id: int | None) -> None:
         self.metrics.inc("errors", code.value)

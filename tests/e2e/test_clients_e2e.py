@@ -226,7 +226,7 @@ async def stored_envelopes(relay: RelayProcess) -> int:
         text = await resp.text()
     for line in text.splitlines():
         if line.startswith("blindrelay_stored_envelopes"):
-            return int(line.rsplit(" ", 1)[1])
+            return int(float(line.rsplit(" ", 1)[1]))
     raise AssertionError("no blindrelay_stored_envelopes in /metrics:\n" + text)
 
 
