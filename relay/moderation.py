@@ -155,6 +155,17 @@ def _content(msg: bytes) -> tuple[str | None, str | None]:
     except WireError:
         return None, None
     t, text = fields.get("t"), fields.get("text")
+    if t == "req":
+        # A contact request (Part III §22.1): what the moderator needs is the requester's
+        # self-chosen display name and its intro.
+        name, intro = fields.get("name"), fields.get("intro")
+        name = name if type(name) is str else None
+        intro = intro if type(intro) is str else None
+        text = (
+            f"Contact request. Display name (chosen by the requester, unverified): "
+            f"{name if name is not None else '(none)'}\n"
+            f"Intro: {intro if intro is not None else '(none)'}"
+        )
     return (text if type(text) is str else None), (t if type(t) is str else None)
 
 
@@ -181,10 +192,22 @@ def _view(rec: ReportRecord) -> ReportView:
             "commitment": "verified",
             "relay_tag": "verified",
             "sender": "AMF signature verified if filed to a revision-5 relay, which stores no "
-            "report without it (protocol.md §15.5; the audit entry says so); a report stored "
-            "by an older relay binds no sender",
+            "report without it (protocol.md §15.5; the audit entry says so): the holder of the "
+            "sender identity key made this message for the recipient identity key. It names a "
+            "key, not a person; it convinces only this relay (whose key it needs), and a relay "
+            "colluding with the recipient could have made it. A report stored by an older "
+            "relay binds no sender",
             "mailbox": "the reporter owns the mailbox the envelope was delivered to",
             "key": f"kid {rec.kid}, within window",
+            **(
+                {
+                    "request": "a contact request to the reporter's address, accepted on the "
+                    "handle shown; the display name and intro are the requester's own words, "
+                    "and the handle is not verified to belong to the sender key"
+                }
+                if ctype == "req"
+                else {}
+            ),
             "verified_at": _iso(rec.verified_at),
         },
         status=rec.status,

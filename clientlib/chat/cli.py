@@ -375,6 +375,7 @@ async def cmd_requests(ctx: _Ctx, args: argparse.Namespace) -> int:
             f"  safety number: {r.safety_number}",
             f"  accept:  {ctx.prog} requests accept {rid}",
             f"  decline: {ctx.prog} requests decline {rid}",
+            f"  report:  {ctx.prog} requests report {rid} REASON",
         )
     return EXIT_OK
 
@@ -400,6 +401,25 @@ async def cmd_requests_decline(ctx: _Ctx, args: argparse.Namespace) -> int:
     async with _open(ctx, connect=False) as client:
         await client.decline_request(args.id)
     _out(f"declined request {clean(args.id)} (the sender is not told)")
+    return EXIT_OK
+
+
+async def cmd_requests_report(ctx: _Ctx, args: argparse.Namespace) -> int:
+    """Report a contact request (its name and intro) to the relay's moderators, then
+    decline it (unless --keep)."""
+    _online(ctx, "requests report")
+    async with _open(ctx, connect=True) as client:
+        await _catch_up(client, ctx)
+        report_id = await client.report_request(args.id, args.reason, note=args.note)
+        if not args.keep:
+            await client.decline_request(args.id)
+    _out(
+        f"reported request {clean(args.id)} as {args.reason}; report {report_id[:12]}",
+        "the relay verified that this exact request reached your address from the identity "
+        "key it names; moderators see this request (its name, intro and the requester's keys)",
+    )
+    if not args.keep:
+        _out("declined it too (the sender is not told)")
     return EXIT_OK
 
 
@@ -889,6 +909,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name", help="what to call them (default: the name they sent)")
     q = add("decline", cmd_requests_decline, "decline a contact request silently", rsub)
     q.add_argument("id", metavar="ID")
+    q = add("report", cmd_requests_report, "report a contact request to the moderators", rsub)
+    q.add_argument("id", metavar="ID")
+    q.add_argument(
+        "reason", choices=REPORT_REASONS, metavar="REASON", help=", ".join(REPORT_REASONS)
+    )
+    q.add_argument("--note", metavar="TEXT", help="a comment for the moderators")
+    q.add_argument("--keep", action="store_true", help="do not decline it afterwards")
 
     p = add("send", cmd_send, "send one message")
     p.add_argument("contact", metavar="CONTACT", help="name or id prefix")

@@ -200,6 +200,18 @@ class Inbox:
         if not isinstance(content, ContactRequestContent):
             events.append(ClientWarning("malformed_content", "a contact request did not decode"))
             return True
+        got = accepted.message
+        evidence = ReportEvidence(
+            msg=got.plaintext,
+            fk=got.franking_key,
+            fc=got.franking_commitment,
+            ft=env.ft,
+            fx=env.fx,
+            sender=bytes(opened.sender),
+            recipient=bytes(identity.public),
+            akid=got.akid,
+            amf=got.amf_signature,
+        )
         qid = book.rng(16)
         book.requests[qid] = RequestRecord(
             address=aid,
@@ -211,6 +223,7 @@ class Inbox:
             received=now,
             cap=content.cap,
             hdl=env.hdl,
+            ev=evidence.encode(),
         )
         book.put_request(qid)
         events.append(RequestReceived(book.request_view(qid)))

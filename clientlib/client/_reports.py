@@ -7,7 +7,9 @@ report id). Both encode to exactly the msgpack arrays earlier versions wrote, so
 reports in existing histories and keystores stay readable with no migration::
 
     evidence  [1, msg, fk, fc, ft, fx, sender, recipient]
+              [2, msg, fk, fc, ft, fx, sender, recipient, akid, amf]     (revision 5)
     report    [contact id, message id, status, filed at]
+              [address id, request id, status, filed at, "addr"]          (a contact request)
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Literal, Self
 
 import msgpack
 
-from clientlib.client._book import AddressBook, credential
+from clientlib.client._book import AddressBook, RequestRef, credential
 from clientlib.client._link import Link
 from clientlib.client.types import ClientEvent, ReportResolved, StoredMessage
 from clientlib.errors import LocalProtocolError, WireError
+from clientlib.transport import MailboxCredential
 from clientlib.wire.codec import unpack_strict
 
 __all__ = ["EVIDENCE_VERSION", "ReportEvidence", "ReportRecord", "ReportStatus", "Reports"]
@@ -129,17 +132,20 @@ class ReportEvidence:
 
 @dataclass(frozen=True, slots=True)
 class ReportRecord:
-    """One report we filed: which message of which contact, and whether it is resolved."""
+    """One report we filed: which message of which contact (or, with ``request``, which
+    contact request on which of our addresses), and whether it is resolved."""
 
-    contact: bytes
-    message: str  # the message id, hex (as StoredMessage.id)
+    contact: bytes  # the contact id; with ``request``: the address id
+    message: str  # the message id, hex (as StoredMessage.id); with ``request``: the request id
     status: ReportStatus
     filed: int
+    request: bool = False
 
     def encode(self) -> bytes:
-        packed: bytes = msgpack.packb(
-            [self.contact, self.message, self.status, self.filed], use_bin_type=True
-        )
+        items: list[object] = [self.contact, self.message, self.status, self.filed]
+        if self.request:
+            items.append("addr")
+        packed: bytes = msgpack.packb(items, use_bin_type=True)
         return packed
 
     @classmethod
@@ -153,19 +159,22 @@ class ReportRecord:
 
         try:
             items = unpack_strict(raw)
-            if type(items) is not list or len(items) != 4:
+            if type(items) is not list or len(items) not in (4, 5):
+                raise ValueError
+            request = len(items) == 5
+            if request and items.pop() != "addr":
                 raise ValueError
             cid, mid, status, ts = items
             if status not in ("open", "resolved") or type(ts) is not int:
                 raise ValueError
             if type(mid) is not str:
                 raise ValueError
-            return cls(_bytes(cid), mid, status, ts)
+            return cls(_bytes(cid), mid, status, ts, request)
         except (WireError, ValueError, TypeError):
             raise CorruptKeystore("a report record in the keystore does not decode") from None
 
     def resolved(self) -> ReportRecord:
-        return ReportRecord(self.contact, self.message, "resolved", self.filed)
+        return ReportRecord(self.contact, self.message, "resolved", self.filed, self.request)
 
 
 class Reports:
@@ -191,14 +200,43 @@ class Reports:
         cid = book.resolve_contact(message.contact_id)
         c = book.contacts[cid]
         ev = ReportEvidence.decode(message.evidence)
+        report_id = await self._file(credential(c.rid, c.owner), ev, reason, note)
+        async with book.lock:
+            record = ReportRecord(cid, message.id, "open", self._now())
+            book.ks.put("reports", report_id, record.encode())
+            await book.save()
+        return report_id.hex()
+
+    async def report_request(self, ref: RequestRef, reason: str, *, note: str | None) -> str:
+        book = self._book
+        qid = book.resolve_request(ref)
+        req = book.requests[qid]
+        a = book.addresses.get(req.address)
+        if a is None:
+            raise LocalProtocolError("the address this request came to was deleted")
+        if req.ev is None:
+            raise LocalProtocolError(
+                "this request was stored before requests kept report evidence: not reportable"
+            )
+        ev = ReportEvidence.decode(req.ev)
+        report_id = await self._file(credential(a.rid, a.owner), ev, reason, note)
+        async with book.lock:
+            record = ReportRecord(req.address, qid.hex(), "open", self._now(), request=True)
+            book.ks.put("reports", report_id, record.encode())
+            await book.save()
+        return report_id.hex()
+
+    async def _file(
+        self, cred: MailboxCredential, ev: ReportEvidence, reason: str, note: str | None
+    ) -> bytes:
         if ev.ft is None or ev.fx is None:
             raise LocalProtocolError("the relay gave this message no franking tag")
         if ev.amf is None or ev.akid is None:
             raise LocalProtocolError(
                 "this message predates sender binding (no AMF signature): not reportable"
             )
-        report_id = await self._link.transport().report(
-            credential(c.rid, c.owner),
+        return await self._link.transport().report(
+            cred,
             msg=ev.msg,
             fk=ev.fk,
             fc=ev.fc,
@@ -211,11 +249,6 @@ class Reports:
             reason=reason,
             note=note,
         )
-        async with book.lock:
-            record = ReportRecord(cid, message.id, "open", self._now())
-            book.ks.put("reports", report_id, record.encode())
-            await book.save()
-        return report_id.hex()
 
     def listing(self) -> list[tuple[str, str, str]]:
         out: list[tuple[str, str, str]] = []
@@ -228,10 +261,11 @@ class Reports:
         book = self._book
         for rid, raw in book.ks.items("reports"):
             r = ReportRecord.decode(raw)
-            c = book.contacts.get(r.contact)
-            if r.status != "open" or c is None:
+            mailbox = (book.addresses if r.request else book.contacts).get(r.contact)
+            if r.status != "open" or mailbox is None:
                 continue
-            st = await self._link.transport().report_status(credential(c.rid, c.owner), rid)
+            cred = credential(mailbox.rid, mailbox.owner)
+            st = await self._link.transport().report_status(cred, rid)
             if st.status == "resolved":
                 async with book.lock:
                     book.ks.put("reports", rid, r.resolved().encode())

@@ -532,15 +532,20 @@ class Client:
     # --- public: abuse reports ---------------------------------------------------------------
 
     async def report(self, message: StoredMessage, reason: str, *, note: str | None = None) -> str:
-        """Report a received message to the relay's moderators (protocol.md §4.11, §15.4).
+        """Report a received message to the relay's moderators (protocol.md §4.11, §15.4,
+        §15.5).
 
-        The report reveals this message (its text), both identity keys of the conversation
-        and the franking data that let the relay verify, without trusting us, that this exact
-        message was delivered to our mailbox and (by the contact's AMF signature, §15.5)
-        that the contact's identity key made it for us -- a proof for the relay's moderator
-        only, deniable to anyone else; nothing about any other message. ``reason`` is one
-        of ``harassment``, ``threats``, ``non_consensual_content``, ``minor_safety``,
-        ``spam``, ``impersonation``, ``other``.
+        The report reveals to the relay operator this message in full, both identity keys
+        of the conversation and the source our mailbox accepted it on; nothing about any
+        other message. The relay checks, without trusting us, that this exact message was
+        delivered to our mailbox (its tag ``ft``), that it is what the sender committed to
+        (``fc``), and, by the sender's AMF signature (§15.5), that the holder of the
+        contact's identity key made it for our identity key. That last proof convinces the
+        relay's moderator only (anyone else could be shown a signature we made ourselves),
+        and it does not hold against a relay that colludes with the recipient, nor for a
+        stolen identity key; it says which *key*, never which person (§15.4.5, §15.5.11).
+        ``reason`` is one of ``harassment``, ``threats``, ``non_consensual_content``,
+        ``minor_safety``, ``spam``, ``impersonation``, ``other``.
 
         Returns:
             The report id (hex); :class:`ReportResolved` arrives when a moderator acts.
@@ -552,6 +557,32 @@ class Client:
                 ``QUOTA`` (too many reports today), ``MALFORMED`` (unknown reason).
         """
         return await self._reports.report(message, reason, note=note)
+
+    async def report_request(
+        self, request: RequestRef, reason: str, *, note: str | None = None
+    ) -> str:
+        """Report a contact request (its display name and intro) to the relay's moderators
+        (protocol.md §22.8). Report before :meth:`decline_request`: declining deletes the
+        request and its evidence.
+
+        The relay verifies, as for :meth:`report`, that this request was delivered to our
+        contact address with the requester's handle, that its content is what the
+        requester committed to, and (AMF, §15.5) that the requester's identity key made it
+        for ours. The report reveals the whole request to the operator: the name and intro,
+        the requester's identity key, its handle on our address, and the send id and
+        capability of the mailbox it created for our answer (so the operator can link that
+        mailbox to the request). It cannot prove that the display name is true (the
+        requester chose it) nor who is behind the identity key.
+
+        Returns:
+            The report id (hex); :class:`ReportResolved` arrives when a moderator acts.
+
+        Raises:
+            LocalProtocolError: no such request, its address was deleted, or it was stored
+                before requests kept report evidence (revision 5).
+            RelayRejected: as for :meth:`report`.
+        """
+        return await self._reports.report_request(request, reason, note=note)
 
     def reports(self) -> list[tuple[str, str, str]]:
         """Our reports: ``(report id, contact id, status)``, status ``open`` or ``resolved``."""

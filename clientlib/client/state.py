@@ -155,6 +155,7 @@ class RequestRecord(_Record):
         "address": _b(16),
         "reply": _b(16),
         "identity": _b(32),
+        "ev": lambda v: v is None or type(v) is bytes,
     }
     address: bytes
     identity: bytes
@@ -165,6 +166,10 @@ class RequestRecord(_Record):
     received: int
     cap: bytes = b""  # the requester's capability for its mailbox
     hdl: bytes | None = None  # the requester's handle as the relay delivered it (for bans)
+    #: ReportEvidence of the request (its content under the commitment, fk, fc, the relay's
+    #: ft/fx, both identities, the AMF signature), for Client.report_request; None for
+    #: requests stored before revision 5 (not reportable).
+    ev: bytes | None = None
 
 
 @dataclass(slots=True, repr=False, eq=False)

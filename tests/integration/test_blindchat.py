@@ -372,3 +372,30 @@ def test_boundaries_holdings_and_delete_account(tmp_path: Path, relay: RelayProc
         1,
         "blindchat: this invitation is no longer valid (the relay does not know it)\n",
     )
+
+
+def test_report_a_contact_request(tmp_path: Path, relay: RelayProcess) -> None:
+    """Issue 20, finding 5: a contact request (the abuse on a published address) is
+    reported from blindchat, verified by the relay, and declined."""
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    url = relay.url.rstrip("/")
+    for home, name in ((alice, "alice"), (bob, "bob")):
+        ok(home, "init", "--relay", url, "--name", name, "--kdf", "minimum")
+    link = LINK_RE.search(ok(alice, "invite", "--no-qr"))
+    assert link, "no link"
+    ok(bob, "accept", link.group(1), "--intro", "answer me or else")
+    out = ok(alice, "requests")
+    found = re.search(r"^request ([0-9a-f]{8})  from bob$", out, re.M)
+    assert found, out
+    assert re.search(
+        rf"^  report:  blindchat .*requests report {found.group(1)} REASON$", out, re.M
+    )
+    done = blindchat(alice, "requests", "report", found.group(1), "rude")
+    assert done.returncode != 0 and "invalid choice" in done.stderr
+    out = ok(alice, "requests", "report", found.group(1), "threats", "--note", "on my address")
+    assert re.search(
+        rf"^reported request {found.group(1)} as threats; report [0-9a-f]{{12}}$", out, re.M
+    ), out
+    assert "declined it too" in out
+    assert ok(alice, "requests").startswith("no pending contact requests")
+    assert re.search(r"^[0-9a-f]{12}  open      contact [0-9a-f]{8}$", ok(alice, "reports"), re.M)
