@@ -27,7 +27,7 @@ from relay.config import RelayConfig
 from relay.errors import ConfigError
 from relay.http.routes import setup_routes
 from relay.metrics import Metrics
-from relay.middlewares import request_middleware
+from relay.middlewares import request_middleware, setup_web_surface
 from relay.service import MailboxService
 from relay.storage.base import EnvelopeStore, StorageUnavailable, Wakeups
 
@@ -201,4 +201,5 @@ def create_app(
     app.cleanup_ctx.append(_admin_ctx)
     app.on_shutdown.append(_close_sockets)
     setup_routes(app)
+    setup_web_surface(app)
     return app

@@ -9,9 +9,12 @@ Docker secrets). ``RelayConfig.redacted()`` shows secrets as ``"***"``.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -30,6 +33,16 @@ DAY = 86_400
 #: beyond guessing over a network.
 MIN_ADMIN_TOKEN_CHARS = 32
 _ADMIN_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+#: Estimated entropy an admin token must carry (its characters' Shannon entropy times its
+#: length): 32 random hex digits score 90-115 (never below 89 in 200,000 draws), 43 random
+#: base64url characters about 200; 32 repeats of one letter score 0.
+MIN_ADMIN_TOKEN_BITS = 80
+#: The moderation page's default host name: *.localhost resolves to loopback in browsers.
+ADMIN_LOCAL_HOST = "blindrelay-admin.localhost"
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?")
 
 
 def default_data_dir() -> str:
@@ -87,11 +100,22 @@ class RelayConfig:
     log_level: str = "info"  # debug | info | warning | error
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
     metrics: bool = True
+    # Browser apps (README "Browser apps"): origins allowed to call the HTTP API (CORS) and
+    # to open the WebSocket: "*" (any; safe, as nothing is authenticated by cookie), a
+    # comma-separated list of origins, or empty (none).
+    allowed_origins: str = "*"
     # Moderation web page (README "Moderation"): a second listener, off without tokens.
     admin_host: str = "127.0.0.1"
     admin_port: int = 7481
     admin_tokens: str = ""  # secret: comma-separated name:token pairs
     admin_session_ttl_s: int = 8 * 3600  # lifetime of a moderator's login
+    admin_idle_timeout_s: int = 30 * 60  # a login unused this long ends
+    # Host names the moderation page answers to (Host header; the port is not compared).
+    # Its own name keeps its cookie from every other service on 127.0.0.1 / localhost.
+    admin_hosts: str = ADMIN_LOCAL_HOST
+    # Addresses of reverse proxies whose X-Forwarded-Proto / X-Forwarded-For the admin
+    # listener believes (comma-separated IPs); from anyone else they are ignored.
+    admin_trusted_proxies: str = ""
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir or default_data_dir())
@@ -129,10 +153,29 @@ class RelayConfig:
                     f"admin_tokens: tokens are at least {MIN_ADMIN_TOKEN_CHARS} printable "
                     "characters without spaces"
                 )
+            if not token_is_random_enough(token):
+                raise ConfigError(
+                    f"admin_tokens: the token of {name} looks guessable (repeated or too few "
+                    "distinct characters); generate one with "
+                    "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
             if name in out or token in out.values():
                 raise ConfigError("admin_tokens: names and tokens must be unique")
             out[name] = token
         return out
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Whether a browser page of ``origin`` may call the API (``allowed_origins``)."""
+        allowed = _split(self.allowed_origins)
+        return "*" in allowed or origin.lower() in allowed
+
+    def admin_host_names(self) -> frozenset[str]:
+        """The host names of ``admin_hosts``, lower-case."""
+        return frozenset(_split(self.admin_hosts))
+
+    def admin_proxy_addresses(self) -> frozenset[str]:
+        """The proxy addresses of ``admin_trusted_proxies``, in canonical form."""
+        return frozenset(str(ipaddress.ip_address(a)) for a in _split(self.admin_trusted_proxies))
 
     def store_limits(self) -> StoreLimits:
         return StoreLimits(
@@ -203,6 +246,23 @@ class RelayConfig:
         _range("reports_per_day", self.reports_per_day, 1, 100_000)
         _range("admin_port", self.admin_port, 0, 65535)
         _range("admin_session_ttl_s", self.admin_session_ttl_s, 60, 7 * DAY)
+        _range("admin_idle_timeout_s", self.admin_idle_timeout_s, 60, 7 * DAY)
+        origins = _split(self.allowed_origins)
+        if "*" in origins and len(origins) > 1:
+            raise ConfigError('allowed_origins: "*" or a list of origins, not both')
+        for origin in origins - {"*"}:
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    "allowed_origins: each entry is scheme://host[:port] (http or https, no path)"
+                )
+        hosts = self.admin_host_names()
+        if not hosts or not all(_HOST_NAME.fullmatch(h) for h in hosts):
+            raise ConfigError("admin_hosts: one or more host names (no port), comma-separated")
+        for address in _split(self.admin_trusted_proxies):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError("admin_trusted_proxies: IP addresses, comma-separated") from None
         if not self.admin_host:
             raise ConfigError("admin_host: must not be empty")
         self.admin_token_map()
@@ -216,6 +276,20 @@ class RelayConfig:
             ("redis://", "rediss://", "unix://")
         ):
             raise ConfigError("redis_url: must start with redis://, rediss:// or unix://")
+
+
+def _split(value: str) -> frozenset[str]:
+    return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+
+
+def token_is_random_enough(token: str) -> bool:
+    """Whether ``token`` looks drawn at random: enough estimated entropy (Shannon entropy
+    of its characters times its length) and no repeating period."""
+    counts = Counter(token)
+    n = len(token)
+    bits = -sum(c * math.log2(c / n) for c in counts.values())
+    periodic = any(token == (token[:p] * (n // p + 1))[:n] for p in range(1, n // 2 + 1))
+    return bits >= MIN_ADMIN_TOKEN_BITS and not periodic
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -68,9 +68,15 @@ class RelayRejectedError(Exception):
 class WSClient:
     """One WebSocket connection to a relay."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.session = session
         self.url = base_url.rstrip("/") + "/v1/ws"
+        self.headers = headers or {}
         self.ids = itertools.count(1)
         self.pending: dict[int, asyncio.Future[RelayFrame]] = {}
         self.pushes: asyncio.Queue[RelayFrame] = asyncio.Queue()
@@ -80,7 +86,9 @@ class WSClient:
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> WSClient:
-        self.ws = await self.session.ws_connect(self.url, max_msg_size=4 << 20)
+        self.ws = await self.session.ws_connect(
+            self.url, max_msg_size=4 << 20, headers=self.headers
+        )
         msg = await self.ws.receive()
         _, hello = decode_relay_frame(msg.data)
         assert isinstance(hello, Hello)

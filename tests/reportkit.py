@@ -16,9 +16,10 @@ from clientlib.client import Client, MessageReceived
 __all__ = ["FAST", "AdminSession", "Reported", "befriend", "make", "report_abuse", "wait_for"]
 from clientlib.transport import HTTPTransport
 
-#: Tokens for the moderation tests (32+ characters, as the config requires).
-ALICE_TOKEN = "alice-token-" + "a" * 40
-BOB_TOKEN = "bob-token-" + "b" * 40
+#: Tokens for the moderation tests: 32+ random-looking characters, as the config requires
+#: (a repeated letter is refused as guessable).
+ALICE_TOKEN = "alice-Iaj25mi6Ihpoa8R0xy3bucRCLxOGisdJRSJdmkko"
+BOB_TOKEN = "bob-Ay27nAueHniL6D3qKRD8CvlhlcqhYP8Q2KLloT24"
 ADMIN_TOKENS = f"alice:{ALICE_TOKEN},bob:{BOB_TOKEN}"
 
 

@@ -367,6 +367,11 @@ async def test_public_listener_does_not_serve_admin(
         (f"alice:{ALICE_TOKEN},alice:{BOB_TOKEN}", "unique"),
         (f"alice:{ALICE_TOKEN},bob:{ALICE_TOKEN}", "unique"),
         ("alice:" + "x" * 35 + " yz", "printable"),
+        # Long enough but guessable: one repeated letter, a short repeated pattern, a word
+        # padded with one letter (the test tokens of before).
+        ("alice:" + "a" * 32, "guessable"),
+        ("alice:" + "0123456789abcdef" * 2, "guessable"),
+        ("alice:alice-token-" + "a" * 40, "guessable"),
     ],
 )
 def test_admin_tokens_are_validated(tokens: str, message: str) -> None:
