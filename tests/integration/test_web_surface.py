@@ -137,7 +137,9 @@ async def test_allowed_origins_narrows_cors_and_the_websocket(
             rid, _ = await ws.create_mailbox(owner)
             await ws.subscribe(owner, rid)
     # No origins at all: no CORS, and no browser may open the socket.
-    closed, _ = await make_relay(replace(config, allowed_origins=""))
+    closed, _ = await make_relay(
+        replace(config, allowed_origins="", data_dir=config.data_dir + "-closed")
+    )
     async with http.options(closed + "v1/deposit", headers={**pre, "Origin": APP}) as r:
         assert "Access-Control-Allow-Origin" not in r.headers
     with pytest.raises(aiohttp.WSServerHandshakeError):
