@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
-from relay.storage.base import (
+from relay.storage.errors import (
     BoundaryExceeded,
     DuplicateReport,
     MailboxNotFound,

@@ -33,7 +33,7 @@ from typing import Final
 
 from clientlib.wire.limits import KIND_ADDRESS, KIND_PAIRWISE
 from relay.amf import JudgeKey, judge_key
-from relay.storage.base import EnvelopeStore, FrankingKey, StoreLimits
+from relay.storage.base import FrankingKey, FrankingKeyStore, StoreLimits
 
 __all__ = [
     "FRANKING_CONTEXT",
@@ -169,7 +169,7 @@ class FrankingKeyring:
 
     def __init__(
         self,
-        store: EnvelopeStore,
+        store: FrankingKeyStore,
         limits: StoreLimits,
         *,
         rng: Callable[[int], bytes] = os.urandom,

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 from clientlib.errors import WireError
 from clientlib.wire.codec import decode_map
@@ -60,9 +60,12 @@ from relay.franking import (
 from relay.metrics import Metrics
 from relay.storage.base import (
     AuditRecord,
-    EnvelopeStore,
+    ConsentStore,
+    FrankingKeyStore,
     MailboxNotFound,
     MailboxRecord,
+    MailboxStore,
+    ModerationStore,
     ReportAlreadyResolved,
     ReportRecord,
     ReportResolution,
@@ -257,6 +260,11 @@ def _check_note(note: str) -> None:
         )
 
 
+class ModerationBackend(ModerationStore, FrankingKeyStore, ConsentStore, MailboxStore, Protocol):
+    """The concerns of a store the moderation service uses: reports and suspensions, franking
+    keys, and (to act on a report) send-id resolution, capabilities and bans."""
+
+
 class ModerationService:
     """Reports and their moderation over one store (shared by every relay process).
 
@@ -270,7 +278,7 @@ class ModerationService:
 
     def __init__(
         self,
-        store: EnvelopeStore,
+        store: ModerationBackend,
         config: RelayConfig,
         *,
         clock: Callable[[], float] = time.time,

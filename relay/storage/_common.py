@@ -6,7 +6,7 @@ the contract suite can drive both stores through the same timeline.
 
 from __future__ import annotations
 
-from relay.storage.base import SECONDS_PER_DAY, StoreLimits
+from relay.storage.records import SECONDS_PER_DAY, StoreLimits
 
 __all__ = [
     "MSG_CLOSED",

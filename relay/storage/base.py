@@ -1,5 +1,13 @@
 """The storage interface every relay backend implements (SQLite, Redis).
 
+The interface is split by concern into narrow protocols (:class:`MailboxStore`,
+:class:`EnvelopeQueue`, :class:`ChallengeStore`, :class:`PrekeyStore`, :class:`ConsentStore`,
+:class:`FrankingKeyStore`, :class:`ModerationStore`, :class:`StoreLifecycle`); a component
+types against the narrowest one it uses, and :class:`EnvelopeStore` is their intersection,
+what a backend implements. The docstrings here are the contract: backends do not repeat
+them. Errors live in :mod:`relay.storage.errors`, values in :mod:`relay.storage.records`;
+both are re-exported here.
+
 The storage layer owns the data; :mod:`relay.service` owns the logic. Stores receive the
 current time as an argument (whole seconds since the epoch) and never read a clock, so the
 contract suite can drive expiry deterministically.
@@ -48,25 +56,62 @@ Guarantees every backend gives (checked by ``tests/contract/test_store.py``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 from clientlib.wire.frames import Boundaries, StoredEnvelope
+from relay.storage.errors import (
+    BoundaryExceeded,
+    DuplicateReport,
+    IdCollision,
+    MailboxNotFound,
+    PowRequired,
+    QuotaExceeded,
+    ReportAlreadyResolved,
+    ReportNotFound,
+    StampMismatch,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+    WrongKind,
+)
+from relay.storage.records import (
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    AuditRecord,
+    DepositOutcome,
+    FrankingKey,
+    MailboxRecord,
+    MailboxSnapshot,
+    RelayStamp,
+    ReportRecord,
+    ReportResolution,
+    StoreLimits,
+    WakeCallback,
+    WakeEvent,
+)
 
 __all__ = [
+    "SECONDS_PER_DAY",
     "SECONDS_PER_HOUR",
     "AuditRecord",
     "BoundaryExceeded",
+    "ChallengeStore",
+    "ConsentStore",
     "DepositOutcome",
     "DuplicateReport",
+    "EnvelopeQueue",
     "EnvelopeStore",
     "FrankingKey",
+    "FrankingKeyStore",
     "IdCollision",
     "MailboxNotFound",
     "MailboxRecord",
     "MailboxSnapshot",
+    "MailboxStore",
+    "ModerationStore",
     "PowRequired",
+    "PrekeyStore",
     "QuotaExceeded",
     "RelayStamp",
     "ReportAlreadyResolved",
@@ -77,235 +122,17 @@ __all__ = [
     "StorageError",
     "StorageFull",
     "StorageUnavailable",
+    "StoreLifecycle",
     "StoreLimits",
+    "WakeCallback",
     "WakeEvent",
     "Wakeups",
     "WrongKind",
 ]
 
-SECONDS_PER_DAY = 86_400
-#: Length of the fixed window of the one-time prekey handout limit (hour ``now // 3600``).
-SECONDS_PER_HOUR = 3_600
 
-
-class StorageError(Exception):
-    """Root of the errors a store raises on purpose. Messages never contain ids or keys."""
-
-
-class MailboxNotFound(StorageError):
-    """The mailbox does not exist (or expired, or was deleted)."""
-
-
-class QuotaExceeded(StorageError):
-    """The mailbox holds too many envelopes, bytes or one-time prekeys; nothing was stored."""
-
-
-class WrongKind(StorageError):
-    """The operation does not apply to this mailbox's kind (e.g. ``set_caps`` on a contact
-    address, or a deposit to a contact address without a handle); nothing changed."""
-
-
-class BoundaryExceeded(StorageError):
-    """A contact request is larger than the address accepts, or references attachments the
-    address does not accept; nothing was stored."""
-
-
-class PowRequired(StorageError):
-    """The contact address asks for more proof of work than the deposit was verified for."""
-
-
-class StampMismatch(StorageError):
-    """A deposit's franking stamp was computed for another mailbox kind than the mailbox's;
-    nothing was stored (the caller computes the stamp for ``kind`` and retries)."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__("the franking stamp names another mailbox kind")
-        self.kind = kind
-
-
-class DuplicateReport(StorageError):
-    """A report with this id is already stored; nothing changed."""
-
-
-class ReportNotFound(StorageError):
-    """No report has this id (never filed, or purged)."""
-
-
-class ReportAlreadyResolved(StorageError):
-    """The report was resolved before; nothing changed."""
-
-
-class IdCollision(StorageError):
-    """A receive id or send id chosen for a new mailbox is already in use."""
-
-
-class StorageUnavailable(StorageError):
-    """The backend cannot be reached or answered an error; nothing is known to be stored."""
-
-
-class StorageFull(StorageError):
-    """The backend is out of space; nothing was stored."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoreLimits:
-    """Limits a store enforces, from the relay configuration."""
-
-    max_envelopes: int = 10_000  # per mailbox
-    max_bytes: int = 64 << 20  # per mailbox, ciphertext bytes
-    envelope_ttl_s: int = 21 * SECONDS_PER_DAY
-    dedupe_window_s: int = SECONDS_PER_DAY
-    mailbox_idle_ttl_s: int = 180 * SECONDS_PER_DAY
-    # Franking and moderation (protocol.md §4.11, §8).
-    franking_rotation_s: int = 7 * SECONDS_PER_DAY  # a new franking key this often
-    report_window_s: int = 30 * SECONDS_PER_DAY  # a retired key verifies reports this long
-    report_retention_s: int = 90 * SECONDS_PER_DAY  # a report is kept this long
-    audit_retention_s: int = 365 * SECONDS_PER_DAY  # an audit entry is kept this long
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxRecord:
-    """What the relay keeps about a mailbox: its ids, its owner key, a day-coarse time, its
-    kind and (contact addresses only) its boundaries."""
-
-    rid: bytes
-    sid: bytes
-    owner_key: bytes
-    created_day: int  # days since the epoch, never finer
-    kind: str = "open"  # open | pair | addr
-    boundaries: Boundaries | None = None  # addr only (None there means the defaults)
-
-    def __repr__(self) -> str:
-        return "MailboxRecord(<redacted>)"
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxSnapshot:
-    """Every datum a store keeps for one mailbox (protocol.md §4.10), counts for collections.
-
-    ``oldest_ts`` is the receive second of the oldest stored envelope (the service coarsens
-    it); ``prekey_hour`` / ``prekeys_handed`` the hourly one-time handout window;
-    ``requests_day`` / ``requests`` the daily contact request counter (addr only).
-    """
-
-    record: MailboxRecord
-    active_day: int
-    last_seq: int
-    envelopes: int
-    stored_bytes: int
-    oldest_ts: int | None
-    dedupe_records: int
-    prekeys_left: int
-    prekey_static: bool
-    prekey_hour: int | None
-    prekeys_handed: int
-    caps: int
-    bans: int
-    requests_day: int | None
-    requests: int
-    suspended: bool = False
-
-    def __repr__(self) -> str:
-        return "MailboxSnapshot(<redacted>)"
-
-
-@dataclass(frozen=True, slots=True)
-class RelayStamp:
-    """The relay franking tag of a deposit (``ft``) and its context (``fx``), computed for a
-    mailbox of kind ``kind`` (protocol.md §4.11)."""
-
-    tag: bytes
-    ctx: bytes
-    kind: str
-
-
-@dataclass(frozen=True, slots=True)
-class FrankingKey:
-    """A relay franking key: ``kid`` (u32), 32 secret bytes, and when it was created.
-
-    A key is *current* until a key with a higher ``kid`` exists; it *retires* when the next
-    one is created, and is destroyed ``report_window_s`` after that.
-    """
-
-    kid: int
-    secret: bytes
-    created: int
-
-    def __repr__(self) -> str:
-        return f"FrankingKey(kid={self.kid}, created={self.created}, secret=<redacted>)"
-
-
-@dataclass(frozen=True, slots=True)
-class ReportResolution:
-    """What a moderator decided about a report."""
-
-    action: str  # none | revoke | suspend
-    moderator: str
-    resolved_at: int
-    note: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReportRecord:
-    """A verified abuse report as the moderation queue keeps it (protocol.md §4.11, §8).
-
-    ``sid`` is the send id of the mailbox that filed it (the mailbox the envelope was
-    delivered to, from the tag's context); ``kid``, ``day``, ``source_kind`` and ``source``
-    are the rest of that context. ``resolution`` is None while the report is open.
-    """
-
-    id: bytes
-    created: int
-    reason: str
-    note: str | None
-    msg: bytes
-    attachments: tuple[bytes, ...]
-    sender_key: bytes
-    recipient_key: bytes
-    sid: bytes
-    kid: int
-    day: int
-    source_kind: int
-    source: bytes
-    verified_at: int
-    resolution: ReportResolution | None = None
-
-    @property
-    def status(self) -> str:
-        return "open" if self.resolution is None else "resolved"
-
-    def __repr__(self) -> str:
-        return f"ReportRecord(status={self.status}, reason={self.reason}, <redacted>)"
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One entry of the append-only moderation audit log; ``seq`` is assigned by the store
-    (0 in entries passed to it)."""
-
-    ts: int
-    moderator: str
-    action: str
-    report_id: bytes | None
-    detail: str
-    seq: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DepositOutcome:
-    """Result of a deposit: the mailbox it landed in and its sequence number."""
-
-    rid: bytes
-    seq: int
-    ts: int
-    duplicate: bool
-
-    def __repr__(self) -> str:
-        return f"DepositOutcome(seq={self.seq}, duplicate={self.duplicate})"
-
-
-class EnvelopeStore(Protocol):
-    """Durable storage of mailboxes and envelopes.
+class StoreLifecycle(Protocol):
+    """Opening, closing and health of a store, and its background expiry.
 
     Every method may raise :class:`StorageUnavailable` or :class:`StorageFull` in addition
     to the errors listed.
@@ -333,6 +160,18 @@ class EnvelopeStore(Protocol):
         Raises:
             StorageUnavailable: the backend does not answer.
         """
+
+    async def purge_expired(self, now: int) -> int:
+        """Delete expired envelopes, dedupe records and idle mailboxes, and destroy franking
+        keys, reports and audit entries past their retention. Returns a count."""
+
+
+class MailboxStore(Protocol):
+    """Mailbox records: creation, lookup by either id, owner activity, deletion.
+
+    Every method may raise :class:`StorageUnavailable` or :class:`StorageFull` in addition
+    to the errors listed.
+    """
 
     async def create_mailbox(self, record: MailboxRecord, now: int) -> None:
         """Create a mailbox.
@@ -368,6 +207,17 @@ class EnvelopeStore(Protocol):
 
     async def delete_mailbox(self, rid: bytes) -> bool:
         """Delete a mailbox and everything it holds at once. Returns False if absent."""
+
+    async def mailbox_info(self, rid: bytes, now: int) -> MailboxSnapshot | None:
+        """Return everything stored for the live mailbox ``rid``, or None if there is none."""
+
+
+class EnvelopeQueue(Protocol):
+    """The per-mailbox FIFO of envelopes: deposit, fetch, ack.
+
+    Every method may raise :class:`StorageUnavailable` or :class:`StorageFull` in addition
+    to the errors listed.
+    """
 
     async def deposit(
         self,
@@ -420,9 +270,16 @@ class EnvelopeStore(Protocol):
     async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:
         """Delete the given envelopes; unknown seqs are ignored. Returns how many were deleted."""
 
-    async def purge_expired(self, now: int) -> int:
-        """Delete expired envelopes, dedupe records and idle mailboxes, and destroy franking
-        keys, reports and audit entries past their retention. Returns a count."""
+    async def count_envelopes(self) -> int:
+        """Total stored envelopes across all mailboxes (an aggregate for metrics only)."""
+
+
+class ChallengeStore(Protocol):
+    """Single-use challenges of HTTP owner commands.
+
+    Every method may raise :class:`StorageUnavailable` or :class:`StorageFull` in addition
+    to the errors listed.
+    """
 
     async def put_challenge(self, nonce: bytes, binding: bytes, expires_at: int) -> None:
         """Remember a single-use challenge (HTTP owner commands) until ``expires_at``."""
@@ -430,8 +287,13 @@ class EnvelopeStore(Protocol):
     async def take_challenge(self, nonce: bytes, now: int) -> bytes | None:
         """Atomically consume a challenge: its binding if it existed and had not expired."""
 
-    async def count_envelopes(self) -> int:
-        """Total stored envelopes across all mailboxes (an aggregate for metrics only)."""
+
+class PrekeyStore(Protocol):
+    """Prekey hosting (protocol.md §4.7).
+
+    Every method may raise :class:`StorageUnavailable` or :class:`StorageFull` in addition
+    to the errors listed.
+    """
 
     async def put_prekeys(
         self,
@@ -475,6 +337,14 @@ class EnvelopeStore(Protocol):
             ``(static, item or None)``, or None if no live mailbox has send id ``sid`` or it
             holds no static part (nothing is then consumed or counted).
         """
+
+
+class ConsentStore(Protocol):
+    """Consent state of a mailbox (protocol.md §4.8-§4.10): capabilities, boundaries, bans.
+
+    Every method may raise :class:`StorageUnavailable` or :class:`StorageFull` in addition
+    to the errors listed.
+    """
 
     async def set_caps(
         self,
@@ -522,8 +392,28 @@ class EnvelopeStore(Protocol):
             QuotaExceeded: more than ``max_bans`` would be banned; nothing changed.
         """
 
-    async def mailbox_info(self, rid: bytes, now: int) -> MailboxSnapshot | None:
-        """Return everything stored for the live mailbox ``rid``, or None if there is none."""
+
+class FrankingKeyStore(Protocol):
+    """Relay franking keys (protocol.md §4.11), shared by every relay process.
+
+    Every method may raise :class:`StorageUnavailable` or :class:`StorageFull` in addition
+    to the errors listed.
+    """
+
+    async def franking_keys(self) -> list[FrankingKey]:
+        """Every stored franking key, by increasing ``kid``."""
+
+    async def add_franking_key(self, key: FrankingKey) -> FrankingKey:
+        """Store ``key`` unless a key with its ``kid`` exists; return the stored one (so that
+        concurrent rotations on several processes agree on one key per ``kid``)."""
+
+
+class ModerationStore(Protocol):
+    """Reports, the audit log and suspensions (protocol.md §4.11, §8).
+
+    Every method may raise :class:`StorageUnavailable` or :class:`StorageFull` in addition
+    to the errors listed.
+    """
 
     async def set_suspended(self, sid: bytes, suspended: bool, now: int) -> bool:
         """Suspend (or lift the suspension of) the live mailbox whose send id is ``sid``.
@@ -534,15 +424,6 @@ class EnvelopeStore(Protocol):
         Returns:
             False if no live mailbox has send id ``sid``.
         """
-
-    # --- franking keys and moderation (protocol.md §4.11) ------------------------------
-
-    async def franking_keys(self) -> list[FrankingKey]:
-        """Every stored franking key, by increasing ``kid``."""
-
-    async def add_franking_key(self, key: FrankingKey) -> FrankingKey:
-        """Store ``key`` unless a key with its ``kid`` exists; return the stored one (so that
-        concurrent rotations on several processes agree on one key per ``kid``)."""
 
     async def insert_report(
         self, report: ReportRecord, audit: AuditRecord, *, max_per_day: int
@@ -579,22 +460,19 @@ class EnvelopeStore(Protocol):
         """The latest ``limit`` audit entries, newest first."""
 
 
-@dataclass(frozen=True, slots=True)
-class WakeEvent:
-    """A notification for the process(es) holding a subscription to ``rid``.
-
-    ``stored``: envelope ``seq`` was stored (``env`` is set when the event is local, so the
-    subscriber can push without reading storage). ``online``: an online-only envelope to push
-    now or drop (``env`` always set, ``seq`` 0). ``deleted``: the mailbox is gone.
-    """
-
-    kind: Literal["stored", "online", "deleted"]
-    rid: bytes
-    seq: int = 0
-    env: StoredEnvelope | None = None
-
-
-WakeCallback = Callable[[WakeEvent], None]
+class EnvelopeStore(
+    StoreLifecycle,
+    MailboxStore,
+    EnvelopeQueue,
+    ChallengeStore,
+    PrekeyStore,
+    ConsentStore,
+    FrankingKeyStore,
+    ModerationStore,
+    Protocol,
+):
+    """Durable storage of mailboxes and envelopes: every concern at once (what a backend
+    implements, and what the service that uses them all types against)."""
 
 
 class Wakeups(Protocol):

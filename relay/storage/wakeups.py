@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import structlog
 
-from relay.storage.base import WakeCallback, WakeEvent
+from relay.storage.records import WakeCallback, WakeEvent
 
 __all__ = ["ListenerRegistry", "LocalWakeups"]
 

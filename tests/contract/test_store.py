@@ -48,6 +48,7 @@ from relay.storage.base import (
     StoreLimits,
     WrongKind,
 )
+from relay.storage.policy import checks_for
 from relay.storage.redis import RedisStore
 from relay.storage.sqlite import SCHEMA_VERSION, SQLiteStore
 
@@ -1133,6 +1134,96 @@ async def test_suspension_is_like_a_deleted_mailbox_for_senders(store: EnvelopeS
     assert await store.set_suspended(addr.sid, True, deadline) is False
 
 
+@pytest.mark.parametrize("kind", ["open", "pair", "addr"])
+async def test_deposit_checks_follow_the_policy_table(make_store: MakeStore, kind: str) -> None:
+    """Start from a deposit that fails every check of ``kind`` at once, then repair one
+    check at a time in the table's order: each attempt must end the way the first check
+    still failing says (relay/storage/policy.py), and nothing is stored until all pass."""
+    store = await make_store(replace(LIMITS, max_envelopes=2))
+    bnd = Boundaries(size=4096, att=0, day=2, pow=8)
+    rec = await new_kind(store, kind, bnd if kind == "addr" else None)
+    good, banned = new_id(), new_id()
+    if kind == "pair":
+        await store.set_caps(rec.rid, [h(1)], [], 64, NOW)
+    if kind == "addr":
+        await store.set_bans(rec.rid, [banned], [], 64, NOW)
+    first = [new_id(), new_id()]  # fill the quota (and the address's daily allowance)
+    for eid in first:
+        await store.deposit(
+            rec.sid, eid, 0, b"f" * 256, None, NOW, cap_hash=h(1), handle=good, pow_bits=8
+        )
+    await store.set_suspended(rec.sid, True, NOW)
+    other = {"open": "pair", "pair": "addr", "addr": "open"}[kind]
+    args: dict[str, Any] = {
+        "sid": new_id(),  # unknown
+        "eid": first[0],  # a duplicate
+        "size": 8192,  # beyond the boundary
+        "cap_hash": None,
+        "handle": None,
+        "pow_bits": 7,
+        "stamp": stamp(other),
+    }
+
+    async def repair(name: str) -> None:
+        if name == "mailbox":
+            args["sid"] = rec.sid
+        elif name == "suspended":
+            await store.set_suspended(rec.sid, False, NOW)
+        elif name == "capability":
+            args["cap_hash"] = h(1)
+        elif name == "handle":
+            args["handle"] = banned
+        elif name == "boundary":
+            args["size"] = 2048
+        elif name == "pow":
+            args["pow_bits"] = 8
+        elif name == "banned":
+            await store.set_bans(rec.rid, [], [banned], 64, NOW)
+        elif name == "duplicate":
+            args["eid"] = new_id()
+        elif name == "stamp":
+            args["stamp"] = stamp(kind)
+        elif name == "allowance":
+            await store.set_boundaries(rec.rid, replace(bnd, day=10), NOW)
+        elif name == "quota":
+            assert await store.ack(rec.rid, [1]) == 1
+        else:
+            raise AssertionError(f"no repair for the check {name!r}: extend this test")
+
+    async def attempt() -> DepositOutcome:
+        return await store.deposit(
+            args["sid"],
+            args["eid"],
+            0,
+            os.urandom(args["size"]),
+            None,
+            NOW,
+            cap_hash=args["cap_hash"],
+            handle=args["handle"],
+            pow_bits=args["pow_bits"],
+            stamp=args["stamp"],
+        )
+
+    checks = checks_for(kind)
+    assert [c.name for c in checks][:2] == ["mailbox", "suspended"]
+    for check in checks:
+        if check.outcome is None:
+            out = await attempt()
+            assert (out.duplicate, out.seq) == (True, 1), check.name
+        else:
+            with pytest.raises(check.outcome):
+                await attempt()
+        snap = await held(store, rec)
+        assert (snap.envelopes, snap.last_seq) == (2, 2), check.name  # nothing stored
+        await repair(check.name)
+    out = await attempt()
+    assert (out.duplicate, out.seq) == (False, 3)
+    snap = await held(store, rec)
+    assert (snap.envelopes, snap.last_seq) == (2, 3)  # one acked by the quota repair
+    if kind == "addr":
+        assert snap.requests == 3
+
+
 async def test_franking_keys(make_store: MakeStore) -> None:
     window = 30 * DAY
     limits = replace(LIMITS, report_window_s=window, franking_rotation_s=7 * DAY)
@@ -1270,7 +1361,7 @@ async def test_reports_survive_reopen_and_mailbox_deletion(make_store: MakeStore
 
 
 async def test_sqlite_migrates_v1_database(tmp_path: Path) -> None:
-    from relay.storage.sqlite import _MIGRATIONS
+    from relay.storage.sqlite.schema import MIGRATIONS as _MIGRATIONS
 
     path = tmp_path / "relay.db"
     conn = sqlite3.connect(path)
@@ -1297,7 +1388,7 @@ async def test_sqlite_migrates_v1_database(tmp_path: Path) -> None:
 
 
 async def test_sqlite_migrates_v2_database(tmp_path: Path) -> None:
-    from relay.storage.sqlite import _MIGRATIONS
+    from relay.storage.sqlite.schema import MIGRATIONS as _MIGRATIONS
 
     path = tmp_path / "relay.db"
     conn = sqlite3.connect(path)
@@ -1347,7 +1438,8 @@ async def test_sqlite_migrates_v2_database(tmp_path: Path) -> None:
 
 
 async def test_sqlite_migrates_v3_database(tmp_path: Path) -> None:
-    from relay.storage.sqlite import _MIGRATIONS, _statements
+    from relay.storage.sqlite.schema import MIGRATIONS as _MIGRATIONS
+    from relay.storage.sqlite.schema import statements as _statements
 
     path = tmp_path / "relay.db"
     conn = sqlite3.connect(path)
@@ -1553,17 +1645,17 @@ async def test_redis_prekey_keys_expire_with_the_mailbox_record(redis_url: str) 
     try:
         rec = await new_mailbox(store)
         await store.put_prekeys(rec.rid, b"s", items(2), False, 200, NOW)
-        m, k, p = store._prekey_keys(rec.rid)
+        m, k, p = store._keys.prekeys(rec.rid)
         client = store._client
         ttls = [await client.pttl(key) for key in (m, k, p)]
         pair, addr = await new_kind(store, "pair"), await new_kind(store, "addr", BND)
         await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
         await store.set_bans(addr.rid, [new_id()], [], 64, NOW)
         for rec2, key in (
-            (pair, store._consent_keys(pair.rid)[0]),
-            (addr, store._consent_keys(addr.rid)[1]),
+            (pair, store._keys.consent(pair.rid)[0]),
+            (addr, store._keys.consent(addr.rid)[1]),
         ):
-            rttl, kttl = await client.pttl(store._mailbox_keys(rec2.rid)[0]), await client.pttl(key)
+            rttl, kttl = await client.pttl(store._keys.mailbox(rec2.rid)[0]), await client.pttl(key)
             assert kttl > 0 and abs(rttl - kttl) < 5_000  # consent keys go with the record
         assert all(t > 0 for t in ttls)
         assert max(ttls) - min(ttls) < 5_000  # the prekey keys go when the record goes
@@ -1581,7 +1673,7 @@ async def test_redis_retried_prekey_upload_is_applied_once(redis_url: str) -> No
         token = os.urandom(16)
         ttl = LIMITS.mailbox_idle_ttl_s
         args = [token, NOW, ttl, 0, 200, ttl, 1, b"s", b"a", b"b"]
-        keys = store._prekey_keys(rec.rid)
+        keys = store._keys.prekeys(rec.rid)
         first = await store._run("put_prekeys", keys, args)
         again = await store._run("put_prekeys", keys, args)  # what redis-py's retry sends
         assert [int(v) for v in first] == [int(v) for v in again] == [0, 2, 1]

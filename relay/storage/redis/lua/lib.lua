@@ -1,4 +1,4 @@
--- Helpers prepended to every mailbox script of relay/storage/redis.py (not a script itself).
+-- Helpers prepended to every mailbox script of relay/storage/redis/ (not a script itself).
 --
 -- Mailbox scripts receive the keys of ONE mailbox, all sharing the hash tag {<rid hex>}:
 --   KEYS[1] m  hash: sid, ok (owner key), cd (created day), ad (active day),

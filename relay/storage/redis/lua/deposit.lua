@@ -1,10 +1,8 @@
+-- The checks run in the order of relay/storage/policy.py DEPOSIT_CHECKS (asserted by the contract
+-- suite on both backends); keep the two in step.
 -- Deposit: kind checks, dedupe check, quota check, seq assignment, insert, counters and key
 -- expiry in one atomic step. KEYS: m, q, e, x, d, y, a (capability hashes), n (banned
--- handles). ARGV: sid, eid, blob, size, now, envelope expiry, dedupe expiry, max envelopes,
--- max bytes, idle ttl, envelope keys ttl, dedupe keys ttl, capability hash (or ''), handle
--- (or ''), attachments referenced, proof-of-work bits verified, today, blob with the handle
--- (or '': stored instead of the blob for contact requests), the mailbox kind the blob's
--- relay franking stamp was computed for (or '': no stamp; revision 4).
+-- handles). ARGV: named, read from the table A (relay/storage/redis/argv.py DepositArgv).
 -- Returns {0, seq, ts} stored, {1, seq, ts} duplicate, {-1} no mailbox, {-2} quota (mailbox
 -- or daily allowance), {-3} contact request without a handle, {-4} boundary, {-5} proof of
 -- work, {-6} refused like an unknown mailbox (pair: capability missing or not registered;
@@ -12,13 +10,13 @@
 -- computed for another kind than the mailbox's (nothing stored).
 -- Safe to retry: a retry of a deposit that was applied finds its dedupe record.
 local m, q, e, x, d, y = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local eid, blob = ARGV[2], ARGV[3]
-local size, now = tonumber(ARGV[4]), tonumber(ARGV[5])
-local exp, dexp = tonumber(ARGV[6]), tonumber(ARGV[7])
-local max_n, max_b, idle = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local eid, blob = A.eid, A.blob
+local size, now = tonumber(A.size), tonumber(A.now)
+local exp, dexp = tonumber(A.expires_at), tonumber(A.dedupe_until)
+local max_n, max_b, idle = tonumber(A.max_envelopes), tonumber(A.max_bytes), tonumber(A.idle_ttl)
 
 local rec = redis.call('HMGET', m, 'sid', 'ad', 'ls', 'n', 'b', 'kd', 'su')
-if not rec[1] or rec[1] ~= ARGV[1] or idle_expired(tonumber(rec[2]), now, idle) then
+if not rec[1] or rec[1] ~= A.sid or idle_expired(tonumber(rec[2]), now, idle) then
   return {-1}
 end
 if rec[7] then
@@ -27,31 +25,31 @@ end
 local kind = rec[6]
 local counted = nil  -- addr: requests stored today before this one (-1: allowance used up)
 if kind == 'pair' then
-  if ARGV[13] == '' or redis.call('SISMEMBER', KEYS[7], ARGV[13]) == 0 then
+  if A.cap_hash == '' or redis.call('SISMEMBER', KEYS[7], A.cap_hash) == 0 then
     return {-6}
   end
 elseif kind == 'addr' then
-  if ARGV[14] == '' then
+  if A.handle == '' then
     return {-3}
   end
   local bnd = redis.call('HMGET', m, 'bs', 'ba', 'bd', 'bp', 'rd', 'rc')
-  if size > tonumber(bnd[1]) or (tonumber(ARGV[15]) > 0 and bnd[2] == '0') then
+  if size > tonumber(bnd[1]) or (tonumber(A.attachments) > 0 and bnd[2] == '0') then
     return {-4}
   end
-  if tonumber(bnd[4]) > tonumber(ARGV[16]) then
+  if tonumber(bnd[4]) > tonumber(A.pow_bits) then
     return {-5}
   end
-  if redis.call('SISMEMBER', KEYS[8], ARGV[14]) == 1 then
+  if redis.call('SISMEMBER', KEYS[8], A.handle) == 1 then
     return {-6}
   end
   counted = 0
-  if bnd[5] == ARGV[17] then
+  if bnd[5] == A.today then
     counted = tonumber(bnd[6])
   end
   if counted >= tonumber(bnd[3]) then
     counted = -1
   end
-  blob = ARGV[18]
+  blob = A.blob_with_handle
 end
 local dup = redis.call('HGET', d, eid)
 if dup then
@@ -60,7 +58,7 @@ if dup then
     return {1, tonumber(seq), tonumber(ts)}
   end
 end
-if ARGV[19] ~= '' and ARGV[19] ~= (kind or 'open') then
+if A.stamp_kind ~= '' and A.stamp_kind ~= (kind or 'open') then
   return {-7, kind or 'open'}
 end
 if counted == -1 then
@@ -80,7 +78,7 @@ end
 local seq = tonumber(rec[3]) + 1
 redis.call('HSET', m, 'ls', seq, 'n', n + 1, 'b', b + size)
 if counted ~= nil then
-  redis.call('HSET', m, 'rd', ARGV[17], 'rc', counted + 1)
+  redis.call('HSET', m, 'rd', A.today, 'rc', counted + 1)
 end
 redis.call('ZADD', q, seq, seq)
 redis.call('HSET', e, seq, blob)
@@ -88,9 +86,9 @@ redis.call('ZADD', x, exp, seq)
 redis.call('HSET', d, eid, seq .. ':' .. now .. ':' .. dexp)
 redis.call('ZADD', y, dexp, eid)
 prune_dedupe(d, y, now, 8)
-redis.call('EXPIRE', q, ARGV[11])
-redis.call('EXPIRE', e, ARGV[11])
-redis.call('EXPIRE', x, ARGV[11])
-redis.call('EXPIRE', d, ARGV[12])
-redis.call('EXPIRE', y, ARGV[12])
+redis.call('EXPIRE', q, A.envelope_key_ttl)
+redis.call('EXPIRE', e, A.envelope_key_ttl)
+redis.call('EXPIRE', x, A.envelope_key_ttl)
+redis.call('EXPIRE', d, A.dedupe_key_ttl)
+redis.call('EXPIRE', y, A.dedupe_key_ttl)
 return {0, seq, now}

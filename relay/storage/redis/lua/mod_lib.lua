@@ -1,4 +1,4 @@
--- Helpers prepended to the moderation scripts of relay/storage/redis.py (revision 4,
+-- Helpers prepended to the moderation scripts of relay/storage/redis/ (revision 4,
 -- protocol.md §4.11). Their keys are not per mailbox: they share the hash tag {mod}, so on
 -- Redis Cluster every moderation script touches one slot.
 --   f:{mod}   hash: kid -> franking key secret       fc:{mod}  hash: kid -> creation second

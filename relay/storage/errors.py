@@ -1,0 +1,81 @@
+"""The errors a store raises on purpose (a leaf module: it imports nothing of the relay).
+
+Messages never contain ids or keys. :mod:`relay.errors` maps them to wire codes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BoundaryExceeded",
+    "DuplicateReport",
+    "IdCollision",
+    "MailboxNotFound",
+    "PowRequired",
+    "QuotaExceeded",
+    "ReportAlreadyResolved",
+    "ReportNotFound",
+    "StampMismatch",
+    "StorageError",
+    "StorageFull",
+    "StorageUnavailable",
+    "WrongKind",
+]
+
+
+class StorageError(Exception):
+    """Root of the errors a store raises on purpose. Messages never contain ids or keys."""
+
+
+class MailboxNotFound(StorageError):
+    """The mailbox does not exist (or expired, or was deleted)."""
+
+
+class QuotaExceeded(StorageError):
+    """The mailbox holds too many envelopes, bytes or one-time prekeys; nothing was stored."""
+
+
+class WrongKind(StorageError):
+    """The operation does not apply to this mailbox's kind (e.g. ``set_caps`` on a contact
+    address, or a deposit to a contact address without a handle); nothing changed."""
+
+
+class BoundaryExceeded(StorageError):
+    """A contact request is larger than the address accepts, or references attachments the
+    address does not accept; nothing was stored."""
+
+
+class PowRequired(StorageError):
+    """The contact address asks for more proof of work than the deposit was verified for."""
+
+
+class StampMismatch(StorageError):
+    """A deposit's franking stamp was computed for another mailbox kind than the mailbox's;
+    nothing was stored (the caller computes the stamp for ``kind`` and retries)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__("the franking stamp names another mailbox kind")
+        self.kind = kind
+
+
+class DuplicateReport(StorageError):
+    """A report with this id is already stored; nothing changed."""
+
+
+class ReportNotFound(StorageError):
+    """No report has this id (never filed, or purged)."""
+
+
+class ReportAlreadyResolved(StorageError):
+    """The report was resolved before; nothing changed."""
+
+
+class IdCollision(StorageError):
+    """A receive id or send id chosen for a new mailbox is already in use."""
+
+
+class StorageUnavailable(StorageError):
+    """The backend cannot be reached or answered an error; nothing is known to be stored."""
+
+
+class StorageFull(StorageError):
+    """The backend is out of space; nothing was stored."""

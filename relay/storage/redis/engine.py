@@ -1,0 +1,320 @@
+"""Redis envelope store and cross-process wake-ups (``redis.asyncio``).
+
+Theory of operation
+-------------------
+Every key of one mailbox carries the hash tag ``{<rid hex>}``, so on Redis Cluster they live
+in one slot and every script touches a single slot::
+
+    <prefix>m:{rid}   hash: send id, owner key, created/active day, last seq, counters;
+                      kind, boundaries and the daily request counter (revision 3)
+    <prefix>q:{rid}   zset: seq by seq (FIFO)        <prefix>x:{rid}  zset: seq by expiry
+    <prefix>e:{rid}   hash: seq -> envelope blob
+    <prefix>d:{rid}   hash: eid -> "seq:ts:expiry"   <prefix>y:{rid}  zset: eid by expiry
+    <prefix>k:{rid}   hash: static prekey part, hourly handout window, last upload token
+    <prefix>p:{rid}   list: one-time prekey items (FIFO)
+    <prefix>a:{rid}   set: capability hashes (pair mailboxes)
+    <prefix>n:{rid}   set: banned handles (contact addresses)
+    <prefix>w:{rid}   pub/sub channel of the mailbox (never a key)
+
+The mailbox record ``m`` also holds ``su`` while a moderator has suspended the mailbox, and
+an envelope blob its relay franking tag and context (revision 4). Franking keys, reports and
+the audit log are not per mailbox: their keys share the hash tag ``{mod}`` (see
+``lua/mod_lib.lua``), so every moderation script touches one slot.
+
+The send-id index ``<prefix>s:{sid}`` (value: rid) lives in another slot. A deposit reads it
+(or a bounded in-process cache of it) and then runs the deposit script on the rid slot; the
+script checks that the mailbox record still names that send id, so a deleted or recreated
+mailbox is never written through a stale index. A bundle request resolves the send id the
+same way and its script makes the same check. Challenges are ``<prefix>c:<nonce hex>``.
+
+Every write is a Lua script (``register_script``) that is safe to retry, because redis-py
+retries commands after connection errors: a repeated deposit finds its dedupe record, a
+repeated ack or delete finds nothing left to delete, a repeated prekey upload finds its
+token. The one exception is handing out a one-time prekey: a retry after a lost reply pops
+another item, so one item is wasted (never handed out twice). Every key has a TTL: envelope
+keys are refreshed to the envelope TTL on insert, dedupe keys to the dedupe window, the
+mailbox record, its index, its prekey keys, capability hashes and bans to the idle period
+(refreshed by ``touch_mailbox``), challenges and proof-of-work nonces to their own expiry.
+The contract (expiry as seen by the ``now`` argument) is enforced by the scripts; TTLs are
+garbage collection with a little slack for clock differences.
+
+Durability: with ``appendonly yes`` and ``appendfsync always`` Redis fsyncs the AOF before it
+replies, so a deposit that returned is on disk. ``durability="relaxed"`` accepts
+``appendfsync everysec`` (up to about one second of acknowledged envelopes, two in the worst
+case, can be lost if the Redis host crashes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from typing import Any, Final, Literal
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
+
+from clientlib.wire.frames import Boundaries
+from clientlib.wire.limits import KIND_ADDRESS, KIND_OPEN, KIND_PAIRWISE
+from relay.storage._common import (
+    MSG_CLOSED,
+    MSG_FULL,
+    MSG_UNAVAILABLE,
+    day_of,
+    mailbox_deadline,
+)
+from relay.storage.errors import (
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+)
+from relay.storage.records import StoreLimits
+from relay.storage.redis.argv import SCRIPT_ARGV, lua_prologue
+from relay.storage.redis.keys import RedisKeys
+
+__all__ = ["TTL_SLACK_S", "RedisEngine", "redis_errors"]
+
+#: Extra seconds every TTL gets beyond the logical expiry: absorbs clock differences between
+#: relay processes and Redis, which only matters for garbage collection.
+TTL_SLACK_S: Final = 300
+
+#: Entries of the in-process send id -> receive id cache (about 100 bytes each).
+SID_CACHE_SIZE: Final = 65_536
+
+#: Keys one SCAN step asks for during purge and counting.
+SCAN_COUNT: Final = 1000
+
+#: Seconds to wait for Redis before answering "unavailable"; with two retries a dead Redis is
+#: reported in about ten seconds at worst, a refused connection at once.
+SOCKET_TIMEOUT_S: Final = 3.0
+
+CONNECT_TIMEOUT_S: Final = 2.0
+
+#: Connections per client: enough to keep Redis busy (it runs scripts one at a time anyway)
+#: while bounding file descriptors; callers beyond it wait for a free connection.
+MAX_CONNECTIONS: Final = 64
+
+#: How long a command may wait for a free pooled connection. Waiting is back-pressure, not an
+#: outage: a healthy but busy Redis must not turn into UNAVAILABLE (the relay allows many
+#: requests in flight), so this is much longer than the socket timeout.
+POOL_WAIT_TIMEOUT_S: Final = 30.0
+
+
+ENVELOPE_HEADER: Final = 4  # big-endian ciphertext length in front of each stored blob
+
+DUPLICATE, STORED, NOT_FOUND, QUOTA = 1, 0, -1, -2
+
+WRONG_KIND, BOUNDARY, POW, REFUSED, STAMP_KIND = -3, -4, -5, -6, -7
+
+KINDS: Final = frozenset({KIND_OPEN, KIND_PAIRWISE, KIND_ADDRESS})
+
+#: Script name -> shebang. Scripts that only delete may run when Redis is out of memory.
+_SCRIPTS: Final[dict[str, str]] = {
+    "create": "#!lua",
+    "touch": "#!lua flags=allow-oom",
+    "delete": "#!lua flags=allow-oom",
+    "deposit": "#!lua",
+    "fetch": "#!lua flags=allow-oom",
+    "ack": "#!lua flags=allow-oom",
+    "purge": "#!lua flags=allow-oom",
+    "put_challenge": "#!lua",
+    "unlink_if": "#!lua flags=allow-oom",
+    "put_prekeys": "#!lua",
+    "take_prekeys": "#!lua flags=allow-oom",
+    "set_members": "#!lua flags=allow-oom",
+    "set_boundaries": "#!lua",
+    "suspend": "#!lua flags=allow-oom",
+    "add_franking_key": "#!lua",
+    "insert_report": "#!lua",
+    "resolve_report": "#!lua",
+    "append_audit": "#!lua",
+    "purge_mod": "#!lua flags=allow-oom",
+}
+
+#: Scripts that also get the moderation helpers (lua/mod_lib.lua).
+_MOD_SCRIPTS: Final = frozenset({"insert_report", "resolve_report", "append_audit"})
+
+
+def _load_script(name: str) -> str:
+    """The source of script ``name``: its shebang, the shared helpers (``lua/lib.lua``, and
+    ``lua/mod_lib.lua`` for moderation scripts), its named ARGV prologue if it has one
+    (:mod:`relay.storage.redis.argv`), then ``lua/<name>.lua``."""
+    package = resources.files("relay.storage.redis").joinpath("lua")
+    lib = package.joinpath("lib.lua").read_text(encoding="utf-8")
+    if name in _MOD_SCRIPTS:
+        lib += "\n" + package.joinpath("mod_lib.lua").read_text(encoding="utf-8")
+    body = package.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    spec = SCRIPT_ARGV.get(name)
+    prologue = "" if spec is None else lua_prologue(spec) + "\n"
+    return f"{_SCRIPTS[name]}\n{lib}\n{prologue}{body}"
+
+
+@contextlib.contextmanager
+def redis_errors() -> Iterator[None]:
+    """Translate redis-py failures into the store's errors (messages carry no ids)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except ResponseError as exc:
+        text = str(exc)
+        if (
+            isinstance(exc, OutOfMemoryError)
+            or text.startswith(("OOM", "MISCONF"))
+            or "No space left" in text
+        ):
+            raise StorageFull(MSG_FULL) from exc
+        raise StorageUnavailable(MSG_UNAVAILABLE) from exc
+    except (RedisError, OSError) as exc:
+        raise StorageUnavailable(MSG_UNAVAILABLE) from exc
+
+
+def make_client(url: str, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
+    # A blocking pool queues callers when every connection is busy (the default pool raises
+    # "Too many connections"); the client owns the pool and closes it in aclose().
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=POOL_WAIT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), retries=2),
+        health_check_interval=30,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+def as_bytes(value: object) -> bytes | None:
+    """Narrow a redis-py reply (bytes, since responses are not decoded) for the type checker."""
+    if value is None:
+        return None
+    assert isinstance(value, bytes)
+    return value
+
+
+def kind_and_boundaries(values: Sequence[bytes | None]) -> tuple[str, Boundaries | None]:
+    """Kind and boundaries from the ``kd, bs, ba, bd, bp`` fields of a mailbox record."""
+    kd = values[0]
+    kind = kd.decode() if kd is not None else KIND_OPEN
+    if kind != KIND_ADDRESS:
+        return kind, None
+    size, att, day, bits = (int(v) if v is not None else 0 for v in values[1:5])
+    return kind, Boundaries(size=size, att=att, day=day, pow=bits)
+
+
+class RedisEngine:
+    """An :class:`~relay.storage.base.EnvelopeStore` on Redis (single node or Cluster-ready).
+
+    Args:
+        url: ``redis://`` or ``rediss://`` URL (``unix://`` works too).
+        limits: quotas and expiry periods.
+        durability: ``"strict"`` requires ``appendonly yes`` with ``appendfsync always``;
+            ``"relaxed"`` also accepts ``appendfsync everysec`` (about 1 s loss window).
+        key_prefix: prefix of every key and channel, default ``br:``.
+    """
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        limits: StoreLimits,
+        *,
+        durability: Literal["strict", "relaxed"] = "strict",
+        key_prefix: str = "br:",
+    ) -> None:
+        if durability not in ("strict", "relaxed"):
+            raise ValueError("durability must be 'strict' or 'relaxed'")
+        self._limits = limits
+        self._mode = durability
+        self._keys = RedisKeys(key_prefix)
+        self._prefix = self._keys.prefix
+        self._client = make_client(url)
+        self._scripts: dict[str, AsyncScript] = {
+            name: self._client.register_script(_load_script(name)) for name in _SCRIPTS
+        }
+        self._sid_cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._closed = False
+
+    def _mailbox_ttl(self, now: int) -> int:
+        return mailbox_deadline(day_of(now), self._limits) - now + TTL_SLACK_S
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Refuse calls after :meth:`aclose`, and translate redis-py failures."""
+        if self._closed:
+            raise StorageUnavailable(MSG_CLOSED)
+        with redis_errors():
+            yield
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        with self._guard():
+            return await self._scripts[name](keys=list(keys), args=list(args))
+
+    async def open(self) -> None:
+        await self.ping()
+        strict = self._mode == "strict"
+        refused = [msg for msg, relaxed_ok in await self._durability() if strict or not relaxed_ok]
+        if refused:
+            raise StorageUnavailable("storage is not durable: " + "; ".join(refused))
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._client.aclose()
+
+    async def _durability(self) -> list[tuple[str, bool]]:
+        """Return ``(problem, acceptable in relaxed mode)`` pairs."""
+        with self._guard():
+            try:
+                cfg = await self._client.config_get("append*")
+                cfg.update(await self._client.config_get("maxmemory-policy"))
+            except ResponseError:
+                return [("redis CONFIG GET is not allowed; persistence cannot be verified", False)]
+        out: list[tuple[str, bool]] = []
+        if cfg.get("appendonly") != "yes":
+            out.append(("redis appendonly is not yes: envelopes are lost on restart", False))
+        elif cfg.get("appendfsync") == "everysec":
+            out.append(
+                (
+                    "redis appendfsync is everysec: about 1 s (2 s worst case) of acknowledged"
+                    " envelopes can be lost if the Redis host crashes",
+                    True,
+                )
+            )
+        elif cfg.get("appendfsync") != "always":
+            out.append(
+                ("redis appendfsync is no: the OS decides when envelopes reach the disk", False)
+            )
+        policy = cfg.get("maxmemory-policy", "noeviction")
+        if policy != "noeviction":
+            out.append((f"redis maxmemory-policy is {policy}: stored keys can be evicted", False))
+        return out
+
+    async def durability_problems(self) -> list[str]:
+        # In relaxed mode the everysec loss window is still reported (it is a real risk), but
+        # :meth:`open` accepts it.
+        return [msg for msg, _ in await self._durability()]
+
+    async def ping(self) -> None:
+        with self._guard():
+            await self._client.ping()
+
+    async def _rid_for_sid(self, sid: bytes, *, use_cache: bool) -> bytes | None:
+        if use_cache:
+            rid = self._sid_cache.get(sid)
+            if rid is not None:
+                self._sid_cache.move_to_end(sid)
+                return rid
+        with self._guard():
+            rid = as_bytes(await self._client.get(self._keys.sid(sid)))
+        if rid is not None:
+            self._sid_cache[sid] = rid
+            self._sid_cache.move_to_end(sid)
+            while len(self._sid_cache) > SID_CACHE_SIZE:
+                self._sid_cache.popitem(last=False)
+        return rid

@@ -1,0 +1,89 @@
+"""Redis key builders: every key and channel name of the store, in one place.
+
+Every key of one mailbox carries the hash tag ``{<rid hex>}``, so on Redis Cluster they live
+in one slot and every script touches a single slot (the layout is in
+:mod:`relay.storage.redis.engine`). The send-id index ``s:{<sid hex>}`` lives in the slot of
+the send id; moderation keys share the tag ``{mod}``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["NO_RID", "RedisKeys", "check_prefix", "tag"]
+
+_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]{0,64}$")
+#: The hash tag of every moderation key (franking keys, reports, audit log).
+_MOD_TAG: Final = "{mod}"
+#: A receive id no mailbox has: deposits to unknown send ids run the deposit script against
+#: it, so that they cost the same round trips as deposits refused for a capability.
+NO_RID: Final = bytes(16)
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is a valid key prefix.
+
+    Raises:
+        ValueError: it is longer than 64 characters or not of ``[A-Za-z0-9_.:-]``.
+    """
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise ValueError("key prefix must be up to 64 characters of [A-Za-z0-9_.:-]")
+    return prefix
+
+
+def tag(ident: bytes) -> str:
+    """The hash tag of an id: ``{<hex>}``."""
+    return "{" + ident.hex() + "}"
+
+
+class RedisKeys:
+    """The key names under one prefix (validated with :func:`check_prefix`)."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = check_prefix(prefix)
+
+    def mailbox(self, rid: bytes) -> list[str]:
+        """``[m, q, e, x, d, y]``: the record, FIFO, blobs, expiries, dedupe hash and its
+        expiries."""
+        t, p = tag(rid), self.prefix
+        return [f"{p}{kind}:{t}" for kind in ("m", "q", "e", "x", "d", "y")]
+
+    def prekeys(self, rid: bytes) -> list[str]:
+        """``[m, k, p]``: the mailbox record, then its prekey hash and one-time item list."""
+        t, p = tag(rid), self.prefix
+        return [f"{p}{kind}:{t}" for kind in ("m", "k", "p")]
+
+    def consent(self, rid: bytes) -> list[str]:
+        """``[a, n]``: the capability hash set and the banned handle set."""
+        t, p = tag(rid), self.prefix
+        return [f"{p}a:{t}", f"{p}n:{t}"]
+
+    def deposit(self, rid: bytes) -> list[str]:
+        """The keys of the deposit script: :meth:`mailbox`, then :meth:`consent`."""
+        return self.mailbox(rid) + self.consent(rid)
+
+    def every(self, rid: bytes) -> list[str]:
+        """Every key of the mailbox, for the scripts that create, delete or purge it."""
+        return self.mailbox(rid) + self.prekeys(rid)[1:] + self.consent(rid)
+
+    def touch(self, rid: bytes) -> list[str]:
+        """The record and the keys whose TTL moves with it."""
+        return self.prekeys(rid) + self.consent(rid)
+
+    def sid(self, sid: bytes) -> str:
+        """The send-id index key (value: the receive id)."""
+        return f"{self.prefix}s:{tag(sid)}"
+
+    def challenge(self, nonce: bytes) -> str:
+        return f"{self.prefix}c:{nonce.hex()}"
+
+    def mod(self, name: str, suffix: str = "") -> str:
+        """A moderation key: ``<prefix><name>:{mod}[:<suffix>]`` (one slot for all)."""
+        return f"{self.prefix}{name}:{_MOD_TAG}" + (f":{suffix}" if suffix else "")
+
+    def channel(self, rid: bytes) -> bytes:
+        """The pub/sub channel of a mailbox (never a key)."""
+        return f"{self.prefix}w:{tag(rid)}".encode()

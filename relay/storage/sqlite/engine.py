@@ -1,0 +1,371 @@
+"""SQLite envelope store: stdlib :mod:`sqlite3`, WAL, ``synchronous=FULL``, group commit.
+
+Theory of operation
+-------------------
+One dedicated *writer thread* owns the only writing connection. Every write (deposit, ack,
+create, delete, touch, purge chunk, challenge) is queued as an operation; the writer takes
+every operation waiting in the queue and applies them in ONE transaction, each inside its own
+``SAVEPOINT`` so a failing operation (quota, collision) is rolled back alone without poisoning
+its neighbours. After ``COMMIT`` (one fsync of the WAL for the whole batch) the writer resolves
+each operation's asyncio future with ``loop.call_soon_threadsafe``. A deposit therefore
+returns only once its batch is durable, and under load the cost of the fsync is shared.
+
+Reads (``fetch``, ``get_mailbox``, counts) go through a second connection owned by a
+single-thread executor; in WAL mode they never block the writer and see every committed batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from relay.storage._common import (
+    MSG_CLOSED,
+    MSG_FULL,
+    MSG_UNAVAILABLE,
+)
+from relay.storage.errors import (
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+)
+from relay.storage.records import StoreLimits
+from relay.storage.sqlite.schema import migrate
+
+__all__ = ["BUSY_TIMEOUT_MS", "MAX_BATCH_OPS", "SQLiteEngine", "map_error"]
+
+T = TypeVar("T")
+
+#: Most operations one transaction may hold. Bounds the latency a batch adds to its first
+#: operation and the size of one WAL commit; 1024 deposits of 64 KiB is 64 MiB at worst.
+MAX_BATCH_OPS: Final = 1024
+
+#: How long a connection waits for a lock held by another process before failing.
+BUSY_TIMEOUT_MS: Final = 5000
+
+SYNCHRONOUS_FULL: Final = 2
+
+
+def map_error(exc: BaseException) -> StorageError:
+    """Translate a database failure into the store's error vocabulary (no ids in messages)."""
+    if isinstance(exc, StorageError):
+        return exc
+    full = False
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        full = (isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL) or (
+            "database or disk is full" in str(exc)
+        )
+    elif isinstance(exc, OSError):
+        full = exc.errno == errno.ENOSPC
+    err: StorageError = StorageFull(MSG_FULL) if full else StorageUnavailable(MSG_UNAVAILABLE)
+    err.__cause__ = exc
+    return err
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """Resolve ``fut`` on its loop unless the caller gave up on it."""
+    if fut.cancelled():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+@dataclass(slots=True)
+class _Op:
+    """One queued write: a function of the writer connection and where to send its result."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = field(default=None)
+
+
+_STOP: Final = object()
+
+
+class SQLiteEngine:
+    """An :class:`~relay.storage.base.EnvelopeStore` in one SQLite file.
+
+    Args:
+        path: the database file; created with mode 0600 if missing (an existing file is
+            tightened to 0600). ``-wal`` and ``-shm`` files inherit that mode.
+        limits: quotas and expiry periods.
+        max_db_bytes: optional cap on the database size (``PRAGMA max_page_count``); writes
+            beyond it fail with :class:`StorageFull` like a full disk would.
+    """
+
+    backend = "sqlite"
+
+    def __init__(
+        self, path: str | Path, limits: StoreLimits, *, max_db_bytes: int | None = None
+    ) -> None:
+        self._path = Path(path)
+        self._limits = limits
+        self._max_db_bytes = max_db_bytes
+        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._open = False
+        #: Write transactions committed so far (each is one fsync; a metric of batching).
+        self.commit_count = 0
+        self._lock = threading.Lock()  # guards _open against concurrent submit/close
+
+    async def open(self) -> None:
+        if self._open:
+            return
+        try:
+            await asyncio.to_thread(self._prepare_file)
+        except OSError as exc:
+            raise map_error(exc) from exc
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writer = threading.Thread(
+            target=self._writer_main,
+            args=(asyncio.get_running_loop(), ready),
+            name="sqlite-writer",
+            daemon=True,
+        )
+        self._writer.start()
+        try:
+            await ready
+        except BaseException:
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+            raise
+        self._open = True
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+        try:
+            await self._read(lambda _c: None)
+            problems = await self.durability_problems()
+        except BaseException:
+            await self.aclose()
+            raise
+        if problems:
+            await self.aclose()
+            raise StorageUnavailable("storage is not durable: " + "; ".join(problems))
+
+    def _prepare_file(self) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self._path, 0o600)
+
+    async def aclose(self) -> None:
+        with self._lock:
+            was_open, self._open = self._open, False
+        if self._writer is not None:
+            if was_open:
+                self._queue.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await asyncio.get_running_loop().run_in_executor(reader, self._close_reader)
+            await asyncio.to_thread(reader.shutdown, True)
+
+    def _close_reader(self) -> None:
+        if self._rconn is not None:
+            self._rconn.close()
+            self._rconn = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, cached_statements=64
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA journal_size_limit=0")
+            conn.execute("PRAGMA synchronous=FULL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _init_writer(self, conn: sqlite3.Connection) -> None:
+        # auto_vacuum only takes effect before the first table exists (or after VACUUM).
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StorageUnavailable("database cannot run in WAL mode")
+        if self._max_db_bytes is not None:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count={max(1, self._max_db_bytes // page_size)}")
+        migrate(conn, version)
+
+    def _writer_main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, ready, None, map_error(exc))
+            return
+        try:
+            try:
+                self._init_writer(conn)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, ready, None, map_error(exc))
+                return
+            loop.call_soon_threadsafe(_settle, ready, None, None)
+            self._writer_loop(conn)
+        finally:
+            conn.close()
+
+    def _writer_loop(self, conn: sqlite3.Connection) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch: list[_Op] = []
+            while True:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, _Op):
+                    batch.append(item)
+                if len(batch) >= MAX_BATCH_OPS:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._apply_batch(conn, batch)
+        # Anything queued after the stop marker (a race with aclose) fails cleanly.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Op):
+                item.loop.call_soon_threadsafe(
+                    _settle, item.future, None, StorageUnavailable(MSG_CLOSED)
+                )
+
+    def _apply_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        """Apply ``batch`` in one transaction, one savepoint per operation, then resolve."""
+        done: list[_Op] = []  # applied in the current transaction, awaiting COMMIT
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._fail_all(batch, map_error(exc))
+            return
+        for op in batch:
+            try:
+                conn.execute("SAVEPOINT op")
+            except sqlite3.Error as exc:
+                op.error = map_error(exc)
+                self._resolve([op])
+                continue
+            try:
+                op.result = op.fn(conn)
+            except BaseException as exc:
+                op.error = map_error(exc)
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    except sqlite3.Error:
+                        self._abandon(conn, done, exc)
+                        done = []
+                else:
+                    # SQLite rolled the whole transaction back (e.g. SQLITE_FULL): every
+                    # operation applied so far in it is lost, so they fail too.
+                    self._fail_all(done, op.error)
+                    done = []
+                self._resolve([op])
+                if not conn.in_transaction:
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                    except sqlite3.Error as exc2:
+                        rest = batch[batch.index(op) + 1 :]
+                        self._fail_all(rest, map_error(exc2))
+                        return
+                continue
+            try:
+                conn.execute("RELEASE op")
+            except sqlite3.Error as exc:
+                op.error = map_error(exc)
+                self._resolve([op])
+                continue
+            done.append(op)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._abandon(conn, done, exc)
+            return
+        self.commit_count += 1
+        self._resolve(done)
+
+    def _abandon(self, conn: sqlite3.Connection, ops: list[_Op], exc: BaseException) -> None:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        self._fail_all(ops, map_error(exc))
+
+    def _fail_all(self, ops: Sequence[_Op], error: StorageError) -> None:
+        for op in ops:
+            op.result, op.error = None, error
+        self._resolve(ops)
+
+    @staticmethod
+    def _resolve(ops: Sequence[_Op]) -> None:
+        for op in ops:
+            op.loop.call_soon_threadsafe(_settle, op.future, op.result, op.error)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if not self._open:
+                raise StorageUnavailable(MSG_CLOSED)
+            self._queue.put(_Op(fn, loop, fut))
+        return await fut
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._reader is None or not self._open:
+            raise StorageUnavailable(MSG_CLOSED)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._reader, partial(self._run_read, fn)
+            )
+        except StorageError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise map_error(exc) from exc
+
+    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._rconn is None:
+            self._rconn = self._connect()
+        return fn(self._rconn)
+
+    async def durability_problems(self) -> list[str]:
+        def check(conn: sqlite3.Connection) -> tuple[str, int]:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+            return str(mode).lower(), int(sync)
+
+        mode, sync = await self._write(check)
+        problems = []
+        if mode != "wal":
+            problems.append(f"sqlite journal_mode is {mode}, not wal")
+        if sync != SYNCHRONOUS_FULL:
+            problems.append(f"sqlite synchronous is {sync}, not FULL (2)")
+        return problems
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
