@@ -42,13 +42,9 @@ import redis
 from clientlib.wire import capability_hash, leading_zero_bits, pow_digest, solve
 from relay.storage.base import EnvelopeStore, MailboxRecord, StoreLimits
 from relay.storage.redis import RedisStore
-from relay.storage.sqlite import (
-    _MIGRATIONS,
-    _SELECT_FOR_DEPOSIT,
-    _SELECT_FOR_DEPOSIT_CAP,
-    SCHEMA_VERSION,
-    SQLiteStore,
-)
+from relay.storage.sqlite import SCHEMA_VERSION, SQLiteStore
+from relay.storage.sqlite.envelopes import _SELECT_FOR_DEPOSIT, _SELECT_FOR_DEPOSIT_CAP
+from relay.storage.sqlite.schema import MIGRATIONS as _MIGRATIONS
 
 LIMITS = StoreLimits(max_envelopes=1_000_000, max_bytes=1 << 40)
 CLK = os.sysconf("SC_CLK_TCK")
