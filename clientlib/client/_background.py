@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 from clientlib.client._book import AddressBook
 from clientlib.client._inbox import Inbox
@@ -17,9 +17,15 @@ from clientlib.client._prekeys import Prekeys
 from clientlib.client.types import ClientEvent, ClientWarning, ContactAdded
 from clientlib.errors import TransportError
 
-__all__ = ["Tasks", "receive_loop", "upkeep"]
+__all__ = ["EXPIRE_INTERVAL_S", "Tasks", "expire_loop", "receive_loop", "upkeep"]
 
 log = logging.getLogger("clientlib.client")
+
+#: How often a running client deletes over-age skipped message keys of sessions that see
+#: no traffic (protocol.md §12.3; every send, receive and open does it too). An hour keeps a
+#: key at most an hour past ``MAX_SKIPPED_KEY_AGE`` (28 days) for the cost of one pass over
+#: the contacts.
+EXPIRE_INTERVAL_S: Final[float] = 3600.0
 
 
 class Tasks:
@@ -109,6 +115,15 @@ async def receive_loop(
             outbox.wake()
         for _ in batch:
             queue.task_done()
+
+
+async def expire_loop(book: AddressBook, *, now: Callable[[], int]) -> None:
+    """Every :data:`EXPIRE_INTERVAL_S`, delete over-age skipped keys and save if any went."""
+    while True:
+        await asyncio.sleep(EXPIRE_INTERVAL_S)
+        async with book.lock:
+            if book.expire_skipped(now()):
+                await book.save()
 
 
 async def upkeep(

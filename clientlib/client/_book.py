@@ -72,6 +72,7 @@ class AddressBook:
         self._dirty = False
         self._lazy_save: asyncio.Task[None] | None = None
         self.closing = False  # set when the client starts closing: no more lazy saves
+        self.expired_on_open = 0  # skipped keys the last load deleted (§12.3)
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -143,15 +144,31 @@ class AddressBook:
         self.addresses = decode_all(AddressRecord, ks.items("addresses"))
         self.contacts = decode_all(ContactRecord, ks.items("contacts"))
         self.requests = decode_all(RequestRecord, ks.items("requests"))
-        for cid, c in self.contacts.items():  # drop over-age skipped keys on open (§12.3)
-            if now is None:
-                break
-            c.session = Session.from_record(c.session, now=now).to_record().to_bytes()
-            ks.put("contacts", cid, c.to_bytes())
+        #: Skipped keys deleted by this load (the caller saves the keystore if any).
+        self.expired_on_open = 0
+        if now is not None:  # drop over-age skipped keys on open (§12.3)
+            self.expired_on_open = self._expire_skipped(ks, now)
         for aid, a in self.addresses.items():
             self.by_rid[a.rid] = ("address", aid)
         for cid, c in self.contacts.items():
             self.by_rid[c.rid] = ("contact", cid)
+
+    def expire_skipped(self, now: int) -> int:
+        """Delete the skipped message keys older than ``MAX_SKIPPED_KEY_AGE`` from every
+        contact's session (protocol.md §12.3; call with the lock held, then save if any went).
+        Returns how many keys were deleted."""
+        return self._expire_skipped(self.ks, now)
+
+    def _expire_skipped(self, ks: Keystore, now: int) -> int:
+        gone = 0
+        for cid, c in self.contacts.items():
+            session = Session.from_record(c.session)
+            n = session.expire_skipped(now)
+            if n:
+                c.session = session.to_record().to_bytes()
+                ks.put("contacts", cid, c.to_bytes())
+                gone += n
+        return gone
 
     def attach(self, ks: Keystore | None) -> None:
         """Own ``ks`` from now on (``None``: let go of it, for a failed open)."""

@@ -248,8 +248,8 @@ class Inbox:
         if env.eid in c.eids:
             return True
         misses = self._modkeys.misses
+        session = Session.from_record(c.session, now=now)  # expires over-age skipped keys
         try:
-            session = Session.from_record(c.session, now=now)
             received = session.receive(
                 env.ct,
                 env.fc,
@@ -262,6 +262,9 @@ class Inbox:
             if retry and self._modkeys.misses != misses:
                 return False
             remember(c.eids, env.eid)
+            # A failed receive leaves the session as loaded: without the keys that expired
+            # on load (protocol.md §12.3), which must leave the keystore too.
+            c.session = session.to_record().to_bytes()
             book.put_contact(cid)
             events.append(ClientWarning("undecryptable", "", cid.hex()))
             return True

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from clientlib.client._background import Tasks, receive_loop, upkeep
+from clientlib.client._background import Tasks, expire_loop, receive_loop, upkeep
 from clientlib.client._book import AddressBook, ContactRef, RequestRef, credential
 from clientlib.client._contacts import BoundaryViolation, ContactOps
 from clientlib.client._export import export_document, write_new_private
@@ -226,6 +226,8 @@ class Client:
                 self._history = EncryptedFileHistory(
                     self._path.with_name(self._path.name + ".history"), ks, rng=cfg.rng
                 )
+            if book.expired_on_open:
+                ks.save()  # the over-age skipped keys leave the file now, not at the next save
         except BaseException:
             book.attach(None)
             ks.close()
@@ -255,6 +257,7 @@ class Client:
             )
         )
         spawn(self._outbox.run(self._link))
+        spawn(expire_loop(book, now=self._now))
         spawn(
             upkeep(
                 book, self._prekeys, self._link, check_reports=self.check_reports, emit=self._emit
