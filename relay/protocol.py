@@ -15,7 +15,8 @@ Rules:
    ``max_subscriptions`` subscriptions; beyond that requests fail with ``LIMIT``.
 3. ``ack`` and ``unsub`` are accepted only for mailboxes this connection subscribed to;
    anything else is ``AUTH``, exactly like an unknown mailbox.
-4. Any frame that fails to decode is answered with an ``err`` frame and changes nothing.
+4. Any frame that fails to decode is answered with an ``err`` frame and changes nothing; the
+   ``err`` echoes the frame's ``id`` whenever it can be read (:meth:`readable_id`).
 5. Contact requests (deposits carrying a handle) and proof-of-work nonce requests share an
    allowance of ``requests_per_minute`` per fixed minute (``now // 60``) per connection;
    beyond it they are answered ``LIMIT`` before any work is done (protocol.md §4.9).
@@ -26,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clientlib.errors import WireError
+from clientlib.wire.codec import decode_map
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
     ChallengeIssued,
@@ -41,6 +43,8 @@ from relay.errors import RelayError, from_wire_error
 from relay.service import challenge_binding
 
 __all__ = ["ConnectionLimits", "RelayConnection"]
+
+MAX_REQUEST_ID = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,17 @@ class RelayConnection:
         return Hello(min=SUPPORTED_VERSIONS.min, max=SUPPORTED_VERSIONS.max, limits=limits).encode(
             SUPPORTED_VERSIONS.max
         )
+
+    def readable_id(self, data: bytes) -> int | None:
+        """The request id of a frame that failed to decode, if it can be read (protocol.md
+        §3.2): the frame is within the size limit, of a supported version, one msgpack map,
+        and its ``id`` is a u32. Only called on the error path."""
+        try:
+            _, fields = decode_map(data, max_size=self.limits.max_frame)
+        except WireError:
+            return None
+        value = fields.get("id")
+        return value if type(value) is int and 0 <= value <= MAX_REQUEST_ID else None
 
     def receive_frame(self, data: bytes) -> ClientFrame:
         """Decode one client frame.

@@ -398,8 +398,13 @@ async def cmd_requests_accept(ctx: _Ctx, args: argparse.Namespace) -> int:
 
 
 async def cmd_requests_decline(ctx: _Ctx, args: argparse.Namespace) -> int:
+    _online(ctx, "requests decline")  # the decline is a ban at the relay (protocol.md §22.3)
     async with _open(ctx, connect=False) as client:
-        await client.decline_request(args.id)
+        try:  # resolves the id first: "no such request" needs no relay
+            await client.decline_request(args.id)
+        except TransportError:  # not connected yet: the ban needs the relay
+            await client.connect()
+            await client.decline_request(args.id)
     _out(f"declined request {clean(args.id)} (the sender is not told)")
     return EXIT_OK
 

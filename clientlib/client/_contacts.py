@@ -214,10 +214,15 @@ class ContactOps:
         req = book.requests[qid]
         a = book.addresses.get(req.address)
         if req.hdl is not None and a is not None:
+            # The ban is the decline (protocol.md §22.3 step 5): without it the same identity
+            # could ask again. Not connected or unreachable: nothing changes, the caller
+            # retries. AUTH (the address is gone at the relay): there is nothing to ban on.
             try:
                 await self._link.transport().ban(credential(a.rid, a.owner), add=[req.hdl])
-            except TransportError as exc:  # declined locally all the same
-                log.debug("ban postponed: %s", type(exc).__name__)
+            except RelayRejected as exc:
+                if exc.code != "AUTH":
+                    raise
+                log.debug("ban skipped: the address is gone")
         async with book.lock:
             book.drop_request(qid)
             await book.save()

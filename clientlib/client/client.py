@@ -421,6 +421,11 @@ class Client:
 
         A silent decline protects the decliner: the requester cannot tell a decline from a
         request still waiting, nor (afterwards) a ban from a deleted address.
+
+        Raises:
+            LocalProtocolError: no such request.
+            TransportError: the ban could not be sent (not connected, relay unreachable or
+                refusing): nothing changed; retry when connected.
         """
         await self._ops.decline_request(ref)
 

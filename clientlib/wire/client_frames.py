@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from clientlib.errors import WireError
 from clientlib.wire.codec import (
     Bin,
     Int,
@@ -38,6 +39,7 @@ from clientlib.wire.shared import (
     _MAILBOX_ID,
     _REQ_ID,
     _SEQ,
+    OP_CREATE,
     OWNER_OPS,
     _dispatch,
 )
@@ -68,7 +70,8 @@ class ClientFrame(Struct):
 class RequestChallenge(ClientFrame):
     """Ask for a single-use challenge for one owner operation on one mailbox.
 
-    ``rid`` is absent for ``create`` (the mailbox does not exist yet).
+    ``rid`` is absent for ``create`` (the mailbox does not exist yet) and required for every
+    other operation; :func:`decode_client_frame` refuses either mistake as MALFORMED.
     """
 
     TYPE: ClassVar[str] = "chal"
@@ -202,4 +205,7 @@ def decode_client_frame(
     """
     version, fields = decode_map(data, max_size=max_size, versions=versions)
     frame: ClientFrame = _dispatch(_CLIENT_FRAMES, fields)
+    if isinstance(frame, RequestChallenge) and (frame.rid is None) != (frame.op == OP_CREATE):
+        # protocol.md §3.1: rid is required for every operation but create, absent for it.
+        raise WireError("chal: rid must be present exactly when op is not create")
     return version, frame

@@ -268,7 +268,7 @@ class Connection:
         try:
             frame = self.proto.receive_frame(data)
         except RelayError as exc:
-            self.reply_error(exc.code, None)
+            self.reply_error(exc.code, self.proto.readable_id(data))
             return
         if isinstance(frame, RequestChallenge):
             try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from clientlib.client import (
 )
 from clientlib.client._book import credential
 from clientlib.client.client import BoundaryViolation
-from clientlib.errors import LocalProtocolError, RelayRejected
+from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
 from clientlib.transport import HTTPTransport
 from clientlib.wire.frames import Boundaries
 
@@ -86,6 +87,31 @@ async def test_decline_bans_the_requester_on_that_address(pair: tuple[Client, Cl
     other = await alice.create_invitation(new_address=True)
     await bob.send_request(other)
     await wait_for(alice, RequestReceived)
+
+
+async def test_decline_without_the_relay_changes_nothing(tmp_path: Path, relay: str) -> None:
+    """protocol.md §22.3 step 5: the ban is the decline. Not connected, decline_request
+    raises and keeps the request; connected, it bans, and the same identity cannot ask again."""
+    async with make(tmp_path, "bob", relay) as bob:
+        async with make(tmp_path, "alice", relay) as alice:
+            inv = await alice.create_invitation()
+            await bob.send_request(inv, intro="first try")
+            await wait_for(alice, RequestReceived)
+        passphrase = b"pw-alice long test passphrase"
+        offline = replace(FAST, connect=False)
+        async with Client.open(tmp_path / "alice.keystore", passphrase, config=offline) as a2:
+            [req] = a2.requests()
+            with pytest.raises(TransportError):
+                await a2.decline_request(req)
+            assert [r.id for r in a2.requests()] == [req.id]  # nothing changed
+            await a2.connect()
+            await a2.decline_request(req)
+            assert a2.requests() == []
+            bans = {label: info.bans for label, info in await a2.relay_holdings()}
+            assert bans["address 1"] == 1
+            again = await bob.send_request(inv, intro="second try")
+            warn = await wait_for(bob, ClientWarning, lambda w: w.kind == "request_refused")
+            assert warn.detail == "AUTH" and warn.contact_id == again.id
 
 
 async def test_boundaries_are_published_and_enforced(tmp_path: Path, relay: str) -> None:

@@ -160,3 +160,82 @@ async def test_wrong_routes_and_methods(relay: str, session: aiohttp.ClientSessi
         assert r.status == 405
     async with session.get(relay + "v2/info") as r:
         assert r.status == 404
+
+
+async def test_err_echoes_the_request_id_whenever_it_can_be_read(
+    relay: str, session: aiohttp.ClientSession, owner: Owner
+) -> None:
+    """protocol.md §3.2: an ``err`` carries the frame's ``id`` whenever the frame is within
+    the size limit, of a supported version, one msgpack map, and its ``id`` a u32, whichever
+    later check failed; otherwise it has none."""
+    http = HTTPClient(session, relay)
+    _, sid = await http.create_mailbox(owner)
+    good = dep(sid=sid, id=77)
+    packed = msgpack.packb(good, use_bin_type=True)
+    cases: list[tuple[str, bytes, str, int | None]] = [
+        ("unknown type", frame({"t": "nope", "id": 9}), "MALFORMED", 9),
+        ("unknown field", frame({**good, "x": 1}), "MALFORMED", 77),
+        ("missing field", frame({k: v for k, v in good.items() if k != "eid"}), "MALFORMED", 77),
+        ("wrong type", frame({**good, "sid": "a" * 16}), "MALFORMED", 77),
+        ("out of range", frame({**good, "flags": 256}), "MALFORMED", 77),
+        ("ct above 65,536 bytes", frame({**good, "ct": bytes(65537)}), "MALFORMED", 77),
+        ("id is the largest u32", frame({**good, "id": 2**32 - 1, "x": 1}), "MALFORMED", 2**32 - 1),
+        ("id above u32", frame({**good, "id": 2**32, "x": 1}), "MALFORMED", None),
+        ("id of the wrong type", frame({**good, "id": "77"}), "MALFORMED", None),
+        ("trailing byte", b"\x01" + packed + b"\x00", "MALFORMED", None),
+        ("unsupported version", b"\x02" + packed, "VERSION", None),
+        ("not a map", frame([77]), "MALFORMED", None),
+    ]
+    async with WSClient(session, relay) as ws:
+        for name, data, code, want_id in cases:
+            await ws.send_raw(data)
+            reply = await ws.next_push(5)
+            assert isinstance(reply, ErrorReply), name
+            assert (reply.code, reply.id) == (code, want_id), name
+
+
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"op": "create", "rid": bytes(16)}, "create with rid"),
+        ({"op": "delete"}, "delete without rid"),
+        ({"op": "info"}, "info without rid"),
+    ],
+)
+async def test_challenge_binding_mistakes_are_refused_at_chal(
+    relay: str, session: aiohttp.ClientSession, fields: dict[str, object], name: str
+) -> None:
+    """protocol.md §3.1, §4.4: ``rid`` is absent exactly for ``create``; a mistake is
+    ``MALFORMED`` at ``chal`` (on both transports), not an ``AUTH`` at ``own`` later."""
+    data = frame({"t": "chal", "id": 3, **fields})
+    async with WSClient(session, relay) as ws:
+        await ws.send_raw(data)
+        reply = await ws.next_push(5)
+        assert isinstance(reply, ErrorReply) and (reply.code, reply.id) == ("MALFORMED", 3), name
+    status, reply = await HTTPClient(session, relay).post("/v1/challenge", data)
+    assert status == 400 and isinstance(reply, ErrorReply) and reply.code == "MALFORMED", name
+
+
+async def test_sub_challenge_over_http_is_refused_at_chal(
+    relay: str, session: aiohttp.ClientSession
+) -> None:
+    """protocol.md §4.4: ``sub`` needs a socket, so its challenge is refused at ``chal``."""
+    data = frame({"t": "chal", "id": 3, "op": "sub", "rid": os.urandom(16)})
+    status, reply = await HTTPClient(session, relay).post("/v1/challenge", data)
+    assert status == 400 and isinstance(reply, ErrorReply) and reply.code == "MALFORMED"
+
+
+async def test_ct_size_order_malformed_then_too_large(
+    relay_config, make_relay, session: aiohttp.ClientSession, owner: Owner
+) -> None:  # type: ignore[no-untyped-def]
+    """protocol.md §5.1: a ``ct`` longer than 65,536 bytes fails the frame schema
+    (``MALFORMED``); a bucket above a relay's lower ``env`` limit is ``TOO_LARGE``."""
+    from dataclasses import replace
+
+    url, _ = await make_relay(replace(relay_config, max_envelope_bytes=16384))
+    http = HTTPClient(session, url)
+    _, sid = await http.create_mailbox(owner)
+    status, reply = await http.post("/v1/deposit", frame(dep(sid=sid, ct=bytes(65537))))
+    assert (status, reply.code) == (400, "MALFORMED")  # type: ignore[union-attr]
+    status, reply = await http.post("/v1/deposit", frame(dep(sid=sid, ct=bytes(32768))))
+    assert (status, reply.code) == (413, "TOO_LARGE")  # type: ignore[union-attr]
