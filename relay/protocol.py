@@ -40,7 +40,7 @@ from clientlib.wire.frames import (
 )
 from clientlib.wire.version import SUPPORTED_VERSIONS
 from relay.errors import RelayError, from_wire_error
-from relay.service import challenge_binding
+from relay.service import challenge_binding, check_challenge_request
 
 __all__ = ["ConnectionLimits", "RelayConnection"]
 
@@ -116,8 +116,10 @@ class RelayConnection:
         """Remember a new challenge and return the ``chal`` reply.
 
         Raises:
-            RelayError: ``LIMIT`` when too many challenges are pending.
+            RelayError: ``MALFORMED`` (``rid`` missing or extra, protocol.md §3.1), ``LIMIT``
+                when too many challenges are pending.
         """
+        check_challenge_request(frame.op, frame.rid)
         if len(self._challenges) >= self.limits.max_pending_challenges:
             self._expire(now)
             if len(self._challenges) >= self.limits.max_pending_challenges:

@@ -100,6 +100,16 @@ def challenge_binding(op: str, rid: bytes | None) -> bytes:
     return op.encode() + b"\x00" + (hashlib.sha256(rid).digest() if rid else b"")
 
 
+def check_challenge_request(op: str, rid: bytes | None) -> None:
+    """``chal`` names a mailbox exactly when ``op`` is not ``create`` (protocol.md §3.1).
+
+    Raises:
+        RelayError: ``MALFORMED`` (checked at ``chal``, not left to fail at ``own``).
+    """
+    if (rid is None) != (op == OP_CREATE):
+        raise RelayError(ErrorCode.MALFORMED)
+
+
 def pow_binding(sid: bytes) -> bytes:
     """The value a proof-of-work nonce is bound to: ``"pow" || 0x00 || SHA-256(sid)``.
 
@@ -149,7 +159,12 @@ class MailboxService:
         return self._rng(CHALLENGE_SIZE)
 
     async def issue_http_challenge(self, op: str, rid: bytes | None) -> bytes:
-        """Issue a challenge for an HTTP owner command, remembered by the store."""
+        """Issue a challenge for an HTTP owner command, remembered by the store.
+
+        Raises:
+            RelayError: ``MALFORMED`` (:func:`check_challenge_request`), ``UNAVAILABLE``.
+        """
+        check_challenge_request(op, rid)
         nonce = self.new_nonce()
         with storage_errors():
             await self.store.put_challenge(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from clientlib.errors import WireError
 from clientlib.wire.codec import (
     Bin,
     Int,
@@ -39,7 +38,6 @@ from clientlib.wire.shared import (
     _MAILBOX_ID,
     _REQ_ID,
     _SEQ,
-    OP_CREATE,
     OWNER_OPS,
     _dispatch,
 )
@@ -71,7 +69,7 @@ class RequestChallenge(ClientFrame):
     """Ask for a single-use challenge for one owner operation on one mailbox.
 
     ``rid`` is absent for ``create`` (the mailbox does not exist yet) and required for every
-    other operation; :func:`decode_client_frame` refuses either mistake as MALFORMED.
+    other operation; the relay refuses either mistake as MALFORMED (protocol.md §3.1).
     """
 
     TYPE: ClassVar[str] = "chal"
@@ -205,7 +203,4 @@ def decode_client_frame(
     """
     version, fields = decode_map(data, max_size=max_size, versions=versions)
     frame: ClientFrame = _dispatch(_CLIENT_FRAMES, fields)
-    if isinstance(frame, RequestChallenge) and (frame.rid is None) != (frame.op == OP_CREATE):
-        # protocol.md §3.1: rid is required for every operation but create, absent for it.
-        raise WireError("chal: rid must be present exactly when op is not create")
     return version, frame
