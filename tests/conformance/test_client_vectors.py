@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -14,6 +15,7 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from nacl.pwhash import argon2id
 from test_crypto_independent import xchacha_seal
 
 from clientlib.client.content import decode_content
@@ -28,6 +30,9 @@ from clientlib.client.invite import (
 )
 from clientlib.crypto.keys import IdentityKeyPair
 from clientlib.crypto.prekeys import PreKeyKind, PreKeyPair, SignedPreKey
+from clientlib.keystore.errors import WrongPassphrase
+from clientlib.keystore.file import FileKeystore
+from clientlib.wire.pow import capability_hash, pow_valid
 
 V = json.loads((Path(__file__).parents[1] / "vectors" / "client-v1.json").read_text())["client-v1"]
 
@@ -128,3 +133,89 @@ def test_v2_invitation_refuses_a_substituted_bundle() -> None:
     with pytest.raises(IdentityMismatch, match="does not match the invitation"):
         open_bundle(v2, forged, None)
     assert open_bundle(v2, x(v["static"]), x(v["item"])).identity == ik.public
+
+
+# --- revision 6 (issue 22 items 10 and 20) --------------------------------------------------
+
+
+def test_requester_handle() -> None:
+    """protocol.md §22.2: hk = HKDF(seed, 0^32, "blindrelay/v1/handle-key", 32);
+    hdl = HMAC(hk, "blindrelay/v1/handle" || 0x00 || sid)[0:16]."""
+    v = V["handle"]
+    hk = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=bytes(32), info=b"blindrelay/v1/handle-key"
+    ).derive(x(v["identity_seed"]))
+    assert hk == x(v["hk"])
+    mac = hmac.new(hk, b"blindrelay/v1/handle\x00" + x(v["address_sid"]), hashlib.sha256)
+    assert mac.digest()[:16] == x(v["hdl"])
+
+
+def test_capability_hash() -> None:
+    """protocol.md §4.8: h = SHA-256("blindrelay/v1/cap" || 0x00 || sid || cap)."""
+    v = V["capability_hash"]
+    h = hashlib.sha256(b"blindrelay/v1/cap\x00" + x(v["sid"]) + x(v["cap"])).digest()
+    assert h == x(v["h"]) == capability_hash(x(v["sid"]), x(v["cap"]))
+
+
+def _zero_bits(d: bytes) -> int:
+    n = 0
+    for byte in d:
+        if byte:
+            return n + 8 - byte.bit_length()
+        n += 8
+    return n
+
+
+def test_pow_digest() -> None:
+    """protocol.md §4.9: d = SHA-256("blindrelay/v1/pow" || 0x00 || sid || nonce || eid ||
+    u64be(pwc)), leading zero bits counted from the top bit of d[0]."""
+    v = V["pow"]
+    prefix = b"blindrelay/v1/pow\x00" + x(v["sid"]) + x(v["nonce"]) + x(v["eid"])
+    d = hashlib.sha256(prefix + v["counter"].to_bytes(8, "big")).digest()
+    assert d == x(v["digest"])
+    assert _zero_bits(d) == v["leading_zero_bits"] >= v["bits"]
+    assert hashlib.sha256(prefix + bytes(8)).digest() == x(v["digest_counter_0"])
+    # The smallest counter: every smaller one falls short (the relay would answer POW).
+    for c in range(v["counter"]):
+        assert _zero_bits(hashlib.sha256(prefix + c.to_bytes(8, "big")).digest()) < v["bits"]
+    assert pow_valid(x(v["sid"]), x(v["nonce"]), x(v["eid"]), v["counter"], v["bits"])
+    assert not pow_valid(x(v["sid"]), x(v["nonce"]), x(v["eid"]), v["counter"], 32)
+
+
+def test_keystore_file(tmp_path: Path) -> None:
+    """protocol.md §23.4, from the table alone: header, Argon2id key, XChaCha20-Poly1305 with
+    the header as AD, a sorted msgpack body; and the reference client opens the file."""
+    v = V["keystore"]
+    data = x(v["file"])
+    assert data[:4] == b"BRKS" and data[4] == 1
+    assert int.from_bytes(data[5:9], "big") == v["opslimit"]
+    assert int.from_bytes(data[9:13], "big") == v["memlimit_kib"]
+    assert data[13:29] == x(v["salt"]) and data[29:53] == x(v["nonce"])
+    key = argon2id.kdf(
+        32,
+        x(v["passphrase"]),
+        x(v["salt"]),
+        opslimit=v["opslimit"],
+        memlimit=v["memlimit_kib"] * 1024,
+    )
+    assert key == x(v["key"])
+    assert xchacha_seal(key, x(v["nonce"]), x(v["body"]), data[:53]) == data[53:]
+    body = msgpack.unpackb(x(v["body"]), raw=False)
+    assert list(body) == sorted(body)
+    assert {ns: {k.hex(): val.hex() for k, val in kv.items()} for ns, kv in body.items()} == v[
+        "entries"
+    ]
+    path = tmp_path / "vector.keystore"
+    path.write_bytes(data)
+    ks = FileKeystore.open(path, x(v["passphrase"]), rng=os.urandom)
+    try:
+        for ns, kv in v["entries"].items():
+            assert ks.items(ns) == sorted((x(k), x(val)) for k, val in kv.items())
+    finally:
+        ks.close()
+    # A flipped header byte (the AD) is refused like a wrong passphrase.
+    bad = bytearray(data)
+    bad[12] ^= 1  # memlimit 8 -> 9 KiB: still in range, authenticated by the AEAD
+    path.write_bytes(bytes(bad))
+    with pytest.raises(WrongPassphrase):
+        FileKeystore.open(path, x(v["passphrase"]), rng=os.urandom)

@@ -18,6 +18,8 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from generate_vectors import DRBG  # noqa: E402
 
+from clientlib.client._book import AddressBook  # noqa: E402
+from clientlib.client.config import DEFAULT_BOUNDARIES  # noqa: E402
 from clientlib.client.content import (  # noqa: E402
     Accept,
     ContactRequestContent,
@@ -33,6 +35,9 @@ from clientlib.client.invite import (  # noqa: E402
 )
 from clientlib.crypto.keys import IdentityKeyPair  # noqa: E402
 from clientlib.crypto.prekeys import PreKeyKind, PreKeyPair  # noqa: E402
+from clientlib.crypto.primitives import hkdf  # noqa: E402
+from clientlib.keystore.file import FileKeystore  # noqa: E402
+from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest, solve  # noqa: E402
 
 OUT = HERE / "client-v1.json"
 
@@ -97,7 +102,93 @@ def build() -> dict[str, Any]:
                 "item": item.hex(),
             },
             "content": [{"name": name, "encoded": c.encode().hex()} for name, c in contents],
+            **revision_6(),
         }
+    }
+
+
+def revision_6() -> dict[str, Any]:
+    """Vectors added in protocol.md revision 6 (issue 22 items 10 and 20), from their own
+    DRBG so that every earlier value above is unchanged."""
+    rng = DRBG(b"client-v1/rev6")
+    seed, address_sid = rng(32), rng(16)
+    book = AddressBook(rng=rng, boundaries=DEFAULT_BOUNDARIES)
+    book._identity = IdentityKeyPair(seed)
+    hk = hkdf(seed, salt=bytes(32), info=b"blindrelay/v1/handle-key", length=32)
+    pair_sid, cap = rng(16), rng(32)
+    pow_sid, nonce, eid, bits = rng(16), rng(16), rng(16), 12
+    counter = solve(pow_sid, nonce, eid, bits)
+    digest = pow_digest(pow_sid, nonce, eid, counter)
+    return {
+        "handle": {
+            "identity_seed": seed.hex(),
+            "address_sid": address_sid.hex(),
+            "hk": hk.hex(),
+            "hdl": book.handle(address_sid).hex(),
+        },
+        "capability_hash": {
+            "sid": pair_sid.hex(),
+            "cap": cap.hex(),
+            "h": capability_hash(pair_sid, cap).hex(),
+        },
+        "pow": {
+            "sid": pow_sid.hex(),
+            "nonce": nonce.hex(),
+            "eid": eid.hex(),
+            "bits": bits,
+            "counter": counter,
+            "digest": digest.hex(),
+            "leading_zero_bits": leading_zero_bits(digest),
+            "digest_counter_0": pow_digest(pow_sid, nonce, eid, 0).hex(),
+            "note": "counter is the smallest that meets bits (the reference solver counts "
+            "up from 0); any counter meeting bits is valid",
+        },
+        "keystore": keystore_vector(rng),
+    }
+
+
+def keystore_vector(rng: DRBG) -> dict[str, Any]:
+    """One keystore file (protocol.md §23.4), at Argon2id's minimum cost so that checking it
+    is fast; opening accepts any cost within the format's bounds."""
+    import os
+    import tempfile
+
+    os.environ["CLIENTLIB_INSECURE_TEST_KDF"] = "1"  # the minimum cost, for the vector only
+    passphrase = b"vector: correct horse battery staple"
+    entries = {"meta": {b"state-version": b"\x01"}, "identity": {b"seed": rng(32)}}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "vector.keystore"
+        draws: list[bytes] = []
+
+        def record(n: int) -> bytes:
+            out = rng(n)
+            draws.append(out)
+            return out
+
+        ks = FileKeystore.create(path, passphrase, rng=record, opslimit=1, memlimit=8192)
+        for ns, kv in entries.items():
+            for k, v in kv.items():
+                ks.put(ns, k, v)
+        ks.save()
+        ks.close()
+        data = path.read_bytes()
+    import msgpack
+    from nacl.pwhash import argon2id
+
+    salt, nonce = data[13:29], data[29:53]
+    body = msgpack.packb({ns: dict(sorted(kv.items())) for ns, kv in sorted(entries.items())})
+    return {
+        "passphrase": passphrase.hex(),
+        "opslimit": 1,
+        "memlimit_kib": 8,
+        "salt": salt.hex(),
+        "nonce": nonce.hex(),
+        "key": argon2id.kdf(32, passphrase, salt, opslimit=1, memlimit=8192).hex(),
+        "body": body.hex(),
+        "entries": {ns: {k.hex(): v.hex() for k, v in kv.items()} for ns, kv in entries.items()},
+        "file": data.hex(),
+        "note": "the rng draws of create and save: salt (16), then a nonce (24) at every save;"
+        " the file is the last save",
     }
 
 
