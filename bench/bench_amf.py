@@ -14,6 +14,11 @@ Prints the median, over ``N`` single calls each (after a warm-up), in microsecon
   ``j`` alone (``M`` recomputed);
 * ``judge_key``: deriving ``(j, M)`` from a franking key (once per key and process).
 
+Then the client's send path without I/O, as ``Client.send`` runs it (``--no-send`` skips it):
+load the session record (``Session.from_record``, with the validated-identity cache cold and
+warm), seal one franked 1 KiB message with the whole signature or with one prepared ahead,
+and save the record.
+
 Single-threaded, in this process, libsodium through PyNaCl; no I/O.
 """
 
@@ -22,11 +27,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import clientlib.crypto.keys as keys_module
+from clientlib.crypto import PreKeyKind, PreKeyPair
 from clientlib.crypto.amf import AMF_SIGNATURE_SIZE, frank, prepare, verify_as_recipient
 from clientlib.crypto.keys import IdentityKeyPair
+from clientlib.session import ModeratorKey, PreKeyBundle, Session, accept, initiate, open_envelope
 from relay.amf import judge_key, verify_as_judge
 
 
@@ -45,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="50 calls per figure")
     parser.add_argument("-n", type=int, default=500, help="calls per figure (default 500)")
+    parser.add_argument("--no-send", action="store_true", help="skip the client send path")
     args = parser.parse_args()
     n = 50 if args.quick else args.n
 
@@ -81,6 +94,65 @@ def main() -> None:
     rows = [(name, median_us(fn, n)) for name, fn in cases]
     assert verify_as_judge(jk, a, r, kid, fc, sig)
     print(f"AMF, signature {AMF_SIGNATURE_SIZE} bytes, median of {n} calls each")
+    for name, us in rows:
+        print(f"  {name:<36} {us:>9.1f} us")
+    if not args.no_send:
+        send_path(alice, bob, m, kid, n)
+
+
+def send_path(alice: IdentityKeyPair, bob: IdentityKeyPair, m: bytes, kid: int, n: int) -> None:
+    """The CPU of ``Client.send`` without its I/O: record in, sealed envelope, record out."""
+    rng = os.urandom
+    spk = PreKeyPair.generate(bob, PreKeyKind.X25519_SIGNED, 1, rng)
+    kem = PreKeyPair.generate(bob, PreKeyKind.MLKEM_LAST_RESORT, 2, rng)
+    bundle = PreKeyBundle.build(bob.public, spk.public_record, kem.public_record, None)
+    mod = ModeratorKey(kid, m)
+
+    def lookup(k: int) -> bytes | None:
+        return m if k == kid else None
+
+    sa, env = initiate(alice, bundle.to_bytes(), b"hi", rng=rng, now=0, moderator=mod)
+    opened = open_envelope(bob, env.ct)
+    acc = accept(
+        bob,
+        opened,
+        env.fc,
+        signed_prekey=spk,
+        kem_prekey=kem,
+        one_time_prekey=None,
+        now=0,
+        moderator_keys=lookup,
+    )
+    r = acc.session.encrypt(b"ack", rng=rng, now=0, identity=bob, moderator=mod)
+    sa.receive(r.ct, r.fc, identity=alice, now=0, moderator_keys=lookup)
+    record = [sa.to_record().to_bytes()]
+    text = os.urandom(1024)
+    count = n + n // 20 + 3
+    pool = [prepare(alice, alice.public, bob.public, m, kid, rng=rng) for _ in range(count)]
+    it = iter(pool)
+
+    def cold_load() -> object:
+        keys_module._validated.clear()
+        return Session.from_record(record[0], now=0)
+
+    def send(prepared: bool) -> Callable[[], object]:
+        def run() -> object:
+            s = Session.from_record(record[0], now=0)
+            p = next(it) if prepared else None
+            sealed = s.encrypt(text, rng=rng, now=0, identity=alice, moderator=mod, prepared=p)
+            record[0] = s.to_record().to_bytes()
+            return sealed
+
+        return run
+
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("Session.from_record, cold key cache", cold_load),
+        ("Session.from_record, cached keys", lambda: Session.from_record(record[0], now=0)),
+        ("send path, whole frank", send(False)),
+        ("send path, prepared ahead", send(True)),
+    ]
+    rows = [(name, median_us(fn, n)) for name, fn in cases]
+    print(f"client send path (1 KiB text, franked; no I/O), median of {n} calls each")
     for name, us in rows:
         print(f"  {name:<36} {us:>9.1f} us")
 

@@ -8,9 +8,11 @@ relay leaves nothing half done locally. :class:`~clientlib.client.Client` docume
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from clientlib.client._book import AddressBook, ContactRef, RequestRef, bnd_list, credential
 from clientlib.client._link import Link
@@ -31,6 +33,7 @@ from clientlib.client.history import HistoryStore
 from clientlib.client.invite import Invitation, open_bundle
 from clientlib.client.state import ContactRecord, OutboxRecord
 from clientlib.client.types import ClientEvent, Contact, ContactAdded, StoredMessage
+from clientlib.crypto.amf import PreparedFrank, prepare
 from clientlib.crypto.primitives import ed25519_expand_seed, ed25519_public_from_seed, ed25519_sign
 from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
 from clientlib.session import Session, initiate
@@ -62,8 +65,14 @@ class ContactOps:
         emit: Callable[[ClientEvent], None],
         now: Callable[[], int],
         modkeys: ModeratorKeyCache | None = None,
+        spawn: Callable[[Coroutine[Any, Any, None]], None] | None = None,
     ) -> None:
         self._modkeys = modkeys if modkeys is not None else ModeratorKeyCache()
+        self._spawn = spawn
+        #: One AMF signature prepared ahead per contact (protocol.md §15.5.5), in memory
+        #: only: a prepared signature is single use and never persisted or copied.
+        self._prepared: dict[bytes, PreparedFrank] = {}
+        self._warming: set[bytes] = set()
         self._book = book
         self._prekeys = prekeys
         self._outbox = outbox
@@ -236,6 +245,7 @@ class ContactOps:
             await self._link.delete_mailbox(c.rid, c.owner)
         async with book.lock:
             book.drop_contact(cid)
+            self.forget_prepared(cid)
             self._outbox.drop_contact(cid)
             self._history().forget(cid.hex())  # under the lock: it saves the keystore too
             await book.save()
@@ -363,7 +373,9 @@ class ContactOps:
             now=self._now() if now is None else now,
             identity=book.identity,
             moderator=self._modkeys.current(),
+            prepared=self._prepared.pop(cid, None),
         )
+        self.warm(cid)  # the next message's signature, while this one is being saved
         c.session = session.to_record().to_bytes()
         book.put_contact(cid)
         mid = None
@@ -372,6 +384,39 @@ class ContactOps:
             mid = bytes.fromhex(history.id)
         eid = book.rng(16)
         self._outbox.queue(OutboxRecord(cid, eid, sealed.ct, sealed.fc, c.send, mid, c.sendcap))
+
+    def warm(self, cid: bytes) -> None:
+        """Prepare the next AMF signature for an accepted contact in a worker thread, off
+        the send path (protocol.md §15.5.5 "Precomputation": a send then only finishes it,
+        about 24 µs instead of about 0.9 ms). Does nothing if one is ready or on its way,
+        for a pending or unknown contact, or before the relay's keys are known."""
+        c = self._book.contacts.get(cid)
+        if self._spawn is None or c is None or c.send is None:
+            return
+        if cid in self._warming or cid in self._prepared:
+            return
+        try:
+            mod = self._modkeys.current()
+        except TransportError:
+            return
+        identity, rng, peer = self._book.identity, self._book.rng, c.identity
+        self._warming.add(cid)
+
+        async def run() -> None:
+            try:
+                ready = await asyncio.to_thread(
+                    prepare, identity, identity.public, peer, mod.public, mod.kid, rng=rng
+                )
+                if cid in self._book.contacts:
+                    self._prepared[cid] = ready
+            finally:
+                self._warming.discard(cid)
+
+        self._spawn(run())
+
+    def forget_prepared(self, cid: bytes) -> None:
+        """Drop a contact's prepared signature (the contact went)."""
+        self._prepared.pop(cid, None)
 
     async def _create_mailbox(
         self, owner: bytes, *, kind: str, boundaries: Boundaries | None = None

@@ -56,7 +56,9 @@ from clientlib.client.types import (
     ClientEvent,
     ClientWarning,
     Contact,
+    ContactAdded,
     ContactRequest,
+    MessageReceived,
     StoredMessage,
 )
 from clientlib.crypto.keys import IdentityPublicKey
@@ -126,6 +128,7 @@ class Client:
             emit=self._emit,
             now=self._now,
             modkeys=self._modkeys,
+            spawn=self._tasks.spawn,
         )
         self._closed = False
         self._started = False
@@ -618,6 +621,9 @@ class Client:
         return int(self._config.clock())
 
     def _emit(self, ev: ClientEvent) -> None:
+        if isinstance(ev, MessageReceived | ContactAdded):
+            # A reply is likely: have its AMF signature ready (protocol.md §15.5.5).
+            self._ops.warm(bytes.fromhex(ev.contact.id))
         self._events.put_nowait(ev)
 
     def __repr__(self) -> str:

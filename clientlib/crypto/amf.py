@@ -318,6 +318,21 @@ class PreparedFrank:
                     t = _mul(k, base) if s == side else _simulated(z_sim, c_sim, base, pub)
                     self._commitments.append(t)
 
+    def binds(self, sender: Public, recipient: Public, moderator: bytes, kid: int) -> bool:
+        """Whether this signature was prepared for exactly these public inputs (it is
+        useless for any other recipient or moderator key: protocol.md §15.5.5)."""
+        return (
+            kid == self._kid
+            and bytes(sender) == self._sender
+            and bytes(recipient) == self._recipient
+            and moderator == self._moderator
+        )
+
+    @property
+    def used(self) -> bool:
+        """True once :meth:`sign` ran (a prepared signature signs once)."""
+        return self._used
+
     def sign(self, fc: bytes) -> bytes:
         """The 448-byte ``sigma`` over ``fc``.
 

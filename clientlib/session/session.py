@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from clientlib.crypto.amf import AMF_SIGNATURE_SIZE, frank, verify_as_recipient
+from clientlib.crypto.amf import AMF_SIGNATURE_SIZE, PreparedFrank, frank, verify_as_recipient
 from clientlib.crypto.franking import (
     FRANKING_COMMITMENT_SIZE,
     FRANKING_KEY_SIZE,
@@ -253,6 +253,7 @@ class Session:
         attachment_hashes: Sequence[bytes] = (),
         identity: IdentityKeyPair | None = None,
         moderator: ModeratorKey | None = None,
+        prepared: PreparedFrank | None = None,
     ) -> SealedEnvelope:
         """Encrypt, pad, seal, commit and frank one message (§12.4, §13.2, §14, §15).
 
@@ -264,12 +265,18 @@ class Session:
         Args:
             plaintext: the message.
             rng: injected randomness; draws, in order: franking key (32), the AMF hedge (32,
-                version 2 only; again on the ~2^-250 retry), a new ratchet key (32, only when
+                version 2 only and not with a usable ``prepared``; again on the ~2^-250
+                retry), a new ratchet key (32, only when
                 a DH step is pending), the sealed-sender ephemeral (32).
             now: the current time in seconds (expires old skipped keys).
             attachment_hashes: SHA-256 of each attachment's plaintext (at most 16).
             identity: our identity key pair (it signs ``sigma``); must match the session.
             moderator: ``(kid, M_kid)`` published by the recipient's relay (§15.5.3).
+            prepared: an unused signature prepared ahead of time by
+                :func:`clientlib.crypto.amf.prepare` for this session's peer under
+                ``moderator`` (§15.5.5 "Precomputation"): only the challenge and responses
+                are left to compute, and no AMF hedge is drawn. One prepared for other
+                inputs is ignored (the signature is made in full).
 
         Returns:
             ``SealedEnvelope(ct, fc)`` with ``len(ct)`` exactly one envelope bucket.
@@ -310,18 +317,27 @@ class Session:
         if identity is None or moderator is None:
             head = bytes((BODY_VERSION_LEGACY,)) + fk
         else:
-            try:
-                sigma = frank(
-                    identity,
-                    self._local,
-                    self._remote,
-                    moderator.public,
-                    moderator.kid,
-                    fc,
-                    rng=rng,
-                )
-            except ValueError as exc:
-                raise LocalProtocolError("bad moderator key id") from exc
+            sigma = None
+            if prepared is not None and prepared.binds(
+                self._local, self._remote, moderator.public, moderator.kid
+            ):
+                try:
+                    sigma = prepared.sign(fc)
+                except ValueError:  # pragma: no cover - a zero response, probability 2^-251
+                    sigma = None
+            if sigma is None:
+                try:
+                    sigma = frank(
+                        identity,
+                        self._local,
+                        self._remote,
+                        moderator.public,
+                        moderator.kid,
+                        fc,
+                        rng=rng,
+                    )
+                except ValueError as exc:
+                    raise LocalProtocolError("bad moderator key id") from exc
             head = bytes((BODY_VERSION,)) + fk + moderator.kid.to_bytes(4, "big") + sigma
         body = head + bytes((len(hashes),)) + b"".join(hashes) + plaintext
         padded = pad(body, overhead=overhead, buckets=ENVELOPE_BUCKETS)

@@ -106,3 +106,39 @@ def test_encrypt_argument_rules_and_size() -> None:
     sa.encrypt(b"a" * big, rng=drbg(b"big"), now=1, identity=alice, moderator=MOD)
     with pytest.raises(LocalProtocolError):
         sa.encrypt(b"a" * (big + 1), rng=rng, now=1, identity=alice, moderator=MOD)
+
+
+def test_prepared_signature_is_used_once_and_only_for_its_inputs() -> None:
+    """protocol.md §15.5.5 "Precomputation" on the send path: a signature prepared for the
+    peer under the moderator key finishes the message's sigma (no hedge drawn); one made for
+    other inputs is ignored and the signature is made in full; a used one refuses."""
+    rng, alice, bob, sa, acc = pair(b"amf-prep")
+    sb = acc.session
+    ready = amf.prepare(alice, alice.public, bob.identity.public, MOD.public, MOD.kid, rng=rng)
+    drawn: list[int] = []
+
+    def counting(n: int) -> bytes:
+        drawn.append(n)
+        return rng(n)
+
+    env = sa.encrypt(b"fast", rng=counting, now=1, identity=alice, moderator=MOD, prepared=ready)
+    assert ready.used and drawn == [32, 32]  # fk and the sealed ephemeral: no AMF hedge
+    msg = sb.receive(env.ct, env.fc, identity=bob.identity, now=1, moderator_keys=keys)
+    assert msg.plaintext == b"fast" and msg.amf_signature is not None
+    assert verify_as_judge(
+        JUDGE, bytes(alice.public), bytes(bob.identity.public), 7, env.fc, msg.amf_signature
+    )
+    with pytest.raises(LocalProtocolError):  # single use
+        sa.encrypt(b"again", rng=rng, now=1, identity=alice, moderator=MOD, prepared=ready)
+    # Prepared for another moderator key (the relay rotated) or another recipient: ignored.
+    for other in (
+        amf.prepare(alice, alice.public, bob.identity.public, OTHER.public, 8, rng=rng),
+        amf.prepare(alice, alice.public, alice.public, MOD.public, MOD.kid, rng=rng),
+    ):
+        drawn.clear()
+        env = sa.encrypt(
+            b"full", rng=counting, now=1, identity=alice, moderator=MOD, prepared=other
+        )
+        assert not other.used and drawn == [32, 32, 32]  # fk, the AMF hedge, the ephemeral
+        got = sb.receive(env.ct, env.fc, identity=bob.identity, now=1, moderator_keys=keys)
+        assert got.plaintext == b"full"
