@@ -1,4 +1,5 @@
-"""The application factory: the only place that picks a storage backend from configuration."""
+"""The application factory: composes the store, the service, the routes and the background
+tasks. The backend is picked by :func:`relay.backend.build_backend` (re-exported here)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from pathlib import Path
 import structlog
 from aiohttp import WSCloseCode, web
 
-from relay.admin.listener import AdminListener, admin_listener_key
+from relay.admin.listener import (
+    AdminListener,
+    admin_listener_key,
+    start_admin_listener,
+    stop_admin_listener,
+)
 from relay.appkeys import (
     config_key,
     lock_key,
@@ -23,13 +29,15 @@ from relay.appkeys import (
     tasks_key,
     wakeups_key,
 )
+from relay.backend import build_backend
 from relay.config import RelayConfig
 from relay.errors import ConfigError
 from relay.http.routes import setup_routes
 from relay.metrics import Metrics
 from relay.middlewares import request_middleware, setup_web_surface
 from relay.service import MailboxService
-from relay.storage.base import EnvelopeStore, StorageUnavailable, Wakeups
+from relay.storage.base import EnvelopeStore, StorageError, StorageUnavailable, Wakeups
+from relay.ws.handler import setup_websocket
 
 __all__ = ["build_backend", "create_app", "lock_database"]
 
@@ -38,27 +46,6 @@ __all__ = ["build_backend", "create_app", "lock_database"]
 _NOT_DURABLE = "storage is not durable"
 
 log = structlog.get_logger("blindrelay")
-
-
-def build_backend(config: RelayConfig) -> tuple[EnvelopeStore, Wakeups]:
-    """Construct (but do not open) the store and wake-up channel the config asks for."""
-    if config.storage == "redis":
-        from relay.storage.redis import RedisStore, RedisWakeups
-
-        store: EnvelopeStore = RedisStore(
-            config.redis_url,
-            config.store_limits(),
-            durability="strict" if config.redis_durability == "strict" else "relaxed",
-            key_prefix=config.redis_key_prefix,
-        )
-        wakeups: Wakeups = RedisWakeups(config.redis_url, key_prefix=config.redis_key_prefix)
-        return store, wakeups
-    from relay.storage.sqlite import SQLiteStore
-    from relay.storage.wakeups import LocalWakeups
-
-    path = config.resolved_sqlite_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return SQLiteStore(path, config.store_limits()), LocalWakeups()
 
 
 def lock_database(path: Path) -> int:
@@ -131,9 +118,11 @@ async def _purge_ctx(app: web.Application) -> AsyncIterator[None]:
                 count = await service.purge_expired()
                 if count:
                     log.info("expired_purged", count=count)
-            except Exception:  # keep purging after a storage outage
+            except StorageError:  # keep purging after a storage outage
                 log.warning("purge_failed")
                 app[metrics_key].inc("storage_errors", "purge")
+            except Exception:  # a bug: logged as one, and purging carries on
+                log.exception("purge_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 
@@ -152,8 +141,6 @@ async def _admin_ctx(app: web.Application) -> AsyncIterator[None]:
     if not config.admin_enabled:
         yield
         return
-    from relay.admin import start_admin_listener, stop_admin_listener
-
     listener = app[admin_listener_key]
     await start_admin_listener(config, app[service_key].moderation, listener)
     try:
@@ -201,5 +188,6 @@ def create_app(
     app.cleanup_ctx.append(_admin_ctx)
     app.on_shutdown.append(_close_sockets)
     setup_routes(app)
+    setup_websocket(app)
     setup_web_surface(app)
     return app

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from relay.config import RelayConfig
 from relay.metrics import Metrics
-from relay.service import MailboxService
 from relay.storage.base import EnvelopeStore, Wakeups
+
+if TYPE_CHECKING:  # the service sits above this module: a type, never a runtime import
+    from relay.service import MailboxService
 
 __all__ = [
     "config_key",
@@ -27,7 +30,7 @@ config_key = web.AppKey("config", RelayConfig)
 metrics_key = web.AppKey("metrics", Metrics)
 store_key = web.AppKey("store", EnvelopeStore)
 wakeups_key = web.AppKey("wakeups", Wakeups)
-service_key = web.AppKey("service", MailboxService)
+service_key: web.AppKey[MailboxService] = web.AppKey("service")
 sockets_key = web.AppKey("sockets", set[web.WebSocketResponse])
 """Open WebSocket responses (closed with GOING_AWAY on shutdown)."""
 tasks_key = web.AppKey("tasks", set[asyncio.Task[None]])

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clientlib.wire.limits import MAX_ENVELOPE_SIZE, MAX_FRAME_SIZE
+from clientlib.wire.relay_frames import RelayLimits
 from relay.errors import ConfigError
 from relay.storage.base import StoreLimits
 
@@ -188,6 +189,17 @@ class RelayConfig:
             report_window_s=self.report_window_s,
             report_retention_s=self.report_retention_s,
             audit_retention_s=self.audit_retention_s,
+        )
+
+    def wire_limits(self) -> RelayLimits:
+        """The limits the relay announces in ``hello`` and ``GET /v1/info`` (protocol.md §3.1)."""
+        return RelayLimits(
+            max_frame=self.max_frame_bytes,
+            max_envelope=self.max_envelope_bytes,
+            max_subscriptions=self.max_subscriptions,
+            challenge_ttl_s=self.challenge_ttl_s,
+            envelope_ttl_s=self.envelope_ttl_s,
+            push_window=self.push_window,
         )
 
     def redacted(self) -> dict[str, Any]:

@@ -1,19 +1,23 @@
-"""Errors the relay puts on the wire.
+"""Errors the relay puts on the wire, and the one place storage errors become wire codes.
 
-The tree::
+The trees::
 
     RelayError(code, http_status)     an error with a documented wire code (protocol.md §6)
-    +-- ConfigError                   the configuration is invalid (never reaches a peer)
+    ConfigError                       the configuration is invalid (never reaches a peer)
 
-Only :class:`RelayError` and :class:`clientlib.errors.WireError` are mapped to wire errors;
-anything else is a bug, answered with ``INTERNAL`` and logged with its traceback (never sent).
+Only :class:`RelayError`, :class:`clientlib.errors.WireError` and the storage errors listed in
+:data:`STORAGE_CODES` have wire codes (:func:`wire_code`); anything else is a bug, answered
+with ``INTERNAL`` and logged with its traceback (never sent). Storage errors are mapped once,
+at the service's boundary (:func:`storage_errors`), not where each store call is made.
 Messages are fixed per code and never contain ids, keys or sizes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
 
 from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
@@ -23,12 +27,25 @@ from relay.storage.errors import (
     MailboxNotFound,
     PowRequired,
     QuotaExceeded,
+    StorageError,
     StorageFull,
     StorageUnavailable,
     WrongKind,
 )
 
-__all__ = ["HTTP_STATUS", "ConfigError", "RelayError", "from_wire_error"]
+__all__ = [
+    "HTTP_STATUS",
+    "STORAGE_CODES",
+    "ConfigError",
+    "RelayError",
+    "from_wire_error",
+    "storage_boundary",
+    "storage_errors",
+    "wire_code",
+]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 #: HTTP status for each wire code. Clients must read the code in the body, not the status.
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -71,24 +88,64 @@ def from_wire_error(exc: WireError) -> RelayError:
     return RelayError(ErrorCode(exc.code))
 
 
+#: The wire code of each storage error a request may meet (protocol.md §6). Others (for
+#: example ``IdCollision``, ``StampMismatch``) are handled by the service and never get here.
+STORAGE_CODES: Mapping[type[StorageError], ErrorCode] = {
+    MailboxNotFound: ErrorCode.AUTH,
+    QuotaExceeded: ErrorCode.QUOTA,
+    WrongKind: ErrorCode.MALFORMED,
+    BoundaryExceeded: ErrorCode.BOUNDARY,
+    PowRequired: ErrorCode.POW,
+    DuplicateReport: ErrorCode.DUPLICATE,
+    StorageFull: ErrorCode.STORAGE_FULL,
+    StorageUnavailable: ErrorCode.UNAVAILABLE,
+}
+
+
+def wire_code(exc: BaseException) -> ErrorCode | None:
+    """The wire code of ``exc``, or None if it has none (a bug: answer ``INTERNAL``)."""
+    if isinstance(exc, RelayError):
+        return exc.code
+    if isinstance(exc, WireError):
+        return ErrorCode(exc.code)
+    if isinstance(exc, StorageError):
+        for cls in type(exc).__mro__:
+            code = STORAGE_CODES.get(cls)
+            if code is not None:
+                return code
+    return None
+
+
+def _relay_error(exc: StorageError) -> StorageError | RelayError:
+    code = wire_code(exc)
+    return exc if code is None else RelayError(code)
+
+
 @contextmanager
 def storage_errors() -> Iterator[None]:
-    """Map the storage errors a request may meet to their wire codes (protocol.md §6)."""
+    """Re-raise the storage errors of :data:`STORAGE_CODES` as :class:`RelayError` (others,
+    and every other exception, pass through unchanged)."""
     try:
         yield
-    except MailboxNotFound:
-        raise RelayError(ErrorCode.AUTH) from None
-    except QuotaExceeded:
-        raise RelayError(ErrorCode.QUOTA) from None
-    except WrongKind:
-        raise RelayError(ErrorCode.MALFORMED) from None
-    except BoundaryExceeded:
-        raise RelayError(ErrorCode.BOUNDARY) from None
-    except PowRequired:
-        raise RelayError(ErrorCode.POW) from None
-    except DuplicateReport:
-        raise RelayError(ErrorCode.DUPLICATE) from None
-    except StorageFull:
-        raise RelayError(ErrorCode.STORAGE_FULL) from None
-    except StorageUnavailable:
-        raise RelayError(ErrorCode.UNAVAILABLE) from None
+    except StorageError as exc:
+        mapped = _relay_error(exc)
+        if mapped is exc:
+            raise
+        raise mapped from None
+
+
+def storage_boundary(fn: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+    """Decorate a public coroutine of a service: the storage errors it lets out become
+    :class:`RelayError` (:data:`STORAGE_CODES`); everything else passes through unchanged."""
+
+    @wraps(fn)
+    async def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await fn(*args, **kwargs)
+        except StorageError as exc:
+            mapped = _relay_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from None
+
+    return wrapped

@@ -20,7 +20,9 @@ requester handle on the reporter's contact address), so that sender can no longe
 the reporter there; ``suspend`` suspends a contact address (every sender-side operation on
 it is then answered ``AUTH`` like a deleted one) until an explicit ``unsuspend``.
 
-Storage failures propagate as :class:`relay.storage.base.StorageError`.
+The owners' two methods are a storage boundary (their storage errors reach callers as
+:class:`~relay.errors.RelayError` with the wire code); on the moderators' side storage
+failures propagate as :class:`relay.storage.base.StorageError`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Final, Protocol
 from clientlib.errors import WireError
 from clientlib.wire.codec import decode_map
 from clientlib.wire.codes import ErrorCode
-from clientlib.wire.frames import OwnerCommand, ReportStatus
+from clientlib.wire.frames import FileReport, GetReportStatus, ReportStatus
 from clientlib.wire.limits import (
     MAILBOX_ID_SIZE,
     MAX_REPORTED_MESSAGE_SIZE,
@@ -45,7 +47,7 @@ from clientlib.wire.limits import (
 )
 from relay.amf import verify_as_judge
 from relay.config import RelayConfig
-from relay.errors import RelayError, storage_errors
+from relay.errors import RelayError, storage_boundary, wire_code
 from relay.franking import (
     SOURCE_CAPABILITY,
     SOURCE_HANDLE,
@@ -69,6 +71,7 @@ from relay.storage.base import (
     ReportAlreadyResolved,
     ReportRecord,
     ReportResolution,
+    StorageError,
     WrongKind,
 )
 
@@ -300,7 +303,8 @@ class ModerationService:
 
     # --- the reporter's side (owner operations) ------------------------------------------
 
-    async def file_report(self, cmd: OwnerCommand, record: MailboxRecord) -> bytes:
+    @storage_boundary
+    async def file_report(self, cmd: FileReport, record: MailboxRecord) -> bytes:
         """Verify and store a ``report`` owner command of the owner of ``record``.
 
         Verification, in order (protocol.md §4.11): ``fx`` parses; its send id is the
@@ -320,16 +324,12 @@ class ModerationService:
             RelayError: ``FRANKING``, ``EXPIRED``, ``DUPLICATE``, ``QUOTA``,
                 ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
-        assert cmd.msg is not None and cmd.fk is not None and cmd.fc is not None
-        assert cmd.ft is not None and cmd.fx is not None and cmd.why is not None
-        assert cmd.snd is not None and cmd.rcp is not None
         now = self._now()
         ctx = parse_context(cmd.fx)
         if ctx is None or not hmac.compare_digest(ctx.sid, record.sid):
             self._count("franking")
             raise RelayError(ErrorCode.FRANKING)
-        with storage_errors():
-            key = await self.keyring.verifying(ctx.kid, now)
+        key = await self.keyring.verifying(ctx.kid, now)
         if key is None:
             self._count("expired")
             raise RelayError(ErrorCode.EXPIRED)
@@ -344,8 +344,7 @@ class ModerationService:
         if cmd.amf is None or cmd.akid is None:
             self._count("franking")
             raise RelayError(ErrorCode.FRANKING)
-        with storage_errors():
-            akey = key if cmd.akid == key.kid else await self.keyring.verifying(cmd.akid, now)
+        akey = key if cmd.akid == key.kid else await self.keyring.verifying(cmd.akid, now)
         if akey is None:
             self._count("expired")
             raise RelayError(ErrorCode.EXPIRED)
@@ -382,18 +381,18 @@ class ModerationService:
             ),
         )
         try:
-            with storage_errors():
-                await self.store.insert_report(
-                    report, audit, max_per_day=self.config.reports_per_day
-                )
-        except RelayError as exc:
-            self._count(exc.code.value.lower())
+            await self.store.insert_report(report, audit, max_per_day=self.config.reports_per_day)
+        except StorageError as exc:
+            code = wire_code(exc)
+            if code is not None:
+                self._count(code.value.lower())
             raise
         self._count("accepted")
         return rid
 
+    @storage_boundary
     async def report_status(
-        self, request_id: int, cmd: OwnerCommand, record: MailboxRecord
+        self, request_id: int, cmd: GetReportStatus, record: MailboxRecord
     ) -> ReportStatus:
         """The outcome of report ``cmd.report``, for the mailbox that filed it only.
 
@@ -401,9 +400,7 @@ class ModerationService:
             RelayError: ``AUTH`` (no such report, or another mailbox filed it),
                 ``UNAVAILABLE``.
         """
-        assert cmd.report is not None
-        with storage_errors():
-            rec = await self.store.get_report(cmd.report)
+        rec = await self.store.get_report(cmd.report)
         if rec is None or not hmac.compare_digest(rec.sid, record.sid):
             raise RelayError(ErrorCode.AUTH)
         res = rec.resolution

@@ -39,8 +39,8 @@ from clientlib.wire.frames import (
     decode_client_frame,
 )
 from clientlib.wire.version import SUPPORTED_VERSIONS
+from relay.auth import challenge_binding, check_challenge_request
 from relay.errors import RelayError, from_wire_error
-from relay.service import challenge_binding, check_challenge_request
 
 __all__ = ["ConnectionLimits", "RelayConnection"]
 

@@ -3,47 +3,63 @@ franking tags and reports (protocol.md §4-§5).
 
 No aiohttp here: handlers parse and authenticate, this module decides, the store keeps the
 data. Time and randomness are injected so tests can drive expiry deterministically.
+
+Owner commands go through one entry point, :meth:`MailboxService.execute`, on every transport:
+it authenticates the command (protocol.md §4.3), decodes it into its operation's type, and runs
+the handler :data:`OWNER_OPERATIONS` names for that type, after checking that the transport the
+command arrived on may carry it (``sub`` needs a socket, ``fetch`` is HTTP-only) and
+refreshing the mailbox's idle timer where the table says so. The transport only supplies an
+:class:`OwnerChannel` (where its challenges live, and, for a socket, its subscriptions).
+
+Storage errors are mapped to wire errors once, at this service's public coroutines
+(:func:`relay.errors.storage_boundary`), not around each store call.
 """
 
 from __future__ import annotations
 
-import hashlib
+import enum
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
-    OP_BAN,
-    OP_BOUNDARIES,
-    OP_CAPS,
-    OP_CREATE,
-    OP_INFO,
-    OP_PREKEYS,
-    OP_REPORT,
-    OP_REPORT_STATUS,
+    AnyOwnerOp,
     BoundariesIssued,
     BundleIssued,
+    CreateMailbox,
+    DeleteMailbox,
     Deposit,
     EnvelopesFetched,
     FetchBundle,
+    FetchEnvelopes,
+    FileReport,
     GetBoundaries,
+    GetInfo,
     GetModerationKeys,
     GetPow,
+    GetReportStatus,
     MailboxCreated,
     MailboxInfo,
     ModerationKeys,
     ModeratorKeyEntry,
     Ok,
-    OwnerCommand,
+    OwnerOp,
     PowIssued,
     PreKeysStored,
+    PutPreKeys,
     RelayFrame,
     ReportAccepted,
+    SetBans,
+    SetBoundaries,
+    SetCapabilities,
     SignedOwnerCommand,
     StoredEnvelope,
-    decode_owner_command,
+    Subscribe,
+    decode_owner_op,
 )
 from clientlib.wire.limits import (
     CHALLENGE_SIZE,
@@ -58,9 +74,16 @@ from clientlib.wire.limits import (
     POW_NONCE_SIZE,
 )
 from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest
-from relay.auth import bytes_eq, validate_owner_key, verify_owner_command
+from relay.auth import (
+    bytes_eq,
+    challenge_binding,
+    check_challenge_request,
+    pow_binding,
+    validate_owner_key,
+    verify_owner_command,
+)
 from relay.config import RelayConfig
-from relay.errors import RelayError, from_wire_error, storage_errors
+from relay.errors import RelayError, from_wire_error, storage_boundary
 from relay.franking import FrankingKeyring, build_context, relay_tag, source_for
 from relay.metrics import Metrics, timed
 from relay.moderation import ModerationService
@@ -70,17 +93,27 @@ from relay.storage.base import (
     MailboxRecord,
     RelayStamp,
     StampMismatch,
+    WakeCallback,
     WakeEvent,
     Wakeups,
 )
 from relay.storage.base import EnvelopeStore as Store
 
 __all__ = [
+    "BOTH",
     "DEFAULT_FETCH",
+    "HTTP_ONLY",
+    "OWNER_OPERATIONS",
+    "SOCKET_ONLY",
     "ChallengeTaker",
     "MailboxService",
-    "challenge_binding",
-    "pow_binding",
+    "OpRule",
+    "OwnerChannel",
+    "PublicRequest",
+    "Touch",
+    "Transport",
+    "WakeCallback",
+    "WakeEvent",
     "size_bucket",
 ]
 
@@ -90,32 +123,8 @@ _BUCKETS = frozenset(ENVELOPE_BUCKETS)
 #: Consumes a challenge nonce; returns its binding if it was issued, unused and unexpired.
 ChallengeTaker = Callable[[bytes, int], Awaitable[bytes | None]]
 
-
-def challenge_binding(op: str, rid: bytes | None) -> bytes:
-    """The value a challenge is bound to: ``op || 0x00 || SHA-256(rid)`` (empty for create).
-
-    Hashed so that pending challenges (HTTP challenges are kept in storage for up to
-    ``challenge_ttl_s``) never hold a mailbox id: a deleted mailbox leaves no trace there.
-    """
-    return op.encode() + b"\x00" + (hashlib.sha256(rid).digest() if rid else b"")
-
-
-def check_challenge_request(op: str, rid: bytes | None) -> None:
-    """``chal`` names a mailbox exactly when ``op`` is not ``create`` (protocol.md §3.1).
-
-    Raises:
-        RelayError: ``MALFORMED`` (checked at ``chal``, not left to fail at ``own``).
-    """
-    if (rid is None) != (op == OP_CREATE):
-        raise RelayError(ErrorCode.MALFORMED)
-
-
-def pow_binding(sid: bytes) -> bytes:
-    """The value a proof-of-work nonce is bound to: ``"pow" || 0x00 || SHA-256(sid)``.
-
-    No owner operation is named ``pow``, so no owner challenge has this binding.
-    """
-    return b"pow\x00" + hashlib.sha256(sid).digest()
+#: The requests anyone may send (no owner signature): answered by :meth:`MailboxService.answer`.
+PublicRequest = FetchBundle | GetBoundaries | GetPow | GetModerationKeys
 
 
 def size_bucket(length: int) -> int:
@@ -124,6 +133,85 @@ def size_bucket(length: int) -> int:
         if length <= bucket:
             return bucket
     return ENVELOPE_BUCKETS[-1]
+
+
+class Transport(enum.Enum):
+    """What an owner command arrived on."""
+
+    SOCKET = "ws"
+    HTTP = "http"
+
+
+SOCKET_ONLY = frozenset({Transport.SOCKET})
+HTTP_ONLY = frozenset({Transport.HTTP})
+BOTH = frozenset(Transport)
+
+
+class Touch(enum.Enum):
+    """When an owner operation refreshes its mailbox's idle timer (owner activity)."""
+
+    NEVER = "never"
+    BEFORE = "before"  # so the operation sees today's activity (info) or starts from it (sub)
+    AFTER = "after"  # once the operation succeeded
+
+
+class OwnerChannel(Protocol):
+    """What :meth:`MailboxService.execute` needs from the transport a command arrived on."""
+
+    @property
+    def kind(self) -> Transport: ...
+
+    async def take_challenge(self, nonce: bytes, now: int) -> bytes | None:
+        """Consume a challenge this transport issued (its binding, or None)."""
+
+    def can_subscribe(self, rid: bytes) -> bool:
+        """Whether a subscription to ``rid`` fits (sockets only)."""
+
+    def subscribe(self, rid: bytes) -> None:
+        """Start pushing ``rid`` on this socket (sockets only)."""
+
+    def unsubscribe(self, rid: bytes) -> None:
+        """Stop pushing ``rid`` here, if it was (before the mailbox is deleted)."""
+
+
+_Op = TypeVar("_Op", bound=OwnerOp)
+_Handler = Callable[["MailboxService", int, _Op, OwnerChannel], Awaitable[RelayFrame]]
+
+
+@dataclass(frozen=True, slots=True)
+class OpRule:
+    """One row of :data:`OWNER_OPERATIONS`: the handler of an owner operation, the transports
+    that may carry it (anything else is ``MALFORMED``, after authentication) and when it
+    refreshes the mailbox's idle timer."""
+
+    handler: _Handler[Any]
+    transports: frozenset[Transport]
+    touch: Touch
+
+
+class _HttpChannel:
+    """The :class:`OwnerChannel` of HTTP: challenges kept by the store, no subscriptions."""
+
+    __slots__ = ("_service",)
+
+    def __init__(self, service: MailboxService) -> None:
+        self._service = service
+
+    @property
+    def kind(self) -> Transport:
+        return Transport.HTTP
+
+    async def take_challenge(self, nonce: bytes, now: int) -> bytes | None:
+        return await self._service.take_http_challenge(nonce, now)
+
+    def can_subscribe(self, rid: bytes) -> bool:
+        return False
+
+    def subscribe(self, rid: bytes) -> None:  # pragma: no cover - sub is SOCKET_ONLY
+        raise RelayError(ErrorCode.MALFORMED)
+
+    def unsubscribe(self, rid: bytes) -> None:
+        return None
 
 
 class MailboxService:
@@ -150,6 +238,8 @@ class MailboxService:
         self.moderation = ModerationService(
             store, config, clock=self.now, keyring=self.keyring, metrics=metrics
         )
+        #: The owner channel of every HTTP request.
+        self.http: OwnerChannel = _HttpChannel(self)
 
     def now(self) -> int:
         """Current time in whole seconds (the coarsest the protocol needs)."""
@@ -158,27 +248,75 @@ class MailboxService:
     def new_nonce(self) -> bytes:
         return self._rng(CHALLENGE_SIZE)
 
+    @property
+    def backend(self) -> str:
+        """The storage backend's name (for metrics)."""
+        return self.store.backend
+
+    @storage_boundary
+    async def ping(self) -> None:
+        """Raises: RelayError ``UNAVAILABLE`` unless storage answers."""
+        await self.store.ping()
+
+    @storage_boundary
+    async def count_envelopes(self) -> int:
+        """Envelopes stored, all mailboxes (for metrics). Raises: RelayError ``UNAVAILABLE``."""
+        return await self.store.count_envelopes()
+
+    # --- owner commands -------------------------------------------------------------------
+
+    def accepts(self, op: str, transport: Transport) -> bool:
+        """Whether ``transport`` may carry owner operation ``op`` (e.g. to issue a challenge)."""
+        rule = _BY_NAME.get(op)
+        return rule is not None and transport in rule.transports
+
+    @storage_boundary
     async def issue_http_challenge(self, op: str, rid: bytes | None) -> bytes:
         """Issue a challenge for an HTTP owner command, remembered by the store.
 
         Raises:
-            RelayError: ``MALFORMED`` (:func:`check_challenge_request`), ``UNAVAILABLE``.
+            RelayError: ``MALFORMED`` (an operation HTTP does not carry, or
+                :func:`~relay.auth.check_challenge_request`), ``UNAVAILABLE``,
+                ``STORAGE_FULL``.
         """
+        if not self.accepts(op, Transport.HTTP):
+            raise RelayError(ErrorCode.MALFORMED)
         check_challenge_request(op, rid)
         nonce = self.new_nonce()
-        with storage_errors():
-            await self.store.put_challenge(
-                nonce, challenge_binding(op, rid), self.now() + self.config.challenge_ttl_s
-            )
+        await self.store.put_challenge(
+            nonce, challenge_binding(op, rid), self.now() + self.config.challenge_ttl_s
+        )
         return nonce
 
+    @storage_boundary
     async def take_http_challenge(self, nonce: bytes, now: int) -> bytes | None:
-        with storage_errors():
-            return await self.store.take_challenge(nonce, now)
+        return await self.store.take_challenge(nonce, now)
+
+    @storage_boundary
+    async def execute(self, signed: SignedOwnerCommand, *, transport: OwnerChannel) -> RelayFrame:
+        """Authenticate and run one owner command (protocol.md §4.3-§4.11).
+
+        Raises:
+            RelayError: ``MALFORMED`` (undecodable body, bad key, an operation this transport
+                does not carry, or one the mailbox's kind does not have), ``AUTH`` (see
+                :meth:`authenticate_owner`; or the mailbox vanished), ``LIMIT``, ``QUOTA``,
+                ``FRANKING``, ``EXPIRED``, ``DUPLICATE``, ``UNAVAILABLE``, ``STORAGE_FULL``.
+        """
+        cmd, _ = await self.authenticate_owner(signed, transport.take_challenge)
+        rule = OWNER_OPERATIONS[type(cmd)]
+        if transport.kind not in rule.transports:
+            raise RelayError(ErrorCode.MALFORMED)
+        rid = cmd.target
+        if rule.touch is Touch.BEFORE and rid is not None:
+            await self.store.touch_mailbox(rid, self.now())
+        reply = await rule.handler(self, signed.id, cmd, transport)
+        if rule.touch is Touch.AFTER and rid is not None:
+            await self.store.touch_mailbox(rid, self.now())
+        return reply
 
     async def authenticate_owner(
         self, signed: SignedOwnerCommand, take_challenge: ChallengeTaker
-    ) -> tuple[OwnerCommand, MailboxRecord | None]:
+    ) -> tuple[AnyOwnerOp, MailboxRecord | None]:
         """Check an owner command (protocol.md §4.3, steps 1-4).
 
         Returns:
@@ -189,87 +327,110 @@ class MailboxService:
                 unknown, used, expired or bound elsewhere; unknown mailbox; bad signature).
         """
         try:
-            cmd = decode_owner_command(signed.cmd)  # step 1
+            cmd = decode_owner_op(signed.cmd)  # step 1
         except WireError as exc:
             raise from_wire_error(exc) from None
         now = self.now()
         binding = await take_challenge(cmd.nonce, now)  # step 2: consumed whatever follows
-        expected = challenge_binding(cmd.op, cmd.rid)
+        expected = challenge_binding(cmd.OP, cmd.target)
         bound = binding is not None and bytes_eq(binding, expected)
-        if cmd.op == OP_CREATE:
-            assert cmd.key is not None
-            validate_owner_key(cmd.key)  # step 3
-            verify_owner_command(cmd.key, signed.cmd, signed.sig)  # step 4
-            record = None
-        else:
-            assert cmd.rid is not None
-            with storage_errors():
+        record: MailboxRecord | None = None
+        match cmd:
+            case CreateMailbox(key=key):
+                validate_owner_key(key)  # step 3
+                verify_owner_command(key, signed.cmd, signed.sig)  # step 4
+            case _:
                 record = await self.store.get_mailbox(cmd.rid, now)
-            verify_owner_command(
-                record.owner_key if record is not None else None, signed.cmd, signed.sig
-            )
+                verify_owner_command(
+                    record.owner_key if record is not None else None, signed.cmd, signed.sig
+                )
         if not bound:
             raise RelayError(ErrorCode.AUTH)
         return cmd, record
 
-    async def create_mailbox(
-        self, request_id: int, key: bytes, cmd: OwnerCommand | None = None
+    async def _create(
+        self, request_id: int, cmd: CreateMailbox, transport: OwnerChannel
     ) -> MailboxCreated:
         """Create a mailbox of ``cmd.kind`` (default open) with ``cmd.bnd`` (addr only)."""
         now = self.now()
-        kind = (cmd.kind if cmd is not None else None) or KIND_OPEN
-        bnd = cmd.bnd if cmd is not None else None
+        kind = cmd.kind or KIND_OPEN
         for _ in range(4):
             rid, sid = self._rng(MAILBOX_ID_SIZE), self._rng(MAILBOX_ID_SIZE)
             record = MailboxRecord(
                 rid=rid,
                 sid=sid,
-                owner_key=key,
+                owner_key=cmd.key,
                 created_day=now // SECONDS_PER_DAY,
                 kind=kind,
-                boundaries=bnd,
+                boundaries=cmd.bnd,
             )
             try:
-                with storage_errors():
-                    await self.store.create_mailbox(record, now)
+                await self.store.create_mailbox(record, now)
             except IdCollision:
                 continue
             self.metrics.inc("mailboxes_created")
             return MailboxCreated(id=request_id, rid=rid, sid=sid)
         raise RelayError(ErrorCode.INTERNAL)  # four 128-bit collisions: the rng is broken
 
-    async def delete_mailbox(self, rid: bytes) -> None:
-        with storage_errors():
-            await self.store.delete_mailbox(rid)
+    async def _subscribe(self, request_id: int, cmd: Subscribe, transport: OwnerChannel) -> Ok:
+        """Push the mailbox on this socket (protocol.md §5.3).
+
+        Raises:
+            RelayError: ``LIMIT`` (this connection holds its most subscriptions).
+        """
+        if not transport.can_subscribe(cmd.rid):
+            raise RelayError(ErrorCode.LIMIT)
+        transport.subscribe(cmd.rid)
+        self.metrics.inc("subscriptions")
+        return Ok(id=request_id)
+
+    async def _delete(self, request_id: int, cmd: DeleteMailbox, transport: OwnerChannel) -> Ok:
+        transport.unsubscribe(cmd.rid)
+        await self.store.delete_mailbox(cmd.rid)
         self.metrics.inc("mailboxes_deleted")
-        await self.wakeups.publish(WakeEvent(kind="deleted", rid=rid))
+        await self.wakeups.publish(WakeEvent(kind="deleted", rid=cmd.rid))
+        return Ok(id=request_id)
 
-    async def touch(self, rid: bytes) -> None:
-        with storage_errors():
-            await self.store.touch_mailbox(rid, self.now())
-
-    async def fetch(self, request_id: int, cmd: OwnerCommand) -> EnvelopesFetched:
+    async def _fetch(
+        self, request_id: int, cmd: FetchEnvelopes, transport: OwnerChannel
+    ) -> EnvelopesFetched:
         """HTTP pull: delete ``cmd.ack`` first, then return the oldest envelopes."""
-        assert cmd.rid is not None
-        with storage_errors():
-            if cmd.ack:
-                await self.store.ack(cmd.rid, cmd.ack)
-                self.metrics.inc("acked", amount=len(cmd.ack))
-            limit = DEFAULT_FETCH if cmd.max is None else cmd.max
-            envs: list[StoredEnvelope] = []
-            more = 0
-            if limit:
-                envs = await self.store.fetch(cmd.rid, 0, limit + 1, MAX_FETCH_BYTES, self.now())
-                if len(envs) > limit:
-                    envs, more = envs[:limit], 1
-                elif sum(len(e.ct) for e in envs) >= MAX_FETCH_BYTES // 2:
-                    more = 1
-            await self.store.touch_mailbox(cmd.rid, self.now())
+        if cmd.ack:
+            await self.store.ack(cmd.rid, cmd.ack)
+            self.metrics.inc("acked", amount=len(cmd.ack))
+        limit = DEFAULT_FETCH if cmd.max is None else cmd.max
+        envs: list[StoredEnvelope] = []
+        more = 0
+        if limit:
+            envs = await self.store.fetch(cmd.rid, 0, limit + 1, MAX_FETCH_BYTES, self.now())
+            if len(envs) > limit:
+                envs, more = envs[:limit], 1
+            elif sum(len(e.ct) for e in envs) >= MAX_FETCH_BYTES // 2:
+                more = 1
         return EnvelopesFetched(id=request_id, envs=tuple(envs), more=more)
 
+    # --- the socket's side of a subscription ----------------------------------------------
+
+    def listen(self, rid: bytes, callback: WakeCallback) -> None:
+        """Call ``callback`` (on the event loop) for every wake-up of mailbox ``rid``."""
+        self.wakeups.listen(rid, callback)
+
+    def unlisten(self, rid: bytes, callback: WakeCallback) -> None:
+        self.wakeups.unlisten(rid, callback)
+
+    @storage_boundary
+    async def pending(self, rid: bytes, after: int, limit: int) -> list[StoredEnvelope]:
+        """The oldest stored envelopes of ``rid`` after sequence number ``after`` (at most
+        ``limit``, and at most ``MAX_FETCH_BYTES`` of them), for a subscription to push.
+
+        Raises:
+            RelayError: ``UNAVAILABLE``.
+        """
+        return await self.store.fetch(rid, after, limit, MAX_FETCH_BYTES, self.now())
+
+    @storage_boundary
     async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:
-        with storage_errors():
-            n = await self.store.ack(rid, seqs)
+        n = await self.store.ack(rid, seqs)
         self.metrics.inc("acked", amount=n)
         return n
 
@@ -287,6 +448,7 @@ class MailboxService:
             raise RelayError(ErrorCode.MALFORMED)
 
     @timed("deposit")
+    @storage_boundary
     async def deposit(self, frame: Deposit) -> None:
         """Store (or, if online-only, push) one envelope; returns once durably stored.
 
@@ -305,8 +467,7 @@ class MailboxService:
         # Hashed whatever the mailbox: an unknown mailbox costs the same hash (no oracle).
         cap_hash = capability_hash(frame.sid, frame.cap) if frame.cap is not None else None
         if frame.flags & FLAG_ONLINE_ONLY:
-            with storage_errors():
-                found = await self.store.resolve_online(frame.sid, cap_hash, now)
+            found = await self.store.resolve_online(frame.sid, cap_hash, now)
             if found is None:
                 raise RelayError(ErrorCode.AUTH)
             rid, kind = found
@@ -337,20 +498,19 @@ class MailboxService:
         stamp = await self._stamp(frame, guess, cap_hash, handle, now)
         for _ in range(2):
             try:
-                with storage_errors():
-                    outcome = await self.store.deposit(
-                        frame.sid,
-                        frame.eid,
-                        frame.flags,
-                        frame.ct,
-                        frame.fc,
-                        now,
-                        cap_hash=cap_hash,
-                        handle=handle,
-                        attachments=len(frame.att or ()),
-                        pow_bits=max(pow_bits, 0),
-                        stamp=stamp,
-                    )
+                outcome = await self.store.deposit(
+                    frame.sid,
+                    frame.eid,
+                    frame.flags,
+                    frame.ct,
+                    frame.fc,
+                    now,
+                    cap_hash=cap_hash,
+                    handle=handle,
+                    attachments=len(frame.att or ()),
+                    pow_bits=max(pow_bits, 0),
+                    stamp=stamp,
+                )
                 break
             except StampMismatch as exc:
                 # A capability sent to an open mailbox (which ignores it): stamp it as open.
@@ -387,8 +547,7 @@ class MailboxService:
         """
         if frame.fc is None:
             return None
-        with storage_errors():
-            key = await self.keyring.current(now)
+        key = await self.keyring.current(now)
         src_kind, src = source_for(kind, cap_hash, handle)
         ctx = build_context(key.kid, now // SECONDS_PER_DAY, frame.sid, src_kind, src)
         return RelayStamp(tag=relay_tag(key.secret, frame.fc, ctx), ctx=ctx, kind=kind)
@@ -406,8 +565,7 @@ class MailboxService:
         Raises:
             RelayError: ``AUTH`` (no such mailbox), ``BOUNDARY``, ``POW``, ``UNAVAILABLE``.
         """
-        with storage_errors():
-            found = await self.store.get_boundaries(frame.sid, now)
+        found = await self.store.get_boundaries(frame.sid, now)
         if found is None:
             raise RelayError(ErrorCode.AUTH)
         kind, bnd = found
@@ -425,13 +583,13 @@ class MailboxService:
         ):
             self.metrics.inc("requests_refused", "pow")
             raise RelayError(ErrorCode.POW)
-        with storage_errors():
-            binding = await self.store.take_challenge(frame.pow, now)
+        binding = await self.store.take_challenge(frame.pow, now)
         if binding is None or not bytes_eq(binding, pow_binding(frame.sid)):
             self.metrics.inc("requests_refused", "pow")
             raise RelayError(ErrorCode.POW)
         return bnd.pow
 
+    @storage_boundary
     async def issue_pow(self, frame: GetPow) -> PowIssued:
         """A single-use proof-of-work nonce for the contact address ``frame.sid``.
 
@@ -440,8 +598,7 @@ class MailboxService:
                 ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
         now = self.now()
-        with storage_errors():
-            found = await self.store.get_boundaries(frame.sid, now)
+        found = await self.store.get_boundaries(frame.sid, now)
         if found is None or found[1] is None:
             raise RelayError(ErrorCode.AUTH)
         nonce = self._rng(POW_NONCE_SIZE)
@@ -449,11 +606,11 @@ class MailboxService:
         if found[1].pow > 0:
             # Only remembered when work is asked for: an unused nonce would otherwise keep
             # the address's send id in storage after the address is deleted.
-            with storage_errors():
-                await self.store.put_challenge(nonce, pow_binding(frame.sid), expires)
+            await self.store.put_challenge(nonce, pow_binding(frame.sid), expires)
         self.metrics.inc("pow_issued")
         return PowIssued(id=frame.id, nonce=nonce, bits=found[1].pow, exp=expires)
 
+    @storage_boundary
     async def boundaries(self, frame: GetBoundaries) -> BoundariesIssued:
         """The boundaries of the contact address ``frame.sid``.
 
@@ -461,62 +618,52 @@ class MailboxService:
             RelayError: ``AUTH`` (no such mailbox, or not a contact address),
                 ``UNAVAILABLE``.
         """
-        with storage_errors():
-            found = await self.store.get_boundaries(frame.sid, self.now())
+        found = await self.store.get_boundaries(frame.sid, self.now())
         if found is None or found[1] is None:
             raise RelayError(ErrorCode.AUTH)
         return BoundariesIssued(id=frame.id, bnd=found[1])
 
-    async def owner_operation(self, request_id: int, cmd: OwnerCommand) -> RelayFrame:
-        """Execute an authenticated ``keys``, ``caps``, ``bnd``, ``ban``, ``info``, ``report``
-        or ``rstat`` command (the same on every transport). Each is owner activity (refreshes
-        the idle timer).
+    async def _consent(
+        self,
+        request_id: int,
+        cmd: SetCapabilities | SetBans | SetBoundaries,
+        transport: OwnerChannel,
+    ) -> Ok:
+        """``caps``, ``ban`` or ``bnd`` (protocol.md §4.8, §4.9).
 
         Raises:
-            RelayError: ``MALFORMED`` (another operation, or one the mailbox's kind does not
-                have), ``AUTH`` (the mailbox vanished), ``QUOTA``, ``UNAVAILABLE``,
-                ``STORAGE_FULL``.
+            RelayError: ``MALFORMED`` (an operation the mailbox's kind does not have),
+                ``AUTH`` (the mailbox vanished), ``QUOTA``, ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
-        assert cmd.rid is not None
-        rid, now, cfg = cmd.rid, self.now(), self.config
-        if cmd.op == OP_PREKEYS:
-            return await self.put_prekeys(request_id, cmd)
-        if cmd.op in (OP_REPORT, OP_REPORT_STATUS):
-            return await self._report_operation(request_id, cmd, now)
-        with storage_errors():
-            if cmd.op == OP_CAPS:
-                await self.store.set_caps(rid, cmd.add or (), cmd.remove or (), cfg.max_caps, now)
-                self.metrics.inc("owner_consent", "caps")
-            elif cmd.op == OP_BAN:
-                await self.store.set_bans(rid, cmd.hdl or (), cmd.unban or (), cfg.max_bans, now)
-                self.metrics.inc("owner_consent", "ban")
-            elif cmd.op == OP_BOUNDARIES:
-                assert cmd.bnd is not None
-                await self.store.set_boundaries(rid, cmd.bnd, now)
-                self.metrics.inc("owner_consent", "bnd")
-            elif cmd.op == OP_INFO:
-                await self.store.touch_mailbox(rid, now)
-                return await self._info(request_id, rid, now)
-            else:
-                raise RelayError(ErrorCode.MALFORMED)
-            await self.store.touch_mailbox(rid, now)
+        now, cfg = self.now(), self.config
+        match cmd:
+            case SetCapabilities(rid=rid, add=add, remove=remove):
+                await self.store.set_caps(rid, add or (), remove or (), cfg.max_caps, now)
+            case SetBans(rid=rid, hdl=hdl, unban=unban):
+                await self.store.set_bans(rid, hdl or (), unban or (), cfg.max_bans, now)
+            case SetBoundaries(rid=rid, bnd=bnd):
+                await self.store.set_boundaries(rid, bnd, now)
+        self.metrics.inc("owner_consent", cmd.OP)
         return Ok(id=request_id)
 
-    async def _report_operation(self, request_id: int, cmd: OwnerCommand, now: int) -> RelayFrame:
+    async def _report(
+        self, request_id: int, cmd: FileReport | GetReportStatus, transport: OwnerChannel
+    ) -> RelayFrame:
         """``report`` (verify, then store; protocol.md §4.11) or ``rstat``."""
-        assert cmd.rid is not None
-        with storage_errors():
-            record = await self.store.get_mailbox(cmd.rid, now)
+        record = await self.store.get_mailbox(cmd.rid, self.now())
         if record is None:
             raise RelayError(ErrorCode.AUTH)
-        if cmd.op == OP_REPORT:
-            report = await self.moderation.file_report(cmd, record)
-            reply: RelayFrame = ReportAccepted(id=request_id, report=report)
-        else:
-            reply = await self.moderation.report_status(request_id, cmd, record)
-        with storage_errors():
-            await self.store.touch_mailbox(cmd.rid, now)
-        return reply
+        match cmd:
+            case FileReport():
+                report = await self.moderation.file_report(cmd, record)
+                return ReportAccepted(id=request_id, report=report)
+            case GetReportStatus():
+                return await self.moderation.report_status(request_id, cmd, record)
+
+    async def _get_info(
+        self, request_id: int, cmd: GetInfo, transport: OwnerChannel
+    ) -> MailboxInfo:
+        return await self._info(request_id, cmd.rid, self.now())
 
     async def _info(self, request_id: int, rid: bytes, now: int) -> MailboxInfo:
         snap = await self.store.mailbox_info(rid, now)
@@ -552,31 +699,50 @@ class MailboxService:
             suspended=1 if snap.suspended else None,
         )
 
-    async def put_prekeys(self, request_id: int, cmd: OwnerCommand) -> PreKeysStored:
+    async def _put_prekeys(
+        self, request_id: int, cmd: PutPreKeys, transport: OwnerChannel
+    ) -> PreKeysStored:
         """Apply an authenticated ``keys`` command (protocol.md §4.7), or answer its status.
 
         Raises:
             RelayError: ``AUTH`` (the mailbox vanished), ``QUOTA`` (too many one-time items;
                 nothing changed), ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
-        assert cmd.rid is not None
         now = self.now()
-        with storage_errors():
-            if cmd.is_prekey_query:
-                left, has_static = await self.store.prekey_count(cmd.rid, now)
-            else:
-                left, has_static = await self.store.put_prekeys(
-                    cmd.rid,
-                    cmd.static,
-                    cmd.otk or (),
-                    bool(cmd.replace),
-                    self.config.prekey_max_items,
-                    now,
-                )
-                self.metrics.inc("prekey_uploads")
-            await self.store.touch_mailbox(cmd.rid, now)
+        if cmd.is_query:
+            left, has_static = await self.store.prekey_count(cmd.rid, now)
+        else:
+            left, has_static = await self.store.put_prekeys(
+                cmd.rid,
+                cmd.static,
+                cmd.otk or (),
+                bool(cmd.replace),
+                self.config.prekey_max_items,
+                now,
+            )
+            self.metrics.inc("prekey_uploads")
         return PreKeysStored(id=request_id, left=left, static=int(has_static))
 
+    # --- public requests (no owner signature) ---------------------------------------------
+
+    async def answer(self, frame: PublicRequest) -> RelayFrame:
+        """Answer a bundle, boundaries, proof-of-work or moderator-keys request.
+
+        Raises:
+            RelayError: see :meth:`fetch_bundle`, :meth:`boundaries`, :meth:`issue_pow`,
+                :meth:`moderation_keys`.
+        """
+        match frame:
+            case FetchBundle():
+                return await self.fetch_bundle(frame)
+            case GetBoundaries():
+                return await self.boundaries(frame)
+            case GetPow():
+                return await self.issue_pow(frame)
+            case GetModerationKeys():
+                return await self.moderation_keys(frame)
+
+    @storage_boundary
     async def moderation_keys(self, frame: GetModerationKeys) -> ModerationKeys:
         """The relay's moderator keys ``(kid, M_kid)``: current first, then each retired key
         inside its report window (protocol.md §4.11, §15.5.3; revision 5). Public.
@@ -584,11 +750,11 @@ class MailboxService:
         Raises:
             RelayError: ``UNAVAILABLE``, ``STORAGE_FULL`` (reading or rotating keys).
         """
-        with storage_errors():
-            keys = await self.keyring.moderator_keys(self.now())
+        keys = await self.keyring.moderator_keys(self.now())
         entries = tuple(ModeratorKeyEntry(kid=kid, key=key) for kid, key in keys)
         return ModerationKeys(id=frame.id, keys=entries)
 
+    @storage_boundary
     async def fetch_bundle(self, frame: FetchBundle) -> BundleIssued:
         """Hand out the prekey bundle of send id ``frame.sid``, consuming one one-time item
         if any is left and the mailbox's hourly allowance is not used up (protocol.md §4.7).
@@ -598,13 +764,10 @@ class MailboxService:
                 ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
         now = self.now()
-        with storage_errors():
-            bundle = await self.store.take_prekeys(
-                frame.sid, now, self.config.prekey_fetches_per_hour
-            )
-            if bundle is None:
-                raise RelayError(ErrorCode.AUTH)
-            found = await self.store.get_boundaries(frame.sid, now)
+        bundle = await self.store.take_prekeys(frame.sid, now, self.config.prekey_fetches_per_hour)
+        if bundle is None:
+            raise RelayError(ErrorCode.AUTH)
+        found = await self.store.get_boundaries(frame.sid, now)
         static, item = bundle
         self.metrics.inc("bundles_issued", "static_only" if item is None else "one_time")
         return BundleIssued(
@@ -612,5 +775,36 @@ class MailboxService:
         )
 
     async def purge_expired(self) -> int:
-        with storage_errors():
-            return await self.store.purge_expired(self.now())
+        """Delete what expired; returns how many envelopes went.
+
+        Raises:
+            StorageError: unmapped (not a request boundary: the purge loop logs an outage
+                and carries on, and logs anything else as the bug it is).
+        """
+        return await self.store.purge_expired(self.now())
+
+
+def _rule(
+    cls: type[_Op], handler: _Handler[_Op], transports: frozenset[Transport], touch: Touch
+) -> tuple[type[OwnerOp], OpRule]:
+    return cls, OpRule(handler, transports, touch)
+
+
+#: Every owner operation: its handler, the transports that carry it, when it is owner
+#: activity. The one dispatch of owner commands (protocol.md §4.3-§4.11).
+OWNER_OPERATIONS: Mapping[type[OwnerOp], OpRule] = dict(
+    (
+        _rule(CreateMailbox, MailboxService._create, BOTH, Touch.NEVER),
+        _rule(Subscribe, MailboxService._subscribe, SOCKET_ONLY, Touch.BEFORE),
+        _rule(DeleteMailbox, MailboxService._delete, BOTH, Touch.NEVER),
+        _rule(FetchEnvelopes, MailboxService._fetch, HTTP_ONLY, Touch.AFTER),
+        _rule(PutPreKeys, MailboxService._put_prekeys, BOTH, Touch.AFTER),
+        _rule(SetCapabilities, MailboxService._consent, BOTH, Touch.AFTER),
+        _rule(SetBans, MailboxService._consent, BOTH, Touch.AFTER),
+        _rule(SetBoundaries, MailboxService._consent, BOTH, Touch.AFTER),
+        _rule(GetInfo, MailboxService._get_info, BOTH, Touch.BEFORE),
+        _rule(FileReport, MailboxService._report, BOTH, Touch.AFTER),
+        _rule(GetReportStatus, MailboxService._report, BOTH, Touch.AFTER),
+    )
+)
+_BY_NAME: Mapping[str, OpRule] = {cls.OP: rule for cls, rule in OWNER_OPERATIONS.items()}

@@ -4,9 +4,10 @@ Pure: depends on the standard library, msgpack and :mod:`clientlib.errors` only,
 crypto, session or transport code, so that the relay can import it and stay blind.
 
 Modules: ``codec`` (strict msgpack, ``Struct`` and the ``wire(...)`` field declarations),
-``client_frames`` (client -> relay), ``relay_frames`` (relay -> client), ``shared`` (owner
-operations, boundaries, the stored envelope), ``frames`` (the owner command, and every frame
-re-exported), ``limits``, ``codes``, ``version`` and ``pow``.
+``client_frames`` (client -> relay), ``relay_frames`` (relay -> client), ``owner`` (the signed
+owner command, and one frozen type per owner operation), ``shared`` (owner operation names,
+boundaries, the stored envelope), ``frames`` (every frame re-exported), ``limits``, ``codes``,
+``version`` and ``pow``.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
 
 def _build_store(config: RelayConfig) -> EnvelopeStore | None:
     """The configured store, unopened; None if the SQLite database does not exist yet."""
-    from relay.app import build_backend
+    from relay.backend import build_backend
 
     if config.storage == "sqlite" and not config.resolved_sqlite_path().exists():
         return None

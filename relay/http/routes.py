@@ -9,15 +9,11 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
-    OP_CREATE,
-    OP_DELETE,
-    OP_FETCH,
-    OP_SUBSCRIBE,
-    OWNER_OPS,
     ChallengeIssued,
     ClientFrame,
     Deposit,
@@ -32,16 +28,14 @@ from clientlib.wire.frames import (
     decode_client_frame,
 )
 from clientlib.wire.version import SUPPORTED_VERSIONS
-from relay.appkeys import config_key, metrics_key, service_key, size_bucket_key, store_key
+from relay.appkeys import config_key, metrics_key, service_key, size_bucket_key
 from relay.errors import RelayError, from_wire_error
 from relay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from relay.storage.base import StorageError
-from relay.ws.handler import relay_limits, websocket_handler
+from relay.service import PublicRequest
 
 __all__ = ["CONTENT_TYPE", "frame_response", "setup_routes"]
 
 CONTENT_TYPE = "application/x-blindrelay"
-_HTTP_OPS = tuple(op for op in OWNER_OPS if op != OP_SUBSCRIBE)
 
 
 def frame_response(body: bytes, status: int = 200) -> web.Response:
@@ -72,19 +66,17 @@ async def read_frame(request: web.Request) -> tuple[int, ClientFrame]:
 
 async def info(request: web.Request) -> web.Response:
     """``GET /v1/info``: version range and limits (the ``hello`` frame)."""
-    hello = Hello(
-        min=SUPPORTED_VERSIONS.min, max=SUPPORTED_VERSIONS.max, limits=relay_limits(request.app)
-    )
+    limits = request.app[config_key].wire_limits()
+    hello = Hello(min=SUPPORTED_VERSIONS.min, max=SUPPORTED_VERSIONS.max, limits=limits)
     return frame_response(hello.encode())
 
 
 async def challenge(request: web.Request) -> web.Response:
     """``POST /v1/challenge``: a single-use challenge for one HTTP owner command."""
     version, frame = await read_frame(request)
-    if not isinstance(frame, RequestChallenge) or frame.op not in _HTTP_OPS:
+    if not isinstance(frame, RequestChallenge):
         raise RelayError(ErrorCode.MALFORMED)
-    service = request.app[service_key]
-    nonce = await service.issue_http_challenge(frame.op, frame.rid)
+    nonce = await request.app[service_key].issue_http_challenge(frame.op, frame.rid)
     return frame_response(ChallengeIssued(id=frame.id, nonce=nonce).encode(version))
 
 
@@ -94,21 +86,7 @@ async def owner(request: web.Request) -> web.Response:
     if not isinstance(frame, SignedOwnerCommand):
         raise RelayError(ErrorCode.MALFORMED)
     service = request.app[service_key]
-    cmd, _ = await service.authenticate_owner(frame, service.take_http_challenge)
-    if cmd.op == OP_CREATE:
-        assert cmd.key is not None
-        created = await service.create_mailbox(frame.id, cmd.key, cmd)
-        return frame_response(created.encode(version))
-    assert cmd.rid is not None
-    if cmd.op == OP_DELETE:
-        await service.delete_mailbox(cmd.rid)
-        return frame_response(Ok(id=frame.id).encode(version))
-    if cmd.op == OP_FETCH:
-        fetched = await service.fetch(frame.id, cmd)
-        return frame_response(fetched.encode(version))
-    if cmd.op == OP_SUBSCRIBE:
-        raise RelayError(ErrorCode.MALFORMED)  # sub needs a socket
-    reply = await service.owner_operation(frame.id, cmd)
+    reply = await service.execute(frame, transport=service.http)
     return frame_response(reply.encode(version))
 
 
@@ -122,45 +100,25 @@ async def deposit(request: web.Request) -> web.Response:
     return frame_response(Ok(id=frame.id).encode(version))
 
 
-async def bundle(request: web.Request) -> web.Response:
-    """``POST /v1/bundle``: the prekey bundle of a send id (consumes one one-time item)."""
-    version, frame = await read_frame(request)
-    if not isinstance(frame, FetchBundle):
-        raise RelayError(ErrorCode.MALFORMED)
-    issued = await request.app[service_key].fetch_bundle(frame)
-    return frame_response(issued.encode(version))
+def public_request(frame_type: type[PublicRequest]) -> Handler:
+    """The route of one public request: its body must be a ``frame_type`` frame.
 
-
-async def moderation_keys(request: web.Request) -> web.Response:
-    """``POST /v1/mkeys``: the relay's moderator keys (public; protocol.md §4.11)."""
-    version, frame = await read_frame(request)
-    if not isinstance(frame, GetModerationKeys):
-        raise RelayError(ErrorCode.MALFORMED)
-    keys = await request.app[service_key].moderation_keys(frame)
-    return frame_response(keys.encode(version))
-
-
-async def boundaries(request: web.Request) -> web.Response:
-    """``POST /v1/boundaries``: the boundaries of a contact address."""
-    version, frame = await read_frame(request)
-    if not isinstance(frame, GetBoundaries):
-        raise RelayError(ErrorCode.MALFORMED)
-    issued = await request.app[service_key].boundaries(frame)
-    return frame_response(issued.encode(version))
-
-
-async def pow_nonce(request: web.Request) -> web.Response:
-    """``POST /v1/pow``: a single-use proof-of-work nonce for a contact address.
-
-    Not limited per client here (HTTP requests are not tied to a connection and the relay
+    ``POST /v1/bundle`` (the prekey bundle of a send id; consumes one one-time item),
+    ``/v1/boundaries`` (a contact address's boundaries), ``/v1/mkeys`` (the relay's moderator
+    keys; protocol.md §4.11) and ``/v1/pow`` (a single-use proof-of-work nonce). ``/v1/pow``
+    is not limited per client here (HTTP requests are not tied to a connection and the relay
     keeps no addresses): operators rate-limit ``/v1/pow`` and ``/v1/deposit`` in the reverse
     proxy (deploy/nginx.conf).
     """
-    version, frame = await read_frame(request)
-    if not isinstance(frame, GetPow):
-        raise RelayError(ErrorCode.MALFORMED)
-    issued = await request.app[service_key].issue_pow(frame)
-    return frame_response(issued.encode(version))
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        version, frame = await read_frame(request)
+        if not isinstance(frame, frame_type):
+            raise RelayError(ErrorCode.MALFORMED)
+        reply = await request.app[service_key].answer(frame)
+        return frame_response(reply.encode(version))
+
+    return route
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -172,22 +130,22 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: storage answers."""
     try:
         async with asyncio.timeout(2):
-            await request.app[store_key].ping()
-    except (StorageError, TimeoutError):
+            await request.app[service_key].ping()
+    except (RelayError, TimeoutError):
         return web.Response(text="storage unavailable\n", status=503)
     return web.Response(text="ready\n")
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format, aggregates only."""
-    store = request.app[store_key]
+    service = request.app[service_key]
     stored: int | None
     try:
         async with asyncio.timeout(2):
-            stored = await store.count_envelopes()
-    except (StorageError, TimeoutError):
+            stored = await service.count_envelopes()
+    except (RelayError, TimeoutError):
         stored = None
-    text = request.app[metrics_key].render(stored, store.backend)
+    text = request.app[metrics_key].render(stored, service.backend)
     return web.Response(text=text, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
@@ -196,11 +154,10 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/challenge", challenge, name="challenge")
     app.router.add_post("/v1/owner", owner, name="owner")
     app.router.add_post("/v1/deposit", deposit, name="deposit")
-    app.router.add_post("/v1/bundle", bundle, name="bundle")
-    app.router.add_post("/v1/mkeys", moderation_keys, name="mkeys")
-    app.router.add_post("/v1/boundaries", boundaries, name="boundaries")
-    app.router.add_post("/v1/pow", pow_nonce, name="pow")
-    app.router.add_get("/v1/ws", websocket_handler, name="ws")
+    app.router.add_post("/v1/bundle", public_request(FetchBundle), name="bundle")
+    app.router.add_post("/v1/mkeys", public_request(GetModerationKeys), name="mkeys")
+    app.router.add_post("/v1/boundaries", public_request(GetBoundaries), name="boundaries")
+    app.router.add_post("/v1/pow", public_request(GetPow), name="pow")
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")
     if app[config_key].metrics:

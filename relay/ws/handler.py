@@ -26,10 +26,6 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
-    OP_CREATE,
-    OP_DELETE,
-    OP_FETCH,
-    OP_SUBSCRIBE,
     Ack,
     Deposit,
     Drained,
@@ -39,34 +35,19 @@ from clientlib.wire.frames import (
     GetModerationKeys,
     GetPow,
     Ok,
-    RelayLimits,
     RequestChallenge,
     SignedOwnerCommand,
     StoredEnvelope,
     Unsubscribe,
 )
-from clientlib.wire.limits import MAX_FETCH_BYTES
 from relay.appkeys import config_key, metrics_key, service_key, sockets_key
-from relay.errors import RelayError
+from relay.errors import RelayError, wire_code
 from relay.protocol import ConnectionLimits, RelayConnection
-from relay.service import MailboxService
-from relay.storage.base import WakeEvent
+from relay.service import MailboxService, PublicRequest, Transport, WakeEvent
 
-__all__ = ["relay_limits", "websocket_handler"]
+__all__ = ["setup_websocket", "websocket_handler"]
 
 log = structlog.get_logger("blindrelay")
-
-
-def relay_limits(app: web.Application) -> RelayLimits:
-    cfg = app[config_key]
-    return RelayLimits(
-        max_frame=cfg.max_frame_bytes,
-        max_envelope=cfg.max_envelope_bytes,
-        max_subscriptions=cfg.max_subscriptions,
-        challenge_ttl_s=cfg.challenge_ttl_s,
-        envelope_ttl_s=cfg.envelope_ttl_s,
-        push_window=cfg.push_window,
-    )
 
 
 class Subscription:
@@ -134,9 +115,7 @@ class Subscription:
                     room = self.conn.window - len(self.inflight)
                     if room <= 0:
                         break
-                    envs = await service.store.fetch(
-                        self.rid, self.last_pushed, room, MAX_FETCH_BYTES, service.now()
-                    )
+                    envs = await service.pending(self.rid, self.last_pushed, room)
                     if self.rid not in self.conn.subs:
                         return
                     for env in envs:
@@ -151,13 +130,16 @@ class Subscription:
                         break
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # Storage failed while pushing. Dropping the subscription silently would leave
-            # the owner connected but deaf, so close the socket with 1013 (try again later):
-            # the client reconnects with backoff and re-subscribes, and nothing unacked is
-            # lost (protocol.md §5.3).
-            log.warning("push_failed", conn_id=self.conn.conn_id)
-            self.conn.metrics.inc("storage_errors", "push")
+        except Exception as exc:
+            # Storage failed while pushing (anything else is a bug, logged as one). Dropping
+            # the subscription silently would leave the owner connected but deaf, so close
+            # the socket with 1013 (try again later): the client reconnects with backoff and
+            # re-subscribes, and nothing unacked is lost (protocol.md §5.3).
+            if isinstance(exc, RelayError):
+                log.warning("push_failed", conn_id=self.conn.conn_id)
+                self.conn.metrics.inc("storage_errors", "push")
+            else:
+                log.exception("push_failed", conn_id=self.conn.conn_id)
             self.conn.abort(WSCloseCode.TRY_AGAIN_LATER)
         finally:
             self._pumping = False
@@ -243,6 +225,24 @@ class Connection:
         self.metrics.inc("errors", code.value)
         self.send(self.proto.error(code, request_id))
 
+    # --- the owner channel (relay.service.OwnerChannel) -----------------------------------
+
+    @property
+    def kind(self) -> Transport:
+        return Transport.SOCKET
+
+    async def take_challenge(self, nonce: bytes, now: int) -> bytes | None:
+        return await self.proto.take_challenge(nonce, now)
+
+    def can_subscribe(self, rid: bytes) -> bool:
+        return self.proto.can_subscribe(rid)
+
+    def subscribe(self, rid: bytes) -> None:
+        self.add_subscription(rid)
+
+    def unsubscribe(self, rid: bytes) -> None:
+        self.drop_subscription(rid)
+
     # --- subscriptions --------------------------------------------------------------------
 
     def add_subscription(self, rid: bytes) -> None:
@@ -251,14 +251,14 @@ class Connection:
         sub = Subscription(self, rid)
         self.subs[rid] = sub
         self.proto.subscriptions.add(rid)
-        self.service.wakeups.listen(rid, sub.on_event)
+        self.service.listen(rid, sub.on_event)
         sub.kick()
 
     def drop_subscription(self, rid: bytes) -> None:
         sub = self.subs.pop(rid, None)
         self.proto.subscriptions.discard(rid)
         if sub is not None:
-            self.service.wakeups.unlisten(rid, sub.on_event)
+            self.service.unlisten(rid, sub.on_event)
             sub.cancel()
 
     # --- input ----------------------------------------------------------------------------
@@ -288,26 +288,21 @@ class Connection:
             except RelayError as exc:
                 self.reply_error(exc.code, frame.id)
                 return
-        if isinstance(frame, Deposit):
-            self.spawn(frame.id, self._deposit(frame))
-        elif isinstance(frame, Ack):
-            self.spawn(frame.id, self._ack(frame))
-        elif isinstance(frame, SignedOwnerCommand):
-            self.spawn(frame.id, self._owner(frame))
-        elif isinstance(frame, FetchBundle):
-            self.spawn(frame.id, self._bundle(frame))
-        elif isinstance(frame, GetBoundaries):
-            self.spawn(frame.id, self._boundaries(frame))
-        elif isinstance(frame, GetModerationKeys):
-            self.spawn(frame.id, self._moderation_keys(frame))
-        elif isinstance(frame, GetPow):
-            self.spawn(frame.id, self._pow(frame))
-        elif isinstance(frame, Unsubscribe):
-            if frame.rid in self.subs:
-                self.drop_subscription(frame.rid)
-                self.send(Ok(id=frame.id).encode(self.proto.version))
-            else:
-                self.reply_error(ErrorCode.AUTH, frame.id)
+        match frame:
+            case Deposit():
+                self.spawn(frame.id, self._deposit(frame))
+            case Ack():
+                self.spawn(frame.id, self._ack(frame))
+            case SignedOwnerCommand():
+                self.spawn(frame.id, self._owner(frame))
+            case FetchBundle() | GetBoundaries() | GetModerationKeys() | GetPow():
+                self.spawn(frame.id, self._answer(frame))
+            case Unsubscribe():
+                if frame.rid in self.subs:
+                    self.drop_subscription(frame.rid)
+                    self.send(Ok(id=frame.id).encode(self.proto.version))
+                else:
+                    self.reply_error(ErrorCode.AUTH, frame.id)
 
     def spawn(self, request_id: int, coro: Awaitable[bytes | None]) -> None:
         async def run() -> None:
@@ -315,13 +310,14 @@ class Connection:
                 reply = await coro
                 if reply is not None:
                     self.send(reply)
-            except RelayError as exc:
-                self.reply_error(exc.code, request_id)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("request_failed", conn_id=self.conn_id)
-                self.reply_error(ErrorCode.INTERNAL, request_id)
+            except Exception as exc:
+                code = wire_code(exc)
+                if code is None:
+                    log.exception("request_failed", conn_id=self.conn_id)
+                    code = ErrorCode.INTERNAL
+                self.reply_error(code, request_id)
 
         task = asyncio.get_running_loop().create_task(run())
         self.tasks.add(task)
@@ -351,44 +347,12 @@ class Connection:
             sub.acked(frame.seqs)
         return Ok(id=frame.id).encode(self.proto.version)
 
-    async def _bundle(self, frame: FetchBundle) -> bytes:
-        issued = await self.service.fetch_bundle(frame)
-        return issued.encode(self.proto.version)
-
-    async def _moderation_keys(self, frame: GetModerationKeys) -> bytes:
-        keys = await self.service.moderation_keys(frame)
-        return keys.encode(self.proto.version)
-
-    async def _boundaries(self, frame: GetBoundaries) -> bytes:
-        issued = await self.service.boundaries(frame)
-        return issued.encode(self.proto.version)
-
-    async def _pow(self, frame: GetPow) -> bytes:
-        issued = await self.service.issue_pow(frame)
-        return issued.encode(self.proto.version)
+    async def _answer(self, frame: PublicRequest) -> bytes:
+        reply = await self.service.answer(frame)
+        return reply.encode(self.proto.version)
 
     async def _owner(self, frame: SignedOwnerCommand) -> bytes:
-        cmd, _ = await self.service.authenticate_owner(frame, self.proto.take_challenge)
-        if cmd.op == OP_CREATE:
-            assert cmd.key is not None
-            created = await self.service.create_mailbox(frame.id, cmd.key, cmd)
-            return created.encode(self.proto.version)
-        assert cmd.rid is not None
-        if cmd.op == OP_SUBSCRIBE:
-            if not self.proto.can_subscribe(cmd.rid):
-                raise RelayError(ErrorCode.LIMIT)
-            await self.service.touch(cmd.rid)
-            self.add_subscription(cmd.rid)
-            self.metrics.inc("subscriptions")
-            return Ok(id=frame.id).encode(self.proto.version)
-        if cmd.op == OP_DELETE:
-            self.drop_subscription(cmd.rid)
-            await self.service.delete_mailbox(cmd.rid)
-            return Ok(id=frame.id).encode(self.proto.version)
-        if cmd.op == OP_FETCH:
-            # fetch is an HTTP operation; on a socket the owner subscribes instead.
-            raise RelayError(ErrorCode.MALFORMED)
-        reply = await self.service.owner_operation(frame.id, cmd)
+        reply = await self.service.execute(frame, transport=self)
         return reply.encode(self.proto.version)
 
     def abort(self, code: WSCloseCode) -> None:
@@ -439,7 +403,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     log.info("connection_opened", protocol_version=conn.proto.version)
     reason = "closed"
     try:
-        await ws.send_bytes(RelayConnection.hello(relay_limits(app)))
+        await ws.send_bytes(RelayConnection.hello(cfg.wire_limits()))
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
                 conn.handle(msg.data)
@@ -464,3 +428,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             duration_ms=round((time.monotonic() - started) * 1000),
         )
     return ws
+
+
+def setup_websocket(app: web.Application) -> None:
+    app.router.add_get("/v1/ws", websocket_handler, name="ws")

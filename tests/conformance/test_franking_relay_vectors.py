@@ -21,6 +21,7 @@ import pytest
 
 from clientlib.crypto.franking import franking_commit
 from clientlib.wire import OwnerCommand
+from clientlib.wire.owner import FileReport, owner_op
 from relay.amf import judge_key, verify_as_judge
 from relay.config import RelayConfig
 from relay.errors import RelayError
@@ -159,22 +160,25 @@ async def test_relay_verification(tmp_path: Path) -> None:
         for case in CASES:
             clock["now"] = case["now"]
             r = case["report"]
-            cmd = OwnerCommand(
-                op="report",
-                nonce=b"n" * 32,
-                rid=mailbox.rid,
-                msg=x(r["msg"]),
-                fk=x(r["fk"]),
-                fc=x(r["fc"]),
-                ft=x(r["ft"]),
-                fx=x(r["fx"]),
-                snd=x(r["snd"]),
-                rcp=x(r["rcp"]),
-                atts=tuple(x(a) for a in r["atts"]) or None,
-                why=r["why"],
-                amf=x(r["amf"]) if "amf" in r else None,  # revision 5
-                akid=r.get("akid"),
+            cmd = owner_op(
+                OwnerCommand(
+                    op="report",
+                    nonce=b"n" * 32,
+                    rid=mailbox.rid,
+                    msg=x(r["msg"]),
+                    fk=x(r["fk"]),
+                    fc=x(r["fc"]),
+                    ft=x(r["ft"]),
+                    fx=x(r["fx"]),
+                    snd=x(r["snd"]),
+                    rcp=x(r["rcp"]),
+                    atts=tuple(x(a) for a in r["atts"]) or None,
+                    why=r["why"],
+                    amf=x(r["amf"]) if "amf" in r else None,  # revision 5
+                    akid=r.get("akid"),
+                )
             )
+            assert isinstance(cmd, FileReport)
             if case["expect"] == "accepted":
                 assert await mod.file_report(cmd, mailbox) == x(case["report_id"]), case["name"]
             else:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from clientlib.wire import ChallengeIssued, ErrorReply, RequestChallenge, decode_relay_frame
+from relay.auth import challenge_binding
 from relay.errors import RelayError
 from relay.protocol import ConnectionLimits, RelayConnection
-from relay.service import challenge_binding
 
 LIMITS = ConnectionLimits(
     max_frame=70_000, max_pending_challenges=2, max_subscriptions=1, challenge_ttl_s=60

@@ -1,0 +1,33 @@
+"""The one place that picks a storage backend from configuration.
+
+Used by the application factory (:mod:`relay.app`) and by the admin CLI, which opens the store
+without serving; neither imports the other.
+"""
+
+from __future__ import annotations
+
+from relay.config import RelayConfig
+from relay.storage.base import EnvelopeStore, Wakeups
+
+__all__ = ["build_backend"]
+
+
+def build_backend(config: RelayConfig) -> tuple[EnvelopeStore, Wakeups]:
+    """Construct (but do not open) the store and wake-up channel the config asks for."""
+    if config.storage == "redis":
+        from relay.storage.redis import RedisStore, RedisWakeups
+
+        store: EnvelopeStore = RedisStore(
+            config.redis_url,
+            config.store_limits(),
+            durability="strict" if config.redis_durability == "strict" else "relaxed",
+            key_prefix=config.redis_key_prefix,
+        )
+        wakeups: Wakeups = RedisWakeups(config.redis_url, key_prefix=config.redis_key_prefix)
+        return store, wakeups
+    from relay.storage.sqlite import SQLiteStore
+    from relay.storage.wakeups import LocalWakeups
+
+    path = config.resolved_sqlite_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return SQLiteStore(path, config.store_limits()), LocalWakeups()
