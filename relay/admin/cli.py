@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from relay.admin.common import (
     AdminInputError,
+    describe_content_type,
+    describe_day,
     find_report,
     format_time,
     parse_suspend_target,
@@ -271,13 +273,13 @@ def _print_report(r: ReportView) -> None:
         ("status", r.status),
         ("reason", r.reason),
         ("reporter's note", r.note or "-"),
-        ("content type", r.content_type or "-"),
+        ("content type", describe_content_type(r.content_type)),
         ("accepted on", f"{r.source_kind} {r.source}".rstrip()),
         ("mailbox send id", r.mailbox_sid),
         ("sender key", r.sender_key),
         ("recipient key", r.recipient_key),
         ("relay key id", str(r.kid)),
-        ("key window (day)", str(r.day)),
+        ("key window", describe_day(r.day)),
         ("verified", "yes" if verification_summary(r) else "NO"),
     ]
     rows += [(f"  {name}", str(value)) for name, value in sorted(r.verified.items())]

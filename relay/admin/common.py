@@ -98,6 +98,28 @@ def verification_summary(report: ReportView) -> bool:
     return all(report.verified.get(name, "").lower() in VALID_MARKS for name in CHECKS)
 
 
+#: Content types (protocol.md §22.1 ``t``) in words; any other is shown as sent.
+CONTENT_TYPE_WORDS = {
+    "msg": "text message",
+    "req": "contact request",
+    "acc": "acceptance of a contact request",
+    "set": "privacy settings",
+}
+
+
+def describe_content_type(t: str | None) -> str:
+    """``"msg"`` -> ``"text message (msg)"``; unknown types as sent; None -> ``-``."""
+    if not t:
+        return "-"
+    words = CONTENT_TYPE_WORDS.get(t)
+    return f"{words} ({t})" if words else t
+
+
+def describe_day(day: int) -> str:
+    """A UTC day number (days since the epoch) as ``YYYY-MM-DD (UTC day N)``."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86400)) + f" (UTC day {day})"
+
+
 def format_time(ts: int | None) -> str:
     """``YYYY-MM-DD HH:MM:SSZ`` (UTC), or ``-``."""
     if ts is None:

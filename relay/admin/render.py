@@ -10,7 +10,12 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
-from relay.admin.common import format_time, verification_summary
+from relay.admin.common import (
+    describe_content_type,
+    describe_day,
+    format_time,
+    verification_summary,
+)
 from relay.moderation import AuditEntry, ReportView
 
 __all__ = [
@@ -151,7 +156,7 @@ def report_page(
         + _rows(
             [
                 ("relay key id", e(report.kid)),
-                ("key window (day)", e(report.day)),
+                ("key window", e(describe_day(report.day))),
                 ("sender identity key", f"<code>{e(report.sender_key)}</code>"),
                 ("recipient identity key", f"<code>{e(report.recipient_key)}</code>"),
             ]
@@ -162,7 +167,8 @@ def report_page(
         message = f'<pre class="msg" id="message">{e(report.text)}</pre>'
     else:
         message = (
-            f'<p id="message" class="muted">Not a text message ({e(report.content_type or "?")},'
+            '<p id="message" class="muted">Not a text message'
+            f" ({e(describe_content_type(report.content_type))},"
             f" {len(report.msg)} bytes); its content is not shown.</p>"
         )
     attachments = (
@@ -181,7 +187,7 @@ def report_page(
             ("received", e(format_time(report.created))),
             ("reason", e(report.reason)),
             ("reporter's note", e(report.note) if report.note else '<span class="muted">-</span>'),
-            ("content type", e(report.content_type or "-")),
+            ("content type", e(describe_content_type(report.content_type))),
             ("accepted on", f"{e(report.source_kind)} <code>{e(report.source)}</code>"),
             ("mailbox send id", f'<code id="mailbox-sid">{e(report.mailbox_sid)}</code>'),
             ("status", f'<span id="status">{_status(report)}</span>'),

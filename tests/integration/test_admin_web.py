@@ -121,6 +121,9 @@ async def test_list_show_resolve_and_audit(
     assert status == 200 and reported.report_id in body
     status, body, _ = await admin.get(f"/admin/reports/{reported.report_id[:8]}")  # a prefix
     assert status == 200 and ">verified<" in body and 'id="resolve"' in body
+    # Dates and words, not a day number and a wire type (issue 22, snag 7).
+    assert re.search(r"key window</th><td>20\d\d-\d\d-\d\d \(UTC day \d+\)<", body)
+    assert "text message (msg)" in body and "key window (day)" not in body
     status, body, _ = await admin.get("/admin/reports/" + "0" * 32)
     assert status == 404
     # Resolve: revoke the abuser's capability.
