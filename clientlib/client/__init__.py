@@ -11,6 +11,8 @@ catch-up. Modules whose names start with ``_`` are private.
 
 from __future__ import annotations
 
+from clientlib.client._receipts import DEFAULT_RECEIPT_DELAY, ReceiptDelay
+from clientlib.client._typing import TYPING_KEEPALIVE, TYPING_TIMEOUT
 from clientlib.client.client import Client, ContactRef, RequestRef
 from clientlib.client.config import ClientConfig
 from clientlib.client.history import (
@@ -29,14 +31,21 @@ from clientlib.client.types import (
     ContactAdded,
     ContactRequest,
     DeliveryChanged,
+    DisappearingChanged,
+    MessageChanged,
+    MessageExpired,
     MessageReceived,
     PrivacySettings,
     ReportResolved,
     RequestReceived,
     StoredMessage,
+    TypingChanged,
 )
 
 __all__ = [
+    "DEFAULT_RECEIPT_DELAY",
+    "TYPING_KEEPALIVE",
+    "TYPING_TIMEOUT",
     "CaughtUp",
     "Client",
     "ClientConfig",
@@ -49,16 +58,21 @@ __all__ = [
     "ContactRequest",
     "CorruptHistory",
     "DeliveryChanged",
+    "DisappearingChanged",
     "EncryptedFileHistory",
     "HistoryStore",
     "IdentityMismatch",
     "InvalidInvitation",
     "Invitation",
     "MemoryHistory",
+    "MessageChanged",
+    "MessageExpired",
     "MessageReceived",
     "PrivacySettings",
+    "ReceiptDelay",
     "ReportResolved",
     "RequestReceived",
     "RequestRef",
     "StoredMessage",
+    "TypingChanged",
 ]

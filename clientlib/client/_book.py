@@ -50,7 +50,10 @@ def bnd_list(b: Boundaries) -> list[int]:
 
 
 def _settings(v: list[int]) -> PrivacySettings:
-    return PrivacySettings(receipts=bool(v[0]), typing=bool(v[1]), media=bool(v[2]))
+    delivery = bool(v[3]) if len(v) > 3 else True
+    return PrivacySettings(
+        receipts=bool(v[0]), typing=bool(v[1]), media=bool(v[2]), delivery_receipts=delivery
+    )
 
 
 class AddressBook:
@@ -318,6 +321,7 @@ class AddressBook:
             c.blocked,
             _settings(c.settings),
             _settings(c.peer) if c.peer is not None else None,
+            c.dis,
         )
 
     def request_view(self, qid: bytes) -> ContactRequest:

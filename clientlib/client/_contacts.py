@@ -80,6 +80,9 @@ class ContactOps:
         self._history = history
         self._emit = emit
         self._now = now
+        #: ``decorate(cid, now) -> (content fields, stored fields)`` of an outgoing text
+        #: message (disappearing timer, piggy-backed receipts; see ``_conversation``).
+        self.decorate: Callable[[bytes, int], tuple[dict[str, Any], dict[str, Any]]] | None = None
 
     async def create_invitation(self, *, new_address: bool = False) -> Invitation:
         """Return an invitation to our contact address (creating the address if needed)."""
@@ -273,6 +276,7 @@ class ContactOps:
         receipts: bool | None = None,
         typing: bool | None = None,
         media: bool | None = None,
+        delivery_receipts: bool | None = None,
     ) -> Contact:
         """Change our privacy settings for one conversation and tell the contact."""
         book = self._book
@@ -280,7 +284,9 @@ class ContactOps:
         await self.refresh_moderator_keys()
         async with book.lock:
             c = book.contacts[cid]
-            for i, v in enumerate((receipts, typing, media)):
+            if delivery_receipts is not None and len(c.settings) < 4:
+                c.settings.append(1)
+            for i, v in enumerate((receipts, typing, media, delivery_receipts)):
                 if v is not None:
                     c.settings[i] = int(v)
             content = ConversationSettings(*c.settings).encode()
@@ -318,8 +324,9 @@ class ContactOps:
                 raise LocalProtocolError("the contact is blocked; unblock it first")
             now = self._now()
             mid = book.rng(MESSAGE_ID_SIZE)
-            content = TextMessage(id=mid, ts=now, text=text).encode()
-            msg = StoredMessage(cid.hex(), mid.hex(), "out", text, now, now, "queued")
+            extra, stored = self.decorate(cid, now) if self.decorate else ({}, {})
+            content = TextMessage(id=mid, ts=now, text=text, **extra).encode()
+            msg = StoredMessage(cid.hex(), mid.hex(), "out", text, now, now, "queued", **stored)
             self.seal_and_queue(cid, content, now=now, history=msg)
             await book.save()
         self._outbox.wake()

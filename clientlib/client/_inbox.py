@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from clientlib.client._book import AddressBook
+from clientlib.client._conversation import HANDLED, Conversation
 from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import PREKEY_LOW_WATER, Prekeys
@@ -87,8 +88,10 @@ class Inbox:
         outbox: Outbox,
         history: Callable[[], HistoryStore],
         modkeys: ModeratorKeyCache | None = None,
+        conversation: Conversation | None = None,
     ) -> None:
         self.modkeys = self._modkeys = modkeys if modkeys is not None else ModeratorKeyCache()
+        self._conv = conversation
         self._book = book
         self._prekeys = prekeys
         self._outbox = outbox
@@ -128,6 +131,10 @@ class Inbox:
             out.events.extend(
                 MessageReceived(c, m) for (c, m), ok in zip(new_messages, fresh, strict=True) if ok
             )
+            if self._conv is not None:
+                for (c, m), ok in zip(new_messages, fresh, strict=True):
+                    if ok:
+                        self._conv.received(bytes.fromhex(c.id), bytes.fromhex(m.id))
         out.acks.extend(acks.items())
         return out
 
@@ -297,7 +304,11 @@ class Inbox:
                 events.append(ContactAdded(book.contact_view(cid)))
         elif isinstance(content, ConversationSettings):
             c.peer = [content.receipts, content.typing, content.media]
+            if content.delivery is not None:
+                c.peer.append(content.delivery)
             book.put_contact(cid)
+        elif isinstance(content, HANDLED) and self._conv is not None:
+            self._conv.on_content(cid, content, now, events)
         elif isinstance(content, TextMessage):
             if received.attachment_hashes or received.amf_signature is None:
                 # Finding 2 of issue 20: a message committing to attachments we cannot
@@ -325,6 +336,8 @@ class Inbox:
                 "received",
                 evidence.encode(),
             )
+            if self._conv is not None:
+                msg = self._conv.on_text(cid, content, msg, now)
             new_messages.append((book.contact_view(cid), msg))
         else:
             events.append(ClientWarning("malformed_content", "", cid.hex()))

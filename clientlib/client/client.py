@@ -25,7 +25,8 @@ contacts, requests; lookups; saving), ``_inbox`` (sans-IO: envelopes to events a
 ``_outbox`` (queue, flush, retry rule), ``_link`` (transports, subscriptions, polling, acks),
 ``_prekeys`` (prekeys and their upkeep at the relay), ``_background`` (tasks, the receive
 loop around the inbox, upkeep on connect), ``_contacts`` (invitations, requests,
-blocking, settings, sending) and ``_reports`` (abuse reports and their typed records).
+blocking, settings, sending), ``_reports`` (abuse reports and their typed records) and
+``_conversation`` (receipts, typing, disappearing messages, unsend, edit, react).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +44,7 @@ from typing import Self
 from clientlib.client._background import Tasks, expire_loop, receive_loop, upkeep
 from clientlib.client._book import AddressBook, ContactRef, RequestRef, credential
 from clientlib.client._contacts import BoundaryViolation, ContactOps
+from clientlib.client._conversation import Conversation
 from clientlib.client._export import export_document, write_new_private
 from clientlib.client._inbox import Inbox
 from clientlib.client._link import Link
@@ -58,11 +61,12 @@ from clientlib.client.types import (
     Contact,
     ContactAdded,
     ContactRequest,
+    Direction,
     MessageReceived,
     StoredMessage,
 )
 from clientlib.crypto.keys import IdentityPublicKey
-from clientlib.errors import LocalProtocolError, RelayRejected
+from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
 from clientlib.keystore import FileKeystore, Keystore
 from clientlib.wire.frames import Boundaries, MailboxInfo
 
@@ -112,9 +116,6 @@ class Client:
         self._prekeys = Prekeys(self._book)
         self._outbox = Outbox(self._book, lambda: self._history, self._emit)
         self._modkeys = ModeratorKeyCache()
-        self._inbox = Inbox(
-            self._book, self._prekeys, self._outbox, lambda: self._history, self._modkeys
-        )
         self._link = Link(
             self._book, cfg, emit=self._emit, wake_outbox=self._outbox.wake, spawn=self._tasks.spawn
         )
@@ -129,6 +130,27 @@ class Client:
             now=self._now,
             modkeys=self._modkeys,
             spawn=self._tasks.spawn,
+        )
+        self._conv = Conversation(
+            self._book,
+            self._ops,
+            self._outbox,
+            self._link,
+            self._modkeys,
+            history=lambda: self._history,
+            emit=self._emit,
+            clock=cfg.clock,
+            receipt_delay=cfg.receipt_delay,
+            rng=cfg.receipt_rng if cfg.receipt_rng is not None else random.SystemRandom(),
+        )
+        self._ops.decorate = self._conv.decorate
+        self._inbox = Inbox(
+            self._book,
+            self._prekeys,
+            self._outbox,
+            lambda: self._history,
+            self._modkeys,
+            self._conv,
         )
         self._closed = False
         self._started = False
@@ -193,6 +215,8 @@ class Client:
         self._started = True
         await asyncio.to_thread(self._open_state)
         try:
+            await self._conv.expire_now()  # what expired while we were closed goes first
+            self._tasks.spawn(self._conv.run())
             if self._config.connect:
                 await self.connect()
         except BaseException:
@@ -272,6 +296,10 @@ class Client:
         """Stop, disconnect, and close the keystore and history. Idempotent."""
         if self._closed:
             return
+        if self._book.started:
+            # Receipts still waiting go into the outbox (they leave now or at next start).
+            with contextlib.suppress(TransportError, LocalProtocolError):
+                await self._conv.flush_receipts(everything=True)
         if self._link.connected and self._outbox.ready() and self._close_grace > 0:
             # Give queued messages a moment to leave; whatever stays is sent next time.
             with contextlib.suppress(TimeoutError):
@@ -458,13 +486,22 @@ class Client:
         receipts: bool | None = None,
         typing: bool | None = None,
         media: bool | None = None,
+        delivery_receipts: bool | None = None,
     ) -> Contact:
         """Change our privacy settings for one conversation and tell the contact.
 
         ``media=False`` means text only: the contact's client stops offering media and ours
-        drops any that arrives (``content_refused`` warning).
+        drops any that arrives (``content_refused`` warning). ``receipts`` (read),
+        ``delivery_receipts`` and ``typing`` are reciprocal: each flows only while both
+        sides have it on (protocol.md §22.11-§22.12).
         """
-        return await self._ops.set_privacy(ref, receipts=receipts, typing=typing, media=media)
+        return await self._ops.set_privacy(
+            ref,
+            receipts=receipts,
+            typing=typing,
+            media=media,
+            delivery_receipts=delivery_receipts,
+        )
 
     async def set_boundaries(self, boundaries: Boundaries) -> None:
         """Publish new boundaries on every contact address (and use them for new ones)."""
@@ -614,6 +651,72 @@ class Client:
             LocalProtocolError: unknown contact, or the text is too long.
         """
         return await self._ops.send(ref, text)
+
+    # --- public: conversation features (protocol.md §22.10-§22.13) -----------------------
+
+    async def mark_read(self, ref: ContactRef, message_ids: list[str] | None = None) -> int:
+        """The user saw these received messages (default: every one not marked yet).
+
+        Starts the disappearing timer of each (expiry counted from first display) and owes
+        the contact a read receipt if both sides send them; the receipt leaves after a
+        random delay (``config.receipt_delay``) or inside our next message to them.
+
+        Returns:
+            How many messages were newly marked.
+        """
+        return await self._conv.mark_read(ref, message_ids)
+
+    async def typing(self, ref: ContactRef, active: bool = True) -> bool:
+        """Tell the contact we are typing (``active``) or stopped. Call it as often as you
+        like (every keystroke): a start, keep-alives at most every 5 s and a stop leave, as
+        online-only envelopes the relay never stores, and only while both sides have
+        ``typing`` on. Best effort: never raises for the network.
+
+        Returns:
+            Whether an indicator left now.
+        """
+        return await self._conv.typing(ref, active)
+
+    async def set_disappearing(self, ref: ContactRef, seconds: int) -> None:
+        """Set the conversation's disappearing-message timer (``0``: off) for both sides;
+        both get :class:`DisappearingChanged`. Messages sent afterwards (by either side)
+        are removed from both histories ``seconds`` after sending (ours) or after first
+        display (theirs), and from the relay if still undelivered.
+
+        Raises:
+            LocalProtocolError: unknown contact, or ``seconds`` out of 0..366 days.
+        """
+        await self._conv.set_disappearing(ref, seconds)
+
+    async def unsend(self, ref: ContactRef, message_id: str) -> StoredMessage:
+        """Delete one of our messages for everyone: the contact's client removes its
+        content and shows it as deleted; in both histories the text is crypto-shredded.
+        A message still in our outbox never leaves.
+
+        Raises:
+            LocalProtocolError: not a message of ours in this conversation.
+        """
+        return await self._conv.unsend(ref, message_id)
+
+    async def edit(self, ref: ContactRef, message_id: str, text: str) -> StoredMessage:
+        """Replace the text of one of our messages (both histories keep the latest text,
+        marked edited).
+
+        Raises:
+            LocalProtocolError: not a message of ours, or the text is too long.
+        """
+        return await self._conv.edit(ref, message_id, text)
+
+    async def react(
+        self, ref: ContactRef, message_id: str, emoji: str, *, direction: Direction = "in"
+    ) -> StoredMessage:
+        """React to a message (``direction``: ``in`` theirs, ``out`` ours) with one emoji,
+        replacing our earlier reaction; ``""`` removes it.
+
+        Raises:
+            LocalProtocolError: no such message, or the emoji is longer than 32 bytes.
+        """
+        return await self._conv.react(ref, message_id, emoji, direction=direction)
 
     # --- internals ------------------------------------------------------------------------
 

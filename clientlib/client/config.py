@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from clientlib.client._receipts import DEFAULT_RECEIPT_DELAY, ReceiptDelay
 from clientlib.client.history import HistoryStore
 from clientlib.crypto.keys import RNG
 from clientlib.keystore.file import MEMLIMIT_MODERATE, OPSLIMIT_MODERATE, _test_kdf_allowed
@@ -64,6 +66,10 @@ class ClientConfig:
             second), ``interactive``, or ``minimum`` (tests only).
         rng: randomness (``os.urandom``).
         clock: seconds since the epoch (``time.time``).
+        receipt_delay: how long receipts wait before they leave on their own
+            (:class:`~clientlib.client.ReceiptDelay`; protocol.md §22.11).
+        receipt_rng: where receipt delays are drawn from (``None``: the operating
+            system's randomness; a seeded ``random.Random`` for tests).
 
     Raises:
         ValueError: an unknown ``transport`` or ``kdf_strength``, or a time out of range.
@@ -80,6 +86,8 @@ class ClientConfig:
     kdf_strength: KdfStrength = "moderate"
     rng: RNG = os.urandom
     clock: Callable[[], float] = time.time
+    receipt_delay: ReceiptDelay = DEFAULT_RECEIPT_DELAY
+    receipt_rng: random.Random | None = None
 
     def __post_init__(self) -> None:
         if self.kdf_strength not in _ARGON2 or (
@@ -92,6 +100,8 @@ class ClientConfig:
             value: object = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds")
+        if not isinstance(self.receipt_delay, ReceiptDelay):
+            raise ValueError("receipt_delay must be a ReceiptDelay")
         grace: object = self.close_grace
         if not (isinstance(grace, int | float) and math.isfinite(grace) and grace >= 0):
             raise ValueError("close_grace must be a number of seconds, 0 or more")

@@ -15,18 +15,28 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from clientlib.errors import WireError
-from clientlib.wire.codec import Bin, Field, Int, Struct, Text, decode_map
+from clientlib.wire.codec import Bin, Field, Int, ListOf, Struct, Text, decode_map
 from clientlib.wire.limits import MAILBOX_ID_SIZE
 
 __all__ = [
+    "MAX_DISAPPEAR_SECONDS",
+    "MAX_EMOJI_BYTES",
     "MAX_INTRO_BYTES",
     "MAX_NAME_BYTES",
+    "MAX_RECEIPT_IDS",
     "MAX_TEXT_BYTES",
     "MESSAGE_ID_SIZE",
     "Accept",
     "ContactRequestContent",
     "Content",
+    "ConversationSettings",
+    "DisappearTimer",
+    "EditMessage",
+    "Reaction",
+    "Receipt",
     "TextMessage",
+    "Typing",
+    "Unsend",
     "decode_content",
 ]
 
@@ -38,7 +48,14 @@ MAX_INTRO_BYTES = 1024
 MAX_TEXT_BYTES = 16 * 1024 - 512
 #: Client-chosen message id (random), used for deduplication and delivery state.
 MESSAGE_ID_SIZE = 16
-_MAX_CONTENT_SIZE = MAX_TEXT_BYTES + 256
+_MAX_CONTENT_SIZE = MAX_TEXT_BYTES + 1024  # room for the optional fields of a message
+#: Message ids one receipt (or one message's piggy-backed receipts) may carry: 16 ids keep a
+#: receipt in the smallest bucket a franked ratchet message reaches (1,024 bytes, §14).
+MAX_RECEIPT_IDS = 16
+#: A reaction: one emoji (a grapheme cluster can be several code points), or empty to remove.
+MAX_EMOJI_BYTES = 32
+#: Disappearing-message timers: up to the relay's default envelope TTL cap (a year is plenty).
+MAX_DISAPPEAR_SECONDS = 366 * 86400
 
 
 _SID = Bin(MAILBOX_ID_SIZE)
@@ -46,6 +63,8 @@ _MSG_ID = Bin(MESSAGE_ID_SIZE)
 #: A send capability (protocol.md §4.8): 32 random bytes for one contact's pairwise mailbox.
 _CAP = Bin(32)
 _FLAG = Int(0, 1)
+_IDS = ListOf(_MSG_ID, MAX_RECEIPT_IDS)
+_TS = Int(0, 2**40)
 
 
 class Content(Struct):
@@ -100,17 +119,28 @@ class Accept(Content):
 
 @dataclass(frozen=True, slots=True, repr=False)
 class TextMessage(Content):
-    """A text message. ``ts`` is the sender's clock in whole seconds (informational)."""
+    """A text message. ``ts`` is the sender's clock in whole seconds (informational).
+
+    ``exp``: the conversation's disappearing-message timer in seconds when it was sent
+    (protocol.md §22.10); ``dlv``/``rd``: delivery and read receipts carried along
+    (piggy-backed, §22.11) instead of in a :class:`Receipt` of their own.
+    """
 
     TYPE: ClassVar[str] = "msg"
     SCHEMA: ClassVar[tuple[Field, ...]] = (
         Field("id", "id", _MSG_ID),
-        Field("ts", "ts", Int(0, 2**40)),
+        Field("ts", "ts", _TS),
         Field("text", "text", Text(MAX_TEXT_BYTES)),
+        Field("exp", "exp", Int(1, MAX_DISAPPEAR_SECONDS), required=False),
+        Field("dlv", "dlv", _IDS, required=False),
+        Field("rd", "rd", _IDS, required=False),
     )
     id: bytes
     ts: int
     text: str
+    exp: int | None = None
+    dlv: tuple[bytes, ...] | None = None
+    rd: tuple[bytes, ...] | None = None
 
     def __repr__(self) -> str:
         return f"TextMessage(id={self.id.hex()}, text=<redacted>)"
@@ -130,14 +160,109 @@ class ConversationSettings(Content):
         Field("receipts", "receipts", _FLAG),
         Field("typing", "typing", _FLAG),
         Field("media", "media", _FLAG),
+        Field("delivery", "delivery", _FLAG, required=False),
     )
     receipts: int
     typing: int
     media: int
+    delivery: int | None = None  # absent: 1 (clients before delivery receipts)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt(Content):
+    """Delivery (``dlv``) and read (``rd``) receipts for messages the recipient sent us;
+    at least one list is non-empty (protocol.md §22.11)."""
+
+    TYPE: ClassVar[str] = "rcp"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("dlv", "dlv", _IDS, required=False),
+        Field("rd", "rd", _IDS, required=False),
+    )
+    dlv: tuple[bytes, ...] | None = None
+    rd: tuple[bytes, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing(Content):
+    """A typing indicator (online-only envelope, never stored): ``on`` 1 start or
+    keep-alive, 0 stop (protocol.md §22.12)."""
+
+    TYPE: ClassVar[str] = "typ"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (Field("on", "on", _FLAG),)
+    on: int
+
+
+@dataclass(frozen=True, slots=True)
+class DisappearTimer(Content):
+    """The conversation's disappearing-message timer changed: ``secs`` (0: off), with the
+    change counter ``v`` that orders concurrent changes (protocol.md §22.10)."""
+
+    TYPE: ClassVar[str] = "dis"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("secs", "secs", Int(0, MAX_DISAPPEAR_SECONDS)),
+        Field("v", "v", Int(1, 2**32 - 1)),
+    )
+    secs: int
+    v: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unsend(Content):
+    """Delete for everyone the sender's own message ``ref`` (protocol.md §22.13)."""
+
+    TYPE: ClassVar[str] = "del"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (Field("ref", "ref", _MSG_ID),)
+    ref: bytes
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class EditMessage(Content):
+    """Replace the text of the sender's own message ``ref`` (protocol.md §22.13)."""
+
+    TYPE: ClassVar[str] = "edit"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("ref", "ref", _MSG_ID),
+        Field("ts", "ts", _TS),
+        Field("text", "text", Text(MAX_TEXT_BYTES)),
+    )
+    ref: bytes
+    ts: int
+    text: str
+
+    def __repr__(self) -> str:
+        return f"EditMessage(ref={self.ref.hex()}, text=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction(Content):
+    """The sender's reaction to message ``ref`` (``mine`` 1: a message the sender sent, 0:
+    one it received); ``emoji`` empty removes it. One per user per message, replaceable."""
+
+    TYPE: ClassVar[str] = "rx"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("ref", "ref", _MSG_ID),
+        Field("mine", "mine", _FLAG),
+        Field("emoji", "emoji", Text(MAX_EMOJI_BYTES)),
+    )
+    ref: bytes
+    mine: int
+    emoji: str
 
 
 _REGISTRY: dict[str, type[Content]] = {
-    cls.TYPE: cls for cls in (ContactRequestContent, Accept, TextMessage, ConversationSettings)
+    cls.TYPE: cls
+    for cls in (
+        ContactRequestContent,
+        Accept,
+        TextMessage,
+        ConversationSettings,
+        Receipt,
+        Typing,
+        DisappearTimer,
+        Unsend,
+        EditMessage,
+        Reaction,
+    )
 }
 
 

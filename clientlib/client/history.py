@@ -42,6 +42,7 @@ import contextlib
 import os
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -80,10 +81,16 @@ _LEN = struct.Struct(">I")
 _INDEX = struct.Struct(">Q")
 _MAX_RECORD = 1 << 20
 _MIN_RECORD = _KEY_ID + AEAD_NONCE_SIZE + AEAD_TAG_SIZE
-_STATES = ("queued", "sent", "received", "failed")
+_STATES = ("queued", "sent", "received", "failed", "delivered", "read")
 #: Keystore entries (protocol.md §23.4).
 _NS = "history"  # b"head" -> msgpack [epoch (bin 16), count (int), chain (bin 32)]
 _KEYS_NS = "history-keys"  # contact id (UTF-8) -> key id (16) || key (32)
+#: A disappearing message's own key: key id (16) -> key (32) || msgpack [contact, dir, id].
+_MSG_KEYS_NS = "history-msgkeys"
+#: Key ids destroyed while their records still sit in the file: key id (16) -> b"".
+_SHRED_NS = "history-shredded"
+#: Destroyed keys tolerated before the file is compacted (each costs 16 bytes of keystore).
+SHRED_COMPACT_AT = 256
 _MAC = ("meta", b"history-key")  # chain MAC key (in a version-1 keystore: the record key)
 
 
@@ -113,6 +120,35 @@ class HistoryStore(Protocol):
         """Delete a whole conversation, unrecoverably (durable on return)."""
         ...
 
+    def get(self, contact_id: str, direction: str, message_id: str) -> StoredMessage | None:
+        """One message, or None."""
+        ...
+
+    def update(
+        self,
+        contact_id: str,
+        direction: str,
+        message_id: str,
+        patch: dict[str, Any],
+        *,
+        shred: bool = False,
+    ) -> StoredMessage | None:
+        """Apply a change to a stored message durably and return its new state (None: no
+        such message). ``patch`` keys (protocol.md §23.4): ``text``+``ed`` (an edit),
+        ``dl`` (deleted for everyone: text, evidence and reactions go), ``ex`` (expiry
+        time), ``sn`` (displayed), ``rx`` (``[who, emoji]``). ``shred``: the previous
+        content must become unrecoverable too (unsend)."""
+        ...
+
+    def expire(self, now: int) -> list[StoredMessage]:
+        """Remove, unrecoverably and durably, every message whose ``expires_at`` is at or
+        before ``now``; returns what was removed."""
+        ...
+
+    def next_expiry(self) -> int | None:
+        """The earliest ``expires_at`` of any stored message, or None."""
+        ...
+
     def wipe(self) -> None:
         """Delete everything, including any file, and close."""
         ...
@@ -138,16 +174,45 @@ class _Table:
         conv = self.convs.get(contact_id, {})
         old = conv.get(("out", message_id))
         if old is not None:
-            conv[("out", message_id)] = StoredMessage(
-                old.contact_id,
-                old.id,
-                old.direction,
-                old.text,
-                old.sent_at,
-                old.received_at,
-                state,
-                old.evidence,
-            )
+            conv[("out", message_id)] = replace(old, state=state)
+
+    def patch(
+        self, contact_id: str, direction: str, message_id: str, patch: dict[str, Any]
+    ) -> StoredMessage | None:
+        conv = self.convs.get(contact_id, {})
+        key = (direction, message_id)
+        old = conv.get(key)
+        if old is None:
+            return None
+        new = _patched(old, patch)
+        conv[key] = new
+        return new
+
+    def get(self, contact_id: str, direction: str, message_id: str) -> StoredMessage | None:
+        return self.convs.get(contact_id, {}).get((direction, message_id))
+
+    def due(self, now: int) -> list[StoredMessage]:
+        return [
+            m
+            for conv in self.convs.values()
+            for m in conv.values()
+            if m.expires_at is not None and m.expires_at <= now
+        ]
+
+    def next_expiry(self) -> int | None:
+        times = [
+            m.expires_at
+            for conv in self.convs.values()
+            for m in conv.values()
+            if m.expires_at is not None
+        ]
+        return min(times) if times else None
+
+    def remove(self, m: StoredMessage) -> None:
+        conv = self.convs.get(m.contact_id, {})
+        conv.pop((m.direction, m.id), None)
+        if not conv:
+            self.convs.pop(m.contact_id, None)
 
     def messages(self, contact_id: str, limit: int | None) -> list[StoredMessage]:
         out = list(self.convs.get(contact_id, {}).values())  # insertion order = arrival order
@@ -172,6 +237,29 @@ class MemoryHistory:
     def forget(self, contact_id: str) -> None:
         self._t.convs.pop(contact_id, None)
 
+    def get(self, contact_id: str, direction: str, message_id: str) -> StoredMessage | None:
+        return self._t.get(contact_id, direction, message_id)
+
+    def update(
+        self,
+        contact_id: str,
+        direction: str,
+        message_id: str,
+        patch: dict[str, Any],
+        *,
+        shred: bool = False,
+    ) -> StoredMessage | None:
+        return self._t.patch(contact_id, direction, message_id, patch)
+
+    def expire(self, now: int) -> list[StoredMessage]:
+        due = self._t.due(now)
+        for m in due:
+            self._t.remove(m)
+        return due
+
+    def next_expiry(self) -> int | None:
+        return self._t.next_expiry()
+
     def wipe(self) -> None:
         self._t.convs.clear()
 
@@ -179,30 +267,115 @@ class MemoryHistory:
         pass
 
 
+def _extras(m: StoredMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if m.timer:
+        out["tm"] = m.timer
+    if m.expires_at is not None:
+        out["ex"] = m.expires_at
+    if m.seen:
+        out["sn"] = 1
+    if m.edited_at is not None:
+        out["ed"] = m.edited_at
+    if m.deleted:
+        out["dl"] = 1
+    if m.reactions:
+        out["rx"] = [list(r) for r in m.reactions]
+    return out
+
+
 def _to_wire(m: StoredMessage) -> list[Any]:
     rec = [0, m.contact_id, m.id, m.direction, m.text, m.sent_at, m.received_at, m.state]
+    extras = _extras(m)
+    if extras:
+        return [*rec, m.evidence, extras]
     return rec if m.evidence is None else [*rec, m.evidence]
+
+
+def _int(v: object) -> int:
+    if type(v) is not int or v < 0:
+        raise ValueError("bad record")
+    return v
+
+
+def _reaction(v: object) -> tuple[str, str]:
+    if type(v) is not list or len(v) != 2 or v[0] not in ("me", "peer") or type(v[1]) is not str:
+        raise ValueError("bad record")
+    return (v[0], v[1])
+
+
+def _patched(m: StoredMessage, patch: dict[str, Any]) -> StoredMessage:
+    """``m`` with a patch record applied (keys as in protocol.md §23.4; ValueError if bad)."""
+    if type(patch) is not dict or not set(patch) <= {"text", "ed", "dl", "ex", "sn", "rx"}:
+        raise ValueError("bad record")
+    changes: dict[str, Any] = {}
+    if "text" in patch:
+        if type(patch["text"]) is not str:
+            raise ValueError("bad record")
+        changes["text"] = patch["text"]
+    if "ed" in patch:
+        changes["edited_at"] = _int(patch["ed"])
+    if "ex" in patch:
+        changes["expires_at"] = _int(patch["ex"])
+    if "sn" in patch:
+        changes["seen"] = bool(_int(patch["sn"]))
+    if "rx" in patch:
+        who, emoji = _reaction(patch["rx"])
+        rest = tuple(r for r in m.reactions if r[0] != who)
+        changes["reactions"] = (*rest, (who, emoji)) if emoji else rest
+    if patch.get("dl"):
+        changes.update(deleted=True, text="", evidence=None, reactions=(), edited_at=None)
+    return replace(m, **changes)
 
 
 def _parse_message(rec: list[Any]) -> StoredMessage:
     _, cid, mid, direction, text, sent_at, received_at, state = rec[:8]
-    evidence = rec[8] if len(rec) == 9 else None
+    evidence = rec[8] if len(rec) >= 9 else None
     if direction not in ("in", "out") or state not in _STATES:
         raise ValueError("bad record")
     if evidence is not None and type(evidence) is not bytes:
         raise ValueError("bad record")
-    return StoredMessage(cid, mid, direction, text, sent_at, received_at, state, evidence)
+    m = StoredMessage(cid, mid, direction, text, sent_at, received_at, state, evidence)
+    if len(rec) == 10:
+        x = rec[9]
+        if type(x) is not dict or not set(x) <= {"tm", "ex", "sn", "ed", "dl", "rx"}:
+            raise ValueError("bad record")
+        if type(x.get("rx", [])) is not list:
+            raise ValueError("bad record")
+        m = replace(
+            m,
+            timer=_int(x.get("tm", 0)),
+            expires_at=_int(x["ex"]) if "ex" in x else None,
+            seen=bool(_int(x.get("sn", 0))),
+            edited_at=_int(x["ed"]) if "ed" in x else None,
+            deleted=bool(_int(x.get("dl", 0))),
+            reactions=tuple(_reaction(r) for r in x.get("rx", [])),
+        )
+    return m
 
 
 def _record_cid(rec: object) -> str:
     """The contact id a (version-2) record belongs to; ValueError if it is malformed."""
     if type(rec) is not list or not rec or type(rec[0]) is not int:
         raise ValueError("bad record")
-    if (rec[0] == 0 and len(rec) in (8, 9)) or (rec[0] == 1 and len(rec) == 4):
+    if (
+        (rec[0] == 0 and len(rec) in (8, 9, 10))
+        or (rec[0] == 1 and len(rec) == 4)
+        or (rec[0] == 2 and len(rec) == 5)
+    ):
         if type(rec[1]) is not str:
             raise ValueError("bad record")
         return rec[1]
     raise ValueError("bad record")
+
+
+def _record_msg(rec: list[Any]) -> tuple[str, str, str]:
+    """``(contact, direction, id)`` of the message a record is about."""
+    if rec[0] == 0:
+        return (rec[1], rec[3], rec[2])
+    if rec[0] == 1:
+        return (rec[1], "out", rec[2])
+    return (rec[1], rec[2], rec[3])
 
 
 def _genesis(mac: bytes, epoch: bytes) -> bytes:
@@ -294,6 +467,9 @@ class EncryptedFileHistory:
         self._fd: int | None = None
         self._keys: dict[str, tuple[bytes, bytes]] = {}  # contact id -> (key id, key)
         self._by_id: dict[bytes, tuple[str, bytes]] = {}  # key id -> (contact id, key)
+        # (contact id, direction, message id) -> (key id, key): disappearing messages
+        self._msg_keys: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
+        self._shredded: set[bytes] = set()
         self._mac = b""
         self._epoch = b""
         self._count = 0  # records in the file
@@ -311,12 +487,53 @@ class EncryptedFileHistory:
     def _load_keys(self) -> None:
         self._keys.clear()
         self._by_id.clear()
+        self._msg_keys.clear()
         for raw_cid, value in self._ks.items(_KEYS_NS):
             if len(value) != _KEY_ID + 32:
                 raise CorruptHistory("the keystore's history key table is malformed")
             cid = raw_cid.decode("utf-8", "surrogateescape")
             self._keys[cid] = (value[:_KEY_ID], value[_KEY_ID:])
             self._by_id[value[:_KEY_ID]] = (cid, value[_KEY_ID:])
+        for key_id, value in self._ks.items(_MSG_KEYS_NS):
+            try:
+                ref = unpack_strict(value[32:])
+            except WireError:
+                ref = None
+            if (
+                len(key_id) != _KEY_ID
+                or len(value) < 33
+                or type(ref) is not list
+                or len(ref) != 3
+                or not all(type(x) is str for x in ref)
+            ):
+                raise CorruptHistory("the keystore's history key table is malformed")
+            self._msg_keys[(ref[0], ref[1], ref[2])] = (key_id, value[:32])
+            self._by_id[key_id] = (ref[0], value[:32])
+        self._shredded = {k for k, _ in self._ks.items(_SHRED_NS)}
+
+    def _record_key(self, rec: list[Any]) -> tuple[bytes, bytes]:
+        """The key a record is sealed under: its message's own key if it has (or, for a
+        message with a timer, gets) one, else its conversation's."""
+        ref = _record_msg(rec)
+        entry = self._msg_keys.get(ref)
+        if entry is None and rec[0] == 0 and len(rec) == 10 and rec[9].get("tm"):
+            entry = (self._draw(_KEY_ID), self._draw(32))
+            self._msg_keys[ref] = entry
+            self._by_id[entry[0]] = (ref[0], entry[1])
+            packed: bytes = msgpack.packb(list(ref))
+            self._ks.put(_MSG_KEYS_NS, entry[0], entry[1] + packed)
+        return entry if entry is not None else self._key_for(ref[0])
+
+    def _shred(self, ref: tuple[str, str, str]) -> bool:
+        """Destroy a message's own key (in memory; the caller saves). False: it has none."""
+        entry = self._msg_keys.pop(ref, None)
+        if entry is None:
+            return False
+        self._by_id.pop(entry[0], None)
+        self._ks.delete(_MSG_KEYS_NS, entry[0])
+        self._ks.put(_SHRED_NS, entry[0], b"")
+        self._shredded.add(entry[0])
+        return True
 
     def _key_for(self, cid: str) -> tuple[bytes, bytes]:
         entry = self._keys.get(cid)
@@ -336,7 +553,8 @@ class EncryptedFileHistory:
         """Encode records as they follow ``index`` records ending in ``chain``."""
         out = bytearray()
         for rec in records:
-            key_id, key = self._key_for(_record_cid(rec))
+            _record_cid(rec)
+            key_id, key = self._record_key(rec)
             nonce = self._draw(AEAD_NONCE_SIZE)
             ad = _record_ad(epoch, index, chain, key_id)
             blob = key_id + nonce + aead_encrypt(key, nonce, msgpack.packb(rec), ad)
@@ -361,6 +579,8 @@ class EncryptedFileHistory:
             self._create()
         else:
             self._replay(data, head)
+            if self._shredded:
+                self._rewrite()  # drop the records of destroyed keys from the file
         self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
 
     def _finish_compaction(self, head: _Head | None) -> None:
@@ -413,6 +633,15 @@ class EncryptedFileHistory:
             blob = data[pos + _LEN.size : end]
             key_id = blob[:_KEY_ID]
             entry = self._by_id.get(key_id)
+            if entry is None and key_id in self._shredded:
+                # A destroyed key (an expired message): the record stays in the chain and
+                # nothing can read it; the next compaction drops it.
+                chain = _next_chain(mac, chain, index, blob)
+                index += 1
+                pos = end
+                if index == head.count:
+                    committed = chain
+                continue
             if entry is None:
                 break  # a key the keystore never saved (crash before its save)
             cid, key = entry
@@ -453,6 +682,10 @@ class EncryptedFileHistory:
     def _apply(table: _Table, rec: list[Any]) -> None:
         if rec[0] == 0:
             table.add(_parse_message(rec))
+        elif rec[0] == 2:
+            if rec[2] not in ("in", "out") or type(rec[3]) is not str:
+                raise ValueError("bad record")
+            table.patch(rec[1], rec[2], rec[3], rec[4])
         elif rec[3] in _STATES:
             table.set_state(rec[1], rec[2], rec[3])
         else:
@@ -493,25 +726,40 @@ class EncryptedFileHistory:
 
     # --- compaction -------------------------------------------------------------------------
 
-    def _rewrite(self, *, drop: str | None = None) -> None:
-        """Write every remaining message to a new file with a new epoch, commit it in the
-        keystore (``drop``'s key destroyed in the same save), then rename it into place."""
-        epoch = self._draw(_EPOCH)
-        records = [_to_wire(m) for conv in self._t.convs.values() for m in conv.values()]
-        body, count, chain = self._seal(records, epoch, 0, _genesis(self._mac, epoch))
-        _write_new(self._compact_path, _MAGIC + epoch + body)
+    def _rewrite(self) -> None:
+        """Write every remaining message to a new file with a new epoch under fresh keys
+        (every old key, and the list of destroyed ones, goes in the same keystore save: a
+        kept copy of the old file decrypts under nothing the keystore holds), commit it in
+        the keystore, then rename it into place."""
+        ks = self._ks
+        saved = {ns: ks.items(ns) for ns in (_KEYS_NS, _MSG_KEYS_NS, _SHRED_NS)}
         old = (self._epoch, self._count, self._chain)
-        gone = [c for c in self._keys if c not in self._t.convs or c == drop]
-        for cid in gone:  # the dropped conversation, and any without records left
-            key_id, _ = self._keys.pop(cid)
-            self._by_id.pop(key_id, None)
-            self._ks.delete(_KEYS_NS, cid.encode("utf-8", "surrogateescape"))
-        self._epoch, self._count, self._chain = epoch, count, chain
-        self._put_head()
+        for ns, items in saved.items():
+            for key, _ in items:
+                ks.delete(ns, key)
+        self._keys.clear()
+        self._by_id.clear()
+        self._msg_keys.clear()
+        shredded, self._shredded = self._shredded, set()
         try:
-            self._ks.save()  # the commit point
+            epoch = self._draw(_EPOCH)
+            records = [_to_wire(m) for conv in self._t.convs.values() for m in conv.values()]
+            body, count, chain = self._seal(records, epoch, 0, _genesis(self._mac, epoch))
+            _write_new(self._compact_path, _MAGIC + epoch + body)
+            self._epoch, self._count, self._chain = epoch, count, chain
+            self._put_head()
+            ks.save()  # the commit point
         except BaseException:
+            for ns in saved:
+                for key, _ in ks.items(ns):
+                    ks.delete(ns, key)
+            for ns, items in saved.items():
+                for key, value in items:
+                    ks.put(ns, key, value)
             self._epoch, self._count, self._chain = old
+            self._put_head()
+            self._shredded = shredded
+            self._load_keys()
             with contextlib.suppress(OSError):
                 self._compact_path.unlink()
             raise
@@ -568,6 +816,56 @@ class EncryptedFileHistory:
     def messages(self, contact_id: str, *, limit: int | None = None) -> list[StoredMessage]:
         return self._t.messages(contact_id, limit)
 
+    def get(self, contact_id: str, direction: str, message_id: str) -> StoredMessage | None:
+        return self._t.get(contact_id, direction, message_id)
+
+    def update(
+        self,
+        contact_id: str,
+        direction: str,
+        message_id: str,
+        patch: dict[str, Any],
+        *,
+        shred: bool = False,
+    ) -> StoredMessage | None:
+        """See :meth:`HistoryStore.update`. A patch of a disappearing message is sealed
+        under that message's own key. With ``shred`` the file is compacted under fresh
+        keys (the keystore is saved), so the old records of the message are gone and the
+        old file decrypts under nothing held. Durable on return."""
+        if self._t.get(contact_id, direction, message_id) is None:
+            return None
+        if self._fd is None:
+            raise CorruptHistory("history is closed")
+        if not shred:
+            self._append([[2, contact_id, direction, message_id, patch]])
+            return self._t.patch(contact_id, direction, message_id, patch)
+        new = self._t.patch(contact_id, direction, message_id, patch)
+        self._rewrite()  # rare (unsend): the old records go with every old key
+        return new
+
+    def expire(self, now: int) -> list[StoredMessage]:
+        """See :meth:`HistoryStore.expire`: every due message's own key is destroyed (a
+        message without one goes by compaction) and the keystore saved, so the file alone
+        never yields it again; the file itself is compacted once
+        :data:`SHRED_COMPACT_AT` destroyed keys accumulate, and on every open."""
+        due = self._t.due(now)
+        if not due:
+            return []
+        if self._fd is None:
+            raise CorruptHistory("history is closed")
+        compact = False
+        for m in due:
+            self._t.remove(m)
+            compact |= not self._shred((m.contact_id, m.direction, m.id))
+        if compact or len(self._shredded) >= SHRED_COMPACT_AT:
+            self._rewrite()
+        else:
+            self._ks.save()
+        return due
+
+    def next_expiry(self) -> int | None:
+        return self._t.next_expiry()
+
     def forget(self, contact_id: str) -> None:
         """Crypto-shred a conversation: destroy its key and compact the file without it.
 
@@ -581,7 +879,7 @@ class EncryptedFileHistory:
             raise CorruptHistory("history is closed")
         saved = self._t.convs.pop(contact_id, None)
         try:
-            self._rewrite(drop=contact_id)
+            self._rewrite()
         except BaseException:
             if saved is not None:
                 self._t.convs[contact_id] = saved
@@ -604,11 +902,13 @@ class EncryptedFileHistory:
         self._t.convs.clear()
         self._keys.clear()
         self._by_id.clear()
+        self._msg_keys.clear()
 
     @staticmethod
     def _forget_keys(keystore: Keystore) -> None:
-        for key, _ in keystore.items(_KEYS_NS):
-            keystore.delete(_KEYS_NS, key)
+        for ns in (_KEYS_NS, _MSG_KEYS_NS, _SHRED_NS):
+            for key, _ in keystore.items(ns):
+                keystore.delete(ns, key)
         keystore.delete(_NS, b"head")
         keystore.delete(*_MAC)
 
@@ -635,6 +935,7 @@ class EncryptedFileHistory:
         self._t.convs.clear()
         self._keys.clear()
         self._by_id.clear()
+        self._msg_keys.clear()
 
     def __repr__(self) -> str:
         return "EncryptedFileHistory(<secret>)"

@@ -144,6 +144,9 @@ class ContactRecord(_Record):
     blocked: bool = False
     settings: list[int] = field(default_factory=lambda: [1, 1, 1])  # ours: receipts, typing, media
     peer: list[int] | None = None  # the contact's, as last received
+    # (settings and peer gain a 4th entry, delivery receipts, once set; absent: 1)
+    dis: int = 0  # disappearing-message timer of the conversation, seconds (0: off)
+    disv: int = 0  # its change counter (protocol.md §22.10)
 
 
 @dataclass(slots=True, repr=False, eq=False)

@@ -23,11 +23,15 @@ __all__ = [
     "DeliveryChanged",
     "DeliveryState",
     "Direction",
+    "DisappearingChanged",
+    "MessageChanged",
+    "MessageExpired",
     "MessageReceived",
     "PrivacySettings",
     "ReportResolved",
     "RequestReceived",
     "StoredMessage",
+    "TypingChanged",
     "WarningKind",
 ]
 
@@ -36,8 +40,10 @@ ContactState = Literal["pending", "accepted"]
 Direction = Literal["in", "out"]
 #: ``queued``: stored locally, not yet accepted by the relay; ``sent``: the relay stored it;
 #: ``received``: an incoming message, stored locally; ``failed``: the relay refused it for
-#: good (the contact's mailbox is gone).
-DeliveryState = Literal["queued", "sent", "received", "failed"]
+#: good (the contact's mailbox is gone); ``delivered``/``read``: the contact's client sent a
+#: delivery or read receipt for it (protocol.md §22.11). An outgoing message only moves
+#: forward: queued < sent < delivered < read.
+DeliveryState = Literal["queued", "sent", "received", "failed", "delivered", "read"]
 WarningKind = Literal[
     "prekeys_low",
     "prekeys_exhausted",
@@ -49,6 +55,7 @@ WarningKind = Literal[
     "request_refused",
     "content_refused",
     "unreportable",
+    "forged_reference",
 ]
 
 
@@ -57,15 +64,18 @@ class PrivacySettings:
     """Per-conversation privacy settings (protocol.md §22.6).
 
     Attributes:
-        receipts: send (and ask for) read receipts.
-        typing: send (and show) typing indicators.
+        receipts: send (and ask for) read receipts. Reciprocal: read receipts flow only
+            while both sides have it on (protocol.md §22.11).
+        typing: send (and show) typing indicators; reciprocal like ``receipts``.
         media: accept media (attachments) from the contact; when False only text is accepted
             and the contact's client does not offer to send media.
+        delivery_receipts: send (and ask for) delivery receipts; reciprocal.
     """
 
     receipts: bool = True
     typing: bool = True
     media: bool = True
+    delivery_receipts: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +92,8 @@ class Contact:
         blocked: we revoked the contact's send capability (:meth:`Client.block`).
         settings: our privacy settings for this conversation (sent to the contact).
         peer_settings: the contact's, once received.
+        disappearing: the conversation's disappearing-message timer in seconds (0: off),
+            set by either side (:meth:`Client.set_disappearing`).
     """
 
     id: str
@@ -93,6 +105,7 @@ class Contact:
     blocked: bool = False
     settings: PrivacySettings = PrivacySettings()
     peer_settings: PrivacySettings | None = None
+    disappearing: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +144,14 @@ class StoredMessage:
         evidence: for received messages, what an abuse report needs (the exact content
             bytes, the franking key and commitment, the relay's tag and context, both
             identity keys), encoded; opaque to applications (see :meth:`Client.report`).
+        timer: the disappearing-message timer it was sent with (seconds; 0: none).
+        expires_at: when it is removed (our clock): ``sent_at + timer`` for ours, first
+            display (:meth:`Client.mark_read`) ``+ timer`` for received ones; ``None``
+            while it has no timer or is not displayed yet.
+        seen: a received message was displayed (:meth:`Client.mark_read`).
+        edited_at: the sender's clock at the latest edit (``None``: never edited).
+        deleted: the author deleted it for everyone; ``text`` is empty.
+        reactions: ``(("me"|"peer", emoji), ...)``, at most one per side.
     """
 
     contact_id: str
@@ -141,6 +162,12 @@ class StoredMessage:
     received_at: int
     state: DeliveryState
     evidence: bytes | None = field(default=None, repr=False, compare=False)
+    timer: int = 0
+    expires_at: int | None = None
+    seen: bool = False
+    edited_at: int | None = None
+    deleted: bool = False
+    reactions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +194,8 @@ class ContactAdded:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryChanged:
-    """An outgoing message changed state (``sent`` once the relay stored it, or ``failed``)."""
+    """An outgoing message changed state (``sent`` once the relay stored it, or ``failed``;
+    ``delivered``/``read`` when the contact's receipt arrived)."""
 
     contact_id: str
     message_id: str
@@ -189,7 +217,9 @@ class ClientWarning:
     committing to attachments (which this client cannot fetch yet, so a report could never
     verify: issue 20, finding 2) was dropped, not shown. ``storage_failed``: the
     keystore or history could not be written; the client stopped (nothing more is
-    acknowledged) and must be reopened.
+    acknowledged) and must be reopened. ``forged_reference``: a contact's unsend, edit or
+    reaction named a message that does not exist or (unsend, edit) that it did not write;
+    ignored.
     """
 
     kind: WarningKind
@@ -218,6 +248,43 @@ class CaughtUp:
     """Everything that waited at the relay when we (re)connected has been processed."""
 
 
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    """The contact started (``typing=True``) or stopped typing; a start with no keep-alive
+    for :data:`~clientlib.client.TYPING_TIMEOUT` seconds reads as a stop."""
+
+    contact_id: str
+    typing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DisappearingChanged:
+    """The conversation's disappearing-message timer changed (``seconds``, 0: off), set by
+    ``by`` (``me`` or ``peer``)."""
+
+    contact_id: str
+    seconds: int
+    by: Literal["me", "peer"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChanged:
+    """A stored message changed: ``edited``, ``deleted`` (for everyone) or ``reaction``;
+    ``message`` is the new state."""
+
+    message: StoredMessage
+    change: Literal["edited", "deleted", "reaction"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageExpired:
+    """A disappearing message reached its expiry and was removed (crypto-shredded)."""
+
+    contact_id: str
+    message_id: str
+    direction: Direction
+
+
 ClientEvent = (
     MessageReceived
     | RequestReceived
@@ -227,4 +294,8 @@ ClientEvent = (
     | ConnectionChanged
     | CaughtUp
     | ReportResolved
+    | TypingChanged
+    | DisappearingChanged
+    | MessageChanged
+    | MessageExpired
 )
