@@ -36,9 +36,11 @@ from clientlib.chat.text import (
     clean,
     contact_label,
     describe_warning,
+    duration,
     group_safety_number,
     history_line,
     on_off,
+    parse_duration,
     privacy_line,
     refusal_reason,
     request_label,
@@ -486,6 +488,10 @@ async def cmd_history(ctx: _Ctx, args: argparse.Namespace) -> int:
         await _catch_up(client, ctx)
         contact = client.contact(args.contact)
         messages = client.messages(contact, limit=args.n)
+        # Shown now: read (a read receipt if both sides send them; disappearing timers start).
+        unseen = [m.id for m in messages if m.direction == "in" and not m.seen]
+        if unseen:
+            await client.mark_read(contact, unseen)
     label = contact_label(contact)
     if not messages:
         _out(f"no messages with {label} yet")
@@ -546,7 +552,12 @@ async def cmd_unblock(ctx: _Ctx, args: argparse.Namespace) -> int:
 
 async def cmd_privacy(ctx: _Ctx, args: argparse.Namespace) -> int:
     ctx.offline_hint = True
-    changes = {"receipts": args.receipts, "typing": args.typing, "media": args.media}
+    changes = {
+        "receipts": args.receipts,
+        "typing": args.typing,
+        "media": args.media,
+        "delivery_receipts": args.delivery,
+    }
     change = any(v is not None for v in changes.values())
     async with _open(ctx, connect=True) as client:
         await _sync(client, ctx)  # the contact's latest settings
@@ -573,8 +584,28 @@ async def cmd_privacy(ctx: _Ctx, args: argparse.Namespace) -> int:
         f"privacy settings with {label}:",
         f"  yours:  {privacy_line(contact.settings)}",
         f"  theirs: {theirs}",
-        "(receipts: read receipts; typing: typing indicators; media off: text only)",
+        "(receipts: read receipts; typing: typing indicators; media off: text only; "
+        "each flows only while both sides have it on)",
     )
+    return EXIT_OK
+
+
+async def cmd_disappear(ctx: _Ctx, args: argparse.Namespace) -> int:
+    ctx.offline_hint = True
+    try:
+        seconds = parse_duration(args.duration)
+    except ValueError as exc:
+        raise CliError(EXIT_USAGE, str(exc)) from None
+    async with _open(ctx, connect=True) as client:
+        await _sync(client, ctx)
+        contact = client.contact(args.contact)
+        await client.set_disappearing(contact, seconds)
+        sent = await _sync(client, ctx)
+    label = contact_label(contact)
+    what = f"disappear {duration(seconds)} after sending (or reading)" if seconds else "stay"
+    _out(f"messages with {label} now {what}")
+    if not sent:
+        _out(f"{label} is told the next time blindchat reaches the relay")
     return EXIT_OK
 
 
@@ -953,6 +984,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receipts", type=_on_off, metavar="on|off", help="read receipts")
     p.add_argument("--typing", type=_on_off, metavar="on|off", help="typing indicators")
     p.add_argument("--media", type=_on_off, metavar="on|off", help="off: text only")
+    p.add_argument("--delivery", type=_on_off, metavar="on|off", help="delivery receipts")
+
+    p = add("disappear", cmd_disappear, "set disappearing messages with a contact (both sides)")
+    p.add_argument("contact", metavar="CONTACT")
+    p.add_argument("duration", metavar="1h|1d|1w|off", help="also 30s, 5m, 2d, ...; off: keep")
 
     p = add("boundaries", cmd_boundaries, "show what your contact addresses accept")
     bsub = p.add_subparsers(title="actions", metavar="ACTION")

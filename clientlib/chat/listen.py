@@ -8,6 +8,12 @@ Every event is one line (continuation lines of a multi-line message are indented
     [14:03:00] * connection to the relay lost; reconnecting
     [14:03:04] ! warning: dropped a message that did not decrypt
     [14:03:09] ! request to 5e5d33e6 refused by the relay: daily limit reached (try again tomorrow)
+    [14:03:12] * alice is typing…
+    [14:03:15] * alice read "hello"
+    [14:03:20] * alice set disappearing messages to 1 hour
+
+Messages are marked read as they are printed (that sends a read receipt, if both sides have
+receipts on, and starts a disappearing message's timer).
 
 Lines typed on stdin go to the ``--to`` contact; lines starting with ``/`` are commands
 (``/help``). Stdin is read in a thread, so a slow terminal never blocks the event loop, and
@@ -31,6 +37,8 @@ from clientlib.chat.text import (
     clock,
     contact_label,
     describe_warning,
+    duration,
+    parse_duration,
     refusal_reason,
     request_label,
     short_id,
@@ -44,8 +52,13 @@ from clientlib.client import (
     ContactAdded,
     ContactRequest,
     DeliveryChanged,
+    DisappearingChanged,
+    MessageChanged,
+    MessageExpired,
     MessageReceived,
     RequestReceived,
+    StoredMessage,
+    TypingChanged,
 )
 from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
 
@@ -53,8 +66,10 @@ __all__ = ["format_event", "listen"]
 
 HELP = (
     "commands: /to CONTACT (send typed lines to CONTACT), /accept ID [NAME], /decline ID, "
-    "/contacts, /block CONTACT, /unblock CONTACT, /quit; start a message with // to send a "
-    "leading /"
+    "/contacts, /block CONTACT, /unblock CONTACT, /unsend [ID], /edit [ID] TEXT, "
+    "/react [ID] EMOJI (empty: remove), /disappear 1h|1d|1w|off, /typing [on|off], /quit; "
+    "ID: a message id prefix (default: your last message; for /react their last); start a "
+    "message with // to send a leading /"
 )
 
 
@@ -79,9 +94,37 @@ def format_event(client: Client, ev: ClientEvent) -> str | None:
         c = ev.contact
         return f"{clock()} * {contact_label(c)} is now a contact (id {short_id(c.id)})"
     if isinstance(ev, DeliveryChanged):
+        if ev.state in ("delivered", "read"):
+            label = _label_of(client, ev.contact_id)
+            how = "got" if ev.state == "delivered" else "read"
+            return f'{clock()} * {label} {how} "{_snippet(client, ev.contact_id, ev.message_id)}"'
         if ev.state != "failed":
             return None
         return f"{clock()} ! a message to {_label_of(client, ev.contact_id)} could not be delivered"
+    if isinstance(ev, TypingChanged):
+        label = _label_of(client, ev.contact_id)
+        return f"{clock()} * {label} {'is typing…' if ev.typing else 'stopped typing'}"
+    if isinstance(ev, DisappearingChanged):
+        who = "you" if ev.by == "me" else _label_of(client, ev.contact_id)
+        what = (
+            f"set disappearing messages to {duration(ev.seconds)}"
+            if ev.seconds
+            else ("turned disappearing messages off")
+        )
+        return f"{clock()} * {who} {what}"
+    if isinstance(ev, MessageChanged):
+        m = ev.message
+        label = _label_of(client, m.contact_id)
+        who = "you" if m.direction == "out" else label
+        if ev.change == "deleted":
+            return f"{clock()} * {who} deleted a message"
+        text = clean(m.text)
+        if ev.change == "edited":
+            return f'{clock()} * {who} edited a message, now "{text}"'
+        shown = ", ".join(f"{clean(e)} {'you' if w == 'me' else label}" for w, e in m.reactions)
+        return f'{clock()} * reactions on "{text}": {shown or "none"}'
+    if isinstance(ev, MessageExpired):
+        return f"{clock()} * a disappearing message with {_label_of(client, ev.contact_id)} is gone"
     if isinstance(ev, ClientWarning) and ev.kind == "request_refused":
         to = _label_of(client, ev.contact_id) if ev.contact_id else "a contact address"
         return f"{clock()} ! request to {to} refused by the relay: {refusal_reason(ev.detail)}"
@@ -93,6 +136,14 @@ def format_event(client: Client, ev: ClientEvent) -> str | None:
             return f"{clock()} * connected to the relay again"
         return f"{clock()} * connection to the relay lost; reconnecting"
     return None  # CaughtUp
+
+
+def _snippet(client: Client, contact_id: str, message_id: str, n: int = 40) -> str:
+    for m in client.messages(contact_id):
+        if m.id == message_id and m.direction == "out":
+            text = "(message deleted)" if m.deleted else clean(m.text)
+            return text if len(text) <= n else text[: n - 1] + "…"
+    return "(a message no longer here)"
 
 
 def _label_of(client: Client, contact_id: str) -> str:
@@ -184,6 +235,8 @@ class _Session:
             elif cmd == "/unblock" and len(rest) == 1:
                 c = await self.client.unblock(rest[0])
                 _out(f"* unblocked {contact_label(c)}: their messages arrive again")
+            elif cmd in ("/unsend", "/edit", "/react", "/disappear", "/typing"):
+                await self.conversation(cmd, line)
             else:
                 _out(f"! {HELP}")
         except LocalProtocolError as exc:
@@ -193,6 +246,56 @@ class _Session:
         except TransportError:
             _out("! the relay is unreachable; try again in a moment")
         return True
+
+    async def conversation(self, cmd: str, line: str) -> None:
+        """``/unsend``, ``/edit``, ``/react``, ``/disappear``, ``/typing`` on the target."""
+        if self.target is None:
+            _out("! no conversation: start with --to CONTACT or type /to CONTACT")
+            return
+        client, target = self.client, self.target
+        rest = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+        if cmd == "/disappear":
+            try:
+                seconds = parse_duration(rest or "?")
+            except ValueError as exc:
+                _out(f"! {exc}")
+                return
+            await client.set_disappearing(target, seconds)
+            self.sent = True
+            return
+        if cmd == "/typing":
+            await client.typing(target, rest.strip().lower() not in ("off", "stop", "0"))
+            return
+        words = rest.split(None, 1)
+        pick, text = self._pick(words, "in" if cmd == "/react" else "out")
+        if pick is None:
+            _out("! no such message (use an id prefix from `history --ids`)")
+            return
+        if cmd == "/unsend":
+            if text:
+                _out("! /unsend takes at most a message id")
+                return
+            await client.unsend(target, pick.id)
+        elif cmd == "/edit":
+            if not text:
+                _out("! /edit [ID] TEXT")
+                return
+            await client.edit(target, pick.id, text)
+        else:
+            await client.react(target, pick.id, text.strip(), direction=pick.direction)
+        self.sent = True
+
+    def _pick(self, words: list[str], default: str) -> tuple[StoredMessage | None, str]:
+        """The message a command names (an id prefix of 4+ hex digits first, else the last
+        of ``default`` direction) and the rest of the line."""
+        assert self.target is not None
+        msgs = [m for m in self.client.messages(self.target) if not m.deleted]
+        if words and len(words[0]) >= 4 and all(ch in "0123456789abcdef" for ch in words[0]):
+            found = [m for m in msgs if m.id.startswith(words[0])]
+            if len(found) == 1:
+                return found[0], words[1] if len(words) > 1 else ""
+        mine = [m for m in msgs if m.direction == default]
+        return (mine[-1] if mine else None), " ".join(words)
 
 
 async def listen(
@@ -228,6 +331,9 @@ async def listen(
             line = format_event(client, ev)
             if line is not None:
                 _out(line)
+            if isinstance(ev, MessageReceived):  # printed: displayed, so read
+                with contextlib.suppress(LocalProtocolError):
+                    await client.mark_read(ev.contact.id, [ev.message.id])
 
     async def read_input() -> None:
         while (line := await lines.get()) is not None:

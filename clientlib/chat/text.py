@@ -21,9 +21,12 @@ __all__ = [
     "clock",
     "contact_label",
     "describe_warning",
+    "duration",
     "group_safety_number",
     "history_line",
+    "message_body",
     "on_off",
+    "parse_duration",
     "privacy_line",
     "refusal_reason",
     "request_label",
@@ -92,12 +95,54 @@ def stamp(ts: float) -> str:
     return time.strftime("[%Y-%m-%d %H:%M]", time.localtime(ts))
 
 
-def history_line(message: StoredMessage, label: str) -> str:
+def message_body(message: StoredMessage, label: str) -> str:
+    """``who: text`` with its marks: ``(edited)``, reactions, the disappearing timer, and
+    for ours the delivery state (``queued``, ``delivered``, ``read``, ``failed``; nothing
+    once the relay holds it)."""
     who = "you" if message.direction == "out" else label
-    suffix = ""
+    text = "(message deleted)" if message.deleted else clean(message.text, multiline=True)
+    marks = []
+    if message.edited_at is not None:
+        marks.append("(edited)")
+    if message.reactions:
+        shown = ", ".join(
+            f"{clean(e)} {'you' if w == 'me' else label}" for w, e in message.reactions
+        )
+        marks.append(f"[{shown}]")
+    if message.timer:
+        marks.append(f"(disappears {duration(message.timer)}")
+        marks[-1] += " after reading)" if message.expires_at is None else ")"
     if message.direction == "out" and message.state != "sent":
-        suffix = f"  ({message.state})"
-    return f"{stamp(message.received_at)} {who}: {clean(message.text, multiline=True)}{suffix}"
+        marks.append(f"({message.state})")
+    return f"{who}: {text}" + ("  " + " ".join(marks) if marks else "")
+
+
+def history_line(message: StoredMessage, label: str) -> str:
+    return f"{stamp(message.received_at)} {message_body(message, label)}"
+
+
+_UNITS = (("w", 7 * 86400, "week"), ("d", 86400, "day"), ("h", 3600, "hour"), ("m", 60, "minute"))
+
+
+def duration(seconds: int) -> str:
+    """``1 hour``, ``2 days``, ``90 seconds`` (a disappearing timer in words)."""
+    for _, n, word in _UNITS:
+        if seconds % n == 0:
+            k = seconds // n
+            return f"{k} {word}{'s' if k != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def parse_duration(text: str) -> int:
+    """``off`` -> 0; ``30s``, ``5m``, ``1h``, ``1d``, ``1w`` (a positive whole number and a
+    unit) -> seconds. ValueError otherwise."""
+    t = text.strip().lower()
+    if t in ("off", "0"):
+        return 0
+    units = {"s": 1, **{u: n for u, n, _ in _UNITS}}
+    if len(t) >= 2 and t[-1] in units and t[:-1].isdigit() and int(t[:-1]) > 0:
+        return int(t[:-1]) * units[t[-1]]
+    raise ValueError("expected off, or a number with s, m, h, d or w (1h, 1d, 1w)")
 
 
 def utc_day(day: int) -> str:
@@ -119,6 +164,7 @@ def privacy_line(settings: PrivacySettings) -> str:
     return (
         f"receipts {on_off(settings.receipts)}, typing {on_off(settings.typing)}, "
         f"media {on_off(settings.media)}"
+        + ("" if settings.delivery_receipts else ", delivery receipts off")
     )
 
 
@@ -162,6 +208,8 @@ def describe_warning(ev: ClientWarning) -> str:
         "storage_failed": "the keystore or history could not be written; stopping",
         "content_refused": "dropped something your privacy settings for this conversation "
         "do not accept",
+        "forged_reference": "ignored an unsend, edit or reaction naming a message the "
+        "contact did not write",
     }
     text = texts.get(ev.kind, ev.kind)
     return f"{text} ({clean(ev.detail)})" if ev.detail else text

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Literal
 
+import msgpack
+
 from clientlib.client._book import AddressBook, ContactRef
 from clientlib.client._contacts import ContactOps
 from clientlib.client._link import Link
@@ -54,8 +56,9 @@ from clientlib.client.types import (
     StoredMessage,
     TypingChanged,
 )
-from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
+from clientlib.errors import LocalProtocolError, RelayRejected, TransportError, WireError
 from clientlib.session import Session
+from clientlib.wire.codec import unpack_strict
 from clientlib.wire.limits import FLAG_ONLINE_ONLY
 
 __all__ = ["HANDLED", "Conversation"]
@@ -68,6 +71,8 @@ HANDLED = (Receipt, Typing, DisappearTimer, Unsend, EditMessage, Reaction)
 _RANK: dict[str, int] = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 #: The background task looks at least this often (seconds), whatever is due.
 _IDLE = 30.0
+#: Keystore namespace of receipts kept across a restart: contact id -> msgpack [dlv, rd].
+_NS = "receipts"
 
 
 def _flag(settings: list[int] | None, i: int) -> bool:
@@ -215,11 +220,38 @@ class Conversation:
             await self._book.save()
         self._outbox.wake()
 
-    async def flush_receipts(self, *, everything: bool = False) -> None:
-        """Queue the receipts that are due (``everything``: all pending, on close)."""
+    def keep_pending(self) -> bool:
+        """On close (lock held, the caller saves): pending receipts go into the keystore
+        (namespace ``receipts``), to leave after a fresh delay once we run again -- never
+        at close, where their time would be tied to the fetch that caused them."""
+        ks = self._book.ks
+        pending = self.receipts.take_all()
+        for cid, dlv, rd in pending:
+            packed: bytes = msgpack.packb([dlv, rd])
+            ks.put(_NS, cid, packed)
+        return bool(pending)
+
+    def restore_pending(self) -> None:
+        """On start (lock held): receipts kept by :meth:`keep_pending`, each batch with a
+        fresh delay from now (the caller saves)."""
+        ks, now = self._book.ks, self._clock()
+        for cid, raw in ks.items(_NS):
+            ks.delete(_NS, cid)
+            try:
+                dlv, rd = unpack_strict(raw)
+                ids = [("dlv", m) for m in dlv] + [("rd", m) for m in rd]
+            except (WireError, TypeError, ValueError):
+                continue  # advisory: a bad entry is dropped
+            if cid in self._book.contacts:
+                for kind, m in ids:
+                    if type(m) is bytes and len(m) == 16:
+                        self.receipts.note(cid, kind, m, now)
+
+    async def flush_receipts(self) -> None:
+        """Queue the receipts that are due."""
         await self._ops.refresh_moderator_keys()
         self._modkeys.current()  # TransportError while never fetched: keep them pending
-        batches = self.receipts.take_all() if everything else self.receipts.due(self._clock())
+        batches = self.receipts.due(self._clock())
         if not batches:
             return
         async with self._book.lock:

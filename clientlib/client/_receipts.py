@@ -133,7 +133,7 @@ class ReceiptScheduler:
         self._batches.pop(cid, None)
 
     def take_all(self) -> list[tuple[bytes, list[bytes], list[bytes]]]:
-        """Everything pending (the client is closing)."""
+        """Everything pending (the client is closing: kept for the next start)."""
         out = [(cid, b.dlv, b.rd) for cid, b in self._batches.items()]
         self._batches.clear()
         return out

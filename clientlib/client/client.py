@@ -66,7 +66,7 @@ from clientlib.client.types import (
     StoredMessage,
 )
 from clientlib.crypto.keys import IdentityPublicKey
-from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
+from clientlib.errors import KeystoreError, LocalProtocolError, RelayRejected
 from clientlib.keystore import FileKeystore, Keystore
 from clientlib.wire.frames import Boundaries, MailboxInfo
 
@@ -216,6 +216,8 @@ class Client:
         await asyncio.to_thread(self._open_state)
         try:
             await self._conv.expire_now()  # what expired while we were closed goes first
+            async with self._book.lock:
+                self._conv.restore_pending()
             self._tasks.spawn(self._conv.run())
             if self._config.connect:
                 await self.connect()
@@ -297,9 +299,11 @@ class Client:
         if self._closed:
             return
         if self._book.started:
-            # Receipts still waiting go into the outbox (they leave now or at next start).
-            with contextlib.suppress(TransportError, LocalProtocolError):
-                await self._conv.flush_receipts(everything=True)
+            # Receipts still waiting are kept for the next start (protocol.md §22.11).
+            with contextlib.suppress(KeystoreError):
+                async with self._book.lock:
+                    if self._conv.keep_pending():
+                        await self._book.save()
         if self._link.connected and self._outbox.ready() and self._close_grace > 0:
             # Give queued messages a moment to leave; whatever stays is sent next time.
             with contextlib.suppress(TimeoutError):

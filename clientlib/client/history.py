@@ -810,7 +810,10 @@ class EncryptedFileHistory:
         # Advisory, so not fsynced on its own (one fsync per send instead of two): it stays
         # past the keystore's head until the next durable append. A crash or a cut may lose
         # trailing state changes, never a message: the head covers every message record.
-        self._append([[1, contact_id, message_id, state]], durable=False)
+        # Receipt states (delivered, read) arrive in batches, so they are fsynced: a cut
+        # never takes back a tick the user saw.
+        durable = state in ("delivered", "read")
+        self._append([[1, contact_id, message_id, state]], durable=durable)
         self._t.set_state(contact_id, message_id, state)
 
     def messages(self, contact_id: str, *, limit: int | None = None) -> list[StoredMessage]:
