@@ -24,7 +24,13 @@ from clientlib.client.content import (  # noqa: E402
     Accept,
     ContactRequestContent,
     ConversationSettings,
+    DisappearTimer,
+    EditMessage,
+    Reaction,
+    Receipt,
     TextMessage,
+    Typing,
+    Unsend,
 )
 from clientlib.client.invite import (  # noqa: E402
     Invitation,
@@ -67,6 +73,20 @@ def build() -> dict[str, Any]:
         ("acc", Accept(reply=reply, cap=cap, name="Sam")),
         ("msg", TextMessage(id=mid, ts=1_795_000_000, text="hello ✓")),
         ("set", ConversationSettings(receipts=0, typing=1, media=0)),
+        # Issue 13 (protocol.md §22.10-§22.13); ids derived from mid, no new DRBG draws.
+        ("set-delivery", ConversationSettings(receipts=1, typing=1, media=1, delivery=0)),
+        ("msg-disappearing", TextMessage(id=mid, ts=1_795_000_000, text="bye", exp=3600,
+                                         dlv=(reply,), rd=(mid[::-1],))),  # fmt: skip
+        ("rcp", Receipt(dlv=(reply, mid[::-1]), rd=(mid,))),
+        ("rcp-read", Receipt(rd=(mid,))),
+        ("typ", Typing(on=1)),
+        ("typ-stop", Typing(on=0)),
+        ("dis", DisappearTimer(secs=86400, v=3)),
+        ("dis-off", DisappearTimer(secs=0, v=4)),
+        ("del", Unsend(ref=mid)),
+        ("edit", EditMessage(ref=mid, ts=1_795_000_060, text="hello, edited")),
+        ("rx", Reaction(ref=mid, mine=0, emoji="👍")),
+        ("rx-remove", Reaction(ref=mid, mine=1, emoji="")),
     ]
     return {
         "client-v1": {
