@@ -111,6 +111,10 @@ class RelayConfig:
     admin_tokens: str = ""  # secret: comma-separated name:token pairs
     admin_session_ttl_s: int = 8 * 3600  # lifetime of a moderator's login
     admin_idle_timeout_s: int = 30 * 60  # a login unused this long ends
+    # Wrong admin tokens per minute before logins are refused for a while: from one client,
+    # and from all clients together.
+    admin_login_failures_per_client: int = 5
+    admin_login_failures_global: int = 30
     # Host names the moderation page answers to (Host header; the port is not compared).
     # Its own name keeps its cookie from every other service on 127.0.0.1 / localhost.
     admin_hosts: str = ADMIN_LOCAL_HOST
@@ -259,6 +263,8 @@ class RelayConfig:
         _range("admin_port", self.admin_port, 0, 65535)
         _range("admin_session_ttl_s", self.admin_session_ttl_s, 60, 7 * DAY)
         _range("admin_idle_timeout_s", self.admin_idle_timeout_s, 60, 7 * DAY)
+        _range("admin_login_failures_per_client", self.admin_login_failures_per_client, 1, 1000)
+        _range("admin_login_failures_global", self.admin_login_failures_global, 1, 100_000)
         origins = _split(self.allowed_origins)
         if "*" in origins and len(origins) > 1:
             raise ConfigError('allowed_origins: "*" or a list of origins, not both')

@@ -5,15 +5,27 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import aiohttp.abc
 from clientkit import FAST, befriend, make, wait_for
 
 from clientlib.client import Client, MessageReceived
 
-__all__ = ["FAST", "AdminSession", "Reported", "befriend", "make", "report_abuse", "wait_for"]
+__all__ = [
+    "FAST",
+    "AdminSession",
+    "LoopbackResolver",
+    "Reported",
+    "admin_http",
+    "befriend",
+    "make",
+    "report_abuse",
+    "wait_for",
+]
 from clientlib.transport import HTTPTransport
 
 #: Tokens for the moderation tests: 32+ random-looking characters, as the config requires
@@ -62,6 +74,40 @@ async def deposit_as_abuser(reported: Reported) -> Any:
         return await http.deposit(c.send, os.urandom(256), eid=os.urandom(16), cap=c.sendcap)
 
 
+class LoopbackResolver(aiohttp.abc.AbstractResolver):
+    """``*.localhost`` to 127.0.0.1, as browsers resolve it (glibc here does not)."""
+
+    def __init__(self) -> None:
+        self._fallback = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        if host == "localhost" or host.endswith(".localhost"):
+            return [
+                {
+                    "hostname": host,
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "family": socket.AF_INET,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST,
+                }
+            ]
+        return await self._fallback.resolve(host, port, family)
+
+    async def close(self) -> None:
+        await self._fallback.close()
+
+
+def admin_http() -> aiohttp.ClientSession:
+    """A client session that reaches the moderation page by its ``*.localhost`` name."""
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+        connector=aiohttp.TCPConnector(resolver=LoopbackResolver()),
+    )
+
+
 class AdminSession:
     """A moderator's plain-HTTP session with the moderation page (cookie jar, CSRF)."""
 
@@ -72,7 +118,7 @@ class AdminSession:
 
     @classmethod
     def open(cls, base: str) -> tuple[AdminSession, aiohttp.ClientSession]:
-        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        http = admin_http()
         return cls(base, http), http
 
     async def get(self, path: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:

@@ -21,13 +21,19 @@ class AdminListener:
 
     address: tuple[str, int] | None = None
     runner: web.AppRunner | None = field(default=None, repr=False)
+    #: The page's own loopback name (``admin_hosts``' first ``*.localhost`` entry), if any.
+    local_name: str | None = None
 
     @property
     def url(self) -> str | None:
+        """Where a moderator on this machine opens the page: its ``*.localhost`` name (the
+        page answers only to its own names) or, without one, the listen address."""
         if self.address is None:
             return None
         host, port = self.address
-        if ":" in host:
+        if self.local_name is not None:
+            host = self.local_name
+        elif ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}/admin/"
 
@@ -61,6 +67,10 @@ async def start_admin_listener(
         raise
     host, port = runner.addresses[0][:2]
     listener.address = (str(host), int(port))
+    names = [n.strip().lower() for n in config.admin_hosts.split(",")]
+    listener.local_name = next(
+        (n for n in names if n == "localhost" or n.endswith(".localhost")), None
+    )
     listener.runner = runner
 
 

@@ -3,14 +3,23 @@
 No template engine and no JavaScript: each page is a function returning a complete
 document. Anything that comes from a report, the audit log or the request is passed through
 :func:`e` at the point where it is put into the page, including attribute values.
+
+Free text (message, content type, notes, audit details) goes through :func:`shown`: control,
+format (bidi overrides, zero-width), private-use, unassigned and separator characters become
+visible ``U+XXXX`` marks, long values are cut, and when anything was marked or cut the raw
+text is one click away (a ``<details>`` element: no script needed). Values the *sender* or
+the *reporter* wrote are shown only inside marked fields (:func:`field`), never spliced into
+the page's own sentences, and the stylesheet wraps long unbreakable strings.
 """
 
 from __future__ import annotations
 
 import html
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 from relay.admin.common import (
+    CONTENT_TYPE_WORDS,
     describe_content_type,
     describe_day,
     format_time,
@@ -22,9 +31,11 @@ __all__ = [
     "audit_page",
     "e",
     "error_page",
+    "field",
     "login_page",
     "report_page",
     "reports_page",
+    "shown",
 ]
 
 PREFIX = "/admin"
@@ -38,11 +49,67 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ),
 )
 _PREVIEW_CHARS = 80
+#: Longest content type, reason or note shown before "…" (the raw value stays one click away).
+SHORT_CHARS = 64
+#: Characters shown as ``U+XXXX`` marks: control, format (bidi, zero-width), surrogate,
+#: private-use, unassigned, line and paragraph separators.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_WHO = {
+    "sender": "written by the sender; not checked by the relay",
+    "reporter": "written by the reporter",
+    "moderator": "written by a moderator",
+}
 
 
 def e(value: object) -> str:
     """``value`` as text, escaped for HTML content and quoted attributes."""
     return html.escape(str(value), quote=True)
+
+
+def _hidden(ch: str, multiline: bool) -> bool:
+    return not (multiline and ch in "\n\t") and unicodedata.category(ch) in HIDDEN_CATEGORIES
+
+
+def _mark(ch: str) -> str:
+    code = f"U+{ord(ch):04X}"
+    name = unicodedata.name(ch, "")
+    title = f"{code} {name}".strip()
+    return f'<span class="esc" title="{e(title)}">{code}</span>'
+
+
+def shown(value: str, *, limit: int | None = None, multiline: bool = False) -> str:
+    """HTML of ``value``: escaped, hidden characters as visible ``U+XXXX`` marks, at most
+    ``limit`` characters then "…"; if anything was marked or cut, the raw text follows in a
+    ``<details>`` (one click)."""
+    cut = limit is not None and len(value) > limit
+    head = value[:limit] if cut else value
+    parts: list[str] = []
+    marked = False
+    for ch in head:
+        if _hidden(ch, multiline):
+            parts.append(_mark(ch))
+            marked = True
+        else:
+            parts.append(e(ch))
+    if cut:
+        parts.append('<span class="cut">…</span>')
+    if not (marked or cut):
+        return "".join(parts)
+    raw = value.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be sent
+    what = "raw text" if marked else "full text"
+    return (
+        "".join(parts) + f'<details class="raw"><summary>{what} ({len(value)} characters)</summary>'
+        f'<pre class="raw">{e(raw)}</pre></details>'
+    )
+
+
+def field(value: str, who: str, *, limit: int | None = SHORT_CHARS, code: bool = False) -> str:
+    """A value someone else wrote, in a marked box that says who (``sender``, ``reporter``
+    or ``moderator``)."""
+    inner = shown(value, limit=limit)
+    if code:
+        inner = f"<code>{inner}</code>"
+    return f'<span class="field {e(who)}" title="{e(_WHO[who])}">{inner}</span>'
 
 
 def _layout(title: str, body: str, *, moderator: str | None = None, csrf: str = "") -> str:
@@ -99,9 +166,12 @@ def _status(report: ReportView) -> str:
 
 def _preview(report: ReportView) -> str:
     if report.text is None:
-        return f'<span class="muted">({e(report.content_type or "no text")})</span>'
-    text = report.text if len(report.text) <= _PREVIEW_CHARS else report.text[:_PREVIEW_CHARS] + "…"
-    return e(text)
+        if report.content_type is None:
+            return '<span class="muted">not a text message</span>'
+        return '<span class="muted">not text; type </span>' + field(
+            report.content_type, "sender", limit=24, code=True
+        )
+    return field(report.text, "sender", limit=_PREVIEW_CHARS)
 
 
 def reports_page(
@@ -112,7 +182,7 @@ def reports_page(
         '<tr class="report">'
         f'<td><a class="report-link" href="/admin/reports/{e(r.id)}"><code>{e(r.id[:12])}</code>'
         "</a></td>"
-        f"<td>{e(format_time(r.created))}</td><td>{e(r.reason)}</td>"
+        f"<td>{e(format_time(r.created))}</td><td>{shown(r.reason, limit=24)}</td>"
         f'<td class="preview">{_preview(r)}</td><td>{_badge(r)}</td><td>{_status(r)}</td></tr>'
         for r in reports
     )
@@ -130,6 +200,15 @@ def reports_page(
         '<a href="/admin/reports?status=all">all</a></p>'
     )
     return _layout(title, f"<h2>{e(title)}</h2>{tabs}{table}", moderator=moderator, csrf=csrf)
+
+
+def _content_type(t: str | None) -> str:
+    """A known content type in the relay's words; any other only inside the sender's box."""
+    if not t:
+        return '<span class="muted">-</span>'
+    if t in CONTENT_TYPE_WORDS:
+        return e(describe_content_type(t))
+    return field(t, "sender", code=True)
 
 
 def _rows(pairs: Iterable[tuple[str, str]]) -> str:
@@ -164,12 +243,15 @@ def report_page(
         + "</table></section>"
     )
     if report.text is not None:
-        message = f'<pre class="msg" id="message">{e(report.text)}</pre>'
+        message = (
+            f'<p class="field-label">Written by the sender (not checked by the relay):</p>'
+            f'<div class="field sender"><pre class="msg" id="message">'
+            f"{shown(report.text, multiline=True)}</pre></div>"
+        )
     else:
         message = (
-            '<p id="message" class="muted">Not a text message'
-            f" ({e(describe_content_type(report.content_type))},"
-            f" {len(report.msg)} bytes); its content is not shown.</p>"
+            f'<p id="message" class="muted">Not a text message ({len(report.msg)} bytes); '
+            "its content is not shown. Its content type is under “content type” above.</p>"
         )
     attachments = (
         '<table id="attachments"><thead><tr><th>SHA-256</th><th>bytes</th></tr></thead><tbody>'
@@ -185,9 +267,14 @@ def report_page(
         [
             ("report", f"<code>{e(report.id)}</code>"),
             ("received", e(format_time(report.created))),
-            ("reason", e(report.reason)),
-            ("reporter's note", e(report.note) if report.note else '<span class="muted">-</span>'),
-            ("content type", e(describe_content_type(report.content_type))),
+            ("reason", shown(report.reason, limit=SHORT_CHARS)),
+            (
+                "reporter's note",
+                field(report.note, "reporter", limit=None)
+                if report.note
+                else '<span class="muted">-</span>',
+            ),
+            ("content type", _content_type(report.content_type)),
             ("accepted on", f"{e(report.source_kind)} <code>{e(report.source)}</code>"),
             ("mailbox send id", f'<code id="mailbox-sid">{e(report.mailbox_sid)}</code>'),
             ("status", f'<span id="status">{_status(report)}</span>'),
@@ -206,6 +293,8 @@ def report_page(
             "<section><h3>Resolve</h3>"
             f'<form method="post" action="/admin/reports/{e(report.id)}/resolve" id="resolve">'
             f'<input type="hidden" name="csrf" value="{e(csrf)}">'
+            f'<p class="acting" id="acting-as">Resolving as <strong>{e(moderator)}</strong> '
+            "(the audit log records this name)</p>"
             f"<fieldset><legend>Action</legend>{options}</fieldset>"
             '<label for="suspend_sid">Send id to suspend (32 hex digits or an invitation '
             "link; for “Suspend address”)</label>"
@@ -223,7 +312,12 @@ def report_page(
                     ("action", f'<span id="action">{e(report.action or "-")}</span>'),
                     ("moderator", e(report.moderator or "-")),
                     ("resolved", e(format_time(report.resolved_at))),
-                    ("note", e(report.resolution_note or "-")),
+                    (
+                        "note",
+                        field(report.resolution_note, "moderator", limit=None)
+                        if report.resolution_note
+                        else "-",
+                    ),
                 ]
             )
             + "</table></section>"
@@ -252,7 +346,7 @@ def audit_page(entries: Sequence[AuditEntry], *, moderator: str, csrf: str) -> s
             if a.report_id
             else "-"
         )
-        + f"</td><td>{e(a.detail)}</td></tr>"
+        + f"</td><td>{shown(a.detail, limit=200)}</td></tr>"
         for a in entries
     )
     table = (

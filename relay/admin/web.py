@@ -6,6 +6,16 @@ needs a moderator's session (:mod:`relay.admin.auth`); every POST needs its CSRF
 Responses carry a strict Content-Security-Policy and no JavaScript; the one stylesheet is
 served by the app itself.
 
+Against a hostile browser (issue 23): the page answers only to its own host names
+(``admin_hosts``, by default ``blindrelay-admin.localhost``), so its cookie is never sent to
+another service on 127.0.0.1 or localhost and a DNS-rebinding name is refused; a POST must
+come from the page itself (``Sec-Fetch-Site: same-origin``, or without that header an
+``Origin`` equal to the page's, never ``null``); a request with more than one session cookie
+is refused (a cookie tossed in beside the real one cannot swap the acting moderator).
+Behind a TLS proxy listed in ``admin_trusted_proxies`` (``X-Forwarded-Proto: https``) the
+cookies are ``__Host-`` cookies with ``Secure`` and every answer carries HSTS; from any other
+peer those headers are ignored. A malformed form is a 400, never a traceback.
+
 Logged per request: the route *name*, method, status and duration, as on the public
 listener. Never logged: tokens, cookies, report contents, ids or the moderator's input.
 """
@@ -13,29 +23,35 @@ listener. Never logged: tokens, cookies, report contents, ids or the moderator's
 from __future__ import annotations
 
 import importlib.resources
+import math
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from multidict import MultiDictProxy
 
 from relay.admin import render
-from relay.admin.auth import LOGIN_NONCE_TTL_S, AdminAuth, AdminSession
+from relay.admin.auth import LOGIN_NONCE_TTL_S, AdminAuth, AdminSession, LoginThrottle
 from relay.admin.common import AdminInputError, find_report, parse_suspend_target
 from relay.config import RelayConfig
 from relay.moderation import ModerationError, ModerationService
+from relay.webguard import guard_unparsed
 
-__all__ = ["SECURITY_HEADERS", "create_admin_app"]
+__all__ = ["HSTS", "SECURITY_HEADERS", "create_admin_app"]
 
 log = structlog.get_logger("blindrelay")
 
 SESSION_COOKIE: Final = "blindrelay_admin"
 LOGIN_COOKIE: Final = "blindrelay_login"
+#: Cookie name prefix behind TLS: the browser keeps such a cookie only with Secure, Path=/
+#: and no Domain, so no sibling host can set or shadow it.
+SECURE_PREFIX: Final = "__Host-"
+HSTS: Final = "max-age=31536000"
 #: Largest form the admin app reads (a note is at most 1,000 characters).
 MAX_FORM_BYTES: Final = 16 * 1024
 MAX_NOTE_CHARS: Final = 1000
@@ -59,8 +75,18 @@ _CSS: Final = (
     importlib.resources.files("relay.admin").joinpath("admin.css").read_text(encoding="utf-8")
 )
 
+
+@dataclass(frozen=True, slots=True)
+class AdminSite:
+    """Where the page may be reached: its host names and the proxies it believes."""
+
+    hosts: frozenset[str]
+    proxies: frozenset[str]
+
+
 moderation_key = web.AppKey("moderation", ModerationService)
 auth_key = web.AppKey("admin_auth", AdminAuth)
+site_key = web.AppKey("admin_site", AdminSite)
 _session_key = web.RequestKey("admin_session", AdminSession)
 _form_key = web.RequestKey("admin_form", dict[str, str])
 
@@ -73,12 +99,63 @@ def _see_other(location: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(location)
 
 
-async def _security_headers(_: web.Request, response: web.StreamResponse) -> None:
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
+    if _secure(request):
+        response.headers[hdrs.STRICT_TRANSPORT_SECURITY] = HSTS
+
+
+def _unparsed(response: web.StreamResponse) -> None:
+    """aiohttp's own answer to an unparsable request: the security headers, no echo."""
+    response.headers.update(SECURITY_HEADERS)
+    if isinstance(response, web.Response):
+        response.text = "Bad request.\n"
+
+
+def _from_proxy(request: web.Request) -> bool:
+    return request.remote is not None and request.remote in request.app[site_key].proxies
 
 
 def _secure(request: web.Request) -> bool:
-    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    """Direct TLS, or a trusted proxy that says the browser used HTTPS."""
+    if request.secure:
+        return True
+    if not _from_proxy(request):
+        return False
+    proto = request.headers.get(hdrs.X_FORWARDED_PROTO, "").split(",")[-1].strip().lower()
+    return proto == "https"
+
+
+def _client(request: web.Request) -> str:
+    """The browser's address for the login throttle (the proxy's last hop when trusted)."""
+    if _from_proxy(request):
+        forwarded = request.headers.get(hdrs.X_FORWARDED_FOR, "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return request.remote or ""
+
+
+def _cookie(request: web.Request, base: str) -> str:
+    return SECURE_PREFIX + base if _secure(request) else base
+
+
+def _cookie_values(request: web.Request, name: str) -> list[str]:
+    """Every value of cookie ``name`` the browser sent (aiohttp's mapping keeps one)."""
+    values: list[str] = []
+    for header in request.headers.getall(hdrs.COOKIE, []):
+        for part in header.split(";"):
+            key, sep, value = part.strip().partition("=")
+            if sep and key == name:
+                values.append(value)
+    return values
+
+
+def _hostname(host: str) -> str:
+    """``host`` of a Host header without its port, lower-case."""
+    if host.startswith("["):
+        return host[1 : host.find("]")].lower() if "]" in host else host.lower()
+    name, sep, port = host.rpartition(":")
+    return (name if sep and port.isdigit() else host).lower()
 
 
 def _flat_form(form: MultiDictProxy[Any]) -> dict[str, str] | None:
@@ -110,19 +187,57 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def _same_origin(request: web.Request) -> bool:
+    """Whether a POST comes from the page itself. ``Sec-Fetch-Site`` where the browser sends
+    it; otherwise an ``Origin``, if any, must be the page's (``null`` is not)."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is None:
+        return True  # not a browser (a browser sends Origin with every POST)
+    scheme = "https" if _secure(request) else "http"
+    return origin.lower() == f"{scheme}://{request.host.lower()}"
+
+
+async def _read_form(request: web.Request) -> dict[str, str] | None:
+    try:
+        return _flat_form(await request.post())
+    except web.HTTPException:
+        raise  # 413 for a body over MAX_FORM_BYTES
+    except Exception:  # a bogus charset, multipart without a boundary, broken encoding
+        return None
+
+
 async def _guarded(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
+    if _hostname(request.host) not in request.app[site_key].hosts:
+        log.warning("admin_host_refused")
+        page = render.error_page("Misdirected request", "This page has another address.")
+        return _html(page, 421)
     if request.method == "POST":
-        origin = request.headers.get("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        if not _same_origin(request):
             return _html(render.error_page("Forbidden", "Cross-origin request refused."), 403)
-        form = _flat_form(await request.post())
+        form = await _read_form(request)
         if form is None:
             return _html(render.error_page("Bad request", "Malformed form."), 400)
         request[_form_key] = form
+    cookies = _cookie_values(request, _cookie(request, SESSION_COOKIE))
+    if len(cookies) > 1:
+        log.warning("admin_cookies_refused")
+        response = _html(
+            render.error_page(
+                "Bad request",
+                "The browser sent several session cookies for this page; another site may "
+                "have set one. Log in again.",
+            ),
+            400,
+        )
+        _forget_session_cookies(request, response)
+        return response
     if route in _PUBLIC_ROUTES:
         return await handler(request)
     auth = request.app[auth_key]
-    session = auth.session(request.cookies.get(SESSION_COOKIE))
+    session = auth.session(cookies[0] if cookies else None)
     if session is None:
         if request.method in ("GET", "HEAD"):
             raise _see_other("/admin/login")
@@ -162,23 +277,39 @@ async def stylesheet(_: web.Request) -> web.StreamResponse:
     return web.Response(text=_CSS, content_type="text/css", charset="utf-8")
 
 
-def _login_response(request: web.Request, *, error: str | None, status: int) -> web.Response:
-    nonce, csrf = request.app[auth_key].login_nonce()
-    response = _html(render.login_page(csrf, error=error), status)
+def _set_cookie(
+    request: web.Request, response: web.StreamResponse, base: str, value: str, max_age: int
+) -> None:
     response.set_cookie(
-        LOGIN_COOKIE,
-        nonce,
-        max_age=LOGIN_NONCE_TTL_S,
-        path="/admin",
+        _cookie(request, base),
+        value,
+        max_age=max_age,
+        path="/",
         httponly=True,
         samesite="Strict",
         secure=_secure(request),
     )
+
+
+def _forget_session_cookies(request: web.Request, response: web.StreamResponse) -> None:
+    name = _cookie(request, SESSION_COOKIE)
+    response.del_cookie(name, path="/", secure=_secure(request), samesite="Strict")
+    if not _secure(request):  # a plain-HTTP cookie may have been tossed in on another path
+        response.headers.add(
+            hdrs.SET_COOKIE, f"{name}=; Max-Age=0; Path=/admin; HttpOnly; SameSite=Strict"
+        )
+
+
+def _login_response(request: web.Request, *, error: str | None, status: int) -> web.Response:
+    nonce, csrf = request.app[auth_key].login_nonce()
+    response = _html(render.login_page(csrf, error=error), status)
+    _set_cookie(request, response, LOGIN_COOKIE, nonce, LOGIN_NONCE_TTL_S)
     return response
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
-    if request.app[auth_key].session(request.cookies.get(SESSION_COOKIE)) is not None:
+    cookies = _cookie_values(request, _cookie(request, SESSION_COOKIE))
+    if cookies and request.app[auth_key].session(cookies[0]) is not None:
         raise _see_other("/admin/reports")
     return _login_response(request, error=None, status=200)
 
@@ -186,28 +317,36 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     auth = request.app[auth_key]
     form = request[_form_key]
-    if not auth.check_login_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+    client = _client(request)
+    wait = auth.throttle.retry_after(client)
+    if wait > 0:
+        log.warning("admin_login_throttled")
+        seconds = math.ceil(wait)
+        response = _login_response(
+            request,
+            error=f"Too many wrong tokens; try again in {seconds} seconds.",
+            status=429,
+        )
+        response.headers[hdrs.RETRY_AFTER] = str(seconds)
+        return response
+    nonces = _cookie_values(request, _cookie(request, LOGIN_COOKIE))
+    if len(nonces) != 1 or not auth.check_login_csrf(nonces[0], form.get("csrf")):
         log.warning("admin_csrf_refused")
         return _login_response(
             request, error="The login form expired; please try again.", status=403
         )
     moderator = auth.check_token(form.get("token", ""))
     if moderator is None:
+        auth.throttle.failed(client)
         log.warning("admin_login_failed")
         return _login_response(request, error="Wrong token.", status=403)
     _, cookie = auth.login(moderator)
     log.info("admin_login")
     response = _see_other("/admin/reports")
-    response.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        max_age=int(auth.session_ttl_s),
-        path="/",
-        httponly=True,
-        samesite="Strict",
-        secure=_secure(request),
+    _set_cookie(request, response, SESSION_COOKIE, cookie, int(auth.session_ttl_s))
+    response.del_cookie(
+        _cookie(request, LOGIN_COOKIE), path="/", secure=_secure(request), samesite="Strict"
     )
-    response.del_cookie(LOGIN_COOKIE, path="/admin")
     raise response
 
 
@@ -215,7 +354,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     request.app[auth_key].logout(request[_session_key])
     log.info("admin_logout")
     response = _see_other("/admin/login")
-    response.del_cookie(SESSION_COOKIE, path="/")
+    _forget_session_cookies(request, response)
     raise response
 
 
@@ -304,8 +443,20 @@ def create_admin_app(
     """
     app = web.Application(middlewares=[admin_middleware], client_max_size=MAX_FORM_BYTES)
     app[moderation_key] = service
-    app[auth_key] = AdminAuth(config.admin_token_map(), config.admin_session_ttl_s, clock=clock)
+    app[auth_key] = AdminAuth(
+        config.admin_token_map(),
+        config.admin_session_ttl_s,
+        idle_timeout_s=config.admin_idle_timeout_s,
+        throttle=LoginThrottle(
+            per_client=config.admin_login_failures_per_client,
+            overall=config.admin_login_failures_global,
+            clock=clock,
+        ),
+        clock=clock,
+    )
+    app[site_key] = AdminSite(config.admin_host_names(), config.admin_proxy_addresses())
     app.on_response_prepare.append(_security_headers)
+    guard_unparsed(app, _unparsed)
     app.router.add_get("/", root, name="admin_root", allow_head=False)
     app.router.add_get("/admin", root, name="admin_home", allow_head=False)
     app.router.add_get("/admin/", root, name="admin_index", allow_head=False)
