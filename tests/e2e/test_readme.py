@@ -222,4 +222,4 @@ def test_moderation_setup_snippet_runs_as_written(tmp_path: Path) -> None:
     assert names == ["alice", "bob"]
     secret = tokens.read_text().strip().split(",")[0].split(":", 1)[1]
     assert len(secret) >= 32 and f"alice logs in with {secret}" in out
-    assert f"http://127.0.0.1:{admin_port}/admin/" in out
+    assert f"http://blindrelay-admin.localhost:{admin_port}/admin/" in out  # its own name

@@ -296,11 +296,14 @@ async def test_serve_starts_the_admin_listener_only_with_tokens(tmp_path: Path) 
         events = [json.loads(ln) for ln in relay.log_text().splitlines()]
         assert any(
             e.get("event") == "admin_listening"
-            and e.get("listen") == f"http://127.0.0.1:{admin_port}/admin/"
+            and e.get("listen") == f"http://blindrelay-admin.localhost:{admin_port}/admin/"
             for e in events
         )
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{admin_port}/admin/login") as r:
+            async with http.get(
+                f"http://127.0.0.1:{admin_port}/admin/login",
+                headers={"Host": f"blindrelay-admin.localhost:{admin_port}"},
+            ) as r:
                 assert r.status == 200 and 'name="token"' in await r.text()
             async with http.get(relay.url + "admin/login") as r:
                 assert r.status == 404
