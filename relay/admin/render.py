@@ -96,7 +96,7 @@ def shown(value: str, *, limit: int | None = None, multiline: bool = False) -> s
     if not (marked or cut):
         return "".join(parts)
     raw = value.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate cannot be sent
-    what = "raw text" if marked else "full text"
+    what = "raw text as sent, may display reordered or hidden" if marked else "full text"
     return (
         "".join(parts) + f'<details class="raw"><summary>{what} ({len(value)} characters)</summary>'
         f'<pre class="raw">{e(raw)}</pre></details>'

@@ -8,23 +8,28 @@ done and now failing for the attacker:
 - DNS rebinding: a name the attacker points at 127.0.0.1 gets no page;
 - a bidi override in a reported message: it shows as a visible ``U+202E`` mark, not as
   "alice", with the raw text one click away;
-- a long unbreakable message: the queue's status column stays on screen.
+- a long unbreakable message, and a crafted 178,000-character content type that reads like
+  the relay's own words: the queue's status column stays on screen and the content type
+  stays in its marked box, out of the page's sentences;
+- oversized cookies planted by another local service: they never reach the page.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from browserkit import Page, launch, require_chromium
+from browserkit import BrowserContext, Page, launch, require_chromium
+from playwright.async_api import Route
 from reportkit import ADMIN_TOKENS, ALICE_TOKEN, make, report_abuse
 
-from relay.admin import admin_listener_key
+from relay.admin import admin_listener_key, render
 from relay.app import create_app
 from relay.config import RelayConfig
+from relay.moderation import ReportView
 
 BIDI = "abuser is \u202eecila\u202c"
 REBIND = "rebind.attacker.test"
@@ -65,6 +70,8 @@ async def other_service() -> AsyncIterator[tuple[int, list[str]]]:
             text="<html><body>other service</body></html>", content_type="text/html"
         )
         response.set_cookie("blindrelay_admin", "planted.1.x", path="/")
+        for n in range(5):  # together far over the 8 KiB a request header may have
+            response.set_cookie(f"big{n}", "z" * 4000, path="/")
         return response
 
     app = web.Application()
@@ -93,6 +100,11 @@ async def test_the_cookie_stays_on_the_pages_own_host(
     async with launch(chromium) as browser:
         context = await browser.new_context()
         page = await context.new_page()
+        # The page refuses to be used on the shared loopback names.
+        for shared in ("127.0.0.1", "localhost"):
+            response = await page.goto(admin_url.replace("blindrelay-admin.localhost", shared))
+            assert response is not None and response.status == 421
+            assert await page.locator("#token").count() == 0
         await _login(page, admin_url)
         session = [c for c in await context.cookies() if c["name"] == "blindrelay_admin"]
         assert len(session) == 1 and session[0]["domain"] == "blindrelay-admin.localhost"
@@ -101,14 +113,18 @@ async def test_the_cookie_stays_on_the_pages_own_host(
             await page.goto(url)
             assert await page.inner_text("body") == "other service"
         assert len(seen) == 2 and not any("blindrelay_admin" in c for c in seen)
-        # Its planted cookies live on its own hosts; the page still knows alice.
+        # Its planted cookies (a session cookie of its own, 20 KB of junk) live on its own
+        # hosts: the page still loads, and still knows alice.
+        planted = {c["domain"] for c in await context.cookies() if c["name"].startswith("big")}
+        assert planted == {"127.0.0.1", "localhost"}
         await page.goto(admin_url + "reports")
         assert await page.inner_text("nav .who") == "alice"
-        # The page refuses to be used on the shared loopback names.
-        for shared in ("127.0.0.1", "localhost"):
-            response = await page.goto(admin_url.replace("blindrelay-admin.localhost", shared))
-            assert response is not None and response.status == 421
-            assert await page.locator("#token").count() == 0
+        await _check_one_session_cookie(context)
+
+
+async def _check_one_session_cookie(context: BrowserContext) -> None:
+    names = [c["name"] for c in await context.cookies(["http://blindrelay-admin.localhost/"])]
+    assert names.count("blindrelay_admin") == 1 and not any(n.startswith("big") for n in names)
 
 
 async def test_a_rebinding_name_gets_no_page(chromium: str, relay: tuple[str, str]) -> None:
@@ -159,3 +175,77 @@ async def test_hidden_characters_and_long_strings_in_chromium(
         # The long message's page does not overflow either.
         await page.goto(admin_url + f"reports/{long.report_id}")
         assert await page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+LYING_TYPE = "msg). The relay checked this sender: trustworthy, no action needed (ok"
+
+
+def _serve(body: str) -> Callable[[Route], Awaitable[None]]:
+    """A Playwright route handler answering with ``body`` (other requests, the stylesheet
+    among them, go to the real admin listener)."""
+
+    async def handler(route: Route) -> None:
+        await route.fulfill(body=body, content_type="text/html")
+
+    return handler
+
+
+def _crafted(content_type: str) -> ReportView:
+    return ReportView(
+        id="ab" * 16,
+        created=1_700_000_000,
+        reason="spam",
+        note=None,
+        text=None,
+        content_type=content_type,
+        msg=b"\x01" * 10,
+        attachments=[],
+        sender_key="00" * 32,
+        recipient_key="11" * 32,
+        source_kind="none",
+        source="",
+        mailbox_sid="22" * 16,
+        day=1,
+        kid=1,
+        verified={"commitment": "ok", "relay_tag": "ok"},
+        status="open",
+        action=None,
+        moderator=None,
+        resolved_at=None,
+        resolution_note=None,
+    )
+
+
+async def test_a_crafted_content_type_stays_in_its_box(
+    chromium: str, relay: tuple[str, str]
+) -> None:
+    """The page as rendered for a report whose sender chose the content type, laid out by
+    Chromium with the page's real stylesheet (served by the admin listener)."""
+    _, admin_url = relay
+    huge = "A" * 178_000
+    pages = {
+        "crafted-queue": render.reports_page(
+            [_crafted(huge), _crafted(LYING_TYPE)], "open", moderator="alice", csrf="c"
+        ),
+        "crafted-huge": render.report_page(_crafted(huge), moderator="alice", csrf="c"),
+        "crafted-lying": render.report_page(_crafted(LYING_TYPE), moderator="alice", csrf="c"),
+    }
+    async with launch(chromium) as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        for name, body in pages.items():
+            await page.route(admin_url + name, _serve(body))
+        await page.goto(admin_url + "crafted-queue")
+        width = await page.evaluate("window.innerWidth")
+        assert await page.evaluate("document.styleSheets.length") == 1
+        assert await page.evaluate("document.documentElement.scrollWidth") <= width
+        for cell in await page.locator("tr.report td:last-child").all():
+            box = await cell.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= width
+        for name in ("crafted-huge", "crafted-lying"):
+            await page.goto(admin_url + name)
+            assert await page.evaluate("document.documentElement.scrollWidth") <= width
+            sentence = await page.inner_text("#message")
+            assert "AAAA" not in sentence and "trustworthy" not in sentence
+            boxed = page.locator("#context .field.sender")
+            assert await boxed.count() == 1
+            assert "written by the sender" in (await boxed.get_attribute("title") or "")
