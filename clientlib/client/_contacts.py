@@ -398,7 +398,7 @@ class ContactOps:
         about 24 µs instead of about 0.9 ms). Does nothing if one is ready or on its way,
         for a pending or unknown contact, or before the relay's keys are known."""
         c = self._book.contacts.get(cid)
-        if self._spawn is None or c is None or c.send is None:
+        if self._spawn is None or c is None or c.send is None or self._book.closing:
             return
         if cid in self._warming or cid in self._prepared:
             return
