@@ -762,8 +762,8 @@ async def cmd_report(ctx: _Ctx, args: argparse.Namespace) -> int:
     _out(
         f"reported message {found[0].id[:8]} from {contact_label(contact)} "
         f"as {args.reason}; report {report_id[:12]}",
-        "the relay verified that this exact message came from this contact; moderators see "
-        "only this message",
+        "the relay verified that this exact message reached you from this contact's identity "
+        "key; moderators see only this message",
     )
     return EXIT_OK
 
