@@ -146,8 +146,10 @@ def send_path(alice: IdentityKeyPair, bob: IdentityKeyPair, m: bytes, kid: int, 
         keys_module._validated.clear()
         return Session.from_record(record[0], now=0)
 
-    def send(prepared: bool) -> Callable[[], object]:
+    def send(prepared: bool, cold: bool = False) -> Callable[[], object]:
         def run() -> object:
+            if cold:
+                keys_module._validated.clear()
             s = Session.from_record(record[0], now=0)
             p = next(it) if prepared else None
             sealed = s.encrypt(text, rng=rng, now=0, identity=alice, moderator=mod, prepared=p)
@@ -159,6 +161,7 @@ def send_path(alice: IdentityKeyPair, bob: IdentityKeyPair, m: bytes, kid: int, 
     cases: list[tuple[str, Callable[[], object]]] = [
         ("Session.from_record, cold key cache", cold_load),
         ("Session.from_record, cached keys", lambda: Session.from_record(record[0], now=0)),
+        ("send path as before (no key cache)", send(False, cold=True)),
         ("send path, whole frank", send(False)),
         ("send path, prepared ahead", send(True)),
     ]
