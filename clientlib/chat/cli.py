@@ -22,6 +22,7 @@ import os
 import shlex
 import ssl
 import sys
+import time
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -788,12 +789,33 @@ async def cmd_reports(ctx: _Ctx, args: argparse.Namespace) -> int:
     async with _open(ctx, connect=True) as client:
         await _catch_up(client, ctx)
         await client.check_reports()
-        rows = client.reports()
+        rows = client.report_details()
     if not rows:
         _out("no reports")
-    for report_id, contact_id, status in rows:
-        _out(f"{report_id[:12]}  {status:<8}  contact {contact_id[:8]}")
+    for r in rows:
+        what = "request on address" if r.kind == "request" else "message from contact"
+        outcome = (
+            f"resolved: {_ACTION_WORDS.get(r.action or '', r.action or 'unknown action')}"
+            if r.status == "resolved"
+            else "open: waiting for a moderator"
+        )
+        _out(
+            f"{r.id[:12]}  {format_day(r.filed)}  {r.reason or '-':<22}  {what} "
+            f"{r.contact_id[:8]}  {outcome}"
+        )
     return EXIT_OK
+
+
+#: What a moderator's action did, in words (protocol.md §4.11).
+_ACTION_WORDS = {
+    "none": "no action taken",
+    "revoke": "the sender can no longer reach you there",
+    "suspend": "the sender's address was suspended",
+}
+
+
+def format_day(ts: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
 async def cmd_export(ctx: _Ctx, args: argparse.Namespace) -> int:

@@ -404,5 +404,31 @@ def test_report_a_contact_request(tmp_path: Path, relay: RelayProcess) -> None:
         rf"^reported request {found.group(1)} as threats; report [0-9a-f]{{12}}$", out, re.M
     ), out
     assert "declined it too" in out
+    report_id = re.search(r"report ([0-9a-f]{12})$", out, re.M).group(1)  # type: ignore[union-attr]
     assert ok(alice, "requests").startswith("no pending contact requests")
-    assert re.search(r"^[0-9a-f]{12}  open      contact [0-9a-f]{8}$", ok(alice, "reports"), re.M)
+    # `reports` shows the reason, and the outcome once a moderator decided (issue 22, snag 8).
+    day = r"\d{4}-\d{2}-\d{2}"
+    assert re.search(
+        rf"^{report_id}  {day}  threats\s+request on address [0-9a-f]{{8}}  open: waiting for "
+        r"a moderator$",
+        ok(alice, "reports"),
+        re.M,
+    )
+    env = with_repo_path({k: v for k, v in os.environ.items() if not k.startswith("BLINDRELAY_")})
+    resolve = ["reports", "resolve", report_id, "--action", "suspend", "--suspend-link"]
+    where = ["--data-dir", str(relay.data_dir)]
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "admin", *resolve, link.group(1), *where],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        rf"^{report_id}  {day}  threats\s+request on address [0-9a-f]{{8}}  resolved: the "
+        r"sender's address was suspended$",
+        ok(alice, "reports"),
+        re.M,
+    )

@@ -511,7 +511,7 @@ def test_export_offline_and_refusal_to_overwrite(
     link = tmp_path / "dangling"
     link.symlink_to(tmp_path / "nowhere")  # not followed, not replaced
     code, _, err = run(capsys, "--home", str(home), "--offline", "export", str(link))
-    assert code == cli.EXIT_USAGE
+    assert code == cli.EXIT_FAILED
     assert "refusing to overwrite" in one_line(err)
     assert not (tmp_path / "nowhere").exists()
 
