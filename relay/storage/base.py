@@ -86,6 +86,7 @@ from relay.storage.records import (
     RelayStamp,
     ReportRecord,
     ReportResolution,
+    StoreGauges,
     StoreLimits,
     WakeCallback,
     WakeEvent,
@@ -122,6 +123,7 @@ __all__ = [
     "StorageError",
     "StorageFull",
     "StorageUnavailable",
+    "StoreGauges",
     "StoreLifecycle",
     "StoreLimits",
     "WakeCallback",
@@ -163,7 +165,17 @@ class StoreLifecycle(Protocol):
 
     async def purge_expired(self, now: int) -> int:
         """Delete expired envelopes, dedupe records and idle mailboxes, and destroy franking
-        keys, reports and audit entries past their retention. Returns a count."""
+        keys, reports and audit entries past their retention. Returns a count.
+
+        The cost is proportional to what is due, not to what is stored (an index of
+        deadlines), and the work is done in small steps that let deposits through between
+        them. Where several relay processes share a store, one sweeps at a time (a lease);
+        the others return 0 at once.
+        """
+
+    async def gauges(self) -> StoreGauges:
+        """The store's aggregates, from counters the writes maintain in their own atomic
+        step: one read whatever the number of mailboxes and envelopes (never a scan)."""
 
 
 class MailboxStore(Protocol):
@@ -271,7 +283,8 @@ class EnvelopeQueue(Protocol):
         """Delete the given envelopes; unknown seqs are ignored. Returns how many were deleted."""
 
     async def count_envelopes(self) -> int:
-        """Total stored envelopes across all mailboxes (an aggregate for metrics only)."""
+        """Total stored envelopes across all mailboxes (an aggregate for metrics only; the
+        same as ``gauges().envelopes``, read in O(1))."""
 
 
 class ChallengeStore(Protocol):

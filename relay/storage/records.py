@@ -19,6 +19,7 @@ __all__ = [
     "RelayStamp",
     "ReportRecord",
     "ReportResolution",
+    "StoreGauges",
     "StoreLimits",
     "WakeCallback",
     "WakeEvent",
@@ -171,6 +172,17 @@ class AuditRecord:
     report_id: bytes | None
     detail: str
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreGauges:
+    """Aggregates of a whole store, kept as counters by the writes themselves (so reading
+    them costs the same at any size): mailbox records, stored envelopes and their
+    ciphertext bytes (expired ones not yet swept included)."""
+
+    mailboxes: int
+    envelopes: int
+    bytes: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from relay.storage.base import (
     StampMismatch,
     StorageFull,
     StorageUnavailable,
+    StoreGauges,
     StoreLimits,
     WrongKind,
 )
@@ -407,6 +408,51 @@ async def test_count_envelopes(store: EnvelopeStore) -> None:
     for _ in range(2):
         await put(store, b)
     assert await store.count_envelopes() == 5
+
+
+async def test_gauges_follow_every_write(make_store: MakeStore) -> None:
+    store = await make_store(replace(LIMITS, max_envelopes=3))
+
+    async def gauges() -> tuple[int, int, int]:
+        g = await store.gauges()
+        assert g.envelopes == await store.count_envelopes()
+        return g.mailboxes, g.envelopes, g.bytes
+
+    assert await gauges() == (0, 0, 0)
+    a, b = await new_mailbox(store), await new_mailbox(store)
+    eid = new_id()
+    await put(store, a, size=100, eid=eid)
+    await put(store, a, size=200)
+    await put(store, b, size=50)
+    assert await gauges() == (2, 3, 350)
+    assert (await put(store, a, size=100, eid=eid)).duplicate  # a retry stores nothing
+    await put(store, a, size=10)
+    with pytest.raises(QuotaExceeded):
+        await put(store, a, size=10)
+    with pytest.raises(MailboxNotFound):
+        await store.deposit(new_id(), new_id(), 0, b"x" * 10, None, NOW)
+    with pytest.raises(IdCollision):
+        await store.create_mailbox(replace(new_record(), rid=a.rid), NOW)
+    assert await gauges() == (2, 4, 360)
+    assert await store.ack(a.rid, [1, 99]) == 1
+    assert await gauges() == (2, 3, 260)
+    # Expired envelopes leave the gauges when they are dropped (a sweep, or on Redis a fetch).
+    later = NOW + LIMITS.envelope_ttl_s
+    await put(store, b, size=70, now=later - 1)
+    assert await store.fetch(a.rid, 0, 10, 1 << 20, later) == []
+    await store.purge_expired(later)
+    assert await gauges() == (2, 1, 70)
+    assert await store.delete_mailbox(b.rid)
+    assert not await store.delete_mailbox(b.rid)
+    assert await gauges() == (1, 0, 0)
+    # An idle mailbox leaves them when swept, or when its id is taken over.
+    c = await new_mailbox(store)
+    await put(store, c, size=40)
+    deadline = mailbox_deadline(day_of(NOW), LIMITS)
+    await store.create_mailbox(replace(new_record(), rid=c.rid), deadline)
+    assert await gauges() == (2, 0, 0)
+    await store.purge_expired(deadline)
+    assert await gauges() == (1, 0, 0)
 
 
 async def test_data_survives_reopen(make_store: MakeStore) -> None:
@@ -1431,7 +1477,7 @@ async def test_sqlite_migrates_v2_database(tmp_path: Path) -> None:
     finally:
         await store.aclose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
@@ -1481,10 +1527,115 @@ async def test_sqlite_migrates_v3_database(tmp_path: Path) -> None:
     finally:
         await store.aclose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+async def test_sqlite_migrates_v4_database_and_counts_its_rows(tmp_path: Path) -> None:
+    """Version 5 adds the gauges row: the migration counts what a version-4 file holds, and
+    from then on the triggers keep it exact (deposit, ack, expiry, mailbox deletion)."""
+    from relay.storage.sqlite.schema import MIGRATIONS as _MIGRATIONS
+    from relay.storage.sqlite.schema import statements as _statements
+
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path)
+    for v in (1, 2, 3, 4):
+        for statement in _statements(_MIGRATIONS[v]):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=4")
+    recs = [new_record() for _ in range(3)]
+    for n, rec in enumerate(recs):
+        mbox = conn.execute(
+            "INSERT INTO mailboxes (rid, sid, owner_key, created_day, active_day, last_seq,"
+            " n_envelopes, n_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (rec.rid, rec.sid, rec.owner_key, rec.created_day, day_of(NOW), n, n, 100 * n),
+        ).fetchone()[0]
+        for seq in range(1, n + 1):
+            conn.execute(
+                "INSERT INTO envelopes (mbox, seq, eid, ts, expires_at, flags, ct)"
+                " VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (mbox, seq, new_id(), NOW, NOW + LIMITS.envelope_ttl_s, b"v" * 100),
+            )
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path, LIMITS)
+    await store.open()
+    try:
+        assert await store.gauges() == StoreGauges(mailboxes=3, envelopes=3, bytes=300)
+        assert await store.count_envelopes() == 3
+        assert (await put(store, recs[0], size=50)).seq == 1
+        assert await store.ack(recs[2].rid, [1]) == 1
+        assert await store.gauges() == StoreGauges(mailboxes=3, envelopes=3, bytes=250)
+        assert await store.delete_mailbox(recs[2].rid)
+        assert await store.gauges() == StoreGauges(mailboxes=2, envelopes=2, bytes=150)
+    finally:
+        await store.aclose()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+async def test_sqlite_gauges_and_idle_sweep_cost_the_same_at_any_size(tmp_path: Path) -> None:
+    """The virtual machine instructions of a gauge read and of a sweep with nothing due do
+    not grow with the stored mailboxes and envelopes (no scan touches their rows)."""
+    store = SQLiteStore(tmp_path / "relay.db", LIMITS, count_vm_steps=True)
+    await store.open()
+
+    async def cost(call: Callable[[], Awaitable[object]]) -> int:
+        before = store.vm_steps
+        await call()
+        return store.vm_steps - before
+
+    async def costs() -> tuple[int, int, int]:
+        return (
+            await cost(store.gauges),
+            await cost(store.count_envelopes),
+            await cost(lambda: store.purge_expired(NOW + 1)),
+        )
+
+    try:
+        for _ in range(2):
+            await put(store, await new_mailbox(store))
+        small = await costs()
+        async def fill() -> None:
+            rec = await new_mailbox(store)
+            for _ in range(3):
+                await put(store, rec)
+
+        await asyncio.gather(*(fill() for _ in range(300)))
+        large = await costs()
+        assert large == small
+        assert await store.gauges() == StoreGauges(mailboxes=302, envelopes=902, bytes=90_200)
+        # The same sweep with everything due does work (the counter is not blind).
+        assert await cost(lambda: store.purge_expired(NOW + LIMITS.envelope_ttl_s)) > 10 * small[2]
+        assert await store.count_envelopes() == 0
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_sweep_returns_the_freed_pages(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    store = SQLiteStore(path, LIMITS)
+    await store.open()
+    try:
+        empty = path.stat().st_size
+        recs = [await new_mailbox(store) for _ in range(20)]
+        for rec in recs:
+            for _ in range(10):
+                await put(store, rec, size=16_384)
+        await store.purge_expired(NOW)  # checkpoints the WAL into the file
+        full = path.stat().st_size
+        assert full > empty + 20 * 10 * 16_384
+        assert await store.purge_expired(NOW + LIMITS.envelope_ttl_s) >= 200
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        conn.close()
+        assert path.stat().st_size < empty + 200_000  # what the 20 empty mailboxes need
+    finally:
+        await store.aclose()
 
 
 async def test_sqlite_audit_rows_cannot_be_updated(tmp_path: Path) -> None:
@@ -1517,7 +1668,7 @@ async def test_sqlite_file_settings(tmp_path: Path) -> None:
         await store.aclose()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     conn.close()
 
@@ -1844,6 +1995,108 @@ async def test_redis_out_of_memory_is_storage_full(
         assert await store.ack(rec.rid, list(range(1, stored + 1))) == stored  # allowed at OOM
         assert (await put(store, rec, size=256)).seq == stored + 1
     finally:
+        await store.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_idle_sweep_and_gauges_cost_the_same_at_any_size(redis_url: str) -> None:
+    """Counted by Redis itself (INFO commandstats, commands run inside scripts included): a
+    gauge read is one HMGET, and a sweep with nothing due runs the same commands with 2 or
+    302 mailboxes, none of them on a mailbox key."""
+    store = RedisStore(redis_url, LIMITS)
+    await store.open()
+    client = redis.Redis.from_url(redis_url)
+
+    async def calls(job: Callable[[], Awaitable[object]]) -> dict[str, int]:
+        client.config_resetstat()
+        await job()
+        stats = client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+
+    async def costs() -> tuple[dict[str, int], dict[str, int]]:
+        return await calls(store.gauges), await calls(lambda: store.purge_expired(NOW + 1))
+
+    try:
+        await store.purge_expired(NOW)  # takes the lease, marks the layout
+        for _ in range(2):
+            await put(store, await new_mailbox(store))
+        small = await costs()
+        async def fill() -> None:
+            rec = await new_mailbox(store)
+            for _ in range(3):
+                await put(store, rec)
+
+        await asyncio.gather(*(fill() for _ in range(300)))
+        large = await costs()
+        assert large == small
+        assert small[0] == {"hmget": 1, "config|resetstat": 1}
+        assert not {"hget", "hmget", "del", "unlink", "zrem"} & set(small[1])
+        # One probe per slot index, and one of the reports past their retention.
+        assert small[1]["zrangebyscore"] == 16_384 + 1
+        assert await store.gauges() == StoreGauges(mailboxes=302, envelopes=902, bytes=90_200)
+        # With everything due the sweep does the work (and the gauges follow).
+        await store.purge_expired(NOW + LIMITS.envelope_ttl_s)
+        assert await store.gauges() == StoreGauges(mailboxes=302, envelopes=0, bytes=0)
+    finally:
+        client.close()
+        await store.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_one_sweeper_per_deployment(redis_url: str) -> None:
+    first, second = RedisStore(redis_url, LIMITS), RedisStore(redis_url, LIMITS)
+    await first.open()
+    await second.open()
+    try:
+        rec = await new_mailbox(first)
+        await put(first, rec)
+        await put(first, rec)
+        assert await first.purge_expired(NOW) == 0  # takes the lease; nothing due
+        later = NOW + LIMITS.envelope_ttl_s
+        assert await second.purge_expired(later) == 0  # the lease is held: no sweep
+        assert await second.count_envelopes() == 2
+        assert await first.purge_expired(later) >= 2  # the holder sweeps again
+        await put(first, rec, now=later)
+        await first.aclose()  # hands the lease over
+        assert await second.purge_expired(later + LIMITS.envelope_ttl_s) >= 1
+        assert await second.count_envelopes() == 0
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_backfill_counts_records_written_before_the_gauges(redis_url: str) -> None:
+    """Records stored by a relay without the gauges and the expiry index are counted and
+    indexed once, by the first sweep; a record is never counted twice."""
+    store = RedisStore(redis_url, LIMITS)
+    await store.open()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        recs = [await new_mailbox(store) for _ in range(3)]
+        for n, rec in enumerate(recs):
+            for _ in range(n):
+                await put(store, rec, size=100)
+        # What an older relay left: no gauges, no index, no counted marks.
+        for rec in recs:
+            client.hdel(store._keys.mailbox(rec.rid)[0], "g")
+        client.delete("br:g", "br:layout", *client.keys("br:xi:*"))
+        assert await store.gauges() == StoreGauges(mailboxes=0, envelopes=0, bytes=0)
+        await put(store, recs[0], size=100)  # not counted until the backfill counts it
+        assert await store.gauges() == StoreGauges(mailboxes=0, envelopes=0, bytes=0)
+        await store.purge_expired(NOW)
+        assert await store.gauges() == StoreGauges(mailboxes=3, envelopes=4, bytes=400)
+        await store.purge_expired(NOW)  # once only
+        assert await store.gauges() == StoreGauges(mailboxes=3, envelopes=4, bytes=400)
+        assert client.zcard(store._keys.index(recs[1].rid)) >= 1
+        # The backfilled index expires them like any other.
+        await store.purge_expired(NOW + LIMITS.envelope_ttl_s)
+        assert await store.gauges() == StoreGauges(mailboxes=3, envelopes=0, bytes=0)
+        await store.purge_expired(mailbox_deadline(day_of(NOW), LIMITS))
+        assert await store.gauges() == StoreGauges(mailboxes=0, envelopes=0, bytes=0)
+        assert await store.get_mailbox(recs[2].rid, NOW) is None
+    finally:
+        client.close()
         await store.aclose()
 
 

@@ -40,6 +40,8 @@ class DepositArgv:
     today: int  # day number of ``now``
     blob_with_handle: bytes  # stored instead of ``blob`` for contact requests (or b"")
     stamp_kind: str  # the kind the franking stamp was computed for ("" without a stamp)
+    rid: bytes  # the mailbox the send id resolved to (its member in the expiry index)
+    index_ttl: int  # TTL of the expiry index and gauges keys
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class CreateArgv:
     att: int
     day: int
     pow: int
+    rid: bytes  # the receive id (its member in the expiry index)
+    index_ttl: int  # TTL of the expiry index and gauges keys
 
 
 #: Script name -> its named ARGV.

@@ -32,11 +32,29 @@ retries commands after connection errors: a repeated deposit finds its dedupe re
 repeated ack or delete finds nothing left to delete, a repeated prekey upload finds its
 token. The one exception is handing out a one-time prekey: a retry after a lost reply pops
 another item, so one item is wasted (never handed out twice). Every key has a TTL: envelope
-keys are refreshed to the envelope TTL on insert, dedupe keys to the dedupe window, the
-mailbox record, its index, its prekey keys, capability hashes and bans to the idle period
-(refreshed by ``touch_mailbox``), challenges and proof-of-work nonces to their own expiry.
-The contract (expiry as seen by the ``now`` argument) is enforced by the scripts; TTLs are
-garbage collection with a little slack for clock differences.
+keys live at least the envelope TTL after the last insert, dedupe keys the dedupe window
+(both renewed only when less than that is left, plus a day: ``keep_alive`` in lua/lib.lua, so
+a deposit does not rewrite five TTLs), the mailbox record, its index, its prekey keys,
+capability hashes and bans the idle period plus a day (refreshed by ``touch_mailbox``),
+challenges and proof-of-work nonces their own expiry. The contract (expiry as seen by the
+``now`` argument) is enforced by the scripts; TTLs are garbage collection.
+
+Costs independent of the stored state (issue 21)::
+
+    <prefix>xi:{<n>}  zset per hash slot: rid -> a second at or before which something of
+                      the mailbox may be due (its idle deadline, its oldest envelope or
+                      dedupe expiry); ``<n>`` is the smallest number whose tag is in that
+                      slot (:func:`~relay.storage.redis.keys.slot_tags`), so the mailbox
+                      scripts update it atomically, on Redis Cluster too
+    <prefix>g         hash: m mailbox records, n envelopes, b ciphertext bytes (the gauges,
+                      changed by the same scripts as the data; read in one command)
+    <prefix>sweep     the sweeper lease: one relay process of a deployment sweeps
+    <prefix>layout    "2" once records written before the index and gauges were counted
+
+The sweep (:mod:`relay.storage.redis.expiry`) asks every slot's index for what is due
+(16,384 pipelined ``ZRANGEBYSCORE``, whatever the number of mailboxes) and runs a bounded
+script per due mailbox. The gauges key is the one key outside the mailbox's slot that a
+mailbox script writes: on Redis Cluster it becomes one per slot, summed on read.
 
 Durability: with ``appendonly yes`` and ``appendfsync always`` Redis fsyncs the AOF before it
 replies, so a deposit that returned is on disk. ``durability="relaxed"`` accepts
@@ -46,7 +64,9 @@ case, can be lost if the Redis host crashes).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import secrets
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from importlib import resources
@@ -72,15 +92,19 @@ from relay.storage.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from relay.storage.records import StoreLimits
+from relay.storage.records import SECONDS_PER_DAY, StoreLimits
 from relay.storage.redis.argv import SCRIPT_ARGV, lua_prologue
-from relay.storage.redis.keys import RedisKeys
+from relay.storage.redis.keys import RedisKeys, slot_tags
 
-__all__ = ["TTL_SLACK_S", "RedisEngine", "redis_errors"]
+__all__ = ["GC_MARGIN_S", "TTL_SLACK_S", "RedisEngine", "redis_errors"]
 
 #: Extra seconds every TTL gets beyond the logical expiry: absorbs clock differences between
 #: relay processes and Redis, which only matters for garbage collection.
 TTL_SLACK_S: Final = 300
+#: Extra lifetime of keys the sweeper deletes on time (mailbox records, envelope and dedupe
+#: keys): a day for the sweeper to get there first and keep the gauges exact (the same
+#: margin as ``GC_MARGIN`` in lua/lib.lua).
+GC_MARGIN_S: Final = 86_400
 
 #: Entries of the in-process send id -> receive id cache (about 100 bytes each).
 SID_CACHE_SIZE: Final = 65_536
@@ -133,6 +157,9 @@ _SCRIPTS: Final[dict[str, str]] = {
     "resolve_report": "#!lua",
     "append_audit": "#!lua",
     "purge_mod": "#!lua flags=allow-oom",
+    "backfill": "#!lua",
+    "lease": "#!lua",
+    "due": "#!lua flags=no-writes,allow-cross-slot-keys",
 }
 
 #: Scripts that also get the moderation helpers (lua/mod_lib.lua).
@@ -239,9 +266,20 @@ class RedisEngine:
         }
         self._sid_cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._closed = False
+        #: Identifies this store's sweeper lease (see :mod:`relay.storage.redis.expiry`).
+        self._lease_token = secrets.token_bytes(16)
+        self._indexes: list[str] | None = None  # every slot's expiry index key, once built
 
     def _mailbox_ttl(self, now: int) -> int:
-        return mailbox_deadline(day_of(now), self._limits) - now + TTL_SLACK_S
+        # The GC margin gives the sweeper a day to delete an idle mailbox (and take it out of
+        # the gauges) before its keys' TTL would.
+        return mailbox_deadline(day_of(now), self._limits) - now + TTL_SLACK_S + GC_MARGIN_S
+
+    @property
+    def _index_ttl(self) -> int:
+        """TTL of the expiry index and gauges keys: longer than any record they describe
+        (renewed by the scripts when less than this is left)."""
+        return self._limits.mailbox_idle_ttl_s + 2 * SECONDS_PER_DAY + TTL_SLACK_S
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -256,6 +294,7 @@ class RedisEngine:
             return await self._scripts[name](keys=list(keys), args=list(args))
 
     async def open(self) -> None:
+        await asyncio.to_thread(slot_tags)  # the expiry index key names, once per process
         await self.ping()
         strict = self._mode == "strict"
         refused = [msg for msg, relaxed_ok in await self._durability() if strict or not relaxed_ok]
@@ -264,6 +303,9 @@ class RedisEngine:
 
     async def aclose(self) -> None:
         if not self._closed:
+            # Hand the sweeper lease over at once (best effort: it expires anyway).
+            with contextlib.suppress(StorageError):
+                await self._run("unlink_if", [self._keys.lease()], [self._lease_token])
             self._closed = True
             await self._client.aclose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from relay.storage.errors import (
 from relay.storage.records import (
     DepositOutcome,
     RelayStamp,
+    StoreGauges,
 )
 from relay.storage.redis.argv import DepositArgv, argv
 from relay.storage.redis.engine import (
@@ -34,7 +36,6 @@ from relay.storage.redis.engine import (
     POW,
     QUOTA,
     REFUSED,
-    SCAN_COUNT,
     STAMP_KIND,
     TTL_SLACK_S,
     WRONG_KIND,
@@ -80,34 +81,37 @@ class EnvelopesMixin(RedisEngine):
             if handle is not None
             else b""
         )
-        args = argv(
-            DepositArgv(
-                sid=sid,
-                eid=eid,
-                blob=blob,
-                size=len(ct),
-                now=now,
-                expires_at=now + limits.envelope_ttl_s,
-                dedupe_until=now + limits.dedupe_window_s,
-                max_envelopes=limits.max_envelopes,
-                max_bytes=limits.max_bytes,
-                idle_ttl=limits.mailbox_idle_ttl_s,
-                envelope_key_ttl=limits.envelope_ttl_s + TTL_SLACK_S,
-                dedupe_key_ttl=limits.dedupe_window_s + TTL_SLACK_S,
-                cap_hash=cap_hash or b"",
-                handle=handle or b"",
-                attachments=attachments,
-                pow_bits=pow_bits,
-                today=day_of(now),
-                blob_with_handle=with_handle,
-                stamp_kind=stamp.kind if stamp is not None else "",
-            )
+        spec = DepositArgv(
+            sid=sid,
+            eid=eid,
+            blob=blob,
+            size=len(ct),
+            now=now,
+            expires_at=now + limits.envelope_ttl_s,
+            dedupe_until=now + limits.dedupe_window_s,
+            max_envelopes=limits.max_envelopes,
+            max_bytes=limits.max_bytes,
+            idle_ttl=limits.mailbox_idle_ttl_s,
+            envelope_key_ttl=limits.envelope_ttl_s + TTL_SLACK_S,
+            dedupe_key_ttl=limits.dedupe_window_s + TTL_SLACK_S,
+            cap_hash=cap_hash or b"",
+            handle=handle or b"",
+            attachments=attachments,
+            pow_bits=pow_bits,
+            today=day_of(now),
+            blob_with_handle=with_handle,
+            stamp_kind=stamp.kind if stamp is not None else "",
+            rid=NO_RID,  # the mailbox the send id resolves to, per attempt below
+            index_ttl=self._index_ttl,
         )
         use_cache = True
         while True:
             cached = use_cache and sid in self._sid_cache
             rid = await self._rid_for_sid(sid, use_cache=use_cache)
-            reply = await self._run("deposit", self._keys.deposit(rid or NO_RID), args)
+            target = rid or NO_RID
+            keys = [*self._keys.deposit(target), self._keys.index(target), self._keys.gauges()]
+            args = argv(dataclasses.replace(spec, rid=target))
+            reply = await self._run("deposit", keys, args)
             status = int(reply[0])
             if rid is None:
                 raise MailboxNotFound(MSG_NOT_FOUND)
@@ -146,7 +150,7 @@ class EnvelopesMixin(RedisEngine):
     ) -> list[StoredEnvelope]:
         if limit <= 0:
             return []
-        keys = self._keys.mailbox(rid)[:4]
+        keys = [*self._keys.mailbox(rid)[:4], self._keys.gauges()]
         flat = await self._run(
             "fetch", keys, [after_seq, limit, max_bytes, now, self._limits.mailbox_idle_ttl_s]
         )
@@ -177,25 +181,14 @@ class EnvelopesMixin(RedisEngine):
         wanted = sorted({int(s) for s in seqs})
         if not wanted:
             return 0
-        return int(await self._run("ack", self._keys.mailbox(rid)[:4], wanted))
+        keys = [*self._keys.mailbox(rid)[:4], self._keys.gauges()]
+        return int(await self._run("ack", keys, wanted))
 
     async def count_envelopes(self) -> int:
-        total = 0
-        with self._guard():
-            batch: list[bytes] = []
-            async for key in self._client.scan_iter(
-                match=f"{self._keys.prefix}q:*", count=SCAN_COUNT
-            ):
-                batch.append(key)
-                if len(batch) >= SCAN_COUNT:
-                    total += await self._zcards(batch)
-                    batch = []
-            if batch:
-                total += await self._zcards(batch)
-        return total
+        return (await self.gauges()).envelopes
 
-    async def _zcards(self, keys: list[bytes]) -> int:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                _ = pipe.zcard(key)
-            return sum(int(n) for n in await pipe.execute())
+    async def gauges(self) -> StoreGauges:
+        # One HMGET of the gauges hash, which the scripts keep (see lua/lib.lua).
+        with self._guard():
+            m, n, b = await self._client.hmget(self._keys.gauges(), ["m", "n", "b"])
+        return StoreGauges(mailboxes=int(m or 0), envelopes=int(n or 0), bytes=int(b or 0))

@@ -35,7 +35,7 @@ class MailboxesMixin(RedisEngine):
 
     async def create_mailbox(self, record: MailboxRecord, now: int) -> None:
         ttl = self._mailbox_ttl(now)
-        keys = self._keys.every(record.rid)
+        keys = self._keys.counted(record.rid)
         if record.kind not in KINDS:
             raise ValueError("unknown mailbox kind")
         bnd = record.boundaries or DEFAULT_BOUNDARIES
@@ -56,6 +56,8 @@ class MailboxesMixin(RedisEngine):
                     att=bnd.att,
                     day=bnd.day,
                     pow=bnd.pow,
+                    rid=record.rid,
+                    index_ttl=self._index_ttl,
                 )
             ),
         )
@@ -69,7 +71,7 @@ class MailboxesMixin(RedisEngine):
         if other == record.rid:
             return  # a retry of this very creation
         if other is not None and await self._live_rid_for(other, record.sid, now):
-            await self._run("delete", keys, [record.sid])
+            await self._run("delete", keys, [record.sid, record.rid])
             raise IdCollision(MSG_ID_COLLISION)
         with self._guard():
             await self._client.set(sid_key, record.rid, ex=ttl)
@@ -175,8 +177,8 @@ class MailboxesMixin(RedisEngine):
         ttl = self._mailbox_ttl(now)
         sid = await self._run(
             "touch",
-            self._keys.touch(rid),
-            [now, self._limits.mailbox_idle_ttl_s, day_of(now), ttl],
+            [*self._keys.touch(rid), self._keys.index(rid), self._keys.gauges()],
+            [now, self._limits.mailbox_idle_ttl_s, day_of(now), ttl, self._index_ttl],
         )
         if sid:
             with self._guard():
@@ -185,7 +187,7 @@ class MailboxesMixin(RedisEngine):
     async def delete_mailbox(self, rid: bytes) -> bool:
         # From the first step on, the send id no longer resolves (the deposit script checks the
         # record), so the mailbox is gone at once even if the second step fails.
-        deleted, sid = await self._run("delete", self._keys.every(rid), [""])
+        deleted, sid = await self._run("delete", self._keys.counted(rid), ["", rid])
         if not deleted:
             return False
         self._sid_cache.pop(sid, None)

@@ -12,6 +12,31 @@ returns only once its batch is durable, and under load the cost of the fsync is 
 
 Reads (``fetch``, ``get_mailbox``, counts) go through a second connection owned by a
 single-thread executor; in WAL mode they never block the writer and see every committed batch.
+
+An operation queued *alone* (``_write(fn, alone=True)``) runs outside any transaction, after
+the batch before it has committed: the stepped ``PRAGMA incremental_vacuum`` is one, because it
+commits by itself.
+
+Page cache
+----------
+Each connection (the writer and the reader) gets ``PRAGMA cache_size`` of ``cache_mib`` MiB
+(default :data:`DEFAULT_CACHE_MIB`; SQLite's own default is 2 MiB). The cache is allocated as
+pages are read, so an idle or small relay does not use it; a large one keeps the interior
+pages of the mailbox table and its indexes (about 144 MB at 1M mailboxes) in memory instead of
+reading them from the OS on every deposit. Size it to the working set: the mailbox table and
+its indexes, plus the recently deposited envelope pages. ``bench/bench_scale.py`` prints RSS.
+
+Costs independent of the stored state
+-------------------------------------
+Every expiry is found through an index on its deadline (``envelopes.expires_at``,
+``dedupe.expires_at``, ``challenges.expires_at``, ``mailboxes.active_day``, ``reports.created``,
+``audit.ts``), so a sweep with nothing due is a handful of index probes at any size. The
+aggregate gauges (mailboxes, envelopes, ciphertext bytes) are one row of ``gauges``, kept
+exact by triggers in the same transaction as every insert and delete (cascades included), so
+``gauges()`` and ``count_envelopes()`` read one row. The sweep works in steps of at most
+:data:`~relay.storage.sqlite.expiry.STEP_BUDGET_S` of writer time, so a deposit queued behind
+it waits a few milliseconds at most, and the freed pages are returned to the file system in
+bounded ``incremental_vacuum`` steps until the freelist is empty.
 """
 
 from __future__ import annotations
@@ -51,6 +76,8 @@ T = TypeVar("T")
 #: operation and the size of one WAL commit; 1024 deposits of 64 KiB is 64 MiB at worst.
 MAX_BATCH_OPS: Final = 1024
 
+#: Default page cache of each connection, MiB (SQLite's own default is 2 MiB).
+DEFAULT_CACHE_MIB: Final = 64
 #: How long a connection waits for a lock held by another process before failing.
 BUSY_TIMEOUT_MS: Final = 5000
 
@@ -91,6 +118,7 @@ class _Op:
     fn: Callable[[sqlite3.Connection], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    alone: bool = False  # run outside any transaction (it commits by itself)
     result: Any = None
     error: BaseException | None = field(default=None)
 
@@ -107,13 +135,29 @@ class SQLiteEngine:
         limits: quotas and expiry periods.
         max_db_bytes: optional cap on the database size (``PRAGMA max_page_count``); writes
             beyond it fail with :class:`StorageFull` like a full disk would.
+        cache_mib: page cache of each of the two connections, MiB (see "Page cache").
+        count_vm_steps: count the virtual machine instructions every statement runs, in
+            :attr:`vm_steps` (a progress handler on both connections: slow, for tests that
+            prove a path costs the same at any size).
     """
 
     backend = "sqlite"
 
     def __init__(
-        self, path: str | Path, limits: StoreLimits, *, max_db_bytes: int | None = None
+        self,
+        path: str | Path,
+        limits: StoreLimits,
+        *,
+        max_db_bytes: int | None = None,
+        cache_mib: int = DEFAULT_CACHE_MIB,
+        count_vm_steps: bool = False,
     ) -> None:
+        if cache_mib < 1:
+            raise ValueError("cache_mib must be at least 1")
+        self._cache_mib = cache_mib
+        self._count_vm_steps = count_vm_steps
+        #: Virtual machine instructions run so far (only with ``count_vm_steps``).
+        self.vm_steps = 0
         self._path = Path(path)
         self._limits = limits
         self._max_db_bytes = max_db_bytes
@@ -192,10 +236,17 @@ class SQLiteEngine:
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA journal_size_limit=0")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA cache_size={-1024 * self._cache_mib}")
+            if self._count_vm_steps:
+                conn.set_progress_handler(self._vm_step, 1)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _vm_step(self) -> int:
+        self.vm_steps += 1  # both threads hold the GIL here
+        return 0
 
     def _init_writer(self, conn: sqlite3.Connection) -> None:
         # auto_vacuum only takes effect before the first table exists (or after VACUUM).
@@ -244,7 +295,7 @@ class SQLiteEngine:
                 except queue.Empty:
                     break
             if batch:
-                self._apply_batch(conn, batch)
+                self._apply_batches(conn, batch)
         # Anything queued after the stop marker (a race with aclose) fails cleanly.
         while True:
             try:
@@ -255,6 +306,29 @@ class SQLiteEngine:
                 item.loop.call_soon_threadsafe(
                     _settle, item.future, None, StorageUnavailable(MSG_CLOSED)
                 )
+
+    def _apply_batches(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        """Apply ``batch`` in queue order: runs of ordinary operations as one transaction
+        each, operations queued alone on their own."""
+        start = 0
+        for i, op in enumerate(batch):
+            if op.alone:
+                if i > start:
+                    self._apply_batch(conn, batch[start:i])
+                self._apply_alone(conn, op)
+                start = i + 1
+        if start < len(batch):
+            self._apply_batch(conn, batch[start:])
+
+    def _apply_alone(self, conn: sqlite3.Connection, op: _Op) -> None:
+        try:
+            op.result = op.fn(conn)
+        except BaseException as exc:
+            op.error = map_error(exc)
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+        self._resolve([op])
 
     def _apply_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         """Apply ``batch`` in one transaction, one savepoint per operation, then resolve."""
@@ -327,13 +401,13 @@ class SQLiteEngine:
         for op in ops:
             op.loop.call_soon_threadsafe(_settle, op.future, op.result, op.error)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if not self._open:
                 raise StorageUnavailable(MSG_CLOSED)
-            self._queue.put(_Op(fn, loop, fut))
+            self._queue.put(_Op(fn, loop, fut, alone))
         return await fut
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:

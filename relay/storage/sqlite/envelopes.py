@@ -24,6 +24,7 @@ from relay.storage.errors import (
 from relay.storage.records import (
     DepositOutcome,
     RelayStamp,
+    StoreGauges,
 )
 from relay.storage.sqlite.engine import SQLiteEngine
 from relay.storage.sqlite.schema import ADDR, KIND_CODES, KIND_NAMES, PAIR
@@ -209,9 +210,17 @@ class EnvelopesMixin(SQLiteEngine):
         return await self._write(op)
 
     async def count_envelopes(self) -> int:
-        return await self._read(
-            lambda c: int(c.execute("SELECT count(*) FROM envelopes").fetchone()[0])
-        )
+        return (await self.gauges()).envelopes
+
+    async def gauges(self) -> StoreGauges:
+        # One row, kept by triggers (schema version 5).
+        def op(conn: sqlite3.Connection) -> StoreGauges:
+            row = conn.execute(
+                "SELECT mailboxes, envelopes, bytes FROM gauges WHERE id = 1"
+            ).fetchone()
+            return StoreGauges(mailboxes=row[0], envelopes=row[1], bytes=row[2])
+
+        return await self._read(op)
 
 
 def _check_request(

@@ -37,6 +37,13 @@ Changes in SCHEMA_VERSION = 4:
     ``audit`` (the append-only moderation log: a trigger refuses every UPDATE; only the
     purge deletes, past ``audit_retention_s``). Reports and audit entries reference no
     mailbox row (they outlive mailboxes).
+
+Changes in SCHEMA_VERSION = 5:
+    Costs independent of the stored state (issue 21): ``gauges`` (one row: mailbox records,
+    envelopes and their ciphertext bytes), filled from the existing rows by the migration
+    (one scan, once) and then kept exact by triggers on every insert and delete of
+    ``mailboxes`` and ``envelopes`` (cascaded deletes fire them too), in the same
+    transaction as the write. Reading the gauges is one row at any size.
 """
 
 from __future__ import annotations
@@ -62,7 +69,7 @@ __all__ = [
     "statements",
 ]
 
-SCHEMA_VERSION: Final = 4  # remember to update the changelog in the module docstring
+SCHEMA_VERSION: Final = 5  # remember to update the changelog in the module docstring
 
 _SCHEMA_V1: Final = """
 CREATE TABLE mailboxes (
@@ -190,12 +197,40 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
 """
 
+_SCHEMA_V5: Final = """
+CREATE TABLE gauges (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    mailboxes INTEGER NOT NULL,
+    envelopes INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL
+);
+INSERT INTO gauges (id, mailboxes, envelopes, bytes) VALUES (
+    1,
+    (SELECT count(*) FROM mailboxes),
+    (SELECT count(*) FROM envelopes),
+    (SELECT coalesce(sum(length(ct)), 0) FROM envelopes)
+);
+CREATE TRIGGER gauges_mailbox_insert AFTER INSERT ON mailboxes
+BEGIN UPDATE gauges SET mailboxes = mailboxes + 1 WHERE id = 1; END;
+CREATE TRIGGER gauges_mailbox_delete AFTER DELETE ON mailboxes
+BEGIN UPDATE gauges SET mailboxes = mailboxes - 1 WHERE id = 1; END;
+CREATE TRIGGER gauges_envelope_insert AFTER INSERT ON envelopes
+BEGIN
+    UPDATE gauges SET envelopes = envelopes + 1, bytes = bytes + length(NEW.ct) WHERE id = 1;
+END;
+CREATE TRIGGER gauges_envelope_delete AFTER DELETE ON envelopes
+BEGIN
+    UPDATE gauges SET envelopes = envelopes - 1, bytes = bytes - length(OLD.ct) WHERE id = 1;
+END
+"""
+
 #: ``MIGRATIONS[v]`` upgrades a database at version ``v - 1`` to version ``v``.
 MIGRATIONS: Final[dict[int, str]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
     3: _SCHEMA_V3,
     4: _SCHEMA_V4,
+    5: _SCHEMA_V5,
 }
 
 #: ``mailboxes.kind`` values.

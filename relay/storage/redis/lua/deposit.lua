@@ -2,7 +2,8 @@
 -- suite on both backends); keep the two in step.
 -- Deposit: kind checks, dedupe check, quota check, seq assignment, insert, counters and key
 -- expiry in one atomic step. KEYS: m, q, e, x, d, y, a (capability hashes), n (banned
--- handles). ARGV: named, read from the table A (relay/storage/redis/argv.py DepositArgv).
+-- handles), xi (the expiry index of the slot), g (the gauges). ARGV: named, read from the
+-- table A (relay/storage/redis/argv.py DepositArgv).
 -- Returns {0, seq, ts} stored, {1, seq, ts} duplicate, {-1} no mailbox, {-2} quota (mailbox
 -- or daily allowance), {-3} contact request without a handle, {-4} boundary, {-5} proof of
 -- work, {-6} refused like an unknown mailbox (pair: capability missing or not registered;
@@ -15,7 +16,7 @@ local size, now = tonumber(A.size), tonumber(A.now)
 local exp, dexp = tonumber(A.expires_at), tonumber(A.dedupe_until)
 local max_n, max_b, idle = tonumber(A.max_envelopes), tonumber(A.max_bytes), tonumber(A.idle_ttl)
 
-local rec = redis.call('HMGET', m, 'sid', 'ad', 'ls', 'n', 'b', 'kd', 'su')
+local rec = redis.call('HMGET', m, 'sid', 'ad', 'ls', 'n', 'b', 'kd', 'su', 'g')
 if not rec[1] or rec[1] ~= A.sid or idle_expired(tonumber(rec[2]), now, idle) then
   return {-1}
 end
@@ -68,6 +69,7 @@ local n, b = tonumber(rec[4]), tonumber(rec[5])
 if n + 1 > max_n or b + size > max_b then
   local fn, fb = remove_expired(q, e, x, now)
   n, b = n - fn, b - fb
+  gauge(KEYS[10], rec[8], 0, -fn, -fb)
   if n + 1 > max_n or b + size > max_b then
     if fn > 0 then
       redis.call('HSET', m, 'n', n, 'b', b)
@@ -86,9 +88,12 @@ redis.call('ZADD', x, exp, seq)
 redis.call('HSET', d, eid, seq .. ':' .. now .. ':' .. dexp)
 redis.call('ZADD', y, dexp, eid)
 prune_dedupe(d, y, now, 8)
-redis.call('EXPIRE', q, A.envelope_key_ttl)
-redis.call('EXPIRE', e, A.envelope_key_ttl)
-redis.call('EXPIRE', x, A.envelope_key_ttl)
-redis.call('EXPIRE', d, A.dedupe_key_ttl)
-redis.call('EXPIRE', y, A.dedupe_key_ttl)
+keep_alive(q, A.envelope_key_ttl)
+keep_alive(e, A.envelope_key_ttl)
+keep_alive(x, A.envelope_key_ttl)
+keep_alive(d, A.dedupe_key_ttl)
+keep_alive(y, A.dedupe_key_ttl)
+gauge(KEYS[10], rec[8], 0, 1, size)
+keep_alive(KEYS[10], A.index_ttl)
+due_by(KEYS[9], A.rid, math.min(exp, dexp), A.index_ttl)
 return {0, seq, now}

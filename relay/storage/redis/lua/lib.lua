@@ -82,3 +82,74 @@ local function uncount(m, n, b)
   end
 end
 
+
+-- Expiry index and gauges (issue 21). Mailbox scripts that change what is due or what is
+-- counted also get, after the mailbox's own keys, the expiry index of the mailbox's hash
+-- slot (xi: sorted set, member rid, score a second at or before which something of the
+-- mailbox may be due; same slot as the mailbox keys) and the gauges hash (g: m mailbox
+-- records, n envelopes, b ciphertext bytes). A record counted in the gauges carries g=1 (a
+-- record written before the gauges existed is counted once by the sweeper's backfill).
+-- Keys that live as long as what they hold get TTL + GC_MARGIN, renewed only when less
+-- than TTL is left (keep_alive), so a deposit does not rewrite five TTLs every time.
+
+local GC_MARGIN = 86400
+
+local function keep_alive(key, ttl)
+  if redis.call('TTL', key) < tonumber(ttl) then
+    redis.call('EXPIRE', key, tonumber(ttl) + GC_MARGIN)
+  end
+end
+
+-- Add deltas to the gauges (only for a counted record).
+local function gauge(g, counted, dm, dn, db)
+  if not counted then
+    return
+  end
+  if dm ~= 0 then
+    redis.call('HINCRBY', g, 'm', dm)
+  end
+  if dn ~= 0 then
+    redis.call('HINCRBY', g, 'n', dn)
+  end
+  if db ~= 0 then
+    redis.call('HINCRBY', g, 'b', db)
+  end
+end
+
+-- The earliest second something of the mailbox is due: its idle deadline, its oldest
+-- envelope expiry, its oldest dedupe expiry.
+local function next_due(active_day, x, y, idle)
+  local due = (active_day + 1) * DAY + idle
+  for _, z in ipairs({x, y}) do
+    local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    if first[2] and tonumber(first[2]) < due then
+      due = tonumber(first[2])
+    end
+  end
+  return due
+end
+
+-- Lower the mailbox's score in the index to `due` (adds it if absent).
+local function due_by(xi, rid, due, ttl)
+  redis.call('ZADD', xi, 'LT', due, rid)
+  keep_alive(xi, ttl)
+end
+
+-- Delete every expired envelope (at most `most`, 0: all); returns count and bytes.
+local function remove_expired_upto(q, e, x, now, most)
+  local seqs
+  if most > 0 then
+    seqs = redis.call('ZRANGEBYSCORE', x, '-inf', now, 'LIMIT', 0, most)
+  else
+    seqs = redis.call('ZRANGEBYSCORE', x, '-inf', now)
+  end
+  local n, b = 0, 0
+  for _, seq in ipairs(seqs) do
+    local size = remove_envelope(q, e, x, seq)
+    if size then
+      n = n + 1
+      b = b + size
+    end
+  end
+  return n, b
+end
