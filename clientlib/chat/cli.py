@@ -6,7 +6,9 @@ The passphrase comes from ``$BLINDCHAT_PASSPHRASE``, else ``--passphrase-file``,
 prompt. Every command opens the keystore, does its work (connecting to the relay and
 catching up first when it needs to) and closes it; ``listen`` stays connected.
 
-Exit status: 0 ok; 1 usage or user error; 2 keystore error; 3 relay unreachable or refusing.
+Exit status (shared with ``blindrelay admin``): 0 ok; 1 failed or refused (no such contact,
+the relay refused); 2 usage; 69 relay unreachable or its TLS certificate not verified; 74
+keystore or history unusable.
 Expected errors are one line on stderr, never a traceback, never a secret.
 """
 
@@ -18,7 +20,9 @@ import contextlib
 import getpass
 import os
 import shlex
+import ssl
 import sys
+import time
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -82,9 +86,11 @@ from clientlib.wire.limits import BOUNDARY_SIZES, MAX_POW_BITS, MAX_REQUESTS_PER
 
 __all__ = [
     "DEFAULT_RELAY",
+    "EXIT_FAILED",
     "EXIT_KEYSTORE",
     "EXIT_OK",
     "EXIT_RELAY",
+    "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "CliError",
     "build_parser",
@@ -95,10 +101,20 @@ __all__ = [
 DEFAULT_RELAY = "http://127.0.0.1:7480"
 DEFAULT_TIMEOUT = 15.0
 KEYSTORE_NAME = "keystore"
+# One exit-status scheme for blindchat and `blindrelay admin` (README "Exit status"; the
+# values follow sysexits.h where one applies; tests/unit/test_exit_codes.py keeps them equal).
 EXIT_OK = 0
-EXIT_USAGE = 1
-EXIT_KEYSTORE = 2
-EXIT_RELAY = 3
+#: The command ran and failed or was refused: no such contact, request or message; the relay
+#: refused the request; not confirmed.
+EXIT_FAILED = 1
+#: A bad command line or argument (including a malformed invitation link).
+EXIT_USAGE = 2
+#: The relay could not be reached, or its TLS certificate could not be verified (EX_UNAVAILABLE).
+EXIT_UNAVAILABLE = 69
+EXIT_RELAY = EXIT_UNAVAILABLE
+#: The local keystore or history cannot be used: missing, locked, wrong passphrase, damaged
+#: (EX_IOERR).
+EXIT_KEYSTORE = 74
 
 
 class CliError(Exception):
@@ -115,7 +131,7 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors exit with status 1 (2 means "keystore error" here)."""
+    """argparse, but usage errors return EXIT_USAGE through main() instead of exiting."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -328,11 +344,11 @@ async def cmd_accept(ctx: _Ctx, args: argparse.Namespace) -> int:
         try:
             contact = await client.send_request(invitation, intro=intro)
         except BoundaryViolation as exc:
-            raise CliError(EXIT_USAGE, f"cannot send this request: {exc}") from None
+            raise CliError(EXIT_FAILED, f"cannot send this request: {exc}") from None
         except RelayRejected as exc:
             if exc.code == "AUTH":
                 raise CliError(
-                    EXIT_USAGE, "this invitation is no longer valid (the relay does not know it)"
+                    EXIT_FAILED, "this invitation is no longer valid (the relay does not know it)"
                 ) from None
             raise
         sent = await _sync(client, ctx)
@@ -344,7 +360,7 @@ async def cmd_accept(ctx: _Ctx, args: argparse.Namespace) -> int:
         if refused is not None:
             await client.remove_contact(contact)  # nothing of the failed request stays
             raise CliError(
-                EXIT_RELAY,
+                EXIT_FAILED,
                 f"the relay refused the contact request: {refusal_reason(refused.detail)}",
             )
     cid = short_id(contact.id)
@@ -447,7 +463,7 @@ async def cmd_send(ctx: _Ctx, args: argparse.Namespace) -> int:
         _out(f"sent to {label}")
     elif stored.state == "failed":
         raise CliError(
-            EXIT_RELAY, f"the relay refused the message: {label}'s mailbox no longer exists"
+            EXIT_FAILED, f"the relay refused the message: {label}'s mailbox no longer exists"
         )
     elif contact.state == "pending":
         _out(f"queued for {label}: it is delivered once they accept your contact request")
@@ -756,7 +772,7 @@ async def cmd_report(ctx: _Ctx, args: argparse.Namespace) -> int:
         if len(found) != 1:
             what = "no received message" if not found else "more than one message"
             raise CliError(
-                EXIT_USAGE, f"{what} with id {args.message} from {contact_label(contact)}"
+                EXIT_FAILED, f"{what} with id {args.message} from {contact_label(contact)}"
             )
         report_id = await client.report(found[0], args.reason, note=args.note)
     _out(
@@ -773,19 +789,40 @@ async def cmd_reports(ctx: _Ctx, args: argparse.Namespace) -> int:
     async with _open(ctx, connect=True) as client:
         await _catch_up(client, ctx)
         await client.check_reports()
-        rows = client.reports()
+        rows = client.report_details()
     if not rows:
         _out("no reports")
-    for report_id, contact_id, status in rows:
-        _out(f"{report_id[:12]}  {status:<8}  contact {contact_id[:8]}")
+    for r in rows:
+        what = "request on address" if r.kind == "request" else "message from contact"
+        outcome = (
+            f"resolved: {_ACTION_WORDS.get(r.action or '', r.action or 'unknown action')}"
+            if r.status == "resolved"
+            else "open: waiting for a moderator"
+        )
+        _out(
+            f"{r.id[:12]}  {format_day(r.filed)}  {r.reason or '-':<22}  {what} "
+            f"{r.contact_id[:8]}  {outcome}"
+        )
     return EXIT_OK
+
+
+#: What a moderator's action did, in words (protocol.md §4.11).
+_ACTION_WORDS = {
+    "none": "no action taken",
+    "revoke": "the sender can no longer reach you there",
+    "suspend": "the sender's address was suspended",
+}
+
+
+def format_day(ts: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
 async def cmd_export(ctx: _Ctx, args: argparse.Namespace) -> int:
     ctx.offline_hint = True
     path = Path(args.path)
     if await asyncio.to_thread(os.path.lexists, path):
-        raise CliError(EXIT_USAGE, f"{path} already exists; refusing to overwrite it")
+        raise CliError(EXIT_FAILED, f"{path} already exists; refusing to overwrite it")
     async with _open(ctx, connect=True) as client:
         await _catch_up(client, ctx)
         contacts = client.contacts()
@@ -794,7 +831,9 @@ async def cmd_export(ctx: _Ctx, args: argparse.Namespace) -> int:
         try:
             client.export(path)
         except FileExistsError:
-            raise CliError(EXIT_USAGE, f"{path} already exists; refusing to overwrite it") from None
+            raise CliError(
+                EXIT_FAILED, f"{path} already exists; refusing to overwrite it"
+            ) from None
     _out(
         f"exported {len(contacts)} conversation{'s' if len(contacts) != 1 else ''} "
         f"({count} message{'s' if count != 1 else ''}) and {requests} pending "
@@ -817,7 +856,7 @@ def _confirm_delete(ctx: _Ctx, contacts: int) -> None:
     )
     answer = sys.stdin.readline()
     if answer.strip() != "delete":
-        raise CliError(EXIT_USAGE, "not confirmed; nothing was deleted")
+        raise CliError(EXIT_FAILED, "not confirmed; nothing was deleted")
 
 
 async def cmd_delete_account(ctx: _Ctx, args: argparse.Namespace) -> int:
@@ -903,6 +942,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="blindchat",
         description="End-to-end encrypted chat through a blindrelay relay.",
+        epilog="exit status: 0 ok, 1 failed or refused, 2 usage, 69 relay unreachable "
+        "(or its TLS certificate not verified), 74 keystore unusable",
         parents=[_common()],
     )
     parser.set_defaults(
@@ -1072,6 +1113,22 @@ def _bounded(low: int, high: int) -> Callable[[str], int]:
 # --- errors -------------------------------------------------------------------------------
 
 
+def _tls_failure(exc: BaseException) -> str | None:
+    """The reason, if a certificate verification failure is in ``exc``'s cause chain."""
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            inner = getattr(seen, "certificate_error", seen)  # aiohttp wraps the ssl error
+            reason = getattr(inner, "verify_message", None)
+            return clean(str(reason or "certificate verify failed"))
+        if isinstance(seen, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return "certificate verify failed"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def explain(exc: BaseException, ctx: _Ctx) -> tuple[int, str]:
     """The exit status and the one line to print for an expected error."""
     relay = ctx.relay_url or "the relay"
@@ -1102,15 +1159,22 @@ def explain(exc: BaseException, ctx: _Ctx) -> tuple[int, str]:
     if isinstance(exc, InvalidInvitation):
         return EXIT_USAGE, f"not a valid invitation link: {exc}"
     if isinstance(exc, RelayRejected):
-        return EXIT_RELAY, f"the relay at {relay} refused the request ({exc.code})"
+        return EXIT_FAILED, f"the relay at {relay} refused the request ({exc.code})"
     if isinstance(exc, TransportError):
+        tls = _tls_failure(exc)
+        if tls is not None:
+            return EXIT_UNAVAILABLE, (
+                f"cannot verify the TLS certificate of {relay} ({tls}); nothing was sent. "
+                "Check the URL; an expired or self-signed certificate, or a proxy that "
+                "intercepts TLS, also causes this"
+            )
         hint = " (add --offline to use what is stored locally)" if ctx.offline_hint else ""
-        return EXIT_RELAY, f"relay unreachable at {relay}{hint}"
+        return EXIT_UNAVAILABLE, f"relay unreachable at {relay}{hint}"
     if isinstance(exc, KeyValidationError):
-        return EXIT_RELAY, "the relay handed out keys that do not check out; nothing was sent"
+        return EXIT_FAILED, "the relay handed out keys that do not check out; nothing was sent"
     if isinstance(exc, LocalProtocolError):
-        return EXIT_USAGE, str(exc)
-    return EXIT_USAGE, f"{type(exc).__name__}: {exc}"
+        return EXIT_FAILED, str(exc)
+    return EXIT_FAILED, f"{type(exc).__name__}: {exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import msgpack
 
 from clientlib.client._book import AddressBook, RequestRef, credential
 from clientlib.client._link import Link
-from clientlib.client.types import ClientEvent, ReportResolved, StoredMessage
+from clientlib.client.types import ClientEvent, ReportDetails, ReportResolved, StoredMessage
 from clientlib.errors import LocalProtocolError, WireError
 from clientlib.transport import MailboxCredential
 from clientlib.wire.codec import unpack_strict
@@ -140,11 +140,28 @@ class ReportRecord:
     status: ReportStatus
     filed: int
     request: bool = False
+    reason: str = ""  # the reason filed ("" in records older than issue 22)
+    action: str = ""  # the moderator's action once resolved ("" while open or unknown)
 
     def encode(self) -> bytes:
-        items: list[object] = [self.contact, self.message, self.status, self.filed]
-        if self.request:
-            items.append("addr")
+        """``[contact, message, status, filed, kind, reason, action]`` (kind ``msg`` or
+        ``addr``); older records have 4 items (a message) or 5 (``addr``) and still decode."""
+        if not self.reason and not self.action:  # a record of an older client keeps its bytes
+            legacy: list[object] = [self.contact, self.message, self.status, self.filed]
+            if self.request:
+                legacy.append("addr")
+            packed_legacy: bytes = msgpack.packb(legacy, use_bin_type=True)
+            return packed_legacy
+        kind = "addr" if self.request else "msg"
+        items: list[object] = [
+            self.contact,
+            self.message,
+            self.status,
+            self.filed,
+            kind,
+            self.reason,
+            self.action,
+        ]
         packed: bytes = msgpack.packb(items, use_bin_type=True)
         return packed
 
@@ -159,22 +176,41 @@ class ReportRecord:
 
         try:
             items = unpack_strict(raw)
-            if type(items) is not list or len(items) not in (4, 5):
+            if type(items) is not list or len(items) not in (4, 5, 7):
                 raise ValueError
-            request = len(items) == 5
-            if request and items.pop() != "addr":
-                raise ValueError
+            reason = action = ""
+            if len(items) == 7:
+                action = items.pop()
+                reason = items.pop()
+                if type(reason) is not str or type(action) is not str:
+                    raise ValueError
+                kind = items.pop()
+                if kind not in ("msg", "addr"):
+                    raise ValueError
+                request = kind == "addr"
+            else:
+                request = len(items) == 5
+                if request and items.pop() != "addr":
+                    raise ValueError
             cid, mid, status, ts = items
             if status not in ("open", "resolved") or type(ts) is not int:
                 raise ValueError
             if type(mid) is not str:
                 raise ValueError
-            return cls(_bytes(cid), mid, status, ts, request)
+            return cls(_bytes(cid), mid, status, ts, request, reason, action)
         except (WireError, ValueError, TypeError):
             raise CorruptKeystore("a report record in the keystore does not decode") from None
 
-    def resolved(self) -> ReportRecord:
-        return ReportRecord(self.contact, self.message, "resolved", self.filed, self.request)
+    def resolved(self, action: str | None = None) -> ReportRecord:
+        return ReportRecord(
+            self.contact,
+            self.message,
+            "resolved",
+            self.filed,
+            self.request,
+            self.reason,
+            action or "",
+        )
 
 
 class Reports:
@@ -202,7 +238,7 @@ class Reports:
         ev = ReportEvidence.decode(message.evidence)
         report_id = await self._file(credential(c.rid, c.owner), ev, reason, note)
         async with book.lock:
-            record = ReportRecord(cid, message.id, "open", self._now())
+            record = ReportRecord(cid, message.id, "open", self._now(), reason=reason)
             book.ks.put("reports", report_id, record.encode())
             await book.save()
         return report_id.hex()
@@ -221,7 +257,9 @@ class Reports:
         ev = ReportEvidence.decode(req.ev)
         report_id = await self._file(credential(a.rid, a.owner), ev, reason, note)
         async with book.lock:
-            record = ReportRecord(req.address, qid.hex(), "open", self._now(), request=True)
+            record = ReportRecord(
+                req.address, qid.hex(), "open", self._now(), request=True, reason=reason
+            )
             book.ks.put("reports", report_id, record.encode())
             await book.save()
         return report_id.hex()
@@ -250,6 +288,23 @@ class Reports:
             note=note,
         )
 
+    def details(self) -> list[ReportDetails]:
+        out: list[ReportDetails] = []
+        for rid, raw in self._book.ks.items("reports"):
+            r = ReportRecord.decode(raw)
+            out.append(
+                ReportDetails(
+                    id=rid.hex(),
+                    contact_id=r.contact.hex(),
+                    status=r.status,
+                    kind="request" if r.request else "message",
+                    reason=r.reason or None,
+                    action=r.action or None,
+                    filed=r.filed,
+                )
+            )
+        return sorted(out, key=lambda d: (d.filed, d.id))
+
     def listing(self) -> list[tuple[str, str, str]]:
         out: list[tuple[str, str, str]] = []
         for rid, raw in self._book.ks.items("reports"):
@@ -268,6 +323,6 @@ class Reports:
             st = await self._link.transport().report_status(cred, rid)
             if st.status == "resolved":
                 async with book.lock:
-                    book.ks.put("reports", rid, r.resolved().encode())
+                    book.ks.put("reports", rid, r.resolved(st.action).encode())
                     await book.save()
                 self._emit(ReportResolved(rid.hex(), st.action))

@@ -63,6 +63,7 @@ from clientlib.client.types import (
     ContactRequest,
     Direction,
     MessageReceived,
+    ReportDetails,
     StoredMessage,
 )
 from clientlib.crypto.keys import IdentityPublicKey
@@ -639,6 +640,11 @@ class Client:
     def reports(self) -> list[tuple[str, str, str]]:
         """Our reports: ``(report id, contact id, status)``, status ``open`` or ``resolved``."""
         return self._reports.listing()
+
+    def report_details(self) -> list[ReportDetails]:
+        """Our reports with their reason and, once resolved, the moderator's action, oldest
+        first (:meth:`reports` is the short form)."""
+        return self._reports.details()
 
     async def check_reports(self) -> None:
         """Ask the relay about every open report; emits :class:`ReportResolved` for each

@@ -28,6 +28,7 @@ __all__ = [
     "MessageExpired",
     "MessageReceived",
     "PrivacySettings",
+    "ReportDetails",
     "ReportResolved",
     "RequestReceived",
     "StoredMessage",
@@ -234,6 +235,24 @@ class ReportResolved:
 
     report_id: str
     action: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDetails:
+    """One report we filed, as :meth:`Client.report_details` lists it.
+
+    ``kind``: ``message`` (a received message) or ``request`` (a contact request);
+    ``reason``: as filed (None for reports filed before it was kept); ``action``: what the
+    moderator did (``none``, ``revoke``, ``suspend``), None while open; ``filed``: seconds.
+    """
+
+    id: str
+    contact_id: str
+    status: str
+    kind: str
+    reason: str | None
+    action: str | None
+    filed: int
 
 
 @dataclass(frozen=True, slots=True)

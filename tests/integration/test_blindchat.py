@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from liverelay import RelayProcess, is_banner
 
+from clientlib.chat.cli import EXIT_FAILED, EXIT_KEYSTORE, EXIT_USAGE
+
 PASS = "integration passphrase"
 #: This checkout; put first on the subprocesses' path so that they run this code, whatever
 #: ``pip install -e`` last pointed the installed package at.
@@ -214,9 +216,9 @@ def test_listen_sessions_chat_over_pipes(tmp_path: Path, relay: RelayProcess) ->
         assert b_out.expect("alice:").endswith("] alice: hi bob, ünïcödé ✓")
         type_line(a, "//slash")
         assert b_out.expect("alice:").endswith("] alice: /slash")
-        # While a session holds the keystore, other commands get a clear error (exit 2).
+        # While a session holds the keystore, other commands get a clear error (exit 74).
         done = blindchat(alice, "contacts")
-        assert (done.returncode, done.stdout) == (2, "")
+        assert (done.returncode, done.stdout) == (EXIT_KEYSTORE, "")
         assert done.stderr.startswith("blindchat: keystore is in use by another blindchat process")
 
         type_line(b, "/contacts")
@@ -249,7 +251,7 @@ def test_block_unblock_and_export(tmp_path: Path, relay: RelayProcess) -> None:
     )
     # To Bob it looks as if Alice had deleted the conversation.
     done = blindchat(bob, "send", "alice", "are you there?")
-    assert (done.returncode, done.stdout) == (3, "")
+    assert (done.returncode, done.stdout) == (EXIT_FAILED, "")  # refused, not unreachable
     assert done.stderr.rstrip().splitlines()[-1] == (
         "blindchat: the relay refused the message: alice's mailbox no longer exists"
     )
@@ -331,7 +333,7 @@ def test_boundaries_holdings_and_delete_account(tmp_path: Path, relay: RelayProc
     assert re.search(r"^request [0-9a-f]{8}  from bob$", ok(alice, "requests"), re.M)
     # The second one today is over the allowance: a clear error, and nothing is kept.
     done = blindchat(carol, "accept", link.group(1))
-    assert (done.returncode, done.stdout) == (3, "")
+    assert (done.returncode, done.stdout) == (EXIT_FAILED, "")  # refused, not unreachable
     assert done.stderr == (
         "blindchat: the relay refused the contact request: daily limit reached (try again tomorrow)\n"
     )
@@ -358,8 +360,8 @@ def test_boundaries_holdings_and_delete_account(tmp_path: Path, relay: RelayProc
     # Bob's request was fetched (`requests`), so the relay keeps only its counters.
     assert "  last sequence:       1\n  envelopes stored:    0 (0 bytes)\n" in out, out
 
-    done = blindchat(alice, "delete-account")  # stdin is not a terminal
-    assert (done.returncode, done.stdout) == (1, "")
+    done = blindchat(alice, "delete-account")  # stdin is not a terminal: add --yes
+    assert (done.returncode, done.stdout) == (EXIT_USAGE, "")
     assert (alice / "keystore").exists()
     out = ok(alice, "delete-account", "--yes")
     assert (
@@ -367,7 +369,7 @@ def test_boundaries_holdings_and_delete_account(tmp_path: Path, relay: RelayProc
     )
     assert sorted(p.name for p in alice.iterdir()) == []
     done = blindchat(alice, "holdings")
-    assert (done.returncode, done.stdout) == (2, "")
+    assert (done.returncode, done.stdout) == (EXIT_KEYSTORE, "")
     assert done.stderr == (
         f"blindchat: no keystore at {alice / 'keystore'}; run `blindchat --home {alice} init`\n"
     )
@@ -402,5 +404,31 @@ def test_report_a_contact_request(tmp_path: Path, relay: RelayProcess) -> None:
         rf"^reported request {found.group(1)} as threats; report [0-9a-f]{{12}}$", out, re.M
     ), out
     assert "declined it too" in out
+    report_id = re.search(r"report ([0-9a-f]{12})$", out, re.M).group(1)  # type: ignore[union-attr]
     assert ok(alice, "requests").startswith("no pending contact requests")
-    assert re.search(r"^[0-9a-f]{12}  open      contact [0-9a-f]{8}$", ok(alice, "reports"), re.M)
+    # `reports` shows the reason, and the outcome once a moderator decided (issue 22, snag 8).
+    day = r"\d{4}-\d{2}-\d{2}"
+    assert re.search(
+        rf"^{report_id}  {day}  threats\s+request on address [0-9a-f]{{8}}  open: waiting for "
+        r"a moderator$",
+        ok(alice, "reports"),
+        re.M,
+    )
+    env = with_repo_path({k: v for k, v in os.environ.items() if not k.startswith("BLINDRELAY_")})
+    resolve = ["reports", "resolve", report_id, "--action", "suspend", "--suspend-link"]
+    where = ["--data-dir", str(relay.data_dir)]
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "admin", *resolve, link.group(1), *where],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        rf"^{report_id}  {day}  threats\s+request on address [0-9a-f]{{8}}  resolved: the "
+        r"sender's address was suspended$",
+        ok(alice, "reports"),
+        re.M,
+    )

@@ -226,7 +226,7 @@ def test_init_rejects_bad_relay_url_or_name(
     assert not (h / "keystore").exists()
 
 
-# --- keystore errors: exit 2, one clear line, nothing written ----------------------------
+# --- keystore errors: exit 74, one clear line, nothing written ---------------------------
 
 
 def one_line(err: str) -> str:
@@ -330,7 +330,7 @@ def test_passphrase_file_and_missing_passphrase(
     assert "cannot read passphrase file" in one_line(err)
 
 
-# --- relay unreachable: exit 3 (or local data with --offline) -----------------------------
+# --- relay unreachable: exit 69 (or local data with --offline) ----------------------------
 
 
 def test_relay_unreachable(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -353,12 +353,12 @@ def test_relay_unreachable(home: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_user_errors_exit_1(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--home", str(home), "--offline", "history", "bob")
-    assert (code, one_line(err)) == (cli.EXIT_USAGE, "blindchat: no such contact")
+    assert (code, one_line(err)) == (cli.EXIT_FAILED, "blindchat: no such contact")
     code, _, err = run(capsys, "--home", str(home), "accept", "http://x/not-an-invite")
     assert code == cli.EXIT_USAGE
     assert one_line(err).startswith("blindchat: not a valid invitation link")
     code, _, err = run(capsys, "--home", str(home), "requests", "decline", "abcd")
-    assert (code, one_line(err)) == (cli.EXIT_USAGE, "blindchat: no such request")
+    assert (code, one_line(err)) == (cli.EXIT_FAILED, "blindchat: no such request")
 
 
 # --- QR codes -----------------------------------------------------------------------------
@@ -482,7 +482,7 @@ def test_boundaries_offline_shows_the_local_ones(
 
 def test_privacy_of_an_unknown_contact(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--home", str(home), "--offline", "privacy", "bob")
-    assert (code, one_line(err)) == (cli.EXIT_USAGE, "blindchat: no such contact")
+    assert (code, one_line(err)) == (cli.EXIT_FAILED, "blindchat: no such contact")
 
 
 def test_export_offline_and_refusal_to_overwrite(
@@ -504,14 +504,14 @@ def test_export_offline_and_refusal_to_overwrite(
 
     before = target.read_bytes()
     code, out, err = run(capsys, "--home", str(home), "--offline", "export", str(target))
-    assert (code, out) == (cli.EXIT_USAGE, "")
+    assert (code, out) == (cli.EXIT_FAILED, "")
     assert one_line(err) == f"blindchat: {target} already exists; refusing to overwrite it"
     assert target.read_bytes() == before
 
     link = tmp_path / "dangling"
     link.symlink_to(tmp_path / "nowhere")  # not followed, not replaced
     code, _, err = run(capsys, "--home", str(home), "--offline", "export", str(link))
-    assert code == cli.EXIT_USAGE
+    assert code == cli.EXIT_FAILED
     assert "refusing to overwrite" in one_line(err)
     assert not (tmp_path / "nowhere").exists()
 
@@ -547,7 +547,7 @@ def test_delete_account_needs_the_word_delete(
     monkeypatch.setattr("sys.stdin", TerminalInput(answer))
     before = (home / "keystore").read_bytes()
     code, out, err = run(capsys, "--home", str(home), "delete-account")
-    assert (code, out) == (cli.EXIT_USAGE, "")
+    assert (code, out) == (cli.EXIT_FAILED, "")
     assert "Type delete to confirm: " in err
     assert err.rstrip().splitlines()[-1].endswith("blindchat: not confirmed; nothing was deleted")
     assert (home / "keystore").read_bytes() == before
