@@ -418,15 +418,17 @@ class MailboxService:
     def unlisten(self, rid: bytes, callback: WakeCallback) -> None:
         self.wakeups.unlisten(rid, callback)
 
-    @storage_boundary
-    async def pending(self, rid: bytes, after: int, limit: int) -> list[StoredEnvelope]:
+    def pending(self, rid: bytes, after: int, limit: int) -> Awaitable[list[StoredEnvelope]]:
         """The oldest stored envelopes of ``rid`` after sequence number ``after`` (at most
         ``limit``, and at most ``MAX_FETCH_BYTES`` of them), for a subscription to push.
 
+        The store's own coroutine, with no wrapper of its own (this is the push path).
+
         Raises:
-            RelayError: ``UNAVAILABLE``.
+            StorageError: unmapped: the pump tells a storage outage (an error that
+                :func:`relay.errors.wire_code` knows) from a bug.
         """
-        return await self.store.fetch(rid, after, limit, MAX_FETCH_BYTES, self.now())
+        return self.store.fetch(rid, after, limit, MAX_FETCH_BYTES, self.now())
 
     @storage_boundary
     async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:

@@ -135,7 +135,7 @@ class Subscription:
             # the subscription silently would leave the owner connected but deaf, so close
             # the socket with 1013 (try again later): the client reconnects with backoff and
             # re-subscribes, and nothing unacked is lost (protocol.md §5.3).
-            if isinstance(exc, RelayError):
+            if wire_code(exc) is not None:
                 log.warning("push_failed", conn_id=self.conn.conn_id)
                 self.conn.metrics.inc("storage_errors", "push")
             else:
