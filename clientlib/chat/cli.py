@@ -78,6 +78,7 @@ from clientlib.keystore.errors import (
     KeystoreLocked,
     KeystoreNotFound,
     UnsupportedKeystoreVersion,
+    WeakPassphrase,
     WrongPassphrase,
 )
 from clientlib.keystore.file import _test_kdf_allowed
@@ -281,6 +282,7 @@ async def cmd_init(ctx: _Ctx, args: argparse.Namespace) -> int:
         relay_url=relay,
         name=name or None,
         config=ClientConfig(kdf_strength=args.kdf, connect=False),
+        allow_weak_passphrase=args.force,
     ) as client:
         digits = _fingerprint_digits(client.identity)
     p = ctx.prog
@@ -970,6 +972,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="moderate",
         help=argparse.SUPPRESS,
     )
+    p.add_argument(
+        "--force", action="store_true", help="accept a passphrase the strength check rates weak"
+    )
 
     p = add("invite", cmd_invite, "print your invitation link and its QR code")
     p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
@@ -1072,6 +1077,10 @@ def build_parser() -> argparse.ArgumentParser:
         "delete everything at the relay, then the keystore and history",
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    from clientlib.chat import security
+
+    security.register(add, sub)
     return parser
 
 
@@ -1154,6 +1163,8 @@ def explain(exc: BaseException, ctx: _Ctx) -> tuple[int, str]:
         return EXIT_KEYSTORE, f"damaged keystore at {ctx.keystore}: {exc}"
     if isinstance(exc, CorruptHistory):
         return EXIT_KEYSTORE, f"refusing to open the message history: {exc}"
+    if isinstance(exc, WeakPassphrase):
+        return EXIT_FAILED, f"{exc}. Nothing was changed; add --force to use it anyway"
     if isinstance(exc, KeystoreError):
         return EXIT_KEYSTORE, f"keystore error: {exc}"
     if isinstance(exc, InvalidInvitation):

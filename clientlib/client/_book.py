@@ -87,6 +87,7 @@ class AddressBook:
         relay_url: str,
         name: str,
         kdf: tuple[int, int],
+        allow_weak: bool = False,
     ) -> Keystore:
         """A new keystore (in memory when ``path`` is None) with a new identity."""
         ks: Keystore
@@ -94,7 +95,9 @@ class AddressBook:
             ks = InMemoryKeystore()
         else:
             ops, mem = kdf
-            ks = FileKeystore.create(path, passphrase, rng=self.rng, opslimit=ops, memlimit=mem)
+            ks = FileKeystore.create(
+                path, passphrase, rng=self.rng, opslimit=ops, memlimit=mem, allow_weak=allow_weak
+            )
         try:
             identity = IdentityKeyPair.generate(self.rng)
             ks.put("meta", b"identity", identity.private_bytes())

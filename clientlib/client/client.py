@@ -52,7 +52,7 @@ from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
 from clientlib.client._reports import Reports
-from clientlib.client.config import ClientConfig
+from clientlib.client.config import ClientConfig, KdfStrength
 from clientlib.client.history import EncryptedFileHistory, HistoryStore, MemoryHistory
 from clientlib.client.invite import Invitation
 from clientlib.client.types import (
@@ -98,6 +98,7 @@ class Client:
         relay_url: str | None = None,
         name: str | None = None,
         config: ClientConfig | None = None,
+        allow_weak_passphrase: bool = False,
     ) -> None:
         if create and not relay_url:
             raise LocalProtocolError("a relay_url is needed to create a client")
@@ -107,6 +108,7 @@ class Client:
         self._path = Path(keystore_path) if keystore_path is not None else None
         self._passphrase = passphrase.encode() if isinstance(passphrase, str) else passphrase
         self._create = create
+        self._allow_weak = allow_weak_passphrase
         self._relay_override = relay_url
         self._name_init = name
         self._close_grace = cfg.close_grace
@@ -165,9 +167,12 @@ class Client:
         relay_url: str,
         name: str | None = None,
         config: ClientConfig | None = None,
+        allow_weak_passphrase: bool = False,
     ) -> Self:
         """A client with a new identity, stored in a new keystore at ``keystore_path``
         (``None``: in memory only, gone when closed). Created on entering the context.
+        ``allow_weak_passphrase``: the user insisted on a passphrase the strength policy
+        refuses (still at least 8 characters).
 
         Raises:
             LocalProtocolError: no ``relay_url``.
@@ -176,7 +181,13 @@ class Client:
                 §23.4).
         """
         return cls(
-            keystore_path, passphrase, create=True, relay_url=relay_url, name=name, config=config
+            keystore_path,
+            passphrase,
+            create=True,
+            relay_url=relay_url,
+            name=name,
+            config=config,
+            allow_weak_passphrase=allow_weak_passphrase,
         )
 
     @classmethod
@@ -236,6 +247,7 @@ class Client:
                 relay_url=self._relay_override or "",
                 name=self._name_init or "",
                 kdf=cfg.argon2,
+                allow_weak=self._allow_weak,
             )
         else:
             assert self._path is not None
@@ -252,10 +264,10 @@ class Client:
             self._outbox.load()
             if cfg.history is not None:
                 self._history = cfg.history
-            elif self._path is not None:
-                self._history = EncryptedFileHistory(
-                    self._path.with_name(self._path.name + ".history"), ks, rng=cfg.rng
-                )
+            elif isinstance(ks, FileKeystore):
+                where = ks.history_path
+                if where is not None:  # None: a decoy, whose history stays in memory
+                    self._history = EncryptedFileHistory(where, ks, rng=cfg.rng)
             if book.expired_on_open:
                 ks.save()  # the over-age skipped keys leave the file now, not at the next save
         except BaseException:
@@ -581,6 +593,68 @@ class Client:
             requests=self.requests(),
         )
         write_new_private(path, doc)
+
+    # --- public: passphrase and duress (protocol.md §23.4, §23.6) ------------------------
+
+    async def change_passphrase(
+        self,
+        new_passphrase: bytes | str,
+        *,
+        kdf_strength: KdfStrength | None = None,
+        allow_weak: bool = False,
+    ) -> None:
+        """Re-encrypt the keystore under a new passphrase, atomically (the file is replaced
+        in one rename; a crash leaves the old or the new file, never a mix).
+
+        ``kdf_strength`` also moves the keystore to that Argon2id cost (``moderate`` or
+        ``interactive``; default: keep the current cost). ``allow_weak``: accept a
+        passphrase the strength policy refuses (at least 8 characters).
+
+        Raises:
+            WeakPassphrase: refused by the policy; nothing changed.
+            ValueError: the new passphrase is the duress passphrase, or a cost change while a
+                duress passphrase is set.
+            LocalProtocolError: an in-memory client.
+        """
+        from clientlib.client import _security
+        from clientlib.client.config import argon2_costs
+
+        new = new_passphrase.encode() if isinstance(new_passphrase, str) else new_passphrase
+        costs = argon2_costs(kdf_strength) if kdf_strength is not None else None
+        await _security.change_passphrase(self._book, new, costs=costs, allow_weak=allow_weak)
+
+    async def set_duress(
+        self,
+        passphrase: bytes | str,
+        *,
+        wipe: bool = False,
+        decoy_name: str = "",
+        allow_weak: bool = False,
+    ) -> None:
+        """Set a duress passphrase. Opening the keystore with it shows a decoy: a client
+        with a fresh identity on the same relay and no contacts (``decoy_name`` its
+        display name). With ``wipe``, that open also destroys this keystore and its
+        history and leaves the decoy in its place. From the outside (file sizes, the time
+        an open takes) a keystore with a duress passphrase looks like one without
+        (protocol.md §23.6). Replaces an earlier duress passphrase.
+
+        Raises:
+            WeakPassphrase: refused by the policy.
+            ValueError: it is the keystore's own passphrase, or this is a decoy.
+            LocalProtocolError: an in-memory client.
+        """
+        from clientlib.client import _security
+
+        secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
+        await _security.set_duress(
+            self._book, secret, wipe=wipe, name=decoy_name, allow_weak=allow_weak
+        )
+
+    async def clear_duress(self) -> None:
+        """Remove the duress passphrase (nothing else changes)."""
+        from clientlib.client import _security
+
+        await _security.clear_duress(self._book)
 
     # --- public: abuse reports ---------------------------------------------------------------
 

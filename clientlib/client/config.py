@@ -43,6 +43,17 @@ _ARGON2: dict[str, tuple[int, int]] = {
 }
 
 
+def argon2_costs(strength: str) -> tuple[int, int]:
+    """Argon2id ``(opslimit, memlimit)`` of a strength name (``moderate``, ``interactive``).
+
+    Raises:
+        ValueError: an unknown strength (``minimum`` outside the test suite).
+    """
+    if strength not in _ARGON2 or (strength == "minimum" and not _test_kdf_allowed()):
+        raise ValueError("kdf_strength must be moderate or interactive")
+    return _ARGON2[strength]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ClientConfig:
     """Everything about how a client runs, checked when built.
