@@ -11,7 +11,8 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -129,6 +130,26 @@ def _admin(args: argparse.Namespace, config: RelayConfig) -> int:
         return 130
 
 
+def run_loop(choice: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop (``auto`` when it is installed, or ``uvloop``) or on asyncio's
+    own event loop (``asyncio``, or ``auto`` without uvloop).
+
+    Raises:
+        ConfigError: ``uvloop`` chosen but not installed.
+    """
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                main.close()
+                raise ConfigError("event_loop: uvloop is not installed") from None
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``blindrelay`` and ``python -m relay``."""
     parser = _parser()
@@ -150,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _admin(args, config)
     configure_logging(config.log_level, config.log_format)
     try:
-        asyncio.run(_serve(config))
+        run_loop(config.event_loop, _serve(config))
     except ConfigError as exc:
         print(f"blindrelay: refusing to start: {exc}", file=sys.stderr)
         return EX_CONFIG

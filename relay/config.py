@@ -101,6 +101,7 @@ class RelayConfig:
     log_level: str = "info"  # debug | info | warning | error
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
     metrics: bool = True
+    event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
     # Browser apps (README "Browser apps"): origins allowed to call the HTTP API (CORS) and
     # to open the WebSocket: "*" (any; safe, as nothing is authenticated by cookie), a
     # comma-separated list of origins, or empty (none).
@@ -228,6 +229,7 @@ class RelayConfig:
         _choice("redis_durability", self.redis_durability, ("strict", "relaxed"))
         _choice("log_level", self.log_level, ("debug", "info", "warning", "error"))
         _choice("log_format", self.log_format, ("auto", "json", "console"))
+        _choice("event_loop", self.event_loop, ("auto", "uvloop", "asyncio"))
         _range("port", self.port, 0, 65535)
         if not self.host:
             raise ConfigError("host: must not be empty")

@@ -10,17 +10,25 @@ mode) wakes it through pub/sub and the pump reads storage.
 Requests are processed concurrently (bounded by ``max_inflight_requests``), except that
 deposits to the same send id on one connection are stored in the order they arrived, so a
 sender that pipelines keeps its order.
+
+Output is batched: every frame queued for a connection during one turn of the event loop is
+framed here and handed to the transport in one ``writelines`` (one ``send()`` for a burst of
+``ok`` replies or pushes instead of one per frame), with no writer task per connection; when
+the transport asks to pause (its buffer is above the high-water mark) the queue waits for it
+to drain. A pump reads storage only when something may be waiting there: the highest stored
+sequence number a wake-up announced, or an unfinished page, not every ack.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
+import struct
 import time
-from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
+import msgpack
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -29,17 +37,16 @@ from clientlib.wire.frames import (
     Ack,
     Deposit,
     Drained,
-    EnvelopeDelivered,
     FetchBundle,
     GetBoundaries,
     GetModerationKeys,
     GetPow,
-    Ok,
     RequestChallenge,
     SignedOwnerCommand,
     StoredEnvelope,
     Unsubscribe,
 )
+from clientlib.wire.limits import MAX_FETCH_BYTES
 from relay.appkeys import config_key, metrics_key, service_key, sockets_key
 from relay.errors import RelayError, wire_code
 from relay.protocol import ConnectionLimits, RelayConnection
@@ -51,7 +58,14 @@ log = structlog.get_logger("blindrelay")
 
 
 class Subscription:
-    """Push state of one mailbox on one connection."""
+    """Push state of one mailbox on one connection.
+
+    ``more`` says storage may hold envelopes after ``last_pushed`` that this subscription has
+    not seen: true at first, after a wake-up it could not push at once, and when the pump
+    stopped at a full window or a full page; false once a fetch came back short. An ack that
+    frees window room restarts the pump only when ``more`` is set, so a subscription that is
+    up to date costs no storage read per ack.
+    """
 
     __slots__ = (
         "_dirty",
@@ -61,6 +75,7 @@ class Subscription:
         "drained_sent",
         "inflight",
         "last_pushed",
+        "more",
         "rid",
     )
 
@@ -70,6 +85,7 @@ class Subscription:
         self.last_pushed = 0
         self.inflight: set[int] = set()
         self.drained_sent = False
+        self.more = True
         self._pumping = False
         self._dirty = True
         self._task: asyncio.Task[None] | None = None
@@ -85,20 +101,23 @@ class Subscription:
             return
         if event.seq <= self.last_pushed:
             return
-        window = self.conn.window
+        room = len(self.inflight) < self.conn.window
         if (
             event.env is not None
             and not self._pumping
-            and not self._dirty
+            and not self.more
             and event.seq == self.last_pushed + 1
-            and len(self.inflight) < window
+            and room
         ):
             # Fast path: the next envelope, in hand, with room in the window.
             self.last_pushed = event.seq
             self.inflight.add(event.seq)
             self.conn.push(self.rid, event.env)
             return
-        self.kick()
+        self.more = True
+        if room or self._pumping:
+            self.kick()
+        # else: the window is full; the ack that frees room restarts the pump.
 
     def kick(self) -> None:
         self._dirty = True
@@ -108,22 +127,32 @@ class Subscription:
 
     async def _pump(self) -> None:
         service = self.conn.service
+        # A page that could have been cut by the byte limit rather than by the end of the
+        # queue: at most MAX_FETCH_BYTES, the last envelope at most max_envelope_bytes.
+        cut_at = MAX_FETCH_BYTES - self.conn.max_envelope
         try:
             while self._dirty and not self.conn.closed:
                 self._dirty = False
                 while not self.conn.closed:
                     room = self.conn.window - len(self.inflight)
                     if room <= 0:
+                        self.more = True
                         break
                     envs = await service.pending(self.rid, self.last_pushed, room)
                     if self.rid not in self.conn.subs:
                         return
+                    size = 0
                     for env in envs:
+                        size += len(env.ct)
                         if env.seq > self.last_pushed:
                             self.last_pushed = env.seq
                             self.inflight.add(env.seq)
                             self.conn.push(self.rid, env)
-                    if len(envs) < room:
+                    if len(envs) < room and size <= cut_at:
+                        # Everything stored when the fetch ran has been pushed; a deposit
+                        # that landed meanwhile woke us (``_dirty``) and the outer loop reads
+                        # again.
+                        self.more = False
                         if not self.drained_sent:
                             self.drained_sent = True
                             self.conn.send(Drained(rid=self.rid).encode(self.conn.proto.version))
@@ -143,16 +172,47 @@ class Subscription:
             self.conn.abort(WSCloseCode.TRY_AGAIN_LATER)
         finally:
             self._pumping = False
+            self._task = None
 
     def acked(self, seqs: tuple[int, ...]) -> None:
         before = len(self.inflight)
         self.inflight.difference_update(seqs)
-        if len(self.inflight) < before or self._dirty:
+        if self.more and len(self.inflight) < before:
             self.kick()
 
     def cancel(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+
+_PACK_LEN1 = struct.Struct("!BB").pack
+_PACK_LEN2 = struct.Struct("!BBH").pack
+_PACK_LEN3 = struct.Struct("!BBQ").pack
+_BINARY_FIN: Final = 0x82  # FIN + opcode 2 (binary); server frames are never masked
+_OK_HEAD: Final = b"\x82\xa1t\xa2ok\xa2id"  # msgpack {"t": "ok", "id": ...} up to the id
+_ENV_HEAD: Final = b"\x83\xa1t\xa3env\xa3rid"  # msgpack {"t": "env", "rid": ...}
+_ENV_KEY: Final = b"\xa3env"
+_packb: Callable[[object], bytes] = msgpack.Packer(use_bin_type=True).pack
+
+
+def ok_frame(version: int, request_id: int) -> bytes:
+    """``Ok(id=request_id).encode(version)``, byte for byte, without building the frame."""
+    return bytes((version,)) + _OK_HEAD + _packb(request_id)
+
+
+def env_frame(version: int, rid: bytes, env: StoredEnvelope) -> bytes:
+    """``EnvelopeDelivered(rid=rid, env=env).encode(version)``, byte for byte (the map's keys
+    in schema order, ``env`` packed as its own map)."""
+    return bytes((version,)) + _ENV_HEAD + _packb(rid) + _ENV_KEY + _packb(env.to_map())
+
+
+def ws_frame_header(length: int) -> bytes:
+    """The RFC 6455 header of an unmasked, final, binary frame of ``length`` bytes."""
+    if length < 126:
+        return _PACK_LEN1(_BINARY_FIN, length)
+    if length < 65536:
+        return _PACK_LEN2(_BINARY_FIN, 126, length)
+    return _PACK_LEN3(_BINARY_FIN, 127, length)
 
 
 class Connection:
@@ -176,50 +236,86 @@ class Connection:
                 requests_per_minute=cfg.requests_per_connection_minute,
             )
         )
+        self.max_envelope = cfg.max_envelope_bytes
         self.subs: dict[bytes, Subscription] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.sid_tails: dict[bytes, asyncio.Future[None]] = {}
         self.closed = False
         self.frames = 0
-        self.outq: deque[tuple[bytes, float]] = deque()  # (frame, push start or 0)
-        self.out_ready = asyncio.Event()
+        self.outq: list[bytes] = []  # frames queued during this loop turn
+        self.pushed_at: list[float] = []  # queueing time of each push in outq
+        self._flush_scheduled = False
+        self._draining = False
+        self._loop = asyncio.get_running_loop()
 
     # --- output ---------------------------------------------------------------------------
 
-    def send(self, data: bytes, pushed_at: float = 0.0) -> None:
-        """Queue bytes for the socket; one writer task sends them in order."""
+    def send(self, data: bytes) -> None:
+        """Queue one frame for the socket; everything queued in this loop turn is written
+        together, in order, by :meth:`flush`."""
         if self.closed:
             return
-        self.outq.append((data, pushed_at))
-        self.metrics.queued(1)
-        self.out_ready.set()
+        self.outq.append(data)
+        if self._draining:
+            self.metrics.queued(1)  # held until the transport drains
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
 
-    async def writer(self) -> None:
-        """Send queued frames in order until the connection closes."""
+    def flush(self) -> None:
+        """Write every queued frame with one ``writelines`` (unless the transport is paused:
+        then :meth:`_drain` writes them once it has drained)."""
+        self._flush_scheduled = False
+        if self._draining or not self.outq:
+            return
+        frames, self.outq = self.outq, []
+        pushed, self.pushed_at = self.pushed_at, []
+        writer: Any = getattr(self.ws, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        if transport is None or transport.is_closing() or getattr(writer, "_closing", False):
+            self.closed = True  # the peer is gone or the socket is closing: drop the frames
+            return
+        parts: list[bytes] = []
+        for data in frames:
+            parts.append(ws_frame_header(len(data)))
+            parts.append(data)
         try:
-            while True:
-                await self.out_ready.wait()
-                self.out_ready.clear()
-                while self.outq:
-                    data, pushed_at = self.outq.popleft()
-                    self.metrics.queued(-1)
-                    try:
-                        await self.ws.send_bytes(data)
-                    except (ConnectionError, RuntimeError):
-                        self.closed = True
-                        return
-                    if pushed_at:
-                        self.metrics.observe("push", time.perf_counter() - pushed_at)
+            transport.writelines(parts)
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+            return
+        if pushed:
+            now = time.perf_counter()
+            observe = self.metrics.observe
+            for t in pushed:
+                observe("push", now - t)
+        protocol = getattr(writer, "protocol", None)
+        if protocol is not None and getattr(protocol, "_paused", False):
+            # The transport's buffer is above its high-water mark: queue until it drains.
+            self._draining = True
+            task = self._loop.create_task(self._drain(protocol))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _drain(self, protocol: Any) -> None:
+        try:
+            await protocol._drain_helper()
+        except (ConnectionError, RuntimeError):
+            self.closed = True
         finally:
-            if self.outq:  # never written: out of the queue-depth gauge
-                self.metrics.queued(-len(self.outq))
+            self._draining = False
+            self.metrics.queued(-len(self.outq))  # written below, or dropped
+            if self.closed:
                 self.outq.clear()
+                self.pushed_at.clear()
+        self.flush()
 
     def push(self, rid: bytes, env: StoredEnvelope) -> None:
+        if self.closed:
+            return
         self.metrics.inc("pushed")
-        self.send(
-            EnvelopeDelivered(rid=rid, env=env).encode(self.proto.version), time.perf_counter()
-        )
+        self.pushed_at.append(time.perf_counter())
+        self.send(env_frame(self.proto.version, rid, env))
 
     def reply_error(self, code: ErrorCode, request_id: int | None) -> None:
         self.metrics.inc("errors", code.value)
@@ -300,7 +396,7 @@ class Connection:
             case Unsubscribe():
                 if frame.rid in self.subs:
                     self.drop_subscription(frame.rid)
-                    self.send(Ok(id=frame.id).encode(self.proto.version))
+                    self.send(ok_frame(self.proto.version, frame.id))
                 else:
                     self.reply_error(ErrorCode.AUTH, frame.id)
 
@@ -333,7 +429,7 @@ class Connection:
             if previous is not None:
                 await asyncio.shield(previous)
             await self.service.deposit(frame)
-            return Ok(id=frame.id).encode(self.proto.version)
+            return ok_frame(self.proto.version, frame.id)
         finally:
             mine.set_result(None)
             if self.sid_tails.get(frame.sid) is mine:
@@ -345,7 +441,7 @@ class Connection:
         sub = self.subs.get(frame.rid)
         if sub is not None:
             sub.acked(frame.seqs)
-        return Ok(id=frame.id).encode(self.proto.version)
+        return ok_frame(self.proto.version, frame.id)
 
     async def _answer(self, frame: PublicRequest) -> bytes:
         reply = await self.service.answer(frame)
@@ -397,7 +493,6 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     metrics.connections += 1
     metrics.inc("connections")
     conn = Connection(request, ws)
-    writer = asyncio.get_running_loop().create_task(conn.writer())
     started = time.monotonic()
     structlog.contextvars.bind_contextvars(conn_id=conn.conn_id)
     log.info("connection_opened", protocol_version=conn.proto.version)
@@ -414,9 +509,6 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         await conn.close()
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
         metrics.connections -= 1
         sockets.discard(ws)
         if not ws.closed:

@@ -1696,6 +1696,45 @@ async def test_sqlite_group_commit(tmp_path: Path) -> None:
         await store.aclose()
 
 
+async def test_sqlite_failed_plain_op_is_isolated_by_a_careful_replay(tmp_path: Path) -> None:
+    """A database error in a savepoint-free (plain) operation rolls the whole batch back and
+    replays it with one savepoint per operation: its neighbours are stored, its own partial
+    write is not, and each caller gets its own outcome."""
+    import threading
+
+    store = SQLiteStore(tmp_path / "relay.db", LIMITS)
+    await store.open()
+    try:
+        rec = await new_mailbox(store)
+        gate = threading.Event()
+
+        def hold(_conn: sqlite3.Connection) -> None:
+            gate.wait(10)  # keeps the writer busy while the batch below is queued
+
+        def half_written(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE mailboxes SET last_seq = 999 WHERE sid = ?", (rec.sid,))
+            raise sqlite3.OperationalError("disk I/O error")
+
+        held = asyncio.ensure_future(store._write(hold))
+        await asyncio.sleep(0.05)
+        first = asyncio.ensure_future(put(store, rec))
+        bad = asyncio.ensure_future(store._write(half_written, plain=True))
+        last = asyncio.ensure_future(put(store, rec))
+        await asyncio.sleep(0.05)
+        before = store.careful_batches
+        gate.set()
+        await held
+        assert (await first).seq == 1
+        with pytest.raises(StorageUnavailable):
+            await bad
+        assert (await last).seq == 2  # the bad op's last_seq = 999 was rolled back
+        assert store.careful_batches == before + 1
+        got = await store.fetch(rec.rid, 0, 10, 1 << 20, NOW)
+        assert [e.seq for e in got] == [1, 2]
+    finally:
+        await store.aclose()
+
+
 async def test_sqlite_full_database_is_storage_full(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "relay.db", LIMITS, max_db_bytes=400_000)
     await store.open()

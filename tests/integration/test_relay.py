@@ -355,3 +355,55 @@ async def test_storage_failure_while_pushing_closes_with_1013(
             assert [g.env.ct for g in got] == [ct(256, fill=1)]
     finally:
         await server.close()
+
+
+async def test_pump_reads_storage_only_when_something_waits(
+    relay_config, session: aiohttp.ClientSession, owner: Owner
+) -> None:  # type: ignore[no-untyped-def]
+    """Live envelopes are pushed from the deposit in hand and acks of an up-to-date
+    subscription read nothing; with a full window the rest waits in storage and the acks that
+    free room push it, in order, with nothing lost."""
+    from aiohttp.test_utils import TestServer
+
+    from relay.app import build_backend, create_app
+
+    cfg = replace(relay_config, push_window=4)
+    store, wakeups = build_backend(cfg)
+    real_fetch = store.fetch
+    fetches = {"n": 0}
+
+    async def counting_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        fetches["n"] += 1
+        return await real_fetch(*args, **kwargs)
+
+    store.fetch = counting_fetch  # type: ignore[method-assign]
+    server = TestServer(create_app(cfg, store=store, wakeups=wakeups), host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url("/"))
+        async with WSClient(session, url) as ows, WSClient(session, url) as sws:
+            rid, sid = await ows.create_mailbox(owner)
+            await ows.subscribe(owner, rid)
+            assert await drain_until_drained(ows) == []
+            after_subscribe = fetches["n"]
+            for i in range(10):  # one at a time: each is pushed at once and acked
+                await sws.deposit(sid, ct(256, fill=i))
+                frame = await ows.next_push()
+                assert isinstance(frame, EnvelopeDelivered) and frame.env.ct == ct(256, fill=i)
+                await ows.ack(rid, [frame.env.seq])
+            assert fetches["n"] == after_subscribe
+            # Ten more with nobody acking: four fill the window, six wait in storage.
+            for i in range(10):
+                await sws.deposit(sid, ct(256, fill=100 + i))
+            got: list[EnvelopeDelivered] = []
+            while len(got) < 10:
+                batch = []
+                for _ in range(min(4, 10 - len(got))):
+                    frame = await ows.next_push()
+                    assert isinstance(frame, EnvelopeDelivered)
+                    batch.append(frame)
+                got += batch
+                await ows.ack(rid, [f.env.seq for f in batch])
+            assert [g.env.ct for g in got] == [ct(256, fill=100 + i) for i in range(10)]
+    finally:
+        await server.close()

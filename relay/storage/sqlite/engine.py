@@ -4,11 +4,20 @@ Theory of operation
 -------------------
 One dedicated *writer thread* owns the only writing connection. Every write (deposit, ack,
 create, delete, touch, purge chunk, challenge) is queued as an operation; the writer takes
-every operation waiting in the queue and applies them in ONE transaction, each inside its own
-``SAVEPOINT`` so a failing operation (quota, collision) is rolled back alone without poisoning
-its neighbours. After ``COMMIT`` (one fsync of the WAL for the whole batch) the writer resolves
-each operation's asyncio future with ``loop.call_soon_threadsafe``. A deposit therefore
-returns only once its batch is durable, and under load the cost of the fsync is shared.
+every operation waiting in the queue and applies them in ONE transaction. After ``COMMIT``
+(one fsync of the WAL for the whole batch) the writer settles the futures of the whole batch
+with ONE ``loop.call_soon_threadsafe`` per event loop (one wake-up of the loop per batch, not
+one per operation). A deposit therefore returns only once its batch is durable, and under load
+the cost of the fsync and of the hand-off is shared.
+
+Operations queued *plain* (``_write(fn, plain=True)``: deposits and acks) run without a
+savepoint: they refuse (raise a :class:`~relay.storage.errors.StorageError` of their own, e.g.
+quota) before they write anything that is not consistent on its own, so a refusal needs no
+rollback. Every other operation runs inside its own ``SAVEPOINT`` so a failing operation is
+rolled back alone without poisoning its neighbours. If anything else fails in a batch (a
+database error in a plain operation, a savepoint that cannot be released), the whole
+transaction is rolled back and the batch is applied again with one savepoint per operation,
+the careful way, which isolates the failure; nothing has been settled by then.
 
 Reads (``fetch``, ``get_mailbox``, counts) go through a second connection owned by a
 single-thread executor; in WAL mode they never block the writer and see every committed batch.
@@ -101,6 +110,12 @@ def map_error(exc: BaseException) -> StorageError:
     return err
 
 
+def _settle_all(ops: Sequence[_Op]) -> None:
+    """Resolve the futures of ``ops`` (one loop callback for a whole batch)."""
+    for op in ops:
+        _settle(op.future, op.result, op.error)
+
+
 def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     """Resolve ``fut`` on its loop unless the caller gave up on it."""
     if fut.cancelled():
@@ -119,6 +134,7 @@ class _Op:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     alone: bool = False  # run outside any transaction (it commits by itself)
+    plain: bool = False  # needs no savepoint: refuses before it writes (see the docstring)
     result: Any = None
     error: BaseException | None = field(default=None)
 
@@ -168,6 +184,9 @@ class SQLiteEngine:
         self._open = False
         #: Write transactions committed so far (each is one fsync; a metric of batching).
         self.commit_count = 0
+        #: Batches applied the careful way after a failure in the fast one (see docstring).
+        self.careful_batches = 0
+        self._settled: list[_Op] = []  # resolved in this writer step, not yet handed back
         self._lock = threading.Lock()  # guards _open against concurrent submit/close
 
     async def open(self) -> None:
@@ -296,6 +315,7 @@ class SQLiteEngine:
                     break
             if batch:
                 self._apply_batches(conn, batch)
+                self._deliver()
         # Anything queued after the stop marker (a race with aclose) fails cleanly.
         while True:
             try:
@@ -331,6 +351,58 @@ class SQLiteEngine:
         self._resolve([op])
 
     def _apply_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        """Apply ``batch`` in one transaction: the fast way, or if that fails the careful
+        way (nothing of the failed attempt is settled or kept)."""
+        mark = len(self._settled)
+        if self._apply_fast(conn, batch):
+            return
+        del self._settled[mark:]
+        for op in batch:
+            op.result, op.error = None, None
+        self.careful_batches += 1
+        self._apply_careful(conn, batch)
+
+    def _apply_fast(self, conn: sqlite3.Connection, batch: list[_Op]) -> bool:
+        """Apply ``batch`` in one transaction, plain operations without a savepoint; return
+        False (transaction rolled back) if anything but a refusal failed."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            return False
+        done: list[_Op] = []
+        try:
+            for op in batch:
+                if op.plain:
+                    try:
+                        op.result = op.fn(conn)
+                    except StorageError as exc:  # a refusal, raised before any write
+                        op.error = exc
+                        self._settled.append(op)
+                        continue
+                    done.append(op)
+                    continue
+                conn.execute("SAVEPOINT op")
+                try:
+                    op.result = op.fn(conn)
+                except StorageError as exc:
+                    op.error = exc
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    self._settled.append(op)
+                    continue
+                conn.execute("RELEASE op")
+                done.append(op)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return False
+        self.commit_count += 1
+        self._settled.extend(done)
+        return True
+
+    def _apply_careful(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         """Apply ``batch`` in one transaction, one savepoint per operation, then resolve."""
         done: list[_Op] = []  # applied in the current transaction, awaiting COMMIT
         try:
@@ -396,18 +468,29 @@ class SQLiteEngine:
             op.result, op.error = None, error
         self._resolve(ops)
 
-    @staticmethod
-    def _resolve(ops: Sequence[_Op]) -> None:
-        for op in ops:
-            op.loop.call_soon_threadsafe(_settle, op.future, op.result, op.error)
+    def _resolve(self, ops: Sequence[_Op]) -> None:
+        """Mark ``ops`` settled; :meth:`_deliver` hands them back after the writer step."""
+        self._settled.extend(ops)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
+    def _deliver(self) -> None:
+        """Hand every settled operation back: one callback per event loop."""
+        settled, self._settled = self._settled, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
+        for op in settled:
+            by_loop.setdefault(op.loop, []).append(op)
+        for loop, ops in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle_all, ops)
+
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], *, alone: bool = False, plain: bool = False
+    ) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if not self._open:
                 raise StorageUnavailable(MSG_CLOSED)
-            self._queue.put(_Op(fn, loop, fut, alone))
+            self._queue.put(_Op(fn, loop, fut, alone, plain))
         return await fut
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:

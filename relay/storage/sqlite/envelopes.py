@@ -133,7 +133,9 @@ class EnvelopesMixin(SQLiteEngine):
             )
             return DepositOutcome(rid=rid, seq=seq, ts=now, duplicate=False)
 
-        return await self._write(op)
+        # Plain (no savepoint): every refusal above comes before the first write, except the
+        # quota refusal after expired envelopes were deleted, which is consistent on its own.
+        return await self._write(op, plain=True)
 
     async def fetch(
         self, rid: bytes, after_seq: int, limit: int, max_bytes: int, now: int
@@ -207,7 +209,7 @@ class EnvelopesMixin(SQLiteEngine):
                 )
             return count
 
-        return await self._write(op)
+        return await self._write(op, plain=True)
 
     async def count_envelopes(self) -> int:
         return (await self.gauges()).envelopes

@@ -50,6 +50,7 @@ def test_secret_from_file_and_redaction(tmp_path: Path) -> None:
         ({"BLINDRELAY_PREKEY_MAX_ITEMS": "-1"}, "prekey_max_items"),
         ({"BLINDRELAY_PREKEY_FETCHES_PER_HOUR": "many"}, "prekey_fetches_per_hour"),
         ({"BLINDRELAY_METRICS": "maybe"}, "metrics"),
+        ({"BLINDRELAY_EVENT_LOOP": "trio"}, "event_loop"),
         ({"BLINDRELAY_NOT_A_SETTING": "1"}, "unknown"),
         ({"BLINDRELAY_REDIS_URL_FILE": "/nonexistent/x"}, "secret"),
     ],
@@ -73,3 +74,24 @@ def test_cli_check_config(
 
 def test_cli_usage_error() -> None:
     assert main(["frobnicate"]) == 2
+
+
+def test_event_loop_choice() -> None:
+    """``asyncio`` runs on asyncio's own loop; ``auto`` on uvloop when it is installed."""
+    import asyncio
+
+    from relay.cli import run_loop
+
+    seen: list[str] = []
+
+    async def main() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
+
+    run_loop("asyncio", main())
+    run_loop("auto", main())
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        assert seen == ["asyncio", "asyncio"]
+    else:
+        assert seen == ["asyncio", "uvloop"]
