@@ -22,6 +22,7 @@ sequence number a wake-up announced, or an unfinished page, not every ack.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import struct
 import time
@@ -215,8 +216,43 @@ def ws_frame_header(length: int) -> bytes:
     return _PACK_LEN3(_BINARY_FIN, 127, length)
 
 
+@functools.lru_cache(maxsize=8)
+def _limits_of(
+    max_frame: int, pending: int, subs: int, ttl: int, per_minute: int
+) -> ConnectionLimits:
+    """One shared (frozen) :class:`ConnectionLimits` per configuration, not one per socket."""
+    return ConnectionLimits(
+        max_frame=max_frame,
+        max_pending_challenges=pending,
+        max_subscriptions=subs,
+        challenge_ttl_s=ttl,
+        requests_per_minute=per_minute,
+    )
+
+
 class Connection:
-    """One authenticated-or-not WebSocket connection."""
+    """One authenticated-or-not WebSocket connection (slotted: an idle one is small)."""
+
+    __slots__ = (
+        "_draining",
+        "_flush_scheduled",
+        "_loop",
+        "closed",
+        "conn_id",
+        "frames",
+        "max_envelope",
+        "max_inflight",
+        "metrics",
+        "outq",
+        "proto",
+        "pushed_at",
+        "service",
+        "sid_tails",
+        "subs",
+        "tasks",
+        "window",
+        "ws",
+    )
 
     def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
         app = request.app
@@ -228,12 +264,12 @@ class Connection:
         self.window = cfg.push_window
         self.max_inflight = cfg.max_inflight_requests
         self.proto = RelayConnection(
-            ConnectionLimits(
-                max_frame=cfg.max_frame_bytes,
-                max_pending_challenges=cfg.max_pending_challenges,
-                max_subscriptions=cfg.max_subscriptions,
-                challenge_ttl_s=cfg.challenge_ttl_s,
-                requests_per_minute=cfg.requests_per_connection_minute,
+            _limits_of(
+                cfg.max_frame_bytes,
+                cfg.max_pending_challenges,
+                cfg.max_subscriptions,
+                cfg.challenge_ttl_s,
+                cfg.requests_per_connection_minute,
             )
         )
         self.max_envelope = cfg.max_envelope_bytes

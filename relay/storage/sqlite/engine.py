@@ -22,6 +22,14 @@ the careful way, which isolates the failure; nothing has been settled by then.
 Reads (``fetch``, ``get_mailbox``, counts) go through a second connection owned by a
 single-thread executor; in WAL mode they never block the writer and see every committed batch.
 
+A batch of *lazy* operations only (``_write(fn, lazy=True)``: acks) commits with
+``synchronous=NORMAL``: no fsync of its own. Its WAL frames become durable with the next
+fsynced commit (any batch holding anything else, deposits first) or checkpoint, and survive a
+crash of the relay process at once (they are in the OS's page cache). Only a power failure or
+kernel crash in between can undo such an ack, and then the envelope is pushed again, which
+at-least-once delivery allows (protocol.md §5.3, §9.3). Every other batch commits with
+``synchronous=FULL``, so an ``ok`` to a deposit still means it is on disk.
+
 An operation queued *alone* (``_write(fn, alone=True)``) runs outside any transaction, after
 the batch before it has committed: the stepped ``PRAGMA incremental_vacuum`` is one, because it
 commits by itself.
@@ -135,6 +143,7 @@ class _Op:
     future: asyncio.Future[Any]
     alone: bool = False  # run outside any transaction (it commits by itself)
     plain: bool = False  # needs no savepoint: refuses before it writes (see the docstring)
+    lazy: bool = False  # its commit need not be fsynced by itself (acks; see the docstring)
     result: Any = None
     error: BaseException | None = field(default=None)
 
@@ -187,6 +196,10 @@ class SQLiteEngine:
         #: Batches applied the careful way after a failure in the fast one (see docstring).
         self.careful_batches = 0
         self._settled: list[_Op] = []  # resolved in this writer step, not yet handed back
+        self._lazy_sync = False  # the writer connection runs synchronous=NORMAL now
+        #: Receive id -> a day its mailbox is known to be marked active (touches that day
+        #: need no read; see MailboxesMixin.touch_mailbox). Only used on the event loop.
+        self._active_days: dict[bytes, int] = {}
         self._lock = threading.Lock()  # guards _open against concurrent submit/close
 
     async def open(self) -> None:
@@ -340,8 +353,15 @@ class SQLiteEngine:
         if start < len(batch):
             self._apply_batch(conn, batch[start:])
 
+    def _sync(self, conn: sqlite3.Connection, lazy: bool) -> None:
+        """Set ``synchronous`` for the next commit: NORMAL for a lazy batch, FULL otherwise."""
+        if lazy != self._lazy_sync:
+            conn.execute("PRAGMA synchronous=NORMAL" if lazy else "PRAGMA synchronous=FULL")
+            self._lazy_sync = lazy
+
     def _apply_alone(self, conn: sqlite3.Connection, op: _Op) -> None:
         try:
+            self._sync(conn, False)
             op.result = op.fn(conn)
         except BaseException as exc:
             op.error = map_error(exc)
@@ -354,6 +374,11 @@ class SQLiteEngine:
         """Apply ``batch`` in one transaction: the fast way, or if that fails the careful
         way (nothing of the failed attempt is settled or kept)."""
         mark = len(self._settled)
+        try:
+            self._sync(conn, all(op.lazy for op in batch))
+        except sqlite3.Error as exc:
+            self._fail_all(batch, map_error(exc))
+            return
         if self._apply_fast(conn, batch):
             return
         del self._settled[mark:]
@@ -483,14 +508,19 @@ class SQLiteEngine:
                 loop.call_soon_threadsafe(_settle_all, ops)
 
     async def _write(
-        self, fn: Callable[[sqlite3.Connection], T], *, alone: bool = False, plain: bool = False
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        alone: bool = False,
+        plain: bool = False,
+        lazy: bool = False,
     ) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if not self._open:
                 raise StorageUnavailable(MSG_CLOSED)
-            self._queue.put(_Op(fn, loop, fut, alone, plain))
+            self._queue.put(_Op(fn, loop, fut, alone, plain, lazy))
         return await fut
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:

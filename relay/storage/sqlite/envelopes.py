@@ -209,7 +209,8 @@ class EnvelopesMixin(SQLiteEngine):
                 )
             return count
 
-        return await self._write(op, plain=True)
+        # Lazy: a batch of acks alone is not fsynced by itself (see the engine's docstring).
+        return await self._write(op, plain=True, lazy=True)
 
     async def count_envelopes(self) -> int:
         return (await self.gauges()).envelopes

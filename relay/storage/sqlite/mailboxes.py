@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Final
 
 from clientlib.wire.frames import DEFAULT_BOUNDARIES, Boundaries
 from relay.storage._common import (
@@ -19,6 +20,10 @@ from relay.storage.sqlite.engine import SQLiteEngine
 from relay.storage.sqlite.schema import ADDR, KIND_CODES, KIND_NAMES, PAIR, boundaries_of, has_cap
 
 __all__ = ["MailboxesMixin"]
+
+
+#: Most receive ids whose active day :class:`MailboxesMixin` remembers (then it starts over).
+ACTIVE_DAYS_CACHE: Final = 65536
 
 
 class MailboxesMixin(SQLiteEngine):
@@ -53,7 +58,7 @@ class MailboxesMixin(SQLiteEngine):
         await self._write(op)
 
     async def get_mailbox(self, rid: bytes, now: int) -> MailboxRecord | None:
-        def op(conn: sqlite3.Connection) -> MailboxRecord | None:
+        def op(conn: sqlite3.Connection) -> tuple[MailboxRecord | None, int]:
             row = conn.execute(
                 "SELECT m.sid, m.owner_key, m.created_day, m.active_day, m.kind,"
                 " a.max_size, a.att, a.per_day, a.pow_bits"
@@ -61,8 +66,8 @@ class MailboxesMixin(SQLiteEngine):
                 (rid,),
             ).fetchone()
             if row is None or mailbox_expired(row[3], now, self._limits):
-                return None
-            return MailboxRecord(
+                return None, 0
+            record = MailboxRecord(
                 rid=rid,
                 sid=row[0],
                 owner_key=row[1],
@@ -70,8 +75,18 @@ class MailboxesMixin(SQLiteEngine):
                 kind=KIND_NAMES[row[4]],
                 boundaries=boundaries_of(row[5:9]) if row[4] == ADDR else None,
             )
+            return record, row[3]
 
-        return await self._read(op)
+        record, active_day = await self._read(op)
+        if record is not None:
+            self._note_active(rid, active_day)
+        return record
+
+    def _note_active(self, rid: bytes, day: int) -> None:
+        """Remember that ``rid`` is marked active on ``day`` (a touch that day is a no-op)."""
+        if len(self._active_days) >= ACTIVE_DAYS_CACHE:
+            self._active_days.clear()
+        self._active_days[rid] = day
 
     async def resolve_sid(self, sid: bytes, now: int) -> bytes | None:
         def op(conn: sqlite3.Connection) -> bytes | None:
@@ -116,16 +131,20 @@ class MailboxesMixin(SQLiteEngine):
 
     async def touch_mailbox(self, rid: bytes, now: int) -> None:
         today = day_of(now)
+        if self._active_days.get(rid, -1) >= today:
+            return  # already marked today (active_day only grows; a deleted one needs none)
 
-        def check(conn: sqlite3.Connection) -> bool:
+        def check(conn: sqlite3.Connection) -> int | None:
             row = conn.execute("SELECT active_day FROM mailboxes WHERE rid = ?", (rid,)).fetchone()
-            return (
-                row is not None
-                and row[0] < today
-                and not mailbox_expired(row[0], now, self._limits)
-            )
+            if row is None or mailbox_expired(row[0], now, self._limits):
+                return None
+            return int(row[0])
 
-        if not await self._read(check):
+        active_day = await self._read(check)
+        if active_day is None:
+            return
+        if active_day >= today:
+            self._note_active(rid, active_day)
             return
 
         def op(conn: sqlite3.Connection) -> None:
@@ -137,6 +156,7 @@ class MailboxesMixin(SQLiteEngine):
                 )
 
         await self._write(op)
+        self._note_active(rid, today)
 
     async def delete_mailbox(self, rid: bytes) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
