@@ -9,6 +9,7 @@ The tree (every exception derives from :class:`MessagingError`)::
     |       +-- UnsupportedVersion    leading version byte not in the supported range
     |       +-- FrameTooLarge         input longer than the applicable limit
     +-- DecryptionError           every decryption / authentication failure, one fixed message
+    |   +-- AttachmentCorrupt     a downloaded attachment failed its checks (one fixed message)
     +-- KeyValidationError        a received public key is malformed, small-order or non-canonical
     +-- SessionError              a session cannot proceed (state machine misuse, limits)
     +-- KeystoreError             the local keystore cannot be opened or written
@@ -21,6 +22,7 @@ Messages name the violated invariant, never a secret value.
 from __future__ import annotations
 
 __all__ = [
+    "AttachmentCorrupt",
     "DecryptionError",
     "FrameTooLarge",
     "KeyValidationError",
@@ -92,6 +94,14 @@ class DecryptionError(MessagingError):
 
     def __init__(self) -> None:
         super().__init__("decryption failed")
+
+
+class AttachmentCorrupt(DecryptionError):
+    """A downloaded attachment is truncated, extended, reordered, substituted, tampered with
+    or does not match its descriptor (protocol.md §25.2). Nothing is written in its place."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "the attachment is corrupt, truncated or tampered with")
 
 
 class KeyValidationError(MessagingError):

@@ -15,16 +15,20 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from clientlib.errors import WireError
-from clientlib.wire.codec import Bin, Field, Int, ListOf, Struct, Text, decode_map
+from clientlib.wire.codec import Bin, Field, Int, IntIn, ListOf, Struct, Text, decode_map
 from clientlib.wire.limits import MAILBOX_ID_SIZE
 
 __all__ = [
+    "MAX_CAPTION_BYTES",
     "MAX_DISAPPEAR_SECONDS",
     "MAX_EMOJI_BYTES",
+    "MAX_FILENAME_BYTES",
     "MAX_INTRO_BYTES",
+    "MAX_MIME_BYTES",
     "MAX_NAME_BYTES",
     "MAX_RECEIPT_IDS",
     "MAX_TEXT_BYTES",
+    "MAX_THUMBNAIL_BYTES",
     "MESSAGE_ID_SIZE",
     "Accept",
     "ContactRequestContent",
@@ -32,6 +36,7 @@ __all__ = [
     "ConversationSettings",
     "DisappearTimer",
     "EditMessage",
+    "FileMessage",
     "Reaction",
     "Receipt",
     "TextMessage",
@@ -48,7 +53,14 @@ MAX_INTRO_BYTES = 1024
 MAX_TEXT_BYTES = 16 * 1024 - 512
 #: Client-chosen message id (random), used for deduplication and delivery state.
 MESSAGE_ID_SIZE = 16
-_MAX_CONTENT_SIZE = MAX_TEXT_BYTES + 1024  # room for the optional fields of a message
+#: A file message (protocol.md §25.3): caption, file name, media type and thumbnail.
+MAX_CAPTION_BYTES = 4096
+MAX_FILENAME_BYTES = 255
+MAX_MIME_BYTES = 127
+MAX_THUMBNAIL_BYTES = 16384
+# Room for the optional fields of a message; a file message with the largest caption, name
+# and thumbnail fits under it too (about 20.9 KiB).
+_MAX_CONTENT_SIZE = MAX_CAPTION_BYTES + MAX_THUMBNAIL_BYTES + 1024
 #: Message ids one receipt (or one message's piggy-backed receipts) may carry: 16 ids keep a
 #: receipt in the smallest bucket a franked ratchet message reaches (1,024 bytes, §14).
 MAX_RECEIPT_IDS = 16
@@ -249,6 +261,54 @@ class Reaction(Content):
     emoji: str
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class FileMessage(Content):
+    """A file (protocol.md §25.3): the descriptor of one encrypted blob on the relay.
+
+    ``blob``/``tok``: the blob id and read token; ``key``: the attachment key; ``cd``: SHA-256
+    of the whole blob; ``size``: plaintext bytes; ``cs``: plaintext bytes per chunk; ``mime``:
+    media type; ``name``: optional file name (no directories); ``text``: optional caption;
+    ``thumb``: optional JPEG thumbnail; ``vo``: 1 for view-once; ``exp``: the disappearing
+    timer, as for text. The SHA-256 of the plaintext is not here: it is the message's one
+    attachment hash under the franking commitment (§12.4, §15.1).
+    """
+
+    TYPE: ClassVar[str] = "file"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("id", "id", _MSG_ID),
+        Field("ts", "ts", _TS),
+        Field("blob", "blob", Bin(16)),
+        Field("tok", "tok", Bin(32)),
+        Field("key", "key", Bin(32)),
+        Field("cd", "cd", Bin(32)),
+        Field("size", "size", Int(0, 2**40)),
+        Field("cs", "cs", IntIn(tuple(1 << n for n in range(12, 21)))),
+        Field("mime", "mime", Text(MAX_MIME_BYTES)),
+        Field("name", "name", Text(MAX_FILENAME_BYTES), required=False),
+        Field("text", "text", Text(MAX_CAPTION_BYTES), required=False),
+        Field("thumb", "thumb", Bin(min=1, max=MAX_THUMBNAIL_BYTES), required=False),
+        Field("vo", "vo", Int(1, 1), required=False),
+        Field("exp", "exp", Int(1, MAX_DISAPPEAR_SECONDS), required=False),
+    )
+    id: bytes
+    ts: int
+    blob: bytes
+    tok: bytes
+    key: bytes
+    cd: bytes
+    size: int
+    cs: int
+    mime: str
+    name: str | None = None
+    text: str | None = None
+    thumb: bytes | None = None
+    vo: int | None = None
+    exp: int | None = None
+
+    def __repr__(self) -> str:
+        return f"FileMessage(id={self.id.hex()}, size={self.size}, <redacted>)"
+
+
 _REGISTRY: dict[str, type[Content]] = {
     cls.TYPE: cls
     for cls in (
@@ -262,6 +322,7 @@ _REGISTRY: dict[str, type[Content]] = {
         Unsend,
         EditMessage,
         Reaction,
+        FileMessage,
     )
 }
 

@@ -29,11 +29,14 @@ from clientlib.wire.frames import (
     OP_SUBSCRIBE,
     OWNER_OPS,
     Ack,
+    BlobCreated,
+    BlobOffset,
     Boundaries,
     BoundariesIssued,
     BundleIssued,
     ChallengeIssued,
     ClientFrame,
+    CreateBlob,
     Deposit,
     Drained,
     EnvelopeDelivered,
@@ -106,7 +109,14 @@ from clientlib.wire.limits import (
     REPORT_STATUSES,
     bucket_for,
 )
-from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest, pow_valid, solve
+from clientlib.wire.pow import (
+    attachment_capability_hash,
+    capability_hash,
+    leading_zero_bits,
+    pow_digest,
+    pow_valid,
+    solve,
+)
 from clientlib.wire.version import PROTOCOL_VERSION, SUPPORTED_VERSIONS, VersionRange, negotiate
 
 __all__ = [
@@ -165,11 +175,14 @@ __all__ = [
     "REPORT_STATUSES",
     "SUPPORTED_VERSIONS",
     "Ack",
+    "BlobCreated",
+    "BlobOffset",
     "Boundaries",
     "BoundariesIssued",
     "BundleIssued",
     "ChallengeIssued",
     "ClientFrame",
+    "CreateBlob",
     "Deposit",
     "Drained",
     "EnvelopeDelivered",
@@ -199,6 +212,7 @@ __all__ = [
     "Text",
     "Unsubscribe",
     "VersionRange",
+    "attachment_capability_hash",
     "bucket_for",
     "capability_hash",
     "decode_client_frame",

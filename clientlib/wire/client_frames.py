@@ -46,6 +46,7 @@ from clientlib.wire.version import SUPPORTED_VERSIONS, VersionRange
 __all__ = [
     "Ack",
     "ClientFrame",
+    "CreateBlob",
     "Deposit",
     "FetchBundle",
     "GetBoundaries",
@@ -174,6 +175,29 @@ class GetPow(ClientFrame):
     sid: bytes = wire(_MAILBOX_ID)
 
 
+#: The largest blob a client may announce (2^40 bytes); relays announce lower limits.
+MAX_BLOB_SIZE = 2**40
+#: Downloads a blob may allow (protocol.md §5.9); absent: unlimited until it expires.
+MAX_BLOB_DOWNLOADS = 255
+
+
+@wire_struct
+class CreateBlob(ClientFrame):
+    """Start an upload of ``size`` ciphertext bytes for the mailbox ``sid`` (protocol.md §5.9,
+    revision 8; HTTP only: ``POST /v1/blob``). ``cap`` (a ``pair`` mailbox) or ``hdl`` (a
+    contact address) as for a deposit; ``ttl``: lifetime in seconds (at most the envelope
+    TTL, the default); ``dl``: how many downloads the blob allows (1: view-once)."""
+
+    TYPE: ClassVar[str] = "blob+"
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
+    size: int = wire(Int(1, MAX_BLOB_SIZE))
+    cap: bytes | None = wire(Bin(CAPABILITY_SIZE), default=None)
+    hdl: bytes | None = wire(_HANDLE, default=None)
+    ttl: int | None = wire(Int(1, 2**32 - 1), default=None)
+    dl: int | None = wire(Int(1, MAX_BLOB_DOWNLOADS), default=None)
+
+
 _CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
     cls.TYPE: cls
     for cls in (
@@ -186,6 +210,7 @@ _CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
         GetBoundaries,
         GetModerationKeys,
         GetPow,
+        CreateBlob,
     )
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from clientlib.wire.client_frames import (
     Ack,
     ClientFrame,
+    CreateBlob,
     Deposit,
     FetchBundle,
     GetBoundaries,
@@ -44,6 +45,8 @@ from clientlib.wire.owner import (
     owner_op,
 )
 from clientlib.wire.relay_frames import (
+    BlobCreated,
+    BlobOffset,
     BoundariesIssued,
     BundleIssued,
     ChallengeIssued,
@@ -99,11 +102,14 @@ __all__ = [
     "OWNER_OPS",
     "Ack",
     "AnyOwnerOp",
+    "BlobCreated",
+    "BlobOffset",
     "Boundaries",
     "BoundariesIssued",
     "BundleIssued",
     "ChallengeIssued",
     "ClientFrame",
+    "CreateBlob",
     "CreateMailbox",
     "DeleteMailbox",
     "Deposit",

@@ -22,6 +22,7 @@ is hashed in, a capability is bound to its mailbox.
 from __future__ import annotations
 
 import hashlib
+from typing import Final
 
 from clientlib.wire.limits import (
     CAPABILITY_CONTEXT,
@@ -47,6 +48,23 @@ def capability_hash(sid: bytes, cap: bytes) -> bytes:
     if len(sid) != MAILBOX_ID_SIZE or len(cap) != CAPABILITY_SIZE:
         raise ValueError("capability_hash needs a 16-byte sid and a 32-byte capability")
     return hashlib.sha256(CAPABILITY_CONTEXT + sid + cap).digest()
+
+
+#: Label of the attachment capability hash (protocol.md §4.8, revision 8).
+ATTACHMENT_CAPABILITY_CONTEXT: Final = b"blindrelay/v1/cap-att\x00"
+
+
+def attachment_capability_hash(sid: bytes, cap: bytes) -> bytes:
+    """The hash an owner registers (beside :func:`capability_hash`) to let the holder of
+    ``cap`` deposit envelopes that reference attachments and upload blobs for the mailbox
+    with send id ``sid`` (protocol.md §4.8, revision 8). Unregistered: "media off".
+
+    Raises:
+        ValueError: ``sid`` is not 16 bytes or ``cap`` not 32 bytes.
+    """
+    if len(sid) != MAILBOX_ID_SIZE or len(cap) != CAPABILITY_SIZE:
+        raise ValueError("attachment_capability_hash needs a 16-byte sid and a 32-byte capability")
+    return hashlib.sha256(ATTACHMENT_CAPABILITY_CONTEXT + sid + cap).digest()
 
 
 def _prefix(sid: bytes, nonce: bytes, eid: bytes) -> bytes:

@@ -47,6 +47,8 @@ from clientlib.wire.shared import (
 from clientlib.wire.version import SUPPORTED_VERSIONS, VersionRange
 
 __all__ = [
+    "BlobCreated",
+    "BlobOffset",
     "BoundariesIssued",
     "BundleIssued",
     "ChallengeIssued",
@@ -299,6 +301,30 @@ class ReportStatus(RelayFrame):
     ts: int = wire(Int())
 
 
+@wire_struct
+class BlobCreated(RelayFrame):
+    """Reply to :class:`~clientlib.wire.client_frames.CreateBlob` (protocol.md §5.9): the
+    random ``blob`` id, the upload token ``ut`` (needed to send and resume), the read token
+    ``rt`` (needed to download) and the expiry ``exp`` (seconds since the epoch)."""
+
+    TYPE: ClassVar[str] = "blob"
+    id: int = wire(_REQ_ID)
+    blob: bytes = wire(Bin(16))
+    ut: bytes = wire(Bin(32))
+    rt: bytes = wire(Bin(32))
+    exp: int = wire(Int())
+
+
+@wire_struct
+class BlobOffset(RelayFrame):
+    """Reply to an upload request (protocol.md §5.9): ``off`` bytes are durably stored;
+    ``done`` 1 once all of them are and the blob can be downloaded."""
+
+    TYPE: ClassVar[str] = "boff"
+    off: int = wire(Int(0, 2**40))
+    done: int = wire(Int(0, 1))
+
+
 _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
     cls.TYPE: cls
     for cls in (
@@ -318,6 +344,8 @@ _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
         ModerationKeys,
         ReportAccepted,
         ReportStatus,
+        BlobCreated,
+        BlobOffset,
     )
 }
 
