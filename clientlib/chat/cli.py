@@ -20,44 +20,51 @@ import contextlib
 import getpass
 import os
 import shlex
-import ssl
 import sys
-import time
 from collections.abc import (
-    AsyncIterator,
     Callable,
     Coroutine,
     Sequence,
 )
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from clientlib.chat._plumbing import (
+    EXIT_FAILED,
+    EXIT_KEYSTORE,
+    EXIT_OK,
+    EXIT_RELAY,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+    explain,
+)
+from clientlib.chat._plumbing import Ctx as _Ctx
+from clientlib.chat._plumbing import catch_up as _catch_up
+from clientlib.chat._plumbing import err as _err
+from clientlib.chat._plumbing import on_off_arg as _on_off
+from clientlib.chat._plumbing import online as _online
+from clientlib.chat._plumbing import open_client as _open
+from clientlib.chat._plumbing import out as _out
+from clientlib.chat._plumbing import sync as _sync
+from clientlib.chat.account import REPORT_REASONS
 from clientlib.chat.qr import render_qr
 from clientlib.chat.text import (
-    boundaries_lines,
     clean,
     contact_label,
-    describe_warning,
     duration,
     group_safety_number,
     history_line,
-    on_off,
     parse_duration,
     privacy_line,
     refusal_reason,
     request_label,
     short_id,
-    utc_day,
-    utc_hour,
 )
 from clientlib.client import (
     Client,
     ClientConfig,
-    ClientWarning,
-    CorruptHistory,
-    InvalidInvitation,
     Invitation,
 )
 from clientlib.client.client import BoundaryViolation
@@ -65,25 +72,15 @@ from clientlib.client.content import MAX_INTRO_BYTES, MAX_NAME_BYTES
 from clientlib.crypto.fingerprint import identity_fingerprint
 from clientlib.crypto.keys import IdentityPublicKey
 from clientlib.errors import (
-    KeystoreError,
-    KeyValidationError,
-    LocalProtocolError,
     MessagingError,
     RelayRejected,
     TransportError,
 )
 from clientlib.keystore.errors import (
-    CorruptKeystore,
     KeystoreExists,
-    KeystoreLocked,
     KeystoreNotFound,
-    UnsupportedKeystoreVersion,
-    WeakPassphrase,
-    WrongPassphrase,
 )
 from clientlib.keystore.file import _test_kdf_allowed
-from clientlib.wire.frames import Boundaries, MailboxInfo
-from clientlib.wire.limits import BOUNDARY_SIZES, MAX_POW_BITS, MAX_REQUESTS_PER_DAY
 
 __all__ = [
     "DEFAULT_RELAY",
@@ -102,29 +99,6 @@ __all__ = [
 DEFAULT_RELAY = "http://127.0.0.1:7480"
 DEFAULT_TIMEOUT = 15.0
 KEYSTORE_NAME = "keystore"
-# One exit-status scheme for blindchat and `blindrelay admin` (README "Exit status"; the
-# values follow sysexits.h where one applies; tests/unit/test_exit_codes.py keeps them equal).
-EXIT_OK = 0
-#: The command ran and failed or was refused: no such contact, request or message; the relay
-#: refused the request; not confirmed.
-EXIT_FAILED = 1
-#: A bad command line or argument (including a malformed invitation link).
-EXIT_USAGE = 2
-#: The relay could not be reached, or its TLS certificate could not be verified (EX_UNAVAILABLE).
-EXIT_UNAVAILABLE = 69
-EXIT_RELAY = EXIT_UNAVAILABLE
-#: The local keystore or history cannot be used: missing, locked, wrong passphrase, damaged
-#: (EX_IOERR).
-EXIT_KEYSTORE = 74
-
-
-class CliError(Exception):
-    """An expected failure: ``message`` goes to stderr, ``code`` is the exit status."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class _UsageError(Exception):
@@ -142,30 +116,6 @@ class _Parser(argparse.ArgumentParser):
 def default_home() -> Path:
     env = os.environ.get("BLINDCHAT_HOME")
     return Path(env) if env else Path.home() / ".local" / "share" / "blindchat"
-
-
-@dataclass
-class _Ctx:
-    home: Path
-    keystore: Path
-    prog: str  # how to call us again in hints ("blindchat --home ./alice")
-    timeout: float
-    offline: bool
-    passphrase: str = ""
-    relay_url: str = ""
-    offline_hint: bool = False
-    #: Warnings seen while the command ran; kinds in ``quiet`` are recorded, not printed.
-    warnings: list[ClientWarning] = field(default_factory=list)
-    quiet: frozenset[str] = frozenset()
-
-
-def _out(*lines: str) -> None:
-    for line in lines:
-        print(line, flush=True)
-
-
-def _err(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 # --- passphrase ---------------------------------------------------------------------------
@@ -196,62 +146,6 @@ def _read_passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
     if not value:
         raise CliError(EXIT_USAGE, "the passphrase is empty")
     return value
-
-
-# --- client plumbing ----------------------------------------------------------------------
-
-
-async def _print_warnings(client: Client, ctx: _Ctx) -> None:
-    async for ev in client.events():
-        if isinstance(ev, ClientWarning):
-            ctx.warnings.append(ev)
-            if ev.kind not in ctx.quiet:
-                _err(f"warning: {describe_warning(ev)}")
-
-
-@contextlib.asynccontextmanager
-async def _open(ctx: _Ctx, *, connect: bool, watch: bool = True) -> AsyncIterator[Client]:
-    """Open the keystore; connect and subscribe if ``connect`` (and not ``--offline``)."""
-    client = Client.open(ctx.keystore, ctx.passphrase, config=ClientConfig(connect=False))
-    async with client:
-        ctx.relay_url = client.relay_url
-        watcher: asyncio.Task[None] | None = None
-        if watch:
-            watcher = asyncio.get_running_loop().create_task(_print_warnings(client, ctx))
-        try:
-            if connect and not ctx.offline:
-                await client.connect()
-            yield client
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-
-
-def _online(ctx: _Ctx, command: str) -> None:
-    if ctx.offline:
-        raise CliError(EXIT_USAGE, f"`{command}` needs the relay; run it without --offline")
-
-
-async def _sync(client: Client, ctx: _Ctx) -> bool:
-    """Catch up with the relay and flush the outbox, for at most ``--timeout`` seconds."""
-    if ctx.offline:
-        return False
-    try:
-        async with asyncio.timeout(ctx.timeout):
-            await client.sync()
-    except TimeoutError:
-        return False
-    return True
-
-
-async def _catch_up(client: Client, ctx: _Ctx) -> None:
-    if not ctx.offline and not await _sync(client, ctx):
-        _err(
-            f"warning: the relay did not deliver everything within {ctx.timeout:g} s; "
-            "this may be incomplete"
-        )
 
 
 def _fingerprint_digits(identity: IdentityPublicKey) -> str:
@@ -627,269 +521,6 @@ async def cmd_disappear(ctx: _Ctx, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _published(client: Client, ctx: _Ctx) -> tuple[list[Boundaries], bool]:
-    """The boundaries our contact addresses publish (as the relay reports them, unless
-    offline), and whether we have any address at all."""
-    if ctx.offline:
-        return [client.boundaries()], True
-    try:
-        holdings = await client.relay_holdings()
-    except RelayRejected:  # a mailbox is gone (expired): fall back to what we set
-        return [client.boundaries()], True
-    infos = [info for _, info in holdings if info.kind == "addr"]
-    found = [info.bnd for info in infos if info.bnd is not None]
-    unique = list(dict.fromkeys(found))
-    return (unique or [client.boundaries()]), bool(infos)
-
-
-async def cmd_boundaries(ctx: _Ctx, args: argparse.Namespace) -> int:
-    ctx.offline_hint = True
-    async with _open(ctx, connect=True) as client:
-        published, have = await _published(client, ctx)
-    if ctx.offline:
-        _out("boundaries of your contact addresses (as stored locally):")
-    elif not have:
-        _out(f"no contact address yet; `{ctx.prog} invite` creates one that publishes:")
-    else:
-        _out("your contact addresses publish (what the relay lets through to you):")
-    for i, b in enumerate(published):
-        if len(published) > 1:
-            _out(f"  set {i + 1}:")
-        _out(*boundaries_lines(b, "    " if len(published) > 1 else "  "))
-    return EXIT_OK
-
-
-async def cmd_boundaries_set(ctx: _Ctx, args: argparse.Namespace) -> int:
-    _online(ctx, "boundaries set")
-    if all(v is None for v in (args.size, args.attachments, args.per_day, args.pow)):
-        raise CliError(
-            EXIT_USAGE, "nothing to change: give --size, --attachments, --per-day or --pow"
-        )
-    async with _open(ctx, connect=True) as client:
-        published, have = await _published(client, ctx)
-        cur = published[0]
-        new = Boundaries(
-            size=cur.size if args.size is None else args.size,
-            att=cur.att if args.attachments is None else int(args.attachments),
-            day=cur.day if args.per_day is None else args.per_day,
-            pow=cur.pow if args.pow is None else args.pow,
-        )
-        await client.set_boundaries(new)
-    if have:
-        _out("your contact addresses now publish:")
-    else:
-        _out("no contact address yet; new ones publish:")
-    _out(*boundaries_lines(new))
-    return EXIT_OK
-
-
-def _holding_lines(info: MailboxInfo) -> list[str]:
-    kinds = {"addr": "contact address", "pair": "conversation mailbox", "open": "open mailbox"}
-    oldest = utc_day(info.oldest_ts // 86400) if info.oldest_ts is not None else "-"
-    if info.prekey_hour is not None:
-        handed = f"{info.prekeys_handed} in the hour of {utc_hour(info.prekey_hour)}"
-    else:
-        handed = "none yet"
-    if info.requests_day is not None:
-        requests = f"{info.requests} on {utc_day(info.requests_day)} ({info.requests_today} today)"
-    else:
-        requests = "none yet"
-    lines = [
-        f"  kind:                {info.kind} ({kinds.get(info.kind, 'mailbox')})",
-        f"  send id:             {info.sid.hex()[:8]}...",
-        f"  owner key:           {info.owner_key.hex()[:8]}...",
-        f"  created:             {utc_day(info.created_day)}",
-        f"  last active:         {utc_day(info.active_day)}",
-        f"  last sequence:       {info.last_seq}",
-        f"  envelopes stored:    {info.envelopes} ({info.stored_bytes} bytes)",
-        f"  oldest envelope:     {oldest}",
-        f"  dedupe records:      {info.dedupe_records}",
-        f"  one-time prekeys:    {info.prekeys_left}",
-        f"  static prekey:       {'stored' if info.prekey_static else 'none'}",
-        f"  prekeys handed out:  {handed}",
-        f"  capabilities:        {info.caps}",
-        f"  banned handles:      {info.bans}",
-        f"  contact requests:    {requests}",
-    ]
-    if info.bnd is not None:
-        b = info.bnd
-        pow_ = f"{b.pow} bits" if b.pow else "none"
-        lines.append(
-            f"  boundaries:          up to {b.size} bytes, attachments {on_off(b.att)}, "
-            f"{b.day} a day, proof of work {pow_}"
-        )
-    return lines
-
-
-async def cmd_holdings(ctx: _Ctx, args: argparse.Namespace) -> int:
-    _online(ctx, "holdings")
-    async with _open(ctx, connect=True) as client:
-        holdings = await client.relay_holdings()
-        labels: list[str] = []
-        for label, _ in holdings:
-            kind, _, ident = label.partition(" ")
-            if kind == "contact":
-                try:
-                    c = client.contact(ident)
-                except LocalProtocolError:
-                    labels.append(f"conversation {short_id(ident)}")
-                else:
-                    labels.append(f"conversation with {contact_label(c)} ({short_id(c.id)})")
-            else:
-                labels.append(clean(label))
-    if not holdings:
-        _out(f"the relay holds no mailbox of yours yet (`{ctx.prog} invite` creates one)")
-        return EXIT_OK
-    _out(
-        f"what the relay at {ctx.relay_url} keeps for your {len(holdings)} "
-        f"mailbox{'es' if len(holdings) != 1 else ''} (days in UTC):"
-    )
-    for label, (_, info) in zip(labels, holdings, strict=True):
-        _out("", f"{label}:", *_holding_lines(info))
-    return EXIT_OK
-
-
-REPORT_REASONS = (
-    "harassment",
-    "threats",
-    "non_consensual_content",
-    "minor_safety",
-    "spam",
-    "impersonation",
-    "other",
-)
-
-
-async def cmd_report(ctx: _Ctx, args: argparse.Namespace) -> int:
-    """Report one received message (by the id prefix ``history --ids`` shows)."""
-    async with _open(ctx, connect=True) as client:
-        await _catch_up(client, ctx)
-        contact = client.contact(args.contact)
-        prefix = args.message.strip().lower()
-        found = [
-            m
-            for m in client.messages(contact)
-            if m.direction == "in" and len(prefix) >= 4 and m.id.startswith(prefix)
-        ]
-        if len(found) != 1:
-            what = "no received message" if not found else "more than one message"
-            raise CliError(
-                EXIT_FAILED, f"{what} with id {args.message} from {contact_label(contact)}"
-            )
-        report_id = await client.report(found[0], args.reason, note=args.note)
-    _out(
-        f"reported message {found[0].id[:8]} from {contact_label(contact)} "
-        f"as {args.reason}; report {report_id[:12]}",
-        "the relay verified that this exact message reached you from this contact's identity "
-        "key; moderators see only this message",
-    )
-    return EXIT_OK
-
-
-async def cmd_reports(ctx: _Ctx, args: argparse.Namespace) -> int:
-    """List our reports and their status (asks the relay about open ones)."""
-    async with _open(ctx, connect=True) as client:
-        await _catch_up(client, ctx)
-        await client.check_reports()
-        rows = client.report_details()
-    if not rows:
-        _out("no reports")
-    for r in rows:
-        what = "request on address" if r.kind == "request" else "message from contact"
-        outcome = (
-            f"resolved: {_ACTION_WORDS.get(r.action or '', r.action or 'unknown action')}"
-            if r.status == "resolved"
-            else "open: waiting for a moderator"
-        )
-        _out(
-            f"{r.id[:12]}  {format_day(r.filed)}  {r.reason or '-':<22}  {what} "
-            f"{r.contact_id[:8]}  {outcome}"
-        )
-    return EXIT_OK
-
-
-#: What a moderator's action did, in words (protocol.md §4.11).
-_ACTION_WORDS = {
-    "none": "no action taken",
-    "revoke": "the sender can no longer reach you there",
-    "suspend": "the sender's address was suspended",
-}
-
-
-def format_day(ts: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
-
-
-async def cmd_export(ctx: _Ctx, args: argparse.Namespace) -> int:
-    ctx.offline_hint = True
-    path = Path(args.path)
-    if await asyncio.to_thread(os.path.lexists, path):
-        raise CliError(EXIT_FAILED, f"{path} already exists; refusing to overwrite it")
-    async with _open(ctx, connect=True) as client:
-        await _catch_up(client, ctx)
-        contacts = client.contacts()
-        count = sum(len(client.messages(c)) for c in contacts)
-        requests = len(client.requests())
-        try:
-            client.export(path)
-        except FileExistsError:
-            raise CliError(
-                EXIT_FAILED, f"{path} already exists; refusing to overwrite it"
-            ) from None
-    _out(
-        f"exported {len(contacts)} conversation{'s' if len(contacts) != 1 else ''} "
-        f"({count} message{'s' if count != 1 else ''}) and {requests} pending "
-        f"request{'s' if requests != 1 else ''} to {path}",
-        "the file is not encrypted (no keys are in it): keep it somewhere safe",
-    )
-    return EXIT_OK
-
-
-def _confirm_delete(ctx: _Ctx, contacts: int) -> None:
-    """Ask for the word ``delete`` on stdin (a terminal only)."""
-    print(
-        f"This deletes, for good: every mailbox of yours at {ctx.relay_url} (your contact "
-        f"addresses and {contacts} conversation{'s' if contacts != 1 else ''}: invitation "
-        f"links stop working, contacts can no longer reach you) and the keystore and message "
-        f"history in {ctx.home}.\nType delete to confirm: ",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
-    answer = sys.stdin.readline()
-    if answer.strip() != "delete":
-        raise CliError(EXIT_FAILED, "not confirmed; nothing was deleted")
-
-
-async def cmd_delete_account(ctx: _Ctx, args: argparse.Namespace) -> int:
-    _online(ctx, "delete-account")
-    if not args.yes and not sys.stdin.isatty():
-        raise CliError(
-            EXIT_USAGE,
-            "delete-account asks for confirmation on a terminal; add --yes to delete "
-            "without asking",
-        )
-    async with _open(ctx, connect=False) as client:
-        contacts = len(client.contacts())
-        if not args.yes:
-            _confirm_delete(ctx, contacts)
-        try:
-            await client.connect()
-            await client.delete_account()
-        except TransportError as exc:
-            code, message = explain(exc, ctx)
-            raise CliError(
-                code, f"{message}; nothing local was deleted (run it again later)"
-            ) from None
-    _out(
-        f"deleted every mailbox of yours at {ctx.relay_url}, with its prekeys and stored "
-        f"messages ({contacts} conversation{'s' if contacts != 1 else ''} and your contact "
-        "addresses)",
-        f"deleted the keystore {ctx.keystore} and its message history",
-    )
-    return EXIT_OK
-
-
 async def cmd_listen(ctx: _Ctx, args: argparse.Namespace) -> int:
     _online(ctx, "listen")
     from clientlib.chat.listen import listen
@@ -1036,156 +667,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("contact", metavar="CONTACT")
     p.add_argument("duration", metavar="1h|1d|1w|off", help="also 30s, 5m, 2d, ...; off: keep")
 
-    p = add("boundaries", cmd_boundaries, "show what your contact addresses accept")
-    bsub = p.add_subparsers(title="actions", metavar="ACTION")
-    sizes = "|".join(str(n) for n in BOUNDARY_SIZES)
-    q = add("set", cmd_boundaries_set, "change what your contact addresses accept", bsub)
-    q.add_argument("--size", type=_size, metavar=sizes, help="largest contact request, in bytes")
-    q.add_argument(
-        "--attachments", type=_on_off, metavar="on|off", help="requests may carry attachments"
-    )
-    q.add_argument(
-        "--per-day",
-        type=_bounded(1, MAX_REQUESTS_PER_DAY),
-        metavar="N",
-        help="contact requests accepted per day (UTC)",
-    )
-    q.add_argument(
-        "--pow",
-        type=_bounded(0, MAX_POW_BITS),
-        metavar="BITS",
-        help="proof of work asked of requesters, in bits (0: none; each bit doubles it)",
-    )
+    from clientlib.chat import account, security
 
-    add("holdings", cmd_holdings, "show what the relay keeps for each of your mailboxes")
-
-    p = add("report", cmd_report, "report a received message to the relay's moderators")
-    p.add_argument("contact", metavar="CONTACT")
-    p.add_argument("message", metavar="MESSAGE_ID", help="id prefix from `history --ids`")
-    p.add_argument(
-        "reason", choices=REPORT_REASONS, metavar="REASON", help=", ".join(REPORT_REASONS)
-    )
-    p.add_argument("--note", metavar="TEXT", help="a comment for the moderators")
-    add("reports", cmd_reports, "list your reports and what moderators decided")
-
-    p = add("export", cmd_export, "write your conversations to a (plain) JSON file")
-    p.add_argument("path", metavar="PATH", help="a new file (never overwritten)")
-
-    p = add(
-        "delete-account",
-        cmd_delete_account,
-        "delete everything at the relay, then the keystore and history",
-    )
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-
-    from clientlib.chat import security
-
+    account.register(add, sub)
     security.register(add, sub)
     return parser
-
-
-def _on_off(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("on", "yes", "true", "1"):
-        return True
-    if value in ("off", "no", "false", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected on or off, not {text!r}")
-
-
-def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value not in BOUNDARY_SIZES:
-        choices = ", ".join(str(n) for n in BOUNDARY_SIZES)
-        raise argparse.ArgumentTypeError(f"expected one of {choices}, not {text!r}")
-    return value
-
-
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"expected a number from {low} to {high}, not {text!r}"
-            )
-        return value
-
-    return parse
-
-
-# --- errors -------------------------------------------------------------------------------
-
-
-def _tls_failure(exc: BaseException) -> str | None:
-    """The reason, if a certificate verification failure is in ``exc``'s cause chain."""
-    seen: BaseException | None = exc
-    for _ in range(16):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            inner = getattr(seen, "certificate_error", seen)  # aiohttp wraps the ssl error
-            reason = getattr(inner, "verify_message", None)
-            return clean(str(reason or "certificate verify failed"))
-        if isinstance(seen, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return "certificate verify failed"
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def explain(exc: BaseException, ctx: _Ctx) -> tuple[int, str]:
-    """The exit status and the one line to print for an expected error."""
-    relay = ctx.relay_url or "the relay"
-    if isinstance(exc, CliError):
-        return exc.code, exc.message
-    if isinstance(exc, KeystoreNotFound):
-        return EXIT_KEYSTORE, f"no keystore at {ctx.keystore}; run `{ctx.prog} init`"
-    if isinstance(exc, KeystoreExists):
-        return EXIT_KEYSTORE, f"a keystore already exists at {ctx.keystore}; refusing to overwrite"
-    if isinstance(exc, KeystoreLocked):
-        return (
-            EXIT_KEYSTORE,
-            "keystore is in use by another blindchat process (is `listen` running?)",
-        )
-    if isinstance(exc, WrongPassphrase):
-        return EXIT_KEYSTORE, "wrong passphrase or damaged keystore"
-    if isinstance(exc, UnsupportedKeystoreVersion):
-        return (
-            EXIT_KEYSTORE,
-            "keystore was written by a newer version of blindchat; upgrade to open it",
-        )
-    if isinstance(exc, CorruptKeystore):
-        return EXIT_KEYSTORE, f"damaged keystore at {ctx.keystore}: {exc}"
-    if isinstance(exc, CorruptHistory):
-        return EXIT_KEYSTORE, f"refusing to open the message history: {exc}"
-    if isinstance(exc, WeakPassphrase):
-        return EXIT_FAILED, f"{exc}. Nothing was changed; add --force to use it anyway"
-    if isinstance(exc, KeystoreError):
-        return EXIT_KEYSTORE, f"keystore error: {exc}"
-    if isinstance(exc, InvalidInvitation):
-        return EXIT_USAGE, f"not a valid invitation link: {exc}"
-    if isinstance(exc, RelayRejected):
-        return EXIT_FAILED, f"the relay at {relay} refused the request ({exc.code})"
-    if isinstance(exc, TransportError):
-        tls = _tls_failure(exc)
-        if tls is not None:
-            return EXIT_UNAVAILABLE, (
-                f"cannot verify the TLS certificate of {relay} ({tls}); nothing was sent. "
-                "Check the URL; an expired or self-signed certificate, or a proxy that "
-                "intercepts TLS, also causes this"
-            )
-        hint = " (add --offline to use what is stored locally)" if ctx.offline_hint else ""
-        return EXIT_UNAVAILABLE, f"relay unreachable at {relay}{hint}"
-    if isinstance(exc, KeyValidationError):
-        return EXIT_FAILED, "the relay handed out keys that do not check out; nothing was sent"
-    if isinstance(exc, LocalProtocolError):
-        return EXIT_FAILED, str(exc)
-    return EXIT_FAILED, f"{type(exc).__name__}: {exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

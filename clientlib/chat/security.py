@@ -17,14 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clientlib.chat._plumbing import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
+from clientlib.chat._plumbing import open_client as _open
+from clientlib.chat._plumbing import out as _out
+
 __all__ = ["register"]
 
 
 def _secret(
     env: str, file: str | None, prompt: str, *, what: str
 ) -> str:  # pragma: no cover - exercised through main()
-    from clientlib.chat.cli import EXIT_USAGE, CliError
-
     value = os.environ.get(env)
     if value is None and file is not None:
         try:
@@ -46,8 +48,6 @@ def _secret(
 
 
 async def cmd_passphrase(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import EXIT_FAILED, EXIT_OK, CliError, _open, _out
-
     new = _secret(
         "BLINDCHAT_NEW_PASSPHRASE",
         args.new_passphrase_file,
@@ -67,8 +67,6 @@ async def cmd_passphrase(ctx: Any, args: argparse.Namespace) -> int:
 
 
 async def cmd_duress_set(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import EXIT_FAILED, EXIT_OK, CliError, _open, _out
-
     secret = _secret(
         "BLINDCHAT_DURESS_PASSPHRASE",
         args.duress_passphrase_file,
@@ -96,8 +94,6 @@ async def cmd_duress_set(ctx: Any, args: argparse.Namespace) -> int:
 
 
 async def cmd_duress_clear(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import EXIT_OK, _open, _out
-
     async with _open(ctx, connect=False) as client:
         await client.clear_duress()
     _out("duress passphrase removed")
@@ -138,6 +134,4 @@ def register(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
 
 
 async def _duress_usage(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import EXIT_USAGE, CliError
-
     raise CliError(EXIT_USAGE, "usage: duress set [--wipe] | duress clear")

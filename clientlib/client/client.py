@@ -85,6 +85,13 @@ class Client:
     subscription and flushes the outbox. Pass ``config=ClientConfig(connect=False)`` to work
     offline (list contacts, read history, queue messages); see
     :class:`~clientlib.client.ClientConfig` for every setting.
+
+    Why this class is over 40 methods: it is the library's one public surface, one method per
+    operation an application calls (plus the context-manager and construction plumbing). The
+    work lives in the private modules behind it (``_book``, ``_contacts``, ``_conversation``,
+    ``_inbox``, ``_outbox``, ``_link``, ``_prekeys``, ``_reports``, ``_security``, ...): a
+    method here checks its arguments and delegates in a few lines, so adding a capability adds
+    a short method, never logic.
     """
 
     # --- construction ---------------------------------------------------------------------

@@ -42,12 +42,19 @@ import contextlib
 import os
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import msgpack
 
+from clientlib.client._history_records import (
+    STATES,
+    Table,
+    parse_message,
+    record_cid,
+    record_msg,
+    to_wire,
+)
 from clientlib.client.types import DeliveryState, StoredMessage
 from clientlib.crypto.primitives import (
     AEAD_NONCE_SIZE,
@@ -81,7 +88,6 @@ _LEN = struct.Struct(">I")
 _INDEX = struct.Struct(">Q")
 _MAX_RECORD = 1 << 20
 _MIN_RECORD = _KEY_ID + AEAD_NONCE_SIZE + AEAD_TAG_SIZE
-_STATES = ("queued", "sent", "received", "failed", "delivered", "read")
 #: Keystore entries (protocol.md §23.4).
 _NS = "history"  # b"head" -> msgpack [epoch (bin 16), count (int), chain (bin 32)]
 _KEYS_NS = "history-keys"  # contact id (UTF-8) -> key id (16) || key (32)
@@ -156,74 +162,11 @@ class HistoryStore(Protocol):
     def close(self) -> None: ...
 
 
-class _Table:
-    """The in-memory index both implementations share."""
-
-    def __init__(self) -> None:
-        self.convs: dict[str, dict[tuple[str, str], StoredMessage]] = {}
-
-    def add(self, m: StoredMessage) -> bool:
-        conv = self.convs.setdefault(m.contact_id, {})
-        key = (m.direction, m.id)
-        if key in conv:
-            return False
-        conv[key] = m
-        return True
-
-    def set_state(self, contact_id: str, message_id: str, state: DeliveryState) -> None:
-        conv = self.convs.get(contact_id, {})
-        old = conv.get(("out", message_id))
-        if old is not None:
-            conv[("out", message_id)] = replace(old, state=state)
-
-    def patch(
-        self, contact_id: str, direction: str, message_id: str, patch: dict[str, Any]
-    ) -> StoredMessage | None:
-        conv = self.convs.get(contact_id, {})
-        key = (direction, message_id)
-        old = conv.get(key)
-        if old is None:
-            return None
-        new = _patched(old, patch)
-        conv[key] = new
-        return new
-
-    def get(self, contact_id: str, direction: str, message_id: str) -> StoredMessage | None:
-        return self.convs.get(contact_id, {}).get((direction, message_id))
-
-    def due(self, now: int) -> list[StoredMessage]:
-        return [
-            m
-            for conv in self.convs.values()
-            for m in conv.values()
-            if m.expires_at is not None and m.expires_at <= now
-        ]
-
-    def next_expiry(self) -> int | None:
-        times = [
-            m.expires_at
-            for conv in self.convs.values()
-            for m in conv.values()
-            if m.expires_at is not None
-        ]
-        return min(times) if times else None
-
-    def remove(self, m: StoredMessage) -> None:
-        conv = self.convs.get(m.contact_id, {})
-        conv.pop((m.direction, m.id), None)
-        if not conv:
-            self.convs.pop(m.contact_id, None)
-
-    def messages(self, contact_id: str, limit: int | None) -> list[StoredMessage]:
-        out = list(self.convs.get(contact_id, {}).values())  # insertion order = arrival order
-        return out if limit is None else out[-limit:] if limit > 0 else []
-
-
 class MemoryHistory:
     """History kept in memory only."""
 
     def __init__(self) -> None:
-        self._t = _Table()
+        self._t = Table()
 
     def add(self, messages: Sequence[StoredMessage]) -> list[bool]:
         return [self._t.add(m) for m in messages]
@@ -265,117 +208,6 @@ class MemoryHistory:
 
     def close(self) -> None:
         pass
-
-
-def _extras(m: StoredMessage) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if m.timer:
-        out["tm"] = m.timer
-    if m.expires_at is not None:
-        out["ex"] = m.expires_at
-    if m.seen:
-        out["sn"] = 1
-    if m.edited_at is not None:
-        out["ed"] = m.edited_at
-    if m.deleted:
-        out["dl"] = 1
-    if m.reactions:
-        out["rx"] = [list(r) for r in m.reactions]
-    return out
-
-
-def _to_wire(m: StoredMessage) -> list[Any]:
-    rec = [0, m.contact_id, m.id, m.direction, m.text, m.sent_at, m.received_at, m.state]
-    extras = _extras(m)
-    if extras:
-        return [*rec, m.evidence, extras]
-    return rec if m.evidence is None else [*rec, m.evidence]
-
-
-def _int(v: object) -> int:
-    if type(v) is not int or v < 0:
-        raise ValueError("bad record")
-    return v
-
-
-def _reaction(v: object) -> tuple[str, str]:
-    if type(v) is not list or len(v) != 2 or v[0] not in ("me", "peer") or type(v[1]) is not str:
-        raise ValueError("bad record")
-    return (v[0], v[1])
-
-
-def _patched(m: StoredMessage, patch: dict[str, Any]) -> StoredMessage:
-    """``m`` with a patch record applied (keys as in protocol.md §23.4; ValueError if bad)."""
-    if type(patch) is not dict or not set(patch) <= {"text", "ed", "dl", "ex", "sn", "rx"}:
-        raise ValueError("bad record")
-    changes: dict[str, Any] = {}
-    if "text" in patch:
-        if type(patch["text"]) is not str:
-            raise ValueError("bad record")
-        changes["text"] = patch["text"]
-    if "ed" in patch:
-        changes["edited_at"] = _int(patch["ed"])
-    if "ex" in patch:
-        changes["expires_at"] = _int(patch["ex"])
-    if "sn" in patch:
-        changes["seen"] = bool(_int(patch["sn"]))
-    if "rx" in patch:
-        who, emoji = _reaction(patch["rx"])
-        rest = tuple(r for r in m.reactions if r[0] != who)
-        changes["reactions"] = (*rest, (who, emoji)) if emoji else rest
-    if patch.get("dl"):
-        changes.update(deleted=True, text="", evidence=None, reactions=(), edited_at=None)
-    return replace(m, **changes)
-
-
-def _parse_message(rec: list[Any]) -> StoredMessage:
-    _, cid, mid, direction, text, sent_at, received_at, state = rec[:8]
-    evidence = rec[8] if len(rec) >= 9 else None
-    if direction not in ("in", "out") or state not in _STATES:
-        raise ValueError("bad record")
-    if evidence is not None and type(evidence) is not bytes:
-        raise ValueError("bad record")
-    m = StoredMessage(cid, mid, direction, text, sent_at, received_at, state, evidence)
-    if len(rec) == 10:
-        x = rec[9]
-        if type(x) is not dict or not set(x) <= {"tm", "ex", "sn", "ed", "dl", "rx"}:
-            raise ValueError("bad record")
-        if type(x.get("rx", [])) is not list:
-            raise ValueError("bad record")
-        m = replace(
-            m,
-            timer=_int(x.get("tm", 0)),
-            expires_at=_int(x["ex"]) if "ex" in x else None,
-            seen=bool(_int(x.get("sn", 0))),
-            edited_at=_int(x["ed"]) if "ed" in x else None,
-            deleted=bool(_int(x.get("dl", 0))),
-            reactions=tuple(_reaction(r) for r in x.get("rx", [])),
-        )
-    return m
-
-
-def _record_cid(rec: object) -> str:
-    """The contact id a (version-2) record belongs to; ValueError if it is malformed."""
-    if type(rec) is not list or not rec or type(rec[0]) is not int:
-        raise ValueError("bad record")
-    if (
-        (rec[0] == 0 and len(rec) in (8, 9, 10))
-        or (rec[0] == 1 and len(rec) == 4)
-        or (rec[0] == 2 and len(rec) == 5)
-    ):
-        if type(rec[1]) is not str:
-            raise ValueError("bad record")
-        return rec[1]
-    raise ValueError("bad record")
-
-
-def _record_msg(rec: list[Any]) -> tuple[str, str, str]:
-    """``(contact, direction, id)`` of the message a record is about."""
-    if rec[0] == 0:
-        return (rec[1], rec[3], rec[2])
-    if rec[0] == 1:
-        return (rec[1], "out", rec[2])
-    return (rec[1], rec[2], rec[3])
 
 
 def _genesis(mac: bytes, epoch: bytes) -> bytes:
@@ -463,7 +295,7 @@ class EncryptedFileHistory:
         self._compact_path = self._path.with_name(self._path.name + ".compact")
         self._ks = keystore
         self._rng = rng
-        self._t = _Table()
+        self._t = Table()
         self._fd: int | None = None
         self._keys: dict[str, tuple[bytes, bytes]] = {}  # contact id -> (key id, key)
         self._by_id: dict[bytes, tuple[str, bytes]] = {}  # key id -> (contact id, key)
@@ -514,7 +346,7 @@ class EncryptedFileHistory:
     def _record_key(self, rec: list[Any]) -> tuple[bytes, bytes]:
         """The key a record is sealed under: its message's own key if it has (or, for a
         message with a timer, gets) one, else its conversation's."""
-        ref = _record_msg(rec)
+        ref = record_msg(rec)
         entry = self._msg_keys.get(ref)
         if entry is None and rec[0] == 0 and len(rec) == 10 and rec[9].get("tm"):
             entry = (self._draw(_KEY_ID), self._draw(32))
@@ -553,7 +385,7 @@ class EncryptedFileHistory:
         """Encode records as they follow ``index`` records ending in ``chain``."""
         out = bytearray()
         for rec in records:
-            _record_cid(rec)
+            record_cid(rec)
             key_id, key = self._record_key(rec)
             nonce = self._draw(AEAD_NONCE_SIZE)
             ad = _record_ad(epoch, index, chain, key_id)
@@ -619,7 +451,7 @@ class EncryptedFileHistory:
         if not ct_eq(epoch, head.epoch):
             raise CorruptHistory("the history file is not the one this keystore knows")
         self._mac = mac
-        table = _Table()
+        table = Table()
         chain = _genesis(mac, epoch)
         index, pos = 0, _HEADER
         committed = chain if head.count == 0 else None
@@ -650,7 +482,7 @@ class EncryptedFileHistory:
                 nonce = blob[_KEY_ID : _KEY_ID + AEAD_NONCE_SIZE]
                 pt = aead_decrypt(key, nonce, blob[_KEY_ID + AEAD_NONCE_SIZE :], ad)
                 rec = unpack_strict(pt)
-                if _record_cid(rec) != cid:
+                if record_cid(rec) != cid:
                     raise ValueError("record of another conversation")
                 self._apply(table, rec)
             except (DecryptionError, WireError, ValueError, TypeError):
@@ -679,14 +511,14 @@ class EncryptedFileHistory:
             self._put_head()
 
     @staticmethod
-    def _apply(table: _Table, rec: list[Any]) -> None:
+    def _apply(table: Table, rec: list[Any]) -> None:
         if rec[0] == 0:
-            table.add(_parse_message(rec))
+            table.add(parse_message(rec))
         elif rec[0] == 2:
             if rec[2] not in ("in", "out") or type(rec[3]) is not str:
                 raise ValueError("bad record")
             table.patch(rec[1], rec[2], rec[3], rec[4])
-        elif rec[3] in _STATES:
+        elif rec[3] in STATES:
             table.set_state(rec[1], rec[2], rec[3])
         else:
             raise ValueError("bad record")
@@ -696,7 +528,7 @@ class EncryptedFileHistory:
         old_key = self._ks.get(*_MAC)
         if old_key is None or len(old_key) != 32:
             raise CorruptHistory("a version-1 history file without its key in the keystore")
-        table = _Table()
+        table = Table()
         pos = len(_MAGIC_V1)
         while pos + _LEN.size <= len(data):
             (n,) = _LEN.unpack_from(data, pos)
@@ -712,7 +544,7 @@ class EncryptedFileHistory:
                 if type(rec) is list and len(rec) == 2 and rec[0] == 2:
                     table.convs.pop(rec[1], None)  # a version-1 "forget" record
                 else:
-                    _record_cid(rec)
+                    record_cid(rec)
                     self._apply(table, rec)
             except (DecryptionError, WireError, ValueError, TypeError):
                 raise CorruptHistory(
@@ -743,7 +575,7 @@ class EncryptedFileHistory:
         shredded, self._shredded = self._shredded, set()
         try:
             epoch = self._draw(_EPOCH)
-            records = [_to_wire(m) for conv in self._t.convs.values() for m in conv.values()]
+            records = [to_wire(m) for conv in self._t.convs.values() for m in conv.values()]
             body, count, chain = self._seal(records, epoch, 0, _genesis(self._mac, epoch))
             _write_new(self._compact_path, _MAGIC + epoch + body)
             self._epoch, self._count, self._chain = epoch, count, chain
@@ -800,7 +632,7 @@ class EncryptedFileHistory:
     def add(self, messages: Sequence[StoredMessage]) -> list[bool]:
         fresh = [m for m in messages if not self._has(m)]
         if fresh:
-            self._append([_to_wire(m) for m in fresh])
+            self._append([to_wire(m) for m in fresh])
         return [self._t.add(m) for m in messages]
 
     def _has(self, m: StoredMessage) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import segno
 
-from clientlib.chat import cli
+from clientlib.chat import account, cli
 from clientlib.chat.listen import format_event
 from clientlib.chat.qr import QR_BORDER, qr_matrix, render_qr
 from clientlib.chat.text import (
@@ -107,8 +107,9 @@ def test_parse_each_command() -> None:
     assert p.parse_args(["history", "bob", "-n", "5"]).n == 5
     a = p.parse_args(["verify", "bob", "--confirm", "--no-qr"])
     assert (a.confirm, a.no_qr) == (True, True)
-    for cmd in ("contacts", "whoami", "holdings"):
+    for cmd in ("contacts", "whoami"):
         assert p.parse_args([cmd]).func is getattr(cli, f"cmd_{cmd}")
+    assert p.parse_args(["holdings"]).func is account.cmd_holdings
 
 
 def test_parse_consent_and_account_commands() -> None:
@@ -123,10 +124,10 @@ def test_parse_consent_and_account_commands() -> None:
     a = p.parse_args(["privacy", "bob", "--receipts", "off", "--typing", "ON", "--media", "no"])
     assert (a.receipts, a.typing, a.media) == (False, True, False)
     a = p.parse_args(["boundaries"])
-    assert a.func is cli.cmd_boundaries
+    assert a.func is account.cmd_boundaries
     a = p.parse_args(["boundaries", "set", "--pow", "8"])
     assert (a.func, a.size, a.attachments, a.per_day, a.pow) == (
-        cli.cmd_boundaries_set,
+        account.cmd_boundaries_set,
         None,
         None,
         None,
@@ -137,9 +138,9 @@ def test_parse_consent_and_account_commands() -> None:
     )
     assert (a.size, a.attachments, a.per_day, a.pow) == (65536, True, 5, None)
     a = p.parse_args(["export", "out.json", "--offline"])
-    assert (a.func, a.path, a.offline) == (cli.cmd_export, "out.json", True)
+    assert (a.func, a.path, a.offline) == (account.cmd_export, "out.json", True)
     a = p.parse_args(["delete-account"])
-    assert (a.func, a.yes) == (cli.cmd_delete_account, False)
+    assert (a.func, a.yes) == (account.cmd_delete_account, False)
     assert p.parse_args(["delete-account", "--yes"]).yes is True
 
 
