@@ -35,6 +35,8 @@ sockets_key = web.AppKey("sockets", set[web.WebSocketResponse])
 """Open WebSocket responses (closed with GOING_AWAY on shutdown)."""
 tasks_key = web.AppKey("tasks", set[asyncio.Task[None]])
 lock_key = web.AppKey("lock_database", bool)
+#: The worker index under ``serve --workers`` (relay/workers.py); absent in a lone process.
+worker_key = web.AppKey("worker", str)
 """Whether startup takes the one-process-per-SQLite-database lock (relay/app.py)."""
 size_bucket_key = web.RequestKey("size_bucket", int)
 """Envelope bucket of the request, for the canonical log line."""

@@ -15,15 +15,20 @@ __all__ = ["build_backend"]
 def build_backend(config: RelayConfig) -> tuple[EnvelopeStore, Wakeups]:
     """Construct (but do not open) the store and wake-up channel the config asks for."""
     if config.storage == "redis":
-        from relay.storage.redis import RedisStore, RedisWakeups
+        from relay.storage.redis import RedisStore, RedisWakeups, ShardedWakeups
 
         store: EnvelopeStore = RedisStore(
             config.redis_url,
             config.store_limits(),
             durability="strict" if config.redis_durability == "strict" else "relaxed",
             key_prefix=config.redis_key_prefix,
+            cluster=config.redis_cluster,
+            wait_replicas=config.redis_wait_replicas,
         )
-        wakeups: Wakeups = RedisWakeups(config.redis_url, key_prefix=config.redis_key_prefix)
+        # On Redis Cluster, sharded pub/sub: a wake-up goes to the master of the mailbox's
+        # slot only, not to every node.
+        kind = ShardedWakeups if config.redis_cluster else RedisWakeups
+        wakeups: Wakeups = kind(config.redis_url, key_prefix=config.redis_key_prefix)
         return store, wakeups
     from relay.storage.sqlite import SQLiteStore
     from relay.storage.wakeups import LocalWakeups

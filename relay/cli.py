@@ -36,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"blindrelay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the relay")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="N relay processes on one listening socket, supervised (needs storage = redis)",
+    )
+    # Set by the supervisor for its workers (relay/workers.py), not for operators.
+    serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-id", type=int, help=argparse.SUPPRESS)
     check = sub.add_parser("check-config", help="print the effective configuration and exit")
     for p in (serve, check):
         p.add_argument("--config", metavar="FILE", help="TOML configuration file")
@@ -73,16 +82,29 @@ def _load(args: argparse.Namespace) -> RelayConfig:
     return config
 
 
-async def _serve(config: RelayConfig) -> None:
+async def _serve(
+    config: RelayConfig, worker_fd: int | None = None, worker_id: int | None = None
+) -> None:
     from relay.admin import admin_listener_key
     from relay.app import create_app
+    from relay.appkeys import worker_key
     from relay.logging import get_logger, is_json
 
     log = get_logger()
     app = create_app(config)
+    if worker_id is not None:
+        app[worker_key] = str(worker_id)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()  # opens storage and runs the durability checks
-    site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+    site: web.BaseSite
+    if worker_fd is not None:
+        from relay.workers import worker_socket
+
+        # The listening socket the supervisor bound (serve --workers): the kernel hands each
+        # connection to one of the workers accepting on it.
+        site = web.SockSite(runner, worker_socket(worker_fd))
+    else:
+        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
     await site.start()
     addresses = runner.addresses
     port = addresses[0][1] if addresses else config.port
@@ -130,6 +152,21 @@ def _admin(args: argparse.Namespace, config: RelayConfig) -> int:
         return 130
 
 
+def _worker_argv(args: argparse.Namespace) -> list[str]:
+    """The ``serve`` options a worker gets from the supervisor's command line (the
+    supervisor adds the port it bound and the socket)."""
+    out: list[str] = []
+    for flag, value in (
+        ("--config", args.config),
+        ("--host", args.host),
+        ("--data-dir", args.data_dir),
+        ("--storage", args.storage),
+    ):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
 def run_loop(choice: str, main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` on uvloop (``auto`` when it is installed, or ``uvloop``) or on asyncio's
     own event loop (``asyncio``, or ``auto`` without uvloop).
@@ -169,9 +206,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "admin":
         return _admin(args, config)
+    if args.workers is not None and args.worker_fd is None:
+        from relay.workers import check_workers, supervise
+
+        try:
+            check_workers(config, args.workers)
+        except ConfigError as exc:
+            print(f"blindrelay: refusing to start: {exc}", file=sys.stderr)
+            return EX_CONFIG
+        return supervise(config, args.workers, _worker_argv(args))
     configure_logging(config.log_level, config.log_format)
     try:
-        run_loop(config.event_loop, _serve(config))
+        run_loop(config.event_loop, _serve(config, args.worker_fd, args.worker_id))
     except ConfigError as exc:
         print(f"blindrelay: refusing to start: {exc}", file=sys.stderr)
         return EX_CONFIG

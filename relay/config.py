@@ -64,6 +64,9 @@ class RelayConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_durability: str = "strict"  # strict (appendfsync always) | relaxed (everysec)
     redis_key_prefix: str = "br:"
+    redis_cluster: bool = False  # redis_url is a seed node of a Redis Cluster
+    # Replicas every acknowledged write waits for (WAIT); 0: do not wait (protocol.md §8).
+    redis_wait_replicas: int = 0
     # Sizes. A frame is checked before any decoding; an HTTP body before it is read.
     max_frame_bytes: int = MAX_FRAME_SIZE
     max_envelope_bytes: int = MAX_ENVELOPE_SIZE
@@ -227,6 +230,7 @@ class RelayConfig:
         """
         _choice("storage", self.storage, ("sqlite", "redis"))
         _choice("redis_durability", self.redis_durability, ("strict", "relaxed"))
+        _range("redis_wait_replicas", self.redis_wait_replicas, 0, 16)
         _choice("log_level", self.log_level, ("debug", "info", "warning", "error"))
         _choice("log_format", self.log_format, ("auto", "json", "console"))
         _choice("event_loop", self.event_loop, ("auto", "uvloop", "asyncio"))

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -31,9 +32,10 @@ settings.load_profile("blindrelay")
 #: test-only switch of clientlib.keystore.file, never offered by the public API.
 os.environ["CLIENTLIB_INSECURE_TEST_KDF"] = "1"
 
+from rediscluster import DURABLE_ARGS  # noqa: E402
+
 REDIS_SERVER = shutil.which("redis-server")
 #: Configuration every test server gets on top of its own arguments.
-DURABLE_ARGS = ("--appendonly", "yes", "--appendfsync", "always")
 START_TIMEOUT_S = 10.0
 
 
@@ -161,3 +163,26 @@ def redis_server_factory(tmp_path: Path) -> Iterator[RedisServerFactory]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A durable Redis Cluster (3 masters, 3 replicas) for the whole session
+    (:mod:`rediscluster`)."""
+    _require_redis_binary()
+    from rediscluster import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: Any) -> str:
+    """Seed URL of the session Redis Cluster, every master flushed before the test."""
+    if not all(node.running for node in redis_cluster.nodes):
+        raise RuntimeError("a test left the session cluster with a node down")
+    redis_cluster.flush()
+    return str(redis_cluster.url)

@@ -9,7 +9,21 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: ``pytestmark = WITH_CLUSTER`` runs a module's ``live_relay`` tests on a Redis Cluster too.
+WITH_CLUSTER = pytest.mark.parametrize(
+    "live_relay",
+    [
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
+    ],
+    indirect=True,
+)
 
 
 def free_port() -> int:
@@ -32,7 +46,10 @@ def is_banner(line: str) -> bool:
 
 
 class RelayProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()
+    ) -> None:
+        self.args = args  # more ``serve`` arguments (``--workers 2``)
         self.data_dir = data_dir
         self.env = env
         self.log_path = log_path
@@ -55,6 +72,7 @@ class RelayProcess:
                 str(self.port),
                 "--data-dir",
                 str(self.data_dir),
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

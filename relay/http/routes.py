@@ -28,7 +28,7 @@ from clientlib.wire.frames import (
     decode_client_frame,
 )
 from clientlib.wire.version import SUPPORTED_VERSIONS
-from relay.appkeys import config_key, metrics_key, service_key, size_bucket_key
+from relay.appkeys import config_key, metrics_key, service_key, size_bucket_key, worker_key
 from relay.errors import RelayError, from_wire_error
 from relay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from relay.service import PublicRequest
@@ -121,9 +121,15 @@ def public_request(frame_type: type[PublicRequest]) -> Handler:
     return route
 
 
+def _worker(request: web.Request) -> dict[str, str]:
+    """``X-Blindrelay-Worker``: which worker answered (``serve --workers``), else nothing."""
+    worker = request.app.get(worker_key)
+    return {} if worker is None else {"X-Blindrelay-Worker": worker}
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process serves requests."""
-    return web.Response(text="ok\n")
+    return web.Response(text="ok\n", headers=_worker(request))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -132,8 +138,8 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(2):
             await request.app[service_key].ping()
     except (RelayError, TimeoutError):
-        return web.Response(text="storage unavailable\n", status=503)
-    return web.Response(text="ready\n")
+        return web.Response(text="storage unavailable\n", status=503, headers=_worker(request))
+    return web.Response(text="ready\n", headers=_worker(request))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -146,7 +152,9 @@ async def metrics(request: web.Request) -> web.Response:
     except (RelayError, TimeoutError):
         stored = None
     text = request.app[metrics_key].render(stored, service.backend)
-    return web.Response(text=text, headers={"Content-Type": METRICS_CONTENT_TYPE})
+    return web.Response(
+        text=text, headers={"Content-Type": METRICS_CONTENT_TYPE, **_worker(request)}
+    )
 
 
 def setup_routes(app: web.Application) -> None:

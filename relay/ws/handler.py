@@ -48,7 +48,7 @@ from clientlib.wire.frames import (
     Unsubscribe,
 )
 from clientlib.wire.limits import MAX_FETCH_BYTES
-from relay.appkeys import config_key, metrics_key, service_key, sockets_key
+from relay.appkeys import config_key, metrics_key, service_key, sockets_key, worker_key
 from relay.errors import RelayError, wire_code
 from relay.protocol import ConnectionLimits, RelayConnection
 from relay.service import MailboxService, PublicRequest, Transport, WakeEvent
@@ -524,6 +524,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         compress=False,
         autoping=True,
     )
+    worker = app.get(worker_key)
+    if worker is not None:  # serve --workers: the handshake names the worker (a test reads it)
+        ws.headers["X-Blindrelay-Worker"] = worker
     await ws.prepare(request)
     sockets.add(ws)
     metrics.connections += 1

@@ -76,7 +76,13 @@ def new_record() -> MailboxRecord:
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -85,14 +91,22 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def make_store(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[MakeStore]:
-    """``await make_store(limits)`` opens a store on this test's database; all closed after."""
-    url = request.getfixturevalue("redis_url") if backend == "redis" else ""
+    """``await make_store(limits)`` opens a store on this test's database; all closed after.
+    ``redis-cluster`` is a real Redis Cluster (3 masters, 3 replicas; every write waits for
+    its replica)."""
+    url = ""
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif backend == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_url")
     opened: list[EnvelopeStore] = []
 
     async def make(limits: StoreLimits = LIMITS) -> EnvelopeStore:
         store: EnvelopeStore
         if backend == "sqlite":
             store = SQLiteStore(tmp_path / "relay.db", limits)
+        elif backend == "redis-cluster":
+            store = RedisStore(url, limits, cluster=True, wait_replicas=1)
         else:
             store = RedisStore(url, limits)
         await store.open()

@@ -11,7 +11,7 @@ import redis
 
 from clientlib.wire.frames import StoredEnvelope
 from relay.storage.base import WakeEvent, Wakeups
-from relay.storage.redis import RedisWakeups
+from relay.storage.redis import RedisWakeups, ShardedWakeups
 from relay.storage.wakeups import LocalWakeups
 
 ENV = StoredEnvelope(seq=0, eid=os.urandom(16), ts=1_750_000_000, flags=1, ct=os.urandom(256))
@@ -60,9 +60,20 @@ async def test_local_wakeups() -> None:
     await wakeups.aclose()
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """A single Redis, or a seed node of the Redis Cluster (sharded pub/sub)."""
+    name = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
 @pytest.fixture
-async def two_processes(redis_url: str) -> AsyncIterator[tuple[RedisWakeups, RedisWakeups]]:
-    one, two = RedisWakeups(redis_url), RedisWakeups(redis_url)
+async def two_processes(
+    redis_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[RedisWakeups, RedisWakeups]]:
+    kind = ShardedWakeups if request.node.callspec.params["redis_url"] != "redis" else RedisWakeups
+    one, two = kind(redis_url), kind(redis_url)
     await one.start()
     await two.start()
     try:
@@ -123,9 +134,16 @@ async def test_redis_wakeups_unlisten(
 
     two.unlisten(rid, second)
     await two.sync()
-    with redis.Redis.from_url(redis_url) as client:
-        channel = f"br:w:{{{rid.hex()}}}"
-        assert client.pubsub_numsub(channel) == [(channel.encode(), 0)]
+    channel = f"br:w:{{{rid.hex()}}}"
+    if isinstance(two, ShardedWakeups):
+        with redis.RedisCluster.from_url(redis_url) as cluster:
+            node = cluster.get_node_from_key(channel)
+            assert cluster.pubsub_shardnumsub(channel, target_nodes=node) == [
+                (channel.encode(), 0)
+            ]
+    else:
+        with redis.Redis.from_url(redis_url) as client:
+            assert client.pubsub_numsub(channel) == [(channel.encode(), 0)]
     await one.publish(WakeEvent(kind="stored", rid=rid, seq=2))
     await asyncio.sleep(0.1)
     assert len(second.events) == 1
@@ -147,8 +165,14 @@ async def test_redis_wakeups_ignore_malformed_messages(
     two.listen(rid, inbox)
     await two.sync()
     channel = f"br:w:{{{rid.hex()}}}"
-    with redis.Redis.from_url(redis_url) as client:
-        for junk in (b"\xc1", b"\x92\x01\x02", b"\x81\xa1k\xa5bogus"):
-            client.publish(channel, junk)
+    junk = (b"\xc1", b"\x92\x01\x02", b"\x81\xa1k\xa5bogus")
+    if isinstance(two, ShardedWakeups):
+        with redis.RedisCluster.from_url(redis_url) as cluster:
+            for message in junk:
+                cluster.spublish(channel, message)
+    else:
+        with redis.Redis.from_url(redis_url) as client:
+            for message in junk:
+                client.publish(channel, message)
     await asyncio.sleep(0.1)
     assert inbox.events == []

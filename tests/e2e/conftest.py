@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -19,6 +20,11 @@ def live_relay(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Relay
     if request.param == "redis":
         env["BLINDRELAY_STORAGE"] = "redis"
         env["BLINDRELAY_REDIS_URL"] = request.getfixturevalue("redis_url")
+    elif request.param == "redis-cluster":
+        env["BLINDRELAY_STORAGE"] = "redis"
+        env["BLINDRELAY_REDIS_URL"] = request.getfixturevalue("redis_cluster_url")
+        env["BLINDRELAY_REDIS_CLUSTER"] = "true"
+        env["BLINDRELAY_REDIS_WAIT_REPLICAS"] = "1"
     relay = RelayProcess(tmp_path / "data", env, tmp_path / "relay.log")
     relay.start()
     yield relay
@@ -42,6 +48,8 @@ class RelayStorage:
     def __init__(self, backend: str, relay: RelayProcess, redis_server: Any) -> None:
         self.backend = backend
         self.relay = relay
+        #: A RedisServer, or the RedisClusterProcesses (every node is scanned: replicas hold
+        #: the same bytes as their masters).
         self.redis_server = redis_server
 
     def dump(self) -> dict[str, bytes]:
@@ -50,18 +58,24 @@ class RelayStorage:
         for path in sorted(self.relay.data_dir.rglob("*")):
             if path.is_file():
                 out[f"data dir: {path.name}"] = path.read_bytes()
-        if self.redis_server is not None:
-            out.update(self._redis_dump())
+        if self.backend == "redis-cluster":
+            for node in self.redis_server.nodes:
+                for name, blob in self._redis_dump(node.port, node.directory).items():
+                    out[f"{name} ({node.port})"] = blob
+        elif self.redis_server is not None:
+            out.update(self._redis_dump(self.redis_server.port, self.redis_server.directory))
         return out
 
-    def _redis_dump(self) -> dict[str, bytes]:
+    @staticmethod
+    def _redis_dump(port: int, directory: Path) -> dict[str, bytes]:
         import time
 
         import redis
 
-        server = self.redis_server
         out: dict[str, bytes] = {}
-        with redis.Redis.from_url(server.url) as r:
+        with redis.Redis(host="127.0.0.1", port=port, single_connection_client=True) as r:
+            with contextlib.suppress(redis.ResponseError):
+                r.execute_command("READONLY")  # a cluster replica answers reads itself
             keys: list[bytes] = []
             values: list[bytes] = []
             for key in r.scan_iter(count=1000):
@@ -93,7 +107,7 @@ class RelayStorage:
                 if time.monotonic() > deadline:
                     raise RuntimeError("BGREWRITEAOF did not finish")
                 time.sleep(0.02)
-        for path in sorted(server.directory.rglob("*")):
+        for path in sorted(directory.rglob("*")):
             if path.is_file():
                 out[f"redis dir: {path.name}"] = path.read_bytes()
         return out
@@ -103,5 +117,9 @@ class RelayStorage:
 def relay_storage(request: pytest.FixtureRequest, live_relay: RelayProcess) -> RelayStorage:
     """What ``live_relay`` stored, on whichever backend it runs."""
     backend = request.node.callspec.params["live_relay"]
-    server = request.getfixturevalue("redis_server") if backend == "redis" else None
+    server = None
+    if backend == "redis":
+        server = request.getfixturevalue("redis_server")
+    elif backend == "redis-cluster":
+        server = request.getfixturevalue("redis_cluster")
     return RelayStorage(backend, live_relay, server)

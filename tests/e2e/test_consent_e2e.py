@@ -31,7 +31,7 @@ import aiohttp
 import pytest
 import relaydriver
 from clientkit import befriend, make, wait_for
-from liverelay import RelayProcess
+from liverelay import WITH_CLUSTER, RelayProcess
 from relaydriver import HTTPClient, Owner
 
 from clientlib.client import (
@@ -61,6 +61,9 @@ from clientlib.wire import (
 )
 
 STRICT = Boundaries(size=2048, att=0, day=2, pow=8)
+
+#: Also on a real Redis Cluster (3 masters, 3 replicas; every byte of every node scanned).
+pytestmark = WITH_CLUSTER
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from clientkit import befriend, make, wait_for
-from liverelay import RelayProcess
+from liverelay import WITH_CLUSTER, RelayProcess
 
 from clientlib.client import MessageReceived
+
+#: Also on a real Redis Cluster (3 masters, 3 replicas; every byte of every node scanned).
+pytestmark = WITH_CLUSTER
 
 
 async def test_only_the_reported_message_becomes_readable(

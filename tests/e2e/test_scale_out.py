@@ -15,18 +15,28 @@ from clientlib.wire import FLAG_ONLINE_ONLY, Drained, EnvelopeDelivered
 pytestmark = pytest.mark.redis
 
 
-def spawn(tmp_path: Path, name: str, redis_url: str) -> RelayProcess:
+@pytest.fixture(params=["redis", "redis-cluster"])
+def backend_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """One Redis, or a real Redis Cluster (sharded pub/sub, writes wait for a replica)."""
+    if request.param == "redis":
+        return {"BLINDRELAY_REDIS_URL": request.getfixturevalue("redis_url")}
+    return {
+        "BLINDRELAY_REDIS_URL": request.getfixturevalue("redis_cluster_url"),
+        "BLINDRELAY_REDIS_CLUSTER": "true",
+        "BLINDRELAY_REDIS_WAIT_REPLICAS": "1",
+    }
+
+
+def spawn(tmp_path: Path, name: str, backend: dict[str, str]) -> RelayProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDRELAY_")}
-    env.update(
-        BLINDRELAY_STORAGE="redis", BLINDRELAY_REDIS_URL=redis_url, BLINDRELAY_LOG_FORMAT="json"
-    )
+    env.update(BLINDRELAY_STORAGE="redis", BLINDRELAY_LOG_FORMAT="json", **backend)
     relay = RelayProcess(tmp_path / name, env, tmp_path / f"{name}.log")
     relay.start()
     return relay
 
 
-async def test_cross_process_push(tmp_path: Path, redis_url: str) -> None:
-    a, b = spawn(tmp_path, "a", redis_url), spawn(tmp_path, "b", redis_url)
+async def test_cross_process_push(tmp_path: Path, backend_env: dict[str, str]) -> None:
+    a, b = spawn(tmp_path, "a", backend_env), spawn(tmp_path, "b", backend_env)
     owner = Owner()
     try:
         async with aiohttp.ClientSession() as session:

@@ -5,7 +5,8 @@ durability checks; its docstring is the theory of operation and the key layout),
 :mod:`.keys` (every key name), :mod:`.argv` (named ARGV of the larger scripts), the Lua
 scripts in ``lua/``, one mixin per concern of :mod:`relay.storage.base` (:mod:`.mailboxes`,
 :mod:`.envelopes`, :mod:`.challenges`, :mod:`.prekeys`, :mod:`.consent`, :mod:`.moderation`,
-:mod:`.expiry`) and :mod:`.wakeups` (pub/sub). :class:`RedisStore` composes the mixins.
+:mod:`.expiry`), :mod:`.wakeups` (pub/sub) and :mod:`.sharded` (sharded pub/sub on Redis
+Cluster). :class:`RedisStore` composes the mixins.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from relay.storage.redis.expiry import ExpiryMixin
 from relay.storage.redis.mailboxes import MailboxesMixin
 from relay.storage.redis.moderation import ModerationMixin
 from relay.storage.redis.prekeys import PrekeysMixin
+from relay.storage.redis.sharded import ShardedWakeups
 from relay.storage.redis.wakeups import RedisWakeups
 
-__all__ = ["RedisStore", "RedisWakeups"]
+__all__ = ["RedisStore", "RedisWakeups", "ShardedWakeups"]
 
 
 class RedisStore(

@@ -70,13 +70,20 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from importlib import resources
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
+from redis.exceptions import (
+    NoScriptError,
+    OutOfMemoryError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from clientlib.wire.frames import Boundaries
 from clientlib.wire.limits import KIND_ADDRESS, KIND_OPEN, KIND_PAIRWISE
@@ -96,7 +103,7 @@ from relay.storage.records import SECONDS_PER_DAY, StoreLimits
 from relay.storage.redis.argv import SCRIPT_ARGV, lua_prologue
 from relay.storage.redis.keys import RedisKeys, slot_tags
 
-__all__ = ["GC_MARGIN_S", "TTL_SLACK_S", "RedisEngine", "redis_errors"]
+__all__ = ["GC_MARGIN_S", "TTL_SLACK_S", "RedisEngine", "make_cluster_client", "redis_errors"]
 
 #: Extra seconds every TTL gets beyond the logical expiry: absorbs clock differences between
 #: relay processes and Redis, which only matters for garbage collection.
@@ -127,6 +134,39 @@ MAX_CONNECTIONS: Final = 64
 #: requests in flight), so this is much longer than the socket timeout.
 POOL_WAIT_TIMEOUT_S: Final = 30.0
 
+
+#: Connections per node of a Redis Cluster client (the cluster client does not queue callers
+#: like the blocking pool; beyond this a command fails, so the bound is generous).
+CLUSTER_MAX_CONNECTIONS: Final = 512
+
+#: Retries of a command on Redis Cluster: a failover takes a few seconds (the node timeout
+#: plus the election), and the client refreshes the slot map between attempts.
+CLUSTER_RETRIES: Final = 6
+
+#: How long a write waits for ``redis_wait_replicas`` replicas to confirm (``WAIT``).
+WAIT_TIMEOUT_MS: Final = 1000
+
+#: Scripts whose effect a client is told about as done: with ``wait_replicas`` they are
+#: followed by ``WAIT`` on the same connection, and fail as unavailable if too few replicas
+#: confirmed (a retry is safe: every script is idempotent, see above).
+_CONFIRMED: Final = frozenset(
+    {
+        "create",
+        "delete",
+        "deposit",
+        "ack",
+        "put_challenge",
+        "put_prekeys",
+        "take_prekeys",
+        "set_members",
+        "set_boundaries",
+        "suspend",
+        "add_franking_key",
+        "insert_report",
+        "resolve_report",
+        "append_audit",
+    }
+)
 
 ENVELOPE_HEADER: Final = 4  # big-endian ciphertext length in front of each stored blob
 
@@ -160,6 +200,7 @@ _SCRIPTS: Final[dict[str, str]] = {
     "backfill": "#!lua",
     "lease": "#!lua",
     "due": "#!lua flags=no-writes,allow-cross-slot-keys",
+    "gsum": "#!lua flags=no-writes,allow-cross-slot-keys",
 }
 
 #: Scripts that also get the moderation helpers (lua/mod_lib.lua).
@@ -196,8 +237,26 @@ def redis_errors() -> Iterator[None]:
         ):
             raise StorageFull(MSG_FULL) from exc
         raise StorageUnavailable(MSG_UNAVAILABLE) from exc
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
+        # RedisClusterException: no node serves a slot (during a failover), among others.
         raise StorageUnavailable(MSG_UNAVAILABLE) from exc
+
+
+def _as_bool(reply: object, **_options: object) -> bool:
+    return bool(reply)
+
+
+def make_cluster_client(url: str) -> RedisCluster:
+    """A Redis Cluster client from a seed node's URL (it discovers the other nodes, follows
+    MOVED/ASK redirections and refreshes the slot map after a failover)."""
+    return RedisCluster.from_url(
+        url,
+        max_connections=CLUSTER_MAX_CONNECTIONS,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries=CLUSTER_RETRIES),
+        health_check_interval=30,
+    )
 
 
 def make_client(url: str, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
@@ -242,6 +301,9 @@ class RedisEngine:
         durability: ``"strict"`` requires ``appendonly yes`` with ``appendfsync always``;
             ``"relaxed"`` also accepts ``appendfsync everysec`` (about 1 s loss window).
         key_prefix: prefix of every key and channel, default ``br:``.
+        cluster: ``url`` is a seed node of a Redis Cluster.
+        wait_replicas: after every confirmed write, wait (``WAIT``) until this many replicas
+            have it; fewer in time is "unavailable" (the client retries). 0: do not wait.
     """
 
     backend = "redis"
@@ -253,14 +315,30 @@ class RedisEngine:
         *,
         durability: Literal["strict", "relaxed"] = "strict",
         key_prefix: str = "br:",
+        cluster: bool = False,
+        wait_replicas: int = 0,
     ) -> None:
         if durability not in ("strict", "relaxed"):
             raise ValueError("durability must be 'strict' or 'relaxed'")
+        if not 0 <= wait_replicas <= 16:
+            raise ValueError("wait_replicas must be from 0 to 16")
         self._limits = limits
         self._mode = durability
-        self._keys = RedisKeys(key_prefix)
+        self._keys = RedisKeys(key_prefix, cluster=cluster)
         self._prefix = self._keys.prefix
-        self._client = make_client(url)
+        self._wait_replicas = wait_replicas
+        #: The cluster client when on Redis Cluster (``_client`` is the same object, typed
+        #: as the single-node client: the commands the mixins use are the same).
+        self._cluster: RedisCluster | None = None
+        if cluster:
+            self._cluster = make_cluster_client(url)
+            self._client = cast(aioredis.Redis, self._cluster)
+            # redis-py's cluster MULTI path passes the routing ``keys=`` to the reply
+            # callbacks, which ``bool`` does not take (HEXISTS, SISMEMBER in transactions).
+            for command in ("HEXISTS", "SISMEMBER"):
+                self._cluster.set_response_callback(command, _as_bool)  # type: ignore[arg-type]
+        else:
+            self._client = make_client(url)
         self._scripts: dict[str, AsyncScript] = {
             name: self._client.register_script(_load_script(name)) for name in _SCRIPTS
         }
@@ -269,6 +347,7 @@ class RedisEngine:
         #: Identifies this store's sweeper lease (see :mod:`relay.storage.redis.expiry`).
         self._lease_token = secrets.token_bytes(16)
         self._indexes: list[str] | None = None  # every slot's expiry index key, once built
+        self._gauge_keys: list[str] | None = None  # every gauges key, once built
 
     def _mailbox_ttl(self, now: int) -> int:
         # The GC margin gives the sweeper a day to delete an idle mailbox (and take it out of
@@ -290,11 +369,85 @@ class RedisEngine:
             yield
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self._wait_replicas and name in _CONFIRMED:
+            return await self._run_confirmed(name, keys, args)
         with self._guard():
             return await self._scripts[name](keys=list(keys), args=list(args))
 
+    async def _run_confirmed(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name`` then ``WAIT`` on the same connection (one pipeline to the node
+        of its slot): the reply counts the replicas that have the write."""
+        script = self._scripts[name]
+        for attempt in range(2):
+            with self._guard():
+                async with self._client.pipeline(transaction=False) as pipe:
+                    # (execute_command: the cluster pipeline blocks its evalsha method, but
+                    # routes EVALSHA by its first key.)
+                    _ = pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    if self._cluster is not None:
+                        node = self._cluster.get_node_from_key(keys[0])
+                        _ = pipe.execute_command(
+                            "WAIT", self._wait_replicas, WAIT_TIMEOUT_MS, target_nodes=node
+                        )
+                    else:
+                        _ = pipe.execute_command("WAIT", self._wait_replicas, WAIT_TIMEOUT_MS)
+                    reply, confirmed = await pipe.execute(raise_on_error=False)
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    await self._client.script_load(script.script)
+                    continue
+                if isinstance(reply, Exception):
+                    raise reply
+                if isinstance(confirmed, Exception):
+                    raise confirmed
+            if int(confirmed) < self._wait_replicas:
+                raise StorageUnavailable(MSG_UNAVAILABLE)
+            return reply
+        raise StorageUnavailable(MSG_UNAVAILABLE)
+
+    async def _on_every_node(
+        self, name: str, slots: Sequence[int], slot_keys: Sequence[str], args: Sequence[Any]
+    ) -> list[tuple[list[int], Any]]:
+        """Run the read-only cross-slot script ``name`` once per Redis Cluster master, with
+        the keys (``slot_keys[s]``) of the slots of ``slots`` that master serves (the first
+        as ``KEYS[1]``, the others after ``args`` in ARGV); returns
+        ``(its slots, its reply)`` per master. A slot no master serves is "unavailable"."""
+        cluster = self._cluster
+        assert cluster is not None
+        script = self._scripts[name]
+        by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+        with self._guard():
+            cache = cluster.nodes_manager.slots_cache
+            for slot in slots:
+                nodes = cache.get(slot)
+                if not nodes:
+                    raise StorageUnavailable(MSG_UNAVAILABLE)
+                by_node.setdefault(nodes[0].name, (nodes[0], []))[1].append(slot)
+
+            async def one(node: ClusterNode, mine: list[int]) -> tuple[list[int], Any]:
+                # One declared key (a script may declare keys of one slot only); the others
+                # follow the arguments (the script reaches them: allow-cross-slot-keys).
+                first, *rest = (slot_keys[s] for s in mine)
+                for attempt in range(2):
+                    try:
+                        reply = await cluster.execute_command(
+                            "EVALSHA", script.sha, 1, first, *args, *rest, target_nodes=node
+                        )
+                        return mine, reply
+                    except NoScriptError:
+                        if attempt:
+                            raise
+                        await cluster.execute_command(
+                            "SCRIPT LOAD", script.script, target_nodes=node
+                        )
+                raise StorageUnavailable(MSG_UNAVAILABLE)
+
+            return list(await asyncio.gather(*(one(n, m) for n, m in by_node.values())))
+
     async def open(self) -> None:
         await asyncio.to_thread(slot_tags)  # the expiry index key names, once per process
+        if self._cluster is not None:
+            with self._guard():
+                _ = await self._cluster.initialize()
         await self.ping()
         strict = self._mode == "strict"
         refused = [msg for msg, relaxed_ok in await self._durability() if strict or not relaxed_ok]
@@ -310,13 +463,69 @@ class RedisEngine:
             await self._client.aclose()
 
     async def _durability(self) -> list[tuple[str, bool]]:
-        """Return ``(problem, acceptable in relaxed mode)`` pairs."""
-        with self._guard():
-            try:
-                cfg = await self._client.config_get("append*")
-                cfg.update(await self._client.config_get("maxmemory-policy"))
-            except ResponseError:
-                return [("redis CONFIG GET is not allowed; persistence cannot be verified", False)]
+        """Return ``(problem, acceptable in relaxed mode)`` pairs: of the one server, or on
+        Redis Cluster of every master (a problem names how many masters have it)."""
+        if self._cluster is None:
+            with self._guard():
+                try:
+                    cfg = await self._client.config_get("append*")
+                    cfg.update(await self._client.config_get("maxmemory-policy"))
+                except ResponseError:
+                    return [
+                        ("redis CONFIG GET is not allowed; persistence cannot be verified", False)
+                    ]
+            out = self._config_problems(cfg)
+            if self._wait_replicas:
+                with self._guard():
+                    info = await self._client.info("replication")
+                out += self._replica_problems([int(info.get("connected_slaves", 0))])
+            return out
+        return await self._cluster_durability(self._cluster)
+
+    async def _cluster_durability(self, cluster: RedisCluster) -> list[tuple[str, bool]]:
+        masters = cluster.get_primaries()
+        counts: dict[tuple[str, bool], int] = {}
+        replicas: list[int] = []
+        for node in masters:
+            with self._guard():
+                try:
+                    cfg = await cluster.config_get("append*", target_nodes=node)
+                    cfg.update(await cluster.config_get("maxmemory-policy", target_nodes=node))
+                except ResponseError:
+                    return [
+                        ("redis CONFIG GET is not allowed; persistence cannot be verified", False)
+                    ]
+                info = await cluster.info("replication", target_nodes=node)
+            replicas.append(int(info.get("connected_slaves", 0)))
+            for problem in self._config_problems(cfg):
+                counts[problem] = counts.get(problem, 0) + 1
+        out = [(f"{msg} (on {n} of {len(masters)} masters)", ok) for (msg, ok), n in counts.items()]
+        if self._wait_replicas:
+            out += self._replica_problems(replicas)
+        else:
+            out.append(
+                (
+                    "redis cluster replication is asynchronous: a master failover can lose the"
+                    " envelopes acknowledged just before it (set redis_wait_replicas)",
+                    True,
+                )
+            )
+        return out
+
+    def _replica_problems(self, replicas: list[int]) -> list[tuple[str, bool]]:
+        short = sum(1 for n in replicas if n < self._wait_replicas)
+        if not short:
+            return []
+        return [
+            (
+                f"redis_wait_replicas is {self._wait_replicas} but {short} of {len(replicas)}"
+                " masters have fewer replicas connected: every write would fail",
+                False,
+            )
+        ]
+
+    @staticmethod
+    def _config_problems(cfg: dict[str | None, str | None]) -> list[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []
         if cfg.get("appendonly") != "yes":
             out.append(("redis appendonly is not yes: envelopes are lost on restart", False))

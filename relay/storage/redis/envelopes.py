@@ -41,7 +41,7 @@ from relay.storage.redis.engine import (
     WRONG_KIND,
     RedisEngine,
 )
-from relay.storage.redis.keys import NO_RID
+from relay.storage.redis.keys import NO_RID, SLOTS
 
 __all__ = ["EnvelopesMixin"]
 
@@ -109,7 +109,11 @@ class EnvelopesMixin(RedisEngine):
             cached = use_cache and sid in self._sid_cache
             rid = await self._rid_for_sid(sid, use_cache=use_cache)
             target = rid or NO_RID
-            keys = [*self._keys.deposit(target), self._keys.index(target), self._keys.gauges()]
+            keys = [
+                *self._keys.deposit(target),
+                self._keys.index(target),
+                self._keys.gauges(target),
+            ]
             args = argv(dataclasses.replace(spec, rid=target))
             reply = await self._run("deposit", keys, args)
             status = int(reply[0])
@@ -150,7 +154,7 @@ class EnvelopesMixin(RedisEngine):
     ) -> list[StoredEnvelope]:
         if limit <= 0:
             return []
-        keys = [*self._keys.mailbox(rid)[:4], self._keys.gauges()]
+        keys = [*self._keys.mailbox(rid)[:4], self._keys.gauges(rid)]
         flat = await self._run(
             "fetch", keys, [after_seq, limit, max_bytes, now, self._limits.mailbox_idle_ttl_s]
         )
@@ -181,14 +185,24 @@ class EnvelopesMixin(RedisEngine):
         wanted = sorted({int(s) for s in seqs})
         if not wanted:
             return 0
-        keys = [*self._keys.mailbox(rid)[:4], self._keys.gauges()]
+        keys = [*self._keys.mailbox(rid)[:4], self._keys.gauges(rid)]
         return int(await self._run("ack", keys, wanted))
 
     async def count_envelopes(self) -> int:
         return (await self.gauges()).envelopes
 
     async def gauges(self) -> StoreGauges:
-        # One HMGET of the gauges hash, which the scripts keep (see lua/lib.lua).
-        with self._guard():
-            m, n, b = await self._client.hmget(self._keys.gauges(), ["m", "n", "b"])
-        return StoreGauges(mailboxes=int(m or 0), envelopes=int(n or 0), bytes=int(b or 0))
+        # One HMGET of the gauges hash, which the scripts keep (see lua/lib.lua); on Redis
+        # Cluster one per slot, summed by one script per master (lua/gsum.lua).
+        if self._gauge_keys is None:
+            self._gauge_keys = self._keys.gauge_keys()
+        keys = self._gauge_keys
+        if len(keys) == 1:
+            with self._guard():
+                replies = [await self._client.hmget(keys[0], ["m", "n", "b"])]
+        else:
+            replies = [r for _, r in await self._on_every_node("gsum", range(SLOTS), keys, [])]
+        m = n = b = 0
+        for dm, dn, db in replies:
+            m, n, b = m + int(dm or 0), n + int(dn or 0), b + int(db or 0)
+        return StoreGauges(mailboxes=m, envelopes=n, bytes=b)

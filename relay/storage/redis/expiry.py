@@ -26,7 +26,7 @@ Challenges are left to their key TTL (at most ``TTL_SLACK_S`` after expiry), and
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from typing import Any, Final
 
 from relay.storage.redis.engine import SCAN_COUNT, RedisEngine
 from relay.storage.redis.keys import SLOTS
@@ -65,7 +65,7 @@ class ExpiryMixin(RedisEngine):
         slot = 0
         while slot < SLOTS:
             end = min(SLOTS, slot + SLOTS_PER_ROUND_TRIP)
-            flat = await self._run("due", indexes[slot:end], [now, DUE_PER_SLOT])
+            flat = await self._due(indexes, slot, end, now)
             per_slot: dict[int, int] = {}
             rids: list[bytes] = []
             for i in range(0, len(flat), 2):
@@ -105,6 +105,20 @@ class ExpiryMixin(RedisEngine):
             self._sid_cache.pop(sid, None)
             await self._run("unlink_if", [self._keys.sid(sid)], [rid])
         return int(gone) + int(n_env) + int(n_dedupe)
+
+    async def _due(self, indexes: list[str], start: int, end: int, now: int) -> list[Any]:
+        """``{i1, rid1, i2, rid2, ...}``: the due members of the expiry indexes of slots
+        ``start`` to ``end`` (positions from 1, as ``lua/due.lua``). On Redis Cluster the
+        same script runs once per master, over the slots it serves."""
+        if self._cluster is None:
+            return list(await self._run("due", indexes[start:end], [now, DUE_PER_SLOT]))
+        flat: list[Any] = []
+        for mine, reply in await self._on_every_node(
+            "due", range(start, end), indexes, [now, DUE_PER_SLOT]
+        ):
+            for i in range(0, len(reply), 2):
+                flat += [mine[int(reply[i]) - 1] - start + 1, reply[i + 1]]
+        return flat
 
     def _slot_indexes(self) -> list[str]:
         """The expiry index key of every slot, in slot order (built once per store)."""

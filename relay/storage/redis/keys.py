@@ -70,10 +70,12 @@ def slot_tags() -> tuple[str, ...]:
 class RedisKeys:
     """The key names under one prefix (validated with :func:`check_prefix`)."""
 
-    __slots__ = ("prefix",)
+    __slots__ = ("cluster", "prefix")
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, *, cluster: bool = False) -> None:
         self.prefix = check_prefix(prefix)
+        #: On Redis Cluster the gauges are one hash per slot (see :meth:`gauges`).
+        self.cluster = cluster
 
     def mailbox(self, rid: bytes) -> list[str]:
         """``[m, q, e, x, d, y]``: the record, FIFO, blobs, expiries, dedupe hash and its
@@ -102,7 +104,7 @@ class RedisKeys:
     def counted(self, rid: bytes) -> list[str]:
         """:meth:`every`, then the slot's expiry index and the gauges: the keys of the scripts
         that create, delete, sweep or backfill a mailbox."""
-        return [*self.every(rid), self.index(rid), self.gauges()]
+        return [*self.every(rid), self.index(rid), self.gauges(rid)]
 
     def touch(self, rid: bytes) -> list[str]:
         """The record and the keys whose TTL moves with it."""
@@ -127,9 +129,24 @@ class RedisKeys:
         """The expiry index of hash slot ``slot``: rid -> the second it may be due."""
         return f"{self.prefix}xi:{{{slot_tags()[slot]}}}"
 
-    def gauges(self) -> str:
-        """The gauges hash (m mailboxes, n envelopes, b bytes): one key for the deployment."""
-        return f"{self.prefix}g"
+    def gauges(self, rid: bytes) -> str:
+        """The gauges hash (m mailboxes, n envelopes, b bytes) a script on mailbox ``rid``
+        updates: one key for the deployment on a single Redis; on Redis Cluster one per hash
+        slot (``g:{<slot tag>}``, in the mailbox's slot, so the script stays in one slot),
+        summed on read (:meth:`gauge_keys`)."""
+        if not self.cluster:
+            return f"{self.prefix}g"
+        return self.slot_gauges(slot_of(rid))
+
+    def slot_gauges(self, slot: int) -> str:
+        """The gauges hash of hash slot ``slot`` (Redis Cluster)."""
+        return f"{self.prefix}g:{{{slot_tags()[slot]}}}"
+
+    def gauge_keys(self) -> list[str]:
+        """Every gauges key to read and sum: one, or one per slot on Redis Cluster."""
+        if not self.cluster:
+            return [f"{self.prefix}g"]
+        return [self.slot_gauges(s) for s in range(SLOTS)]
 
     def lease(self) -> str:
         """The sweeper lease (value: the token of the process that sweeps)."""

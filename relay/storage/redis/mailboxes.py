@@ -177,7 +177,7 @@ class MailboxesMixin(RedisEngine):
         ttl = self._mailbox_ttl(now)
         sid = await self._run(
             "touch",
-            [*self._keys.touch(rid), self._keys.index(rid), self._keys.gauges()],
+            [*self._keys.touch(rid), self._keys.index(rid), self._keys.gauges(rid)],
             [now, self._limits.mailbox_idle_ttl_s, day_of(now), ttl, self._index_ttl],
         )
         if sid:
