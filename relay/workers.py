@@ -187,4 +187,3 @@ def worker_socket(fd: int) -> socket.socket:
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     return sock
-
