@@ -111,6 +111,10 @@ async def trial(
     await asyncio.sleep(args.after)
     stop = True
     await asyncio.gather(*tasks, return_exceptions=True)
+    # The old master comes back as a replica (with min-replicas-to-write, or WAIT, a master
+    # without a replica refuses writes, and a fetch may write).
+    victim.start()
+    await asyncio.to_thread(cluster.wait_healthy)
     stored: dict[int, set[bytes]] = {}
     for n, rec in enumerate(records):
         for _ in range(50):
