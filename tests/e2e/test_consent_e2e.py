@@ -62,9 +62,6 @@ from clientlib.wire import (
 
 STRICT = Boundaries(size=2048, att=0, day=2, pow=8)
 
-#: Also on a real Redis Cluster (3 masters, 3 replicas; every byte of every node scanned).
-pytestmark = WITH_CLUSTER
-
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -138,6 +135,8 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 # --- 1. boundaries, proof of work and quota: refusals store nothing --------------------------
 
 
+# Also on a real Redis Cluster (3 masters, 3 replicas; every byte of every node scanned).
+@WITH_CLUSTER
 async def test_refused_requests_are_stored_nowhere(
     live_relay: RelayProcess, relay_storage: Any, session: aiohttp.ClientSession
 ) -> None:
@@ -279,6 +278,8 @@ async def test_block_refuses_and_stores_nothing_unblock_restores(
 # --- 3. account deletion --------------------------------------------------------------------
 
 
+# Also on a real Redis Cluster (3 masters, 3 replicas; every byte of every node scanned).
+@WITH_CLUSTER
 async def test_delete_account_leaves_nothing_of_the_user(
     live_relay: RelayProcess, relay_storage: Any, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
