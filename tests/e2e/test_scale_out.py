@@ -27,7 +27,11 @@ def backend_env(request: pytest.FixtureRequest) -> dict[str, str]:
     }
 
 
-def spawn(tmp_path: Path, name: str, backend: dict[str, str]) -> RelayProcess:
+def spawn(tmp_path: Path, name: str, backend: dict[str, str] | str) -> RelayProcess:
+    """A relay process on Redis: ``backend`` is a Redis URL or :func:`backend_env`'s
+    settings (test_local_lb.py passes a URL)."""
+    if isinstance(backend, str):
+        backend = {"BLINDRELAY_REDIS_URL": backend}
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDRELAY_")}
     env.update(BLINDRELAY_STORAGE="redis", BLINDRELAY_LOG_FORMAT="json", **backend)
     relay = RelayProcess(tmp_path / name, env, tmp_path / f"{name}.log")
