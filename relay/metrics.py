@@ -44,7 +44,7 @@ COUNTERS: Final[dict[str, tuple[str, str, str | None]]] = {
     "acked": ("acked", "Envelopes acknowledged (deleted) by their owners.", None),
     "deposits": (
         "deposits",
-        "Deposits accepted, by outcome (stored, request, online, duplicate).",
+        "Deposits accepted, by outcome (stored, request, online, duplicate, fanout).",
         "kind",
     ),
     "requests_refused": (
@@ -52,12 +52,14 @@ COUNTERS: Final[dict[str, tuple[str, str, str | None]]] = {
         "Contact requests refused, by reason (boundary, pow).",
         "kind",
     ),
+    "fanouts": ("fanouts", "Group fan-out frames served (protocol.md §26.1).", None),
+    "fanout_refused": ("fanout_refused", "Fan-out entries refused.", None),
     "pow_issued": ("pow_issued", "Proof-of-work nonces issued.", None),
     "mailboxes_created": ("mailboxes_created", "Mailboxes created.", None),
     "mailboxes_deleted": ("mailboxes_deleted", "Mailboxes deleted by their owners.", None),
     "owner_consent": (
         "owner_consent",
-        "Owner consent changes, by kind (caps, ban, bnd).",
+        "Owner consent changes, by kind (caps, ban, bnd, dcaps).",
         "kind",
     ),
     "prekey_uploads": ("prekey_uploads", "Prekey uploads.", None),

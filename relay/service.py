@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from clientlib.errors import WireError
+from clientlib.wire.client_frames import Fanout
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import (
     AnyOwnerOp,
@@ -73,7 +74,9 @@ from clientlib.wire.limits import (
     MAX_FETCH_BYTES,
     POW_NONCE_SIZE,
 )
+from clientlib.wire.owner import DelegatedCapabilities
 from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest
+from clientlib.wire.relay_frames import FanoutDone
 from relay.auth import (
     bytes_eq,
     challenge_binding,
@@ -84,6 +87,7 @@ from relay.auth import (
 )
 from relay.config import RelayConfig
 from relay.errors import RelayError, from_wire_error, storage_boundary
+from relay.fanout import delegated_caps, fan_out
 from relay.franking import FrankingKeyring, build_context, relay_tag, source_for
 from relay.metrics import Metrics, timed
 from relay.moderation import ModerationService
@@ -336,7 +340,8 @@ class MailboxService:
         bound = binding is not None and bytes_eq(binding, expected)
         record: MailboxRecord | None = None
         match cmd:
-            case CreateMailbox(key=key):
+            case CreateMailbox(key=key) | DelegatedCapabilities(key=key):
+                # dcaps is signed by a delegate; its delegation is checked by its handler.
                 validate_owner_key(key)  # step 3
                 verify_owner_command(key, signed.cmd, signed.sig)  # step 4
             case _:
@@ -537,6 +542,20 @@ class MailboxService:
         await self.wakeups.publish(
             WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env)
         )
+
+    @storage_boundary
+    async def fanout(self, frame: Fanout) -> FanoutDone:
+        """One envelope to many group mailboxes (protocol.md §26.1; :func:`relay.fanout.fan_out`).
+
+        Raises:
+            RelayError: ``TOO_LARGE``, ``MALFORMED``, ``UNAVAILABLE``, ``STORAGE_FULL``.
+        """
+        return await fan_out(self, frame)
+
+    async def _delegated_caps(
+        self, request_id: int, cmd: DelegatedCapabilities, transport: OwnerChannel
+    ) -> Ok:
+        return await delegated_caps(self, request_id, cmd)
 
     async def _stamp(
         self, frame: Deposit, kind: str, cap_hash: bytes | None, handle: bytes | None, now: int
@@ -807,6 +826,7 @@ OWNER_OPERATIONS: Mapping[type[OwnerOp], OpRule] = dict(
         _rule(GetInfo, MailboxService._get_info, BOTH, Touch.BEFORE),
         _rule(FileReport, MailboxService._report, BOTH, Touch.AFTER),
         _rule(GetReportStatus, MailboxService._report, BOTH, Touch.AFTER),
+        _rule(DelegatedCapabilities, MailboxService._delegated_caps, BOTH, Touch.NEVER),
     )
 )
 _BY_NAME: Mapping[str, OpRule] = {cls.OP: rule for cls, rule in OWNER_OPERATIONS.items()}

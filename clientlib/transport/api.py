@@ -44,10 +44,12 @@ from clientlib.wire import (
     KIND_OPEN,
     MAX_BANS_PER_COMMAND,
     MAX_CAPS_PER_COMMAND,
+    MAX_FANOUT,
     OP_BAN,
     OP_BOUNDARIES,
     OP_CAPS,
     OP_CREATE,
+    OP_DELEGATED_CAPS,
     OP_DELETE,
     OP_INFO,
     OP_PREKEYS,
@@ -59,6 +61,8 @@ from clientlib.wire import (
     ChallengeIssued,
     ClientFrame,
     Deposit,
+    Fanout,
+    FanoutDone,
     FetchBundle,
     GetBoundaries,
     GetModerationKeys,
@@ -116,7 +120,9 @@ async def owner_exchange(
             reached.
     """
     chal = expect(await call(lambda i: RequestChallenge(id=i, op=op, rid=rid)), ChallengeIssued)
-    cmd = OwnerCommand(op=op, nonce=chal.nonce, rid=rid, **fields).encode(version)
+    # dcaps (protocol.md §26.2) names its mailbox by send id: the challenge binds that id.
+    body_rid = None if "sid" in fields else rid
+    cmd = OwnerCommand(op=op, nonce=chal.nonce, rid=body_rid, **fields).encode(version)
     sig = sign(cmd)
     return await call(lambda i: SignedOwnerCommand(id=i, cmd=cmd, sig=sig))
 
@@ -275,6 +281,78 @@ class RelayAPI(abc.ABC):
         extra = deposit_fields(cap, hdl, att, pow)
         reply = await self._request(
             lambda i: Deposit(id=i, sid=sid, eid=eid, flags=flags, ct=ct, fc=fc, **extra)
+        )
+        expect(reply, Ok)
+
+    async def fanout(
+        self,
+        to: Sequence[tuple[bytes, bytes]],
+        ct: bytes,
+        *,
+        eid: bytes,
+        flags: int = 0,
+        fc: bytes | None = None,
+    ) -> tuple[int, dict[int, str]]:
+        """One envelope to many group mailboxes in one upload (protocol.md §26.1).
+
+        Args:
+            to: ``(sid, cap)`` of each destination ``pair`` mailbox, at most 1,000, no send
+                id twice.
+            ct: the ciphertext (an envelope bucket of at most 32 KiB), the same for all.
+            eid: 16 random bytes; reuse them when retrying (each mailbox dedupes by eid).
+
+        Returns:
+            ``(stored, refused)``: how many entries hold the envelope now (a retry counts
+            the ones stored before), and the refused entries' indexes with their codes
+            (``AUTH``: unknown, revoked or suspended; ``QUOTA``; ``UNAVAILABLE`` ...).
+
+        Raises:
+            LocalProtocolError: a field has the wrong length, a send id twice, too many.
+            RelayRejected: the whole frame was refused (``MALFORMED``, ``TOO_LARGE``, ...).
+            TransportError: no reply in time (retry with the same ``eid``).
+        """
+        if not 1 <= len(to) <= MAX_FANOUT:
+            raise LocalProtocolError("a fan-out needs 1 to 1,000 entries")
+        if len(eid) != ENVELOPE_ID_SIZE:
+            raise LocalProtocolError("eid must be 16 bytes")
+        if len({sid for sid, _ in to}) != len(to):
+            raise LocalProtocolError("a send id appears twice")
+        packed = bytearray()
+        for sid, cap in to:
+            check_id(sid, "sid")
+            if len(cap) != CAPABILITY_HASH_SIZE:
+                raise LocalProtocolError("capabilities are 32 bytes")
+            packed += sid + cap
+        reply = await self._request(
+            lambda i: Fanout(id=i, eid=eid, flags=flags, ct=ct, to=bytes(packed), fc=fc)
+        )
+        done = expect(reply, FanoutDone)
+        return done.n, {r.i: r.e for r in done.bad}
+
+    async def delegated_caps(
+        self,
+        sid: bytes,
+        key: bytes,
+        sign: SignFn,
+        *,
+        add: Sequence[bytes] = (),
+        remove: Sequence[bytes] = (),
+    ) -> None:
+        """Replace capability hashes of someone else's ``pair`` mailbox as its delegate
+        (protocol.md §26.2): ``key`` (signing with ``sign``) must be registered there as a
+        delegate hash (:func:`clientlib.wire.delegate_hash`); ``remove`` applies first.
+
+        Raises:
+            LocalProtocolError: more than 64 hashes in ``add`` or ``remove``, or not 32 bytes.
+            RelayRejected: ``AUTH`` (no such mailbox, or ``key`` is not its delegate),
+                ``QUOTA`` (more than ``max_caps``; nothing changed).
+            TransportError: the relay could not be reached in time.
+        """
+        check_id(sid, "sid")
+        added = id_list(add, CAPABILITY_HASH_SIZE, MAX_CAPS_PER_COMMAND, "capability hashes")
+        removed = id_list(remove, CAPABILITY_HASH_SIZE, MAX_CAPS_PER_COMMAND, "capability hashes")
+        reply = await self._owner_request(
+            OP_DELEGATED_CAPS, sid, sign, sid=sid, key=key, add=added, remove=removed
         )
         expect(reply, Ok)
 

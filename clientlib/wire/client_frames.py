@@ -23,6 +23,7 @@ from clientlib.wire.limits import (
     ATTACHMENT_ID_SIZE,
     CAPABILITY_SIZE,
     ED25519_SIGNATURE_SIZE,
+    FANOUT_ENTRY_SIZE,
     MAX_ACK_BATCH,
     MAX_ATTACHMENT_REFS,
     MAX_FRAME_SIZE,
@@ -48,6 +49,7 @@ __all__ = [
     "ClientFrame",
     "CreateBlob",
     "Deposit",
+    "Fanout",
     "FetchBundle",
     "GetBoundaries",
     "GetModerationKeys",
@@ -114,6 +116,31 @@ class Deposit(ClientFrame):
     )
     pow: bytes | None = wire(Bin(POW_NONCE_SIZE), default=None)
     pwc: int | None = wire(Int(0, 2**64 - 1), default=None)
+
+
+@wire_struct
+class Fanout(ClientFrame):
+    """Deposit one envelope into many ``pair`` mailboxes (protocol.md §26.1, revision 9).
+
+    ``to`` is the concatenation of entries ``sid (16) || cap (32)``, at most
+    :data:`~clientlib.wire.limits.MAX_FANOUT` of them, no send id twice; ``ct`` is at most
+    :data:`~clientlib.wire.limits.MAX_FANOUT_CT`. The relay enqueues the envelope for each
+    entry in its own atomic step (idempotent by ``(mailbox, eid)``, quota per mailbox) and
+    answers :class:`~clientlib.wire.relay_frames.FanoutDone` with the refused entries.
+    """
+
+    TYPE: ClassVar[str] = "fan"
+    id: int = wire(_REQ_ID)
+    eid: bytes = wire(_ENVELOPE_ID)
+    flags: int = wire(_FLAGS)
+    ct: bytes = wire(_CT)
+    to: bytes = wire(Bin(min=FANOUT_ENTRY_SIZE, max=MAX_FRAME_SIZE))
+    fc: bytes | None = wire(_FC, default=None)
+
+    def entries(self) -> list[tuple[bytes, bytes]]:
+        """``to`` as ``(sid, cap)`` pairs (``MALFORMED`` is the caller's check of the length)."""
+        to, n = self.to, FANOUT_ENTRY_SIZE
+        return [(to[i : i + 16], to[i + 16 : i + n]) for i in range(0, len(to) - n + 1, n)]
 
 
 @wire_struct
@@ -204,6 +231,7 @@ _CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
         RequestChallenge,
         SignedOwnerCommand,
         Deposit,
+        Fanout,
         Ack,
         Unsubscribe,
         FetchBundle,

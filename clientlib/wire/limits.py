@@ -13,10 +13,12 @@ __all__ = [
     "CAPABILITY_HASH_SIZE",
     "CAPABILITY_SIZE",
     "CHALLENGE_SIZE",
+    "DELEGATE_CONTEXT",
     "ED25519_PUBLIC_KEY_SIZE",
     "ED25519_SIGNATURE_SIZE",
     "ENVELOPE_BUCKETS",
     "ENVELOPE_ID_SIZE",
+    "FANOUT_ENTRY_SIZE",
     "FLAG_ONLINE_ONLY",
     "FRANKING_COMMITMENT_SIZE",
     "FRANKING_KEY_SIZE",
@@ -33,6 +35,8 @@ __all__ = [
     "MAX_BANS_PER_COMMAND",
     "MAX_CAPS_PER_COMMAND",
     "MAX_ENVELOPE_SIZE",
+    "MAX_FANOUT",
+    "MAX_FANOUT_CT",
     "MAX_FETCH_BATCH",
     "MAX_FETCH_BYTES",
     "MAX_FRAME_SIZE",
@@ -103,6 +107,16 @@ CAPABILITY_HASH_SIZE = 32
 MAX_CAPS_PER_COMMAND = 64
 #: Domain separation of capability hashes: SHA-256(CAPABILITY_CONTEXT || sid || cap).
 CAPABILITY_CONTEXT = b"blindrelay/v1/cap\x00"
+#: Domain of a delegate's hash (protocol.md §26.2, revision 9): an owner registers
+#: ``SHA-256(DELEGATE_CONTEXT || sid || key)`` among its capability hashes to let ``key``
+#: sign ``dcaps`` (replace capability hashes) on its mailbox.
+DELEGATE_CONTEXT = b"blindrelay/v1/dlg\x00"
+#: One fan-out entry (protocol.md §26.1, revision 9): ``sid (16) || cap (32)``.
+FANOUT_ENTRY_SIZE = 48
+#: The most entries one ``fan`` frame may carry (a 1,001-member group sends to 1,000).
+MAX_FANOUT = 1000
+#: The largest ciphertext bucket a ``fan`` frame may carry (the entries share the frame).
+MAX_FANOUT_CT = 32768
 
 #: A requester's handle: a per-(requester, address) pseudonym carried by contact requests.
 HANDLE_SIZE = 16

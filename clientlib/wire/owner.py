@@ -65,6 +65,7 @@ from clientlib.wire.shared import (
     OP_BOUNDARIES,
     OP_CAPS,
     OP_CREATE,
+    OP_DELEGATED_CAPS,
     OP_DELETE,
     OP_FETCH,
     OP_INFO,
@@ -80,6 +81,7 @@ from clientlib.wire.version import SUPPORTED_VERSIONS, VersionRange
 __all__ = [
     "AnyOwnerOp",
     "CreateMailbox",
+    "DelegatedCapabilities",
     "DeleteMailbox",
     "FetchEnvelopes",
     "FileReport",
@@ -118,6 +120,8 @@ class OwnerCommand(Struct):
     delivered), ``snd`` and ``rcp`` (the sender's and recipient's identity keys) and ``why``
     (one of ``REPORT_REASONS``), and may carry ``atts`` (the attachment plaintexts, in order)
     and ``note``; ``rstat`` needs ``report`` (a report id the mailbox filed).
+    Revision 9 (§26.2): ``dcaps`` needs ``sid`` (the send id of the mailbox) and ``key`` (the
+    delegate's Ed25519 key, which signs the command) and may carry ``add`` and ``remove``.
     Revision 5 (§15.5.8): ``report`` carries ``amf`` (the sender's 448-byte AMF signature)
     and ``akid`` (u32, the key it was made under); a revision-5 relay refuses a report
     without them (``FRANKING``).
@@ -155,6 +159,7 @@ class OwnerCommand(Struct):
     report: bytes | None = wire(_REPORT_ID, default=None)
     amf: bytes | None = wire(Bin(AMF_SIGNATURE_SIZE), default=None)
     akid: int | None = wire(Int(0, 2**32 - 1), default=None)
+    sid: bytes | None = wire(_MAILBOX_ID, default=None)
 
     def validate_shape(self) -> None:
         """Check the per-operation field rules (declared by the per-operation types).
@@ -318,6 +323,24 @@ class GetReportStatus(MailboxOp):
     report: bytes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelegatedCapabilities(OwnerOp):
+    """``dcaps`` (protocol.md §26.2, revision 9): a delegate ``key`` the owner of the ``pair``
+    mailbox with send id ``sid`` registered removes capability hashes ``remove`` (wire key
+    ``del``), then adds ``add`` there. Signed by ``key``; the challenge is bound to ``sid``
+    (the ``rid`` field of ``chal``)."""
+
+    OP: ClassVar[str] = OP_DELEGATED_CAPS
+    sid: bytes
+    key: bytes
+    add: tuple[bytes, ...] | None
+    remove: tuple[bytes, ...] | None
+
+    @property
+    def target(self) -> bytes | None:
+        return self.sid
+
+
 AnyOwnerOp = (
     CreateMailbox
     | Subscribe
@@ -330,6 +353,7 @@ AnyOwnerOp = (
     | GetInfo
     | FileReport
     | GetReportStatus
+    | DelegatedCapabilities
 )
 
 _TYPES: dict[str, type[OwnerOp]] = {cls.OP: cls for cls in get_args(AnyOwnerOp)}

@@ -25,6 +25,7 @@ from clientlib.wire.limits import (
     CHALLENGE_SIZE,
     ED25519_PUBLIC_KEY_SIZE,
     MAILBOX_KINDS,
+    MAX_FANOUT,
     MAX_FETCH_BATCH,
     MAX_POW_BITS,
     MAX_RELAY_FRAME_SIZE,
@@ -56,6 +57,8 @@ __all__ = [
     "EnvelopeDelivered",
     "EnvelopesFetched",
     "ErrorReply",
+    "FanoutDone",
+    "FanoutRefusal",
     "Hello",
     "MailboxCreated",
     "MailboxInfo",
@@ -106,6 +109,26 @@ class Ok(RelayFrame):
 
     TYPE: ClassVar[str] = "ok"
     id: int = wire(_REQ_ID)
+
+
+@wire_struct
+class FanoutRefusal(Struct):
+    """One refused entry of a ``fan`` frame: its index ``i`` and the error ``e`` a ``dep`` to
+    that entry would have got (``AUTH``, ``QUOTA``, ``UNAVAILABLE``, ``STORAGE_FULL``)."""
+
+    i: int = wire(Int(0, MAX_FANOUT - 1))
+    e: str = wire(Str([c.value for c in ErrorCode]))
+
+
+@wire_struct
+class FanoutDone(RelayFrame):
+    """Reply to ``fan`` (protocol.md §26.1): ``n`` entries stored (or already stored: a retry),
+    ``bad`` the refused ones, by increasing index."""
+
+    TYPE: ClassVar[str] = "fanned"
+    id: int = wire(_REQ_ID)
+    n: int = wire(Int(0, MAX_FANOUT))
+    bad: tuple[FanoutRefusal, ...] = wire(ListOf(StructField(FanoutRefusal), MAX_FANOUT))
 
 
 @wire_struct
@@ -330,6 +353,7 @@ _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
     for cls in (
         Hello,
         Ok,
+        FanoutDone,
         ErrorReply,
         ChallengeIssued,
         MailboxCreated,

@@ -40,6 +40,7 @@ __all__ = [
     "OP_BOUNDARIES",
     "OP_CAPS",
     "OP_CREATE",
+    "OP_DELEGATED_CAPS",
     "OP_DELETE",
     "OP_FETCH",
     "OP_INFO",
@@ -63,6 +64,8 @@ OP_BAN = "ban"
 OP_INFO = "info"
 OP_REPORT = "report"
 OP_REPORT_STATUS = "rstat"
+#: Delegated revocation (protocol.md §26.2, revision 9): signed by a delegate, not the owner.
+OP_DELEGATED_CAPS = "dcaps"
 OWNER_OPS = (
     OP_CREATE,
     OP_SUBSCRIBE,
@@ -75,6 +78,7 @@ OWNER_OPS = (
     OP_INFO,
     OP_REPORT,
     OP_REPORT_STATUS,
+    OP_DELEGATED_CAPS,
 )
 
 # Field types used by more than one structure (package-private: the frame modules import them).

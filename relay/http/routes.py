@@ -17,6 +17,7 @@ from clientlib.wire.frames import (
     ChallengeIssued,
     ClientFrame,
     Deposit,
+    Fanout,
     FetchBundle,
     GetBoundaries,
     GetModerationKeys,
@@ -100,6 +101,17 @@ async def deposit(request: web.Request) -> web.Response:
     return frame_response(Ok(id=frame.id).encode(version))
 
 
+async def fanout(request: web.Request) -> web.Response:
+    """``POST /v1/fan``: one envelope to many group mailboxes (protocol.md §26.1); 200 with
+    the refused entries once the others are durably stored."""
+    version, frame = await read_frame(request)
+    if not isinstance(frame, Fanout):
+        raise RelayError(ErrorCode.MALFORMED)
+    request[size_bucket_key] = len(frame.ct)
+    reply = await request.app[service_key].fanout(frame)
+    return frame_response(reply.encode(version))
+
+
 def public_request(frame_type: type[PublicRequest]) -> Handler:
     """The route of one public request: its body must be a ``frame_type`` frame.
 
@@ -162,6 +174,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/challenge", challenge, name="challenge")
     app.router.add_post("/v1/owner", owner, name="owner")
     app.router.add_post("/v1/deposit", deposit, name="deposit")
+    app.router.add_post("/v1/fan", fanout, name="fan")
     app.router.add_post("/v1/bundle", public_request(FetchBundle), name="bundle")
     app.router.add_post("/v1/mkeys", public_request(GetModerationKeys), name="mkeys")
     app.router.add_post("/v1/boundaries", public_request(GetBoundaries), name="boundaries")

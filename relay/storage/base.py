@@ -245,8 +245,13 @@ class EnvelopeQueue(Protocol):
         attachments: int = 0,
         pow_bits: int = 0,
         stamp: RelayStamp | None = None,
+        kind: str | None = None,
     ) -> DepositOutcome:
         """Durably append an envelope to the mailbox whose send id is ``sid``.
+
+        ``kind`` (revision 9, group fan-out): the kind the mailbox must have; any other kind
+        is refused like a stamp for another kind (:class:`StampMismatch`, nothing stored).
+        ``stamp.kind`` takes its place when a stamp is given.
 
         By kind, in the same atomic step as the insert: ``open`` ignores the keyword
         arguments; ``pair`` requires ``cap_hash`` to be registered; ``addr`` requires a

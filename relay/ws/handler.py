@@ -38,6 +38,7 @@ from clientlib.wire.frames import (
     Ack,
     Deposit,
     Drained,
+    Fanout,
     FetchBundle,
     GetBoundaries,
     GetModerationKeys,
@@ -423,6 +424,8 @@ class Connection:
         match frame:
             case Deposit():
                 self.spawn(frame.id, self._deposit(frame))
+            case Fanout():
+                self.spawn(frame.id, self._fanout(frame))
             case Ack():
                 self.spawn(frame.id, self._ack(frame))
             case SignedOwnerCommand():
@@ -470,6 +473,10 @@ class Connection:
             mine.set_result(None)
             if self.sid_tails.get(frame.sid) is mine:
                 del self.sid_tails[frame.sid]
+
+    async def _fanout(self, frame: Fanout) -> bytes:
+        reply = await self.service.fanout(frame)
+        return reply.encode(self.proto.version)
 
     async def _ack(self, frame: Ack) -> bytes:
         self.proto.require_subscribed(frame.rid)

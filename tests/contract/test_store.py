@@ -1614,6 +1614,7 @@ async def test_sqlite_gauges_and_idle_sweep_cost_the_same_at_any_size(tmp_path: 
         for _ in range(2):
             await put(store, await new_mailbox(store))
         small = await costs()
+
         async def fill() -> None:
             rec = await new_mailbox(store)
             for _ in range(3):
@@ -2074,6 +2075,7 @@ async def test_redis_idle_sweep_and_gauges_cost_the_same_at_any_size(redis_url: 
         for _ in range(2):
             await put(store, await new_mailbox(store))
         small = await costs()
+
         async def fill() -> None:
             rec = await new_mailbox(store)
             for _ in range(3):
@@ -2170,3 +2172,23 @@ async def test_redis_key_prefix(redis_url: str) -> None:
     assert keys and all(k.startswith(b"t1:") for k in keys)
     with pytest.raises(ValueError, match="prefix"):
         RedisStore(redis_url, LIMITS, key_prefix="{bad}")
+
+
+async def test_a_deposit_may_require_the_mailbox_kind(store: EnvelopeStore) -> None:
+    """Revision 9 (group fan-out, protocol.md §26.1): ``kind`` is checked like a stamp's kind,
+    without a stamp; a mailbox of another kind stores nothing, a duplicate is not checked."""
+    open_, pair = await new_kind(store, "open"), await new_kind(store, "pair")
+    await store.set_caps(pair.rid, [h(1)], [], 64, NOW)
+    with pytest.raises(StampMismatch) as info:
+        await store.deposit(open_.sid, new_id(), 0, b"o" * 256, None, NOW, kind="pair")
+    assert info.value.kind == "open"
+    eid = new_id()
+    first = await store.deposit(pair.sid, eid, 0, b"p" * 256, None, NOW, cap_hash=h(1), kind="pair")
+    again = await store.deposit(pair.sid, eid, 0, b"p" * 256, None, NOW, cap_hash=h(1), kind="pair")
+    assert (again.seq, again.duplicate, first.duplicate) == (first.seq, True, False)
+    with pytest.raises(MailboxNotFound):  # the capability check comes first
+        await store.deposit(
+            pair.sid, new_id(), 0, b"p" * 256, None, NOW, cap_hash=h(2), kind="pair"
+        )
+    assert (await held(store, open_)).envelopes == 0
+    assert (await held(store, pair)).envelopes == 1

@@ -323,7 +323,7 @@ def test_both_transports_share_one_api() -> None:
         for name, value in vars(RelayAPI).items()
         if not name.startswith("_") and inspect.iscoroutinefunction(value)
     }
-    assert len(shared) == 14  # revision 5: moderation_keys
+    assert len(shared) == 16  # revision 5: moderation_keys; revision 9: fanout, delegated_caps
     for cls in (HTTPTransport, WebSocketTransport):
         assert issubclass(cls, RelayAPI)
         assert not shared & set(vars(cls)), f"{cls.__name__} re-implements a shared operation"
@@ -367,6 +367,11 @@ def bad_calls(
         lambda: t.pow_challenge(sid + b"\x00"),
         lambda: t.fetch_bundle(b""),
         lambda: t.create_mailbox(bytes(32), cred.sign, kind="nope"),
+        lambda: t.fanout([(sid[:15], bytes(32))], ct(), eid=eid()),
+        lambda: t.fanout([(sid, bytes(32)), (sid, bytes(32))], ct(), eid=eid()),
+        lambda: t.fanout([(sid, bytes(32))] * 1001, ct(), eid=eid()),
+        lambda: t.delegated_caps(sid[:15], bytes(32), cred.sign, remove=[bytes(32)]),
+        lambda: t.delegated_caps(sid, bytes(32), cred.sign, add=[bytes(31)]),
     ]
 
 

@@ -63,6 +63,7 @@ class EnvelopesMixin(RedisEngine):
         attachments: int = 0,
         pow_bits: int = 0,
         stamp: RelayStamp | None = None,
+        kind: str | None = None,
     ) -> DepositOutcome:
         # The kind's checks run inside the deposit script: a capability is one ``SISMEMBER``,
         # a contact request reads the boundaries from the record it already reads, one
@@ -100,7 +101,7 @@ class EnvelopesMixin(RedisEngine):
             pow_bits=pow_bits,
             today=day_of(now),
             blob_with_handle=with_handle,
-            stamp_kind=stamp.kind if stamp is not None else "",
+            stamp_kind=stamp.kind if stamp is not None else kind or "",
             rid=NO_RID,  # the mailbox the send id resolves to, per attempt below
             index_ttl=self._index_ttl,
         )

@@ -62,6 +62,7 @@ class EnvelopesMixin(SQLiteEngine):
         attachments: int = 0,
         pow_bits: int = 0,
         stamp: RelayStamp | None = None,
+        kind: str | None = None,
     ) -> DepositOutcome:
         # The kind's checks (capability, boundaries, bans, daily counter; see
         # :meth:`~relay.storage.base.EnvelopeStore.deposit`) run in the same savepoint: a
@@ -69,6 +70,7 @@ class EnvelopesMixin(SQLiteEngine):
         # relay/storage/policy.py DEPOSIT_CHECKS (asserted by the contract suite).
         limits = self._limits
         size = len(ct)
+        want = KIND_CODES[stamp.kind] if stamp is not None else KIND_CODES.get(kind or "", -1)
 
         def op(conn: sqlite3.Connection) -> DepositOutcome:
             if cap_hash is None:
@@ -89,7 +91,7 @@ class EnvelopesMixin(SQLiteEngine):
             ).fetchone()
             if dup is not None and now < dup[2]:
                 return DepositOutcome(rid=rid, seq=dup[0], ts=dup[1], duplicate=True)
-            if stamp is not None and KIND_CODES[stamp.kind] != kind:
+            if want not in (-1, kind):
                 raise StampMismatch(KIND_NAMES[kind])
             if counted is not None and counted < 0:
                 raise QuotaExceeded(MSG_QUOTA)  # the address's daily allowance is used up

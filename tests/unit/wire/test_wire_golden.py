@@ -44,6 +44,7 @@ CLIENT_FRAMES: tuple[type[Struct], ...] = (
     frames.RequestChallenge,
     frames.SignedOwnerCommand,
     frames.Deposit,
+    frames.Fanout,
     frames.Ack,
     frames.Unsubscribe,
     frames.FetchBundle,
@@ -66,6 +67,7 @@ RELAY_FRAMES: tuple[type[Struct], ...] = (
     frames.MailboxInfo,
     frames.ReportAccepted,
     frames.ReportStatus,
+    frames.FanoutDone,
 )
 #: Structures that are not frames of their own (no ``t``), decoded with ``from_map``.
 PARTS: tuple[type[Struct], ...] = (
@@ -73,6 +75,7 @@ PARTS: tuple[type[Struct], ...] = (
     frames.RelayLimits,
     frames.StoredEnvelope,
     frames.OwnerCommand,
+    frames.FanoutRefusal,
 )
 ALL = CLIENT_FRAMES + RELAY_FRAMES + PARTS
 

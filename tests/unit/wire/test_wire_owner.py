@@ -45,6 +45,7 @@ SPEC = {
         {"atts", "note", "amf", "akid"},
     ),
     "rstat": ({"rid", "report"}, set()),
+    "dcaps": ({"sid", "key"}, {"add", "remove"}),  # revision 9, protocol.md §26.2
 }
 
 
