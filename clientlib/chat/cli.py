@@ -528,6 +528,11 @@ async def cmd_listen(ctx: _Ctx, args: argparse.Namespace) -> int:
     async with _open(ctx, connect=False, watch=False) as client:
         waiting = client.requests()  # stored earlier; new ones arrive as events
         await client.connect()
+        if args.group:
+            from clientlib.chat.groups import listen_group
+
+            await _sync(client, ctx)
+            return await listen_group(client, args.group, ctx.prog)
         return await listen(
             client, args.to, ctx.prog, pending=waiting, sync=lambda: _sync(client, ctx)
         )
@@ -636,6 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("listen", cmd_listen, "print messages as they arrive; chat with --to")
     p.add_argument("--to", metavar="CONTACT", help="send every line typed on stdin to CONTACT")
+    p.add_argument(
+        "--group", metavar="GROUP", help="listen to GROUP; every line on stdin goes to it"
+    )
 
     add("contacts", cmd_contacts, "list your contacts")
 
@@ -671,6 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     account.register(add, sub)
     security.register(add, sub)
+    from clientlib.chat import groups
+
+    groups.register(add, sub)
     return parser
 
 

@@ -68,6 +68,7 @@ class AddressBook:
         self.contacts: dict[bytes, ContactRecord] = {}
         self.requests: dict[bytes, RequestRecord] = {}
         self.by_rid: dict[bytes, tuple[str, bytes]] = {}  # rid -> ("address"|"contact", key)
+        self.group_owners: dict[bytes, bytes] = {}  # group mailbox rid -> owner seed (§26)
         self.lock = asyncio.Lock()
         self._ks: Keystore | None = None
         self._identity: IdentityKeyPair | None = None
@@ -252,6 +253,15 @@ class AddressBook:
         self.by_rid[a.rid] = ("address", aid)
         self.put_address(aid)
 
+    def add_group_mailbox(self, rid: bytes, gid: bytes, owner: bytes) -> None:
+        """A group mailbox of ours (its record is kept by :mod:`clientlib.client._groups`)."""
+        self.by_rid[rid] = ("group", gid)
+        self.group_owners[rid] = owner
+
+    def drop_group_mailbox(self, rid: bytes) -> None:
+        self.by_rid.pop(rid, None)
+        self.group_owners.pop(rid, None)
+
     def add_contact(self, cid: bytes, c: ContactRecord) -> None:
         self.contacts[cid] = c
         self.by_rid[c.rid] = ("contact", cid)
@@ -280,6 +290,8 @@ class AddressBook:
             KeyError: not (or no longer) one of ours.
         """
         kind, key = self.by_rid[rid]
+        if kind == "group":
+            return self.group_owners[rid]
         return self.addresses[key].owner if kind == "address" else self.contacts[key].owner
 
     def cred(self, rid: bytes) -> MailboxCredential:

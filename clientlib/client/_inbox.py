@@ -17,7 +17,7 @@ acked, also the ones dropped: they would only be dropped again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from clientlib.client._book import AddressBook
 from clientlib.client._conversation import HANDLED, Conversation
@@ -29,6 +29,7 @@ from clientlib.client.content import (
     Accept,
     ContactRequestContent,
     ConversationSettings,
+    GroupPairwise,
     TextMessage,
     decode_content,
 )
@@ -54,6 +55,9 @@ from clientlib.errors import (
 )
 from clientlib.session import Session, accept, open_envelope
 from clientlib.wire.frames import StoredEnvelope
+
+if TYPE_CHECKING:
+    from clientlib.client._groups import Groups
 
 __all__ = ["Inbox", "Processed"]
 
@@ -96,6 +100,8 @@ class Inbox:
         self._prekeys = prekeys
         self._outbox = outbox
         self._history = history
+        #: The client's groups (set by the client; protocol.md §26).
+        self.groups: Groups | None = None
 
     def process(
         self, batch: Sequence[tuple[bytes, StoredEnvelope]], now: int, *, final: bool = False
@@ -117,6 +123,10 @@ class Inbox:
                 kind, key = entry
                 if kind == "address":
                     ok = self._on_request(key, env, now, out, retry=not final)
+                elif kind == "group":
+                    ok = True
+                    if self.groups is not None:
+                        self.groups.on_envelope(key, env, out.events)
                 else:
                     ok = self._on_contact_envelope(
                         key, env, now, out.events, new_messages, retry=not final
@@ -302,6 +312,9 @@ class Inbox:
                 c.session = session.to_record().to_bytes()
                 book.put_contact(cid)
                 events.append(ContactAdded(book.contact_view(cid)))
+        elif isinstance(content, GroupPairwise):
+            if self.groups is not None:
+                self.groups.on_pairwise(cid, content.body, events)
         elif isinstance(content, ConversationSettings):
             c.peer = [content.receipts, content.typing, content.media]
             if content.delivery is not None:

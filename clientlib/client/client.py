@@ -46,6 +46,7 @@ from clientlib.client._book import AddressBook, ContactRef, RequestRef, credenti
 from clientlib.client._contacts import BoundaryViolation, ContactOps
 from clientlib.client._conversation import Conversation
 from clientlib.client._export import export_document, write_new_private
+from clientlib.client._groups import Groups
 from clientlib.client._inbox import Inbox
 from clientlib.client._link import Link
 from clientlib.client._modkeys import ModeratorKeyCache
@@ -62,6 +63,9 @@ from clientlib.client.types import (
     ContactAdded,
     ContactRequest,
     Direction,
+    GroupEvent,
+    GroupInfo,
+    GroupMember,
     MessageReceived,
     ReportDetails,
     StoredMessage,
@@ -162,6 +166,16 @@ class Client:
             self._modkeys,
             self._conv,
         )
+        self._groups = Groups(
+            self._book,
+            self._link,
+            seal_pairwise=self._ops.seal_and_queue,
+            emit=self._emit,
+            now=self._now,
+            spawn=self._tasks.spawn,
+            wake_outbox=self._outbox.wake,
+        )
+        self._inbox.groups = self._groups
         self._closed = False
         self._started = False
 
@@ -269,6 +283,7 @@ class Client:
             )
             book.attach(ks)
             self._outbox.load()
+            self._groups.load()
             if cfg.history is not None:
                 self._history = cfg.history
             elif isinstance(ks, FileKeystore):
@@ -418,6 +433,8 @@ class Client:
         while the relay is unreachable this waits."""
         await self._link.caught_up.wait()
         await self._outbox.drain()
+        while await self._groups.settle():  # group follow-ups (welcomes, sender keys)
+            await self._outbox.drain()
 
     # --- public: invitations and requests -------------------------------------------------
 
@@ -811,6 +828,68 @@ class Client:
 
     # --- internals ------------------------------------------------------------------------
 
+    # --- groups (protocol.md §26; clientlib.client._groups) ------------------------------
+
+    def groups(self) -> list[GroupInfo]:
+        """Every group we are in, joining, have left or were removed from."""
+        return self._groups.all()
+
+    def group(self, ref: str) -> GroupInfo:
+        """A group by id (hex or a 4+ character prefix) or name."""
+        return self._groups.info(self._groups.resolve(ref))
+
+    async def create_group(self, name: str) -> GroupInfo:
+        """A new group with us as its owner."""
+        return await self._groups.create(name)
+
+    async def invite_to_group(self, group: str, contact: ContactRef) -> None:
+        """Invite a contact (it gets nothing of the group until it accepts)."""
+        await self._groups.invite(self._groups.resolve(group), self._book.resolve_contact(contact))
+
+    def group_invitations(self) -> list[tuple[str, str, str]]:
+        """``(invite id, group name, inviter)`` of every pending invitation."""
+        return self._groups.invitations()
+
+    async def accept_group(self, invite_id: str) -> GroupInfo:
+        return await self._groups.accept(_invite(self._groups, invite_id))
+
+    async def decline_group(self, invite_id: str) -> None:
+        await self._groups.decline(_invite(self._groups, invite_id))
+
+    async def send_group(self, group: str, text: str) -> GroupEvent:
+        """One message to the group: encrypted once, uploaded once."""
+        return await self._groups.send(self._groups.resolve(group), text)
+
+    def group_members(self, group: str) -> list[GroupMember]:
+        return self._groups.members(self._groups.resolve(group))
+
+    def group_messages(self, group: str) -> list[GroupEvent]:
+        return self._groups.messages(self._groups.resolve(group))
+
+    async def remove_from_group(self, group: str, member: str) -> None:
+        """Remove a member (by contact, name or id); everyone moves to a new epoch."""
+        gid = self._groups.resolve(group)
+        await self._groups.remove(gid, self._groups.member_gpk(gid, member))
+
+    async def leave_group(self, group: str) -> None:
+        await self._groups.leave(self._groups.resolve(group))
+
+    async def set_group_role(self, group: str, member: str, role: str) -> None:
+        gid = self._groups.resolve(group)
+        await self._groups.set_role(gid, self._groups.member_gpk(gid, member), role)
+
+    async def set_group_settings(
+        self,
+        group: str,
+        *,
+        post: str | None = None,
+        media: bool | None = None,
+        ttl: int | None = None,
+    ) -> None:
+        await self._groups.set_settings(
+            self._groups.resolve(group), post=post, media=media, ttl=ttl
+        )
+
     def _now(self) -> int:
         return int(self._config.clock())
 
@@ -822,3 +901,13 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client relay={self._book.relay_url!r} contacts={len(self._book.contacts)}>"
+
+
+def _invite(groups: Groups, ref: str) -> bytes:
+    k = ref.strip().lower()
+    found = [
+        bytes.fromhex(i) for i, _, _ in groups.invitations() if i.startswith(k) and len(k) >= 4
+    ]
+    if len(found) != 1:
+        raise LocalProtocolError("no such invitation" if not found else "ambiguous invitation")
+    return found[0]

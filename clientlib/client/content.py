@@ -37,6 +37,7 @@ __all__ = [
     "DisappearTimer",
     "EditMessage",
     "FileMessage",
+    "GroupPairwise",
     "Reaction",
     "Receipt",
     "TextMessage",
@@ -325,6 +326,22 @@ _REGISTRY: dict[str, type[Content]] = {
         FileMessage,
     )
 }
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class GroupPairwise(Content):
+    """A group invitation, join or decline inside a pairwise session (protocol.md §26.6):
+    ``body`` is the msgpack array the groups module reads."""
+
+    TYPE: ClassVar[str] = "grp"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (Field("body", "body", Bin(min=1, max=4096)),)
+    body: bytes
+
+    def __repr__(self) -> str:
+        return "GroupPairwise(<redacted>)"
+
+
+_REGISTRY[GroupPairwise.TYPE] = GroupPairwise
 
 
 def decode_content(data: bytes) -> Content:

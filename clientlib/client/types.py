@@ -57,6 +57,7 @@ WarningKind = Literal[
     "content_refused",
     "unreportable",
     "forged_reference",
+    "group_dropped",
 ]
 
 
@@ -304,6 +305,66 @@ class MessageExpired:
     direction: Direction
 
 
+GroupEventKind = Literal[
+    "invited",
+    "declined",
+    "joined",
+    "message",
+    "member_added",
+    "member_removed",
+    "member_left",
+    "removed",
+    "role",
+    "settings",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEvent:
+    """Something happened in a group (protocol.md §26): ``invited`` (``text``: the group's
+    name, ``member``: who invited, ``invite_id`` to accept or decline), ``declined``,
+    ``joined``, ``message`` (``member`` wrote ``text``), ``member_added``, ``member_removed``,
+    ``member_left``, ``removed`` (we were removed: nothing more arrives), ``role`` (``text``:
+    the new role of ``member``), ``settings``."""
+
+    group_id: str
+    kind: GroupEventKind
+    member: str | None = None
+    text: str | None = None
+    message_id: str | None = None
+    ts: int = 0
+    mine: bool = False
+    invite_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A group as we see it: ``status`` ``joining`` (accepted, welcome not yet here),
+    ``active``, ``left`` or ``removed``; our ``role``; the settings."""
+
+    id: str
+    name: str
+    status: str
+    epoch: int
+    members: int
+    role: str
+    post: str
+    media: bool
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """One member: ``id`` (its per-group key, hex), the name it chose, its role, whether it is
+    us, and our contact id if it is one of our contacts (same identity key)."""
+
+    id: str
+    name: str
+    role: str
+    me: bool
+    contact_id: str | None
+
+
 ClientEvent = (
     MessageReceived
     | RequestReceived
@@ -317,4 +378,5 @@ ClientEvent = (
     | DisappearingChanged
     | MessageChanged
     | MessageExpired
+    | GroupEvent
 )

@@ -19,6 +19,10 @@ exactly one reply line on stdout, ``{"reply": N, "ok": true, "result": ...}`` or
   ``f"{prefix}{i:05d}"`` for ``i`` in ``range(start, start + count)``, in order)
 * ``sync [{timeout}]``: wait until caught up and the outbox is flushed
 * ``contacts``, ``requests``, ``history {contact}``
+* groups (protocol.md §26): ``group_create {name}``, ``group_invite {group, contact}``,
+  ``group_invitations``, ``group_accept {invite}``, ``group_decline {invite}``,
+  ``group_send {group, text}``, ``group_members {group}``, ``group_info {group}``,
+  ``group_messages {group}``, ``group_remove {group, member}``, ``group_leave {group}``
 * ``quit``: reply, close the client (flushing what it can), exit 0
 
 Events are written as they happen, one a line: ``{"event": "ready", ...}`` once started, then
@@ -56,6 +60,8 @@ from clientlib.client import (  # noqa: E402
     RequestReceived,
     StoredMessage,
 )
+from clientlib.client.types import GroupEvent  # noqa: E402
+from clientlib.errors import RelayRejected  # noqa: E402
 
 MAX_LINE = 1 << 20
 FAST = ClientConfig(kdf_strength="minimum")
@@ -96,6 +102,9 @@ def event_json(ev: ClientEvent) -> dict[str, Any]:
         return {"event": "connection", "online": ev.online}
     if isinstance(ev, CaughtUp):
         return {"event": "caught_up"}
+    if isinstance(ev, GroupEvent):
+        return {"event": "group", "group": ev.group_id, "kind": ev.kind, "member": ev.member,
+                "text": ev.text, "invite": ev.invite_id, "mine": ev.mine}  # fmt: skip
     return {"event": "unknown", "type": type(ev).__name__}
 
 
@@ -146,7 +155,56 @@ def commands(client: Client) -> dict[str, Callable[..., Awaitable[Any]]]:
     async def history(contact: str) -> list[dict[str, Any]]:
         return [message_json(m) for m in client.messages(contact)]
 
+    async def group_create(name: str) -> dict[str, Any]:
+        return {"id": (await client.create_group(name)).id}
+
+    async def group_invite(group: str, contact: str) -> None:
+        await client.invite_to_group(group, contact)
+
+    async def group_invitations() -> list[list[str]]:
+        return [list(i) for i in client.group_invitations()]
+
+    async def group_accept(invite: str) -> dict[str, Any]:
+        return {"status": (await client.accept_group(invite)).status}
+
+    async def group_decline(invite: str) -> None:
+        await client.decline_group(invite)
+
+    async def group_send(group: str, text: str) -> dict[str, Any]:
+        try:
+            await client.send_group(group, text)
+        except RelayRejected as exc:
+            return {"refused": exc.code}
+        return {"refused": None}
+
+    async def group_members(group: str) -> list[list[Any]]:
+        return [[m.name, m.role, m.me] for m in client.group_members(group)]
+
+    async def group_info(group: str) -> dict[str, Any]:
+        g = client.group(group)
+        return {"status": g.status, "members": g.members, "epoch": g.epoch, "role": g.role}
+
+    async def group_messages(group: str) -> list[list[Any]]:
+        return [[e.member, e.text] for e in client.group_messages(group)]
+
+    async def group_remove(group: str, member: str) -> None:
+        await client.remove_from_group(group, member)
+
+    async def group_leave(group: str) -> None:
+        await client.leave_group(group)
+
     return {
+        "group_create": group_create,
+        "group_invite": group_invite,
+        "group_invitations": group_invitations,
+        "group_accept": group_accept,
+        "group_decline": group_decline,
+        "group_send": group_send,
+        "group_members": group_members,
+        "group_info": group_info,
+        "group_messages": group_messages,
+        "group_remove": group_remove,
+        "group_leave": group_leave,
         "identity": identity,
         "invite": invite,
         "request": request,

@@ -1,0 +1,248 @@
+"""blindchat commands for groups (protocol.md §26): ``group create/invite/requests/accept/
+decline/send/members/messages/remove/leave/list`` and ``listen --group``. Registered by
+:func:`register` from :func:`clientlib.chat.cli.build_parser`.
+
+A group is named by its name or an id prefix; a member by contact name, display name or id
+prefix. Commands that change a group sync with the relay first and afterwards, so the
+follow-ups (a welcome for someone who accepted, sender keys, a rekey) go out before exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from clientlib.client.types import ClientWarning, GroupEvent
+
+__all__ = ["describe", "listen_group", "register"]
+
+
+def describe(ev: GroupEvent, group_name: str) -> str:
+    """One line for a group event."""
+    where = f"[{group_name}]"
+    match ev.kind:
+        case "message":
+            return f"{where} {ev.member}: {ev.text}"
+        case "invited":
+            return f"{where} invitation from {ev.member} (id {ev.invite_id})"
+        case "joined":
+            return f"{where} you joined"
+        case "member_added":
+            return f"{where} {ev.member} joined"
+        case "member_removed":
+            return f"{where} {ev.member} was removed"
+        case "member_left":
+            return f"{where} {ev.member} left"
+        case "removed":
+            return f"{where} you were removed; nothing more arrives"
+        case "role":
+            return f"{where} {ev.member} is now {ev.text}"
+        case "settings":
+            return f"{where} settings: {ev.text}"
+        case _:
+            return f"{where} {ev.member} declined the invitation"
+
+
+async def _with_client(ctx: Any, run: Callable[[Any], Any]) -> int:
+    from clientlib.chat.cli import EXIT_OK, _open, _sync
+
+    async with _open(ctx, connect=True) as client:
+        await _sync(client, ctx)
+        result = await run(client)
+        await _sync(client, ctx)
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+async def cmd_create(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        g = await client.create_group(args.name)
+        _out(f"created group {g.name} (id {g.id[:12]})")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_invite(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        await client.invite_to_group(args.group, args.contact)
+        _out(f"invited {args.contact}: they see nothing of the group until they accept")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_requests(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        pending = client.group_invitations()
+        if not pending:
+            _out("no group invitations")
+        for iid, name, inviter in pending:
+            _out(f"{iid[:12]}  {name}  (from {inviter})")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_accept(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        g = await client.accept_group(args.id)
+        _out(f"accepted: joining {g.name}; the welcome arrives once the inviter is online")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_decline(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        await client.decline_group(args.id)
+        _out("declined")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_send(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import EXIT_FAILED, CliError, _out
+    from clientlib.errors import RelayRejected
+
+    async def run(client: Any) -> None:
+        g = client.group(args.group)
+        try:
+            await client.send_group(args.group, " ".join(args.text))
+        except RelayRejected as exc:
+            raise CliError(
+                EXIT_FAILED, f"the relay refused the message ({exc.code}): you are not a member"
+            ) from None
+        _out(f"sent to {g.name}")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_members(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        g = client.group(args.group)
+        _out(f"{g.name}: {g.members} members, you are {g.role} ({g.status})")
+        for m in client.group_members(args.group):
+            tag = " (you)" if m.me else ""
+            _out(f"  {m.name}  {m.role}  {m.id[:12]}{tag}")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_messages(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        g = client.group(args.group)
+        for ev in client.group_messages(args.group)[-args.n :]:
+            _out(describe(ev, g.name))
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_remove(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        await client.remove_from_group(args.group, args.member)
+        _out(f"removed {args.member}: the relay now refuses their messages to the group")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_leave(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        await client.leave_group(args.group)
+        _out("left the group")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_list(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.chat.cli import _out
+
+    async def run(client: Any) -> None:
+        for g in client.groups():
+            _out(f"{g.id[:12]}  {g.name}  {g.members} members  {g.role}  {g.status}")
+
+    return await _with_client(ctx, run)
+
+
+async def listen_group(client: Any, group: str, prog: str) -> int:
+    """Print the group's events as they arrive; each line on stdin is sent to the group.
+    Ends at end of input (or when interrupted)."""
+    from clientlib.chat.cli import EXIT_OK, _err, _out
+
+    g = client.group(group)
+    gid = g.id
+    _out(f"listening to {g.name}; type a line to send it, end of input to stop")
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    async def show() -> None:
+        async for ev in client.events():
+            if isinstance(ev, GroupEvent) and ev.group_id == gid and not ev.mine:
+                _out(describe(ev, g.name))
+            elif isinstance(ev, ClientWarning) and ev.kind == "group_dropped":
+                _err(f"warning: a group envelope was dropped ({ev.detail})")
+
+    shower = loop.create_task(show())
+    try:
+        while line := await reader.readline():
+            text = line.decode(errors="replace").rstrip("\n")
+            if text:
+                await client.send_group(gid, text)
+        await client.sync()
+    finally:
+        shower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await shower
+    return EXIT_OK
+
+
+def register(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
+    """Add ``group`` and its actions to blindchat's parser (``add`` as in ``build_parser``)."""
+
+    async def usage(ctx: Any, args: argparse.Namespace) -> int:
+        return await cmd_list(ctx, args)
+
+    p = add("group", usage, "group conversations (list them without an action)")
+    gsub = p.add_subparsers(title="actions", metavar="ACTION")
+    q = add("create", cmd_create, "create a group (you are its owner)", gsub)
+    q.add_argument("name", metavar="NAME")
+    q = add("invite", cmd_invite, "invite a contact (they must accept)", gsub)
+    q.add_argument("group", metavar="GROUP")
+    q.add_argument("contact", metavar="CONTACT")
+    add("requests", cmd_requests, "list group invitations you received", gsub)
+    q = add("accept", cmd_accept, "accept a group invitation", gsub)
+    q.add_argument("id", metavar="ID")
+    q = add("decline", cmd_decline, "decline a group invitation", gsub)
+    q.add_argument("id", metavar="ID")
+    q = add("send", cmd_send, "send one message to a group", gsub)
+    q.add_argument("group", metavar="GROUP")
+    q.add_argument("text", metavar="TEXT", nargs="+")
+    q = add("members", cmd_members, "list a group's members", gsub)
+    q.add_argument("group", metavar="GROUP")
+    q = add("messages", cmd_messages, "show a group's recent messages", gsub)
+    q.add_argument("group", metavar="GROUP")
+    q.add_argument("-n", type=int, default=20, metavar="N", help="last N (default 20)")
+    q = add("remove", cmd_remove, "remove a member (admins; everyone rotates keys)", gsub)
+    q.add_argument("group", metavar="GROUP")
+    q.add_argument("member", metavar="MEMBER")
+    q = add("leave", cmd_leave, "leave a group", gsub)
+    q.add_argument("group", metavar="GROUP")
+    add("list", cmd_list, "list your groups", gsub)

@@ -1,0 +1,964 @@
+"""Group conversations (protocol.md §26): create, invite with consent, accept or decline,
+send, receive, members, remove, leave, roles and settings.
+
+Each group has its own record in the keystore namespace ``groups`` (group id -> msgpack
+map) and each pending invitation one in ``ginvites``; a group's mailbox is in the book's
+``by_rid`` as ``("group", gid)``, so the link subscribes it and the inbox hands its envelopes
+to :meth:`Groups.on_envelope`. Invitations, joins and declines travel inside the pairwise
+sessions as one content type (:class:`~clientlib.client.content.GroupPairwise`), handed to
+:meth:`Groups.on_pairwise`.
+
+The inbox calls in with the book's lock held and must not wait on the network: what the
+processing decides to send (a welcome, our sender key, a rekey) is queued with ``spawn`` and
+runs afterwards, taking the lock for its own changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from clientlib.client._book import AddressBook, credential
+from clientlib.client._link import Link
+from clientlib.client.content import MAX_NAME_BYTES, MAX_TEXT_BYTES, GroupPairwise
+from clientlib.client.types import ClientEvent, ClientWarning, GroupEvent, GroupInfo, GroupMember
+from clientlib.crypto.group import (
+    GroupError,
+    GroupKeys,
+    GroupSettings,
+    GroupState,
+    LogEntry,
+    Member,
+    ReceiverChain,
+    SenderChain,
+    epoch_capability,
+    message_sender,
+    open_control,
+    open_direct,
+    open_message,
+    parse_header,
+    seal_control,
+    seal_direct,
+    seal_message,
+)
+from clientlib.crypto.padding import pad, unpad
+from clientlib.crypto.primitives import ed25519_public_from_seed
+from clientlib.errors import DecryptionError, LocalProtocolError, RelayRejected, TransportError
+from clientlib.wire import capability_hash, delegate_hash
+from clientlib.wire.frames import StoredEnvelope
+from clientlib.wire.limits import ENVELOPE_BUCKETS, MAX_FANOUT, MAX_FANOUT_CT
+
+__all__ = ["Groups"]
+
+log = logging.getLogger("clientlib.client.groups")
+
+NS = "groups"
+INVITES = "ginvites"
+#: Buckets a group envelope may use (a ``fan`` carries at most 32 KiB).
+BUCKETS = tuple(b for b in ENVELOPE_BUCKETS if b <= MAX_FANOUT_CT)
+#: Fixed bytes around the padded plaintext, per envelope type (§26.5).
+OVERHEAD = {1: 62 + 16 + 64, 2: 78 + 16 + 64, 3: 114 + 16 + 64}
+#: Messages a group record keeps for ``group messages`` (oldest dropped).
+KEEP_MESSAGES = 200
+#: Log entries per welcome message (the log is sent in parts; §26.6).
+WELCOME_PART = 100
+_EIDS = 512
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+def _pack(obj: Any) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+@dataclass(slots=True)
+class GroupRecord:
+    """Everything we keep about one group (keystore ``groups``)."""
+
+    gid: bytes
+    seed: bytes  # our per-group Ed25519 seed
+    dh: bytes  # our per-group X25519 private key
+    rid: bytes
+    sid: bytes
+    owner: bytes  # our group mailbox's owner seed
+    name: str  # our display name in the group
+    status: str  # "joining" | "active" | "left" | "removed"
+    log: list[bytes] = field(default_factory=list)
+    es: bytes | None = None  # the epoch secret we hold
+    es_epoch: int = -1
+    head: int = -1  # joining: the last log entry the welcome announced
+    chain: list[Any] | None = None  # our SenderChain as [epoch, gen, index, ck]
+    peers: dict[bytes, list[Any]] = field(default_factory=dict)  # gpk -> chain + skipped
+    eids: list[bytes] = field(default_factory=list)
+    msgs: list[list[Any]] = field(default_factory=list)  # [mid, gpk, text, ts]
+    invited: dict[bytes, bytes] = field(default_factory=dict)  # contact id -> gid (pending)
+    inviter: bytes = b""  # joining: the inviter's gpk
+    via: bytes = b""  # joining: the contact id of the inviter
+
+    def to_bytes(self) -> bytes:
+        return _pack(
+            {
+                "gid": self.gid,
+                "seed": self.seed,
+                "dh": self.dh,
+                "rid": self.rid,
+                "sid": self.sid,
+                "owner": self.owner,
+                "name": self.name,
+                "status": self.status,
+                "log": self.log,
+                "es": self.es,
+                "ese": self.es_epoch,
+                "head": self.head,
+                "chain": self.chain,
+                "peers": self.peers,
+                "eids": self.eids,
+                "msgs": self.msgs,
+                "invited": self.invited,
+                "inviter": self.inviter,
+                "via": self.via,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> GroupRecord:
+        d = _unpack(data)
+        return cls(
+            gid=d["gid"],
+            seed=d["seed"],
+            dh=d["dh"],
+            rid=d["rid"],
+            sid=d["sid"],
+            owner=d["owner"],
+            name=d["name"],
+            status=d["status"],
+            log=list(d["log"]),
+            es=d["es"],
+            es_epoch=d["ese"],
+            head=d["head"],
+            chain=d["chain"],
+            peers=dict(d["peers"]),
+            eids=list(d["eids"]),
+            msgs=list(d["msgs"]),
+            invited=dict(d["invited"]),
+            inviter=d["inviter"],
+            via=d["via"],
+        )
+
+    @property
+    def keys(self) -> GroupKeys:
+        return GroupKeys(sign_seed=self.seed, dh_private=self.dh)
+
+
+@dataclass(slots=True)
+class _Live:
+    """A group record with its state rebuilt from the log (memory only)."""
+
+    rec: GroupRecord
+    state: GroupState
+
+    @property
+    def me(self) -> bytes:
+        return self.rec.keys.gpk
+
+
+class Groups:
+    """The groups of one client (see the module docstring)."""
+
+    def __init__(
+        self,
+        book: AddressBook,
+        link: Link,
+        *,
+        seal_pairwise: Callable[[bytes, bytes], None],
+        emit: Callable[[ClientEvent], None],
+        now: Callable[[], int],
+        spawn: Spawn,
+        wake_outbox: Callable[[], None],
+    ) -> None:
+        self._book = book
+        self._link = link
+        self._seal_pairwise = seal_pairwise
+        self._emit = emit
+        self._now = now
+        self._spawn = spawn
+        self._wake = wake_outbox
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.live: dict[bytes, _Live] = {}
+        self.invites: dict[bytes, list[Any]] = {}  # invite id -> [cid, gid, name, gpk, from]
+
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a follow-up (a welcome, a sender key, a rekey) in the background, counted so
+        that :meth:`settle` can wait for it."""
+        self._busy += 1
+        self._idle.clear()
+
+        async def wrapped() -> None:
+            try:
+                await coro
+            except (TransportError, RelayRejected, LocalProtocolError, GroupError) as exc:
+                log.info("group follow-up failed: %s", type(exc).__name__)
+            finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+
+        self._spawn(wrapped())
+
+    async def settle(self) -> bool:
+        """Wait for the follow-ups started so far; True if there were any."""
+        if self._idle.is_set():
+            return False
+        await self._idle.wait()
+        return True
+
+    # --- loading and saving ------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read every group and invitation from the keystore (at start)."""
+        ks = self._book.ks
+        for gid, raw in ks.items(NS):
+            rec = GroupRecord.from_bytes(raw)
+            entries = [LogEntry.decode(e) for e in rec.log]
+            state = GroupState.from_log(gid, entries) if entries else GroupState(gid=gid)
+            self.live[gid] = _Live(rec, state)
+            if rec.status in ("joining", "active", "removed"):
+                self._book.add_group_mailbox(rec.rid, gid, rec.owner)
+        self.invites = {k: list(_unpack(v)) for k, v in ks.items(INVITES)}
+
+    def _put(self, g: _Live) -> None:
+        self._book.ks.put(NS, g.rec.gid, g.rec.to_bytes())
+
+    # --- views -------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> bytes:
+        """A group by id (hex, or a prefix of 4+ characters) or by its name.
+
+        Raises:
+            LocalProtocolError: no such group, or ambiguous.
+        """
+        k = ref.strip().lower()
+        for gid in self.live:
+            if gid.hex() == k:
+                return gid
+        named = [gid for gid, g in self.live.items() if g.state.name == ref.strip()]
+        prefix = [gid for gid in self.live if len(k) >= 4 and gid.hex().startswith(k)]
+        for found in (named, prefix):
+            if len(found) == 1:
+                return found[0]
+        if named or prefix:
+            raise LocalProtocolError("ambiguous group: use more of its id")
+        raise LocalProtocolError("no such group")
+
+    def info(self, gid: bytes) -> GroupInfo:
+        g = self.live[gid]
+        s = g.state
+        return GroupInfo(
+            id=gid.hex(),
+            name=s.name,
+            status=g.rec.status,
+            epoch=s.epoch,
+            members=len(s.members),
+            role=s.role_of(g.me) or "none",
+            post=s.settings.post,
+            media=bool(s.settings.media),
+            ttl=s.settings.ttl,
+        )
+
+    def all(self) -> list[GroupInfo]:
+        return [self.info(gid) for gid in self.live]
+
+    def members(self, gid: bytes) -> list[GroupMember]:
+        g = self.live[gid]
+        me = g.me
+        known = {c.identity: cid for cid, c in self._book.contacts.items()}
+        out = []
+        for m in g.state.members.values():
+            cid = known.get(m.ik)
+            out.append(
+                GroupMember(
+                    id=m.gpk.hex(),
+                    name=m.name,
+                    role=m.role,
+                    me=m.gpk == me,
+                    contact_id=cid.hex() if cid is not None else None,
+                )
+            )
+        return out
+
+    def messages(self, gid: bytes) -> list[GroupEvent]:
+        g = self.live[gid]
+        return [self._message_event(g, m[1], m[2], m[0], m[3]) for m in g.rec.msgs]
+
+    def invitations(self) -> list[tuple[str, str, str]]:
+        """``(invite id, group name, inviter name)`` of every pending invitation."""
+        return [(k.hex(), v[2], v[4]) for k, v in self.invites.items()]
+
+    def _message_event(self, g: _Live, gpk: bytes, text: str, mid: bytes, ts: int) -> GroupEvent:
+        m = g.state.members.get(gpk)
+        name = m.name if m is not None else gpk.hex()[:8]
+        return GroupEvent(
+            group_id=g.rec.gid.hex(),
+            kind="message",
+            member=name,
+            text=text,
+            message_id=mid.hex(),
+            ts=ts,
+            mine=gpk == g.me,
+        )
+
+    # --- relay helpers -----------------------------------------------------------------
+
+    def _cap(self, g: _Live, sid: bytes, es: bytes | None = None) -> bytes:
+        secret = es if es is not None else g.rec.es
+        if secret is None:
+            raise LocalProtocolError("the group's epoch key has not arrived yet")
+        return epoch_capability(secret, sid)
+
+    async def _fan(self, entries: Sequence[tuple[bytes, bytes]], ct: bytes) -> dict[int, str]:
+        """One upload to ``entries`` (in parts of 1,000); the refused entries by index."""
+        bad: dict[int, str] = {}
+        eid = self._book.rng(16)
+        for start in range(0, len(entries), MAX_FANOUT):
+            part = entries[start : start + MAX_FANOUT]
+            _, refused = await self._link.depositor().fanout(part, ct, eid=eid)
+            bad.update({start + i: code for i, code in refused.items()})
+        return bad
+
+    async def _direct(self, g: _Live, m: Member, plaintext: bytes) -> None:
+        body = pad(plaintext, overhead=OVERHEAD[3], buckets=BUCKETS)
+        ct = seal_direct(g.rec.keys, g.rec.gid, m.xpk, body, self._book.rng)
+        bad = await self._fan([(m.sid, self._cap(g, m.sid))], ct)
+        if bad:
+            log.info("a direct group message was refused")
+
+    async def _control(self, g: _Live, plaintext: bytes, to: Sequence[Member]) -> None:
+        rec = g.rec
+        if rec.es is None or not to:
+            return
+        body = pad(plaintext, overhead=OVERHEAD[2], buckets=BUCKETS)
+        ct = seal_control(rec.keys, rec.gid, rec.es_epoch, rec.es, body, self._book.rng)
+        await self._fan([(m.sid, self._cap(g, m.sid)) for m in to], ct)
+
+    def _others(self, g: _Live) -> list[Member]:
+        return [m for m in g.state.members.values() if m.gpk != g.me]
+
+    async def _own_caps(
+        self, g: _Live, *, add: Sequence[bytes] = (), remove: Sequence[bytes] = ()
+    ) -> None:
+        cred = credential(g.rec.rid, g.rec.owner)
+        await self._link.transport().set_caps(cred, add=add, remove=remove)
+
+    def _delegate_sign(self, g: _Live) -> Callable[[bytes], bytes]:
+        from clientlib.wire.limits import OWNER_COMMAND_CONTEXT
+
+        keys = g.rec.keys
+        return lambda cmd: keys.sign(OWNER_COMMAND_CONTEXT, cmd)
+
+    # --- create, invite, accept, decline -------------------------------------------------
+
+    async def create(self, name: str) -> GroupInfo:
+        """A new group with us as its owner (one mailbox, one log entry, epoch 0)."""
+        _check_name(name)
+        book = self._book
+        gid, keys = book.rng(16), GroupKeys.generate(book.rng)
+        owner = book.rng(32)
+        rid, sid = await self._create_mailbox(owner)
+        es = book.rng(32)
+        cred = credential(rid, owner)
+        await self._link.transport().set_caps(
+            cred, add=[capability_hash(sid, epoch_capability(es, sid))]
+        )
+        me = Member(bytes(book.identity.public), keys.gpk, keys.xpk, sid, "owner", book.name)
+        state = GroupState(gid=gid)
+        entry = state.next_entry("create", [name, GroupSettings().encode(), me.encode()], keys)
+        state.apply(entry)
+        rec = GroupRecord(
+            gid, keys.sign_seed, keys.dh_private, rid, sid, owner, book.name, "active"
+        )
+        rec.log, rec.es, rec.es_epoch = [entry.encode()], es, 0
+        rec.chain = SenderChain.new(0, 0, book.rng).distribution()
+        g = _Live(rec, state)
+        async with book.lock:
+            self.live[gid] = g
+            book.add_group_mailbox(rid, gid, owner)
+            self._put(g)
+            await book.save()
+        await self._link.subscribe(rid)
+        return self.info(gid)
+
+    async def _create_mailbox(self, owner: bytes) -> tuple[bytes, bytes]:
+        cred_key = ed25519_public_from_seed(owner)
+        sign = credential(bytes(16), owner).sign
+        return await self._link.transport().create_mailbox(cred_key, sign, kind="pair")
+
+    async def invite(self, gid: bytes, cid: bytes) -> None:
+        """Invite a contact; it receives nothing of the group until it accepts (§26.6)."""
+        book = self._book
+        g = self.live[gid]
+        if g.state.role_of(g.me) not in ("owner", "admin"):
+            raise LocalProtocolError("only admins invite")
+        c = book.contacts[cid]
+        if c.state != "accepted":
+            raise LocalProtocolError("the contact has not accepted us yet")
+        if any(m.ik == c.identity for m in g.state.members.values()):
+            raise LocalProtocolError("already a member")
+        body = _pack(["inv", gid, g.state.name, g.me, g.rec.name])
+        async with book.lock:
+            g.rec.invited[cid] = gid
+            self._put(g)
+            self._seal_pairwise(cid, GroupPairwise(body=body).encode())
+            await book.save()
+        self._wake()
+
+    async def accept(self, invite_id: bytes) -> GroupInfo:
+        """Accept an invitation: a group mailbox and keys of our own, then our member record
+        to the inviter, who adds us and sends the welcome (§26.6)."""
+        book = self._book
+        inv = self.invites.get(invite_id)
+        if inv is None:
+            raise LocalProtocolError("no such invitation")
+        cid, gid, name, inviter, _ = inv
+        if gid in self.live and self.live[gid].rec.status in ("joining", "active"):
+            raise LocalProtocolError("already in this group")
+        keys, owner = GroupKeys.generate(book.rng), book.rng(32)
+        rid, sid = await self._create_mailbox(owner)
+        # The inviter adds this epoch's capability as our delegate before its welcome.
+        await self._link.transport().set_caps(
+            credential(rid, owner), add=[delegate_hash(sid, inviter)]
+        )
+        me = Member(bytes(book.identity.public), keys.gpk, keys.xpk, sid, "member", book.name)
+        rec = GroupRecord(
+            gid, keys.sign_seed, keys.dh_private, rid, sid, owner, book.name, "joining"
+        )
+        rec.inviter, rec.via = inviter, cid
+        g = _Live(rec, GroupState(gid=gid))
+        g.state.name = name
+        async with book.lock:
+            self.live[gid] = g
+            book.add_group_mailbox(rid, gid, owner)
+            self._put(g)
+            del self.invites[invite_id]
+            book.ks.delete(INVITES, invite_id)
+            self._seal_pairwise(cid, GroupPairwise(body=_pack(["join", gid, me.encode()])).encode())
+            await book.save()
+        await self._link.subscribe(rid)
+        self._wake()
+        return self.info(gid)
+
+    async def decline(self, invite_id: bytes) -> None:
+        book = self._book
+        inv = self.invites.get(invite_id)
+        if inv is None:
+            raise LocalProtocolError("no such invitation")
+        async with book.lock:
+            del self.invites[invite_id]
+            book.ks.delete(INVITES, invite_id)
+            if inv[0] in book.contacts:
+                self._seal_pairwise(inv[0], GroupPairwise(body=_pack(["decl", inv[1]])).encode())
+            await book.save()
+        self._wake()
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def send(self, gid: bytes, text: str) -> GroupEvent:
+        """Encrypt once under our sender key, upload once to every other member's mailbox.
+
+        Raises:
+            LocalProtocolError: too long, not allowed to post, not a member, or the epoch key
+                of a new epoch has not arrived yet.
+            RelayRejected: ``AUTH``: the relay refused every copy (we were removed).
+        """
+        book = self._book
+        g = self.live[gid]
+        if len(text.encode()) > MAX_TEXT_BYTES or "\x00" in text:
+            raise LocalProtocolError(f"a message is at most {MAX_TEXT_BYTES} bytes of UTF-8")
+        rec, state = g.rec, g.state
+        admin = state.role_of(g.me) in ("owner", "admin")
+        if rec.status == "active" and state.settings.post == "admins" and not admin:
+            raise LocalProtocolError("only admins may post in this group")
+        if rec.status not in ("active", "removed") or rec.chain is None or rec.es is None:
+            raise LocalProtocolError("not an active member of this group")
+        if rec.status == "active" and rec.es_epoch != state.epoch:
+            raise LocalProtocolError("the group's new epoch key has not arrived yet")
+        now = self._now()
+        mid = book.rng(16)
+        async with book.lock:
+            chain = SenderChain(*rec.chain)
+            plain = _pack(["text", mid, now, text])
+            body = pad(plain, overhead=OVERHEAD[1], buckets=BUCKETS)
+            ct = seal_message(rec.keys, gid, chain, body)
+            rec.chain = chain.distribution()
+            if rec.status == "active":
+                rec.msgs = [*rec.msgs, [mid, g.me, text, now]][-KEEP_MESSAGES:]
+            self._put(g)
+            await book.save()
+        others = self._others(g)
+        entries = [(m.sid, self._cap(g, m.sid)) for m in others]
+        if not entries:
+            return self._message_event(g, g.me, text, mid, now)
+        bad = await self._fan(entries, ct)
+        if len(bad) == len(entries) and set(bad.values()) == {"AUTH"}:
+            raise RelayRejected("AUTH")
+        return self._message_event(g, g.me, text, mid, now)
+
+    async def _send_sender_key(self, gid: bytes, to: Sequence[Member] | None = None) -> None:
+        """Our current chain (from its current index) to ``to`` (default: every member)."""
+        g = self.live[gid]
+        rec = g.rec
+        if rec.chain is None:
+            return
+        plain = _pack(["sk", *rec.chain])
+        for m in self._others(g) if to is None else to:
+            try:
+                await self._direct(g, m, plain)
+            except (TransportError, RelayRejected, LocalProtocolError) as exc:
+                log.info("sender key not delivered: %s", type(exc).__name__)
+
+    # --- membership changes (admins) ---------------------------------------------------
+
+    async def _commit(self, g: _Live, kind: str, body: Sequence[Any]) -> LogEntry:
+        """Sign, apply and store one log entry (lock held by the caller)."""
+        entry = g.state.next_entry(kind, body, g.rec.keys)
+        g.state.apply(entry)
+        g.rec.log.append(entry.encode())
+        return entry
+
+    async def _add(self, gid: bytes, cid: bytes, member: Member) -> None:
+        """A contact we invited sent its member record: add it, welcome it (§26.6)."""
+        book = self._book
+        g = self.live[gid]
+        rec = g.rec
+        if rec.es is None:
+            return
+        try:
+            await self._link.transport().delegated_caps(
+                member.sid,
+                g.me,
+                self._delegate_sign(g),
+                add=[capability_hash(member.sid, self._cap(g, member.sid))],
+            )
+        except (RelayRejected, TransportError) as exc:
+            log.info("could not open the newcomer's mailbox: %s", type(exc).__name__)
+            return
+        async with book.lock:
+            existing = self._others(g)
+            entry = await self._commit(g, "add", [member.encode()])
+            rec.invited.pop(cid, None)
+            self._put(g)
+            await book.save()
+        await self._control(g, _pack(["log", [entry.encode()]]), existing)
+        last = len(rec.log) - 1
+        for start in range(0, len(rec.log), WELCOME_PART):
+            part = rec.log[start : start + WELCOME_PART]
+            await self._direct(g, member, _pack(["wel", rec.es_epoch, rec.es, last, part]))
+        await self._send_sender_key(gid, [member])
+        self._emit(GroupEvent(gid.hex(), "member_added", member=member.name))
+
+    async def remove(self, gid: bytes, gpk: bytes) -> None:
+        """Remove a member: a new epoch, every remaining mailbox's capability swapped by us
+        as delegate (the removed member's deposits are refused at once), the epoch secret
+        sent to each remaining member (§26.6)."""
+        book = self._book
+        g = self.live[gid]
+        if g.state.role_of(g.me) not in ("owner", "admin"):
+            raise LocalProtocolError("only admins remove members")
+        target = g.state.members.get(gpk)
+        if target is None:
+            raise LocalProtocolError("not a member")
+        everyone = self._others(g)
+        async with book.lock:
+            try:
+                entry = await self._commit(g, "remove", [gpk])
+            except GroupError as exc:
+                raise LocalProtocolError(f"cannot remove: {exc.reason}") from None
+            self._put(g)
+            await book.save()
+        # Everyone (the removed member too) learns of it under the epoch it still has.
+        await self._control(g, _pack(["log", [entry.encode()]]), everyone)
+        await self._rekey(gid, entry)
+
+    async def _rekey(self, gid: bytes, entry: LogEntry | None) -> None:
+        """Start the epoch the state is in: new secret, capabilities swapped, secret sent."""
+        book = self._book
+        g = self.live[gid]
+        rec = g.rec
+        old = rec.es
+        es = book.rng(32)
+        remaining = self._others(g)
+        for m in remaining:
+            drop = [capability_hash(m.sid, epoch_capability(old, m.sid))] if old else []
+            try:
+                await self._link.transport().delegated_caps(
+                    m.sid,
+                    g.me,
+                    self._delegate_sign(g),
+                    add=[capability_hash(m.sid, epoch_capability(es, m.sid))],
+                    remove=drop,
+                )
+            except (RelayRejected, TransportError) as exc:
+                log.info("capability swap failed: %s", type(exc).__name__)
+        own_old = [capability_hash(rec.sid, epoch_capability(old, rec.sid))] if old else []
+        await self._own_caps(
+            g, add=[capability_hash(rec.sid, epoch_capability(es, rec.sid))], remove=own_old
+        )
+        async with book.lock:
+            rec.es, rec.es_epoch = es, g.state.epoch
+            gen = rec.chain[1] + 1 if rec.chain else 0
+            rec.chain = SenderChain.new(g.state.epoch, gen, book.rng).distribution()
+            self._put(g)
+            await book.save()
+        raw = entry.encode() if entry is not None else None
+        for m in remaining:
+            await self._direct(g, m, _pack(["rekey", g.state.epoch, es, raw]))
+        await self._send_sender_key(gid)
+
+    async def leave(self, gid: bytes) -> None:
+        """Leave: a ``leave`` entry signed by us, to everyone; our mailbox deleted."""
+        book = self._book
+        g = self.live[gid]
+        if g.state.role_of(g.me) == "owner":
+            raise LocalProtocolError("the owner cannot leave; remove the others or hand over")
+        everyone = self._others(g)
+        if g.rec.status == "active":
+            async with book.lock:
+                entry = await self._commit(g, "leave", [g.me])
+                self._put(g)
+                await book.save()
+            await self._control_with(g, entry, everyone)
+        await self._drop(gid, "left")
+
+    async def _control_with(self, g: _Live, entry: LogEntry, to: Sequence[Member]) -> None:
+        rec = g.rec
+        if rec.es is None:
+            return
+        body = pad(_pack(["log", [entry.encode()]]), overhead=OVERHEAD[2], buckets=BUCKETS)
+        ct = seal_control(rec.keys, rec.gid, rec.es_epoch, rec.es, body, self._book.rng)
+        await self._fan([(m.sid, self._cap(g, m.sid)) for m in to], ct)
+
+    async def _drop(self, gid: bytes, status: str) -> None:
+        book = self._book
+        g = self.live[gid]
+        rec = g.rec
+        with contextlib.suppress(RelayRejected, TransportError):
+            await self._link.delete_mailbox(rec.rid, rec.owner)
+        async with book.lock:
+            rec.status = status
+            rec.es, rec.chain, rec.peers = None, None, {}
+            book.drop_group_mailbox(rec.rid)
+            self._put(g)
+            await book.save()
+
+    async def set_role(self, gid: bytes, gpk: bytes, role: str) -> None:
+        await self._change(gid, "role", [gpk, role])
+
+    async def set_settings(
+        self,
+        gid: bytes,
+        *,
+        post: str | None = None,
+        media: bool | None = None,
+        ttl: int | None = None,
+    ) -> None:
+        s = self.live[gid].state.settings
+        new = GroupSettings(
+            post=post if post is not None else s.post,
+            media=int(media) if media is not None else s.media,
+            ttl=ttl if ttl is not None else s.ttl,
+        )
+        await self._change(gid, "set", [new.encode()])
+
+    async def _change(self, gid: bytes, kind: str, body: list[Any]) -> None:
+        book = self._book
+        g = self.live[gid]
+        async with book.lock:
+            try:
+                entry = await self._commit(g, kind, body)
+            except GroupError as exc:
+                raise LocalProtocolError(f"refused: {exc.reason}") from None
+            self._put(g)
+            await book.save()
+        await self._control_with(g, entry, self._others(g))
+        self._after_entry(g, entry, [])
+
+    # --- receiving (called by the inbox, lock held) ------------------------------------
+
+    def on_pairwise(self, cid: bytes, body: bytes, events: list[ClientEvent]) -> None:
+        """An invitation, join or decline inside a pairwise session with contact ``cid``."""
+        try:
+            msg = _unpack(body)
+            kind = msg[0]
+        except (ValueError, TypeError, IndexError, msgpack.ExtraData, msgpack.FormatError):
+            events.append(ClientWarning("malformed_content", "group", cid.hex()))
+            return
+        book = self._book
+        if kind == "inv" and len(msg) == 5:
+            _, gid, name, gpk, inviter = msg
+            if gid in self.live and self.live[gid].rec.status in ("joining", "active"):
+                return
+            iid = book.rng(16)
+            self.invites[iid] = [cid, gid, name, gpk, inviter]
+            book.ks.put(INVITES, iid, _pack(self.invites[iid]))
+            events.append(
+                GroupEvent(gid.hex(), "invited", member=inviter, text=name, invite_id=iid.hex())
+            )
+        elif kind == "join" and len(msg) == 3:
+            gid = msg[1]
+            g = self.live.get(gid)
+            if g is None or g.rec.invited.get(cid) != gid:
+                events.append(
+                    ClientWarning("forged_reference", "group join not invited", cid.hex())
+                )
+                return
+            try:
+                member = Member.decode(msg[2])
+            except GroupError:
+                events.append(ClientWarning("malformed_content", "group join", cid.hex()))
+                return
+            if member.ik != book.contacts[cid].identity:
+                events.append(ClientWarning("forged_reference", "group join identity", cid.hex()))
+                return
+            self._run(self._add(gid, cid, member))
+        elif kind == "decl" and len(msg) == 2:
+            g = self.live.get(msg[1])
+            if g is not None and g.rec.invited.pop(cid, None) is not None:
+                self._put(g)
+                events.append(GroupEvent(msg[1].hex(), "declined", member=book.contacts[cid].name))
+        else:
+            events.append(ClientWarning("malformed_content", "group", cid.hex()))
+
+    def on_envelope(self, gid: bytes, env: StoredEnvelope, events: list[ClientEvent]) -> None:
+        """An envelope of one of our group mailboxes; anything wrong is dropped with a
+        ``group_dropped`` warning and changes nothing."""
+        g = self.live.get(gid)
+        if g is None or env.eid in g.rec.eids:
+            return
+        g.rec.eids = [*g.rec.eids, env.eid][-_EIDS:]
+        try:
+            kind, got_gid = parse_header(env.ct)
+            if got_gid != gid:
+                raise GroupError("another group")
+            if kind == 1:
+                self._on_message(g, env.ct, events)
+            elif kind == 2:
+                self._on_control(g, env.ct, events)
+            else:
+                self._on_direct(g, env.ct, events)
+        except GroupError as exc:
+            events.append(ClientWarning("group_dropped", exc.reason, None))
+        except DecryptionError:
+            events.append(ClientWarning("group_dropped", "bad padding", None))
+        self._put(g)
+
+    def _on_message(self, g: _Live, ct: bytes, events: list[ClientEvent]) -> None:
+        epoch, gpk, gen, _ = message_sender(ct)
+        sender = g.state.members.get(gpk)
+        if sender is None:
+            raise GroupError("not a member")
+        if g.state.settings.post == "admins" and sender.role == "member":
+            raise GroupError("only admins may post")
+        held = g.rec.peers.get(gpk)
+        if held is None or held[0] != epoch or held[1] != gen:
+            raise GroupError("unknown sender key")
+        chain = ReceiverChain(held[0], held[1], held[2], held[3], dict(held[4]))
+        plain, after = open_message(ct, chain)
+        msg = _unpack(unpad(plain))
+        if not isinstance(msg, list) or len(msg) != 4 or msg[0] != "text":
+            raise GroupError("bad content")
+        _, mid, ts, text = msg
+        g.rec.peers[gpk] = [after.epoch, after.gen, after.index, after.ck, after.skipped]
+        g.rec.msgs = [*g.rec.msgs, [mid, gpk, text, ts]][-KEEP_MESSAGES:]
+        events.append(self._message_event(g, gpk, text, mid, ts))
+
+    def _on_control(self, g: _Live, ct: bytes, events: list[ClientEvent]) -> None:
+        if g.rec.es is None:
+            raise GroupError("no epoch key yet")
+        gpk, plain = open_control(ct, g.rec.es)
+        if gpk not in g.state.members:
+            raise GroupError("not a member")
+        msg = _unpack(unpad(plain))
+        if not isinstance(msg, list) or len(msg) != 2 or msg[0] != "log":
+            raise GroupError("bad control")
+        for raw in msg[1]:
+            self._apply(g, raw, events)
+
+    def _apply(self, g: _Live, raw: bytes, events: list[ClientEvent]) -> None:
+        entry = LogEntry.decode(raw)
+        if entry.seq <= g.state.seq:
+            return  # already applied (a rekey repeats its entry)
+        before = dict(g.state.members)
+        g.state.apply(entry)  # GroupError: forged, out of order, unauthorised
+        g.rec.log.append(raw)
+        self._after_entry(g, entry, events, before)
+
+    def _after_entry(
+        self,
+        g: _Live,
+        entry: LogEntry,
+        events: list[ClientEvent],
+        before: dict[bytes, Member] | None = None,
+    ) -> None:
+        gid, me, s = g.rec.gid, g.me, g.state
+        prior = before if before is not None else s.members
+        match entry.kind:
+            case "add":
+                new = Member.decode(entry.body[0])
+                events.append(GroupEvent(gid.hex(), "member_added", member=new.name))
+                if g.rec.status == "active" and new.gpk != me:
+                    self._run(self._send_sender_key(gid, [new]))
+            case "remove" | "leave":
+                gone = prior.get(entry.body[0])
+                who = gone.name if gone is not None else "?"
+                if entry.body[0] == me:
+                    g.rec.status = "removed"
+                    events.append(GroupEvent(gid.hex(), "removed", member=who))
+                    return
+                g.rec.peers.pop(entry.body[0], None)
+                events.append(
+                    GroupEvent(
+                        gid.hex(),
+                        "member_removed" if entry.kind == "remove" else "member_left",
+                        member=who,
+                    )
+                )
+                if gone is not None and gone.role == "admin":
+                    self._run(self._own_caps(g, remove=[delegate_hash(g.rec.sid, gone.gpk)]))
+                if entry.kind == "leave" and s.role_of(me) == "owner":
+                    self._run(self._rekey(gid, None))
+            case "role":
+                m = s.members[entry.body[0]]
+                events.append(GroupEvent(gid.hex(), "role", member=m.name, text=m.role))
+                h = [delegate_hash(g.rec.sid, m.gpk)]
+                if m.gpk != me:
+                    if m.role == "admin":
+                        self._run(self._own_caps(g, add=h))
+                    else:
+                        self._run(self._own_caps(g, remove=h))
+            case "set":
+                st = s.settings
+                text = f"post={st.post} media={st.media} ttl={st.ttl}"
+                events.append(GroupEvent(gid.hex(), "settings", text=text))
+            case _:
+                pass
+
+    def _on_direct(self, g: _Live, ct: bytes, events: list[ClientEvent]) -> None:
+        gpk, plain = open_direct(ct, g.rec.keys)
+        msg = _unpack(unpad(plain))
+        if not isinstance(msg, list) or not msg:
+            raise GroupError("bad direct message")
+        rec, gid = g.rec, g.rec.gid
+        if msg[0] == "wel" and len(msg) == 5:
+            if rec.status != "joining" or (gpk != rec.inviter and gpk not in g.state.members):
+                raise GroupError("unexpected welcome")
+            _, epoch, es, last, part = msg
+            for raw in part:
+                self._apply_welcome(g, raw)
+            rec.es, rec.es_epoch, rec.head = es, epoch, last
+            if g.state.seq == last:
+                if g.me not in g.state.members:
+                    raise GroupError("the welcome does not add us")
+                rec.status = "active"
+                rec.chain = SenderChain.new(g.state.epoch, 0, self._book.rng).distribution()
+                events.append(GroupEvent(gid.hex(), "joined", text=g.state.name))
+                self._run(self._activate(gid))
+        elif msg[0] == "rekey" and len(msg) == 4:
+            admin = g.state.members.get(gpk)
+            if msg[3] is not None:
+                entry = LogEntry.decode(msg[3])
+                if entry.seq > g.state.seq:
+                    self._apply(g, msg[3], events)
+                admin = g.state.members.get(gpk)
+            if admin is None or admin.role not in ("owner", "admin"):
+                raise GroupError("rekey not from an admin")
+            if msg[1] != g.state.epoch or msg[1] <= rec.es_epoch:
+                raise GroupError("stale rekey")
+            old = rec.es
+            rec.es, rec.es_epoch = msg[2], msg[1]
+            gen = rec.chain[1] + 1 if rec.chain else 0
+            rec.chain = SenderChain.new(msg[1], gen, self._book.rng).distribution()
+            self._run(self._after_rekey(gid, old))
+        elif msg[0] == "sk" and len(msg) == 5:
+            if gpk not in g.state.members:
+                raise GroupError("sender key from a non-member")
+            chain = ReceiverChain.from_distribution(msg[1:])
+            held = rec.peers.get(gpk)
+            if held is not None and (held[0], held[1]) >= (chain.epoch, chain.gen):
+                return  # not newer than what we hold
+            rec.peers[gpk] = [chain.epoch, chain.gen, chain.index, chain.ck, {}]
+        else:
+            raise GroupError("bad direct message")
+
+    def _apply_welcome(self, g: _Live, raw: bytes) -> None:
+        entry = LogEntry.decode(raw)
+        if entry.seq <= g.state.seq:
+            return
+        g.state.apply(entry)
+        g.rec.log.append(raw)
+
+    async def _activate(self, gid: bytes) -> None:
+        """Joined: our capability and the admins' delegations on our mailbox; our key out."""
+        g = self.live[gid]
+        rec = g.rec
+        add = [capability_hash(rec.sid, self._cap(g, rec.sid))]
+        add += [delegate_hash(rec.sid, a.gpk) for a in g.state.admins() if a.gpk != g.me]
+        try:
+            await self._own_caps(g, add=add)
+        except (RelayRejected, TransportError) as exc:
+            log.info("group mailbox set-up failed: %s", type(exc).__name__)
+        await self._send_sender_key(gid)
+
+    async def _after_rekey(self, gid: bytes, old: bytes | None) -> None:
+        g = self.live[gid]
+        rec = g.rec
+        if rec.es is None:
+            return
+        drop = [capability_hash(rec.sid, epoch_capability(old, rec.sid))] if old else []
+        try:
+            await self._own_caps(
+                g, add=[capability_hash(rec.sid, self._cap(g, rec.sid))], remove=drop
+            )
+        except (RelayRejected, TransportError) as exc:
+            log.info("capability swap failed: %s", type(exc).__name__)
+        async with self._book.lock:
+            self._put(g)
+            await self._book.save()
+        await self._send_sender_key(gid)
+
+    def member_gpk(self, gid: bytes, ref: str) -> bytes:
+        """A member by contact name, display name or id (hex prefix)."""
+        g = self.live[gid]
+        book = self._book
+        k = ref.strip()
+        for cid, c in book.contacts.items():
+            if c.name == k or cid.hex() == k.lower():
+                for m in g.state.members.values():
+                    if m.ik == c.identity:
+                        return m.gpk
+        named = [m.gpk for m in g.state.members.values() if m.name == k]
+        prefix = [
+            m.gpk
+            for m in g.state.members.values()
+            if len(k) >= 4 and m.gpk.hex().startswith(k.lower())
+        ]
+        for found in (named, prefix):
+            if len(found) == 1:
+                return found[0]
+        raise LocalProtocolError("no such member")
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name.encode()) > MAX_NAME_BYTES or "\x00" in name:
+        raise LocalProtocolError(f"a group name is 1 to {MAX_NAME_BYTES} bytes")

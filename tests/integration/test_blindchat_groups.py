@@ -1,0 +1,39 @@
+"""blindchat groups (issue 14): the real CLI as subprocesses against a live relay process."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from liverelay import RelayProcess
+from test_blindchat import blindchat, ok, pair
+from test_blindchat import relay as relay  # noqa: PLC0414 - the module's relay fixture
+from test_blindchat import relay_log as relay_log  # noqa: PLC0414
+
+from clientlib.chat.cli import EXIT_FAILED
+
+
+@pytest.mark.slow  # 14 CLI runs of ~0.7 s each on an idle machine (interpreter start-up)
+def test_group_commands(tmp_path: Path, relay: RelayProcess) -> None:
+    alice, bob = pair(tmp_path, relay)
+    out = ok(alice, "group", "create", "team")
+    assert re.search(r"^created group team \(id [0-9a-f]{12}\)$", out, re.M), out
+    assert "until they accept" in ok(alice, "group", "invite", "team", "bob")
+    out = ok(bob, "group", "requests")
+    found = re.search(r"^([0-9a-f]{12})  team  \(from alice\)$", out, re.M)
+    assert found, out
+    assert "joining team" in ok(bob, "group", "accept", found.group(1))
+    out = ok(alice, "group", "members", "team")  # alice's side adds bob and welcomes him
+    assert "team: 2 members, you are owner (active)" in out, out
+    out = ok(bob, "group", "members", "team")
+    assert re.search(r"^  alice  owner  ", out, re.M) and "(you)" in out, out
+    assert ok(bob, "group", "send", "team", "hello", "all") == "sent to team\n"
+    out = ok(alice, "group", "messages", "team")
+    assert out.splitlines()[-1] == "[team] bob: hello all", out
+    assert "relay now refuses" in ok(alice, "group", "remove", "team", "bob")
+    done = blindchat(bob, "group", "send", "team", "still here")
+    assert done.returncode == EXIT_FAILED, (done.stdout, done.stderr)
+    assert "refused" in done.stderr
+    out = ok(bob, "group", "list")
+    assert re.search(r"  team  1 members  none  removed$", out, re.M), out
