@@ -16,7 +16,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from clientlib.chat._plumbing import EXIT_FAILED, EXIT_OK, CliError, err, open_client, out, sync
 from clientlib.client.types import ClientWarning, GroupEvent
+from clientlib.errors import RelayRejected
 
 __all__ = ["describe", "listen_group", "register"]
 
@@ -48,71 +50,63 @@ def describe(ev: GroupEvent, group_name: str) -> str:
 
 
 async def _with_client(ctx: Any, run: Callable[[Any], Any]) -> int:
-    from clientlib.chat.cli import EXIT_OK, _open, _sync
 
-    async with _open(ctx, connect=True) as client:
-        await _sync(client, ctx)
+    async with open_client(ctx, connect=True) as client:
+        await sync(client, ctx)
         result = await run(client)
-        await _sync(client, ctx)
+        await sync(client, ctx)
     return int(result) if isinstance(result, int) else EXIT_OK
 
 
 async def cmd_create(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         g = await client.create_group(args.name)
-        _out(f"created group {g.name} (id {g.id[:12]})")
+        out(f"created group {g.name} (id {g.id[:12]})")
 
     return await _with_client(ctx, run)
 
 
 async def cmd_invite(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         await client.invite_to_group(args.group, args.contact)
-        _out(f"invited {args.contact}: they see nothing of the group until they accept")
+        out(f"invited {args.contact}: they see nothing of the group until they accept")
 
     return await _with_client(ctx, run)
 
 
 async def cmd_requests(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         pending = client.group_invitations()
         if not pending:
-            _out("no group invitations")
+            out("no group invitations")
         for iid, name, inviter in pending:
-            _out(f"{iid[:12]}  {name}  (from {inviter})")
+            out(f"{iid[:12]}  {name}  (from {inviter})")
 
     return await _with_client(ctx, run)
 
 
 async def cmd_accept(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         g = await client.accept_group(args.id)
-        _out(f"accepted: joining {g.name}; the welcome arrives once the inviter is online")
+        out(f"accepted: joining {g.name}; the welcome arrives once the inviter is online")
 
     return await _with_client(ctx, run)
 
 
 async def cmd_decline(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         await client.decline_group(args.id)
-        _out("declined")
+        out("declined")
 
     return await _with_client(ctx, run)
 
 
 async def cmd_send(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import EXIT_FAILED, CliError, _out
-    from clientlib.errors import RelayRejected
 
     async def run(client: Any) -> None:
         g = client.group(args.group)
@@ -122,61 +116,56 @@ async def cmd_send(ctx: Any, args: argparse.Namespace) -> int:
             raise CliError(
                 EXIT_FAILED, f"the relay refused the message ({exc.code}): you are not a member"
             ) from None
-        _out(f"sent to {g.name}")
+        out(f"sent to {g.name}")
 
     return await _with_client(ctx, run)
 
 
 async def cmd_members(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         g = client.group(args.group)
-        _out(f"{g.name}: {g.members} members, you are {g.role} ({g.status})")
+        out(f"{g.name}: {g.members} members, you are {g.role} ({g.status})")
         for m in client.group_members(args.group):
             tag = " (you)" if m.me else ""
-            _out(f"  {m.name}  {m.role}  {m.id[:12]}{tag}")
+            out(f"  {m.name}  {m.role}  {m.id[:12]}{tag}")
 
     return await _with_client(ctx, run)
 
 
 async def cmd_messages(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         g = client.group(args.group)
         for ev in client.group_messages(args.group)[-args.n :]:
-            _out(describe(ev, g.name))
+            out(describe(ev, g.name))
 
     return await _with_client(ctx, run)
 
 
 async def cmd_remove(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         await client.remove_from_group(args.group, args.member)
-        _out(f"removed {args.member}: the relay now refuses their messages to the group")
+        out(f"removed {args.member}: the relay now refuses their messages to the group")
 
     return await _with_client(ctx, run)
 
 
 async def cmd_leave(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         await client.leave_group(args.group)
-        _out("left the group")
+        out("left the group")
 
     return await _with_client(ctx, run)
 
 
 async def cmd_list(ctx: Any, args: argparse.Namespace) -> int:
-    from clientlib.chat.cli import _out
 
     async def run(client: Any) -> None:
         for g in client.groups():
-            _out(f"{g.id[:12]}  {g.name}  {g.members} members  {g.role}  {g.status}")
+            out(f"{g.id[:12]}  {g.name}  {g.members} members  {g.role}  {g.status}")
 
     return await _with_client(ctx, run)
 
@@ -184,11 +173,10 @@ async def cmd_list(ctx: Any, args: argparse.Namespace) -> int:
 async def listen_group(client: Any, group: str, prog: str) -> int:
     """Print the group's events as they arrive; each line on stdin is sent to the group.
     Ends at end of input (or when interrupted)."""
-    from clientlib.chat.cli import EXIT_OK, _err, _out
 
     g = client.group(group)
     gid = g.id
-    _out(f"listening to {g.name}; type a line to send it, end of input to stop")
+    out(f"listening to {g.name}; type a line to send it, end of input to stop")
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -196,9 +184,9 @@ async def listen_group(client: Any, group: str, prog: str) -> int:
     async def show() -> None:
         async for ev in client.events():
             if isinstance(ev, GroupEvent) and ev.group_id == gid and not ev.mine:
-                _out(describe(ev, g.name))
+                out(describe(ev, g.name))
             elif isinstance(ev, ClientWarning) and ev.kind == "group_dropped":
-                _err(f"warning: a group envelope was dropped ({ev.detail})")
+                err(f"warning: a group envelope was dropped ({ev.detail})")
 
     shower = loop.create_task(show())
     try:
