@@ -45,6 +45,8 @@ class GroupRecord:
     invited: dict[bytes, bytes] = field(default_factory=dict)  # contact id -> gid (pending)
     inviter: bytes = b""  # joining: the inviter's gpk
     via: bytes = b""  # joining: the contact id of the inviter
+    #: Sender keys signed by a key the log does not name yet (its ``add`` is on its way).
+    early: dict[bytes, list[Any]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         return _pack(
@@ -68,6 +70,7 @@ class GroupRecord:
                 "invited": self.invited,
                 "inviter": self.inviter,
                 "via": self.via,
+                "early": self.early,
             }
         )
 
@@ -94,6 +97,7 @@ class GroupRecord:
             invited=dict(d["invited"]),
             inviter=d["inviter"],
             via=d["via"],
+            early=dict(d.get("early", {})),
         )
 
     @property

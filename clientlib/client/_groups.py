@@ -66,8 +66,11 @@ BUCKETS = tuple(b for b in ENVELOPE_BUCKETS if b <= MAX_FANOUT_CT)
 OVERHEAD = {1: 62 + 16 + 64, 2: 78 + 16 + 64, 3: 114 + 16 + 64}
 #: Messages a group record keeps for ``group messages`` (oldest dropped).
 KEEP_MESSAGES = 200
-#: Log entries per welcome message (the log is sent in parts; §26.6).
-WELCOME_PART = 100
+#: Sender keys kept from keys the log does not name yet.
+EARLY_KEYS = 64
+#: Log entries per welcome message (the log is sent in parts; §26.6): 80 entries of at most
+#: about 370 bytes each fit the 32 KiB bucket of a fan.
+WELCOME_PART = 80
 _EIDS = 512
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -460,11 +463,11 @@ class Groups:
             rec.invited.pop(cid, None)
             self._put(g)
             await book.save()
-        await self._control(g, _pack(["log", [entry.encode()]]), existing)
         last = len(rec.log) - 1
         for start in range(0, len(rec.log), WELCOME_PART):
             part = rec.log[start : start + WELCOME_PART]
             await self._direct(g, member, _pack(["wel", rec.es_epoch, rec.es, last, part]))
+        await self._control(g, _pack(["log", [entry.encode()]]), existing)
         await self._send_sender_key(gid, [member])
         self._emit(GroupEvent(gid.hex(), "member_added", member=member.name))
 
@@ -716,6 +719,7 @@ class Groups:
         match entry.kind:
             case "add":
                 new = Member.decode(entry.body[0])
+                self._adopt_early(g)
                 events.append(GroupEvent(gid.hex(), "member_added", member=new.name))
                 if g.rec.status == "active" and new.gpk != me:
                     self._run(self._send_sender_key(gid, [new]))
@@ -791,9 +795,14 @@ class Groups:
             rec.chain = SenderChain.new(msg[1], gen, self._book.rng).distribution()
             self._run(self._after_rekey(gid, old))
         elif msg[0] == "sk" and len(msg) == 5:
-            if gpk not in g.state.members:
-                raise GroupError("sender key from a non-member")
             chain = ReceiverChain.from_distribution(msg[1:])
+            if gpk not in g.state.members:
+                # Its ``add`` may still be on its way (another sender's mailbox order): kept,
+                # bounded, and used only once the log names this key (§26.6).
+                if len(rec.early) >= EARLY_KEYS:
+                    raise GroupError("sender key from a non-member")
+                rec.early[gpk] = [chain.epoch, chain.gen, chain.index, chain.ck, {}]
+                return
             held = rec.peers.get(gpk)
             if held is not None and (held[0], held[1]) >= (chain.epoch, chain.gen):
                 return  # not newer than what we hold
@@ -807,6 +816,15 @@ class Groups:
             return
         g.state.apply(entry)
         g.rec.log.append(raw)
+        self._adopt_early(g)
+
+    def _adopt_early(self, g: _Live) -> None:
+        """Sender keys that arrived before the log named their key, now that it does."""
+        for gpk in [k for k in g.rec.early if k in g.state.members]:
+            held = g.rec.peers.get(gpk)
+            early = g.rec.early.pop(gpk)
+            if held is None or (held[0], held[1]) < (early[0], early[1]):
+                g.rec.peers[gpk] = early
 
     async def _activate(self, gid: bytes) -> None:
         """Joined: our capability and the admins' delegations on our mailbox; our key out."""
