@@ -179,7 +179,7 @@ async def test_bad_lists_are_refused_whole(relay: str, session: aiohttp.ClientSe
 
 async def test_a_fan_of_a_thousand(relay: str, session: aiohttp.ClientSession) -> None:
     """The documented limit works end to end: 1,000 entries, one frame, all stored."""
-    t = HTTPTransport(session, relay)
+    t = HTTPTransport(session, relay, request_timeout=120)  # 1,000 steps on a loaded machine
     ms = [await member(t) for _ in range(4)]
     fake = [(os.urandom(16), os.urandom(32)) for _ in range(MAX_FANOUT - len(ms))]
     n, bad = await t.fanout(
