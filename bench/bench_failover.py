@@ -7,12 +7,15 @@ For each mode, several trials, each on a fresh cluster of 3 masters with one rep
 1. create mailboxes spread over every master;
 2. run ``--concurrency`` depositors through :class:`relay.storage.redis.RedisStore` (the
    relay's own store code), each remembering every deposit that returned (acknowledged);
-3. after ``--before`` seconds SIGKILL one master; its replica takes over; deposits go on
+3. after ``--before`` seconds (and, with ``--lag-ms``, that long after the replica's link to
+   the master was cut: ``CLIENT KILL TYPE master`` on the replica, with a wrong ``masterauth``
+   so that it cannot reconnect) SIGKILL one master; its replica
+   takes over; deposits go on
    for ``--after`` seconds (a failed deposit is not acknowledged; the depositor moves on);
 4. fetch every mailbox and count acknowledged envelopes that are not there.
 
 Modes: ``async`` (replication as Redis does it: asynchronous), ``min-replicas``
-(``min-replicas-to-write 1``, ``min-replicas-max-lag 10`` on every master: a master without
+(``min-replicas-to-write 1``, ``min-replicas-max-lag 10`` on every node: a master without
 a replica refuses writes, replication stays asynchronous) and ``wait`` (the store's
 ``wait_replicas=1``: every acknowledged write is followed by ``WAIT 1 1000`` on the same
 connection, and fewer confirmations than asked are "unavailable").
@@ -25,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -98,16 +100,19 @@ async def trial(
     await asyncio.sleep(args.before)
     replica = cluster.replica_of(victim)
     if lag_ms:
-        # The replica falls behind (a stalled host or link): it is stopped for lag_ms,
-        # then the master dies and the replica, resumed, takes over without what it missed.
-        assert replica.proc is not None
-        replica.proc.send_signal(signal.SIGSTOP)
+        # The replication link breaks (a network partition between the two): the replica
+        # drops its connection to the master; lag_ms later the master dies, and the replica
+        # takes over without what the master acknowledged meanwhile.
+        # A wrong masterauth keeps it from reconnecting until the master is gone.
+        with replica.client() as c:
+            c.config_set("masterauth", "bench-no-such-password")
+            c.client_kill_filter(_type="master")
         await asyncio.sleep(lag_ms / 1000)
     victim.stop(kill=True)
     killed_at = time.monotonic()
     if lag_ms:
-        assert replica.proc is not None
-        replica.proc.send_signal(signal.SIGCONT)
+        with replica.client() as c:
+            c.config_set("masterauth", "")
     await asyncio.sleep(args.after)
     stop = True
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -150,7 +155,9 @@ async def main() -> None:
     parser.add_argument("--before", type=float, default=2.0)
     parser.add_argument("--after", type=float, default=4.0)
     parser.add_argument(
-        "--lag-ms", default="0,300", help="replica stalled this long before the kill (list)"
+        "--lag-ms",
+        default="0,300",
+        help="the replication link is cut this long before the kill (list; 0: not cut)",
     )
     args = parser.parse_args()
     print(f"# bench_failover: {args.concurrency} depositors, {args.mailboxes} mailboxes,")
