@@ -66,6 +66,9 @@ BUCKETS = tuple(b for b in ENVELOPE_BUCKETS if b <= MAX_FANOUT_CT)
 OVERHEAD = {1: 62 + 16 + 64, 2: 78 + 16 + 64, 3: 114 + 16 + 64}
 #: Messages a group record keeps for ``group messages`` (oldest dropped).
 KEEP_MESSAGES = 200
+#: Uploads retried (same eid, so nothing is stored twice) after a storage or transport error.
+RETRIES = 3
+TRANSIENT = frozenset({"UNAVAILABLE", "STORAGE_FULL", "LIMIT"})
 #: Sender keys kept from keys the log does not name yet.
 EARLY_KEYS = 64
 #: Log entries per welcome message (the log is sent in parts; §26.6): 80 entries of at most
@@ -236,9 +239,25 @@ class Groups:
         bad: dict[int, str] = {}
         eid = self._book.rng(16)
         for start in range(0, len(entries), MAX_FANOUT):
-            part = entries[start : start + MAX_FANOUT]
-            _, refused = await self._link.depositor().fanout(part, ct, eid=eid)
-            bad.update({start + i: code for i, code in refused.items()})
+            part = list(entries[start : start + MAX_FANOUT])
+            index = list(range(start, start + len(part)))
+            for attempt in range(RETRIES + 1):
+                try:
+                    _, refused = await self._link.depositor().fanout(part, ct, eid=eid)
+                except TransportError as exc:  # RelayRejected included
+                    transient = not isinstance(exc, RelayRejected) or exc.code in TRANSIENT
+                    if not transient or attempt == RETRIES:
+                        raise
+                    await asyncio.sleep(0.5 * 2**attempt)
+                    continue
+                # Retried with the same eid: copies stored before are not stored twice.
+                again = [i for i, code in refused.items() if code in TRANSIENT]
+                bad.update({index[i]: c for i, c in refused.items() if c not in TRANSIENT})
+                if not again or attempt == RETRIES:
+                    bad.update({index[i]: refused[i] for i in again})
+                    break
+                part, index = [part[i] for i in again], [index[i] for i in again]
+                await asyncio.sleep(0.5 * 2**attempt)
         return bad
 
     async def _direct(self, g: _Live, m: Member, plaintext: bytes) -> None:

@@ -1,5 +1,6 @@
-"""Groups through the Client API (protocol.md §26): three real clients on a real in-process
-relay (SQLite; the e2e suite runs both backends in separate processes)."""
+"""Groups through the Client API (protocol.md §26): real clients on a real in-process relay
+(SQLite; tests/e2e/test_groups_e2e.py runs both backends in separate processes, with offline
+catch-up across a relay restart)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from clientkit import befriend, make, wait_for
 
-from clientlib.client import Client, ClientWarning
+from clientlib.client import ClientWarning
 from clientlib.client.types import GroupEvent
 from clientlib.errors import LocalProtocolError, RelayRejected
 
@@ -132,23 +133,3 @@ async def test_forged_and_replayed_input_is_dropped(tmp_path: Path, relay: str) 
         warn = await wait_for(bob, ClientWarning, lambda w: w.kind == "group_dropped")
         assert warn.detail == "replayed or too old"
         assert [m[2] for m in groups.live[gid].rec.msgs].count("once") == 1
-
-
-async def test_offline_member_catches_up(tmp_path: Path, relay: str) -> None:
-    async with make(tmp_path, "alice", relay) as alice:
-        bob_client = make(tmp_path, "bob", relay)
-        async with bob_client as bob:
-            _, a_b = await befriend(bob, alice)
-            await alice.create_group("g")
-            await alice.invite_to_group("g", a_b)
-            inv = await wait_for(bob, GroupEvent, group_event("invited"))
-            assert inv.invite_id is not None
-            await bob.accept_group(inv.invite_id)
-            await wait_for(bob, GroupEvent, group_event("joined"))
-            await wait_for(alice, GroupEvent, group_event("member_added"))
-        await alice.send_group("g", "while you were away")
-        async with Client.open(
-            tmp_path / "bob.keystore", b"pw-bob long test passphrase", config=bob_client._config
-        ) as bob:
-            got = await wait_for(bob, GroupEvent, group_event("message"))
-            assert got.text == "while you were away"

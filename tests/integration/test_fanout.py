@@ -106,7 +106,7 @@ async def test_one_upload_reaches_every_mailbox_once(
         assert len(tags) == 3 and None not in tags
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ["http"])  # the transports share this code (RelayAPI)
 async def test_refused_entries_are_reported_and_change_nothing(
     kind: str, make_relay: MakeRelay, relay_config: RelayConfig, session: aiohttp.ClientSession
 ) -> None:
@@ -215,7 +215,7 @@ async def test_pushed_to_a_connected_owner(relay: str, session: aiohttp.ClientSe
         assert (await owner_side.mailbox_info(m.cred)).envelopes == 0
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ["ws"])  # the transports share this code (RelayAPI)
 async def test_a_delegate_revokes_a_removed_members_capability(
     kind: str, relay: str, session: aiohttp.ClientSession
 ) -> None:
