@@ -405,15 +405,23 @@ class RedisEngine:
         raise StorageUnavailable(MSG_UNAVAILABLE)
 
     async def _on_every_node(
-        self, name: str, slots: Sequence[int], slot_keys: Sequence[str], args: Sequence[Any]
+        self, name: str, slots: Sequence[int], kind: str, args: Sequence[Any]
     ) -> list[tuple[list[int], Any]]:
-        """Run the read-only cross-slot script ``name`` once per Redis Cluster master, with
-        the keys (``slot_keys[s]``) of the slots of ``slots`` that master serves (the first
-        as ``KEYS[1]``, the others after ``args`` in ARGV); returns
-        ``(its slots, its reply)`` per master. A slot no master serves is "unavailable"."""
+        """Run the read-only cross-slot script ``name`` once per Redis Cluster master over the
+        per-slot keys ``<prefix><kind>:{<slot tag>}`` of the slots of ``slots`` it serves;
+        returns ``(its slots, its reply)`` per master. A slot no master serves is
+        "unavailable".
+
+        The script declares one of those keys (a script may declare keys of one slot only)
+        and gets the others as ``ARGV``: after ``args``, the key head ``<prefix><kind>:{`` and
+        the slot tags joined by commas, from which it builds every key (one short argument
+        instead of thousands of key names to pack; allow-cross-slot-keys lets it reach them).
+        """
         cluster = self._cluster
         assert cluster is not None
         script = self._scripts[name]
+        tags = slot_tags()
+        head = f"{self._prefix}{kind}:{{"
         by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
         with self._guard():
             cache = cluster.nodes_manager.slots_cache
@@ -424,13 +432,12 @@ class RedisEngine:
                 by_node.setdefault(nodes[0].name, (nodes[0], []))[1].append(slot)
 
             async def one(node: ClusterNode, mine: list[int]) -> tuple[list[int], Any]:
-                # One declared key (a script may declare keys of one slot only); the others
-                # follow the arguments (the script reaches them: allow-cross-slot-keys).
-                first, *rest = (slot_keys[s] for s in mine)
+                first = f"{head}{tags[mine[0]]}}}"
+                listed = ",".join(tags[s] for s in mine)
                 for attempt in range(2):
                     try:
                         reply = await cluster.execute_command(
-                            "EVALSHA", script.sha, 1, first, *args, *rest, target_nodes=node
+                            "EVALSHA", script.sha, 1, first, *args, head, listed, target_nodes=node
                         )
                         return mine, reply
                     except NoScriptError:

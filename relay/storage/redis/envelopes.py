@@ -202,7 +202,7 @@ class EnvelopesMixin(RedisEngine):
             with self._guard():
                 replies = [await self._client.hmget(keys[0], ["m", "n", "b"])]
         else:
-            replies = [r for _, r in await self._on_every_node("gsum", range(SLOTS), keys, [])]
+            replies = [r for _, r in await self._on_every_node("gsum", range(SLOTS), "g", [])]
         m = n = b = 0
         for dm, dn, db in replies:
             m, n, b = m + int(dm or 0), n + int(dn or 0), b + int(db or 0)

@@ -114,7 +114,7 @@ class ExpiryMixin(RedisEngine):
             return list(await self._run("due", indexes[start:end], [now, DUE_PER_SLOT]))
         flat: list[Any] = []
         for mine, reply in await self._on_every_node(
-            "due", range(start, end), indexes, [now, DUE_PER_SLOT]
+            "due", range(start, end), "xi", [now, DUE_PER_SLOT]
         ):
             for i in range(0, len(reply), 2):
                 flat += [mine[int(reply[i]) - 1] - start + 1, reply[i + 1]]
