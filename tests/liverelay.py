@@ -114,3 +114,15 @@ class RelayProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def start_relay(tmp_path: Path, name: str, **env_extra: str) -> RelayProcess:
+    """A started SQLite relay process with its data in ``tmp_path / name`` (JSON logs)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDRELAY_")}
+    env["BLINDRELAY_LOG_FORMAT"] = "json"
+    env.update(env_extra)
+    relay = RelayProcess(tmp_path / name, env, tmp_path / f"{name}.log")
+    relay.start()
+    return relay

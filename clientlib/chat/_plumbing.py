@@ -66,6 +66,7 @@ class Ctx:
     timeout: float
     offline: bool
     passphrase: str = ""
+    proxy: str | None = None  # socks5://host:port (protocol.md §27.2)
     relay_url: str = ""
     offline_hint: bool = False
     #: Warnings seen while the command ran; kinds in ``quiet`` are recorded, not printed.
@@ -96,7 +97,8 @@ async def print_warnings(client: Client, ctx: Ctx) -> None:
 @contextlib.asynccontextmanager
 async def open_client(ctx: Ctx, *, connect: bool, watch: bool = True) -> AsyncIterator[Client]:
     """Open the keystore; connect and subscribe if ``connect`` (and not ``--offline``)."""
-    client = Client.open(ctx.keystore, ctx.passphrase, config=ClientConfig(connect=False))
+    config = ClientConfig(connect=False, proxy=ctx.proxy)
+    client = Client.open(ctx.keystore, ctx.passphrase, config=config)
     async with client:
         ctx.relay_url = client.relay_url
         watcher: asyncio.Task[None] | None = None

@@ -68,6 +68,7 @@ from clientlib.client import (
     Invitation,
 )
 from clientlib.client.client import BoundaryViolation
+from clientlib.client.config import parse_proxy
 from clientlib.client.content import MAX_INTRO_BYTES, MAX_NAME_BYTES
 from clientlib.crypto.fingerprint import identity_fingerprint
 from clientlib.crypto.keys import IdentityPublicKey
@@ -175,7 +176,7 @@ async def cmd_init(ctx: _Ctx, args: argparse.Namespace) -> int:
         ctx.passphrase,
         relay_url=relay,
         name=name or None,
-        config=ClientConfig(kdf_strength=args.kdf, connect=False),
+        config=ClientConfig(kdf_strength=args.kdf, connect=False, proxy=ctx.proxy),
         allow_weak_passphrase=args.force,
     ) as client:
         digits = _fingerprint_digits(client.identity)
@@ -571,6 +572,13 @@ def _common() -> _Parser:
         default=argparse.SUPPRESS,
         help="do not connect: show what is stored locally, queue messages",
     )
+    p.add_argument(
+        "--proxy",
+        default=argparse.SUPPRESS,
+        metavar="socks5://HOST:PORT",
+        help="reach every relay through this SOCKS5 proxy, names resolved there, one circuit "
+        "per relay (Tor: socks5://127.0.0.1:9050; default: $BLINDCHAT_PROXY)",
+    )
     return p
 
 
@@ -585,7 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
     )
     parser.set_defaults(
-        home=None, passphrase_file=None, timeout=DEFAULT_TIMEOUT, offline=False, func=None
+        home=None,
+        passphrase_file=None,
+        timeout=DEFAULT_TIMEOUT,
+        offline=False,
+        proxy=None,
+        func=None,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -704,7 +717,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog=prog,
         timeout=max(0.1, args.timeout),
         offline=args.offline,
+        proxy=args.proxy or os.environ.get("BLINDCHAT_PROXY") or None,
     )
+    if ctx.proxy is not None:
+        try:
+            parse_proxy(ctx.proxy)
+        except ValueError:
+            _err(f"not a SOCKS5 proxy: {ctx.proxy!r} (expected socks5://host:port)")
+            return EXIT_USAGE
     func: Command = args.func
     try:
         if func is cmd_init:

@@ -19,6 +19,7 @@ from clientlib.client._link import Link
 from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
+from clientlib.client._relays import modkeys_slot
 from clientlib.client.content import (
     MAX_INTRO_BYTES,
     MAX_NAME_BYTES,
@@ -30,7 +31,8 @@ from clientlib.client.content import (
     TextMessage,
 )
 from clientlib.client.history import HistoryStore
-from clientlib.client.invite import Invitation, open_bundle
+from clientlib.client.invite import InvalidInvitation, Invitation, open_bundle
+from clientlib.client.relayurl import InvalidRelayUrl, normalize_relay_url
 from clientlib.client.state import ContactRecord, OutboxRecord
 from clientlib.client.types import ClientEvent, Contact, ContactAdded, StoredMessage
 from clientlib.crypto.amf import PreparedFrank, prepare
@@ -115,14 +117,17 @@ class ContactOps:
         """Send a contact request to the address of an invitation (a link or parsed)."""
         book, rng = self._book, self._book.rng
         inv = invitation if isinstance(invitation, Invitation) else Invitation.parse(invitation)
-        if inv.relay_url.rstrip("/") != book.relay_url:
-            raise LocalProtocolError(
-                "the invitation is for another relay; this client uses " + book.relay_url
-            )
+        # protocol.md §27.1: the request goes to the relay the invitation names; our
+        # mailbox for the answer is on our own relay (named in the request if they differ).
+        try:
+            relay = self._link.relays.key(inv.relay_url)
+        except InvalidRelayUrl as exc:
+            raise InvalidInvitation(str(exc)) from None
         name = book.name if name is None else name
         if len(name.encode()) > MAX_NAME_BYTES or len((intro or "").encode()) > MAX_INTRO_BYTES:
             raise LocalProtocolError("name or intro too long")
-        transport = self._link.transport()
+        home = None if relay is None else normalize_relay_url(book.relay_url)
+        transport = self._link.transport_for(relay)
         bnd = await transport.boundaries(inv.sid)
         static, item = await transport.fetch_bundle(inv.sid)
         bundle = open_bundle(inv, static, item)
@@ -132,10 +137,10 @@ class ContactOps:
         # Check the published size boundary with a dry run (content sizes do not depend on
         # the ids inside), before creating anything at the relay.
         probe = ContactRequestContent(
-            reply=bytes(16), cap=bytes(32), name=name or None, intro=intro or None
+            reply=bytes(16), cap=bytes(32), name=name or None, intro=intro or None, relay=home
         ).encode()
-        await self.refresh_moderator_keys()
-        mod = self._modkeys.current()
+        await self.refresh_moderator_keys(relay)
+        mod = self._link.relays.modkeys(relay).current()
         _, dry = initiate(book.identity, bundle, probe, rng=rng, now=now, moderator=mod)
         if len(dry.ct) > bnd.size:
             raise BoundaryViolation(
@@ -144,7 +149,9 @@ class ContactOps:
         owner = rng(32)
         cap = rng(32)
         rid, sid = await self._create_pairwise(owner, cap)
-        content = ContactRequestContent(reply=sid, cap=cap, name=name or None, intro=intro or None)
+        content = ContactRequestContent(
+            reply=sid, cap=cap, name=name or None, intro=intro or None, relay=home
+        )
         session, sealed = initiate(
             book.identity, bundle, content.encode(), rng=rng, now=now, moderator=mod
         )
@@ -161,11 +168,14 @@ class ContactOps:
                 send=None,
                 created=now,
                 mycap=cap,
+                relay=relay,
             )
             book.add_contact(cid, rec)
             hdl = book.handle(inv.sid)
             self._outbox.queue(
-                OutboxRecord(cid, rng(16), sealed.ct, sealed.fc, inv.sid, hdl=hdl, pw=bnd.pow)
+                OutboxRecord(
+                    cid, rng(16), sealed.ct, sealed.fc, inv.sid, hdl=hdl, pw=bnd.pow, relay=relay
+                )
             )
             await book.save()
         await self._link.subscribe(rid)
@@ -180,7 +190,8 @@ class ContactOps:
         owner = rng(32)
         cap = rng(32)
         rid, sid = await self._create_pairwise(owner, cap)
-        await self.refresh_moderator_keys()
+        # The requester receives on its relay (protocol.md §27.1): franked for its moderators.
+        await self.refresh_moderator_keys(req.relay)
         async with book.lock:
             if qid not in book.requests:
                 raise LocalProtocolError("the request was already handled")
@@ -191,7 +202,7 @@ class ContactOps:
                 rng=rng,
                 now=self._now(),
                 identity=book.identity,
-                moderator=self._modkeys.current(),
+                moderator=self._link.relays.modkeys(req.relay).current(),
             )
             cid = rng(16)
             rec = ContactRecord(
@@ -206,11 +217,14 @@ class ContactOps:
                 created=self._now(),
                 mycap=cap,
                 sendcap=req.cap,
+                relay=req.relay,
             )
             book.add_contact(cid, rec)
             book.drop_request(qid)
             self._outbox.queue(
-                OutboxRecord(cid, rng(16), sealed.ct, sealed.fc, req.reply, cap=req.cap)
+                OutboxRecord(
+                    cid, rng(16), sealed.ct, sealed.fc, req.reply, cap=req.cap, relay=req.relay
+                )
             )
             await book.save()
         await self._link.subscribe(rid)
@@ -281,7 +295,7 @@ class ContactOps:
         """Change our privacy settings for one conversation and tell the contact."""
         book = self._book
         cid = book.resolve_contact(ref)
-        await self.refresh_moderator_keys()
+        await self.refresh_moderator_keys(self.relay_of(cid))
         async with book.lock:
             c = book.contacts[cid]
             if delivery_receipts is not None and len(c.settings) < 4:
@@ -315,7 +329,7 @@ class ContactOps:
         data = text.encode("utf-8")
         if len(data) > MAX_TEXT_BYTES or "\x00" in text:
             raise LocalProtocolError(f"a message is at most {MAX_TEXT_BYTES} bytes of UTF-8")
-        await self.refresh_moderator_keys()
+        await self.refresh_moderator_keys(self.relay_of(cid))
         async with book.lock:
             c = book.contacts.get(cid)
             if c is None:
@@ -332,19 +346,27 @@ class ContactOps:
         self._outbox.wake()
         return msg
 
-    async def refresh_moderator_keys(self) -> None:
-        """Fetch our relay's moderator keys if the cache is stale (offline: keep it, or the
-        list last stored in the keystore)."""
+    def relay_of(self, cid: bytes) -> str | None:
+        """The relay a contact receives on (``None``: ours, or no such contact)."""
+        c = self._book.contacts.get(cid)
+        return None if c is None else c.relay
+
+    async def refresh_moderator_keys(self, relay: str | None = None) -> None:
+        """Fetch the moderator keys of a relay (``None``: ours) if the cache is stale
+        (offline: keep it, or the list last stored in the keystore). A message is franked
+        for the moderators of the relay it is delivered on (protocol.md §15.5.3, §27.1)."""
         ks = self._book.ks
-        self._modkeys.restore(ks.get("modkeys", b"list"))
+        cache = self._link.relays.modkeys(relay)
+        slot = modkeys_slot(relay)
+        cache.restore(ks.get("modkeys", slot))
         try:
-            transport = self._link.transport()
+            transport = self._link.transport_for(relay)
         except TransportError:
             return
-        await self._modkeys.ensure(transport, self._now())
-        raw = self._modkeys.encode()
-        if raw and ks.get("modkeys", b"list") != raw:
-            ks.put("modkeys", b"list", raw)  # saved with the book's next save
+        await cache.ensure(transport, self._now())
+        raw = cache.encode()
+        if raw and ks.get("modkeys", slot) != raw:
+            ks.put("modkeys", slot, raw)  # saved with the book's next save
 
     def seal_and_queue(
         self,
@@ -379,7 +401,7 @@ class ContactOps:
             rng=book.rng,
             now=self._now() if now is None else now,
             identity=book.identity,
-            moderator=self._modkeys.current(),
+            moderator=self._link.relays.modkeys(c.relay).current(),
             prepared=self._prepared.pop(cid, None),
         )
         self.warm(cid)  # the next message's signature, while this one is being saved
@@ -390,7 +412,9 @@ class ContactOps:
             self._history().add([history])
             mid = bytes.fromhex(history.id)
         eid = book.rng(16)
-        self._outbox.queue(OutboxRecord(cid, eid, sealed.ct, sealed.fc, c.send, mid, c.sendcap))
+        self._outbox.queue(
+            OutboxRecord(cid, eid, sealed.ct, sealed.fc, c.send, mid, c.sendcap, relay=c.relay)
+        )
 
     def warm(self, cid: bytes) -> None:
         """Prepare the next AMF signature for an accepted contact in a worker thread, off
@@ -403,7 +427,7 @@ class ContactOps:
         if cid in self._warming or cid in self._prepared:
             return
         try:
-            mod = self._modkeys.current()
+            mod = self._link.relays.modkeys(c.relay).current()
         except TransportError:
             return
         identity, rng, peer = self._book.identity, self._book.rng, c.identity

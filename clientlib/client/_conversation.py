@@ -249,8 +249,12 @@ class Conversation:
 
     async def flush_receipts(self) -> None:
         """Queue the receipts that are due."""
-        await self._ops.refresh_moderator_keys()
-        self._modkeys.current()  # TransportError while never fetched: keep them pending
+        # Each receipt is franked for its contact's relay (protocol.md §27.1): every relay
+        # with a receipt waiting has its keys fresh, or a TransportError keeps them pending.
+        relays = {self._ops.relay_of(cid) for cid in self.receipts.waiting()}
+        for relay in relays:
+            await self._ops.refresh_moderator_keys(relay)
+            self._link.relays.modkeys(relay).current()
         batches = self.receipts.due(self._clock())
         if not batches:
             return
@@ -298,7 +302,7 @@ class Conversation:
         what = self.throttle.typing(cid, active, self._clock())
         if what is None:
             return False
-        await self._ops.refresh_moderator_keys()
+        await self._ops.refresh_moderator_keys(c.relay)
         content = Typing(on=1 if what == "start" else 0).encode()
         async with book.lock:
             session = Session.from_record(c.session, now=int(self._clock()))
@@ -307,13 +311,13 @@ class Conversation:
                 rng=book.rng,
                 now=int(self._clock()),
                 identity=book.identity,
-                moderator=self._modkeys.current(),
+                moderator=self._link.relays.modkeys(c.relay).current(),
             )
             c.session = session.to_record().to_bytes()
             book.put_contact(cid)
             await book.save()  # never reuse a chain key, even if nothing leaves
         try:
-            await self._link.depositor().deposit(
+            await self._link.depositor_for(c.relay).deposit(
                 c.send,
                 sealed.ct,
                 eid=book.rng(16),

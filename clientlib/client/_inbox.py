@@ -34,6 +34,7 @@ from clientlib.client.content import (
     decode_content,
 )
 from clientlib.client.history import HistoryStore
+from clientlib.client.relayurl import InvalidRelayUrl, normalize_relay_url
 from clientlib.client.state import RequestRecord, remember
 from clientlib.client.types import (
     ClientEvent,
@@ -82,6 +83,15 @@ class Processed(NamedTuple):
     retry: list[tuple[bytes, StoredEnvelope]]
 
 
+def _foreign(relay: str | None, home: str) -> str | None:
+    """A request's ``relay`` as records keep it: ``None`` when it is our own relay."""
+    try:
+        ours = normalize_relay_url(home)
+    except InvalidRelayUrl:
+        ours = home
+    return None if relay is None or relay == ours else relay
+
+
 class Inbox:
     """Turns delivered envelopes into events (call with the book's lock held)."""
 
@@ -95,6 +105,9 @@ class Inbox:
         conversation: Conversation | None = None,
     ) -> None:
         self.modkeys = self._modkeys = modkeys if modkeys is not None else ModeratorKeyCache()
+        #: The moderator keys of the relay a contact receives on (``None``: ours; set by
+        #: the client to its relay pool's, protocol.md §27.1).
+        self.modkeys_for: Callable[[str | None], ModeratorKeyCache] = lambda r: self._modkeys
         self._conv = conversation
         self._book = book
         self._prekeys = prekeys
@@ -235,6 +248,7 @@ class Inbox:
             identity=bytes(opened.sender),
             session=accepted.session.to_record().to_bytes(),
             reply=content.reply,
+            relay=_foreign(content.relay, book.relay_url),
             name=content.name,
             intro=content.intro,
             received=now,
@@ -300,7 +314,7 @@ class Inbox:
                 c.sendcap = content.cap
                 if content.name and not c.name:
                     c.name = content.name
-                moderator = self._modkeys.current()
+                moderator = self.modkeys_for(c.relay).current()
 
                 def seal(pending: bytes) -> tuple[bytes, bytes]:
                     sealed = session.encrypt(
@@ -308,7 +322,7 @@ class Inbox:
                     )
                     return sealed.ct, sealed.fc
 
-                self._outbox.set_destination(cid, content.reply, content.cap, seal)
+                self._outbox.set_destination(cid, content.reply, content.cap, seal, c.relay)
                 c.session = session.to_record().to_bytes()
                 book.put_contact(cid)
                 events.append(ContactAdded(book.contact_view(cid)))

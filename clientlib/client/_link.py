@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 
 from clientlib.client._book import AddressBook, credential
+from clientlib.client._modkeys import ModeratorKeyCache
+from clientlib.client._relays import RelayPool, open_session
 from clientlib.client.config import ClientConfig
 from clientlib.client.types import CaughtUp, ClientEvent, ClientWarning, ConnectionChanged
 from clientlib.errors import RelayRejected, TransportError
@@ -56,8 +58,17 @@ class Link:
         emit: Callable[[ClientEvent], None],
         wake_outbox: Callable[[], None],
         spawn: Spawn,
+        modkeys: ModeratorKeyCache | None = None,
     ) -> None:
         self._book = book
+        self._config = config
+        #: The relays our contacts receive on, when not ours (protocol.md §27.1).
+        self.relays = RelayPool(
+            config,
+            home=lambda: book.relay_url,
+            home_modkeys=modkeys if modkeys is not None else ModeratorKeyCache(),
+            stored_keys=lambda slot: book.ks.get("modkeys", slot) if book.started else None,
+        )
         self._mode = config.transport
         self._spread = config.spread
         self._poll_interval = config.poll_interval
@@ -87,11 +98,9 @@ class Link:
             TransportError: the relay could not be reached.
         """
         url = self._book.relay_url
-        self.http_session = aiohttp.ClientSession()
+        self.http_session = open_session(self._config)
         self._deposit_session = (
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-            if self._spread
-            else self.http_session
+            open_session(self._config, fresh=True) if self._spread else self.http_session
         )
         self.http = HTTPTransport(self.http_session, url, request_timeout=self._timeout)
         if self._spread or self._mode == "http":
@@ -129,6 +138,22 @@ class Link:
         """The transport deposits go over (fresh connections with ``spread``)."""
         return self._depositor if self._depositor is not None else self.transport()
 
+    def transport_for(self, relay: str | None) -> Relay:
+        """The transport of a contact's relay (``None``: ours) for one-off requests.
+
+        Raises:
+            TransportError: not connected.
+        """
+        if relay is None or self.http_session is None:
+            return self.transport()
+        return self.relays.transport(relay)
+
+    def depositor_for(self, relay: str | None) -> Relay:
+        """Where deposits to a contact on ``relay`` (``None``: ours) go."""
+        if relay is None or self.http_session is None:
+            return self.depositor()
+        return self.relays.transport(relay)
+
     async def subscribe(self, rid: bytes) -> None:
         """Receive what arrives in one of our mailboxes (now and after reconnects)."""
         if self.http_session is None:
@@ -139,7 +164,7 @@ class Link:
         if self._mode == "http":
             return  # the poll loop picks it up
         if self._spread:
-            session = aiohttp.ClientSession()
+            session = open_session(self._config)  # its own SOCKS credentials (§27.2)
             try:
                 ws = await self._open_ws(session)
             except BaseException:
@@ -184,6 +209,7 @@ class Link:
 
     async def close(self) -> None:
         """Close every connection (call after the tasks using them are cancelled)."""
+        await self.relays.close()
         for t in [self.ws, *self.ws_by_rid.values()]:
             if t is not None:
                 with contextlib.suppress(Exception):

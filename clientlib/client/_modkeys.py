@@ -1,10 +1,10 @@
 """The relay's moderator keys as a client caches them (protocol.md §15.5.3, §15.5.7).
 
-A sender franks under the current key of the recipient's relay (every contact of a client
-is on the client's own relay, §21); a recipient accepts a message franked under its relay's
-current key or the key immediately before it. The list is fetched without authentication
-(``mkeys?``), kept at most ``REFRESH_S`` and re-fetched early when a message names a kid the
-cache does not hold.
+A sender franks under the current key of the recipient's relay (the relay the contact
+receives on, §27.1: one cache per relay, see ``_relays``); a recipient accepts a message
+franked under its relay's current key or the key immediately before it. The list is fetched
+without authentication (``mkeys?``), kept at most ``REFRESH_S`` and re-fetched early when a
+message names a kid the cache does not hold.
 """
 
 from __future__ import annotations

@@ -6,12 +6,14 @@ on every retry, and the rule that says which relay refusals are worth a retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from collections.abc import Callable, Sequence
 from typing import Literal
 
 from clientlib.client._book import AddressBook
-from clientlib.client._link import Link, Relay, jitter
+from clientlib.client._link import Link
+from clientlib.client._relays import Backoff
 from clientlib.client.history import HistoryStore
 from clientlib.client.state import OutboxRecord
 from clientlib.client.types import (
@@ -63,6 +65,7 @@ class Outbox:
         self._seq = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
+        self._backoff: Backoff | None = None
 
     # --- the keystore side (call with the book's lock held) --------------------------------
 
@@ -87,7 +90,12 @@ class Outbox:
         return ready
 
     def set_destination(
-        self, cid: bytes, sid: bytes, cap: bytes, seal: Callable[[bytes], tuple[bytes, bytes]]
+        self,
+        cid: bytes,
+        sid: bytes,
+        cap: bytes,
+        seal: Callable[[bytes], tuple[bytes, bytes]],
+        relay: str | None = None,
     ) -> None:
         """The contact accepted: what waited for its mailbox can go there now. Content
         written while the request was pending is sealed here, in order, by ``seal(content)
@@ -101,6 +109,7 @@ class Outbox:
                     rec.pt = None
                 rec.sid = sid
                 rec.cap = cap
+                rec.relay = relay
                 ks.put("outbox", key, rec.to_bytes())
 
     def drop_contact(self, cid: bytes) -> None:
@@ -116,68 +125,97 @@ class Outbox:
 
     async def drain(self) -> None:
         """Wait until nothing deliverable is queued (waits while the relay is unreachable)."""
-        while self.ready():
+        while ready := self.ready():
             self._idle.clear()
             self._wake.set()
             await self._idle.wait()
+            if self._backoff is not None:
+                # What is left waits for a relay's backoff: sleep until the first is over.
+                due = self._backoff.next_due({rec.relay for _, rec in ready})
+                if due:
+                    await asyncio.sleep(due)
 
     async def run(self, link: Link) -> None:
-        """Flush whenever woken; on transport trouble retry with jittered backoff."""
-        backoff = 0.25
+        """Flush whenever woken; a relay that fails is retried with jittered backoff of its
+        own while the envelopes for other relays go on (protocol.md §27.1)."""
+        backoff = self._backoff = link.relays.backoff
         while True:
-            await self._wake.wait()
+            due = backoff.next_due({rec.relay for _, rec in self.ready()})
+            if due is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(due):
+                        await self._wake.wait()
             self._wake.clear()
             try:
                 await self._flush(link)
-                backoff = 0.25
-            except TransportError:
-                await asyncio.sleep(backoff * jitter())
-                backoff = min(backoff * 2, 15.0)
-                self._wake.set()
             finally:
                 if not self._wake.is_set():
                     self._idle.set()
 
     async def _flush(self, link: Link) -> None:
-        depositor = link.depositor()
+        backoff = link.relays.backoff
         while True:
-            ready = self.ready()
+            # Per relay, in order: a failure stops that relay's envelopes (their order is
+            # each conversation's order) until its backoff is over, and no other relay's.
+            held: set[str | None] = set()
+            ready = [
+                (key, rec)
+                for key, rec in self.ready()
+                if backoff.ready(rec.relay) and rec.relay not in held
+            ]
             if not ready:
                 return
             done: list[tuple[bytes, OutboxRecord, DeliveryState]] = []
+            progressed = False
             try:
                 for key, rec in ready[:64]:
                     assert rec.sid is not None
+                    if rec.relay in held:
+                        continue
                     try:
-                        await self._deposit(link, depositor, rec)
+                        await self._deposit(link, rec)
                         done.append((key, rec, "sent"))
+                        backoff.succeeded(rec.relay)
+                        progressed = True
                     except RelayRejected as exc:
                         verdict = classify(exc.code, rec)
                         if verdict == "pay_pow":
                             rec.pw = -1
                             self._book.ks.put("outbox", key, rec.to_bytes())
-                            raise TransportError("proof of work now required") from exc
+                            backoff.failed(rec.relay)
+                            held.add(rec.relay)
+                            continue
                         if verdict == "retry":
-                            raise TransportError(f"relay answered {exc.code}") from exc
+                            backoff.failed(rec.relay)
+                            held.add(rec.relay)
+                            continue
                         done.append((key, rec, "failed"))
+                        progressed = True
                         request = rec.hdl is not None
                         kind: WarningKind = "request_refused" if request else "mailbox_lost"
                         self._emit(ClientWarning(kind, exc.code, rec.contact.hex()))
+                    except TransportError:
+                        backoff.failed(rec.relay)
+                        held.add(rec.relay)
             finally:
                 if done:
                     await self._complete(done)
+            if not progressed:
+                return
 
-    async def _deposit(self, link: Link, depositor: Relay, rec: OutboxRecord) -> None:
+    async def _deposit(self, link: Link, rec: OutboxRecord) -> None:
         assert rec.sid is not None
         pow_: tuple[bytes, int] | None = None
         if rec.hdl is not None and rec.pw != 0:  # a request: pay the address's proof of work
-            chal = await link.transport().pow_challenge(rec.sid)
+            chal = await link.transport_for(rec.relay).pow_challenge(rec.sid)
             if chal.bits > 0:
                 counter = await asyncio.to_thread(
                     solve_pow, rec.sid, chal.nonce, rec.eid, chal.bits
                 )
                 pow_ = (chal.nonce, counter)
-        await depositor.deposit(
+        await link.depositor_for(rec.relay).deposit(
             rec.sid, rec.ct, eid=rec.eid, fc=rec.fc, cap=rec.cap, hdl=rec.hdl, pow=pow_
         )
 

@@ -106,6 +106,10 @@ class ReceiptScheduler:
     def next_due(self) -> float | None:
         return min((b.due for b in self._batches.values()), default=None)
 
+    def waiting(self) -> list[bytes]:
+        """The contacts with a receipt batch waiting."""
+        return list(self._batches)
+
     def due(self, now: float) -> list[tuple[bytes, list[bytes], list[bytes]]]:
         """Take every batch whose time has come: ``(cid, dlv ids, rd ids)``."""
         out = []

@@ -131,7 +131,12 @@ class Client:
         self._outbox = Outbox(self._book, lambda: self._history, self._emit)
         self._modkeys = ModeratorKeyCache()
         self._link = Link(
-            self._book, cfg, emit=self._emit, wake_outbox=self._outbox.wake, spawn=self._tasks.spawn
+            self._book,
+            cfg,
+            emit=self._emit,
+            wake_outbox=self._outbox.wake,
+            spawn=self._tasks.spawn,
+            modkeys=self._modkeys,
         )
         self._reports = Reports(self._book, self._link, emit=self._emit, now=self._now)
         self._ops = ContactOps(
@@ -176,6 +181,7 @@ class Client:
             wake_outbox=self._outbox.wake,
         )
         self._inbox.groups = self._groups
+        self._inbox.modkeys_for = self._link.relays.modkeys
         self._closed = False
         self._started = False
 

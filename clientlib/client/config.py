@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from clientlib.client._receipts import DEFAULT_RECEIPT_DELAY, ReceiptDelay
 from clientlib.client.history import HistoryStore
@@ -54,6 +55,33 @@ def argon2_costs(strength: str) -> tuple[int, int]:
     return _ARGON2[strength]
 
 
+def parse_proxy(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``socks5://host:port`` or ``socks5h://host:port`` proxy URL.
+
+    Raises:
+        ValueError: another scheme, no host or port, user info, a path, query or fragment.
+    """
+    if type(url) is not str or not url.isascii() or any(c.isspace() for c in url):
+        raise ValueError("proxy must be socks5://host:port")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("proxy must be socks5://host:port (port 1..65535)") from None
+    if (
+        parts.scheme.lower() not in ("socks5", "socks5h")
+        or not parts.hostname
+        or port is None
+        or not 0 < port < 65536
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError("proxy must be socks5://host:port")
+    return parts.hostname, port
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ClientConfig:
     """Everything about how a client runs, checked when built.
@@ -81,9 +109,17 @@ class ClientConfig:
             (:class:`~clientlib.client.ReceiptDelay`; protocol.md §22.11).
         receipt_rng: where receipt delays are drawn from (``None``: the operating
             system's randomness; a seeded ``random.Random`` for tests).
+        proxy: ``socks5://host:port`` (or ``socks5h://``, the same here): every connection
+            to every relay goes through this SOCKS5 proxy (Tor: ``socks5://127.0.0.1:9050``),
+            and host names are resolved by the proxy, never locally (protocol.md §27.2).
+        isolate: with a proxy, give every connection group its own random SOCKS
+            credentials -- our relay, each contact relay, the deposit connections, and with
+            ``spread`` each mailbox -- so that Tor (``IsolateSOCKSAuth``, its default) puts
+            them on different circuits.
 
     Raises:
-        ValueError: an unknown ``transport`` or ``kdf_strength``, or a time out of range.
+        ValueError: an unknown ``transport`` or ``kdf_strength``, a time out of range, or a
+            ``proxy`` that is not ``socks5://host:port``.
     """
 
     history: HistoryStore | None = None
@@ -99,8 +135,12 @@ class ClientConfig:
     clock: Callable[[], float] = time.time
     receipt_delay: ReceiptDelay = DEFAULT_RECEIPT_DELAY
     receipt_rng: random.Random | None = None
+    proxy: str | None = None
+    isolate: bool = True
 
     def __post_init__(self) -> None:
+        if self.proxy is not None:
+            parse_proxy(self.proxy)
         if self.kdf_strength not in _ARGON2 or (
             self.kdf_strength == "minimum" and not _test_kdf_allowed()
         ):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from clientlib.client.relayurl import MAX_RELAY_URL_BYTES, InvalidRelayUrl, normalize_relay_url
 from clientlib.errors import WireError
 from clientlib.wire.codec import Bin, Field, Int, IntIn, ListOf, Struct, Text, decode_map
 from clientlib.wire.limits import MAILBOX_ID_SIZE
@@ -80,6 +81,22 @@ _IDS = ListOf(_MSG_ID, MAX_RECEIPT_IDS)
 _TS = Int(0, 2**40)
 
 
+class _RelayUrl(Text):
+    """A relay URL (protocol.md §27.1): text that :func:`normalize_relay_url` accepts, kept
+    in its normal form."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(MAX_RELAY_URL_BYTES)
+
+    def check(self, value: object) -> str:
+        try:
+            return normalize_relay_url(super().check(value))
+        except InvalidRelayUrl:
+            raise WireError("field must be a relay URL") from None
+
+
 class Content(Struct):
     """Base of every content structure."""
 
@@ -92,7 +109,8 @@ class ContactRequestContent(Content):
 
     ``reply`` is the send id of the pairwise mailbox the requester created for this contact
     and ``cap`` the send capability it registered there: where and how the recipient writes
-    if it accepts.
+    if it accepts. ``relay`` (revision 11) names the relay that mailbox is on, when it is not
+    the relay of the address the request was sent to (protocol.md §27.1).
     """
 
     TYPE: ClassVar[str] = "req"
@@ -101,11 +119,13 @@ class ContactRequestContent(Content):
         Field("cap", "cap", _CAP),
         Field("name", "name", Text(MAX_NAME_BYTES), required=False),
         Field("intro", "intro", Text(MAX_INTRO_BYTES), required=False),
+        Field("relay", "relay", _RelayUrl(), required=False),
     )
     reply: bytes
     cap: bytes
     name: str | None = None
     intro: str | None = None
+    relay: str | None = None
 
     def __repr__(self) -> str:
         return "ContactRequestContent(<redacted>)"

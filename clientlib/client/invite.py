@@ -31,8 +31,8 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
+from clientlib.client.relayurl import InvalidRelayUrl, normalize_relay_url
 from clientlib.crypto.keys import RNG, IdentityPublicKey
 from clientlib.crypto.prekeys import PreKeyKind, SignedPreKey
 from clientlib.crypto.primitives import (
@@ -155,9 +155,12 @@ class Invitation:
         if not sep or not base.endswith(INVITE_PATH):
             raise InvalidInvitation("not a blindrelay invitation link")
         relay_url = base[: -len(INVITE_PATH)]
-        parts = urlsplit(relay_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise InvalidInvitation("the invitation's relay URL must be http(s)://host[:port]")
+        try:
+            normalize_relay_url(relay_url)  # protocol.md §27.1: checked before any use
+        except InvalidRelayUrl:
+            raise InvalidInvitation(
+                "the invitation's relay URL must be http(s)://host[:port][/prefix]"
+            ) from None
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):

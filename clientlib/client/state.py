@@ -86,6 +86,10 @@ def _opt_b(n: int) -> Callable[[Any], bool]:
     return lambda v: v is None or (type(v) is bytes and len(v) == n)
 
 
+def _opt_str() -> Callable[[Any], bool]:
+    return lambda v: v is None or type(v) is str
+
+
 def _list_b() -> Callable[[Any], bool]:
     return lambda v: type(v) is list and all(type(x) is bytes for x in v)
 
@@ -127,6 +131,7 @@ class ContactRecord(_Record):
         "send": _opt_b(16),
         "eids": _list_b(),
         "sendcap": _opt_b(32),
+        "relay": _opt_str(),
     }
     name: str
     state: str  # "pending" | "accepted"
@@ -147,6 +152,9 @@ class ContactRecord(_Record):
     # (settings and peer gain a 4th entry, delivery receipts, once set; absent: 1)
     dis: int = 0  # disappearing-message timer of the conversation, seconds (0: off)
     disv: int = 0  # its change counter (protocol.md §22.10)
+    #: The relay the contact receives on (``send`` lives there), normal form; None: ours
+    #: (protocol.md §27.1, revision 11).
+    relay: str | None = None
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -159,6 +167,7 @@ class RequestRecord(_Record):
         "reply": _b(16),
         "identity": _b(32),
         "ev": lambda v: v is None or type(v) is bytes,
+        "relay": _opt_str(),
     }
     address: bytes
     identity: bytes
@@ -173,6 +182,8 @@ class RequestRecord(_Record):
     #: ft/fx, both identities, the AMF signature), for Client.report_request; None for
     #: requests stored before revision 5 (not reportable).
     ev: bytes | None = None
+    #: The relay ``reply`` is on (the request's ``relay`` field), normal form; None: ours.
+    relay: str | None = None
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -195,6 +206,7 @@ class OutboxRecord(_Record):
         "cap": _opt_b(32),
         "hdl": _opt_b(16),
         "pt": lambda v: v is None or type(v) is bytes,
+        "relay": _opt_str(),
     }
     contact: bytes
     eid: bytes
@@ -206,6 +218,7 @@ class OutboxRecord(_Record):
     hdl: bytes | None = None  # requester handle: set on contact requests (proof of work too)
     pw: int = -1  # the address's proof-of-work bits when queued (-1: ask the relay)
     pt: bytes | None = None  # content to seal once the contact accepts (see above)
+    relay: str | None = None  # the relay ``sid`` is on (normal form); None: ours (§27.1)
 
 
 def remember(seen: list[bytes], item: bytes, limit: int = SEEN_LIMIT) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from clientkit import FAST, befriend, make, wait_for
+from liverelay import free_port
 
 from clientlib.client import (
     CaughtUp,
@@ -29,7 +30,7 @@ from clientlib.client._book import credential
 from clientlib.client.content import ContactRequestContent
 from clientlib.client.invite import open_bundle
 from clientlib.crypto import IdentityKeyPair
-from clientlib.errors import LocalProtocolError
+from clientlib.errors import LocalProtocolError, TransportError
 from clientlib.keystore import (
     CorruptKeystore,
     KeystoreLocked,
@@ -241,14 +242,17 @@ async def test_prekey_exhaustion_falls_back_and_refills(
     assert has_static
 
 
-async def test_own_invitation_and_foreign_relay_refused(pair: tuple[Client, Client]) -> None:
+async def test_own_invitation_refused_and_unreachable_relay(pair: tuple[Client, Client]) -> None:
     alice, _ = pair
     inv = await alice.create_invitation()
     with pytest.raises(LocalProtocolError):
         await alice.send_request(inv)
-    other = Invitation("https://elsewhere.example", inv.sid, inv.key)
-    with pytest.raises(LocalProtocolError):
+    # Another relay is fine (protocol.md §27.1); one that does not answer fails cleanly and
+    # leaves nothing behind.
+    other = Invitation(f"http://127.0.0.1:{free_port()}", inv.sid, inv.key)
+    with pytest.raises(TransportError):
         await alice.send_request(other.link)
+    assert alice.contacts() == []
     assert (await alice.create_invitation()).link == inv.link  # same address by default
     assert (await alice.create_invitation(new_address=True)).link != inv.link
 

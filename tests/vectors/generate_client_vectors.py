@@ -70,6 +70,10 @@ def build() -> dict[str, Any]:
     contents = [
         ("req", ContactRequestContent(reply=reply, cap=cap, name="Alex", intro="Hi! We met at the meetup.")),
         ("req-minimal", ContactRequestContent(reply=reply, cap=cap)),
+        # Revision 11 (protocol.md §27.1): the reply mailbox is on another relay than the
+        # address; no new DRBG draw.
+        ("req-relay", ContactRequestContent(reply=reply, cap=cap, name="Alex",
+                                            relay="https://relay-b.example.org")),  # fmt: skip
         ("acc", Accept(reply=reply, cap=cap, name="Sam")),
         ("msg", TextMessage(id=mid, ts=1_795_000_000, text="hello ✓")),
         ("set", ConversationSettings(receipts=0, typing=1, media=0)),
