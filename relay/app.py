@@ -32,6 +32,7 @@ from relay.appkeys import (
 from relay.backend import build_backend
 from relay.config import RelayConfig
 from relay.errors import ConfigError
+from relay.forward import setup_forwarding
 from relay.http.routes import setup_routes
 from relay.metrics import Metrics
 from relay.middlewares import request_middleware, setup_web_surface
@@ -188,6 +189,7 @@ def create_app(
     app.cleanup_ctx.append(_admin_ctx)
     app.on_shutdown.append(_close_sockets)
     setup_routes(app)
+    setup_forwarding(app)
     setup_websocket(app)
     setup_web_surface(app)
     return app

@@ -28,7 +28,7 @@ from relay.storage.base import StoreLimits
 __all__ = ["ENV_PREFIX", "SECRET_FIELDS", "RelayConfig", "default_data_dir", "load_config"]
 
 ENV_PREFIX = "BLINDRELAY_"
-SECRET_FIELDS = frozenset({"redis_url", "admin_tokens"})
+SECRET_FIELDS = frozenset({"redis_url", "admin_tokens", "route_key"})
 DAY = 86_400
 #: Shortest admin token: 32 characters (e.g. 24 random bytes in base64, 16 in hex) put it
 #: beyond guessing over a network.
@@ -125,6 +125,20 @@ class RelayConfig:
     # Addresses of reverse proxies whose X-Forwarded-Proto / X-Forwarded-For the admin
     # listener believes (comma-separated IPs); from anyone else they are ignored.
     admin_trusted_proxies: str = ""
+    # Two-hop private routing (protocol.md §27.3). Forward clients' sealed packets to other
+    # relays (off: every route frame is refused with ROUTE).
+    forwarding: bool = True
+    # Forward to private, loopback and link-local addresses too (tests, closed networks).
+    forward_allow_private: bool = False
+    forward_per_connection_minute: int = 120  # route frames per client TCP connection/min
+    forward_max_inflight: int = 64  # forwards in progress at once, whole process
+    forward_pow_bits: int = 0  # proof of work a route frame needs (0: none)
+    forward_timeout_s: float = 10.0  # one forward to another relay, answer included
+    # Secret: 64 hex digits from which the relay identity and route keys derive; empty:
+    # <data_dir>/route-key (SQLite; made at first start) or a per-process key (Redis).
+    route_key: str = ""
+    route_key_rotation_s: int = 7 * DAY  # a new route key this often; the old one stays
+    # valid one more period (the overlap window)
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir or default_data_dir())
@@ -266,6 +280,13 @@ class RelayConfig:
         _range("report_retention_s", self.report_retention_s, DAY, 3650 * DAY)
         _range("audit_retention_s", self.audit_retention_s, DAY, 3650 * DAY)
         _range("reports_per_day", self.reports_per_day, 1, 100_000)
+        _range("forward_per_connection_minute", self.forward_per_connection_minute, 1, 100_000)
+        _range("forward_max_inflight", self.forward_max_inflight, 1, 100_000)
+        _range("forward_pow_bits", self.forward_pow_bits, 0, 24)
+        _range("forward_timeout_s", self.forward_timeout_s, 0.5, 120)
+        _range("route_key_rotation_s", self.route_key_rotation_s, 3600, 365 * DAY)
+        if self.route_key and not re.fullmatch(r"[0-9a-fA-F]{64}", self.route_key):
+            raise ConfigError("route_key: 64 hex digits (32 random bytes)")
         _range("admin_port", self.admin_port, 0, 65535)
         _range("admin_session_ttl_s", self.admin_session_ttl_s, 60, 7 * DAY)
         _range("admin_idle_timeout_s", self.admin_idle_timeout_s, 60, 7 * DAY)

@@ -64,6 +64,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.FRANKING: 403,
     ErrorCode.EXPIRED: 410,
     ErrorCode.DUPLICATE: 409,
+    ErrorCode.ROUTE: 403,
+    ErrorCode.RKEY: 409,
 }
 
 

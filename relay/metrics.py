@@ -55,6 +55,16 @@ COUNTERS: Final[dict[str, tuple[str, str, str | None]]] = {
     "fanouts": ("fanouts", "Group fan-out frames served (protocol.md §26.1).", None),
     "fanout_refused": ("fanout_refused", "Fan-out entries refused.", None),
     "pow_issued": ("pow_issued", "Proof-of-work nonces issued.", None),
+    "forwarded": (
+        "forwarded",
+        "Route frames from clients (two-hop, protocol.md §27.3), by outcome (ok or code).",
+        "kind",
+    ),
+    "forward_in": (
+        "forwarded_in",
+        "Packets other relays forwarded to us, by outcome (ok or code).",
+        "kind",
+    ),
     "mailboxes_created": ("mailboxes_created", "Mailboxes created.", None),
     "mailboxes_deleted": ("mailboxes_deleted", "Mailboxes deleted by their owners.", None),
     "owner_consent": (

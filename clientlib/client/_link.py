@@ -32,6 +32,7 @@ from clientlib.transport import (
     SubscriptionLost,
     WebSocketTransport,
 )
+from clientlib.transport.api import RelayAPI
 from clientlib.wire.frames import StoredEnvelope
 
 __all__ = ["Incoming", "Link", "Relay", "jitter"]
@@ -68,6 +69,8 @@ class Link:
             home=lambda: book.relay_url,
             home_modkeys=modkeys if modkeys is not None else ModeratorKeyCache(),
             stored_keys=lambda slot: book.ks.get("modkeys", slot) if book.started else None,
+            home_http=self._home_http,
+            pins=(self._get_pin, self._put_pin),
         )
         self._mode = config.transport
         self._spread = config.spread
@@ -138,7 +141,21 @@ class Link:
         """The transport deposits go over (fresh connections with ``spread``)."""
         return self._depositor if self._depositor is not None else self.transport()
 
-    def transport_for(self, relay: str | None) -> Relay:
+    def _home_http(self) -> HTTPTransport:
+        if self.http is None:
+            raise TransportError("the client is not connected")
+        return self.http
+
+    def _get_pin(self, relay: str) -> bytes | None:
+        """The pinned relay identity of a contact relay (keystore namespace ``relaypins``)."""
+        return self._book.ks.get("relaypins", relay.encode()) if self._book.started else None
+
+    def _put_pin(self, relay: str, identity: bytes) -> None:
+        if self._book.started:
+            self._book.ks.put("relaypins", relay.encode(), identity)
+            self._book.save_soon()
+
+    def transport_for(self, relay: str | None) -> RelayAPI:
         """The transport of a contact's relay (``None``: ours) for one-off requests.
 
         Raises:
@@ -148,7 +165,7 @@ class Link:
             return self.transport()
         return self.relays.transport(relay)
 
-    def depositor_for(self, relay: str | None) -> Relay:
+    def depositor_for(self, relay: str | None) -> RelayAPI:
         """Where deposits to a contact on ``relay`` (``None``: ours) go."""
         if relay is None or self.http_session is None:
             return self.depositor()

@@ -25,9 +25,11 @@ from collections.abc import Callable
 import aiohttp
 
 from clientlib.client._modkeys import ModeratorKeyCache
+from clientlib.client._route import RoutedTransport
 from clientlib.client.config import ClientConfig, parse_proxy
 from clientlib.client.relayurl import normalize_relay_url
 from clientlib.transport import HTTPTransport
+from clientlib.transport.api import RelayAPI
 
 __all__ = ["Backoff", "RelayPool", "modkeys_slot", "open_session"]
 
@@ -119,8 +121,13 @@ class RelayPool:
         home_modkeys: ModeratorKeyCache,
         session: Callable[[str], aiohttp.ClientSession] | None = None,
         stored_keys: Callable[[bytes], bytes | None] = lambda slot: None,
+        home_http: Callable[[], RelayAPI] | None = None,
+        pins: tuple[Callable[[str], bytes | None], Callable[[str, bytes], None]] | None = None,
     ) -> None:
         self._stored_keys = stored_keys
+        self._home_http = home_http
+        self._pins = pins
+        self._routed: dict[str, RoutedTransport] = {}
         self._config = config
         self._home = home
         self._home_modkeys = home_modkeys
@@ -141,8 +148,42 @@ class RelayPool:
         norm = normalize_relay_url(url)
         return None if norm == normalize_relay_url(self._home()) else norm
 
-    def transport(self, relay: str) -> HTTPTransport:
-        """The HTTP transport of a foreign relay (its session is opened on first use)."""
+    def transport(self, relay: str) -> RelayAPI:
+        """The transport of a foreign relay: direct (HTTP, its session opened on first use)
+        or, with ``private_routing``, through our own relay (protocol.md §27.3)."""
+        direct = self.direct(relay)
+        if not self._config.private_routing or self._home_http is None:
+            return direct
+        routed = self._routed.get(relay)
+        if routed is None:
+            get_pin, put_pin = self._pins or (lambda r: None, lambda r, v: None)
+            # The one direct request (learning the relay identity to pin) goes over a fresh
+            # connection, closed at once: no idle connection to D outlives it.
+            pinning = HTTPTransport(
+                self._session_for(relay + "#pin", fresh=True),
+                relay,
+                request_timeout=self._config.request_timeout,
+            )
+            routed = RoutedTransport(
+                self._home_http(),
+                pinning,
+                relay,
+                pin=lambda: get_pin(relay),
+                save_pin=lambda ri: put_pin(relay, ri),
+                rng=self._config.rng,
+            )
+            self._routed[relay] = routed
+        return routed
+
+    def _session_for(self, name: str, *, fresh: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(name)
+        if session is None:
+            session = open_session(self._config, fresh=fresh)
+            self._sessions[name] = session
+        return session
+
+    def direct(self, relay: str) -> HTTPTransport:
+        """The direct HTTP transport of a foreign relay (its session opened on first use)."""
         t = self._transports.get(relay)
         if t is None:
             session = self._new_session(relay)
@@ -173,6 +214,7 @@ class RelayPool:
                 await s.close()
         self._sessions.clear()
         self._transports.clear()
+        self._routed.clear()
 
     def _plain_session(self, relay: str) -> aiohttp.ClientSession:
         # One keep-alive connection per relay (its own SOCKS credentials through a proxy);

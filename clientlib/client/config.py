@@ -116,6 +116,9 @@ class ClientConfig:
             credentials -- our relay, each contact relay, the deposit connections, and with
             ``spread`` each mailbox -- so that Tor (``IsolateSOCKSAuth``, its default) puts
             them on different circuits.
+        private_routing: reach every contact relay only through our own relay, sealed to
+            the contact relay's route key (two hops, protocol.md §27.3): neither relay then
+            sees both our address and the mailbox we deposit to.
 
     Raises:
         ValueError: an unknown ``transport`` or ``kdf_strength``, a time out of range, or a
@@ -137,6 +140,7 @@ class ClientConfig:
     receipt_rng: random.Random | None = None
     proxy: str | None = None
     isolate: bool = True
+    private_routing: bool = False
 
     def __post_init__(self) -> None:
         if self.proxy is not None:

@@ -38,6 +38,7 @@ from clientlib.wire import (
     StoredEnvelope,
     decode_relay_frame,
 )
+from clientlib.wire.client_frames import GetRouteKeys, Route
 from clientlib.wire.limits import MAX_ACK_BATCH, MAX_FETCH_BATCH, MAX_REQUEST_ID
 
 __all__ = ["CONTENT_TYPE", "HTTPTransport"]
@@ -55,6 +56,8 @@ _PATHS: dict[type[ClientFrame], str] = {
     GetModerationKeys: "/v1/mkeys",
     GetBoundaries: "/v1/boundaries",
     GetPow: "/v1/pow",
+    GetRouteKeys: "/v1/rkeys",
+    Route: "/v1/route",
 }
 
 

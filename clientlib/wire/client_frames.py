@@ -15,6 +15,7 @@ from clientlib.wire.codec import (
     ListOf,
     Str,
     Struct,
+    Text,
     decode_map,
     wire,
     wire_struct,
@@ -54,7 +55,9 @@ __all__ = [
     "GetBoundaries",
     "GetModerationKeys",
     "GetPow",
+    "GetRouteKeys",
     "RequestChallenge",
+    "Route",
     "SignedOwnerCommand",
     "Unsubscribe",
     "decode_client_frame",
@@ -225,6 +228,37 @@ class CreateBlob(ClientFrame):
     dl: int | None = wire(Int(1, MAX_BLOB_DOWNLOADS), default=None)
 
 
+#: The largest sealed packet a ``route`` frame may carry (protocol.md §27.3): any frame of
+#: the maximum size, sealed (77 bytes), inside a ``route`` frame that fits one frame.
+MAX_ROUTE_PACKET = MAX_FRAME_SIZE - 512
+#: Packet header and tag: version, key id, ephemeral key, nonce, AEAD tag.
+MIN_ROUTE_PACKET = 1 + 4 + 32 + 24 + 16
+#: A relay URL (protocol.md §27.1) on the wire.
+_RELAY_URL = Text(255)
+
+
+@wire_struct
+class GetRouteKeys(ClientFrame):
+    """Ask for a relay's route keys (protocol.md §27.3, revision 11): this relay's own, or
+    with ``dst`` those of the relay at that URL, fetched by this relay."""
+
+    TYPE: ClassVar[str] = "rkeys?"
+    id: int = wire(_REQ_ID)
+    dst: str | None = wire(_RELAY_URL, default=None)
+
+
+@wire_struct
+class Route(ClientFrame):
+    """Forward a packet sealed to the route key of the relay ``dst`` (§27.3); ``pwc``: the
+    proof-of-work counter when this relay asks for one (``fpow`` in ``rkeys``)."""
+
+    TYPE: ClassVar[str] = "route"
+    id: int = wire(_REQ_ID)
+    dst: str = wire(_RELAY_URL)
+    pkt: bytes = wire(Bin(min=MIN_ROUTE_PACKET, max=MAX_ROUTE_PACKET))
+    pwc: int | None = wire(Int(0, 2**64 - 1), default=None)
+
+
 _CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
     cls.TYPE: cls
     for cls in (
@@ -239,6 +273,8 @@ _CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
         GetModerationKeys,
         GetPow,
         CreateBlob,
+        GetRouteKeys,
+        Route,
     )
 }
 

@@ -29,3 +29,5 @@ class ErrorCode(StrEnum):
     FRANKING = "FRANKING"  # a report's relay tag, context or commitment fails (rev. 4)
     EXPIRED = "EXPIRED"  # a report's franking key is unknown or past its report window (rev. 4)
     DUPLICATE = "DUPLICATE"  # this envelope was reported before (rev. 4)
+    ROUTE = "ROUTE"  # will not forward there: off, not a relay, private address, loop (rev. 11)
+    RKEY = "RKEY"  # the packet is not sealed to a current route key of this relay (rev. 11)

@@ -71,6 +71,9 @@ __all__ = [
     "RelayLimits",
     "ReportAccepted",
     "ReportStatus",
+    "RouteKeyEntry",
+    "RouteKeysIssued",
+    "Routed",
     "decode_relay_frame",
 ]
 
@@ -348,6 +351,46 @@ class BlobOffset(RelayFrame):
     done: int = wire(Int(0, 1))
 
 
+#: Route keys one relay publishes at a time: the current one and the one before it (the
+#: overlap window of a rotation, protocol.md §27.3), with room for an operator's overlap.
+MAX_ROUTE_KEYS = 4
+
+
+@wire_struct
+class RouteKeyEntry(Struct):
+    """One route key: id ``kid``, X25519 public ``key``, end of validity ``exp`` (seconds
+    since the epoch) and ``sig``, the relay identity's Ed25519 signature (§27.3)."""
+
+    kid: int = wire(Int(0, 2**32 - 1))
+    key: bytes = wire(Bin(32))
+    exp: int = wire(Int(0, 2**63 - 1))
+    sig: bytes = wire(Bin(64))
+
+
+@wire_struct
+class RouteKeysIssued(RelayFrame):
+    """Reply to ``rkeys?`` (protocol.md §27.3, revision 11): the relay identity key ``ri``,
+    its route keys (newest first), whether it forwards for clients (``fwd``) and the
+    proof-of-work bits its ``route`` frames need (``fpow``)."""
+
+    TYPE: ClassVar[str] = "rkeys"
+    id: int = wire(_REQ_ID)
+    ri: bytes = wire(Bin(32))
+    keys: tuple[RouteKeyEntry, ...] = wire(ListOf(StructField(RouteKeyEntry), MAX_ROUTE_KEYS))
+    fwd: int = wire(Int(0, 1))
+    fpow: int = wire(Int(0, MAX_POW_BITS))
+
+
+@wire_struct
+class Routed(RelayFrame):
+    """Reply to ``route`` (and the destination's answer to a forwarded packet): ``ans``, the
+    destination's reply frame sealed for the client (§27.3)."""
+
+    TYPE: ClassVar[str] = "routed"
+    id: int = wire(_REQ_ID)
+    ans: bytes = wire(Bin(min=24 + 16, max=MAX_RELAY_FRAME_SIZE))
+
+
 _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
     cls.TYPE: cls
     for cls in (
@@ -370,6 +413,8 @@ _RELAY_FRAMES: dict[str, type[RelayFrame]] = {
         ReportStatus,
         BlobCreated,
         BlobOffset,
+        RouteKeysIssued,
+        Routed,
     )
 }
 
