@@ -25,7 +25,6 @@ Abuse controls at F (each refusal a documented code, nothing forwarded):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import ipaddress
@@ -70,7 +69,7 @@ from clientlib.wire.relayurl import InvalidRelayUrl, normalize_relay_url
 from relay.appkeys import config_key, metrics_key, service_key
 from relay.config import RelayConfig
 from relay.errors import RelayError
-from relay.http.routes import CONTENT_TYPE, frame_response, read_frame
+from relay.http.routes import CONTENT_TYPE, frame_response, read_body, read_frame
 from relay.metrics import Metrics
 from relay.routing import RouteKeys, load_route_seed, verify_entry
 
@@ -328,15 +327,8 @@ async def route(request: web.Request) -> web.Response:
 
 async def forwarded(request: web.Request) -> web.Response:
     """``POST /v1/fwd``: a packet another relay forwards to us (we are D)."""
-    config = request.app[config_key]
     metrics = request.app[metrics_key]
-    if request.content_length is not None and request.content_length > config.max_frame_bytes:
-        raise RelayError(ErrorCode.TOO_LARGE)
-    try:
-        async with asyncio.timeout(config.body_read_timeout_s):
-            pkt = await request.read()
-    except TimeoutError:
-        raise RelayError(ErrorCode.TIMEOUT) from None
+    pkt = await read_body(request)
     try:
         opened = request.app[forwarder_key].own.open(pkt, time.time())
     except RelayError as exc:

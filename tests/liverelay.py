@@ -45,7 +45,28 @@ def is_banner(line: str) -> bool:
     )
 
 
-class RelayProcess:
+class ChildProcess:
+    """A child process with a log file: stopped with SIGTERM (then SIGKILL after 10 s)."""
+
+    proc: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class RelayProcess(ChildProcess):
     def __init__(
         self, data_dir: Path, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()
     ) -> None:
@@ -100,20 +121,6 @@ class RelayProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
         self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def start_relay(tmp_path: Path, name: str, **env_extra: str) -> RelayProcess:

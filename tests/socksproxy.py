@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from liverelay import free_port
+from liverelay import ChildProcess, free_port
 
 # pproxy calls asyncio.get_event_loop() after installing uvloop's policy, which fails on
 # Python 3.11 with uvloop present: run it on asyncio's own loop.
@@ -33,7 +32,7 @@ _PPROXY = (
 )
 
 
-class PProxy:
+class PProxy(ChildProcess):
     """``pproxy -l socks5://127.0.0.1:<port> -v`` in a subprocess."""
 
     def __init__(self, log_path: Path) -> None:
@@ -63,19 +62,6 @@ class PProxy:
                 time.sleep(0.05)
         raise RuntimeError("pproxy did not start")
 
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 class RecordingSocks:

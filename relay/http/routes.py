@@ -43,6 +43,24 @@ def frame_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=CONTENT_TYPE)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """Read the body, bounded in size and time.
+
+    Raises:
+        RelayError: ``TOO_LARGE`` or ``TIMEOUT``.
+    """
+    cfg = request.app[config_key]
+    if request.content_length is not None and request.content_length > cfg.max_frame_bytes:
+        raise RelayError(ErrorCode.TOO_LARGE)
+    try:
+        async with asyncio.timeout(cfg.body_read_timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise RelayError(ErrorCode.TIMEOUT) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise RelayError(ErrorCode.TOO_LARGE) from None
+
+
 async def read_frame(request: web.Request) -> tuple[int, ClientFrame]:
     """Read and decode the body, bounded in size and time.
 
@@ -50,15 +68,7 @@ async def read_frame(request: web.Request) -> tuple[int, ClientFrame]:
         RelayError: ``TOO_LARGE``, ``TIMEOUT``, ``MALFORMED`` or ``VERSION``.
     """
     cfg = request.app[config_key]
-    if request.content_length is not None and request.content_length > cfg.max_frame_bytes:
-        raise RelayError(ErrorCode.TOO_LARGE)
-    try:
-        async with asyncio.timeout(cfg.body_read_timeout_s):
-            body = await request.read()
-    except TimeoutError:
-        raise RelayError(ErrorCode.TIMEOUT) from None
-    except web.HTTPRequestEntityTooLarge:
-        raise RelayError(ErrorCode.TOO_LARGE) from None
+    body = await read_body(request)
     try:
         return decode_client_frame(body, max_size=cfg.max_frame_bytes)
     except WireError as exc:
