@@ -36,6 +36,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -169,7 +170,7 @@ class Forwarder:
             url = normalize_relay_url(dst)
         except InvalidRelayUrl:
             raise RelayError(ErrorCode.ROUTE) from None
-        host = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        host = urlsplit(url).hostname or ""
         if not self._config.forward_allow_private:
             with contextlib.suppress(ValueError):
                 if not _public(host):  # an address literal: the resolver never sees it
