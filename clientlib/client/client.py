@@ -26,7 +26,9 @@ contacts, requests; lookups; saving), ``_inbox`` (sans-IO: envelopes to events a
 ``_prekeys`` (prekeys and their upkeep at the relay), ``_background`` (tasks, the receive
 loop around the inbox, upkeep on connect), ``_contacts`` (invitations, requests,
 blocking, settings, sending), ``_reports`` (abuse reports and their typed records) and
-``_conversation`` (receipts, typing, disappearing messages, unsend, edit, react).
+``_conversation`` (receipts, typing, disappearing messages, unsend, edit, react),
+``_relays`` (contact relays: sessions, moderator keys, backoff, proxies) and ``_route``
+(two-hop private routing).
 """
 
 from __future__ import annotations
