@@ -47,6 +47,8 @@ class GroupRecord:
     via: bytes = b""  # joining: the contact id of the inviter
     #: Sender keys signed by a key the log does not name yet (its ``add`` is on its way).
     early: dict[bytes, list[Any]] = field(default_factory=dict)
+    #: Sealed messages not yet accepted by the relay: ``[eid, ct, epoch]``, in order.
+    out: list[list[Any]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return _pack(
@@ -71,6 +73,7 @@ class GroupRecord:
                 "inviter": self.inviter,
                 "via": self.via,
                 "early": self.early,
+                "out": self.out,
             }
         )
 
@@ -98,6 +101,7 @@ class GroupRecord:
             inviter=d["inviter"],
             via=d["via"],
             early=dict(d.get("early", {})),
+            out=list(d.get("out", [])),
         )
 
     @property

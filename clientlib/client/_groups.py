@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -101,6 +102,7 @@ class Groups:
         self._spawn = spawn
         self._wake = wake_outbox
         self._busy = 0
+        self._flushing: dict[bytes, asyncio.Lock] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.live: dict[bytes, _Live] = {}
@@ -234,10 +236,12 @@ class Groups:
             raise LocalProtocolError("the group's epoch key has not arrived yet")
         return epoch_capability(secret, sid)
 
-    async def _fan(self, entries: Sequence[tuple[bytes, bytes]], ct: bytes) -> dict[int, str]:
+    async def _fan(
+        self, entries: Sequence[tuple[bytes, bytes]], ct: bytes, eid: bytes | None = None
+    ) -> dict[int, str]:
         """One upload to ``entries`` (in parts of 1,000); the refused entries by index."""
         bad: dict[int, str] = {}
-        eid = self._book.rng(16)
+        eid = eid if eid is not None else self._book.rng(16)
         for start in range(0, len(entries), MAX_FANOUT):
             part = list(entries[start : start + MAX_FANOUT])
             index = list(range(start, start + len(part)))
@@ -426,16 +430,57 @@ class Groups:
             rec.chain = chain.distribution()
             if rec.status == "active":
                 rec.msgs = [*rec.msgs, [mid, g.me, text, now]][-KEEP_MESSAGES:]
+                # Durable before the upload: a crash or an outage sends it later (same eid).
+                rec.out = [*rec.out, [book.rng(16), ct, rec.es_epoch]]
             self._put(g)
             await book.save()
-        others = self._others(g)
-        entries = [(m.sid, self._cap(g, m.sid)) for m in others]
-        if not entries:
-            return self._message_event(g, g.me, text, mid, now)
-        bad = await self._fan(entries, ct)
-        if len(bad) == len(entries) and set(bad.values()) == {"AUTH"}:
-            raise RelayRejected("AUTH")
-        return self._message_event(g, g.me, text, mid, now)
+        event = self._message_event(g, g.me, text, mid, now)
+        if rec.status == "removed":
+            entries = [(m.sid, self._cap(g, m.sid)) for m in self._others(g)]
+            bad = await self._fan(entries, ct) if entries else {}
+            if entries and len(bad) == len(entries) and set(bad.values()) == {"AUTH"}:
+                raise RelayRejected("AUTH")
+            return event
+        try:
+            await self.flush(gid)
+        except TransportError as exc:
+            if isinstance(exc, RelayRejected):
+                raise
+            return replace(event, state="queued")
+        return replace(event, state="sent")
+
+    async def flush(self, gid: bytes) -> None:
+        """Upload the group's queued messages, oldest first (each with its own eid, so a
+        retry stores nothing twice). A message sealed in an epoch that has ended is dropped:
+        the members no longer hold that sender key (§26.5).
+
+        Raises:
+            TransportError: the relay could not be reached (the rest stays queued).
+        """
+        g = self.live.get(gid)
+        if g is None:
+            return
+        rec = g.rec
+        async with self._flushing.setdefault(gid, asyncio.Lock()):  # one flusher per group
+            while rec.out and rec.status == "active":
+                eid, ct, epoch = rec.out[0]
+                if epoch == rec.es_epoch == g.state.epoch:
+                    entries = [(m.sid, self._cap(g, m.sid)) for m in self._others(g)]
+                    if entries:
+                        await self._fan(entries, ct, eid)
+                else:
+                    self._emit(ClientWarning("group_dropped", "queued in an ended epoch", None))
+                async with self._book.lock:
+                    rec.out = [o for o in rec.out if o[0] != eid]
+                    self._put(g)
+                    self._book.save_soon()
+
+    async def flush_all(self) -> None:
+        """Upload what every group queued (on connect and in ``sync``); errors keep it."""
+        for gid in list(self.live):
+            if self.live[gid].rec.out:
+                with contextlib.suppress(TransportError, LocalProtocolError):
+                    await self.flush(gid)
 
     async def _send_sender_key(self, gid: bytes, to: Sequence[Member] | None = None) -> None:
         """Our current chain (from its current index) to ``to`` (default: every member)."""

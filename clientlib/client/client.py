@@ -329,6 +329,7 @@ class Client:
             )
         )
         spawn(self._outbox.run(self._link))
+        spawn(self._groups.flush_all())
         spawn(expire_loop(book, now=self._now))
         spawn(
             upkeep(
@@ -441,6 +442,7 @@ class Client:
         while the relay is unreachable this waits."""
         await self._link.caught_up.wait()
         await self._outbox.drain()
+        await self._groups.flush_all()
         while await self._groups.settle():  # group follow-ups (welcomes, sender keys)
             await self._outbox.drain()
 

@@ -335,6 +335,9 @@ class GroupEvent:
     ts: int = 0
     mine: bool = False
     invite_id: str | None = None
+    #: Our own message: ``sent`` (the relay stored every copy) or ``queued`` (offline: it
+    #: goes out on the next connect, in order); empty for others' events.
+    state: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,13 @@ catch-up across a relay restart)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from clientkit import befriend, make, wait_for
 
-from clientlib.client import ClientWarning
+from clientlib.client import Client, ClientWarning
 from clientlib.client.types import GroupEvent
 from clientlib.errors import LocalProtocolError, RelayRejected
 
@@ -120,9 +121,9 @@ async def test_forged_and_replayed_input_is_dropped(tmp_path: Path, relay: str) 
         sent: list[bytes] = []
         upload = ag._fan
 
-        async def keep(entries, ct):  # type: ignore[no-untyped-def]
+        async def keep(entries, ct, eid=None):  # type: ignore[no-untyped-def]
             sent.append(ct)
-            return await upload(entries, ct)
+            return await upload(entries, ct, eid)
 
         ag._fan = keep  # type: ignore[method-assign]
         await alice.send_group("g", "once")
@@ -133,3 +134,31 @@ async def test_forged_and_replayed_input_is_dropped(tmp_path: Path, relay: str) 
         warn = await wait_for(bob, ClientWarning, lambda w: w.kind == "group_dropped")
         assert warn.detail == "replayed or too old"
         assert [m[2] for m in groups.live[gid].rec.msgs].count("once") == 1
+
+
+async def test_a_message_written_offline_goes_out_on_connect(tmp_path: Path, relay: str) -> None:
+    """Group messages are durable before the upload: written offline, they go out in order
+    on the next connect (same eids, so nothing twice)."""
+    async with make(tmp_path, "bob", relay) as bob:
+        alice = make(tmp_path, "alice", relay)
+        config = alice._config
+        async with alice:
+            _, a_b = await befriend(bob, alice)
+            await alice.create_group("g")
+            await alice.invite_to_group("g", a_b)
+            inv = await wait_for(bob, GroupEvent, group_event("invited"))
+            assert inv.invite_id is not None
+            await bob.accept_group(inv.invite_id)
+            await wait_for(bob, GroupEvent, group_event("joined"))
+            await alice.sync()
+        offline = dataclasses.replace(config, connect=False)
+        path, pw = tmp_path / "alice.keystore", b"pw-alice long test passphrase"
+        async with Client.open(path, pw, config=offline) as alice:
+            sent = [await alice.send_group("g", f"offline {i}") for i in range(3)]
+            assert {e.state for e in sent} == {"queued"}
+        async with Client.open(path, pw, config=config) as alice:
+            got = [await wait_for(bob, GroupEvent, group_event("message")) for _ in range(3)]
+            assert [e.text for e in got] == ["offline 0", "offline 1", "offline 2"]
+            await alice.sync()
+            assert alice._groups.live[alice._groups.resolve("g")].rec.out == []
+            assert (await alice.send_group("g", "online")).state == "sent"
