@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
@@ -36,6 +37,7 @@ from clientlib.wire import (
     encode_map,
 )
 from clientlib.wire.limits import MAX_FANOUT, OWNER_COMMAND_CONTEXT
+from relay.appkeys import service_key
 from relay.config import RelayConfig
 
 MakeRelay = Callable[[RelayConfig], Awaitable[tuple[str, TestServer]]]
@@ -110,12 +112,15 @@ async def test_one_upload_reaches_every_mailbox_once(
 async def test_refused_entries_are_reported_and_change_nothing(
     kind: str, make_relay: MakeRelay, relay_config: RelayConfig, session: aiohttp.ClientSession
 ) -> None:
-    url, _ = await make_relay(replace(relay_config, mailbox_max_envelopes=1))
+    url, server = await make_relay(replace(relay_config, mailbox_max_envelopes=1))
     async with transport(kind, session, url) as t:
         good = await member(t)
         revoked = await member(t)
         full = await member(t)
         opened = await member(t, "open")  # not a group mailbox: a capability opens nothing
+        suspended = await member(t)  # an operator suspended it (§26.1: like any mailbox)
+        store = server.app[service_key].store
+        assert await store.set_suspended(suspended.sid, True, int(time.time()))
         await t.set_caps(revoked.cred, remove=[capability_hash(revoked.sid, revoked.cap)])
         await t.fanout([(full.sid, full.cap)], os.urandom(256), eid=os.urandom(16))
         entries = [
@@ -125,12 +130,13 @@ async def test_refused_entries_are_reported_and_change_nothing(
             (full.sid, full.cap),
             (opened.sid, opened.cap),
             (good.sid[::-1], good.cap),
+            (suspended.sid, suspended.cap),
         ]
-        before = await counts(t, [good, revoked, full, opened])
+        before = await counts(t, [good, revoked, full, opened, suspended])
         n, bad = await t.fanout(entries, os.urandom(256), eid=os.urandom(16))
         assert n == 0
-        assert bad == {0: "AUTH", 1: "AUTH", 2: "AUTH", 3: "QUOTA", 4: "AUTH", 5: "AUTH"}
-        assert await counts(t, [good, revoked, full, opened]) == before
+        assert bad == {0: "AUTH", 1: "AUTH", 2: "AUTH", 3: "QUOTA", 4: "AUTH", 5: "AUTH", 6: "AUTH"}
+        assert await counts(t, [good, revoked, full, opened, suspended]) == before
         # The good entry among refused ones is stored.
         n, bad = await t.fanout(
             [entries[0], (good.sid, good.cap), entries[3]], os.urandom(256), eid=os.urandom(16)
