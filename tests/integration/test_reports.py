@@ -314,7 +314,10 @@ async def test_forgery_matrix(
             "changed franking key": (s.bob, {"fk": os.urandom(32)}),
             "changed commitment": (s.bob, {"fc": env2.fc}),
             "tag of another envelope": (s.bob, {"ft": env2.ft}),
-            "changed context": (s.bob, {"fx": (env1.fx or b"")[:-1] + b"\x00"}),
+            "changed context": (
+                s.bob,
+                {"fx": (env1.fx or b"")[:-1] + bytes([(env1.fx or b"\x00")[-1] ^ 1])},
+            ),
             "unparseable context": (s.bob, {"fx": b"\x00" * 7}),
             "changed sender": (s.bob, {"sender": s.conv.bob.key}),
             "changed recipient": (s.bob, {"recipient": s.conv.alice.key}),
