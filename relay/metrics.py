@@ -127,6 +127,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._counters: dict[str, Counter] = {}
         self._labelled: dict[str, bool] = {}
+        self._children: dict[tuple[str, str], Counter] = {}
         for short, (name, help_text, label) in COUNTERS.items():
             self._counters[short] = Counter(
                 _PREFIX + name,
@@ -161,14 +162,21 @@ class Metrics:
 
     def inc(self, name: str, label: str = "", amount: int = 1) -> None:
         """Add ``amount`` to the counter ``name`` (a key of :data:`COUNTERS`)."""
-        counter = self._counters[name]
-        if self._labelled[name]:
-            counter.labels(label or "none").inc(amount)
-        else:
-            counter.inc(amount)
+        child = self._children.get((name, label))
+        if child is None:
+            child = self._child(name, label)
+        child.inc(amount)
         if name == "errors" and label in _STORAGE_CODES:
             # UNAVAILABLE and STORAGE_FULL come only from storage (relay.errors.storage_errors).
-            self._counters["storage_errors"].labels(_STORAGE_CODES[label]).inc(amount)
+            self.inc("storage_errors", _STORAGE_CODES[label], amount)
+
+    def _child(self, name: str, label: str) -> Counter:
+        """The counter (or labelled child) ``inc(name, label)`` adds to, looked up once: the
+        hot path then skips prometheus_client's label resolution."""
+        counter = self._counters[name]
+        child = counter.labels(label or "none") if self._labelled[name] else counter
+        self._children[(name, label)] = child
+        return child
 
     @property
     def connections(self) -> int:

@@ -25,9 +25,9 @@ nesting beyond 1024 before Python objects pile up.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self, TypeVar, dataclass_transform, get_args
+from typing import Any, ClassVar, Final, Self, TypeVar, dataclass_transform, get_args
 
 import msgpack
 
@@ -213,33 +213,78 @@ class Struct:
         Raises:
             WireError: a field is missing, unknown or of the wrong type.
         """
+        plan = cls.__dict__.get("_PLAN", _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = cls._plan()
         expected = len(fields) - (1 if cls.TYPE else 0)
         seen = 0
-        kwargs: dict[str, Any] = {}
-        for f in cls.SCHEMA:
-            if f.key in fields:
-                kwargs[f.attr] = f.type.check(fields[f.key])
-                seen += 1
-            elif f.required:
-                raise WireError("a required field is missing")
+        if plan is None:  # a __post_init__ to run: through the constructor
+            kwargs: dict[str, Any] = {}
+            for f in cls.SCHEMA:
+                if f.key in fields:
+                    kwargs[f.attr] = f.type.check(fields[f.key])
+                    seen += 1
+                elif f.required:
+                    raise WireError("a required field is missing")
+                else:
+                    kwargs[f.attr] = None
+            if seen != expected:
+                raise WireError("unknown field")
+            return cls(**kwargs)
+        # The same checks in the same order, filling the (frozen) instance directly: the
+        # dataclass constructor's keyword arguments and per-field setattr calls are the
+        # larger part of decoding a small frame.
+        obj = object.__new__(cls)
+        get = fields.get
+        for key, attr, check, required in plan:
+            value = get(key, _ABSENT)
+            if value is _ABSENT:
+                if required:
+                    raise WireError("a required field is missing")
+                _setattr(obj, attr, None)
             else:
-                kwargs[f.attr] = None
+                _setattr(obj, attr, check(value))
+                seen += 1
         if seen != expected:
             raise WireError("unknown field")
-        return cls(**kwargs)
+        return obj
+
+    @classmethod
+    def _plan(cls) -> tuple[tuple[str, str, Callable[[object], Any], bool], ...] | None:
+        """How :meth:`from_map` fills this structure (computed once per class): one ``(key,
+        attribute, check, required)`` per schema field, or None when a ``__post_init__``
+        must run."""
+        plan = None
+        if not hasattr(cls, "__post_init__"):
+            plan = tuple((f.key, f.attr, f.type.check, f.required) for f in cls.SCHEMA)
+        type.__setattr__(cls, "_PLAN", plan)
+        return plan
 
     def to_map(self) -> dict[str, Any]:
+        cls = type(self)
+        plan = cls.__dict__.get("_DUMP_PLAN")
+        if plan is None:
+            # (key, attribute, dump or None where the value is written as it is), once.
+            plan = tuple(
+                (f.key, f.attr, None if type(f.type).dump is _Check.dump else f.type.dump)
+                for f in cls.SCHEMA
+            )
+            type.__setattr__(cls, "_DUMP_PLAN", plan)
         out: dict[str, Any] = {"t": self.TYPE} if self.TYPE else {}
-        for f in self.SCHEMA:
-            value = getattr(self, f.attr)
+        for key, attr, dump in plan:
+            value = getattr(self, attr)
             if value is not None:
-                out[f.key] = f.type.dump(value)
+                out[key] = value if dump is None else dump(value)
         return out
 
     def encode(self, version: int = SUPPORTED_VERSIONS.max) -> bytes:
         """Encode as ``version || msgpack(map)``."""
         return encode_map(self.to_map(), version)
 
+
+_ABSENT: Final = object()
+_UNPLANNED: Final = object()
+_setattr = object.__setattr__  # what a frozen dataclass's own __init__ uses
 
 #: The key of a :func:`wire` field's entry in its dataclass field metadata.
 _WIRE = "clientlib.wire"

@@ -53,6 +53,7 @@ from relay.appkeys import config_key, metrics_key, service_key, sockets_key, wor
 from relay.errors import RelayError, wire_code
 from relay.protocol import ConnectionLimits, RelayConnection
 from relay.service import MailboxService, PublicRequest, Transport, WakeEvent
+from relay.ws.inline import Inline
 
 __all__ = ["setup_websocket", "websocket_handler"]
 
@@ -241,6 +242,7 @@ class Connection:
         "closed",
         "conn_id",
         "frames",
+        "inline",
         "max_envelope",
         "max_inflight",
         "metrics",
@@ -275,7 +277,10 @@ class Connection:
         )
         self.max_envelope = cfg.max_envelope_bytes
         self.subs: dict[bytes, Subscription] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        #: Requests in flight (Tasks, or Inline for deposits and acks) and helper tasks.
+        self.tasks: set[asyncio.Task[None] | Inline] = set()
+        #: Deposits and acks run without a Task when the store allows it.
+        self.inline = getattr(self.service.store, "task_free", False) is True
         self.sid_tails: dict[bytes, asyncio.Future[None]] = {}
         self.closed = False
         self.frames = 0
@@ -423,11 +428,11 @@ class Connection:
                 return
         match frame:
             case Deposit():
-                self.spawn(frame.id, self._deposit(frame))
+                self.spawn(frame.id, self._deposit(frame), inline=self.inline)
             case Fanout():
                 self.spawn(frame.id, self._fanout(frame))
             case Ack():
-                self.spawn(frame.id, self._ack(frame))
+                self.spawn(frame.id, self._ack(frame), inline=self.inline)
             case SignedOwnerCommand():
                 self.spawn(frame.id, self._owner(frame))
             case FetchBundle() | GetBoundaries() | GetModerationKeys() | GetPow():
@@ -439,7 +444,12 @@ class Connection:
                 else:
                     self.reply_error(ErrorCode.AUTH, frame.id)
 
-    def spawn(self, request_id: int, coro: Awaitable[bytes | None]) -> None:
+    def spawn(
+        self, request_id: int, coro: Awaitable[bytes | None], *, inline: bool = False
+    ) -> None:
+        """Run one request; its reply (or error) is queued when it is done. ``inline``: with
+        no Task (:class:`~relay.ws.inline.Inline`; its first step runs now)."""
+
         async def run() -> None:
             try:
                 reply = await coro
@@ -454,6 +464,11 @@ class Connection:
                     code = ErrorCode.INTERNAL
                 self.reply_error(code, request_id)
 
+        if inline:
+            request = Inline(run(), self.tasks.discard)
+            self.tasks.add(request)
+            request.start()
+            return
         task = asyncio.get_running_loop().create_task(run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -511,10 +526,15 @@ class Connection:
         self.closed = True
         for rid in list(self.subs):
             self.drop_subscription(rid)
-        for task in list(self.tasks):
+        running = list(self.tasks)
+        for task in running:
             task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        for task in running:
+            if isinstance(task, Inline):
+                await task.wait()
+        tasks = [t for t in running if not isinstance(t, Inline)]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:

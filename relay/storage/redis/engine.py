@@ -56,6 +56,13 @@ The sweep (:mod:`relay.storage.redis.expiry`) asks every slot's index for what i
 script per due mailbox. The gauges key is the one key outside the mailbox's slot that a
 mailbox script writes: on Redis Cluster it becomes one per slot, summed on read.
 
+Pipelining: every script call (:meth:`RedisEngine._run`) goes through a
+:class:`~relay.storage.redis.batch.Batcher`: the calls of one turn of the event loop go to
+Redis as one pipeline (no MULTI: each script is atomic on its own, as before), at most
+:data:`MAX_PIPELINE` calls each and :data:`MAX_PIPELINES` pipelines in flight; calls beyond
+them wait in the batcher's queue (back-pressure), not in the connection pool. With a Cluster
+client each call is sent alone, as before (routed by its key).
+
 Durability: with ``appendonly yes`` and ``appendfsync always`` Redis fsyncs the AOF before it
 replies, so a deposit that returned is on disk. ``durability="relaxed"`` accepts
 ``appendfsync everysec`` (up to about one second of acknowledged envelopes, two in the worst
@@ -101,6 +108,7 @@ from relay.storage.errors import (
 )
 from relay.storage.records import SECONDS_PER_DAY, StoreLimits
 from relay.storage.redis.argv import SCRIPT_ARGV, lua_prologue
+from relay.storage.redis.batch import Batcher
 from relay.storage.redis.keys import RedisKeys, slot_tags
 
 __all__ = ["GC_MARGIN_S", "TTL_SLACK_S", "RedisEngine", "make_cluster_client", "redis_errors"]
@@ -128,6 +136,13 @@ CONNECT_TIMEOUT_S: Final = 2.0
 #: Connections per client: enough to keep Redis busy (it runs scripts one at a time anyway)
 #: while bounding file descriptors; callers beyond it wait for a free connection.
 MAX_CONNECTIONS: Final = 64
+
+#: Most script calls one pipeline carries (see "Pipelining").
+MAX_PIPELINE: Final = 128
+
+#: Pipelines in flight at once, each on one pooled connection; script calls beyond them wait
+#: in the store's queue (bounded by the relay's requests in flight), never for the pool.
+MAX_PIPELINES: Final = 16
 
 #: How long a command may wait for a free pooled connection. Waiting is back-pressure, not an
 #: outage: a healthy but busy Redis must not turn into UNAVAILABLE (the relay allows many
@@ -259,6 +274,18 @@ def make_cluster_client(url: str) -> RedisCluster:
     )
 
 
+def own_error(exc: Exception) -> Exception:
+    """A fresh exception for one caller of a failed pipeline (one exception object raised
+    in many coroutines would pile their tracebacks onto it): the store's own error."""
+    try:
+        with redis_errors():
+            raise exc
+    except StorageError as mapped:
+        return mapped
+    except Exception:  # not a Redis failure (a bug): as it is
+        return exc
+
+
 def make_client(url: str, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
     # A blocking pool queues callers when every connection is busy (the default pool raises
     # "Too many connections"); the client owns the pool and closes it in aclose().
@@ -348,6 +375,13 @@ class RedisEngine:
         self._lease_token = secrets.token_bytes(16)
         self._indexes: list[str] | None = None  # every slot's expiry index key, once built
         self._gauge_keys: list[str] | None = None  # every gauges key, once built
+        #: Script calls pipelined per loop turn (single node; a cluster client sends each
+        #: call alone, routed by its key).
+        self._batcher = (
+            Batcher(self._client, own_error, max_batch=MAX_PIPELINE, max_pipelines=MAX_PIPELINES)
+            if self._cluster is None
+            else None
+        )
 
     def _mailbox_ttl(self, now: int) -> int:
         # The GC margin gives the sweeper a day to delete an idle mailbox (and take it out of
@@ -369,10 +403,19 @@ class RedisEngine:
             yield
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name``, pipelined with every other call of this loop turn on a single
+        node (see "Pipelining")."""
         if self._wait_replicas and name in _CONFIRMED:
             return await self._run_confirmed(name, keys, args)
         with self._guard():
-            return await self._scripts[name](keys=list(keys), args=list(args))
+            script = self._scripts[name]
+            keys, args = list(keys), list(args)
+            if self._batcher is None:
+                return await script(keys=keys, args=args)
+            return await self._batcher.call(
+                ("EVALSHA", script.sha, len(keys), *keys, *args),
+                lambda: script(keys=keys, args=args),
+            )
 
     async def _run_confirmed(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run script ``name`` then ``WAIT`` on the same connection (one pipeline to the node
@@ -467,6 +510,8 @@ class RedisEngine:
             with contextlib.suppress(StorageError):
                 await self._run("unlink_if", [self._keys.lease()], [self._lease_token])
             self._closed = True
+            if self._batcher is not None:
+                await self._batcher.drain()  # let calls in flight finish
             await self._client.aclose()
 
     async def _durability(self) -> list[tuple[str, bool]]:

@@ -24,8 +24,12 @@ from relay.storage.records import (
     WakeCallback,
     WakeEvent,
 )
+from relay.storage.redis.batch import Batcher
 from relay.storage.redis.engine import (
+    MAX_PIPELINE,
+    MAX_PIPELINES,
     make_client,
+    own_error,
     redis_errors,
 )
 from relay.storage.redis.keys import check_prefix, tag
@@ -61,6 +65,9 @@ class RedisWakeups:
     def __init__(self, url: str, *, key_prefix: str = "br:") -> None:
         self._prefix = check_prefix(key_prefix)
         self._client = make_client(url)
+        self._batcher = Batcher(
+            self._client, own_error, max_batch=MAX_PIPELINE, max_pipelines=MAX_PIPELINES
+        )
         self._pubsub: PubSub | None = None
         self._registry = ListenerRegistry()
         self._process_id = secrets.token_bytes(8)
@@ -110,6 +117,7 @@ class RedisWakeups:
                 fut.cancel()
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._batcher.drain()
         await self._client.aclose()
 
     def listen(self, rid: bytes, callback: WakeCallback) -> None:
@@ -158,8 +166,8 @@ class RedisWakeups:
         # The publishing process id is a fixed-size prefix, so every process can skip its own
         # publications (one per local deposit) without decoding them.
         message = self._process_id + msgpack.packb(body, use_bin_type=True)
-        with redis_errors():
-            await self._client.publish(self._channel(event.rid), message)
+        with redis_errors():  # pipelined with the other publications of this loop turn
+            await self._batcher.call(("PUBLISH", self._channel(event.rid), message))
 
     # --- background tasks ----------------------------------------------------------------
 

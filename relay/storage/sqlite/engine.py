@@ -167,6 +167,9 @@ class SQLiteEngine:
     """
 
     backend = "sqlite"
+    #: Its coroutines only await plain futures (no ``asyncio.timeout``, no current-task
+    #: lookups), so the socket handler may run them without a Task (relay.ws.inline).
+    task_free = True
 
     def __init__(
         self,
