@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clientlib.chat.text import clean, describe_warning
-from clientlib.client import Client, ClientConfig, ClientWarning, CorruptHistory, InvalidInvitation
+from clientlib.client import (
+    BackupError,
+    Client,
+    ClientConfig,
+    ClientWarning,
+    CorruptHistory,
+    InvalidInvitation,
+    LinkError,
+)
 from clientlib.errors import (
     KeystoreError,
     KeyValidationError,
@@ -188,6 +196,10 @@ def explain(exc: BaseException, ctx: Ctx) -> tuple[int, str]:
         return EXIT_FAILED, f"{exc}. Nothing was changed; add --force to use it anyway"
     if isinstance(exc, KeystoreError):
         return EXIT_KEYSTORE, f"keystore error: {exc}"
+    if isinstance(exc, LinkError):
+        return EXIT_FAILED, f"{exc}"
+    if isinstance(exc, BackupError):
+        return EXIT_FAILED, f"{exc}; nothing was created"
     if isinstance(exc, InvalidInvitation):
         return EXIT_USAGE, f"not a valid invitation link: {exc}"
     if isinstance(exc, RelayRejected):

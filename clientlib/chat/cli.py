@@ -688,13 +688,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("contact", metavar="CONTACT")
     p.add_argument("duration", metavar="1h|1d|1w|off", help="also 30s, 5m, 2d, ...; off: keep")
 
-    from clientlib.chat import account, security
+    from clientlib.chat import account, devices, security
 
     account.register(add, sub)
     security.register(add, sub)
     from clientlib.chat import groups
 
     groups.register(add, sub)
+    devices.register(add, sub)
     return parser
 
 
@@ -727,12 +728,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     func: Command = args.func
     try:
-        if func is cmd_init:
+        creates = func is cmd_init or getattr(func, "creates_keystore", False)
+        if creates:
             if ctx.keystore.exists():
                 raise KeystoreExists
         elif not ctx.keystore.exists():
             raise KeystoreNotFound
-        ctx.passphrase = _read_passphrase(args, confirm=func is cmd_init)
+        ctx.passphrase = _read_passphrase(args, confirm=creates)
         return asyncio.run(func(ctx, args))
     except (CliError, MessagingError) as exc:
         code, message = explain(exc, ctx)

@@ -52,11 +52,16 @@ from clientlib.client import (
     ContactAdded,
     ContactRequest,
     DeliveryChanged,
+    DeviceLinked,
+    DeviceRemoved,
+    DevicesChanged,
     DisappearingChanged,
     MessageChanged,
     MessageExpired,
     MessageReceived,
+    MessageSynced,
     RequestReceived,
+    SessionRenewed,
     StoredMessage,
     TypingChanged,
 )
@@ -93,6 +98,24 @@ def format_event(client: Client, ev: ClientEvent) -> str | None:
     if isinstance(ev, ContactAdded):
         c = ev.contact
         return f"{clock()} * {contact_label(c)} is now a contact (id {short_id(c.id)})"
+    if isinstance(ev, MessageSynced):
+        text = clean(ev.message.text, multiline=True)
+        return (
+            f"{clock(ev.message.sent_at)} you (other device) to {contact_label(ev.contact)}: {text}"
+        )
+    if isinstance(ev, SessionRenewed):
+        return f"{clock()} * {contact_label(ev.contact)}: safety number unchanged, new session"
+    if isinstance(ev, DevicesChanged):
+        return (
+            f"{clock()} * {contact_label(ev.contact)} now has {ev.devices} device(s): "
+            "safety number unchanged, marked unverified until you compare it again (/verify)"
+        )
+    if isinstance(ev, DeviceLinked):
+        who = "this device" if ev.device.this_device else f"device {short_id(ev.device.id)}"
+        return f"{clock()} * a new device was linked to your identity: {who} ({ev.device.name})"
+    if isinstance(ev, DeviceRemoved):
+        who = "this device" if ev.device.this_device else f"device {short_id(ev.device.id)}"
+        return f"{clock()} * {who} ({ev.device.name}) was removed from your devices"
     if isinstance(ev, DeliveryChanged):
         if ev.state in ("delivered", "read"):
             label = _label_of(client, ev.contact_id)

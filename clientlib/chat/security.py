@@ -1,5 +1,5 @@
-"""blindchat commands for account security: ``passphrase``, ``duress set``, ``duress clear``
-(and later ``devices``, ``backup``, ``restore``). Registered by :func:`register` from
+"""blindchat commands for account security: ``passphrase``, ``duress set``, ``duress clear``,
+``backup PATH`` and ``restore PATH``. Registered by :func:`register` from
 :func:`clientlib.chat.cli.build_parser`.
 
 A new passphrase comes from ``$BLINDCHAT_NEW_PASSPHRASE``, else ``--new-passphrase-file``,
@@ -20,6 +20,7 @@ from typing import Any
 from clientlib.chat._plumbing import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
 from clientlib.chat._plumbing import open_client as _open
 from clientlib.chat._plumbing import out as _out
+from clientlib.keystore.file import _test_kdf_allowed
 
 __all__ = ["register"]
 
@@ -100,6 +101,77 @@ async def cmd_duress_clear(ctx: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_backup(ctx: Any, args: argparse.Namespace) -> int:
+
+    path = args.path
+    async with _open(ctx, connect=False) as client:
+        try:
+            words = await client.backup(path)
+        except FileExistsError:
+            raise CliError(EXIT_USAGE, f"{path} exists; a backup never overwrites a file") from None
+        n = sum(1 for c in client.contacts() if c.state == "accepted")
+    w = words.split()
+    _out(
+        f"backup written: {path} (identity, {n} contacts, settings; no messages)",
+        "",
+        "recovery key (shown once, never stored; without it the backup cannot be opened):",
+        "",
+        *(
+            "   " + "  ".join(f"{i + j + 1:2}. {w[i + j]:<9}" for j in range(6))
+            for i in (0, 6, 12, 18)
+        ),
+        "",
+        f"restore on a new machine with: blindchat restore {path}",
+    )
+    return EXIT_OK
+
+
+def _read_text(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+async def cmd_restore(ctx: Any, args: argparse.Namespace) -> int:
+    from clientlib.client import Client, ClientConfig
+
+    words = os.environ.get("BLINDCHAT_RECOVERY_WORDS")
+    if words is None and args.recovery_file is not None:
+        try:
+            words = _read_text(args.recovery_file)
+        except (OSError, UnicodeDecodeError):
+            raise CliError(
+                EXIT_USAGE, f"cannot read the recovery file {args.recovery_file}"
+            ) from None
+    if words is None:
+        if not sys.stdin.isatty():
+            raise CliError(
+                EXIT_USAGE,
+                "no recovery words: set $BLINDCHAT_RECOVERY_WORDS or use --recovery-file",
+            )
+        words = getpass.getpass("recovery words (24, separated by spaces): ")
+    ctx.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    client = Client.restore(
+        args.path,
+        words,
+        ctx.keystore,
+        ctx.passphrase,
+        config=ClientConfig(kdf_strength=args.kdf, connect=False),
+        allow_weak_passphrase=args.force,
+    )
+    async with client:
+        n = len(client.contacts())
+        relay = client.relay_url
+    _out(
+        f"restored keystore: {ctx.keystore} ({n} contacts, relay {relay})",
+        "each contact is offered a new session the next time blindchat is online (for",
+        "example `listen`); they see 'safety number unchanged, new session'. Messages sent",
+        "to the old session meanwhile cannot be read.",
+    )
+    return EXIT_OK
+
+
+cmd_restore.creates_keystore = True  # type: ignore[attr-defined]
+
+
 def register(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
     """Add this module's commands to blindchat's parser (``add`` as in ``build_parser``)."""
     p = add("passphrase", cmd_passphrase, "change the keystore passphrase (re-encrypts it)")
@@ -131,6 +203,23 @@ def register(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
     q.add_argument("--decoy-name", metavar="NAME", help="the decoy's display name")
     q.add_argument("--force", action="store_true", help="accept a passphrase rated weak")
     add("clear", cmd_duress_clear, "remove the duress passphrase", dsub)
+
+    p = add("backup", cmd_backup, "write an encrypted backup; shows its recovery words once")
+    p.add_argument("path", metavar="PATH", help="a new file (never overwritten)")
+    p = add("restore", cmd_restore, "create this home's keystore from a backup")
+    p.add_argument("path", metavar="PATH", help="the backup file")
+    p.add_argument(
+        "--recovery-file",
+        metavar="FILE",
+        help="read the 24 words from FILE (default: $BLINDCHAT_RECOVERY_WORDS, else a prompt)",
+    )
+    p.add_argument(
+        "--kdf",
+        choices=("interactive", "moderate") + (("minimum",) if _test_kdf_allowed() else ()),
+        default="moderate",
+        help="Argon2id cost of the new keystore (default: moderate)",
+    )
+    p.add_argument("--force", action="store_true", help="accept a passphrase rated weak")
 
 
 async def _duress_usage(ctx: Any, args: argparse.Namespace) -> int:

@@ -11,10 +11,13 @@ catch-up. Modules whose names start with ``_`` are private.
 
 from __future__ import annotations
 
+from clientlib.client._linking import DeviceApproval, DeviceLinker
 from clientlib.client._receipts import DEFAULT_RECEIPT_DELAY, ReceiptDelay
 from clientlib.client._typing import TYPING_KEEPALIVE, TYPING_TIMEOUT
+from clientlib.client.backup import BackupError, CorruptBackup, WrongRecoveryKey
 from clientlib.client.client import Client, ContactRef, RequestRef
 from clientlib.client.config import ClientConfig
+from clientlib.client.devicelist import MAX_DEVICES, InvalidDeviceList, LinkError
 from clientlib.client.history import (
     CorruptHistory,
     EncryptedFileHistory,
@@ -31,22 +34,30 @@ from clientlib.client.types import (
     ContactAdded,
     ContactRequest,
     DeliveryChanged,
+    Device,
+    DeviceLinked,
+    DeviceRemoved,
+    DevicesChanged,
     DisappearingChanged,
     MessageChanged,
     MessageExpired,
     MessageReceived,
+    MessageSynced,
     PrivacySettings,
     ReportDetails,
     ReportResolved,
     RequestReceived,
+    SessionRenewed,
     StoredMessage,
     TypingChanged,
 )
 
 __all__ = [
     "DEFAULT_RECEIPT_DELAY",
+    "MAX_DEVICES",
     "TYPING_KEEPALIVE",
     "TYPING_TIMEOUT",
+    "BackupError",
     "CaughtUp",
     "Client",
     "ClientConfig",
@@ -57,24 +68,36 @@ __all__ = [
     "ContactAdded",
     "ContactRef",
     "ContactRequest",
+    "CorruptBackup",
     "CorruptHistory",
     "DeliveryChanged",
+    "Device",
+    "DeviceApproval",
+    "DeviceLinked",
+    "DeviceLinker",
+    "DeviceRemoved",
+    "DevicesChanged",
     "DisappearingChanged",
     "EncryptedFileHistory",
     "HistoryStore",
     "IdentityMismatch",
+    "InvalidDeviceList",
     "InvalidInvitation",
     "Invitation",
+    "LinkError",
     "MemoryHistory",
     "MessageChanged",
     "MessageExpired",
     "MessageReceived",
+    "MessageSynced",
     "PrivacySettings",
     "ReceiptDelay",
     "ReportDetails",
     "ReportResolved",
     "RequestReceived",
     "RequestRef",
+    "SessionRenewed",
     "StoredMessage",
     "TypingChanged",
+    "WrongRecoveryKey",
 ]

@@ -111,7 +111,10 @@ async def receive_loop(
         for rid, env in batch:
             if env is None:
                 link.mark_caught_up(rid)
-        if any(isinstance(e, ContactAdded) for e in events):
+        renewal = inbox.renewal
+        if any(isinstance(e, ContactAdded) for e in events) or (renewal and renewal.queued):
+            if renewal is not None:
+                renewal.queued = False
             outbox.wake()
         for _ in batch:
             queue.task_done()

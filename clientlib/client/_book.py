@@ -14,6 +14,7 @@ import struct
 from pathlib import Path
 from typing import Literal
 
+from clientlib.client.devicelist import first_device
 from clientlib.client.state import (
     STATE_VERSION,
     AddressRecord,
@@ -89,8 +90,10 @@ class AddressBook:
         name: str,
         kdf: tuple[int, int],
         allow_weak: bool = False,
+        seed: bytes | None = None,
     ) -> Keystore:
-        """A new keystore (in memory when ``path`` is None) with a new identity."""
+        """A new keystore (in memory when ``path`` is None) with a new identity (or the one
+        of ``seed``, for a restore)."""
         ks: Keystore
         if path is None:
             ks = InMemoryKeystore()
@@ -100,13 +103,18 @@ class AddressBook:
                 path, passphrase, rng=self.rng, opslimit=ops, memlimit=mem, allow_weak=allow_weak
             )
         try:
-            identity = IdentityKeyPair.generate(self.rng)
+            identity = (
+                IdentityKeyPair(seed) if seed is not None else IdentityKeyPair.generate(self.rng)
+            )
             ks.put("meta", b"identity", identity.private_bytes())
             ks.put("meta", b"relay", relay_url.encode())
             ks.put("meta", b"history-key", self.rng(32))
             ks.put("meta", b"next-key-id", struct.pack(">I", 1))
             ks.put("meta", b"name", name.encode())
             ks.put("meta", b"state-version", bytes((STATE_VERSION,)))
+            did, dl = first_device(identity, self.rng)  # protocol.md §24.5
+            ks.put("meta", b"device", did)
+            ks.put("meta", b"devlist", dl)
             ks.save()
         except BaseException:
             if isinstance(ks, FileKeystore):
@@ -169,6 +177,8 @@ class AddressBook:
     def _expire_skipped(self, ks: Keystore, now: int) -> int:
         gone = 0
         for cid, c in self.contacts.items():
+            if not c.session:  # restored, waiting for the answer to our offer (§24.4)
+                continue
             session = Session.from_record(c.session)
             n = session.expire_skipped(now)
             if n:
@@ -301,7 +311,10 @@ class AddressBook:
     def mailboxes(self) -> list[tuple[str, bytes, bytes]]:
         """``(label, rid, owner)`` of every mailbox: ``address <n>`` then ``contact <id>``."""
         out = [(f"address {n}", a.rid, a.owner) for n, a in enumerate(self.addresses.values(), 1)]
-        out += [(f"contact {cid.hex()}", c.rid, c.owner) for cid, c in self.contacts.items()]
+        out += [
+            ("own devices" if c.me else f"contact {cid.hex()}", c.rid, c.owner)
+            for cid, c in self.contacts.items()
+        ]
         return out
 
     def handle(self, address_sid: bytes) -> bytes:
@@ -347,7 +360,7 @@ class AddressBook:
     def contact_views(self) -> list[Contact]:
         """Every contact, oldest first."""
         recs = sorted(self.contacts.items(), key=lambda kv: (kv[1].created, kv[0]))
-        return [self.contact_view(cid) for cid, _ in recs]
+        return [self.contact_view(cid) for cid, c in recs if not c.me]
 
     def request_views(self) -> list[ContactRequest]:
         """Incoming requests waiting for a decision, oldest first."""
@@ -357,7 +370,8 @@ class AddressBook:
     def resolve_contact(self, ref: ContactRef) -> bytes:
         """Raises: LocalProtocolError: no such contact, or the reference is ambiguous."""
         key = ref.id if isinstance(ref, Contact) else ref
-        return _resolve(key, {k: v.name for k, v in self.contacts.items()}, "contact")
+        names = {k: v.name for k, v in self.contacts.items() if not v.me}
+        return _resolve(key, names, "contact")
 
     def resolve_request(self, ref: RequestRef) -> bytes:
         """Raises: LocalProtocolError: no such request, or the reference is ambiguous."""

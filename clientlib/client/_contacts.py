@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from clientlib.client._book import AddressBook, ContactRef, RequestRef, bnd_list, credential
+from clientlib.client._devices import Renewal
 from clientlib.client._link import Link
 from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
@@ -82,6 +83,8 @@ class ContactOps:
         self._history = history
         self._emit = emit
         self._now = now
+        #: Linked devices (protocol.md §24.6): fan-out and copies for our own devices.
+        self.devices: Renewal | None = None
         #: ``decorate(cid, now) -> (content fields, stored fields)`` of an outgoing text
         #: message (disappearing timer, piggy-backed receipts; see ``_conversation``).
         self.decorate: Callable[[bytes, int], tuple[dict[str, Any], dict[str, Any]]] | None = None
@@ -148,7 +151,7 @@ class ContactOps:
             )
         owner = rng(32)
         cap = rng(32)
-        rid, sid = await self._create_pairwise(owner, cap)
+        rid, sid = await self.create_pairwise(owner, cap)
         content = ContactRequestContent(
             reply=sid, cap=cap, name=name or None, intro=intro or None, relay=home
         )
@@ -189,7 +192,7 @@ class ContactOps:
         req = book.requests[qid]
         owner = rng(32)
         cap = rng(32)
-        rid, sid = await self._create_pairwise(owner, cap)
+        rid, sid = await self.create_pairwise(owner, cap)
         # The requester receives on its relay (protocol.md §27.1): franked for its moderators.
         await self.refresh_moderator_keys(req.relay)
         async with book.lock:
@@ -342,6 +345,8 @@ class ContactOps:
             content = TextMessage(id=mid, ts=now, text=text, **extra).encode()
             msg = StoredMessage(cid.hex(), mid.hex(), "out", text, now, now, "queued", **stored)
             self.seal_and_queue(cid, content, now=now, history=msg)
+            if self.devices is not None:
+                self.devices.copy_sent(self.seal_and_queue, cid, mid, now, text)
             await book.save()
         self._outbox.wake()
         return msg
@@ -386,11 +391,20 @@ class ContactOps:
         """
         book = self._book
         c = book.contacts[cid]
-        if c.send is None:
-            mid = None
-            if history is not None:
-                self._history().add([history])
-                mid = bytes.fromhex(history.id)
+        t = self._now() if now is None else now
+        mid = None
+        if history is not None:
+            self._history().add([history])
+            mid = bytes.fromhex(history.id)
+        if self.devices is not None:  # the contact's further devices (§24.6)
+            self.devices.fan_out(cid, content, now=t, mid=mid)
+            if c.devs:
+                mid = None  # delivery state follows the first envelope queued
+        if c.off:  # the main device was removed from the contact's list (§24.7)
+            return
+        if c.send is None or not c.session:  # not accepted yet, or a renewal (§24.4)
+            if c.me and c.send is None:
+                return  # our own devices: the first device has no main session
             self._outbox.queue(
                 OutboxRecord(cid, book.rng(16), b"", bytes(32), None, mid, pt=content)
             )
@@ -399,7 +413,7 @@ class ContactOps:
         sealed = session.encrypt(
             content,
             rng=book.rng,
-            now=self._now() if now is None else now,
+            now=t,
             identity=book.identity,
             moderator=self._link.relays.modkeys(c.relay).current(),
             prepared=self._prepared.pop(cid, None),
@@ -407,10 +421,6 @@ class ContactOps:
         self.warm(cid)  # the next message's signature, while this one is being saved
         c.session = session.to_record().to_bytes()
         book.put_contact(cid)
-        mid = None
-        if history is not None:
-            self._history().add([history])
-            mid = bytes.fromhex(history.id)
         eid = book.rng(16)
         self._outbox.queue(
             OutboxRecord(cid, eid, sealed.ct, sealed.fc, c.send, mid, c.sendcap, relay=c.relay)
@@ -422,7 +432,13 @@ class ContactOps:
         about 24 µs instead of about 0.9 ms). Does nothing if one is ready or on its way,
         for a pending or unknown contact, or before the relay's keys are known."""
         c = self._book.contacts.get(cid)
-        if self._spawn is None or c is None or c.send is None or self._book.closing:
+        if (
+            self._spawn is None
+            or c is None
+            or c.send is None
+            or not c.session
+            or self._book.closing
+        ):
             return
         if cid in self._warming or cid in self._prepared:
             return
@@ -460,7 +476,7 @@ class ContactOps:
             boundaries=boundaries,
         )
 
-    async def _create_pairwise(self, owner: bytes, cap: bytes) -> tuple[bytes, bytes]:
+    async def create_pairwise(self, owner: bytes, cap: bytes) -> tuple[bytes, bytes]:
         """A pairwise mailbox that accepts deposits carrying ``cap`` only (protocol.md §4.8)."""
         rid, sid = await self._create_mailbox(owner, kind="pair")
         await self._link.transport().set_caps(

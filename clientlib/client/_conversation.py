@@ -297,7 +297,9 @@ class Conversation:
         book = self._book
         cid = book.resolve_contact(ref)
         c = book.contacts[cid]
-        if c.state != "accepted" or c.blocked or c.send is None or not self._sends(c, "typing"):
+        if c.state != "accepted" or c.blocked or c.send is None or not c.session:
+            return False
+        if not self._sends(c, "typing"):
             return False
         what = self.throttle.typing(cid, active, self._clock())
         if what is None:

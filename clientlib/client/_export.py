@@ -75,7 +75,15 @@ def write_new_private(path: str | os.PathLike[str], doc: dict[str, Any]) -> None
     Raises:
         FileExistsError: ``path`` exists (it is not touched).
     """
-    data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
+    write_new_file(path, json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def write_new_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a new file of mode 0600, fsynced.
+
+    Raises:
+        FileExistsError: ``path`` exists (it is not touched).
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(data)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from clientlib.client._book import AddressBook
 from clientlib.client._conversation import HANDLED, Conversation
+from clientlib.client._devices import Renewal
 from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import PREKEY_LOW_WATER, Prekeys
@@ -29,19 +30,22 @@ from clientlib.client.content import (
     Accept,
     ContactRequestContent,
     ConversationSettings,
+    DeviceListContent,
     GroupPairwise,
+    SentCopy,
     TextMessage,
     decode_content,
 )
 from clientlib.client.history import HistoryStore
 from clientlib.client.relayurl import InvalidRelayUrl, normalize_relay_url
-from clientlib.client.state import RequestRecord, remember
+from clientlib.client.state import ContactRecord, RequestRecord, remember
 from clientlib.client.types import (
     ClientEvent,
     ClientWarning,
     Contact,
     ContactAdded,
     MessageReceived,
+    MessageSynced,
     RequestReceived,
     StoredMessage,
 )
@@ -55,6 +59,7 @@ from clientlib.errors import (
     WireError,
 )
 from clientlib.session import Session, accept, open_envelope
+from clientlib.session.events import MessageReceived as SessionMessage
 from clientlib.wire.frames import StoredEnvelope
 
 if TYPE_CHECKING:
@@ -115,6 +120,8 @@ class Inbox:
         self._history = history
         #: The client's groups (set by the client; protocol.md §26).
         self.groups: Groups | None = None
+        #: Session offers and their answers (protocol.md §24.4); set by the client.
+        self.renewal: Renewal | None = None
 
     def process(
         self, batch: Sequence[tuple[bytes, StoredEnvelope]], now: int, *, final: bool = False
@@ -279,6 +286,46 @@ class Inbox:
         if env.eid in c.eids:
             return True
         misses = self._modkeys.misses
+        renewal = self.renewal
+        if not c.session or c.off:
+            # Restored or linked (§24.4, §24.6), or the main device was removed: only
+            # another device's session, the answer to our offer, or an offer opens it.
+            remember(c.eids, env.eid)
+            book.put_contact(cid)
+            answered = None
+            if renewal is not None:
+                answered = renewal.receive_other(cid, env, now)
+                if answered is None and not c.off:
+                    answered = renewal.on_answer(cid, env, now, events)
+                    if answered is not None:
+                        c = book.contacts[cid]
+                        return self._on_content(
+                            cid,
+                            c,
+                            answered.session,
+                            env,
+                            answered.message,
+                            now,
+                            events,
+                            new_messages,
+                            main=True,
+                        )
+                elif answered is not None:
+                    return self._on_content(
+                        cid,
+                        c,
+                        answered.session,
+                        env,
+                        answered.message,
+                        now,
+                        events,
+                        new_messages,
+                        main=False,
+                    )
+                if renewal.on_offer(cid, env, now, events):
+                    return True
+            events.append(ClientWarning("undecryptable", "", cid.hex()))
+            return True
         session = Session.from_record(c.session, now=now)  # expires over-age skipped keys
         try:
             received = session.receive(
@@ -292,6 +339,25 @@ class Inbox:
         except DecryptionError:
             if retry and self._modkeys.misses != misses:
                 return False
+            other = renewal.receive_other(cid, env, now) if renewal is not None else None
+            if other is not None:
+                remember(c.eids, env.eid)
+                book.put_contact(cid)
+                return self._on_content(
+                    cid,
+                    c,
+                    other.session,
+                    env,
+                    other.message,
+                    now,
+                    events,
+                    new_messages,
+                    main=False,
+                )
+            if renewal is not None and renewal.on_offer(cid, env, now, events):
+                remember(c.eids, env.eid)
+                book.put_contact(cid)
+                return True
             remember(c.eids, env.eid)
             # A failed receive leaves the session as loaded: without the keys that expired
             # on load (protocol.md §12.3), which must leave the keystore too.
@@ -302,6 +368,26 @@ class Inbox:
         remember(c.eids, env.eid)
         c.session = session.to_record().to_bytes()
         book.put_contact(cid)
+        return self._on_content(
+            cid, c, session, env, received, now, events, new_messages, main=True
+        )
+
+    def _on_content(
+        self,
+        cid: bytes,
+        c: ContactRecord,
+        session: Session,
+        env: StoredEnvelope,
+        received: SessionMessage,
+        now: int,
+        events: list[ClientEvent],
+        new_messages: list[tuple[Contact, StoredMessage]],
+        *,
+        main: bool,
+    ) -> bool:
+        """Act on the authenticated content of a contact's message (the session is saved;
+        ``main``: it came through the main session, not another device's)."""
+        book = self._book
         try:
             content = decode_content(received.plaintext)
         except WireError:
@@ -329,11 +415,19 @@ class Inbox:
         elif isinstance(content, GroupPairwise):
             if self.groups is not None:
                 self.groups.on_pairwise(cid, content.body, events)
+        elif isinstance(content, DeviceListContent) and self.renewal is not None:
+            self.renewal.on_device_list(cid, content, main, events)
+        elif isinstance(content, SentCopy) and self.renewal is not None:
+            msg = self.renewal.on_sent_copy(c, content, now, events)
+            if msg is not None and self._history().add([msg])[0]:
+                events.append(MessageSynced(book.contact_view(content.to), msg))
         elif isinstance(content, ConversationSettings):
             c.peer = [content.receipts, content.typing, content.media]
             if content.delivery is not None:
                 c.peer.append(content.delivery)
             book.put_contact(cid)
+        elif c.me:  # our own devices send only device lists, copies and settings
+            events.append(ClientWarning("malformed_content", "from our own devices"))
         elif isinstance(content, HANDLED) and self._conv is not None:
             self._conv.on_content(cid, content, now, events)
         elif isinstance(content, TextMessage):

@@ -93,7 +93,7 @@ class Outbox:
         self,
         cid: bytes,
         sid: bytes,
-        cap: bytes,
+        cap: bytes | None,
         seal: Callable[[bytes], tuple[bytes, bytes]],
         relay: str | None = None,
     ) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import struct
 
 from clientlib.client._book import AddressBook
+from clientlib.client.devicelist import first_device
 from clientlib.client.state import STATE_VERSION
 from clientlib.crypto.keys import RNG, IdentityKeyPair
 from clientlib.errors import LocalProtocolError
@@ -24,8 +25,11 @@ __all__ = ["change_passphrase", "clear_duress", "fresh_state", "set_duress"]
 def fresh_state(rng: RNG, *, relay_url: str, name: str) -> dict[str, dict[bytes, bytes]]:
     """The keystore contents of a new client: a new identity and nothing else."""
     identity = IdentityKeyPair.generate(rng)
+    did, dl = first_device(identity, rng)
     return {
         "meta": {
+            b"device": did,
+            b"devlist": dl,
             b"identity": identity.private_bytes(),
             b"relay": relay_url.encode(),
             b"history-key": rng(32),

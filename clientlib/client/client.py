@@ -25,10 +25,12 @@ contacts, requests; lookups; saving), ``_inbox`` (sans-IO: envelopes to events a
 ``_outbox`` (queue, flush, retry rule), ``_link`` (transports, subscriptions, polling, acks),
 ``_prekeys`` (prekeys and their upkeep at the relay), ``_background`` (tasks, the receive
 loop around the inbox, upkeep on connect), ``_contacts`` (invitations, requests,
-blocking, settings, sending), ``_reports`` (abuse reports and their typed records) and
+blocking, settings, sending), ``_reports`` (abuse reports and their typed records),
 ``_conversation`` (receipts, typing, disappearing messages, unsend, edit, react),
-``_relays`` (contact relays: sessions, moderator keys, backoff, proxies) and ``_route``
-(two-hop private routing).
+``_relays`` (contact relays: sessions, moderator keys, backoff, proxies), ``_route``
+(two-hop private routing), ``_devices`` (session offers, device lists, fan-out to every
+device) and ``_linking`` (linking by approval, removal); the account methods (devices,
+backup, passphrase, duress) come from the ``_account`` mixin.
 """
 
 from __future__ import annotations
@@ -43,19 +45,26 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from clientlib.client._account import AccountMixin
 from clientlib.client._background import Tasks, expire_loop, receive_loop, upkeep
 from clientlib.client._book import AddressBook, ContactRef, RequestRef, credential
 from clientlib.client._contacts import BoundaryViolation, ContactOps
 from clientlib.client._conversation import Conversation
+from clientlib.client._devices import Renewal, restore_into
 from clientlib.client._export import export_document, write_new_private
 from clientlib.client._groups import Groups
 from clientlib.client._inbox import Inbox
 from clientlib.client._link import Link
+from clientlib.client._linking import (
+    LinkedState,
+    link_into,
+)
 from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
 from clientlib.client._reports import Reports
-from clientlib.client.config import ClientConfig, KdfStrength
+from clientlib.client.backup import BackupContents
+from clientlib.client.config import ClientConfig
 from clientlib.client.history import EncryptedFileHistory, HistoryStore, MemoryHistory
 from clientlib.client.invite import Invitation
 from clientlib.client.types import (
@@ -64,6 +73,7 @@ from clientlib.client.types import (
     Contact,
     ContactAdded,
     ContactRequest,
+    DeviceLinked,
     Direction,
     GroupEvent,
     GroupInfo,
@@ -82,7 +92,7 @@ __all__ = ["BoundaryViolation", "Client", "ContactRef", "RequestRef"]
 log = logging.getLogger("clientlib.client")
 
 
-class Client:
+class Client(AccountMixin):
     """An end-to-end encrypted messaging client bound to one keystore and one relay.
 
     Build one with :meth:`create` (new identity) or :meth:`open` (existing keystore) and use
@@ -184,6 +194,13 @@ class Client:
         )
         self._inbox.groups = self._groups
         self._inbox.modkeys_for = self._link.relays.modkeys
+        self._renewal = Renewal(
+            self._book, self._prekeys, self._outbox, self._modkeys, emit=self._emit
+        )
+        self._inbox.renewal = self._renewal
+        self._ops.devices = self._renewal
+        self._restore: BackupContents | None = None
+        self._linked: LinkedState | None = None
         self._closed = False
         self._started = False
 
@@ -237,6 +254,46 @@ class Client:
         """
         return cls(keystore_path, passphrase, create=False, relay_url=relay_url, config=config)
 
+    @classmethod
+    def restore(
+        cls,
+        backup_path: str | os.PathLike[str],
+        recovery_words: str,
+        keystore_path: str | os.PathLike[str] | None,
+        passphrase: bytes | str,
+        *,
+        relay_url: str | None = None,
+        config: ClientConfig | None = None,
+        allow_weak_passphrase: bool = False,
+    ) -> Self:
+        """A client restored from a backup (:meth:`backup`) into a new keystore: the same
+        identity, contacts and settings; no history. On start it offers every contact a
+        new session (protocol.md §24.4); both sides get :class:`SessionRenewed` once the
+        contact's client answers, and messages written meanwhile wait in the outbox.
+
+        The backup is read and checked here, before anything is created.
+
+        Raises:
+            CorruptBackup: not a backup, or a version this client does not read.
+            WrongRecoveryKey: the words do not check, or do not open this backup.
+            OSError: the backup cannot be read.
+            KeystoreExists, WeakPassphrase: (on entering) as for :meth:`create`.
+        """
+        from clientlib.client.backup import open_backup, read_backup, recovery_key_from_words
+
+        contents = open_backup(read_backup(backup_path), recovery_key_from_words(recovery_words))
+        client = cls(
+            keystore_path,
+            passphrase,
+            create=True,
+            relay_url=relay_url or contents.relay,
+            name=contents.name,
+            config=config,
+            allow_weak_passphrase=allow_weak_passphrase,
+        )
+        client._restore = contents
+        return client
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -277,7 +334,12 @@ class Client:
                 name=self._name_init or "",
                 kdf=cfg.argon2,
                 allow_weak=self._allow_weak,
+                seed=self._seed(),
             )
+            if self._restore is not None:
+                restore_into(ks, self._restore)
+            elif self._linked is not None:
+                link_into(ks, self._linked, now=self._now())
         else:
             assert self._path is not None
             ks = FileKeystore.open(self._path, self._passphrase, rng=cfg.rng)
@@ -292,6 +354,17 @@ class Client:
             book.attach(ks)
             self._outbox.load()
             self._groups.load()
+            # A keystore from before revision 10 gets its device id in memory, saved with
+            # the next save: an open writes nothing (protocol.md §24.2).
+            self._renewal.ensure_device()
+            self._renewal.linked = ks.get("meta", b"linked") is not None
+            if self._restore is not None or self._linked is not None:
+                self._renewal.offer_all(self._now())
+                if self._linked is not None:
+                    me = [d for d in self._renewal.devices() if d.this_device]
+                    self._events.put_nowait(DeviceLinked(me[0]))
+                self._restore = self._linked = None
+                ks.save()
             if cfg.history is not None:
                 self._history = cfg.history
             elif isinstance(ks, FileKeystore):
@@ -628,67 +701,13 @@ class Client:
         )
         write_new_private(path, doc)
 
-    # --- public: passphrase and duress (protocol.md §23.4, §23.6) ------------------------
+    def _linked_contents(self) -> BackupContents | None:
+        return self._linked.contents if self._linked is not None else None
 
-    async def change_passphrase(
-        self,
-        new_passphrase: bytes | str,
-        *,
-        kdf_strength: KdfStrength | None = None,
-        allow_weak: bool = False,
-    ) -> None:
-        """Re-encrypt the keystore under a new passphrase, atomically (the file is replaced
-        in one rename; a crash leaves the old or the new file, never a mix).
-
-        ``kdf_strength`` also moves the keystore to that Argon2id cost (``moderate`` or
-        ``interactive``; default: keep the current cost). ``allow_weak``: accept a
-        passphrase the strength policy refuses (at least 8 characters).
-
-        Raises:
-            WeakPassphrase: refused by the policy; nothing changed.
-            ValueError: the new passphrase is the duress passphrase, or a cost change while a
-                duress passphrase is set.
-            LocalProtocolError: an in-memory client.
-        """
-        from clientlib.client import _security
-        from clientlib.client.config import argon2_costs
-
-        new = new_passphrase.encode() if isinstance(new_passphrase, str) else new_passphrase
-        costs = argon2_costs(kdf_strength) if kdf_strength is not None else None
-        await _security.change_passphrase(self._book, new, costs=costs, allow_weak=allow_weak)
-
-    async def set_duress(
-        self,
-        passphrase: bytes | str,
-        *,
-        wipe: bool = False,
-        decoy_name: str = "",
-        allow_weak: bool = False,
-    ) -> None:
-        """Set a duress passphrase. Opening the keystore with it shows a decoy: a client
-        with a fresh identity on the same relay and no contacts (``decoy_name`` its
-        display name). With ``wipe``, that open also destroys this keystore and its
-        history and leaves the decoy in its place. From the outside (file sizes, the time
-        an open takes) a keystore with a duress passphrase looks like one without
-        (protocol.md §23.6). Replaces an earlier duress passphrase.
-
-        Raises:
-            WeakPassphrase: refused by the policy.
-            ValueError: it is the keystore's own passphrase, or this is a decoy.
-            LocalProtocolError: an in-memory client.
-        """
-        from clientlib.client import _security
-
-        secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
-        await _security.set_duress(
-            self._book, secret, wipe=wipe, name=decoy_name, allow_weak=allow_weak
-        )
-
-    async def clear_duress(self) -> None:
-        """Remove the duress passphrase (nothing else changes)."""
-        from clientlib.client import _security
-
-        await _security.clear_duress(self._book)
+    def _seed(self) -> bytes | None:
+        """The identity seed of a restore or a link (None: a new identity)."""
+        c = self._restore or self._linked_contents()
+        return c.seed if c is not None else None
 
     # --- public: abuse reports ---------------------------------------------------------------
 

@@ -35,12 +35,14 @@ __all__ = [
     "ContactRequestContent",
     "Content",
     "ConversationSettings",
+    "DeviceListContent",
     "DisappearTimer",
     "EditMessage",
     "FileMessage",
     "GroupPairwise",
     "Reaction",
     "Receipt",
+    "SentCopy",
     "TextMessage",
     "Typing",
     "Unsend",
@@ -330,6 +332,44 @@ class FileMessage(Content):
         return f"FileMessage(id={self.id.hex()}, size={self.size}, <redacted>)"
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class DeviceListContent(Content):
+    """The sender's signed device list (protocol.md §24.7), sent to every contact and to our
+    own devices whenever it changes; ``me`` is the sending device's id."""
+
+    TYPE: ClassVar[str] = "dl"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("l", "l", Bin(min=70, max=70 + 5 * (17 + 32))),
+        Field("me", "me", Bin(16)),
+    )
+    l: bytes  # noqa: E741
+    me: bytes
+
+    def __repr__(self) -> str:
+        return "DeviceListContent(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SentCopy(Content):
+    """A text message we sent to contact ``to`` from one device, for our other devices
+    (protocol.md §24.7): only accepted from our own identity."""
+
+    TYPE: ClassVar[str] = "snt"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("to", "to", Bin(16)),
+        Field("id", "id", _MSG_ID),
+        Field("ts", "ts", _TS),
+        Field("text", "text", Text(MAX_TEXT_BYTES)),
+    )
+    to: bytes
+    id: bytes
+    ts: int
+    text: str
+
+    def __repr__(self) -> str:
+        return "SentCopy(<redacted>)"
+
+
 _REGISTRY: dict[str, type[Content]] = {
     cls.TYPE: cls
     for cls in (
@@ -344,6 +384,8 @@ _REGISTRY: dict[str, type[Content]] = {
         EditMessage,
         Reaction,
         FileMessage,
+        DeviceListContent,
+        SentCopy,
     )
 }
 

@@ -155,6 +155,22 @@ class ContactRecord(_Record):
     #: The relay the contact receives on (``send`` lives there), normal form; None: ours
     #: (protocol.md §27.1, revision 11).
     relay: str | None = None
+    #: Session offers (protocol.md §24.4): ``ts`` of the last one we sent or accepted, and
+    #: the key ids ``[spk, last-resort]`` of ours still unanswered. ``session`` is empty
+    #: while a restored contact waits for the answer.
+    rst: int = 0
+    ofr: list[int] | None = None
+    #: Linked devices (protocol.md §24.5-§24.7). ``me``: this record is our own other
+    #: devices (identity = ours; hidden from the contact list). ``devs``: sessions with
+    #: further devices of the contact, each ``[did, send, cap, session, rst]``. ``mdid``:
+    #: the device behind the main session, once it said so; ``off``: that device was
+    #: removed from the contact's list (nothing more goes to or is taken from it).
+    #: ``dl``: the contact's latest verified device list.
+    me: bool = False
+    devs: list[list[Any]] = field(default_factory=list)
+    mdid: bytes | None = None
+    off: bool = False
+    dl: bytes | None = None
 
 
 @dataclass(slots=True, repr=False, eq=False)

@@ -22,15 +22,21 @@ __all__ = [
     "ContactState",
     "DeliveryChanged",
     "DeliveryState",
+    "Device",
+    "DeviceLinked",
+    "DeviceRemoved",
+    "DevicesChanged",
     "Direction",
     "DisappearingChanged",
     "MessageChanged",
     "MessageExpired",
     "MessageReceived",
+    "MessageSynced",
     "PrivacySettings",
     "ReportDetails",
     "ReportResolved",
     "RequestReceived",
+    "SessionRenewed",
     "StoredMessage",
     "TypingChanged",
     "WarningKind",
@@ -192,6 +198,57 @@ class ContactAdded:
     """A conversation is ready: we accepted a request, or our request was accepted."""
 
     contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRenewed:
+    """A new session with a contact replaced the old one, from the same identity key: the
+    safety number is unchanged and a verified contact stays verified (protocol.md §24.4).
+    It follows a restore from a backup, on both sides; messages sealed under the old
+    session that were still on their way cannot be read any more."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One of our devices (protocol.md §24.5): ``id`` (hex) as in the signed device list."""
+
+    id: str
+    name: str
+    this_device: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLinked:
+    """A new device joined our identity (shown on every device of ours)."""
+
+    device: Device
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRemoved:
+    """A device was removed from our device list; ``device.this_device``: this one (it
+    receives nothing more from contacts that follow the list)."""
+
+    device: Device
+
+
+@dataclass(frozen=True, slots=True)
+class DevicesChanged:
+    """A contact's signed device list changed (a device was linked or removed): its safety
+    number is the same, but the contact is unverified until compared again (§24.7)."""
+
+    contact: Contact
+    devices: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSynced:
+    """A message we sent from another of our devices, now in this device's history."""
+
+    contact: Contact
+    message: StoredMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,4 +439,9 @@ ClientEvent = (
     | MessageChanged
     | MessageExpired
     | GroupEvent
+    | SessionRenewed
+    | DeviceLinked
+    | DeviceRemoved
+    | DevicesChanged
+    | MessageSynced
 )

@@ -3,6 +3,7 @@ relay (these commands work offline)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,66 @@ def test_duress_wipe(
 def test_duress_without_action_is_usage(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _err = run(capsys, "duress", "--home", str(home))
     assert code == cli.EXIT_USAGE
+
+
+def test_backup_and_restore(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "alice.backup"
+    code, out, err = run(capsys, "backup", str(path), "--home", str(home))
+    assert code == 0, err
+    assert "recovery key (shown once" in out
+    words = [w for _, w in re.findall(r"(\d+)\. ([a-z]+)", out)]
+    assert len(words) == 24
+    code, _, err = run(capsys, "backup", str(path), "--home", str(home))
+    assert code == cli.EXIT_USAGE and "exists" in err
+    code, who, _ = run(capsys, "whoami", "--home", str(home), "--offline")
+    assert code == 0
+    new = tmp_path / "new-machine"
+    base = ["restore", str(path), "--home", str(new), "--kdf", "minimum"]
+    monkeypatch.setenv("BLINDCHAT_RECOVERY_WORDS", " ".join(reversed(words)))
+    code, _, err = run(capsys, *base)
+    assert code == cli.EXIT_FAILED and "nothing was created" in err
+    assert not (new / "keystore").exists()
+    monkeypatch.setenv("BLINDCHAT_RECOVERY_WORDS", " ".join(words))
+    code, out, err = run(capsys, *base)
+    assert code == 0, err
+    assert "restored keystore" in out and " ".join(words) not in out + err
+    code, who2, _ = run(capsys, "whoami", "--home", str(new), "--offline")
+    ident = [ln for ln in who.splitlines() if "identity" in ln]
+    assert code == 0 and ident and ident == [ln for ln in who2.splitlines() if "identity" in ln]
+    code, _, err = run(capsys, *base)
+    assert code == cli.EXIT_KEYSTORE and "already exists" in err
+
+
+def test_listen_shows_device_and_session_events() -> None:
+    from clientlib.chat.listen import format_event
+    from clientlib.client import (
+        Contact,
+        Device,
+        DeviceLinked,
+        DeviceRemoved,
+        DevicesChanged,
+        MessageSynced,
+        PrivacySettings,
+        SessionRenewed,
+        StoredMessage,
+    )
+
+    s = PrivacySettings(receipts=True, typing=True, media=True, delivery_receipts=True)
+    bob = Contact("ab" * 16, "bob", "accepted", False, "0" * 60, 0, False, s, None, 0)
+    lines = [
+        format_event(None, SessionRenewed(bob)),  # type: ignore[arg-type]
+        format_event(None, DevicesChanged(bob, 2)),  # type: ignore[arg-type]
+        format_event(None, DeviceLinked(Device("cd" * 16, "laptop", False))),  # type: ignore[arg-type]
+        format_event(None, DeviceRemoved(Device("cd" * 16, "laptop", True))),  # type: ignore[arg-type]
+        format_event(
+            None,  # type: ignore[arg-type]
+            MessageSynced(bob, StoredMessage(bob.id, "00" * 16, "out", "hi", 0, 0, "sent")),
+        ),
+    ]
+    assert lines[0] is not None and lines[0].endswith("bob: safety number unchanged, new session")
+    assert lines[1] is not None and "now has 2 device(s)" in lines[1] and "unverified" in lines[1]
+    assert lines[2] is not None and "a new device was linked" in lines[2] and "cdcdcdcd" in lines[2]
+    assert lines[3] is not None and "this device (laptop) was removed" in lines[3]
+    assert lines[4] is not None and lines[4].endswith("you (other device) to bob: hi")
