@@ -94,7 +94,8 @@ class ContactOps:
         book = self._book
         if book.addresses and not new_address:
             a = min(book.addresses.values(), key=lambda a: a.created)
-            return Invitation.for_identity(book.relay_url, a.sid, a.key, book.identity.public)
+            inv = Invitation.for_identity(book.relay_url, a.sid, a.key, book.identity.public)
+            return inv.pinning_relay(await self._link.relay_identity())
         owner = book.rng(32)
         rid, sid = await self._create_mailbox(owner, kind="addr", boundaries=book.boundaries)
         async with book.lock:
@@ -107,7 +108,9 @@ class ContactOps:
         )
         await self._prekeys.set_left(aid, left)
         await self._link.subscribe(rid)
-        return Invitation.for_identity(book.relay_url, sid, a.key, book.identity.public)
+        inv = Invitation.for_identity(book.relay_url, sid, a.key, book.identity.public)
+        # Version 3: the link pins our relay's identity too (protocol.md §27.3).
+        return inv.pinning_relay(await self._link.relay_identity())
 
     async def send_request(
         self,
@@ -126,6 +129,8 @@ class ContactOps:
             relay = self._link.relays.key(inv.relay_url)
         except InvalidRelayUrl as exc:
             raise InvalidInvitation(str(exc)) from None
+        if relay is not None and inv.relay_hash is not None:
+            self._link.relays.expect_identity(relay, inv.relay_hash)
         name = book.name if name is None else name
         if len(name.encode()) > MAX_NAME_BYTES or len((intro or "").encode()) > MAX_INTRO_BYTES:
             raise LocalProtocolError("name or intro too long")

@@ -33,7 +33,9 @@ from clientlib.transport import (
     WebSocketTransport,
 )
 from clientlib.transport.api import RelayAPI
+from clientlib.wire.client_frames import GetRouteKeys
 from clientlib.wire.frames import StoredEnvelope
+from clientlib.wire.relay_frames import RouteKeysIssued
 
 __all__ = ["Incoming", "Link", "Relay", "jitter"]
 
@@ -63,6 +65,7 @@ class Link:
     ) -> None:
         self._book = book
         self._config = config
+        self._identity: bytes | None = None
         #: The relays our contacts receive on, when not ours (protocol.md §27.1).
         self.relays = RelayPool(
             config,
@@ -145,6 +148,18 @@ class Link:
         if self.http is None:
             raise TransportError("the client is not connected")
         return self.http
+
+    async def relay_identity(self) -> bytes | None:
+        """Our relay's identity key (``rkeys?``), for version-3 links; None when the relay
+        has no route keys (before revision 11) or cannot be asked now."""
+        if self._identity is None:
+            try:
+                reply = await self._home_http()._request(lambda i: GetRouteKeys(id=i))
+            except TransportError:  # RelayRejected included (an older relay: MALFORMED)
+                return None
+            if isinstance(reply, RouteKeysIssued):
+                self._identity = reply.ri
+        return self._identity
 
     def _get_pin(self, relay: str) -> bytes | None:
         """The pinned relay identity of a contact relay (keystore namespace ``relaypins``)."""

@@ -128,6 +128,8 @@ class RelayPool:
         self._home_http = home_http
         self._pins = pins
         self._routed: dict[str, RoutedTransport] = {}
+        #: relay -> the identity hash a version-3 link pinned (protocol.md §27.3).
+        self._expected: dict[str, bytes] = {}
         self._config = config
         self._home = home
         self._home_modkeys = home_modkeys
@@ -151,19 +153,21 @@ class RelayPool:
     def transport(self, relay: str) -> RelayAPI:
         """The transport of a foreign relay: direct (HTTP, its session opened on first use)
         or, with ``private_routing``, through our own relay (protocol.md §27.3)."""
-        direct = self.direct(relay)
         if not self._config.private_routing or self._home_http is None:
-            return direct
+            return self.direct(relay)
         routed = self._routed.get(relay)
         if routed is None:
             get_pin, put_pin = self._pins or (lambda r: None, lambda r, v: None)
-            # The one direct request (learning the relay identity to pin) goes over a fresh
-            # connection, closed at once: no idle connection to D outlives it.
-            pinning = HTTPTransport(
-                self._session_for(relay + "#pin", fresh=True),
-                relay,
-                request_timeout=self._config.request_timeout,
-            )
+
+            def pinning() -> HTTPTransport:
+                # The one direct request (learning the relay identity when no link pins it)
+                # goes over a fresh connection, closed at once: no idle connection to D.
+                return HTTPTransport(
+                    self._session_for(relay + "#pin", fresh=True),
+                    relay,
+                    request_timeout=self._config.request_timeout,
+                )
+
             routed = RoutedTransport(
                 self._home_http(),
                 pinning,
@@ -171,6 +175,7 @@ class RelayPool:
                 pin=lambda: get_pin(relay),
                 save_pin=lambda ri: put_pin(relay, ri),
                 rng=self._config.rng,
+                expected=lambda: self._expected.get(relay),
             )
             self._routed[relay] = routed
         return routed
@@ -181,6 +186,11 @@ class RelayPool:
             session = open_session(self._config, fresh=fresh)
             self._sessions[name] = session
         return session
+
+    def expect_identity(self, relay: str, relay_hash: bytes) -> None:
+        """A version-3 link named ``relay`` with this identity hash: its identity is then
+        learned through our relay and checked against the hash, with no direct request."""
+        self._expected[relay] = relay_hash
 
     def direct(self, relay: str) -> HTTPTransport:
         """The direct HTTP transport of a foreign relay (its session opened on first use)."""

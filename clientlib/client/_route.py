@@ -27,10 +27,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from clientlib.client.invite import relay_identity_hash
 from clientlib.crypto.keys import RNG
 from clientlib.crypto.primitives import (
     aead_decrypt,
     aead_encrypt,
+    ct_eq,
     ed25519_verify,
     hkdf,
     sha256,
@@ -121,8 +123,8 @@ class RoutedTransport(RelayAPI):
 
     Args:
         via: a transport of our own relay (F), used for ``route`` and ``rkeys?``.
-        direct: a transport of the destination itself, used once to learn its identity when
-            none is pinned.
+        direct: a transport of the destination itself (or a function making one), used
+            once to learn its identity when neither the keystore nor a link pins it.
         dst: the destination's relay URL (normal form).
         pin: ``() -> identity or None``; ``save_pin(identity)`` keeps a new one.
     """
@@ -130,14 +132,16 @@ class RoutedTransport(RelayAPI):
     def __init__(
         self,
         via: RelayAPI,
-        direct: RelayAPI,
+        direct: RelayAPI | Callable[[], RelayAPI],
         dst: str,
         *,
         pin: Callable[[], bytes | None],
         save_pin: Callable[[bytes], None],
         rng: RNG,
         clock: Callable[[], float] = time.time,
+        expected: Callable[[], bytes | None] = lambda: None,
     ) -> None:
+        self._expected = expected
         self._via = via
         self._direct = direct
         self._dst = dst
@@ -212,17 +216,23 @@ class RoutedTransport(RelayAPI):
 
     async def _fetch_keys(self) -> tuple[RouteKeyEntry, ...]:
         identity = self._pin()
-        if identity is None:
-            # First use: learn the destination's relay identity from the destination itself,
-            # so that F cannot introduce a key of its own (trust on first use, §27.3).
-            direct = expect(
-                await self._direct._request(lambda i: GetRouteKeys(id=i)), RouteKeysIssued
-            )
-            identity = direct.ri
-            self._save_pin(identity)
         reply = expect(
             await self._via._request(lambda i: GetRouteKeys(id=i, dst=self._dst)), RouteKeysIssued
         )
+        if identity is None:
+            wanted = self._expected()
+            if wanted is not None:
+                # A version-3 link pinned the identity's hash: F's answer must match it.
+                if not ct_eq(relay_identity_hash(reply.ri), wanted):
+                    raise KeyValidationError("the relay identity is not the one the link pins")
+                identity = reply.ri
+            else:
+                # No link pin: learn the identity from the destination itself, so that F
+                # cannot introduce a key of its own (trust on first use, §27.3).
+                direct = self._direct if isinstance(self._direct, RelayAPI) else self._direct()
+                asked = await direct._request(lambda i: GetRouteKeys(id=i))
+                identity = expect(asked, RouteKeysIssued).ri
+            self._save_pin(identity)
         if reply.ri != identity:
             raise KeyValidationError(
                 "the destination's relay identity changed (not the pinned one)"

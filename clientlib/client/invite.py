@@ -56,6 +56,7 @@ __all__ = [
     "Invitation",
     "identity_hash",
     "open_bundle",
+    "relay_identity_hash",
     "seal_item",
     "seal_static",
 ]
@@ -65,6 +66,8 @@ INVITE_PATH = "/v1/invite"
 IDENTITY_HASH_SIZE = 16
 _INVITE_VERSION = 2
 _V1 = 1
+_V3 = 3
+_RELAY_LABEL = b"blindrelay/v1/relay-identity\x00"
 _IDENTITY_LABEL = b"blindrelay/v1/invite-identity\x00"
 _BUNDLE_INFO = b"blindrelay/v1/address-bundle"
 _STATIC_AD = b"blindrelay/v1/address-static\x00"
@@ -80,6 +83,12 @@ class IdentityMismatch(KeyValidationError):
     does not hash to the one the link commits to: someone who knows the link's address key
     (the relay operator, or an invitee colluding with it) substituted its own bundle. Nothing
     is sent and nothing is kept."""
+
+
+def relay_identity_hash(relay_identity: bytes) -> bytes:
+    """``SHA-256("blindrelay/v1/relay-identity" || 0x00 || ri)[0:16]`` (protocol.md §27.3):
+    what a version-3 link pins of its relay's identity key."""
+    return sha256(_RELAY_LABEL + relay_identity)[:IDENTITY_HASH_SIZE]
 
 
 def identity_hash(identity: IdentityPublicKey) -> bytes:
@@ -103,11 +112,18 @@ class Invitation:
     sid: bytes = field(repr=False)
     key: bytes = field(repr=False)
     identity_hash: bytes | None = field(default=None, repr=False)
+    #: Version 3 (revision 11): a hash of the relay's identity key (:func:`relay_identity_hash`),
+    #: which pins the relay's route keys for two-hop routing (protocol.md §27.3).
+    relay_hash: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.sid) != MAILBOX_ID_SIZE or len(self.key) != ADDRESS_KEY_SIZE:
             raise InvalidInvitation("bad invitation field sizes")
         if self.identity_hash is not None and len(self.identity_hash) != IDENTITY_HASH_SIZE:
+            raise InvalidInvitation("bad invitation field sizes")
+        if self.relay_hash is not None and (
+            len(self.relay_hash) != IDENTITY_HASH_SIZE or self.identity_hash is None
+        ):
             raise InvalidInvitation("bad invitation field sizes")
 
     @classmethod
@@ -117,9 +133,21 @@ class Invitation:
         """A version-2 invitation committing to ``identity`` (the inviter's identity key)."""
         return cls(relay_url, sid, key, identity_hash(identity))
 
+    def pinning_relay(self, relay_identity: bytes | None) -> Invitation:
+        """This invitation as a version-3 link that also pins the relay's identity key
+        (unchanged when ``relay_identity`` is None: a relay without route keys)."""
+        if relay_identity is None or self.identity_hash is None:
+            return self
+        return Invitation(
+            self.relay_url, self.sid, self.key, self.identity_hash,
+            relay_identity_hash(relay_identity),
+        )  # fmt: skip
+
     @property
     def version(self) -> int:
         """The link version: 2 (commits to the identity key) or 1 (an old link)."""
+        if self.relay_hash is not None:
+            return _V3
         return _V1 if self.identity_hash is None else _INVITE_VERSION
 
     @property
@@ -132,6 +160,7 @@ class Invitation:
     @property
     def link(self) -> str:
         raw = bytes((self.version,)) + self.sid + self.key + (self.identity_hash or b"")
+        raw += self.relay_hash or b""
         token = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
         return f"{self.relay_url.rstrip('/')}{INVITE_PATH}#{token}"
 
@@ -168,6 +197,9 @@ class Invitation:
         base_len = 1 + MAILBOX_ID_SIZE + ADDRESS_KEY_SIZE
         if raw[:1] == bytes((_INVITE_VERSION,)) and len(raw) == base_len + IDENTITY_HASH_SIZE:
             return cls(relay_url, raw[1:17], raw[17:base_len], raw[base_len:])
+        if raw[:1] == bytes((_V3,)) and len(raw) == base_len + 2 * IDENTITY_HASH_SIZE:
+            h_end = base_len + IDENTITY_HASH_SIZE
+            return cls(relay_url, raw[1:17], raw[17:base_len], raw[base_len:h_end], raw[h_end:])
         if raw[:1] == bytes((_V1,)) and len(raw) == base_len:
             return cls(relay_url, raw[1:17], raw[17:])
         raise InvalidInvitation("unsupported or damaged invitation")

@@ -80,8 +80,10 @@ def parse_suspend_target(text: str) -> bytes:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             raise AdminInputError("the invitation token is not base64url") from None
-        base_len = 1 + MAILBOX_ID_SIZE + _ADDRESS_KEY_SIZE  # v1; v2 adds a 16-byte IK hash
-        if (raw[:1], len(raw)) not in ((b"\x01", base_len), (b"\x02", base_len + 16)):
+        # v1; v2 adds a 16-byte IK hash; v3 (revision 11) a 16-byte relay identity hash too
+        base_len = 1 + MAILBOX_ID_SIZE + _ADDRESS_KEY_SIZE
+        known = ((b"\x01", base_len), (b"\x02", base_len + 16), (b"\x03", base_len + 32))
+        if (raw[:1], len(raw)) not in known:
             raise AdminInputError("unsupported or damaged invitation link")
         return raw[1 : 1 + MAILBOX_ID_SIZE]
     lowered = text.lower()

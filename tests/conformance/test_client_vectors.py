@@ -219,3 +219,18 @@ def test_keystore_file(tmp_path: Path) -> None:
     path.write_bytes(bytes(bad))
     with pytest.raises(WrongPassphrase):
         FileKeystore.open(path, x(v["passphrase"]), rng=os.urandom)
+
+
+def test_invitation_link_v3_pins_the_relay_identity() -> None:
+    """Revision 11 (protocol.md §21.2, §27.3): 0x03 || sid || k || h || hr."""
+    v = V["invitation_v3"]
+    hr = hashlib.sha256(b"blindrelay/v1/relay-identity\x00" + x(v["relay_identity"])).digest()[:16]
+    assert hr == x(v["relay_hash"])
+    raw = b"\x03" + x(v["sid"]) + x(v["k"]) + x(v["identity_hash"]) + hr
+    token = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    assert v["link"] == v["relay_url"] + "/v1/invite#" + token
+    inv = Invitation.parse(v["link"])
+    assert inv.version == 3 and inv.commits_to_identity and inv.relay_hash == hr
+    assert inv.identity_hash == x(v["identity_hash"]) and inv.link == v["link"]
+    # The same link without hr is the version-2 link of the address.
+    assert Invitation(inv.relay_url, inv.sid, inv.key, inv.identity_hash).link == V["invitation_v2"]["link"]

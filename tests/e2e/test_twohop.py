@@ -72,6 +72,12 @@ async def test_two_hop_delivery_report_and_scans(tmp_path: Path) -> None:
         bob = make(tmp_path, "bob", relay_b.url, private_routing=True)
         async with alice, bob:
             a_bob, b_alice = await befriend(alice, bob)
+            # Alice's link (version 3) pinned relay A's identity: Bob learned it through B
+            # and checked it against the link, with no direct request to A.
+            url_a = relay_a.url.rstrip("/")
+            assert (await alice.create_invitation()).version == 3
+            assert bob._link._get_pin(url_a) is not None
+            assert url_a + "#pin" not in bob._link.relays._sessions
             await bob.send(b_alice, f"two hops {token}")
             got = (await wait_for(alice, MessageReceived)).message
             assert got.text == f"two hops {token}"

@@ -40,7 +40,8 @@ async def test_relay_substituted_bundle_is_refused_for_v2_links(
     store = server.app[store_key]
     async with make(tmp_path, "alice", url) as alice, make(tmp_path, "bob", url) as bob:
         inv = await alice.create_invitation()
-        assert inv.version == 2 and inv.commits_to_identity
+        # Version 3 since revision 11: version 2 plus the relay's identity hash (§27.3).
+        assert inv.version == 3 and inv.commits_to_identity
         assert Invitation.parse(inv.link) == inv
         # The operator looks up the address behind the published sid (it holds that map) and
         # replaces the hosted static part with one sealed under the link's k for its own

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from clientlib.client._route import RoutedTransport, open_answer, seal_packet, solve_route_pow
-from clientlib.errors import RelayRejected
+from clientlib.errors import KeyValidationError, RelayRejected
 from clientlib.transport import HTTPTransport, MailboxCredential
 from clientlib.wire.client_frames import Deposit, GetModerationKeys, GetRouteKeys, Route
 from clientlib.wire.relay_frames import ErrorReply, Routed, RouteKeysIssued, decode_relay_frame
@@ -178,6 +178,14 @@ async def test_limits_pow_and_switching_off(make_relay, tmp_path: Path) -> None:
         with pytest.raises(RelayRejected) as exc:
             await routed.moderation_keys()
         assert exc.value.code == "ROUTE"
+        # A link that pins another relay identity: nothing is sent through F.
+        pinned = RoutedTransport(
+            HTTPTransport(s, f), HTTPTransport(s, d), d,
+            pin=lambda: None, save_pin=lambda ri: None, rng=os.urandom,
+            expected=lambda: bytes(16),
+        )  # fmt: skip
+        with pytest.raises(KeyValidationError):
+            await pinned.moderation_keys()
         with pytest.raises(Exception, match="never routed"):
             await routed.delete_mailbox(MailboxCredential(bytes(16), lambda c: bytes(64)))
 

@@ -7,6 +7,7 @@ Run: ``python tests/vectors/generate_client_vectors.py`` (rewrites the file).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -110,6 +111,10 @@ def build() -> dict[str, Any]:
                 "identity_hash": identity_hash(ik.public).hex(),
                 "link": Invitation.for_identity(inv.relay_url, sid, k, ik.public).link,
             },
+            # Link version 3 (revision 11, protocol.md §21.2, §27.3): version 2 plus
+            # hr = SHA-256("blindrelay/v1/relay-identity" || 0x00 || ri)[0:16] of the relay's
+            # identity key ri (here a fixed example value; no DRBG draw).
+            "invitation_v3": _invitation_v3(inv.relay_url, sid, k, ik),
             "address_bundle": {
                 "k": k.hex(),
                 "sid": sid.hex(),
@@ -128,6 +133,22 @@ def build() -> dict[str, Any]:
             "content": [{"name": name, "encoded": c.encode().hex()} for name, c in contents],
             **revision_6(),
         }
+    }
+
+
+def _invitation_v3(relay_url: str, sid: bytes, k: bytes, ik: Any) -> dict[str, Any]:
+    ri = hashlib.sha256(b"route-v1 example relay identity").digest()
+    inv = Invitation.for_identity(relay_url, sid, k, ik.public).pinning_relay(ri)
+    assert inv.relay_hash is not None and inv.identity_hash is not None
+    return {
+        "relay_url": relay_url,
+        "sid": sid.hex(),
+        "k": k.hex(),
+        "identity": bytes(ik.public).hex(),
+        "identity_hash": inv.identity_hash.hex(),
+        "relay_identity": ri.hex(),
+        "relay_hash": inv.relay_hash.hex(),
+        "link": inv.link,
     }
 
 
