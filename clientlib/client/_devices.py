@@ -158,6 +158,9 @@ class Renewal:
         self._prekeys = prekeys
         self._outbox = outbox
         self._modkeys = modkeys
+        #: The moderator keys of the relay a contact receives on (``None``: ours); the
+        #: client sets its relay pool's (protocol.md §27.1: franked for the recipient's relay).
+        self.modkeys_for: Callable[[str | None], ModeratorKeyCache] = lambda r: modkeys
         self._emit = emit
         #: Set for a device that joined by linking: its offers carry the device part.
         self.linked = False
@@ -253,7 +256,7 @@ class Renewal:
         except (DecryptionError, KeyValidationError):
             return False
         try:
-            mod = self._modkeys.current()
+            mod = self.modkeys_for(c.relay).current()
         except TransportError:
             return False
         if offer.ext:
@@ -328,7 +331,7 @@ class Renewal:
         if c.ofr is None:
             return None
         try:
-            moderator = self._modkeys.current()
+            moderator = self.modkeys_for(c.relay).current()
         except TransportError:  # never before the receive loop fetched the keys
             return None
         try:
@@ -415,7 +418,7 @@ class Renewal:
         c = book.contacts[cid]
         if not c.devs:
             return
-        mod = self._modkeys.current()
+        mod = self.modkeys_for(c.relay).current()
         for d in c.devs:
             session = Session.from_record(d[3], now=now)
             sealed = session.encrypt(

@@ -197,6 +197,7 @@ class Client(AccountMixin):
         self._renewal = Renewal(
             self._book, self._prekeys, self._outbox, self._modkeys, emit=self._emit
         )
+        self._renewal.modkeys_for = self._link.relays.modkeys
         self._inbox.renewal = self._renewal
         self._ops.devices = self._renewal
         self._restore: BackupContents | None = None
