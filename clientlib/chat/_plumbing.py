@@ -57,6 +57,10 @@ EXIT_RELAY = EXIT_UNAVAILABLE
 EXIT_KEYSTORE = 74
 
 
+#: blindchat is interactive: after an outage it is back within about this many seconds.
+RECONNECT_CAP = 4.0
+
+
 class CliError(Exception):
     """An expected failure: ``message`` goes to stderr, ``code`` is the exit status."""
 
@@ -105,7 +109,7 @@ async def print_warnings(client: Client, ctx: Ctx) -> None:
 @contextlib.asynccontextmanager
 async def open_client(ctx: Ctx, *, connect: bool, watch: bool = True) -> AsyncIterator[Client]:
     """Open the keystore; connect and subscribe if ``connect`` (and not ``--offline``)."""
-    config = ClientConfig(connect=False, proxy=ctx.proxy)
+    config = ClientConfig(connect=False, proxy=ctx.proxy, reconnect_cap=RECONNECT_CAP)
     client = Client.open(ctx.keystore, ctx.passphrase, config=config)
     async with client:
         ctx.relay_url = client.relay_url

@@ -262,13 +262,20 @@ async def cmd_export(ctx: Ctx, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: protocol.md §4.11 / §18: reports outlive the mailboxes (the operator's moderation data).
+_REPORTS_STAY = (
+    "Reports you filed are not deleted: they stay with the relay's moderators for the "
+    "relay's report retention period (90 days unless its operator set another)"
+)
+
+
 def _confirm_delete(ctx: Ctx, contacts: int) -> None:
     """Ask for the word ``delete`` on stdin (a terminal only)."""
     print(
         f"This deletes, for good: every mailbox of yours at {ctx.relay_url} (your contact "
         f"addresses and {contacts} conversation{'s' if contacts != 1 else ''}: invitation "
         f"links stop working, contacts can no longer reach you) and the keystore and message "
-        f"history in {ctx.home}.\nType delete to confirm: ",
+        f"history in {ctx.home}.\n{_REPORTS_STAY}.\nType delete to confirm: ",
         end="",
         file=sys.stderr,
         flush=True,
@@ -302,6 +309,7 @@ async def cmd_delete_account(ctx: Ctx, args: argparse.Namespace) -> int:
         f"deleted every mailbox of yours at {ctx.relay_url}, with its prekeys and stored "
         f"messages ({contacts} conversation{'s' if contacts != 1 else ''} and your contact "
         "addresses)",
+        _REPORTS_STAY,
         f"deleted the keystore {ctx.keystore} and its message history",
     )
     return EXIT_OK

@@ -49,7 +49,7 @@ from clientlib.chat._plumbing import open_client as _open
 from clientlib.chat._plumbing import out as _out
 from clientlib.chat._plumbing import sync as _sync
 from clientlib.chat.account import REPORT_REASONS
-from clientlib.chat.qr import render_qr
+from clientlib.chat.qr import render_qr, wants_colour
 from clientlib.chat.text import (
     clean,
     contact_label,
@@ -218,7 +218,7 @@ async def cmd_invite(ctx: _Ctx, args: argparse.Namespace) -> int:
     _out("your invitation link (whoever has it can send you a contact request):", "")
     _out(invitation.link, "")
     if not args.no_qr:
-        _out(render_qr(invitation.qr_payload), "")
+        _out(render_qr(invitation.qr_payload, colour=wants_colour(sys.stdout)), "")
     _out(
         f"they run:  blindchat accept {_quote(invitation.link)}",
         f"then you:  {ctx.prog} requests",
@@ -428,7 +428,7 @@ async def cmd_verify(ctx: _Ctx, args: argparse.Namespace) -> int:
         _out("", f"{label} is now marked as verified")
         return EXIT_OK
     if not args.no_qr:
-        _out("", render_qr(payload))
+        _out("", render_qr(payload, colour=wants_colour(sys.stdout)))
     ref = _quote(contact.name or short_id(contact.id))
     _out(
         "",

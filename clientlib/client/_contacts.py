@@ -185,6 +185,7 @@ class ContactOps:
                     cid, rng(16), sealed.ct, sealed.fc, inv.sid, hdl=hdl, pw=bnd.pow, relay=relay
                 )
             )
+            self._tell_settings(cid)  # waits unsealed until the acceptance
             await book.save()
         await self._link.subscribe(rid)
         self._outbox.wake()
@@ -234,6 +235,7 @@ class ContactOps:
                     cid, rng(16), sealed.ct, sealed.fc, req.reply, cap=req.cap, relay=req.relay
                 )
             )
+            self._tell_settings(cid)
             await book.save()
         await self._link.subscribe(rid)
         self._outbox.wake()
@@ -377,6 +379,12 @@ class ContactOps:
         raw = cache.encode()
         if raw and ks.get("modkeys", slot) != raw:
             ks.put("modkeys", slot, raw)  # saved with the book's next save
+
+    def _tell_settings(self, cid: bytes) -> None:
+        """Queue our privacy settings for a new contact (protocol.md §22.6: each side sends
+        its ``set`` once the conversation exists, defaults included, so neither shows the
+        other's as unknown). Call with the lock held."""
+        self.seal_and_queue(cid, ConversationSettings(*self._book.contacts[cid].settings).encode())
 
     def seal_and_queue(
         self,

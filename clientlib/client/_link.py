@@ -79,6 +79,7 @@ class Link:
         self._spread = config.spread
         self._poll_interval = config.poll_interval
         self._timeout = config.request_timeout
+        self._reconnect_cap = config.reconnect_cap
         self._emit = emit
         self._wake_outbox = wake_outbox
         self._spawn = spawn
@@ -255,7 +256,12 @@ class Link:
     # --- receiving -------------------------------------------------------------------------
 
     async def _open_ws(self, session: aiohttp.ClientSession) -> WebSocketTransport:
-        ws = WebSocketTransport(session, self._book.relay_url, request_timeout=self._timeout)
+        ws = WebSocketTransport(
+            session,
+            self._book.relay_url,
+            request_timeout=self._timeout,
+            backoff_cap=self._reconnect_cap,
+        )
         await ws.__aenter__()
         self._spawn(self._read_ws(ws))
         return ws

@@ -97,6 +97,11 @@ class ClientConfig:
             single connection links our mailboxes (costs one socket per contact).
         poll_interval: seconds between polls in HTTP mode (> 0).
         request_timeout: seconds one relay request may take (> 0).
+        reconnect_cap: the longest wait, in seconds, between two reconnect attempts of a
+            dropped WebSocket (> 0; attempts back off exponentially with full jitter up to
+            it). The default 30 s spreads a relay restart's reconnects over time; an
+            interactive program wants less (``blindchat`` uses 4 s: back within about 4 s
+            of the relay's return).
         close_grace: seconds :meth:`Client.close` waits for queued messages to leave
             (0: none).
         boundaries: the boundaries of contact addresses this client creates (a boundary set
@@ -131,6 +136,7 @@ class ClientConfig:
     spread: bool = False
     poll_interval: float = 2.0
     request_timeout: float = 10.0
+    reconnect_cap: float = 30.0
     close_grace: float = 2.0
     boundaries: Boundaries = DEFAULT_BOUNDARIES
     kdf_strength: KdfStrength = "moderate"
@@ -151,7 +157,7 @@ class ClientConfig:
             raise ValueError("kdf_strength must be moderate or interactive")
         if self.transport not in ("websocket", "http"):
             raise ValueError("transport must be 'websocket' or 'http'")
-        for name in ("poll_interval", "request_timeout"):
+        for name in ("poll_interval", "request_timeout", "reconnect_cap"):
             value: object = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds")

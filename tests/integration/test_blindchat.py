@@ -367,6 +367,7 @@ def test_boundaries_holdings_and_delete_account(tmp_path: Path, relay: RelayProc
     assert (
         out.splitlines()[-1] == f"deleted the keystore {alice / 'keystore'} and its message history"
     )
+    assert out.splitlines()[-2].startswith("Reports you filed are not deleted: they stay with")
     assert sorted(p.name for p in alice.iterdir()) == []
     done = blindchat(alice, "holdings")
     assert (done.returncode, done.stdout) == (EXIT_KEYSTORE, "")

@@ -20,6 +20,7 @@ from clientlib.client import (
     ClientWarning,
     DeliveryChanged,
     MessageReceived,
+    PrivacySettings,
     RequestReceived,
 )
 from clientlib.client._book import credential
@@ -154,6 +155,21 @@ async def test_privacy_settings_reach_the_contact(pair: tuple[Client, Client]) -
     await wait_for(bob, MessageReceived)
     peer = bob.contact(b_alice).peer_settings
     assert peer is not None and not peer.receipts and not peer.media and peer.typing
+
+
+async def test_each_side_knows_the_others_default_settings_from_the_start(
+    pair: tuple[Client, Client],
+) -> None:
+    """Issue 22, snag 8: the defaults are exchanged at acceptance, not only on a change."""
+    alice, bob = pair
+    a_bob, b_alice = await befriend(alice, bob)
+    await bob.sync()
+    await alice.sync()
+    async with asyncio.timeout(15):
+        while None in (alice.contact(a_bob).peer_settings, bob.contact(b_alice).peer_settings):
+            await asyncio.sleep(0.05)
+    assert alice.contact(a_bob).peer_settings == PrivacySettings()
+    assert bob.contact(b_alice).peer_settings == PrivacySettings()
 
 
 async def test_relay_holdings_then_delete_account(tmp_path: Path, relay: str) -> None:

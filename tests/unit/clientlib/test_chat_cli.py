@@ -562,6 +562,7 @@ def test_delete_account_confirmed_but_relay_unreachable_keeps_everything(
     code, out, err = run(capsys, "--home", str(home), "delete-account")
     assert (code, out) == (cli.EXIT_RELAY, "")
     assert "This deletes, for good: every mailbox of yours at http://127.0.0.1:" in err
+    assert "Reports you filed are not deleted: they stay with the relay's moderators" in err
     assert re.search(
         r"blindchat: relay unreachable at http://127\.0\.0\.1:\d+; nothing local was "
         r"deleted \(run it again later\)$",
