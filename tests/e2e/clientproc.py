@@ -23,11 +23,17 @@ exactly one reply line on stdout, ``{"reply": N, "ok": true, "result": ...}`` or
   ``group_invitations``, ``group_accept {invite}``, ``group_decline {invite}``,
   ``group_send {group, text}``, ``group_members {group}``, ``group_info {group}``,
   ``group_messages {group}``, ``group_remove {group, member}``, ``group_leave {group}``
+* conversation features (issue 13): ``privacy {contact, receipts?, delivery?, typing?}``,
+  ``disappear {contact, seconds}``, ``mark_read {contact}``, ``typing {contact, on}``,
+  ``unsend {contact, message}``, ``edit {contact, message, text}``, ``react {contact,
+  message, emoji, direction}``, ``holdings`` (``last_seq`` per mailbox, from the relay)
 * ``quit``: reply, close the client (flushing what it can), exit 0
 
 Events are written as they happen, one a line: ``{"event": "ready", ...}`` once started, then
 ``request``, ``contact_added``, ``message``, ``delivery``, ``warning``, ``connection``,
-``caught_up`` (see :func:`event_json`). Diagnostics go to stderr.
+``caught_up``, ``typing``, ``disappearing``, ``changed``, ``expired`` (see
+:func:`event_json`). ``--receipt-delay MIN,MEAN,MAX`` sets the receipt delay (seconds).
+Diagnostics go to stderr.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import json
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +63,14 @@ from clientlib.client import (  # noqa: E402
     ContactAdded,
     ContactRequest,
     DeliveryChanged,
+    DisappearingChanged,
+    MessageChanged,
+    MessageExpired,
     MessageReceived,
+    ReceiptDelay,
     RequestReceived,
     StoredMessage,
+    TypingChanged,
 )
 from clientlib.client.types import GroupEvent  # noqa: E402
 from clientlib.errors import RelayRejected  # noqa: E402
@@ -81,7 +93,9 @@ def request_json(r: ContactRequest) -> dict[str, Any]:
 
 
 def message_json(m: StoredMessage) -> dict[str, Any]:
-    return {"id": m.id, "direction": m.direction, "text": m.text, "state": m.state}
+    return {"id": m.id, "direction": m.direction, "text": m.text, "state": m.state,
+            "deleted": m.deleted, "edited": m.edited_at is not None, "timer": m.timer,
+            "reactions": [list(r) for r in m.reactions]}  # fmt: skip
 
 
 def event_json(ev: ClientEvent) -> dict[str, Any]:
@@ -105,6 +119,16 @@ def event_json(ev: ClientEvent) -> dict[str, Any]:
     if isinstance(ev, GroupEvent):
         return {"event": "group", "group": ev.group_id, "kind": ev.kind, "member": ev.member,
                 "text": ev.text, "invite": ev.invite_id, "mine": ev.mine}  # fmt: skip
+    if isinstance(ev, TypingChanged):
+        return {"event": "typing", "contact": ev.contact_id, "on": ev.typing}
+    if isinstance(ev, DisappearingChanged):
+        return {"event": "disappearing", "contact": ev.contact_id, "seconds": ev.seconds,
+                "by": ev.by}  # fmt: skip
+    if isinstance(ev, MessageChanged):
+        return {"event": "changed", "change": ev.change, **message_json(ev.message)}
+    if isinstance(ev, MessageExpired):
+        return {"event": "expired", "contact": ev.contact_id, "id": ev.message_id,
+                "direction": ev.direction}  # fmt: skip
     return {"event": "unknown", "type": type(ev).__name__}
 
 
@@ -154,6 +178,39 @@ def commands(client: Client) -> dict[str, Callable[..., Awaitable[Any]]]:
 
     async def history(contact: str) -> list[dict[str, Any]]:
         return [message_json(m) for m in client.messages(contact)]
+
+    async def privacy(
+        contact: str,
+        receipts: bool | None = None,
+        delivery: bool | None = None,
+        typing: bool | None = None,
+    ) -> None:
+        await client.set_privacy(
+            contact, receipts=receipts, delivery_receipts=delivery, typing=typing
+        )
+
+    async def disappear(contact: str, seconds: int) -> None:
+        await client.set_disappearing(contact, seconds)
+
+    async def mark_read(contact: str) -> int:
+        return await client.mark_read(contact)
+
+    async def typing(contact: str, on: bool) -> bool:
+        return await client.typing(contact, on)
+
+    async def unsend(contact: str, message: str) -> dict[str, Any]:
+        return message_json(await client.unsend(contact, message))
+
+    async def edit(contact: str, message: str, text: str) -> dict[str, Any]:
+        return message_json(await client.edit(contact, message, text))
+
+    async def react(contact: str, message: str, emoji: str, direction: str) -> dict[str, Any]:
+        return message_json(
+            await client.react(contact, message, emoji, direction=direction)  # type: ignore[arg-type]
+        )
+
+    async def holdings() -> dict[str, int]:
+        return {label: info.last_seq for label, info in await client.relay_holdings()}
 
     async def group_create(name: str) -> dict[str, Any]:
         return {"id": (await client.create_group(name)).id}
@@ -205,6 +262,14 @@ def commands(client: Client) -> dict[str, Callable[..., Awaitable[Any]]]:
         "group_messages": group_messages,
         "group_remove": group_remove,
         "group_leave": group_leave,
+        "privacy": privacy,
+        "disappear": disappear,
+        "mark_read": mark_read,
+        "typing": typing,
+        "unsend": unsend,
+        "edit": edit,
+        "react": react,
+        "holdings": holdings,
         "identity": identity,
         "invite": invite,
         "request": request,
@@ -239,12 +304,19 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--passphrase", default=None)
     parser.add_argument("--create", action="store_true")
+    parser.add_argument("--receipt-delay", default=None)
     args = parser.parse_args(argv)
+    config = FAST
+    if args.receipt_delay:
+        lo, mean, hi = (float(v) for v in args.receipt_delay.split(","))
+        config = replace(FAST, receipt_delay=ReceiptDelay(lo, mean, hi))
     passphrase = args.passphrase or f"pw-{args.name} long test passphrase"
     client = (
-        Client.create(args.keystore, passphrase, relay_url=args.relay, name=args.name, config=FAST)
+        Client.create(
+            args.keystore, passphrase, relay_url=args.relay, name=args.name, config=config
+        )
         if args.create
-        else Client.open(args.keystore, passphrase, relay_url=args.relay, config=FAST)
+        else Client.open(args.keystore, passphrase, relay_url=args.relay, config=config)
     )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_LINE)

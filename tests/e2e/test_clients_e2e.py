@@ -83,6 +83,8 @@ class ClientProc:
         self.stderr_path = world.workdir / f"{name}.stderr"
         self.proc: asyncio.subprocess.Process | None = None
         self.events: list[dict[str, Any]] = []
+        self.times: list[float] = []  # loop time at which each of ``events`` was read
+        self.extra_args: list[str] = []  # more clientproc.py options
         self.received: dict[str, list[str]] = defaultdict(list)
         self.ready: dict[str, Any] = {}
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -110,6 +112,7 @@ class ClientProc:
                 str(CLIENTPROC),
                 *args,
                 *(["--create"] if create else []),
+                *self.extra_args,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
@@ -130,6 +133,7 @@ class ClientProc:
                     fut.set_result(obj)
             else:
                 self.events.append(obj)
+                self.times.append(asyncio.get_running_loop().time())
                 if obj["event"] == "message":
                     self.received[obj["contact"]].append(obj["text"])
             self._wake()
@@ -454,6 +458,7 @@ async def respawn(world: World, old: ClientProc) -> ClientProc:
     """A new process for ``old``'s keystore (same name, display name and passphrase)."""
     proc = ClientProc(world, old.name)
     proc.display = old.display
+    proc.extra_args = old.extra_args
     world.procs[f"{old.name} (previous)"] = world.procs.pop(old.name)
     world.procs[old.name] = proc
     await proc.start(create=False)
