@@ -4,6 +4,7 @@ moderator with a revocation, and the reporter learns the outcome."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -111,6 +112,13 @@ async def test_an_unreportable_message_is_never_shown(
             monkeypatch.setattr(session_module.Session, "encrypt", with_attachment)
         else:
             monkeypatch.setattr(session_module, "frank", bad_frank)
+            # The altered client signs on the spot: no signature prepared ahead (the honest
+            # one made after its first message, its privacy settings, §22.6) is used.
+            monkeypatch.setattr(abuser._ops, "warm", lambda cid: None)
+            async with asyncio.timeout(10):
+                while abuser._ops._warming:  # a preparation under way lands first
+                    await asyncio.sleep(0.01)
+            abuser._ops.forget_prepared(bytes.fromhex(a_v))
         await abuser.send(a_v, "you cannot report this")
         kind = "unreportable" if attack == "attachment" else "undecryptable"
         await wait_for(victim, ClientWarning, lambda w: w.kind == kind)
