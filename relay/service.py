@@ -517,6 +517,7 @@ class MailboxService:
                     attachments=len(frame.att or ()),
                     pow_bits=max(pow_bits, 0),
                     stamp=stamp,
+                    ttl=frame.ttl,
                 )
                 break
             except StampMismatch as exc:

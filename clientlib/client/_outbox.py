@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import time
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -58,10 +59,13 @@ class Outbox:
         book: AddressBook,
         history: Callable[[], HistoryStore],
         emit: Callable[[ClientEvent], None],
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._book = book
         self._history = history
         self._emit = emit
+        self._clock = clock
         self._seq = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -216,8 +220,25 @@ class Outbox:
                 )
                 pow_ = (chal.nonce, counter)
         await link.depositor_for(rec.relay).deposit(
-            rec.sid, rec.ct, eid=rec.eid, fc=rec.fc, cap=rec.cap, hdl=rec.hdl, pow=pow_
+            rec.sid,
+            rec.ct,
+            eid=rec.eid,
+            fc=rec.fc,
+            cap=rec.cap,
+            hdl=rec.hdl,
+            pow=pow_,
+            ttl=self._ttl(rec),
         )
+
+    def _ttl(self, rec: OutboxRecord) -> int | None:
+        """A disappearing message's lifetime at the relay: what is left of it on our side
+        (protocol.md §22.10), so an undelivered copy vanishes there when ours does."""
+        if rec.msg is None:
+            return None
+        m = self._history().get(rec.contact.hex(), "out", rec.msg.hex())
+        if m is None or m.expires_at is None:
+            return None
+        return max(1, m.expires_at - int(self._clock()))
 
     async def _complete(self, done: Sequence[tuple[bytes, OutboxRecord, DeliveryState]]) -> None:
         book = self._book

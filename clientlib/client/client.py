@@ -140,7 +140,7 @@ class Client(AccountMixin):
         self._events: asyncio.Queue[ClientEvent | None] = asyncio.Queue()
         self._book = AddressBook(rng=cfg.rng, boundaries=cfg.boundaries)
         self._prekeys = Prekeys(self._book)
-        self._outbox = Outbox(self._book, lambda: self._history, self._emit)
+        self._outbox = Outbox(self._book, lambda: self._history, self._emit, clock=cfg.clock)
         self._modkeys = ModeratorKeyCache()
         self._link = Link(
             self._book,

@@ -248,6 +248,7 @@ class RelayAPI(abc.ABC):
         hdl: bytes | None = None,
         att: Sequence[bytes] = (),
         pow: tuple[bytes, int] | None = None,
+        ttl: int | None = None,
     ) -> None:
         """Deposit one envelope; returns once the relay has stored it (or pushed it, for
         online-only envelopes on a WebSocket).
@@ -265,10 +266,14 @@ class RelayAPI(abc.ABC):
                 one (:meth:`pow_challenge`, then :func:`clientlib.wire.solve`). A retry after
                 a lost reply needs a fresh nonce (the first one was consumed) but the same
                 ``eid``.
+            ttl: the envelope's own lifetime at the relay, in seconds (1 to 2^32 - 1; the
+                relay keeps it for the smaller of this and its envelope TTL; protocol.md
+                §5.7); for disappearing messages. Relays before revision 14 refuse the
+                field (``MALFORMED``).
 
         Raises:
-            LocalProtocolError: a field has the wrong length, or (WebSocket) ``ct`` is
-                larger than the envelope limit the relay announced.
+            LocalProtocolError: a field has the wrong length, ``ttl`` is out of range, or
+                (WebSocket) ``ct`` is larger than the envelope limit the relay announced.
             RelayRejected: the relay refused (``AUTH`` unknown sid or capability, banned
                 handle; ``BOUNDARY``; ``POW``; ``QUOTA``; ``LIMIT``; ``MALFORMED`` not an
                 envelope bucket; ``TOO_LARGE``, ...).
@@ -279,6 +284,10 @@ class RelayAPI(abc.ABC):
         if len(eid) != ENVELOPE_ID_SIZE:
             raise LocalProtocolError("eid must be 16 bytes")
         extra = deposit_fields(cap, hdl, att, pow)
+        if ttl is not None:
+            if type(ttl) is not int or not 1 <= ttl < 2**32:
+                raise LocalProtocolError("ttl must be 1 to 2**32 - 1 seconds")
+            extra["ttl"] = ttl
         reply = await self._request(
             lambda i: Deposit(id=i, sid=sid, eid=eid, flags=flags, ct=ct, fc=fc, **extra)
         )

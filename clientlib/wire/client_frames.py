@@ -102,7 +102,8 @@ class Deposit(ClientFrame):
     requires; ``hdl`` (the requester's handle, required by contact addresses), ``att``
     (attachment ids the envelope references), ``pow`` (a relay-issued nonce) and ``pwc`` (the
     proof-of-work counter) are for contact addresses. Fields a mailbox's kind does not use are
-    ignored.
+    ignored. ``ttl`` (revision 14, §5.7): the envelope's own lifetime in seconds, for
+    disappearing messages; the relay keeps it for the smaller of ``ttl`` and its envelope TTL.
     """
 
     TYPE: ClassVar[str] = "dep"
@@ -119,6 +120,7 @@ class Deposit(ClientFrame):
     )
     pow: bytes | None = wire(Bin(POW_NONCE_SIZE), default=None)
     pwc: int | None = wire(Int(0, 2**64 - 1), default=None)
+    ttl: int | None = wire(Int(1, 2**32 - 1), default=None)
 
 
 @wire_struct

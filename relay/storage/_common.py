@@ -16,6 +16,7 @@ __all__ = [
     "MSG_QUOTA",
     "MSG_UNAVAILABLE",
     "day_of",
+    "envelope_lifetime",
     "mailbox_deadline",
     "mailbox_expired",
 ]
@@ -32,6 +33,12 @@ MSG_CLOSED = "store is closed"
 def day_of(now: int) -> int:
     """Return the day number (days since the epoch) of the second ``now``."""
     return now // SECONDS_PER_DAY
+
+
+def envelope_lifetime(envelope_ttl_s: int, ttl: int | None) -> int:
+    """Seconds an envelope is kept: its own ``ttl`` (protocol.md §5.7, revision 14), bounded
+    by the store's envelope TTL; without one, the envelope TTL."""
+    return envelope_ttl_s if ttl is None else max(1, min(ttl, envelope_ttl_s))
 
 
 def mailbox_deadline(active_day: int, limits: StoreLimits) -> int:

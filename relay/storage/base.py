@@ -246,6 +246,7 @@ class EnvelopeQueue(Protocol):
         pow_bits: int = 0,
         stamp: RelayStamp | None = None,
         kind: str | None = None,
+        ttl: int | None = None,
     ) -> DepositOutcome:
         """Durably append an envelope to the mailbox whose send id is ``sid``.
 
@@ -261,7 +262,9 @@ class EnvelopeQueue(Protocol):
         banned handles, and counts the request against its daily allowance (UTC day
         ``now // 86400``) -- then the duplicate check and the mailbox quota as for any kind.
         ``stamp`` (the relay franking tag and context) is stored with the envelope and
-        returned by ``fetch`` as ``ft``/``fx``; a duplicate keeps the first one's.
+        returned by ``fetch`` as ``ft``/``fx``; a duplicate keeps the first one's. ``ttl``:
+        the envelope expires ``min(ttl, envelope_ttl_s)`` seconds after ``now`` (default:
+        ``envelope_ttl_s``), on read and in the sweep alike (protocol.md §5.7).
 
         Raises:
             MailboxNotFound: no mailbox has send id ``sid``, or it is suspended; or (pair)

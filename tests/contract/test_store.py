@@ -205,6 +205,34 @@ async def test_seq_never_reused_after_expiry_and_purge(store: EnvelopeStore) -> 
     assert (await put(store, rec, now=later)).seq == 2
 
 
+async def test_an_envelope_ttl_shortens_its_life_within_the_envelope_ttl(
+    store: EnvelopeStore,
+) -> None:
+    """protocol.md §5.7 (revision 14): ``ttl`` makes one envelope expire sooner, on read and
+    in the purge, without touching its neighbours; it never extends past the envelope TTL."""
+    rec = await new_mailbox(store)
+    short = await store.deposit(rec.sid, new_id(), 0, b"s" * 256, None, NOW, ttl=30)
+    capped = await store.deposit(rec.sid, new_id(), 0, b"c" * 256, None, NOW, ttl=2**32 - 1)
+    plain = await store.deposit(rec.sid, new_id(), 0, b"p" * 256, None, NOW)
+    seqs = [short.seq, capped.seq, plain.seq]
+    assert [e.seq for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + 29)] == seqs
+    assert [e.seq for e in await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + 30)] == seqs[1:]
+    await store.purge_expired(NOW + 31)  # (a backend may already have dropped it on read)
+    assert await store.count_envelopes() == 2
+    end = NOW + LIMITS.envelope_ttl_s
+    assert [e.seq for e in await store.fetch(rec.rid, 0, 10, 1 << 20, end - 1)] == seqs[1:]
+    assert await store.fetch(rec.rid, 0, 10, 1 << 20, end) == []
+    await store.purge_expired(end)
+    assert await store.count_envelopes() == 0
+    # The purge alone (no read first) removes a short-lived envelope at its own time.
+    other = await new_mailbox(store, now=end)
+    await store.deposit(other.sid, new_id(), 0, b"q" * 256, None, end, ttl=60)
+    await store.deposit(other.sid, new_id(), 0, b"r" * 256, None, end)
+    assert await store.purge_expired(end + 59) == 0
+    assert await store.purge_expired(end + 60) == 1
+    assert await store.count_envelopes() == 1
+
+
 # --- idempotency --------------------------------------------------------------------------
 
 

@@ -258,7 +258,9 @@ async def test_block_refuses_and_stores_nothing_unblock_restores(
             assert code == "AUTH"
 
         info = dict(await alice.relay_holdings())[label]
-        assert (info.envelopes, info.last_seq) == (0, 1)  # only the message before the block
+        # only Bob's privacy settings (sent when the conversation starts, §22.6) and the
+        # message before the block
+        assert (info.envelopes, info.last_seq) == (0, 2)
         blobs = relay_storage.dump()
         needles = with_chunk("blocked message", blocked_ct) | with_chunk("raw deposit", raw_ct)
         assert not hits(blobs, needles), hits(blobs, needles)

@@ -6,7 +6,8 @@
   switched off, none ever comes;
 * typing reaches a connected peer, start and stop, and the relay stores nothing for it (the
   mailbox's last sequence does not move);
-* a disappearing message is gone at its expiry from both histories, and a copy of each
+* a disappearing message is gone at its expiry from both histories, and one its recipient
+  never fetched in time is never delivered (the relay honours the deposit's ``ttl``), and a copy of each
   history file taken *before* the expiry no longer yields it with anything the keystore holds
   (records decrypted per §23.4 from the files alone, the keystore opened per §23.4 too); the
   plaintext is in no byte of either client directory, the relay's storage or its log;
@@ -134,6 +135,10 @@ async def test_receipts_typing_disappearing_unsend_edit(
     relay_storage: Any,
 ) -> None:
     token = secrets.token_hex(6)
+    # Purge every second, so "gone from the relay" is observable within the test.
+    await asyncio.to_thread(live_relay.stop)
+    live_relay.env["BLINDRELAY_PURGE_INTERVAL_S"] = "1"
+    await asyncio.to_thread(live_relay.start)
     a, b, c = await asyncio.gather(spawn(world, "a"), spawn(world, "b"), spawn(world, "c"))
     (a_b, b_a), (a_c, c_a) = await befriend(a, b), await befriend(a, c)
     await asyncio.gather(a.call("sync"), b.call("sync"), c.call("sync"))
@@ -193,6 +198,20 @@ async def test_receipts_typing_disappearing_unsend_edit(
         assert gone not in {
             m["id"] for m in await p.call("history", contact=a_b if p is a else b_a)
         }
+
+    # An undelivered disappearing message vanishes at the relay with the sender's copy (the
+    # deposit's ttl, protocol.md §5.7): B, offline meanwhile, never gets it.
+    await b.quit()
+    late = (await a.call("send", contact=a_b, text=f"{token} never delivered"))["id"]
+    await a.call("sync")
+    await a.wait_event(lambda e: e["event"] == "expired" and e["id"] == late, 30, "A: expiry")
+    async with asyncio.timeout(30):  # the relay's purge (every second here) deletes it
+        while await stored_envelopes(live_relay):
+            await asyncio.sleep(0.2)
+    b = await respawn(world, b)
+    await b.call("sync")
+    assert f"{token} never delivered" not in b.received[b_a]
+    assert late not in {m["id"] for m in await b.call("history", contact=b_a)}
 
     # --- unsend and edit reach an offline peer when it catches up ---------------------------
     m_del = (await a.call("send", contact=a_c, text=f"{token} to be unsent"))["id"]

@@ -66,7 +66,8 @@ async def test_messages_written_while_pending_reach_the_new_mailbox_as_ratchet_m
             # Nothing is sealed while pending: the plaintext waits in Bob's keystore.
             queued = [OutboxRecord.from_bytes(v) for _, v in bob._book.ks.items("outbox")]
             waiting = [r for r in queued if r.pt is not None]
-            assert len(waiting) == 3 and all(r.ct == b"" and r.sid is None for r in waiting)
+            # The three texts and, queued with the request, Bob's privacy settings (§22.6).
+            assert len(waiting) == 4 and all(r.ct == b"" and r.sid is None for r in waiting)
             contact = await alice.accept_request(req.request)
             a1 = alice._book.contacts[bytes.fromhex(contact.id)].rid
         # Alice is offline: what Bob flushes on the acceptance stays stored in her mailbox A1.
@@ -77,12 +78,12 @@ async def test_messages_written_while_pending_reach_the_new_mailbox_as_ratchet_m
     now = int(time.time())
     stored = await store.fetch(a1, 0, 10, 10**6, now)
     sizes = [len(e.ct) for e in stored]
-    assert len(sizes) == 4
+    assert len(sizes) == 5  # the settings, the three texts, the later text
     # The attack was: sizes[:3] in the request's class, that of prekey messages (the smallest
     # holds a 1,134-byte handshake header: 2,048 bytes or more), on the new mailbox.
     assert PREKEY_MESSAGE_OVERHEAD > 1024
     assert all(s < 2048 for s in sizes), sizes
-    assert sizes[2] == sizes[3]  # the pending one is indistinguishable from a later one
+    assert sizes[3] == sizes[4]  # the pending one is indistinguishable from a later one
     async with Client.open(tmp_path / "alice.keystore", PASS, config=FAST) as alice:
         got = [(await wait_for(alice, MessageReceived)).message.text for _ in range(4)]
         assert got == [*texts, "x" * 300]

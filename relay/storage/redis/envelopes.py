@@ -13,6 +13,7 @@ from relay.storage._common import (
     MSG_NOT_FOUND,
     MSG_QUOTA,
     day_of,
+    envelope_lifetime,
 )
 from relay.storage.errors import (
     BoundaryExceeded,
@@ -64,6 +65,7 @@ class EnvelopesMixin(RedisEngine):
         pow_bits: int = 0,
         stamp: RelayStamp | None = None,
         kind: str | None = None,
+        ttl: int | None = None,
     ) -> DepositOutcome:
         # The kind's checks run inside the deposit script: a capability is one ``SISMEMBER``,
         # a contact request reads the boundaries from the record it already reads, one
@@ -88,7 +90,7 @@ class EnvelopesMixin(RedisEngine):
             blob=blob,
             size=len(ct),
             now=now,
-            expires_at=now + limits.envelope_ttl_s,
+            expires_at=now + envelope_lifetime(limits.envelope_ttl_s, ttl),
             dedupe_until=now + limits.dedupe_window_s,
             max_envelopes=limits.max_envelopes,
             max_bytes=limits.max_bytes,

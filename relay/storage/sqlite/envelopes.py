@@ -11,6 +11,7 @@ from relay.storage._common import (
     MSG_NOT_FOUND,
     MSG_QUOTA,
     day_of,
+    envelope_lifetime,
     mailbox_expired,
 )
 from relay.storage.errors import (
@@ -63,6 +64,7 @@ class EnvelopesMixin(SQLiteEngine):
         pow_bits: int = 0,
         stamp: RelayStamp | None = None,
         kind: str | None = None,
+        ttl: int | None = None,
     ) -> DepositOutcome:
         # The kind's checks (capability, boundaries, bans, daily counter; see
         # :meth:`~relay.storage.base.EnvelopeStore.deposit`) run in the same savepoint: a
@@ -110,7 +112,7 @@ class EnvelopesMixin(SQLiteEngine):
                     seq,
                     eid,
                     now,
-                    now + limits.envelope_ttl_s,
+                    now + envelope_lifetime(limits.envelope_ttl_s, ttl),
                     flags,
                     ct,
                     fc,
