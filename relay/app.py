@@ -95,9 +95,12 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
                 # what remains is the relaxed-durability loss window, said once at startup.
                 log.warning("storage_durability_relaxed", problems=problems)
             await wakeups.start()
+            push = app[service_key].push
+            await push.start()
             try:
                 yield
             finally:
+                await push.close()
                 await wakeups.aclose()
         finally:
             await store.aclose()

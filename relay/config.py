@@ -130,6 +130,13 @@ class RelayConfig:
     forwarding: bool = True
     # Forward to private, loopback and link-local addresses too (tests, closed networks).
     forward_allow_private: bool = False
+    # Push wake-ups (protocol.md §28). Also POST to private, loopback and link-local
+    # addresses, and accept http:// endpoints on loopback (tests, closed networks).
+    push_allow_private: bool = False
+    push_interval_s: float = 60.0  # at most one wake-up per endpoint this often
+    push_delay_max_s: float = 2.0  # a wake-up waits a random delay up to this long
+    push_timeout_s: float = 10.0  # one wake-up POST, answer included
+    push_queue: int = 4096  # wake-ups waiting at once, whole process (more are dropped)
     forward_per_connection_minute: int = 120  # route frames per client TCP connection/min
     forward_max_inflight: int = 64  # forwards in progress at once, whole process
     forward_pow_bits: int = 0  # proof of work a route frame needs (0: none)
@@ -284,6 +291,10 @@ class RelayConfig:
         _range("forward_max_inflight", self.forward_max_inflight, 1, 100_000)
         _range("forward_pow_bits", self.forward_pow_bits, 0, 24)
         _range("forward_timeout_s", self.forward_timeout_s, 0.5, 120)
+        _range("push_interval_s", self.push_interval_s, 0, 86400)
+        _range("push_delay_max_s", self.push_delay_max_s, 0, 60)
+        _range("push_timeout_s", self.push_timeout_s, 0.5, 60)
+        _range("push_queue", self.push_queue, 1, 1_000_000)
         _range("route_key_rotation_s", self.route_key_rotation_s, 3600, 365 * DAY)
         if self.route_key and not re.fullmatch(r"[0-9a-fA-F]{64}", self.route_key):
             raise ConfigError("route_key: 64 hex digits (32 random bytes)")

@@ -65,6 +65,13 @@ COUNTERS: Final[dict[str, tuple[str, str, str | None]]] = {
         "Packets other relays forwarded to us, by outcome (ok or code).",
         "kind",
     ),
+    "push": (
+        "push_wakeups",
+        "Push wake-ups (protocol.md §28) by outcome: sent, failed, coalesced, connected "
+        "(owner connected meanwhile), refused (private address), dropped (queue full).",
+        "outcome",
+    ),
+    "push_endpoints": ("push_endpoints", "Push endpoint registrations and removals.", "op"),
     "mailboxes_created": ("mailboxes_created", "Mailboxes created.", None),
     "mailboxes_deleted": ("mailboxes_deleted", "Mailboxes deleted by their owners.", None),
     "owner_consent": (

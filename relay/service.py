@@ -74,7 +74,7 @@ from clientlib.wire.limits import (
     MAX_FETCH_BYTES,
     POW_NONCE_SIZE,
 )
-from clientlib.wire.owner import DelegatedCapabilities
+from clientlib.wire.owner import DelegatedCapabilities, RegisterPush, UnregisterPush
 from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest
 from clientlib.wire.relay_frames import FanoutDone
 from relay.auth import (
@@ -91,6 +91,7 @@ from relay.fanout import delegated_caps, fan_out
 from relay.franking import FrankingKeyring, build_context, relay_tag, source_for
 from relay.metrics import Metrics, timed
 from relay.moderation import ModerationService
+from relay.push import PushDispatcher, check_push_url
 from relay.storage.base import (
     SECONDS_PER_DAY,
     IdCollision,
@@ -244,6 +245,16 @@ class MailboxService:
         )
         #: The owner channel of every HTTP request.
         self.http: OwnerChannel = _HttpChannel(self)
+        #: Subscriptions of this process per mailbox (an owner is connected: no push).
+        self._listening: dict[bytes, int] = {}
+        #: Push wake-ups (protocol.md §28); started and closed with the app.
+        self.push = PushDispatcher(
+            config,
+            metrics,
+            endpoint_of=self._endpoint_of,
+            connected=self._listening.__contains__,
+            clock=time.monotonic,
+        )
 
     def now(self) -> int:
         """Current time in whole seconds (the coarsest the protocol needs)."""
@@ -419,9 +430,36 @@ class MailboxService:
     def listen(self, rid: bytes, callback: WakeCallback) -> None:
         """Call ``callback`` (on the event loop) for every wake-up of mailbox ``rid``."""
         self.wakeups.listen(rid, callback)
+        self._listening[rid] = self._listening.get(rid, 0) + 1
 
     def unlisten(self, rid: bytes, callback: WakeCallback) -> None:
         self.wakeups.unlisten(rid, callback)
+        left = self._listening.get(rid, 0) - 1
+        if left > 0:
+            self._listening[rid] = left
+        else:
+            self._listening.pop(rid, None)
+
+    async def _endpoint_of(self, rid: bytes) -> tuple[str, bytes] | None:
+        return await self.store.get_push(rid, self.now())
+
+    async def _set_push(
+        self, request_id: int, cmd: RegisterPush | UnregisterPush, transport: OwnerChannel
+    ) -> Ok:
+        """``push`` / ``unpush`` (protocol.md §28.1).
+
+        Raises:
+            RelayError: ``MALFORMED`` (an endpoint the relay will not POST to; nothing
+                changed), ``AUTH`` (the mailbox vanished), ``UNAVAILABLE``, ``STORAGE_FULL``.
+        """
+        match cmd:
+            case RegisterPush(rid=rid, url=url, tok=tok):
+                check_push_url(url, allow_private=self.config.push_allow_private)
+                await self.store.set_push(rid, (url, tok), self.now())
+            case UnregisterPush(rid=rid):
+                await self.store.set_push(rid, None, self.now())
+        self.metrics.inc("push_endpoints", cmd.OP)
+        return Ok(id=request_id)
 
     def pending(self, rid: bytes, after: int, limit: int) -> Awaitable[list[StoredEnvelope]]:
         """The oldest stored envelopes of ``rid`` after sequence number ``after`` (at most
@@ -543,6 +581,7 @@ class MailboxService:
         await self.wakeups.publish(
             WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env)
         )
+        self.push.wake(outcome.rid)
 
     @storage_boundary
     async def fanout(self, frame: Fanout) -> FanoutDone:
@@ -828,6 +867,8 @@ OWNER_OPERATIONS: Mapping[type[OwnerOp], OpRule] = dict(
         _rule(FileReport, MailboxService._report, BOTH, Touch.AFTER),
         _rule(GetReportStatus, MailboxService._report, BOTH, Touch.AFTER),
         _rule(DelegatedCapabilities, MailboxService._delegated_caps, BOTH, Touch.NEVER),
+        _rule(RegisterPush, MailboxService._set_push, BOTH, Touch.AFTER),
+        _rule(UnregisterPush, MailboxService._set_push, BOTH, Touch.AFTER),
     )
 )
 _BY_NAME: Mapping[str, OpRule] = {cls.OP: rule for cls, rule in OWNER_OPERATIONS.items()}

@@ -46,6 +46,7 @@ __all__ = [
     "MAX_PREKEY_ITEM_SIZE",
     "MAX_PREKEY_STATIC_SIZE",
     "MAX_PREKEY_UPLOAD",
+    "MAX_PUSH_URL_BYTES",
     "MAX_RELAY_FRAME_SIZE",
     "MAX_REPORTED_MESSAGE_SIZE",
     "MAX_REPORT_ATTACHMENTS",
@@ -56,6 +57,7 @@ __all__ = [
     "OWNER_COMMAND_CONTEXT",
     "POW_CONTEXT",
     "POW_NONCE_SIZE",
+    "PUSH_TOKEN_SIZE",
     "REPORT_ACTIONS",
     "REPORT_ID_SIZE",
     "REPORT_REASONS",
@@ -150,6 +152,10 @@ MAX_REPORTED_MESSAGE_SIZE = 65536
 MAX_REPORT_ATTACHMENTS = 16
 #: Largest free-text note a reporter adds, in bytes of UTF-8.
 MAX_REPORT_NOTE_BYTES = 1000
+#: Push wake-ups (protocol.md §28): the opaque token a wake-up POST carries as its whole body,
+#: and the longest endpoint URL (UTF-8 bytes).
+PUSH_TOKEN_SIZE = 32
+MAX_PUSH_URL_BYTES = 512
 #: Bytes of an AMF signature ``sigma`` in a report (protocol.md §15.5.6; revision 5).
 AMF_SIGNATURE_SIZE = 448
 #: Why a report is filed (``why``), the states of a report and what a moderator did.

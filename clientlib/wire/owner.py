@@ -45,9 +45,11 @@ from clientlib.wire.limits import (
     MAX_FETCH_BATCH,
     MAX_OWNER_COMMAND_SIZE,
     MAX_PREKEY_UPLOAD,
+    MAX_PUSH_URL_BYTES,
     MAX_REPORT_ATTACHMENTS,
     MAX_REPORT_NOTE_BYTES,
     MAX_REPORTED_MESSAGE_SIZE,
+    PUSH_TOKEN_SIZE,
     REPORT_REASONS,
 )
 from clientlib.wire.shared import (
@@ -70,9 +72,11 @@ from clientlib.wire.shared import (
     OP_FETCH,
     OP_INFO,
     OP_PREKEYS,
+    OP_PUSH,
     OP_REPORT,
     OP_REPORT_STATUS,
     OP_SUBSCRIBE,
+    OP_UNPUSH,
     OWNER_OPS,
     Boundaries,
 )
@@ -91,10 +95,12 @@ __all__ = [
     "OwnerCommand",
     "OwnerOp",
     "PutPreKeys",
+    "RegisterPush",
     "SetBans",
     "SetBoundaries",
     "SetCapabilities",
     "Subscribe",
+    "UnregisterPush",
     "decode_owner_command",
     "decode_owner_op",
     "owner_op",
@@ -122,6 +128,8 @@ class OwnerCommand(Struct):
     and ``note``; ``rstat`` needs ``report`` (a report id the mailbox filed).
     Revision 9 (§26.2): ``dcaps`` needs ``sid`` (the send id of the mailbox) and ``key`` (the
     delegate's Ed25519 key, which signs the command) and may carry ``add`` and ``remove``.
+    Revision 12 (§28): ``push`` needs ``url`` (the push endpoint) and ``tok`` (the 32-byte
+    opaque token a wake-up carries); ``unpush`` carries nothing else.
     Revision 5 (§15.5.8): ``report`` carries ``amf`` (the sender's 448-byte AMF signature)
     and ``akid`` (u32, the key it was made under); a revision-5 relay refuses a report
     without them (``FRANKING``).
@@ -160,6 +168,8 @@ class OwnerCommand(Struct):
     amf: bytes | None = wire(Bin(AMF_SIGNATURE_SIZE), default=None)
     akid: int | None = wire(Int(0, 2**32 - 1), default=None)
     sid: bytes | None = wire(_MAILBOX_ID, default=None)
+    url: str | None = wire(Text(MAX_PUSH_URL_BYTES), default=None)
+    tok: bytes | None = wire(Bin(PUSH_TOKEN_SIZE), default=None)
 
     def validate_shape(self) -> None:
         """Check the per-operation field rules (declared by the per-operation types).
@@ -341,6 +351,24 @@ class DelegatedCapabilities(OwnerOp):
         return self.sid
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterPush(MailboxOp):
+    """``push`` (protocol.md §28, revision 12): wake-ups of this mailbox go to ``url`` (an
+    https push endpoint, UnifiedPush-compatible), each an HTTP POST whose whole body is the
+    opaque ``tok``. Replaces an endpoint registered before."""
+
+    OP: ClassVar[str] = OP_PUSH
+    url: str
+    tok: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnregisterPush(MailboxOp):
+    """``unpush`` (protocol.md §28): forget the mailbox's push endpoint (if any)."""
+
+    OP: ClassVar[str] = OP_UNPUSH
+
+
 AnyOwnerOp = (
     CreateMailbox
     | Subscribe
@@ -354,6 +382,8 @@ AnyOwnerOp = (
     | FileReport
     | GetReportStatus
     | DelegatedCapabilities
+    | RegisterPush
+    | UnregisterPush
 )
 
 _TYPES: dict[str, type[OwnerOp]] = {cls.OP: cls for cls in get_args(AnyOwnerOp)}

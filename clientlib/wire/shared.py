@@ -45,9 +45,11 @@ __all__ = [
     "OP_FETCH",
     "OP_INFO",
     "OP_PREKEYS",
+    "OP_PUSH",
     "OP_REPORT",
     "OP_REPORT_STATUS",
     "OP_SUBSCRIBE",
+    "OP_UNPUSH",
     "OWNER_OPS",
     "Boundaries",
     "StoredEnvelope",
@@ -66,6 +68,9 @@ OP_REPORT = "report"
 OP_REPORT_STATUS = "rstat"
 #: Delegated revocation (protocol.md §26.2, revision 9): signed by a delegate, not the owner.
 OP_DELEGATED_CAPS = "dcaps"
+#: Push wake-ups (protocol.md §28, revision 12): register and unregister a push endpoint.
+OP_PUSH = "push"
+OP_UNPUSH = "unpush"
 OWNER_OPS = (
     OP_CREATE,
     OP_SUBSCRIBE,
@@ -79,6 +84,8 @@ OWNER_OPS = (
     OP_REPORT,
     OP_REPORT_STATUS,
     OP_DELEGATED_CAPS,
+    OP_PUSH,
+    OP_UNPUSH,
 )
 
 # Field types used by more than one structure (package-private: the frame modules import them).

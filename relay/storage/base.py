@@ -481,6 +481,22 @@ class ModerationStore(Protocol):
         """The latest ``limit`` audit entries, newest first."""
 
 
+class PushStore(Protocol):
+    """Push endpoints of mailboxes (protocol.md §28): kept in the form registered, deleted
+    with the mailbox (and with its expiry)."""
+
+    async def set_push(self, rid: bytes, endpoint: tuple[str, bytes] | None, now: int) -> None:
+        """Register ``endpoint`` ``(url, token)`` for live mailbox ``rid`` (replacing any), or
+        with None forget it.
+
+        Raises:
+            MailboxNotFound: no live mailbox has receive id ``rid``.
+        """
+
+    async def get_push(self, rid: bytes, now: int) -> tuple[str, bytes] | None:
+        """The endpoint ``(url, token)`` of live mailbox ``rid``, or None."""
+
+
 class EnvelopeStore(
     StoreLifecycle,
     MailboxStore,
@@ -490,6 +506,7 @@ class EnvelopeStore(
     ConsentStore,
     FrankingKeyStore,
     ModerationStore,
+    PushStore,
     Protocol,
 ):
     """Durable storage of mailboxes and envelopes: every concern at once (what a backend

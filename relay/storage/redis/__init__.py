@@ -18,6 +18,7 @@ from relay.storage.redis.expiry import ExpiryMixin
 from relay.storage.redis.mailboxes import MailboxesMixin
 from relay.storage.redis.moderation import ModerationMixin
 from relay.storage.redis.prekeys import PrekeysMixin
+from relay.storage.redis.push import PushMixin
 from relay.storage.redis.sharded import ShardedWakeups
 from relay.storage.redis.wakeups import RedisWakeups
 
@@ -32,6 +33,7 @@ class RedisStore(
     ConsentMixin,
     ModerationMixin,
     ExpiryMixin,
+    PushMixin,
 ):
     """An :class:`~relay.storage.base.EnvelopeStore` on Redis (single node or Cluster-ready;
     see :class:`~relay.storage.redis.engine.RedisEngine` for the arguments)."""

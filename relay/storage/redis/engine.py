@@ -206,6 +206,7 @@ _SCRIPTS: Final[dict[str, str]] = {
     "take_prekeys": "#!lua flags=allow-oom",
     "set_members": "#!lua flags=allow-oom",
     "set_boundaries": "#!lua",
+    "set_push": "#!lua",
     "suspend": "#!lua flags=allow-oom",
     "add_franking_key": "#!lua",
     "insert_report": "#!lua",

@@ -16,6 +16,7 @@ from relay.storage.sqlite.expiry import ExpiryMixin
 from relay.storage.sqlite.mailboxes import MailboxesMixin
 from relay.storage.sqlite.moderation import ModerationMixin
 from relay.storage.sqlite.prekeys import PrekeysMixin
+from relay.storage.sqlite.push import PushMixin
 from relay.storage.sqlite.schema import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -29,6 +30,7 @@ class SQLiteStore(
     ConsentMixin,
     ModerationMixin,
     ExpiryMixin,
+    PushMixin,
 ):
     """An :class:`~relay.storage.base.EnvelopeStore` in one SQLite file (see
     :class:`~relay.storage.sqlite.engine.SQLiteEngine` for the arguments)."""

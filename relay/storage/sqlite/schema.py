@@ -44,6 +44,11 @@ Changes in SCHEMA_VERSION = 5:
     (one scan, once) and then kept exact by triggers on every insert and delete of
     ``mailboxes`` and ``envelopes`` (cascaded deletes fire them too), in the same
     transaction as the write. Reading the gauges is one row at any size.
+
+Changes in SCHEMA_VERSION = 6:
+    Push wake-ups (protocol.md §28): ``push`` (one row per mailbox with a registered push
+    endpoint: the URL as the owner registered it and the opaque token). It cascades from
+    ``mailboxes``, so deleting or expiring a mailbox removes its endpoint in the same step.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ __all__ = [
     "statements",
 ]
 
-SCHEMA_VERSION: Final = 5  # remember to update the changelog in the module docstring
+SCHEMA_VERSION: Final = 6  # remember to update the changelog in the module docstring
 
 _SCHEMA_V1: Final = """
 CREATE TABLE mailboxes (
@@ -224,6 +229,14 @@ BEGIN
 END
 """
 
+_SCHEMA_V6: Final = """
+CREATE TABLE push (
+    mbox  INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+    url   TEXT NOT NULL,
+    token BLOB NOT NULL
+);
+"""
+
 #: ``MIGRATIONS[v]`` upgrades a database at version ``v - 1`` to version ``v``.
 MIGRATIONS: Final[dict[int, str]] = {
     1: _SCHEMA_V1,
@@ -231,6 +244,7 @@ MIGRATIONS: Final[dict[int, str]] = {
     3: _SCHEMA_V3,
     4: _SCHEMA_V4,
     5: _SCHEMA_V5,
+    6: _SCHEMA_V6,
 }
 
 #: ``mailboxes.kind`` values.
