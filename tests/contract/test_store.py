@@ -2220,3 +2220,37 @@ async def test_a_deposit_may_require_the_mailbox_kind(store: EnvelopeStore) -> N
         )
     assert (await held(store, open_)).envelopes == 0
     assert (await held(store, pair)).envelopes == 1
+
+
+async def test_push_endpoint_kept_as_registered_and_gone_with_the_mailbox(
+    store: EnvelopeStore,
+) -> None:
+    """protocol.md §28: the endpoint as registered; replaced, forgotten, deleted with the
+    mailbox, unreachable at its idle expiry, and not carried over to a reused id."""
+    rec = await new_mailbox(store)
+    url, tok = "https://push.example/up/é?x=1&y=2", os.urandom(32)
+    assert await store.get_push(rec.rid, NOW) is None
+    await store.set_push(rec.rid, (url, tok), NOW)
+    assert await store.get_push(rec.rid, NOW) == (url, tok)
+    tok2 = os.urandom(32)
+    await store.set_push(rec.rid, (url + "z", tok2), NOW)
+    assert await store.get_push(rec.rid, NOW) == (url + "z", tok2)
+    await store.set_push(rec.rid, None, NOW)
+    assert await store.get_push(rec.rid, NOW) is None
+    await store.set_push(rec.rid, None, NOW)  # forgetting twice is fine
+    with pytest.raises(MailboxNotFound):
+        await store.set_push(new_id(), (url, tok), NOW)
+    await store.set_push(rec.rid, (url, tok), NOW)
+    assert await store.delete_mailbox(rec.rid) is True
+    assert await store.get_push(rec.rid, NOW) is None
+    await store.create_mailbox(rec, NOW)
+    assert await store.get_push(rec.rid, NOW) is None
+    # Idle expiry: unreachable at the deadline, refused, and not carried over to a new record.
+    await store.set_push(rec.rid, (url, tok), NOW)
+    deadline = mailbox_deadline(day_of(NOW), LIMITS)
+    assert await store.get_push(rec.rid, deadline) is None
+    with pytest.raises(MailboxNotFound):
+        await store.set_push(rec.rid, (url, tok), deadline)
+    again = MailboxRecord(rec.rid, rec.sid, os.urandom(32), day_of(deadline))
+    await store.create_mailbox(again, deadline)
+    assert await store.get_push(rec.rid, deadline) is None

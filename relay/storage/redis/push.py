@@ -18,7 +18,9 @@ class PushMixin(RedisEngine):
     """Push endpoints of :class:`RedisStore`."""
 
     async def set_push(self, rid: bytes, endpoint: tuple[str, bytes] | None, now: int) -> None:
-        args: list[bytes] = [] if endpoint is None else [endpoint[0].encode(), endpoint[1]]
+        args: list[bytes | int] = [now, self._limits.mailbox_idle_ttl_s]
+        if endpoint is not None:
+            args += [endpoint[0].encode(), endpoint[1]]
         if not await self._run("set_push", [self._keys.mailbox(rid)[0]], args):
             raise MailboxNotFound(MSG_NOT_FOUND)
 
