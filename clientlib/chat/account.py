@@ -100,6 +100,45 @@ async def cmd_boundaries_set(ctx: Ctx, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_push(ctx: Ctx, args: argparse.Namespace) -> int:
+    prog = ctx.prog
+    raise CliError(EXIT_USAGE, f"say `{prog} push register URL` or `{prog} push unregister`")
+
+
+async def cmd_push_register(ctx: Ctx, args: argparse.Namespace) -> int:
+    online(ctx, "push register")
+    token: bytes | None = None
+    if args.token is not None:
+        try:
+            token = bytes.fromhex(args.token)
+        except ValueError:
+            token = b""
+        if len(token) != 32:
+            raise CliError(EXIT_USAGE, "--token takes 64 hex digits (32 bytes)")
+    async with open_client(ctx, connect=True) as client:
+        try:
+            tok = await client.register_push(args.url, token)
+        except LocalProtocolError as exc:
+            raise CliError(EXIT_USAGE, str(exc)) from None
+        except RelayRejected as exc:
+            if exc.code != "MALFORMED":
+                raise
+            raise CliError(
+                EXIT_FAILED, "the relay refuses that endpoint (it takes https:// only)"
+            ) from None
+    out("the relay now wakes that endpoint when a message arrives while you are offline;")
+    out(f"each wake-up carries only this token: {tok.hex()}")
+    return EXIT_OK
+
+
+async def cmd_push_unregister(ctx: Ctx, args: argparse.Namespace) -> int:
+    online(ctx, "push unregister")
+    async with open_client(ctx, connect=True) as client:
+        await client.unregister_push()
+    out("push wake-ups are off")
+    return EXIT_OK
+
+
 def _holding_lines(info: MailboxInfo) -> list[str]:
     kinds = {"addr": "contact address", "pair": "conversation mailbox", "open": "open mailbox"}
     oldest = utc_day(info.oldest_ts // 86400) if info.oldest_ts is not None else "-"
@@ -365,6 +404,13 @@ def register(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
     )
 
     add("holdings", cmd_holdings, "show what the relay keeps for each of your mailboxes")
+
+    p = add("push", cmd_push, "wake a push endpoint (UnifiedPush) when you are offline")
+    psub = p.add_subparsers(title="actions", metavar="ACTION")
+    q = add("register", cmd_push_register, "register an endpoint on every mailbox", psub)
+    q.add_argument("url", metavar="URL", help="the https:// endpoint your distributor gave")
+    q.add_argument("--token", metavar="HEX", help="the 32-byte token to send (default: random)")
+    add("unregister", cmd_push_unregister, "stop push wake-ups", psub)
 
     p = add("report", cmd_report, "report a received message to the relay's moderators")
     p.add_argument("contact", metavar="CONTACT")

@@ -62,6 +62,7 @@ from clientlib.client._linking import (
 from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
+from clientlib.client._push import register_push, unregister_push
 from clientlib.client._reports import Reports
 from clientlib.client.backup import BackupContents
 from clientlib.client.config import ClientConfig
@@ -654,6 +655,27 @@ class Client(AccountMixin):
                 # The relay holds nothing for it (expired or deleted): nothing to list.
                 self._emit(ClientWarning("mailbox_lost", f"{label}: relay answered AUTH"))
         return out
+
+    async def register_push(self, url: str, token: bytes | None = None) -> bytes:
+        """Have the relay wake ``url`` (a UnifiedPush endpoint) when a message arrives while
+        we are not connected: an HTTP POST whose whole body is ``token`` (32 bytes; random if
+        None), on every mailbox of ours (protocol.md §28). Returns the token.
+
+        Raises:
+            LocalProtocolError: a bad ``token`` or ``url`` (see :meth:`RelayAPI.set_push`).
+            RelayRejected: ``MALFORMED`` (the relay will not POST to ``url``).
+            TransportError: the relay could not be reached.
+        """
+        tok, _ = await register_push(self._link.transport(), self._book, url, token)
+        return tok
+
+    async def unregister_push(self) -> None:
+        """Stop push wake-ups on every mailbox of ours (protocol.md §28).
+
+        Raises:
+            TransportError: the relay could not be reached.
+        """
+        await unregister_push(self._link.transport(), self._book)
 
     async def delete_account(self) -> None:
         """Delete every mailbox of ours at the relay (with its prekeys, capabilities and

@@ -45,6 +45,7 @@ from clientlib.wire import (
     MAX_BANS_PER_COMMAND,
     MAX_CAPS_PER_COMMAND,
     MAX_FANOUT,
+    MAX_PUSH_URL_BYTES,
     OP_BAN,
     OP_BOUNDARIES,
     OP_CAPS,
@@ -53,8 +54,11 @@ from clientlib.wire import (
     OP_DELETE,
     OP_INFO,
     OP_PREKEYS,
+    OP_PUSH,
     OP_REPORT,
     OP_REPORT_STATUS,
+    OP_UNPUSH,
+    PUSH_TOKEN_SIZE,
     Boundaries,
     BoundariesIssued,
     BundleIssued,
@@ -364,6 +368,37 @@ class RelayAPI(abc.ABC):
             OP_DELEGATED_CAPS, sid, sign, sid=sid, key=key, add=added, remove=removed
         )
         expect(reply, Ok)
+
+    # --- push wake-ups (protocol.md §28) -------------------------------------------------
+
+    async def set_push(self, cred: MailboxCredential, url: str, token: bytes) -> None:
+        """Register (replacing any) the push endpoint ``url`` of a mailbox: when an envelope
+        is stored and no owner is connected, the relay POSTs ``token`` (32 bytes, the whole
+        body) there (protocol.md §28.1).
+
+        Raises:
+            LocalProtocolError: ``token`` is not 32 bytes, or ``url`` is longer than 512
+                bytes or not http(s).
+            RelayRejected: ``MALFORMED`` (an endpoint this relay will not POST to: not
+                https, user information, a private address literal; or a relay before
+                revision 12), ``AUTH`` (no such mailbox or wrong key).
+            TransportError: the relay could not be reached in time.
+        """
+        if len(token) != PUSH_TOKEN_SIZE:
+            raise LocalProtocolError("a push token is 32 bytes")
+        if len(url.encode()) > MAX_PUSH_URL_BYTES or not url.startswith(("https://", "http://")):
+            raise LocalProtocolError("a push endpoint is an http(s) URL of at most 512 bytes")
+        await self._owner_call(cred, OP_PUSH, Ok, url=url, tok=token)
+
+    async def clear_push(self, cred: MailboxCredential) -> None:
+        """Forget the push endpoint of a mailbox, if it has one (protocol.md §28.1).
+
+        Raises:
+            RelayRejected: ``AUTH`` (no such mailbox or wrong key), ``MALFORMED`` (a relay
+                before revision 12).
+            TransportError: the relay could not be reached in time.
+        """
+        await self._owner_call(cred, OP_UNPUSH, Ok)
 
     # --- consent (protocol.md §4.8-§4.9) --------------------------------------------------
 

@@ -10,6 +10,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,9 +18,11 @@ import pytest
 import relaydriver
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from clientkit import befriend, make
 from prometheus_client.parser import text_string_to_metric_families
 from relaydriver import HTTPClient, Owner, RelayRejectedError, WSClient
 
+from clientlib.errors import LocalProtocolError, RelayRejected
 from clientlib.wire import Ok
 from relay.config import RelayConfig
 
@@ -240,3 +243,29 @@ async def test_bad_registrations_change_nothing(
     await http.deposit(sid, os.urandom(256))
     path, body, _ = await receiver.next()
     assert (path, body) == ("/up/abc?x=1", tok)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_client_registers_on_every_mailbox(
+    make_relay: MakeRelay, relay_config: RelayConfig, tmp_path: Path, receiver: Receiver
+) -> None:
+    """``Client.register_push`` / ``unregister_push``: offline Alice is woken by Bob's message
+    with the token she chose; a bad token or endpoint is refused before anything changes."""
+    relay, _ = await make_relay(fast(relay_config))
+    tok = token()
+    async with make(tmp_path, "bob", relay) as bob:
+        async with make(tmp_path, "alice", relay) as alice:
+            _, alice_id = await befriend(alice, bob)
+            with pytest.raises(LocalProtocolError):
+                await alice.register_push(receiver.url, b"short")
+            with pytest.raises(LocalProtocolError):
+                await alice.register_push("ftp://example.org/up")
+            with pytest.raises(RelayRejected) as err:
+                await alice.register_push("http://example.org/up")  # http: relay refuses
+            assert err.value.code == "MALFORMED"
+            assert len(await alice.register_push(receiver.url)) == 32
+            await alice.unregister_push()
+            assert await alice.register_push(receiver.url, tok) == tok
+        await bob.send(alice_id, "wake up")
+        _, body, _ = await receiver.next(timeout=10)
+        assert body == tok

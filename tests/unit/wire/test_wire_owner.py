@@ -18,9 +18,11 @@ from clientlib.wire.owner import (
     MailboxOp,
     OwnerCommand,
     PutPreKeys,
+    RegisterPush,
     SetBoundaries,
     SetCapabilities,
     Subscribe,
+    UnregisterPush,
     decode_owner_command,
     decode_owner_op,
     owner_op,
@@ -46,6 +48,8 @@ SPEC = {
     ),
     "rstat": ({"rid", "report"}, set()),
     "dcaps": ({"sid", "key"}, {"add", "remove"}),  # revision 9, protocol.md §26.2
+    "push": ({"rid", "url", "tok"}, set()),  # revision 12, protocol.md §28
+    "unpush": ({"rid"}, set()),
 }
 
 
@@ -72,6 +76,11 @@ def test_every_command_field_belongs_to_some_operation() -> None:
         (OwnerCommand(op="caps", nonce=NONCE, rid=RID, remove=(b"c" * 32,)), SetCapabilities),
         (OwnerCommand(op="bnd", nonce=NONCE, rid=RID, bnd=DEFAULT_BOUNDARIES), SetBoundaries),
         (OwnerCommand(op="rstat", nonce=NONCE, rid=RID, report=b"p" * 16), GetReportStatus),
+        (
+            OwnerCommand(op="push", nonce=NONCE, rid=RID, url="https://a.example/", tok=b"t" * 32),
+            RegisterPush,
+        ),
+        (OwnerCommand(op="unpush", nonce=NONCE, rid=RID), UnregisterPush),
     ],
 )
 def test_decode_gives_the_operation_type_with_every_field(
