@@ -138,6 +138,7 @@ async def fan_out(service: MailboxService, frame: Fanout) -> FanoutDone:
         await service.wakeups.publish(
             WakeEvent(kind="stored", rid=result.rid, seq=result.seq, env=env)
         )
+        service.push.wake(result.rid)  # protocol.md §28.2: a group envelope wakes too
     metrics = service.metrics
     metrics.inc("fanouts")
     metrics.inc("deposits", "fanout", amount=stored)

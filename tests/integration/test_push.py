@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from relaydriver import HTTPClient, Owner, RelayRejectedError, WSClient
 
 from clientlib.errors import LocalProtocolError, RelayRejected
-from clientlib.wire import Ok
+from clientlib.transport import HTTPTransport, MailboxCredential
+from clientlib.wire import Ok, capability_hash
 from relay.config import RelayConfig
 
 MakeRelay = Callable[[RelayConfig], Awaitable[tuple[str, TestServer]]]
@@ -269,3 +270,31 @@ async def test_client_registers_on_every_mailbox(
         await bob.send(alice_id, "wake up")
         _, body, _ = await receiver.next(timeout=10)
         assert body == tok
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_group_fanout_wakes_each_offline_member(
+    make_relay: MakeRelay,
+    relay_config: RelayConfig,
+    session: aiohttp.ClientSession,
+    receiver: Receiver,
+) -> None:
+    relay, _ = await make_relay(fast(relay_config))
+    t = HTTPTransport(session, relay)
+    base = receiver.url.split("/up/")[0]
+    expected = set()
+    entries = []
+    for name in ("m1", "m2"):
+        owner = Owner()
+        rid, sid = await t.create_mailbox(owner.pk, owner.sign, kind="pair")
+        relaydriver.remember(rid, sid)
+        cred, cap = MailboxCredential(rid, owner.sign), os.urandom(32)
+        await t.set_caps(cred, add=[capability_hash(sid, cap)])
+        tok = token()
+        await t.set_push(cred, f"{base}/up/{name}", tok)
+        expected.add((f"/up/{name}", tok))
+        entries.append((sid, cap))
+    n, bad = await t.fanout(entries, os.urandom(512), eid=os.urandom(16))
+    assert (n, bad) == (2, {})
+    got = {(await receiver.next())[:2] for _ in range(2)}
+    assert got == expected
