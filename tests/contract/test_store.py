@@ -1516,10 +1516,12 @@ async def test_sqlite_migrates_v2_database(tmp_path: Path) -> None:
         assert await store.set_caps(pair.rid, [h(1)], [], 64, NOW) == 1
         addr = await new_kind(store, "addr", BND)
         assert (await request(store, addr)).seq == 1
+        await store.set_push(rec.rid, ("https://push.example/u", b"t" * 32), NOW)  # schema v6
+        assert await store.get_push(rec.rid, NOW) == ("https://push.example/u", b"t" * 32)
     finally:
         await store.aclose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
@@ -1569,7 +1571,7 @@ async def test_sqlite_migrates_v3_database(tmp_path: Path) -> None:
     finally:
         await store.aclose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
@@ -1615,7 +1617,7 @@ async def test_sqlite_migrates_v4_database_and_counts_its_rows(tmp_path: Path) -
     finally:
         await store.aclose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
 
@@ -1711,7 +1713,7 @@ async def test_sqlite_file_settings(tmp_path: Path) -> None:
         await store.aclose()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     conn.close()
 
