@@ -323,7 +323,8 @@ def test_both_transports_share_one_api() -> None:
         for name, value in vars(RelayAPI).items()
         if not name.startswith("_") and inspect.iscoroutinefunction(value)
     }
-    assert len(shared) == 16  # revision 5: moderation_keys; revision 9: fanout, delegated_caps
+    # revision 5: moderation_keys; revision 9: fanout, delegated_caps; 12: set_push, clear_push
+    assert len(shared) == 18
     for cls in (HTTPTransport, WebSocketTransport):
         assert issubclass(cls, RelayAPI)
         assert not shared & set(vars(cls)), f"{cls.__name__} re-implements a shared operation"
@@ -372,6 +373,9 @@ def bad_calls(
         lambda: t.fanout([(sid, bytes(32))] * 1001, ct(), eid=eid()),
         lambda: t.delegated_caps(sid[:15], bytes(32), cred.sign, remove=[bytes(32)]),
         lambda: t.delegated_caps(sid, bytes(32), cred.sign, add=[bytes(31)]),
+        lambda: t.set_push(cred, "https://push.example/u", bytes(31)),
+        lambda: t.set_push(cred, "ftp://push.example/u", bytes(32)),
+        lambda: t.clear_push(short),
     ]
 
 
