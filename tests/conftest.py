@@ -186,3 +186,24 @@ def redis_cluster_url(redis_cluster: Any) -> str:
         raise RuntimeError("a test left the session cluster with a node down")
     redis_cluster.flush()
     return str(redis_cluster.url)
+
+
+# The quick loop (`pytest -m "not slow"`, README "Tests") leaves out what starts many processes:
+# every end-to-end and browser test, blindchat run as a subprocess, the Redis Cluster tests and the
+# stateful property suite.
+# They still run in the default (CI) run; tests marked slow one by one are left out as well.
+_SLOW_TIERS = ("tests/e2e/", "tests/browser/")
+_SLOW_FILES = ("tests/contract/test_cluster.py", "tests/property/test_session_stateful.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        blindchat = path.startswith("tests/integration/test_blindchat")
+        if (
+            path.startswith(_SLOW_TIERS)
+            or path in _SLOW_FILES
+            or blindchat
+            or "cluster" in item.nodeid
+        ):
+            item.add_marker(pytest.mark.slow)
