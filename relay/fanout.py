@@ -41,7 +41,7 @@ from clientlib.wire.relay_frames import FanoutDone, FanoutRefusal
 from relay.errors import RelayError, wire_code
 from relay.franking import build_context, relay_tag, source_for
 from relay.storage.base import SECONDS_PER_DAY, DepositOutcome, RelayStamp, StampMismatch
-from relay.storage.records import WakeEvent
+from relay.storage.records import WakeEvent, online_wake
 
 if TYPE_CHECKING:
     from relay.service import MailboxService
@@ -168,18 +168,7 @@ async def _push_online(
             code = _entry_code(hit) if isinstance(hit, BaseException) else ErrorCode.AUTH.value
             bad.append(FanoutRefusal(i=i, e=code))
             continue
-        stamp = stamps[i]
-        env = StoredEnvelope(
-            seq=0,
-            eid=frame.eid,
-            ts=now,
-            flags=frame.flags,
-            ct=frame.ct,
-            fc=frame.fc,
-            ft=stamp.tag if stamp is not None else None,
-            fx=stamp.ctx if stamp is not None else None,
-        )
-        await service.wakeups.publish(WakeEvent(kind="online", rid=hit[0], env=env))
+        await service.wakeups.publish(online_wake(hit[0], frame, stamps[i], now))
     service.metrics.inc("fanouts")
     return FanoutDone(id=frame.id, n=len(entries) - len(bad), bad=tuple(bad))
 

@@ -103,6 +103,7 @@ from relay.storage.base import (
     Wakeups,
 )
 from relay.storage.base import EnvelopeStore as Store
+from relay.storage.records import online_wake
 
 __all__ = [
     "BOTH",
@@ -519,17 +520,7 @@ class MailboxService:
             if kind == KIND_ADDRESS:
                 raise RelayError(ErrorCode.MALFORMED)  # contact requests are always stored
             stamp = await self._stamp(frame, kind, cap_hash, None, now)
-            env = StoredEnvelope(
-                seq=0,
-                eid=frame.eid,
-                ts=now,
-                flags=frame.flags,
-                ct=frame.ct,
-                fc=frame.fc,
-                ft=stamp.tag if stamp is not None else None,
-                fx=stamp.ctx if stamp is not None else None,
-            )
-            await self.wakeups.publish(WakeEvent(kind="online", rid=rid, env=env))
+            await self.wakeups.publish(online_wake(rid, frame, stamp, now))
             self.metrics.inc("deposits", "online")
             return
         handle: bytes | None = None

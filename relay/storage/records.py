@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from clientlib.wire.client_frames import Deposit, Fanout
 from clientlib.wire.frames import Boundaries, StoredEnvelope
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "StoreLimits",
     "WakeCallback",
     "WakeEvent",
+    "online_wake",
 ]
 
 SECONDS_PER_DAY = 86_400
@@ -214,3 +216,21 @@ class WakeEvent:
 
 
 WakeCallback = Callable[[WakeEvent], None]
+
+
+def online_wake(
+    rid: bytes, frame: Deposit | Fanout, stamp: RelayStamp | None, now: int
+) -> WakeEvent:
+    """The ``online`` event of an online-only envelope (a single deposit or one fan-out
+    entry): never stored, so ``seq`` 0 and the relay's tag, if any, carried in ``env``."""
+    env = StoredEnvelope(
+        seq=0,
+        eid=frame.eid,
+        ts=now,
+        flags=frame.flags,
+        ct=frame.ct,
+        fc=frame.fc,
+        ft=stamp.tag if stamp is not None else None,
+        fx=stamp.ctx if stamp is not None else None,
+    )
+    return WakeEvent(kind="online", rid=rid, env=env)
