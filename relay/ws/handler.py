@@ -196,6 +196,12 @@ _OK_HEAD: Final = b"\x82\xa1t\xa2ok\xa2id"  # msgpack {"t": "ok", "id": ...} up 
 _ENV_HEAD: Final = b"\x83\xa1t\xa3env\xa3rid"  # msgpack {"t": "env", "rid": ...}
 _ENV_KEY: Final = b"\xa3env"
 _packb: Callable[[object], bytes] = msgpack.Packer(use_bin_type=True).pack
+_DATA: Final = frozenset({WSMsgType.BINARY, WSMsgType.TEXT})
+
+
+def _size(data: bytes | str) -> int:
+    """A message's size in bytes on the wire (a text message is UTF-8)."""
+    return len(data) if isinstance(data, bytes) else len(data.encode())
 
 
 def ok_frame(version: int, request_id: int) -> bytes:
@@ -546,7 +552,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if len(sockets) >= cfg.max_connections:
         raise RelayError(ErrorCode.LIMIT)
     ws = web.WebSocketResponse(
-        max_msg_size=cfg.max_frame_bytes,
+        # aiohttp's reader refuses a message whose size *equals* max_msg_size; the limit
+        # admits max_frame_bytes (protocol.md §7), so the reader gets one byte more and the
+        # loop below enforces the exact limit whatever aiohttp does at the boundary.
+        max_msg_size=cfg.max_frame_bytes + 1,
         heartbeat=cfg.heartbeat_s,
         compress=False,
         autoping=True,
@@ -566,6 +575,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     try:
         await ws.send_bytes(RelayConnection.hello(cfg.wire_limits()))
         async for msg in ws:
+            if msg.type in _DATA and _size(msg.data) > cfg.max_frame_bytes:
+                reason = "too_large"
+                await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG)
+                break
             if msg.type == WSMsgType.BINARY:
                 conn.handle(msg.data)
             elif msg.type == WSMsgType.TEXT:
