@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,6 +39,7 @@ from relay.metrics import Metrics
 from relay.middlewares import request_middleware, setup_web_surface
 from relay.service import MailboxService
 from relay.storage.base import EnvelopeStore, StorageError, StorageUnavailable, Wakeups
+from relay.timeouts import install as install_timeouts
 from relay.ws.handler import setup_websocket
 
 __all__ = ["build_backend", "create_app", "lock_database"]
@@ -175,8 +177,15 @@ def create_app(
     if store is None or wakeups is None:
         store, wakeups = build_backend(config)
         lock = config.storage == "sqlite"
-    app = web.Application(middlewares=[request_middleware], client_max_size=config.max_frame_bytes)
+    app = web.Application(
+        middlewares=[request_middleware],
+        client_max_size=config.max_frame_bytes,
+        handler_args={"keepalive_timeout": config.keepalive_timeout_s},
+    )
     metrics = Metrics()
+    install_timeouts(
+        app, config.header_read_timeout_s, functools.partial(metrics.inc, "slow_clients")
+    )
     app[config_key] = config
     app[metrics_key] = metrics
     app[store_key] = store

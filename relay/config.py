@@ -70,7 +70,11 @@ class RelayConfig:
     # Sizes. A frame is checked before any decoding; an HTTP body before it is read.
     max_frame_bytes: int = MAX_FRAME_SIZE
     max_envelope_bytes: int = MAX_ENVELOPE_SIZE
-    body_read_timeout_s: float = 10.0
+    body_read_timeout_s: float = 10.0  # an HTTP body, or one WebSocket message, from its first byte
+    header_read_timeout_s: float = (
+        10.0  # a request head, from the connection's start or its first byte
+    )
+    keepalive_timeout_s: float = 180.0  # an idle HTTP connection between requests
     # Connections.
     max_connections: int = 10_000
     max_subscriptions: int = 1024  # mailboxes one connection may subscribe to
@@ -263,6 +267,8 @@ class RelayConfig:
         if self.max_envelope_bytes + 256 > self.max_frame_bytes:
             raise ConfigError("max_envelope_bytes: must be at least 256 below max_frame_bytes")
         _range("body_read_timeout_s", self.body_read_timeout_s, 0.1, 600)
+        _range("header_read_timeout_s", self.header_read_timeout_s, 0.1, 600)
+        _range("keepalive_timeout_s", self.keepalive_timeout_s, 1, 3600)
         _range("max_connections", self.max_connections, 1, 1_000_000)
         _range("max_subscriptions", self.max_subscriptions, 1, 100_000)
         _range("max_pending_challenges", self.max_pending_challenges, 1, 10_000)

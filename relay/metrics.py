@@ -86,6 +86,11 @@ COUNTERS: Final[dict[str, tuple[str, str, str | None]]] = {
         "kind",
     ),
     "reports": ("reports", "Abuse reports received, by outcome.", "kind"),
+    "slow_clients": (
+        "slow_clients_cut",
+        "Connections closed for sending too slowly, by what (header, ws_message).",
+        "kind",
+    ),
     "storage_errors": (
         "storage_errors",
         "Storage failures met while serving, by kind (unavailable, full, push, purge).",

@@ -128,7 +128,21 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = _error(ErrorCode.INTERNAL)
         status = response.status
     _log(request, route, status, error_code, started)
+    if error_code == ErrorCode.TIMEOUT.value:
+        await _answer_and_hang_up(request, response)
     return response
+
+
+async def _answer_and_hang_up(request: web.Request, response: web.StreamResponse) -> None:
+    """Send ``response`` now and close the connection: a body that did not arrive within
+    ``body_read_timeout_s`` is not read any further (aiohttp would otherwise keep reading
+    the rest of a trickled body for its lingering time)."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    protocol = request.protocol
+    if protocol is not None:
+        protocol.force_close()
 
 
 def _log(

@@ -54,6 +54,7 @@ from relay.errors import RelayError, wire_code
 from relay.protocol import ConnectionLimits, RelayConnection
 from relay.service import MailboxService, PublicRequest, Transport, WakeEvent
 from relay.ws.inline import Inline
+from relay.ws.timer import SLOW_MESSAGE_CLOSE, MessageTimer
 
 __all__ = ["setup_websocket", "websocket_handler"]
 
@@ -515,6 +516,13 @@ class Connection:
         reply = await self.service.execute(frame, transport=self)
         return reply.encode(self.proto.version)
 
+    def cut_slow_message(self) -> None:
+        """A message did not arrive within ``body_read_timeout_s`` of its first byte
+        (relay.timeouts.MessageTimer): close with 1008."""
+        self.metrics.inc("slow_clients", "ws_message")
+        log.debug("slow_client_cut", what="ws_message")
+        self.abort(SLOW_MESSAGE_CLOSE)
+
     def abort(self, code: WSCloseCode) -> None:
         """Close the socket from inside (storage failure); the reader loop then ends."""
         if self.closed:
@@ -568,6 +576,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     metrics.connections += 1
     metrics.inc("connections")
     conn = Connection(request, ws)
+    timer = MessageTimer.attach(request, ws, cfg.body_read_timeout_s, conn.cut_slow_message)
     started = time.monotonic()
     structlog.contextvars.bind_contextvars(conn_id=conn.conn_id)
     log.info("connection_opened", protocol_version=conn.proto.version)
@@ -587,6 +596,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 reason = "too_large" if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG else "error"
                 break
     finally:
+        if timer is not None:
+            timer.cancel()
         await conn.close()
         metrics.connections -= 1
         sockets.discard(ws)
