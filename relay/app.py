@@ -34,6 +34,7 @@ from relay.backend import build_backend
 from relay.config import RelayConfig
 from relay.errors import ConfigError
 from relay.forward import setup_forwarding
+from relay.http.blobs import setup_blob_routes
 from relay.http.routes import setup_routes
 from relay.metrics import Metrics
 from relay.middlewares import request_middleware, setup_web_surface
@@ -91,6 +92,7 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
                 raise ConfigError(f"{exc} (refusing to start)") from None
             raise
         try:
+            await app[service_key].blobs.open()
             problems = await store.durability_problems()
             if problems:
                 # store.open() already refused anything the configured mode does not accept:
@@ -124,6 +126,9 @@ async def _purge_ctx(app: web.Application) -> AsyncIterator[None]:
                 count = await service.purge_expired()
                 if count:
                     log.info("expired_purged", count=count)
+                blobs = await service.blobs.purge()
+                if blobs:
+                    log.info("blobs_purged", count=blobs)
             except StorageError:  # keep purging after a storage outage
                 log.warning("purge_failed")
                 app[metrics_key].inc("storage_errors", "purge")
@@ -201,6 +206,7 @@ def create_app(
     app.cleanup_ctx.append(_admin_ctx)
     app.on_shutdown.append(_close_sockets)
     setup_routes(app)
+    setup_blob_routes(app)
     setup_forwarding(app)
     setup_websocket(app)
     setup_web_surface(app)

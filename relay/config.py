@@ -104,6 +104,13 @@ class RelayConfig:
     report_retention_s: int = 90 * DAY  # a verified report is kept this long
     audit_retention_s: int = 365 * DAY  # a moderation audit entry is kept this long
     reports_per_day: int = 20  # reports one mailbox may file per UTC day
+    # Attachment blobs (protocol.md §5.9): files under blob_dir (empty: <data_dir>/blobs),
+    # on every backend; every relay process of a Redis deployment must see the same one.
+    blob_dir: str = ""
+    max_blob_bytes: int = 100 << 20  # the largest blob an upload may announce
+    mailbox_max_blobs: int = 64  # blobs live per destination mailbox
+    mailbox_max_blob_bytes: int = 512 << 20  # blob bytes live per destination mailbox
+    blob_upload_ttl_s: int = DAY  # an upload not completed this long after creation is deleted
     # Operations.
     log_level: str = "info"  # debug | info | warning | error
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
@@ -160,6 +167,9 @@ class RelayConfig:
             if self.sqlite_path
             else self.resolved_data_dir() / "relay.sqlite3"
         )
+
+    def resolved_blob_dir(self) -> Path:
+        return Path(self.blob_dir) if self.blob_dir else self.resolved_data_dir() / "blobs"
 
     @property
     def admin_enabled(self) -> bool:
@@ -242,6 +252,7 @@ class RelayConfig:
             out[name] = "***" if getattr(self, name) else ""
         out["data_dir"] = str(self.resolved_data_dir())
         out["sqlite_path"] = str(self.resolved_sqlite_path())
+        out["blob_dir"] = str(self.resolved_blob_dir())
         return out
 
     def __repr__(self) -> str:
@@ -293,6 +304,10 @@ class RelayConfig:
         _range("report_retention_s", self.report_retention_s, DAY, 3650 * DAY)
         _range("audit_retention_s", self.audit_retention_s, DAY, 3650 * DAY)
         _range("reports_per_day", self.reports_per_day, 1, 100_000)
+        _range("max_blob_bytes", self.max_blob_bytes, 1, 1 << 40)
+        _range("mailbox_max_blobs", self.mailbox_max_blobs, 1, 1_000_000)
+        _range("mailbox_max_blob_bytes", self.mailbox_max_blob_bytes, 1, 1 << 50)
+        _range("blob_upload_ttl_s", self.blob_upload_ttl_s, 60, 30 * DAY)
         _range("forward_per_connection_minute", self.forward_per_connection_minute, 1, 100_000)
         _range("forward_max_inflight", self.forward_max_inflight, 1, 100_000)
         _range("forward_pow_bits", self.forward_pow_bits, 0, 24)

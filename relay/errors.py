@@ -22,6 +22,10 @@ from typing import ParamSpec, TypeVar
 from clientlib.errors import WireError
 from clientlib.wire.codes import ErrorCode
 from relay.storage.errors import (
+    BlobNotFound,
+    BlobOffsetMismatch,
+    BlobRangeInvalid,
+    BlobTooLarge,
     BoundaryExceeded,
     DuplicateReport,
     MailboxNotFound,
@@ -101,6 +105,10 @@ STORAGE_CODES: Mapping[type[StorageError], ErrorCode] = {
     DuplicateReport: ErrorCode.DUPLICATE,
     StorageFull: ErrorCode.STORAGE_FULL,
     StorageUnavailable: ErrorCode.UNAVAILABLE,
+    BlobNotFound: ErrorCode.AUTH,
+    BlobOffsetMismatch: ErrorCode.MALFORMED,
+    BlobRangeInvalid: ErrorCode.MALFORMED,
+    BlobTooLarge: ErrorCode.TOO_LARGE,
 }
 
 

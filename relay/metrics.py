@@ -91,6 +91,12 @@ COUNTERS: Final[dict[str, tuple[str, str, str | None]]] = {
         "Connections closed for sending too slowly, by what (header, ws_message).",
         "kind",
     ),
+    "blobs": (
+        "blobs",
+        "Attachment blobs (protocol.md §5.9), by event (created, refused, completed,"
+        " downloaded, purged).",
+        "kind",
+    ),
     "storage_errors": (
         "storage_errors",
         "Storage failures met while serving, by kind (unavailable, full, push, purge).",

@@ -41,8 +41,12 @@ log = structlog.get_logger("blindrelay")
 
 #: How long a browser may cache a preflight answer (Chromium caps it at 2 hours).
 CORS_MAX_AGE_S: Final = 7200
-_CORS_METHODS: Final = "GET, POST"
-_CORS_HEADERS: Final = "Content-Type"
+_CORS_METHODS: Final = "GET, POST, PUT"
+#: Request headers a page may send: the frame type, and the blob routes' token, upload
+#: offset and range (protocol.md §5.9).
+_CORS_HEADERS: Final = "Content-Type, Blindrelay-Token, Upload-Offset, Range"
+#: Answer headers a page may read (a ranged blob download's).
+_CORS_EXPOSE: Final = "Content-Range"
 _WS_ROUTE: Final = "ws"
 #: Wire code for each status aiohttp or the router answers with by itself.
 _STATUS_CODES: Final = {
@@ -174,6 +178,7 @@ async def _cors_headers(request: web.Request, response: web.StreamResponse) -> N
     config = request.app[config_key]
     if not config.origin_allowed(origin):
         return
+    response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = _CORS_EXPOSE
     if config.allowed_origins.strip() == "*":
         response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = "*"
     else:

@@ -75,7 +75,12 @@ from clientlib.wire.limits import (
     POW_NONCE_SIZE,
 )
 from clientlib.wire.owner import DelegatedCapabilities, RegisterPush, UnregisterPush
-from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest
+from clientlib.wire.pow import (
+    attachment_capability_hash,
+    capability_hash,
+    leading_zero_bits,
+    pow_digest,
+)
 from clientlib.wire.relay_frames import FanoutDone
 from relay.auth import (
     bytes_eq,
@@ -85,6 +90,7 @@ from relay.auth import (
     validate_owner_key,
     verify_owner_command,
 )
+from relay.blobs import BlobService, BlobStore, FilesystemBlobStore
 from relay.config import RelayConfig
 from relay.errors import RelayError, from_wire_error, storage_boundary
 from relay.fanout import delegated_caps, fan_out
@@ -232,6 +238,7 @@ class MailboxService:
         *,
         clock: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
+        blob_store: BlobStore | None = None,
     ) -> None:
         self.store = store
         self.wakeups = wakeups
@@ -243,6 +250,15 @@ class MailboxService:
         # The moderation service reads this service's clock (tests replace ``_clock``).
         self.moderation = ModerationService(
             store, config, clock=self.now, keyring=self.keyring, metrics=metrics
+        )
+        #: Attachment blobs (protocol.md §5.9): files under ``blob_dir`` on every backend.
+        self.blobs = BlobService(
+            blob_store or FilesystemBlobStore(config.resolved_blob_dir()),
+            store,
+            config,
+            metrics,
+            now=self.now,
+            rng=lambda n: self._rng(n),  # noqa: PLW0108 - tests replace _rng later
         )
         #: The owner channel of every HTTP request.
         self.http: OwnerChannel = _HttpChannel(self)
@@ -512,6 +528,11 @@ class MailboxService:
         now = self.now()
         # Hashed whatever the mailbox: an unknown mailbox costs the same hash (no oracle).
         cap_hash = capability_hash(frame.sid, frame.cap) if frame.cap is not None else None
+        att_hash = (
+            attachment_capability_hash(frame.sid, frame.cap)
+            if frame.cap is not None and frame.att
+            else None
+        )
         if frame.flags & FLAG_ONLINE_ONLY:
             found = await self.store.resolve_online(frame.sid, cap_hash, now)
             if found is None:
@@ -519,6 +540,12 @@ class MailboxService:
             rid, kind = found
             if kind == KIND_ADDRESS:
                 raise RelayError(ErrorCode.MALFORMED)  # contact requests are always stored
+            if (
+                kind == KIND_PAIRWISE
+                and frame.att
+                and await self.store.resolve_online(frame.sid, att_hash, now) is None
+            ):
+                raise RelayError(ErrorCode.BOUNDARY)  # media off for this contact (rev. 8)
             stamp = await self._stamp(frame, kind, cap_hash, None, now)
             await self.wakeups.publish(online_wake(rid, frame, stamp, now))
             self.metrics.inc("deposits", "online")
@@ -544,6 +571,7 @@ class MailboxService:
                     cap_hash=cap_hash,
                     handle=handle,
                     attachments=len(frame.att or ()),
+                    att_cap_hash=att_hash,
                     pow_bits=max(pow_bits, 0),
                     stamp=stamp,
                     ttl=frame.ttl,

@@ -243,6 +243,7 @@ class EnvelopeQueue(Protocol):
         cap_hash: bytes | None = None,
         handle: bytes | None = None,
         attachments: int = 0,
+        att_cap_hash: bytes | None = None,
         pow_bits: int = 0,
         stamp: RelayStamp | None = None,
         kind: str | None = None,
@@ -255,7 +256,8 @@ class EnvelopeQueue(Protocol):
         ``stamp.kind`` takes its place when a stamp is given.
 
         By kind, in the same atomic step as the insert: ``open`` ignores the keyword
-        arguments; ``pair`` requires ``cap_hash`` to be registered; ``addr`` requires a
+        arguments; ``pair`` requires ``cap_hash`` to be registered and, when ``attachments``
+        > 0, ``att_cap_hash`` too (the attachment capability, revision 8); ``addr`` requires a
         ``handle`` (stored with the envelope), checks ``len(ct)`` and ``attachments`` (the
         number of referenced attachments) against its boundaries, requires that its
         proof-of-work difficulty is at most ``pow_bits`` (what the caller verified), refuses
@@ -272,7 +274,8 @@ class EnvelopeQueue(Protocol):
             StampMismatch: ``stamp.kind`` is not the mailbox's kind (checked after the
                 duplicate check; nothing stored).
             WrongKind: (addr) ``handle`` is None.
-            BoundaryExceeded: (addr) too large, or attachments where none are accepted.
+            BoundaryExceeded: (addr) too large, or attachments where none are accepted;
+                (pair) attachments without a registered ``att_cap_hash``.
             PowRequired: (addr) the address asks for more than ``pow_bits``.
             QuotaExceeded: the mailbox is at its count or byte quota, or (addr) at its
                 daily allowance.

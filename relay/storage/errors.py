@@ -6,6 +6,10 @@ Messages never contain ids or keys. :mod:`relay.errors` maps them to wire codes.
 from __future__ import annotations
 
 __all__ = [
+    "BlobNotFound",
+    "BlobOffsetMismatch",
+    "BlobRangeInvalid",
+    "BlobTooLarge",
     "BoundaryExceeded",
     "DuplicateReport",
     "IdCollision",
@@ -79,3 +83,24 @@ class StorageUnavailable(StorageError):
 
 class StorageFull(StorageError):
     """The backend is out of space; nothing was stored."""
+
+
+# --- the blob store (protocol.md §5.9, relay.blobs) ---------------------------------------
+
+
+class BlobNotFound(StorageError):
+    """Unknown, incomplete (for a read), complete (for an upload), expired or exhausted
+    blob, or a wrong token: one error for all, so that no answer tells them apart."""
+
+
+class BlobOffsetMismatch(StorageError):
+    """An upload's offset is not the stored one, or another upload of the blob is in
+    progress; nothing changed."""
+
+
+class BlobTooLarge(StorageError):
+    """The bytes would go past the blob's announced size; nothing of them was kept."""
+
+
+class BlobRangeInvalid(StorageError):
+    """A ``Range`` start at or past the end of the blob; no download was counted."""

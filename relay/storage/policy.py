@@ -51,6 +51,12 @@ DEPOSIT_CHECKS: Final[tuple[Check, ...]] = (
     Check("mailbox", _ALL, "no live mailbox has the send id", MailboxNotFound),
     Check("suspended", _ALL, "a moderator suspended the mailbox", MailboxNotFound),
     Check("capability", _PAIR, "no capability hash, or one not registered", MailboxNotFound),
+    Check(
+        "media",
+        _PAIR,
+        "attachments without a registered attachment capability hash (revision 8)",
+        BoundaryExceeded,
+    ),
     Check("handle", _ADDR, "a contact request without a handle", WrongKind),
     Check(
         "boundary",

@@ -1250,6 +1250,9 @@ async def test_deposit_checks_follow_the_policy_table(make_store: MakeStore, kin
         "handle": None,
         "pow_bits": 7,
         "stamp": stamp(other),
+        # pair: an attachment without the attachment capability (media off, revision 8)
+        "attachments": 1 if kind == "pair" else 0,
+        "att_cap_hash": None,
     }
 
     async def repair(name: str) -> None:
@@ -1259,6 +1262,9 @@ async def test_deposit_checks_follow_the_policy_table(make_store: MakeStore, kin
             await store.set_suspended(rec.sid, False, NOW)
         elif name == "capability":
             args["cap_hash"] = h(1)
+        elif name == "media":
+            await store.set_caps(rec.rid, [h(2)], [], 64, NOW)
+            args["att_cap_hash"] = h(2)
         elif name == "handle":
             args["handle"] = banned
         elif name == "boundary":
@@ -1288,6 +1294,8 @@ async def test_deposit_checks_follow_the_policy_table(make_store: MakeStore, kin
             NOW,
             cap_hash=args["cap_hash"],
             handle=args["handle"],
+            attachments=args["attachments"],
+            att_cap_hash=args["att_cap_hash"],
             pow_bits=args["pow_bits"],
             stamp=args["stamp"],
         )

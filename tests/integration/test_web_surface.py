@@ -65,8 +65,11 @@ async def test_preflight_is_answered_for_every_api_route(
         ) as r:
             assert r.status == 204, route
             assert r.headers["Access-Control-Allow-Origin"] == "*"
-            assert set(r.headers["Access-Control-Allow-Methods"].split(", ")) == {"GET", "POST"}
-            assert r.headers["Access-Control-Allow-Headers"].lower() == "content-type"
+            methods = set(r.headers["Access-Control-Allow-Methods"].split(", "))
+            assert methods == {"GET", "POST", "PUT"}  # PUT: blob uploads (protocol.md §5.9)
+            assert r.headers["Access-Control-Allow-Headers"].lower() == (
+                "content-type, blindrelay-token, upload-offset, range"
+            )
             assert r.headers["Access-Control-Max-Age"] == "7200"
             assert "Access-Control-Allow-Credentials" not in r.headers
     # GET /v1/info too; a method the path does not take and an unknown path: no preflight.

@@ -36,6 +36,7 @@ class DepositArgv:
     cap_hash: bytes  # b"" without a capability
     handle: bytes  # b"" without a handle
     attachments: int  # attachments the envelope references
+    att_cap_hash: bytes  # the attachment capability hash (pair, revision 8) or b""
     pow_bits: int  # proof-of-work bits the caller verified
     today: int  # day number of ``now``
     blob_with_handle: bytes  # stored instead of ``blob`` for contact requests (or b"")

@@ -62,6 +62,7 @@ class EnvelopesMixin(RedisEngine):
         cap_hash: bytes | None = None,
         handle: bytes | None = None,
         attachments: int = 0,
+        att_cap_hash: bytes | None = None,
         pow_bits: int = 0,
         stamp: RelayStamp | None = None,
         kind: str | None = None,
@@ -100,6 +101,7 @@ class EnvelopesMixin(RedisEngine):
             cap_hash=cap_hash or b"",
             handle=handle or b"",
             attachments=attachments,
+            att_cap_hash=att_cap_hash or b"",
             pow_bits=pow_bits,
             today=day_of(now),
             blob_with_handle=with_handle,
@@ -143,7 +145,7 @@ class EnvelopesMixin(RedisEngine):
         if status == WRONG_KIND:
             raise WrongKind("a contact request needs a handle")
         if status == BOUNDARY:
-            raise BoundaryExceeded("the request exceeds the address's boundaries")
+            raise BoundaryExceeded("the deposit exceeds the mailbox's boundaries")
         if status == POW:
             raise PowRequired("the address asks for more proof of work")
         if status == STAMP_KIND:

@@ -28,7 +28,7 @@ from relay.storage.records import (
     StoreGauges,
 )
 from relay.storage.sqlite.engine import SQLiteEngine
-from relay.storage.sqlite.schema import ADDR, KIND_CODES, KIND_NAMES, PAIR
+from relay.storage.sqlite.schema import ADDR, KIND_CODES, KIND_NAMES, PAIR, has_cap
 
 __all__ = ["EnvelopesMixin"]
 
@@ -61,6 +61,7 @@ class EnvelopesMixin(SQLiteEngine):
         cap_hash: bytes | None = None,
         handle: bytes | None = None,
         attachments: int = 0,
+        att_cap_hash: bytes | None = None,
         pow_bits: int = 0,
         stamp: RelayStamp | None = None,
         kind: str | None = None,
@@ -86,6 +87,8 @@ class EnvelopesMixin(SQLiteEngine):
             if kind == PAIR:
                 if cap_hash is None or not row[8]:
                     raise MailboxNotFound(MSG_NOT_FOUND)
+                if attachments and not has_cap(conn, mbox, att_cap_hash):
+                    raise BoundaryExceeded("media off")  # no attachment capability (revision 8)
             elif kind == ADDR:
                 counted = _check_request(conn, mbox, size, handle, attachments, pow_bits, now)
             dup = conn.execute(

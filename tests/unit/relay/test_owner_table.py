@@ -23,6 +23,7 @@ from relay.storage.base import (
     StorageUnavailable,
     WrongKind,
 )
+from relay.storage.errors import BlobNotFound, BlobOffsetMismatch, BlobRangeInvalid, BlobTooLarge
 
 
 def test_every_owner_operation_has_one_rule() -> None:
@@ -46,6 +47,11 @@ def test_storage_errors_map_to_their_documented_codes() -> None:
         DuplicateReport: ErrorCode.DUPLICATE,
         StorageFull: ErrorCode.STORAGE_FULL,
         StorageUnavailable: ErrorCode.UNAVAILABLE,
+        # the blob store (protocol.md §5.9): unknown, expired, exhausted and wrong token alike
+        BlobNotFound: ErrorCode.AUTH,
+        BlobOffsetMismatch: ErrorCode.MALFORMED,
+        BlobRangeInvalid: ErrorCode.MALFORMED,
+        BlobTooLarge: ErrorCode.TOO_LARGE,
     }
     assert dict(STORAGE_CODES) == expected
     for cls, code in expected.items():

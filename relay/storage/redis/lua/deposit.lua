@@ -5,7 +5,7 @@
 -- handles), xi (the expiry index of the slot), g (the gauges). ARGV: named, read from the
 -- table A (relay/storage/redis/argv.py DepositArgv).
 -- Returns {0, seq, ts} stored, {1, seq, ts} duplicate, {-1} no mailbox, {-2} quota (mailbox
--- or daily allowance), {-3} contact request without a handle, {-4} boundary, {-5} proof of
+-- or daily allowance), {-3} contact request without a handle, {-4} boundary (addr; pair: attachments without the attachment capability), {-5} proof of
 -- work, {-6} refused like an unknown mailbox (pair: capability missing or not registered;
 -- addr: banned handle; any kind: suspended by a moderator), {-7, kind} the stamp was
 -- computed for another kind than the mailbox's (nothing stored).
@@ -28,6 +28,10 @@ local counted = nil  -- addr: requests stored today before this one (-1: allowan
 if kind == 'pair' then
   if A.cap_hash == '' or redis.call('SISMEMBER', KEYS[7], A.cap_hash) == 0 then
     return {-6}
+  end
+  if tonumber(A.attachments) > 0 and
+      (A.att_cap_hash == '' or redis.call('SISMEMBER', KEYS[7], A.att_cap_hash) == 0) then
+    return {-4}  -- media off for this contact (revision 8)
   end
 elseif kind == 'addr' then
   if A.handle == '' then
