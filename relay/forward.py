@@ -52,6 +52,7 @@ from clientlib.wire.client_frames import (
     GetModerationKeys,
     GetPow,
     GetRouteKeys,
+    Recall,
     Route,
     decode_client_frame,
 )
@@ -359,6 +360,9 @@ async def _dispatch_inner(request: web.Request, frame: ClientFrame) -> RelayFram
     service = request.app[service_key]
     if isinstance(frame, Deposit):
         await service.deposit(frame)  # franked and stored as any deposit (§4.11)
+        return Ok(id=frame.id)
+    if isinstance(frame, Recall):  # the same way as the deposit it withdraws (§5.10)
+        await service.recall(frame)
         return Ok(id=frame.id)
     if isinstance(frame, FetchBundle | GetBoundaries | GetPow | GetModerationKeys):
         return await service.answer(frame)

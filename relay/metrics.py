@@ -52,6 +52,11 @@ COUNTERS: Final[dict[str, tuple[str, str, str | None]]] = {
         "Contact requests refused, by reason (boundary, pow).",
         "kind",
     ),
+    "recalls": (
+        "recalls",
+        "Recall frames served (protocol.md §5.10); whether one deleted anything is not counted.",
+        None,
+    ),
     "fanouts": ("fanouts", "Group fan-out frames served (protocol.md §26.1).", None),
     "fanout_refused": ("fanout_refused", "Fan-out entries refused.", None),
     "pow_issued": ("pow_issued", "Proof-of-work nonces issued.", None),

@@ -52,6 +52,7 @@ from clientlib.wire.frames import (
     PowIssued,
     PreKeysStored,
     PutPreKeys,
+    Recall,
     RelayFrame,
     ReportAccepted,
     SetBans,
@@ -80,6 +81,7 @@ from clientlib.wire.pow import (
     capability_hash,
     leading_zero_bits,
     pow_digest,
+    recall_hash,
 )
 from clientlib.wire.relay_frames import FanoutDone
 from relay.auth import (
@@ -575,6 +577,7 @@ class MailboxService:
                     pow_bits=max(pow_bits, 0),
                     stamp=stamp,
                     ttl=frame.ttl,
+                    rc=frame.rc,
                 )
                 break
             except StampMismatch as exc:
@@ -601,6 +604,23 @@ class MailboxService:
             WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env)
         )
         self.push.wake(outcome.rid)
+
+    @storage_boundary
+    async def recall(self, frame: Recall) -> None:
+        """Delete an undelivered envelope whose deposit carried ``rc = recall_hash(rs)``
+        (protocol.md §5.10, revision 15).
+
+        The caller answers ``ok`` whatever happened: the reply says neither whether the
+        mailbox or the envelope exists nor whether it was still undelivered (no delivery
+        oracle for the sender, no existence oracle for anyone else). The hash is computed
+        for every request, found or not.
+
+        Raises:
+            RelayError: ``UNAVAILABLE``, ``STORAGE_FULL``.
+        """
+        rc = recall_hash(frame.rs)
+        await self.store.recall(frame.sid, frame.eid, rc, self.now())
+        self.metrics.inc("recalls")
 
     @storage_boundary
     async def fanout(self, frame: Fanout) -> FanoutDone:

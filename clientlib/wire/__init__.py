@@ -62,6 +62,7 @@ from clientlib.wire.frames import (
     OwnerCommand,
     PowIssued,
     PreKeysStored,
+    Recall,
     RelayFrame,
     RelayLimits,
     ReportAccepted,
@@ -126,6 +127,7 @@ from clientlib.wire.pow import (
     leading_zero_bits,
     pow_digest,
     pow_valid,
+    recall_hash,
     solve,
 )
 from clientlib.wire.version import PROTOCOL_VERSION, SUPPORTED_VERSIONS, VersionRange, negotiate
@@ -223,6 +225,7 @@ __all__ = [
     "OwnerCommand",
     "PowIssued",
     "PreKeysStored",
+    "Recall",
     "RelayFrame",
     "RelayLimits",
     "ReportAccepted",
@@ -246,5 +249,6 @@ __all__ = [
     "negotiate",
     "pow_digest",
     "pow_valid",
+    "recall_hash",
     "solve",
 ]

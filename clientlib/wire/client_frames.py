@@ -30,6 +30,7 @@ from clientlib.wire.limits import (
     MAX_FRAME_SIZE,
     MAX_OWNER_COMMAND_SIZE,
     POW_NONCE_SIZE,
+    RECALL_SECRET_SIZE,
 )
 from clientlib.wire.shared import (
     _CT,
@@ -56,6 +57,7 @@ __all__ = [
     "GetModerationKeys",
     "GetPow",
     "GetRouteKeys",
+    "Recall",
     "RequestChallenge",
     "Route",
     "SignedOwnerCommand",
@@ -104,6 +106,8 @@ class Deposit(ClientFrame):
     proof-of-work counter) are for contact addresses. Fields a mailbox's kind does not use are
     ignored. ``ttl`` (revision 14, §5.7): the envelope's own lifetime in seconds, for
     disappearing messages; the relay keeps it for the smaller of ``ttl`` and its envelope TTL.
+    ``rc`` (revision 15, §5.10): the recall hash ``SHA-256("blindrelay/v1/recall" || 0x00 ||
+    rs)``; presenting ``rs`` in a :class:`Recall` deletes the envelope while it is stored.
     """
 
     TYPE: ClassVar[str] = "dep"
@@ -121,6 +125,24 @@ class Deposit(ClientFrame):
     pow: bytes | None = wire(Bin(POW_NONCE_SIZE), default=None)
     pwc: int | None = wire(Int(0, 2**64 - 1), default=None)
     ttl: int | None = wire(Int(1, 2**32 - 1), default=None)
+    rc: bytes | None = wire(Bin(32), default=None)
+
+
+@wire_struct
+class Recall(ClientFrame):
+    """Delete the envelope ``eid`` of the mailbox with send id ``sid`` if it is still stored
+    (not acknowledged, not expired) and was deposited with ``rc = SHA-256("blindrelay/v1/recall"
+    || 0x00 || rs)`` (protocol.md §5.10, revision 15). Unauthenticated like a deposit; the
+    reply is ``ok`` whether or not anything was deleted."""
+
+    TYPE: ClassVar[str] = "recall"
+    id: int = wire(_REQ_ID)
+    sid: bytes = wire(_MAILBOX_ID)
+    eid: bytes = wire(_ENVELOPE_ID)
+    rs: bytes = wire(Bin(RECALL_SECRET_SIZE))
+
+    def __repr__(self) -> str:
+        return f"Recall(id={self.id}, <redacted>)"
 
 
 @wire_struct
@@ -267,6 +289,7 @@ _CLIENT_FRAMES: dict[str, type[ClientFrame]] = {
         RequestChallenge,
         SignedOwnerCommand,
         Deposit,
+        Recall,
         Fanout,
         Ack,
         Unsubscribe,

@@ -58,6 +58,8 @@ __all__ = [
     "POW_CONTEXT",
     "POW_NONCE_SIZE",
     "PUSH_TOKEN_SIZE",
+    "RECALL_CONTEXT",
+    "RECALL_SECRET_SIZE",
     "REPORT_ACTIONS",
     "REPORT_ID_SIZE",
     "REPORT_REASONS",
@@ -109,6 +111,10 @@ CAPABILITY_HASH_SIZE = 32
 MAX_CAPS_PER_COMMAND = 64
 #: Domain separation of capability hashes: SHA-256(CAPABILITY_CONTEXT || sid || cap).
 CAPABILITY_CONTEXT = b"blindrelay/v1/cap\x00"
+#: A recall secret and its hash (protocol.md §5.10, revision 15): ``rc`` of ``dep`` is
+#: SHA-256(RECALL_CONTEXT || rs); ``recall`` presents ``rs``.
+RECALL_SECRET_SIZE = 32
+RECALL_CONTEXT = b"blindrelay/v1/recall\x00"
 #: Domain of a delegate's hash (protocol.md §26.2, revision 9): an owner registers
 #: ``SHA-256(DELEGATE_CONTEXT || sid || key)`` among its capability hashes to let ``key``
 #: sign ``dcaps`` (replace capability hashes) on its mailbox.

@@ -17,6 +17,13 @@ Send capabilities::
 
 The owner registers ``h`` for its mailbox ``sid``; a sender presents ``cap``. Because ``sid``
 is hashed in, a capability is bound to its mailbox.
+
+Recall (revision 15)::
+
+    rc = SHA-256("blindrelay/v1/recall" || 0x00 || rs)
+
+A deposit carries ``rc``; whoever presents ``rs`` may delete that envelope while it is
+still stored (protocol.md §5.10).
 """
 
 from __future__ import annotations
@@ -32,9 +39,18 @@ from clientlib.wire.limits import (
     MAX_POW_BITS,
     POW_CONTEXT,
     POW_NONCE_SIZE,
+    RECALL_CONTEXT,
+    RECALL_SECRET_SIZE,
 )
 
-__all__ = ["capability_hash", "leading_zero_bits", "pow_digest", "pow_valid", "solve"]
+__all__ = [
+    "capability_hash",
+    "leading_zero_bits",
+    "pow_digest",
+    "pow_valid",
+    "recall_hash",
+    "solve",
+]
 
 _U64 = 2**64
 
@@ -48,6 +64,18 @@ def capability_hash(sid: bytes, cap: bytes) -> bytes:
     if len(sid) != MAILBOX_ID_SIZE or len(cap) != CAPABILITY_SIZE:
         raise ValueError("capability_hash needs a 16-byte sid and a 32-byte capability")
     return hashlib.sha256(CAPABILITY_CONTEXT + sid + cap).digest()
+
+
+def recall_hash(rs: bytes) -> bytes:
+    """The recall hash ``rc`` a deposit carries for the recall secret ``rs`` (protocol.md
+    §5.10, revision 15): ``SHA-256("blindrelay/v1/recall" || 0x00 || rs)``.
+
+    Raises:
+        ValueError: ``rs`` is not 32 bytes.
+    """
+    if len(rs) != RECALL_SECRET_SIZE:
+        raise ValueError("recall_hash needs a 32-byte recall secret")
+    return hashlib.sha256(RECALL_CONTEXT + rs).digest()
 
 
 #: Label of the attachment capability hash (protocol.md §4.8, revision 8).

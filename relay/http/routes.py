@@ -24,6 +24,7 @@ from clientlib.wire.frames import (
     GetPow,
     Hello,
     Ok,
+    Recall,
     RequestChallenge,
     SignedOwnerCommand,
     decode_client_frame,
@@ -111,6 +112,16 @@ async def deposit(request: web.Request) -> web.Response:
     return frame_response(Ok(id=frame.id).encode(version))
 
 
+async def recall(request: web.Request) -> web.Response:
+    """``POST /v1/recall``: delete an undelivered envelope whose deposit carried the recall
+    hash of ``rs`` (protocol.md §5.10); 200 ``ok`` whether or not anything was deleted."""
+    version, frame = await read_frame(request)
+    if not isinstance(frame, Recall):
+        raise RelayError(ErrorCode.MALFORMED)
+    await request.app[service_key].recall(frame)
+    return frame_response(Ok(id=frame.id).encode(version))
+
+
 async def fanout(request: web.Request) -> web.Response:
     """``POST /v1/fan``: one envelope to many group mailboxes (protocol.md §26.1); 200 with
     the refused entries once the others are durably stored."""
@@ -185,6 +196,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/owner", owner, name="owner")
     app.router.add_post("/v1/deposit", deposit, name="deposit")
     app.router.add_post("/v1/fan", fanout, name="fan")
+    app.router.add_post("/v1/recall", recall, name="recall")
     app.router.add_post("/v1/bundle", public_request(FetchBundle), name="bundle")
     app.router.add_post("/v1/mkeys", public_request(GetModerationKeys), name="mkeys")
     app.router.add_post("/v1/boundaries", public_request(GetBoundaries), name="boundaries")

@@ -248,6 +248,7 @@ class EnvelopeQueue(Protocol):
         stamp: RelayStamp | None = None,
         kind: str | None = None,
         ttl: int | None = None,
+        rc: bytes | None = None,
     ) -> DepositOutcome:
         """Durably append an envelope to the mailbox whose send id is ``sid``.
 
@@ -266,7 +267,9 @@ class EnvelopeQueue(Protocol):
         ``stamp`` (the relay franking tag and context) is stored with the envelope and
         returned by ``fetch`` as ``ft``/``fx``; a duplicate keeps the first one's. ``ttl``:
         the envelope expires ``min(ttl, envelope_ttl_s)`` seconds after ``now`` (default:
-        ``envelope_ttl_s``), on read and in the sweep alike (protocol.md §5.7).
+        ``envelope_ttl_s``), on read and in the sweep alike (protocol.md §5.7). ``rc``: the
+        recall hash (protocol.md §5.10), kept in the envelope's dedupe record for
+        :meth:`recall`; a duplicate keeps the first one's.
 
         Raises:
             MailboxNotFound: no mailbox has send id ``sid``, or it is suspended; or (pair)
@@ -292,6 +295,13 @@ class EnvelopeQueue(Protocol):
 
     async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:
         """Delete the given envelopes; unknown seqs are ignored. Returns how many were deleted."""
+
+    async def recall(self, sid: bytes, eid: bytes, rc: bytes, now: int) -> bool:
+        """Delete envelope ``eid`` of the mailbox with send id ``sid`` if it is still stored
+        and its dedupe record (within the dedupe window) carries the recall hash ``rc``
+        (compared in constant time); the record then keeps no recall hash (protocol.md
+        §5.10). Returns whether an envelope was deleted; otherwise nothing changed (unknown
+        or idle-expired mailbox, unknown eid, no or another hash, acknowledged already)."""
 
     async def count_envelopes(self) -> int:
         """Total stored envelopes across all mailboxes (an aggregate for metrics only; the

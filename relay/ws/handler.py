@@ -43,6 +43,7 @@ from clientlib.wire.frames import (
     GetBoundaries,
     GetModerationKeys,
     GetPow,
+    Recall,
     RequestChallenge,
     SignedOwnerCommand,
     StoredEnvelope,
@@ -438,6 +439,8 @@ class Connection:
                 self.spawn(frame.id, self._deposit(frame), inline=self.inline)
             case Fanout():
                 self.spawn(frame.id, self._fanout(frame))
+            case Recall():
+                self.spawn(frame.id, self._deposit(frame))
             case Ack():
                 self.spawn(frame.id, self._ack(frame), inline=self.inline)
             case SignedOwnerCommand():
@@ -480,8 +483,9 @@ class Connection:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _deposit(self, frame: Deposit) -> bytes:
-        # Deposits to one send id from this connection are stored in arrival order.
+    async def _deposit(self, frame: Deposit | Recall) -> bytes:
+        # Deposits to one send id from this connection are stored in arrival order, and a
+        # recall runs after the deposits sent before it (protocol.md §5.8, §5.10).
         loop = asyncio.get_running_loop()
         previous = self.sid_tails.get(frame.sid)
         mine: asyncio.Future[None] = loop.create_future()
@@ -489,7 +493,10 @@ class Connection:
         try:
             if previous is not None:
                 await asyncio.shield(previous)
-            await self.service.deposit(frame)
+            if isinstance(frame, Recall):
+                await self.service.recall(frame)
+            else:
+                await self.service.deposit(frame)
             return ok_frame(self.proto.version, frame.id)
         finally:
             mine.set_result(None)

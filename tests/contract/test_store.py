@@ -233,6 +233,61 @@ async def test_an_envelope_ttl_shortens_its_life_within_the_envelope_ttl(
     assert await store.count_envelopes() == 1
 
 
+# --- recall (protocol.md §5.10, revision 15) ---------------------------------------------
+
+
+async def test_recall_deletes_an_undelivered_envelope_with_its_hash_only(
+    store: EnvelopeStore,
+) -> None:
+    """A recall deletes the envelope (counters and gauges follow) only with the deposit's
+    recall hash, only while it is stored and within the dedupe window; everything else
+    changes nothing. A retried deposit of the recalled eid is still a duplicate."""
+    rec = await new_mailbox(store)
+    rc, other = os.urandom(32), os.urandom(32)
+    kept = await store.deposit(rec.sid, new_id(), 0, b"k" * 256, None, NOW, rc=os.urandom(32))
+    eid = new_id()
+    gone = await store.deposit(rec.sid, eid, 0, b"g" * 512, None, NOW, rc=rc)
+    plain_eid = new_id()
+    await store.deposit(rec.sid, plain_eid, 0, b"p" * 256, None, NOW)
+    before = await store.gauges()
+    # Wrong hash, unknown eid, unknown send id, an envelope deposited without a hash.
+    assert not await store.recall(rec.sid, eid, other, NOW + 1)
+    assert not await store.recall(rec.sid, new_id(), rc, NOW + 1)
+    assert not await store.recall(new_id(), eid, rc, NOW + 1)
+    assert not await store.recall(rec.sid, plain_eid, rc, NOW + 1)
+    assert await store.gauges() == before
+    assert len(await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + 1)) == 3
+    # The right hash deletes it, once.
+    assert await store.recall(rec.sid, eid, rc, NOW + 2)
+    assert not await store.recall(rec.sid, eid, rc, NOW + 2)
+    left = await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + 2)
+    assert [e.seq for e in left] == [kept.seq, gone.seq + 1]
+    after = await store.gauges()
+    assert (after.envelopes, after.bytes) == (before.envelopes - 1, before.bytes - 512)
+    snap = await store.mailbox_info(rec.rid, NOW + 2)
+    assert snap is not None and (snap.envelopes, snap.stored_bytes) == (2, 512)
+    retry = await store.deposit(rec.sid, eid, 0, b"g" * 512, None, NOW + 3, rc=rc)
+    assert retry.duplicate and retry.seq == gone.seq
+    assert len(await store.fetch(rec.rid, 0, 10, 1 << 20, NOW + 3)) == 2
+
+
+async def test_recall_after_ack_or_past_the_dedupe_window_changes_nothing(
+    store: EnvelopeStore,
+) -> None:
+    rec = await new_mailbox(store)
+    rc = os.urandom(32)
+    eid = new_id()
+    out = await store.deposit(rec.sid, eid, 0, b"a" * 256, None, NOW, rc=rc)
+    assert await store.ack(rec.rid, [out.seq]) == 1
+    assert not await store.recall(rec.sid, eid, rc, NOW + 1)
+    # Past the dedupe window the eid no longer maps to the envelope: it stays.
+    late_eid = new_id()
+    await store.deposit(rec.sid, late_eid, 0, b"b" * 256, None, NOW, rc=rc)
+    late = NOW + LIMITS.dedupe_window_s
+    assert not await store.recall(rec.sid, late_eid, rc, late)
+    assert len(await store.fetch(rec.rid, 0, 10, 1 << 20, late)) == 1
+
+
 # --- idempotency --------------------------------------------------------------------------
 
 
@@ -1526,10 +1581,15 @@ async def test_sqlite_migrates_v2_database(tmp_path: Path) -> None:
         assert (await request(store, addr)).seq == 1
         await store.set_push(rec.rid, ("https://push.example/u", b"t" * 32), NOW)  # schema v6
         assert await store.get_push(rec.rid, NOW) == ("https://push.example/u", b"t" * 32)
+        # Schema v7: a dedupe record from before has no recall hash; a new deposit's has.
+        assert not await store.recall(rec.sid, eid, bytes(32), NOW)
+        rc, later = os.urandom(32), new_id()
+        await store.deposit(rec.sid, later, 0, b"r" * 256, None, NOW, rc=rc)
+        assert await store.recall(rec.sid, later, rc, NOW)
     finally:
         await store.aclose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
@@ -1579,7 +1639,7 @@ async def test_sqlite_migrates_v3_database(tmp_path: Path) -> None:
     finally:
         await store.aclose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
@@ -1625,7 +1685,7 @@ async def test_sqlite_migrates_v4_database_and_counts_its_rows(tmp_path: Path) -
     finally:
         await store.aclose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
 
@@ -1721,7 +1781,7 @@ async def test_sqlite_file_settings(tmp_path: Path) -> None:
         await store.aclose()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     conn.close()
 

@@ -43,6 +43,7 @@ class DepositArgv:
     stamp_kind: str  # the kind the franking stamp was computed for ("" without a stamp)
     rid: bytes  # the mailbox the send id resolved to (its member in the expiry index)
     index_ttl: int  # TTL of the expiry index and gauges keys
+    rc: str = ""  # the recall hash in lowercase hex, kept in the dedupe record ("" without)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -67,6 +67,7 @@ class EnvelopesMixin(RedisEngine):
         stamp: RelayStamp | None = None,
         kind: str | None = None,
         ttl: int | None = None,
+        rc: bytes | None = None,
     ) -> DepositOutcome:
         # The kind's checks run inside the deposit script: a capability is one ``SISMEMBER``,
         # a contact request reads the boundaries from the record it already reads, one
@@ -108,6 +109,7 @@ class EnvelopesMixin(RedisEngine):
             stamp_kind=stamp.kind if stamp is not None else kind or "",
             rid=NO_RID,  # the mailbox the send id resolves to, per attempt below
             index_ttl=self._index_ttl,
+            rc=rc.hex() if rc is not None else "",
         )
         use_cache = True
         while True:
@@ -192,6 +194,15 @@ class EnvelopesMixin(RedisEngine):
             return 0
         keys = [*self._keys.mailbox(rid)[:4], self._keys.gauges(rid)]
         return int(await self._run("ack", keys, wanted))
+
+    async def recall(self, sid: bytes, eid: bytes, rc: bytes, now: int) -> bool:
+        # A send id that resolves to nothing still runs the script (against a receive id no
+        # mailbox has), as for deposits: the same round trips whatever the outcome.
+        rid = await self._rid_for_sid(sid, use_cache=True)
+        target = rid or NO_RID
+        keys = [*self._keys.mailbox(target)[:5], self._keys.gauges(target)]
+        args = [sid, eid, rc.hex(), now, self._limits.mailbox_idle_ttl_s]
+        return bool(int(await self._run("recall", keys, args)))
 
     async def count_envelopes(self) -> int:
         return (await self.gauges()).envelopes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 from collections.abc import Sequence
 from typing import Final
@@ -66,6 +67,7 @@ class EnvelopesMixin(SQLiteEngine):
         stamp: RelayStamp | None = None,
         kind: str | None = None,
         ttl: int | None = None,
+        rc: bytes | None = None,
     ) -> DepositOutcome:
         # The kind's checks (capability, boundaries, bans, daily counter; see
         # :meth:`~relay.storage.base.EnvelopeStore.deposit`) run in the same savepoint: a
@@ -130,9 +132,9 @@ class EnvelopesMixin(SQLiteEngine):
                     (day_of(now), counted + 1, mbox),
                 )
             conn.execute(
-                "INSERT OR REPLACE INTO dedupe (mbox, eid, seq, ts, expires_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (mbox, eid, seq, now, now + limits.dedupe_window_s),
+                "INSERT OR REPLACE INTO dedupe (mbox, eid, seq, ts, expires_at, rc)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (mbox, eid, seq, now, now + limits.dedupe_window_s, rc),
             )
             conn.execute(
                 "UPDATE mailboxes SET last_seq = ?, n_envelopes = ?, n_bytes = ? WHERE id = ?",
@@ -217,6 +219,41 @@ class EnvelopesMixin(SQLiteEngine):
             return count
 
         # Lazy: a batch of acks alone is not fsynced by itself (see the engine's docstring).
+        return await self._write(op, plain=True, lazy=True)
+
+    async def recall(self, sid: bytes, eid: bytes, rc: bytes, now: int) -> bool:
+        limits = self._limits
+
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT id, active_day FROM mailboxes WHERE sid = ?", (sid,)
+            ).fetchone()
+            if row is None or mailbox_expired(row[1], now, limits):
+                return False
+            mbox = row[0]
+            dup = conn.execute(
+                "SELECT seq, expires_at, rc FROM dedupe WHERE mbox = ? AND eid = ?", (mbox, eid)
+            ).fetchone()
+            if dup is None or dup[2] is None or now >= dup[1]:
+                return False
+            if not hmac.compare_digest(dup[2], rc):
+                return False
+            gone = conn.execute(
+                "DELETE FROM envelopes WHERE mbox = ? AND seq = ? RETURNING length(ct)",
+                (mbox, dup[0]),
+            ).fetchone()
+            if gone is None:  # acknowledged (or purged) already
+                return False
+            conn.execute(
+                "UPDATE mailboxes SET n_envelopes = n_envelopes - 1, n_bytes = n_bytes - ?"
+                " WHERE id = ?",
+                (gone[0], mbox),
+            )
+            conn.execute("UPDATE dedupe SET rc = NULL WHERE mbox = ? AND eid = ?", (mbox, eid))
+            return True
+
+        # Lazy like an ack: a recall that a power failure undoes brings the envelope back,
+        # which the recipient then gets followed by the unsend (protocol.md §5.10).
         return await self._write(op, plain=True, lazy=True)
 
     async def count_envelopes(self) -> int:

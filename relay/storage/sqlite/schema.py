@@ -49,6 +49,12 @@ Changes in SCHEMA_VERSION = 6:
     Push wake-ups (protocol.md §28): ``push`` (one row per mailbox with a registered push
     endpoint: the URL as the owner registered it and the opaque token). It cascades from
     ``mailboxes``, so deleting or expiring a mailbox removes its endpoint in the same step.
+
+Changes in SCHEMA_VERSION = 7:
+    Recall (protocol.md §5.10, revision 15): ``dedupe.rc``, the recall hash a deposit
+    carried (NULL without one). The dedupe record is what maps an envelope id to its
+    sequence number, so a recall is one primary-key lookup there; ``rc`` is set to NULL when
+    the envelope is recalled and goes with the record at the end of the dedupe window.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ __all__ = [
     "statements",
 ]
 
-SCHEMA_VERSION: Final = 6  # remember to update the changelog in the module docstring
+SCHEMA_VERSION: Final = 7  # remember to update the changelog in the module docstring
 
 _SCHEMA_V1: Final = """
 CREATE TABLE mailboxes (
@@ -237,6 +243,10 @@ CREATE TABLE push (
 );
 """
 
+_SCHEMA_V7: Final = """
+ALTER TABLE dedupe ADD COLUMN rc BLOB;
+"""
+
 #: ``MIGRATIONS[v]`` upgrades a database at version ``v - 1`` to version ``v``.
 MIGRATIONS: Final[dict[int, str]] = {
     1: _SCHEMA_V1,
@@ -245,6 +255,7 @@ MIGRATIONS: Final[dict[int, str]] = {
     4: _SCHEMA_V4,
     5: _SCHEMA_V5,
     6: _SCHEMA_V6,
+    7: _SCHEMA_V7,
 }
 
 #: ``mailboxes.kind`` values.

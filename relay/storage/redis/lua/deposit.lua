@@ -58,7 +58,7 @@ elseif kind == 'addr' then
 end
 local dup = redis.call('HGET', d, eid)
 if dup then
-  local seq, ts, until_ = string.match(dup, '^(%d+):(%d+):(%d+)$')
+  local seq, ts, until_ = string.match(dup, '^(%d+):(%d+):(%d+)')
   if now < tonumber(until_) then
     return {1, tonumber(seq), tonumber(ts)}
   end
@@ -89,7 +89,13 @@ end
 redis.call('ZADD', q, seq, seq)
 redis.call('HSET', e, seq, blob)
 redis.call('ZADD', x, exp, seq)
-redis.call('HSET', d, eid, seq .. ':' .. now .. ':' .. dexp)
+-- The dedupe record maps eid -> seq; with a recall hash (revision 15) it carries it as a
+-- fourth field, "seq:ts:expiry:<rc hex>" (lua/recall.lua).
+local drec = seq .. ':' .. now .. ':' .. dexp
+if A.rc ~= '' then
+  drec = drec .. ':' .. A.rc
+end
+redis.call('HSET', d, eid, drec)
 redis.call('ZADD', y, dexp, eid)
 prune_dedupe(d, y, now, 8)
 keep_alive(q, A.envelope_key_ttl)
