@@ -409,8 +409,9 @@ class ContactOps:
         if history is not None:
             self._history().add([history])
             mid = bytes.fromhex(history.id)
+        rm = mid  # every envelope of the message can be recalled by an unsend (§22.13)
         if self.devices is not None:  # the contact's further devices (§24.6)
-            self.devices.fan_out(cid, content, now=t, mid=mid)
+            self.devices.fan_out(cid, content, now=t, mid=mid, rm=rm)
             if c.devs:
                 mid = None  # delivery state follows the first envelope queued
         if c.off:  # the main device was removed from the contact's list (§24.7)
@@ -419,7 +420,7 @@ class ContactOps:
             if c.me and c.send is None:
                 return  # our own devices: the first device has no main session
             self._outbox.queue(
-                OutboxRecord(cid, book.rng(16), b"", bytes(32), None, mid, pt=content)
+                OutboxRecord(cid, book.rng(16), b"", bytes(32), None, mid, pt=content, rm=rm)
             )
             return
         session = Session.from_record(c.session, now=self._now())
@@ -436,7 +437,9 @@ class ContactOps:
         book.put_contact(cid)
         eid = book.rng(16)
         self._outbox.queue(
-            OutboxRecord(cid, eid, sealed.ct, sealed.fc, c.send, mid, c.sendcap, relay=c.relay)
+            OutboxRecord(
+                cid, eid, sealed.ct, sealed.fc, c.send, mid, c.sendcap, relay=c.relay, rm=rm
+            )
         )
 
     def warm(self, cid: bytes) -> None:

@@ -27,7 +27,7 @@ from clientlib.client._book import AddressBook, ContactRef
 from clientlib.client._contacts import ContactOps
 from clientlib.client._link import Link
 from clientlib.client._modkeys import ModeratorKeyCache
-from clientlib.client._outbox import Outbox
+from clientlib.client._outbox import Outbox, recall_entries, recall_secret
 from clientlib.client._receipts import ReceiptDelay, ReceiptScheduler, chunks
 from clientlib.client._typing import TypingThrottle, TypingWatch
 from clientlib.client.content import (
@@ -172,7 +172,12 @@ class Conversation:
         h, ref = self._history(), content.ref.hex()
         m = h.get(cid.hex(), "in", ref)
         if m is None or m.deleted:
-            why = "not the author" if h.get(cid.hex(), "out", ref) is not None else "unknown"
+            ours = h.get(cid.hex(), "out", ref) is not None
+            if isinstance(content, Unsend) and not ours:
+                # A message we never got: its author recalled it at the relay before it
+                # reached us (protocol.md §5.10, §22.13), or it is gone here already.
+                return
+            why = "not the author" if ours else "unknown"
             events.append(ClientWarning("forged_reference", f"{why} message", cid.hex()))
             return
         if isinstance(content, Unsend):
@@ -364,14 +369,28 @@ class Conversation:
             self._own(cid, mid)
             # Still in our outbox: it never left, so it never will (nothing to tell).
             left = not self._drop_queued(cid, bytes.fromhex(mid))
+            recalls: list[tuple[str | None, bytes, bytes]] = []
             if left:
+                now = int(self._clock())
+                recalls = recall_entries(book, cid, bytes.fromhex(mid), now)
                 self._ops.seal_and_queue(cid, Unsend(ref=bytes.fromhex(mid)).encode())
             new = self._history().update(cid.hex(), "out", mid, {"dl": 1}, shred=True)
             await book.save()
+        await self._recall(recalls)
         self._outbox.wake()
         assert new is not None
         self._emit(MessageChanged(new, "deleted"))
         return new
+
+    async def _recall(self, envelopes: list[tuple[str | None, bytes, bytes]]) -> None:
+        """Ask the relay of each envelope of an unsent message to delete it while it is
+        undelivered (protocol.md §5.10, §22.13), the same way deposits go (two hops
+        included). Best effort: the relay's answer says nothing about the envelope, and the
+        ``del`` that follows removes the message from a peer that already has it."""
+        for relay, sid, eid in envelopes:
+            rs = recall_secret(self._book, eid)
+            with contextlib.suppress(TransportError, RelayRejected):
+                await self._link.depositor_for(relay).recall(sid, eid, rs)
 
     def _drop_queued(self, cid: bytes, mid: bytes) -> bool:
         ks = self._book.ks

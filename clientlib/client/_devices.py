@@ -411,9 +411,18 @@ class Renewal:
 
     # --- fan-out -----------------------------------------------------------------------------
 
-    def fan_out(self, cid: bytes, content: bytes, *, now: int, mid: bytes | None = None) -> None:
+    def fan_out(
+        self,
+        cid: bytes,
+        content: bytes,
+        *,
+        now: int,
+        mid: bytes | None = None,
+        rm: bytes | None = None,
+    ) -> None:
         """Seal ``content`` for every further device of a contact and queue it (``mid``: the
-        message id whose delivery state the first envelope carries)."""
+        message id whose delivery state the first envelope carries; ``rm``: the message id
+        every envelope carries for a recall, protocol.md §22.13)."""
         book = self._book
         c = book.contacts[cid]
         if not c.devs:
@@ -427,7 +436,15 @@ class Renewal:
             d[3] = session.to_record().to_bytes()
             self._outbox.queue(
                 OutboxRecord(
-                    cid, book.rng(16), sealed.ct, sealed.fc, d[1], mid, cap=d[2], relay=c.relay
+                    cid,
+                    book.rng(16),
+                    sealed.ct,
+                    sealed.fc,
+                    d[1],
+                    mid,
+                    cap=d[2],
+                    relay=c.relay,
+                    rm=rm,
                 )
             )
             mid = None

@@ -10,7 +10,9 @@ import contextlib
 import struct
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Final, Literal
+
+import msgpack
 
 from clientlib.client._book import AddressBook
 from clientlib.client._link import Link
@@ -24,10 +26,56 @@ from clientlib.client.types import (
     DeliveryState,
     WarningKind,
 )
+from clientlib.crypto.primitives import hmac_sha256
 from clientlib.errors import RelayRejected, TransportError
+from clientlib.wire.pow import recall_hash
 from clientlib.wire.pow import solve as solve_pow
 
-__all__ = ["TRANSIENT", "Outbox", "Verdict", "classify"]
+__all__ = [
+    "RECALL_KEEP_S",
+    "TRANSIENT",
+    "Outbox",
+    "Verdict",
+    "classify",
+    "recall_entries",
+    "recall_secret",
+]
+
+#: How long the envelopes of a sent message are remembered for an unsend's recall: the
+#: default dedupe window, after which a relay honours no recall (protocol.md §5.10).
+RECALL_KEEP_S = 86_400
+#: Domain separation of the reference client's recall secrets.
+RECALL_SECRET_CONTEXT: Final = b"blindrelay/v1/recall-secret\x00"
+#: Keystore namespace of those envelopes (see :mod:`clientlib.client.state`).
+RECALL_NS = "recall"
+
+
+def recall_secret(book: AddressBook, eid: bytes) -> bytes:
+    """The recall secret of our envelope ``eid`` (protocol.md §22.13): HMAC-SHA256 under a
+    keystore key drawn on first use, so no secret per envelope is stored."""
+    key = book.ks.get("meta", b"recall-key")
+    if key is None:
+        key = book.rng(32)
+        book.ks.put("meta", b"recall-key", key)
+    return hmac_sha256(key, RECALL_SECRET_CONTEXT + eid)
+
+
+def recall_entries(
+    book: AddressBook, cid: bytes, mid: bytes, now: int
+) -> list[tuple[str | None, bytes, bytes]]:
+    """Take the envelopes of our message ``mid`` to ``cid`` still worth a recall, as
+    ``(relay, sid, eid)``, out of the keystore; entries past :data:`RECALL_KEEP_S` go too
+    (call with the book's lock held)."""
+    ks, out = book.ks, []
+    for key, raw in ks.items(RECALL_NS):
+        relay, sid, sent = msgpack.unpackb(raw)
+        if key[:32] == cid + mid and now - sent < RECALL_KEEP_S:
+            out.append((relay, sid, key[32:]))
+            ks.delete(RECALL_NS, key)
+        elif now - sent >= RECALL_KEEP_S:
+            ks.delete(RECALL_NS, key)
+    return out
+
 
 #: Refusals that say "not now" rather than "never": the envelope stays queued.
 TRANSIENT = frozenset({"UNAVAILABLE", "STORAGE_FULL", "LIMIT", "TIMEOUT", "INTERNAL"})
@@ -219,16 +267,38 @@ class Outbox:
                     solve_pow, rec.sid, chal.nonce, rec.eid, chal.bits
                 )
                 pow_ = (chal.nonce, counter)
-        await link.depositor_for(rec.relay).deposit(
-            rec.sid,
-            rec.ct,
-            eid=rec.eid,
-            fc=rec.fc,
-            cap=rec.cap,
-            hdl=rec.hdl,
-            pow=pow_,
-            ttl=self._ttl(rec),
-        )
+        # An envelope of a text message carries a recall hash, so that an unsend can delete
+        # it at the relay while it is undelivered (protocol.md §5.10, §22.13). A relay before
+        # revision 15 refuses the field (MALFORMED, nothing stored): then without it.
+        rc = None
+        if rec.rm is not None and rec.hdl is None:
+            rc = recall_hash(recall_secret(self._book, rec.eid))
+        depositor = link.depositor_for(rec.relay)
+        try:
+            await depositor.deposit(
+                rec.sid,
+                rec.ct,
+                eid=rec.eid,
+                fc=rec.fc,
+                cap=rec.cap,
+                hdl=rec.hdl,
+                pow=pow_,
+                ttl=self._ttl(rec),
+                rc=rc,
+            )
+        except RelayRejected as exc:
+            if rc is None or exc.code != "MALFORMED":
+                raise
+            await depositor.deposit(
+                rec.sid,
+                rec.ct,
+                eid=rec.eid,
+                fc=rec.fc,
+                cap=rec.cap,
+                hdl=rec.hdl,
+                pow=pow_,
+                ttl=self._ttl(rec),
+            )
 
     def _ttl(self, rec: OutboxRecord) -> int | None:
         """A disappearing message's lifetime at the relay: what is left of it on our side
@@ -242,9 +312,13 @@ class Outbox:
 
     async def _complete(self, done: Sequence[tuple[bytes, OutboxRecord, DeliveryState]]) -> None:
         book = self._book
+        now = int(self._clock())
         async with book.lock:
-            for key, _, _ in done:
+            for key, rec, state in done:
                 book.ks.delete("outbox", key)
+                if state == "sent" and rec.rm is not None and rec.sid is not None:
+                    entry: bytes = msgpack.packb([rec.relay, rec.sid, now])
+                    book.ks.put(RECALL_NS, rec.contact + rec.rm + rec.eid, entry)
             book.save_soon()
         for _, rec, state in done:
             if rec.msg is not None:

@@ -15,6 +15,9 @@ Namespaces::
     contacts   contact id (16)       -> ContactRecord
     requests   request id (16)       -> RequestRecord
     outbox     sequence (8, BE)      -> OutboxRecord      (flushed in key order)
+    recall     contact (16) || message id (16) || eid (16) -> msgpack [relay, sid, sent at]
+               (an envelope of a text message we sent, kept for an unsend's recall for
+               RECALL_KEEP_S; the secret is derived from meta b"recall-key", protocol.md §22.13)
 """
 
 from __future__ import annotations
@@ -223,6 +226,7 @@ class OutboxRecord(_Record):
         "hdl": _opt_b(16),
         "pt": lambda v: v is None or type(v) is bytes,
         "relay": _opt_str(),
+        "rm": _opt_b(16),
     }
     contact: bytes
     eid: bytes
@@ -235,6 +239,7 @@ class OutboxRecord(_Record):
     pw: int = -1  # the address's proof-of-work bits when queued (-1: ask the relay)
     pt: bytes | None = None  # content to seal once the contact accepts (see above)
     relay: str | None = None  # the relay ``sid`` is on (normal form); None: ours (§27.1)
+    rm: bytes | None = None  # the text message it carries, for a recall (§5.10, §22.13)
 
 
 def remember(seen: list[bytes], item: bytes, limit: int = SEEN_LIMIT) -> None:

@@ -78,12 +78,14 @@ from clientlib.wire import (
     OwnerCommand,
     PowIssued,
     PreKeysStored,
+    Recall,
     RelayFrame,
     ReportAccepted,
     ReportStatus,
     RequestChallenge,
     SignedOwnerCommand,
 )
+from clientlib.wire.limits import RECALL_SECRET_SIZE
 
 __all__ = ["Call", "FrameBuilder", "RelayAPI", "expect", "owner_exchange"]
 
@@ -253,6 +255,7 @@ class RelayAPI(abc.ABC):
         att: Sequence[bytes] = (),
         pow: tuple[bytes, int] | None = None,
         ttl: int | None = None,
+        rc: bytes | None = None,
     ) -> None:
         """Deposit one envelope; returns once the relay has stored it (or pushed it, for
         online-only envelopes on a WebSocket).
@@ -274,6 +277,10 @@ class RelayAPI(abc.ABC):
                 relay keeps it for the smaller of this and its envelope TTL; protocol.md
                 §5.7); for disappearing messages. Relays before revision 14 refuse the
                 field (``MALFORMED``).
+            rc: the 32-byte recall hash (:func:`clientlib.wire.recall_hash` of a secret the
+                caller keeps; protocol.md §5.10): :meth:`recall` with the secret deletes the
+                envelope while it is undelivered. Relays before revision 15 refuse the field
+                (``MALFORMED``).
 
         Raises:
             LocalProtocolError: a field has the wrong length, ``ttl`` is out of range, or
@@ -292,9 +299,31 @@ class RelayAPI(abc.ABC):
             if type(ttl) is not int or not 1 <= ttl < 2**32:
                 raise LocalProtocolError("ttl must be 1 to 2**32 - 1 seconds")
             extra["ttl"] = ttl
+        if rc is not None:
+            if len(rc) != RECALL_SECRET_SIZE:
+                raise LocalProtocolError("rc must be 32 bytes")
+            extra["rc"] = rc
         reply = await self._request(
             lambda i: Deposit(id=i, sid=sid, eid=eid, flags=flags, ct=ct, fc=fc, **extra)
         )
+        expect(reply, Ok)
+
+    async def recall(self, sid: bytes, eid: bytes, rs: bytes) -> None:
+        """Ask the relay to delete envelope ``eid`` of mailbox ``sid`` if it is still
+        undelivered and was deposited with ``rc = recall_hash(rs)`` (protocol.md §5.10).
+
+        The relay answers the same whether or not anything was deleted: this returns once
+        it has done what it could, and says nothing about the envelope.
+
+        Raises:
+            LocalProtocolError: a field has the wrong length.
+            RelayRejected: ``MALFORMED`` (a relay before revision 15), ``LIMIT``, ...
+            TransportError: no reply in time (a retry is harmless).
+        """
+        check_id(sid, "sid")
+        if len(eid) != ENVELOPE_ID_SIZE or len(rs) != RECALL_SECRET_SIZE:
+            raise LocalProtocolError("a recall takes a 16-byte eid and a 32-byte secret")
+        reply = await self._request(lambda i: Recall(id=i, sid=sid, eid=eid, rs=rs))
         expect(reply, Ok)
 
     async def fanout(

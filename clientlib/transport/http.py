@@ -38,7 +38,7 @@ from clientlib.wire import (
     StoredEnvelope,
     decode_relay_frame,
 )
-from clientlib.wire.client_frames import GetRouteKeys, Route
+from clientlib.wire.client_frames import GetRouteKeys, Recall, Route
 from clientlib.wire.limits import MAX_ACK_BATCH, MAX_FETCH_BATCH, MAX_REQUEST_ID
 
 __all__ = ["CONTENT_TYPE", "HTTPTransport"]
@@ -51,6 +51,7 @@ _PATHS: dict[type[ClientFrame], str] = {
     RequestChallenge: "/v1/challenge",
     SignedOwnerCommand: "/v1/owner",
     Deposit: "/v1/deposit",
+    Recall: "/v1/recall",
     Fanout: "/v1/fan",
     FetchBundle: "/v1/bundle",
     GetModerationKeys: "/v1/mkeys",

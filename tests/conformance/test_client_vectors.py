@@ -32,7 +32,7 @@ from clientlib.crypto.keys import IdentityKeyPair
 from clientlib.crypto.prekeys import PreKeyKind, PreKeyPair, SignedPreKey
 from clientlib.keystore.errors import WrongPassphrase
 from clientlib.keystore.file import FileKeystore
-from clientlib.wire.pow import capability_hash, pow_valid
+from clientlib.wire.pow import capability_hash, pow_valid, recall_hash
 
 V = json.loads((Path(__file__).parents[1] / "vectors" / "client-v1.json").read_text())["client-v1"]
 
@@ -234,3 +234,10 @@ def test_invitation_link_v3_pins_the_relay_identity() -> None:
     assert inv.identity_hash == x(v["identity_hash"]) and inv.link == v["link"]
     # The same link without hr is the version-2 link of the address.
     assert Invitation(inv.relay_url, inv.sid, inv.key, inv.identity_hash).link == V["invitation_v2"]["link"]
+
+
+def test_recall_hash() -> None:
+    """protocol.md §5.10 (revision 15): rc = SHA-256("blindrelay/v1/recall" || 0x00 || rs)."""
+    v = V["recall_hash"]
+    rc = hashlib.sha256(b"blindrelay/v1/recall\x00" + x(v["rs"])).digest()
+    assert rc == x(v["rc"]) == recall_hash(x(v["rs"]))

@@ -11,7 +11,9 @@
   history file taken *before* the expiry no longer yields it with anything the keystore holds
   (records decrypted per §23.4 from the files alone, the keystore opened per §23.4 too); the
   plaintext is in no byte of either client directory, the relay's storage or its log;
-* unsend and edit reach a peer that was offline and catches up later; a reaction comes back.
+* unsend and edit reach a peer that was offline and catches up later; a reaction comes back;
+  a message unsent before that peer fetched it is recalled at the relay (§5.10): the peer
+  never sees it, and the relay holds its envelope no more.
 """
 
 from __future__ import annotations
@@ -219,6 +221,17 @@ async def test_receipts_typing_disappearing_unsend_edit(
     await c.wait_until(lambda: len(c.received[c_a]) == 4, 30, "C: two more")
     await c.call("sync")
     await c.quit()
+    # A message C has not fetched yet is recalled at the relay by its unsend (§5.10): the
+    # relay holds one envelope fewer (the message's, while the `del` is added), and C,
+    # catching up, finds neither the message nor its envelope.
+    m_rec = (await a.call("send", contact=a_c, text=f"{token} recalled before it arrived"))["id"]
+    await a.call("sync")
+    held = await stored_envelopes(live_relay)
+    await a.call("unsend", contact=a_c, message=m_rec)
+    await a.call("sync")
+    async with asyncio.timeout(10):
+        while await stored_envelopes(live_relay) != held:
+            await asyncio.sleep(0.1)
     await a.call("unsend", contact=a_c, message=m_del)
     await a.call("edit", contact=a_c, message=m_ed, text=f"{token} edited while you were away")
     await a.call("sync")
@@ -227,6 +240,8 @@ async def test_receipts_typing_disappearing_unsend_edit(
     await c.wait_event(lambda e: e["event"] == "changed" and e["change"] == "edited", 30, "edit")
     hist = {m["id"]: m for m in await c.call("history", contact=c_a)}
     assert hist[m_del]["deleted"] and hist[m_del]["text"] == ""
+    assert m_rec not in hist and f"{token} recalled before it arrived" not in c.received[c_a]
+    assert not [e for e in c.events if e.get("id") == m_rec], "C saw the recalled message"
     assert hist[m_ed]["edited"] and hist[m_ed]["text"] == f"{token} edited while you were away"
     mine = {m["id"]: m for m in await a.call("history", contact=a_c)}
     assert mine[m_del]["deleted"] and mine[m_ed]["edited"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from clientkit import FAST, befriend, make, wait_for
+from test_recall import stored_cts
 
 from clientlib.client import (
     Client,
@@ -28,6 +29,7 @@ from clientlib.client import (
 )
 from clientlib.client.content import Unsend
 from clientlib.errors import LocalProtocolError
+from relay.config import RelayConfig
 
 PW_ALICE = b"pw-alice long test passphrase"
 PW_BOB = b"pw-bob long test passphrase"
@@ -228,3 +230,51 @@ async def test_unsend_of_a_queued_message_never_leaves(tmp_path: Path, relay: st
     async with Client.open(tmp_path / "bob.keystore", PW_BOB, config=FAST) as bob:
         await bob.sync()
         assert bob.messages(b_alice) == []
+
+
+async def test_unsend_recalls_the_undelivered_envelope(
+    tmp_path: Path, relay: str, relay_config: RelayConfig
+) -> None:
+    """protocol.md §5.10, §22.13: unsending a message its recipient has not fetched yet
+    deletes its envelope at the relay (a count of the envelopes in the relay's own storage);
+    the recipient, catching up, gets only the ``del``, which it drops without a warning."""
+    async with make(tmp_path, "alice", relay) as alice, make(tmp_path, "bob", relay) as bob:
+        a_bob, b_alice = await befriend(alice, bob)
+        await asyncio.gather(alice.sync(), bob.sync())
+        kept = await alice.send(a_bob, "seen before the unsend")
+        await wait_for(bob, MessageReceived)
+        await bob.sync()
+    async with Client.open(tmp_path / "alice.keystore", PW_ALICE, config=FAST) as alice:
+        await alice.sync()
+        before = len(stored_cts(relay_config))
+        m = await alice.send(a_bob, "recall me before bob looks")
+        await alice.sync()
+        assert len(stored_cts(relay_config)) == before + 1
+        assert alice._book.ks.items("recall"), "the sent envelope is remembered for a recall"
+        await alice.unsend(a_bob, m.id)
+        await alice.sync()
+        # The message's envelope is gone; only the `del` waits for Bob.
+        assert len(stored_cts(relay_config)) == before + 1
+        assert not [k for k, _ in alice._book.ks.items("recall") if k[16:32].hex() == m.id]
+        # An unsend of a message Bob already fetched: its recall finds nothing, the del goes.
+        await alice.unsend(a_bob, kept.id)
+        await alice.sync()
+        assert len(stored_cts(relay_config)) == before + 2
+    async with Client.open(tmp_path / "bob.keystore", PW_BOB, config=FAST) as bob:
+        warnings: list[ClientWarning] = []
+
+        async def watch() -> None:
+            async for ev in bob.events():
+                if isinstance(ev, ClientWarning):
+                    warnings.append(ev)
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        await asyncio.sleep(0)  # the watcher is reading events before anything arrives
+        await bob.sync()
+        await until(lambda: msg(bob, b_alice, kept.id, "in").deleted)
+        watcher.cancel()
+        assert m.id not in {x.id for x in bob.messages(b_alice)}
+        assert msg(bob, b_alice, kept.id, "in").deleted
+        assert not [w for w in warnings if w.kind == "forged_reference"]
+        await bob.sync()
+    assert len(stored_cts(relay_config)) == before

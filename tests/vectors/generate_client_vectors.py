@@ -44,7 +44,13 @@ from clientlib.crypto.keys import IdentityKeyPair  # noqa: E402
 from clientlib.crypto.prekeys import PreKeyKind, PreKeyPair  # noqa: E402
 from clientlib.crypto.primitives import hkdf  # noqa: E402
 from clientlib.keystore.file import FileKeystore  # noqa: E402
-from clientlib.wire.pow import capability_hash, leading_zero_bits, pow_digest, solve  # noqa: E402
+from clientlib.wire.pow import (  # noqa: E402
+    capability_hash,
+    leading_zero_bits,
+    pow_digest,
+    recall_hash,
+    solve,
+)
 
 OUT = HERE / "client-v1.json"
 
@@ -189,7 +195,14 @@ def revision_6() -> dict[str, Any]:
             "up from 0); any counter meeting bits is valid",
         },
         "keystore": keystore_vector(rng),
+        "recall_hash": recall_vector(DRBG(b"client-v1/rev15")),
     }
+
+
+def recall_vector(rng: DRBG) -> dict[str, Any]:
+    """protocol.md §5.10 (revision 15): rc = SHA-256("blindrelay/v1/recall" || 0x00 || rs)."""
+    rs = rng(32)
+    return {"rs": rs.hex(), "rc": recall_hash(rs).hex()}
 
 
 def keystore_vector(rng: DRBG) -> dict[str, Any]:

@@ -44,6 +44,7 @@ CLIENT_FRAMES: tuple[type[Struct], ...] = (
     frames.RequestChallenge,
     frames.SignedOwnerCommand,
     frames.Deposit,
+    frames.Recall,
     frames.Fanout,
     frames.Ack,
     frames.Unsubscribe,
