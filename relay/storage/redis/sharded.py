@@ -190,7 +190,7 @@ class ShardedWakeups(RedisWakeups):
                 # the reader always has a connection to wait on and PING is answered in order.
                 await asyncio.wait_for(pubsub.subscribe(self._control), SOCKET_TIMEOUT_S)
         except (StorageError, TimeoutError):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             await client.aclose()
             raise StorageUnavailable(MSG_UNAVAILABLE) from None
         shard = _Shard(name=node.name, client=client, pubsub=pubsub)
@@ -212,7 +212,7 @@ class ShardedWakeups(RedisWakeups):
     @staticmethod
     async def _close_connections(shard: _Shard) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await shard.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await shard.pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         with contextlib.suppress(RedisError, OSError):
             await shard.client.aclose()
 

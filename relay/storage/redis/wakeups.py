@@ -116,7 +116,7 @@ class RedisWakeups:
             if not fut.done():
                 fut.cancel()
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         await self._batcher.drain()
         await self._client.aclose()
 
