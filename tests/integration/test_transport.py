@@ -323,8 +323,9 @@ def test_both_transports_share_one_api() -> None:
         for name, value in vars(RelayAPI).items()
         if not name.startswith("_") and inspect.iscoroutinefunction(value)
     }
-    # revision 5: moderation_keys; revision 9: fanout, delegated_caps; 12: set_push, clear_push
-    assert len(shared) == 18
+    # revision 5: moderation_keys; revision 9: fanout, delegated_caps; 12: set_push, clear_push;
+    # 15: recall
+    assert len(shared) == 19
     for cls in (HTTPTransport, WebSocketTransport):
         assert issubclass(cls, RelayAPI)
         assert not shared & set(vars(cls)), f"{cls.__name__} re-implements a shared operation"
@@ -376,6 +377,9 @@ def bad_calls(
         lambda: t.set_push(cred, "https://push.example/u", bytes(31)),
         lambda: t.set_push(cred, "ftp://push.example/u", bytes(32)),
         lambda: t.clear_push(short),
+        lambda: t.deposit(sid, ct(), eid=eid(), rc=bytes(31)),
+        lambda: t.recall(sid[:15], eid(), bytes(32)),
+        lambda: t.recall(sid, eid(), bytes(31)),
     ]
 
 
