@@ -7,6 +7,8 @@ Bodies are v1 frames (``version || msgpack``) with content type
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.resources
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -190,6 +192,17 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+@functools.cache
+def openapi_document() -> bytes:
+    """``relay/openapi.json`` (package data): the OpenAPI 3.1 document of every route."""
+    return importlib.resources.files("relay").joinpath("openapi.json").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """``GET /v1/openapi.json``: the OpenAPI 3.1 document of the relay's HTTP routes."""
+    return web.Response(body=openapi_document(), content_type="application/json")
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/info", info, name="info")
     app.router.add_post("/v1/challenge", challenge, name="challenge")
@@ -201,6 +214,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/mkeys", public_request(GetModerationKeys), name="mkeys")
     app.router.add_post("/v1/boundaries", public_request(GetBoundaries), name="boundaries")
     app.router.add_post("/v1/pow", public_request(GetPow), name="pow")
+    app.router.add_get("/v1/openapi.json", openapi, name="openapi")
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")
     if app[config_key].metrics:
