@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
@@ -133,9 +133,34 @@ class ReportView:
     moderator: str | None
     resolved_at: int | None
     resolution_note: str | None
+    #: Per revealed attachment (same order): the image type its bytes start with
+    #: (:func:`image_type`: shown, blurred, on the moderation page) or None (a download).
+    attachment_types: list[str | None] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return f"ReportView(id={self.id}, status={self.status}, reason={self.reason})"
+
+
+#: Image formats the moderation page shows inline, by their leading bytes (the reporter's
+#: client names no type: the relay trusts only the bytes). Anything else is offered as a
+#: download (``application/octet-stream``): never SVG, HTML or another active format.
+_IMAGE_MAGIC: Final = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def image_type(data: bytes) -> str | None:
+    """``image/png``, ``image/jpeg``, ``image/gif`` or ``image/webp`` if ``data`` starts like
+    one, else None."""
+    for magic, mime in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +212,7 @@ def _view(rec: ReportRecord) -> ReportView:
         content_type=ctype,
         msg=rec.msg,
         attachments=[(hashlib.sha256(a).hexdigest(), len(a)) for a in rec.attachments],
+        attachment_types=[image_type(a) for a in rec.attachments],
         sender_key=rec.sender_key.hex(),
         recipient_key=rec.recipient_key.hex(),
         source_kind=SOURCE_NAMES.get(rec.source_kind, "none"),
@@ -436,6 +462,17 @@ class ModerationService:
             return None
         rec = await self.store.get_report(raw)
         return _view(rec) if rec is not None else None
+
+    async def attachment(self, report_id: str, index: int) -> bytes | None:
+        """The ``index``-th attachment plaintext the reporter revealed (verified under the
+        franking commitment when the report was filed), or None."""
+        raw = _parse_report_id(report_id)
+        if raw is None:
+            return None
+        rec = await self.store.get_report(raw)
+        if rec is None or not 0 <= index < len(rec.attachments):
+            return None
+        return rec.attachments[index]
 
     async def resolve(
         self,

@@ -216,6 +216,27 @@ def _rows(pairs: Iterable[tuple[str, str]]) -> str:
     return "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in pairs)
 
 
+def _attachment_row(report: ReportView, i: int, digest: str, size: int) -> str:
+    """One revealed attachment: an image is shown blurred until clicked (a checkbox and
+    CSS, no script), anything else is a download link. Both are served by this listener."""
+    url = f"{PREFIX}/reports/{e(report.id)}/attachments/{i}"
+    kind = report.attachment_types[i] if i < len(report.attachment_types) else None
+    if kind is not None:
+        content = (
+            f'<input type="checkbox" class="reveal" id="reveal-{i}">'
+            f'<label for="reveal-{i}" class="reveal-label" title="click to show or blur">'
+            f'<img class="blurred" id="attachment-{i}" src="{url}" '
+            f'alt="attachment {i}: {e(kind)}, blurred until clicked"></label>'
+            f'<a href="{url}" download>download</a>'
+        )
+    else:
+        content = f'<a href="{url}" download id="attachment-{i}">download (not an image)</a>'
+    return (
+        f"<tr><td>{i}</td><td><code>{e(digest)}</code></td><td>{e(size)}</td>"
+        f'<td class="attachment">{content}</td></tr>'
+    )
+
+
 def report_page(
     report: ReportView,
     *,
@@ -254,10 +275,13 @@ def report_page(
             "its content is not shown. Its content type is under “content type” above.</p>"
         )
     attachments = (
-        '<table id="attachments"><thead><tr><th>SHA-256</th><th>bytes</th></tr></thead><tbody>'
+        '<p class="muted">Each attachment below is the plaintext the reporter revealed; its '
+        "SHA-256 is under the sender's franking commitment (verified). Images are blurred: "
+        "click one to see it, click again to blur it.</p>"
+        '<table id="attachments"><thead><tr><th>#</th><th>SHA-256</th><th>bytes</th>'
+        "<th>content</th></tr></thead><tbody>"
         + "".join(
-            f"<tr><td><code>{e(h)}</code></td><td>{e(size)}</td></tr>"
-            for h, size in report.attachments
+            _attachment_row(report, i, h, size) for i, (h, size) in enumerate(report.attachments)
         )
         + "</tbody></table>"
         if report.attachments

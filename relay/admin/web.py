@@ -39,10 +39,10 @@ from relay.admin import render
 from relay.admin.auth import LOGIN_NONCE_TTL_S, AdminAuth, AdminSession, LoginThrottle
 from relay.admin.common import AdminInputError, find_report, parse_suspend_target
 from relay.config import RelayConfig
-from relay.moderation import ModerationError, ModerationService
+from relay.moderation import ModerationError, ModerationService, image_type
 from relay.webguard import guard_unparsed
 
-__all__ = ["HSTS", "SECURITY_HEADERS", "create_admin_app"]
+__all__ = ["ATTACHMENT_CSP", "HSTS", "REPORT_CSP", "SECURITY_HEADERS", "create_admin_app"]
 
 log = structlog.get_logger("blindrelay")
 
@@ -61,6 +61,11 @@ CSP: Final = (
     "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'"
 )
+#: The report page also shows the revealed images, which the admin listener itself serves.
+REPORT_CSP: Final = CSP + "; img-src 'self'"
+#: A revealed attachment: nothing in it may run or load, even if a browser opens it as a
+#: document (``sandbox``: no script, no plugin, a unique origin).
+ATTACHMENT_CSP: Final = "default-src 'none'; frame-ancestors 'none'; sandbox"
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -89,6 +94,8 @@ auth_key = web.AppKey("admin_auth", AdminAuth)
 site_key = web.AppKey("admin_site", AdminSite)
 _session_key = web.RequestKey("admin_session", AdminSession)
 _form_key = web.RequestKey("admin_form", dict[str, str])
+#: A Content-Security-Policy that replaces :data:`CSP` for this answer.
+_csp_key = web.RequestKey("admin_csp", str)
 
 
 def _html(body: str, status: int = 200) -> web.Response:
@@ -101,6 +108,9 @@ def _see_other(location: str) -> web.HTTPSeeOther:
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
+    csp = request.get(_csp_key)
+    if csp is not None:
+        response.headers["Content-Security-Policy"] = csp
     if _secure(request):
         response.headers[hdrs.STRICT_TRANSPORT_SECURITY] = HSTS
 
@@ -382,7 +392,35 @@ async def report(request: web.Request) -> web.StreamResponse:
     notice = None
     if request.query.get("resolved") and found.status != "open":
         notice = f"Resolved: {found.action or 'none'}."
+    request[_csp_key] = REPORT_CSP
     return _html(render.report_page(found, moderator=moderator, csrf=csrf, notice=notice))
+
+
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """``/admin/reports/<id>/attachments/<n>``: a revealed attachment plaintext, only on this
+    listener and only to a moderator. An image (by its leading bytes) is answered as that
+    image type for the report page's blurred preview; anything else as a download. Never
+    cached, never sniffed, sandboxed."""
+    index = request.match_info["index"]
+    report_id = request.match_info["report_id"]
+    data = None
+    if index.isdigit() and len(index) <= 2 and len(report_id) == 32:
+        data = await request.app[moderation_key].attachment(report_id, int(index))
+    if data is None:
+        moderator, csrf = _who(request)
+        page = render.error_page("Not found", "No such attachment.", moderator=moderator, csrf=csrf)
+        return _html(page, 404)
+    request[_csp_key] = ATTACHMENT_CSP
+    mime = image_type(data)
+    name = f"report-{report_id[:12]}-attachment-{int(index)}"
+    response = web.Response(body=data, content_type=mime or "application/octet-stream")
+    response.headers[hdrs.CONTENT_DISPOSITION] = (
+        f'inline; filename="{name}.{mime.split("/")[1]}"'
+        if mime is not None
+        else f'attachment; filename="{name}.bin"'
+    )
+    log.info("admin_attachment_served")
+    return response
 
 
 async def resolve(request: web.Request) -> web.StreamResponse:
@@ -467,5 +505,8 @@ def create_admin_app(
     app.router.add_get("/admin/reports", reports, name="admin_reports")
     app.router.add_get("/admin/reports/{report_id}", report, name="admin_report")
     app.router.add_post("/admin/reports/{report_id}/resolve", resolve, name="admin_resolve")
+    app.router.add_get(
+        "/admin/reports/{report_id}/attachments/{index}", attachment, name="admin_attachment"
+    )
     app.router.add_get("/admin/audit", audit, name="admin_audit")
     return app

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import struct
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -23,6 +25,7 @@ import pytest
 import relaydriver
 from aiohttp.test_utils import TestServer
 from relaydriver import Owner
+from reportkit import ADMIN_TOKENS, ALICE_TOKEN, AdminSession
 
 from clientlib.crypto import IdentityKeyPair, PreKeyKind, PreKeyPair
 from clientlib.crypto.amf import forge_as_recipient, verify_as_recipient
@@ -43,6 +46,8 @@ from clientlib.wire import (
     capability_hash,
     encode_map,
 )
+from relay.admin import admin_listener_key
+from relay.admin.web import ATTACHMENT_CSP, REPORT_CSP
 from relay.appkeys import service_key
 from relay.config import RelayConfig
 from relay.franking import parse_context
@@ -642,3 +647,95 @@ async def test_a_recipient_cannot_forge_a_report_of_a_message_never_sent(
         report = await s.http.report(s.bob, **report_args(s.conv, real))
         (view,) = [r for r in await s.moderation.list_reports(status=None) if r.id == report.hex()]
         assert view.verified["sender"].startswith("AMF signature verified")
+
+
+# --- revealed attachments on the moderation page (issue 12, item 6) ----------------------
+
+
+def tiny_png() -> bytes:
+    """A real 4x4 red PNG."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        body = tag + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 4 for _ in range(4))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def test_reported_attachments_on_the_moderation_page(
+    make_relay: MakeRelay, relay_config: RelayConfig, session: aiohttp.ClientSession
+) -> None:
+    """A report revealing an image, a PDF and an SVG (scripted): verified under the
+    commitment; on the admin listener only, to a moderator, the image blurred until clicked
+    under a CSP that lets the page load images from itself only, every attachment sandboxed,
+    the non-images (the SVG included) as downloads."""
+    config = replace(
+        relay_config, admin_tokens=ADMIN_TOKENS, admin_port=0, admin_login_failures_per_client=50
+    )
+    png, pdf = tiny_png(), b"%PDF-1.4\n% a document\n"
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script>'
+    att = (png, pdf, svg)
+    async with setup(make_relay, config, session) as s:
+        await s.send("look at this", att)
+        (env,) = await s.receive_all()
+        got = s.conv.open(env, att)
+        report = (await s.http.report(s.bob, **report_args(s.conv, got))).hex()
+        view = await s.moderation.get_report(report)
+        assert view is not None and view.attachment_types == ["image/png", None, None]
+        assert await s.moderation.attachment(report, 1) == pdf
+        assert await s.moderation.attachment(report, 3) is None
+        url = s.server.app[admin_listener_key].url
+        assert url is not None
+        base = url.removesuffix("/admin/")
+        path = f"/admin/reports/{report}/attachments"
+        # Not on the public listener.
+        async with session.get(s.url.rstrip("/") + f"{path}/0") as r:
+            assert r.status == 404 and png not in await r.read()
+        admin, http = AdminSession.open(base)
+        async with http:
+            status, _, resp = await admin.get(f"{path}/0")
+            assert status == 303 and resp.headers["Location"] == "/admin/login"
+            status, _, _ = await admin.login(ALICE_TOKEN)
+            assert status == 303
+            status, page, resp = await admin.get(f"/admin/reports/{report}")
+            assert status == 200 and resp.headers["Content-Security-Policy"] == REPORT_CSP
+            assert f'<img class="blurred" id="attachment-0" src="{path}/0"' in page
+            assert '<input type="checkbox" class="reveal" id="reveal-0">' in page
+            assert 'id="attachment-1"' in page and 'id="attachment-2"' in page
+            assert "<img" not in page.split('id="attachment-1"')[1]  # no preview of the others
+            assert hashlib.sha256(svg).hexdigest() in page
+            _, css, _ = await admin.get("/admin/static/admin.css")
+            assert "img.blurred { filter: blur(" in css
+            assert "input.reveal:checked + .reveal-label img.blurred { filter: none; }" in css
+            served = {}
+            for i in range(3):
+                async with http.get(f"{base}{path}/{i}", allow_redirects=False) as r:
+                    assert r.status == 200
+                    assert r.headers["Content-Security-Policy"] == ATTACHMENT_CSP
+                    assert r.headers["X-Content-Type-Options"] == "nosniff"
+                    assert r.headers["Cache-Control"] == "no-store"
+                    served[i] = (r.content_type, r.headers["Content-Disposition"], await r.read())
+            assert served[0] == (
+                "image/png",
+                f'inline; filename="report-{report[:12]}-attachment-0.png"',
+                png,
+            )
+            for i, data in ((1, pdf), (2, svg)):
+                assert served[i] == (
+                    "application/octet-stream",
+                    f'attachment; filename="report-{report[:12]}-attachment-{i}.bin"',
+                    data,
+                )
+            for bad in ("3", "-1", "x", "00000000001"):
+                status, body, _ = await admin.get(f"{path}/{bad}")
+                assert status == 404 and "No such attachment" in body, bad
+            status, body, _ = await admin.get(f"{path}/%2e%2e/%2e%2e/0")  # another route
+            assert status == 404 and png.decode("latin-1") not in body
+            status, _, _ = await admin.get(f"/admin/reports/{'0' * 32}/attachments/0")
+            assert status == 404
