@@ -106,6 +106,7 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
             finally:
                 await push.close()
                 await wakeups.aclose()
+                await app[service_key].blobs.aclose()
         finally:
             await store.aclose()
     finally:

@@ -114,6 +114,9 @@ class BlobStore(Protocol):
     async def open(self) -> None:
         """Prepare the store (create its directory). Raises: StorageUnavailable."""
 
+    async def aclose(self) -> None:
+        """Release the store's threads (after the last request)."""
+
     async def create(
         self, blob_id: bytes, meta: BlobMeta, *, max_blobs: int, max_bytes: int
     ) -> None:

@@ -28,6 +28,7 @@ work runs in threads (``asyncio.to_thread``); an upload holds at most one read b
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -152,6 +153,8 @@ class FilesystemBlobStore:
         self._lock_path = directory / ".quota.lock"
         self._read_buffer = read_buffer
         self._sync_every = sync_every
+        #: Threads for upload writes (the others use asyncio's default executor).
+        self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="blob-write")
 
     def __repr__(self) -> str:
         return "FilesystemBlobStore()"  # never the path: it may name the operator's layout
@@ -214,6 +217,9 @@ class FilesystemBlobStore:
                 self._quota_dir.mkdir(exist_ok=True, mode=0o700)
 
         await asyncio.to_thread(op)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._pool.shutdown, wait=True)
 
     async def create(
         self, blob_id: bytes, meta: BlobMeta, *, max_blobs: int, max_bytes: int
@@ -301,27 +307,43 @@ class FilesystemBlobStore:
         now: int,
     ) -> UploadState:
         upload = await asyncio.to_thread(self._begin, blob_id, ut, offset, length, now)
+        # Two half buffers: one being written by a thread while the next fills from the
+        # socket (reading and writing overlap; together at most one read buffer).
+        half = max(self._read_buffer // 2, 1)
+        writing: concurrent.futures.Future[None] | None = None
         buf = bytearray()
-        pos = recorded = offset
+        pos = recorded = offset  # pos: bytes handed to a write; recorded: the durable offset
+
+        async def settle() -> None:
+            nonlocal writing
+            if writing is not None:
+                done, writing = writing, None
+                await asyncio.wrap_future(done)
+
         try:
             try:
                 async for chunk in body:
                     if pos + len(buf) + len(chunk) > upload.size:
                         raise BlobTooLarge("past the blob's size")
                     buf += chunk
-                    if len(buf) >= self._read_buffer:
+                    if len(buf) >= half:
+                        await settle()
                         data, buf = buf, bytearray()
-                        await asyncio.to_thread(self._write, upload, data, pos)
+                        writing = self._pool.submit(self._write, upload, data, pos)
                         pos += len(data)
                         if pos - recorded >= self._sync_every and pos < upload.size:
+                            await settle()
                             await asyncio.to_thread(self._commit, upload, pos)
                             recorded = pos
+                await settle()
             except (BlobTooLarge, StorageFull):
                 raise
             except BaseException:
                 # A cut connection, a stalled body or a cancelled handler: keep what arrived.
                 # Synchronous on purpose: the task may be cancelled, and this is rare.
                 try:
+                    _wait(writing)
+                    writing = None
                     self._write(upload, buf, pos)
                     self._commit(upload, pos + len(buf))
                 except StorageFull:
@@ -338,12 +360,17 @@ class FilesystemBlobStore:
             return UploadState(pos, False)
         except BlobTooLarge:
             # None of this request's bytes are kept (protocol.md §5.9).
+            _wait(writing, quiet=True)
+            writing = None
             await asyncio.to_thread(self._cut_back, upload, offset)
             raise
         except StorageFull:
+            _wait(writing, quiet=True)
+            writing = None
             await asyncio.to_thread(self._cut_back, upload, recorded)
             raise
         finally:
+            _wait(writing, quiet=True)  # never close the file under a running write
             os.close(upload.part_fd)  # releases the upload lock
 
     def _begin(
@@ -497,6 +524,17 @@ class FilesystemBlobStore:
                 return self._count(qdir) if qdir.is_dir() else (0, 0)
 
         return await asyncio.to_thread(op)
+
+
+def _wait(write: concurrent.futures.Future[None] | None, *, quiet: bool = False) -> None:
+    """Block until a write handed to the pool is over; re-raise its error unless ``quiet``."""
+    if write is None:
+        return
+    try:
+        write.result()
+    except Exception:
+        if not quiet:
+            raise
 
 
 def _dead(meta: BlobMeta, now: int) -> bool:

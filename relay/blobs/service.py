@@ -57,6 +57,9 @@ class BlobService:
     async def open(self) -> None:
         await self.store.open()
 
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
     @storage_boundary
     async def create(self, frame: CreateBlob) -> BlobCreated:
         """Start an upload for the mailbox ``frame.sid`` (protocol.md §5.9, steps 1-4).

@@ -61,10 +61,11 @@ async def read_all(store: FilesystemBlobStore, blob_id: bytes, start: int = 0) -
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> FilesystemBlobStore:
+async def store(tmp_path: Path) -> AsyncIterator[FilesystemBlobStore]:
     s = FilesystemBlobStore(tmp_path / "blobs", read_buffer=64 << 10, sync_every=128 << 10)
     await s.open()
-    return s
+    yield s
+    await s.aclose()
 
 
 async def test_lifecycle_and_record(store: FilesystemBlobStore) -> None:
