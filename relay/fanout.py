@@ -19,6 +19,7 @@ No aiohttp here, like :mod:`relay.service`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -136,7 +137,7 @@ async def fan_out(service: MailboxService, frame: Fanout) -> FanoutDone:
             fx=stamp.ctx if stamp is not None else None,
         )
         await service.wakeups.publish(
-            WakeEvent(kind="stored", rid=result.rid, seq=result.seq, env=env)
+            WakeEvent(kind="stored", rid=result.rid, seq=result.seq, env=env, at=time.time())
         )
         service.push.wake(result.rid)  # protocol.md §28.2: a group envelope wakes too
     metrics = service.metrics

@@ -165,6 +165,16 @@ class Metrics:
             )
             for short, (name, help_text) in HISTOGRAMS.items()
         }
+        self._wakeup_lag = Histogram(
+            _PREFIX + "wakeup_lag_seconds",
+            "Time from an envelope being durably stored until its wake-up reaches a subscribed "
+            "connection, by path: local (the storing process) or pubsub (another process, "
+            "through Redis; measured across the processes' wall clocks).",
+            ["via"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._lag_children = {via: self._wakeup_lag.labels(via) for via in ("local", "pubsub")}
         self._connections = Gauge(
             _PREFIX + "connections", "Open WebSocket connections.", registry=self.registry
         )
@@ -218,6 +228,11 @@ class Metrics:
     def observe(self, name: str, seconds: float) -> None:
         """Record one latency of the histogram ``name`` (a key of :data:`HISTOGRAMS`)."""
         self._histograms[name].observe(seconds)
+
+    def wakeup_lag(self, via: str, seconds: float) -> None:
+        """Record one wake-up lag (``via``: ``local`` or ``pubsub``); a negative value (clock
+        skew between processes) counts as 0."""
+        self._lag_children[via].observe(max(seconds, 0.0))
 
     @contextmanager
     def timer(self, name: str) -> Iterator[None]:

@@ -601,7 +601,7 @@ class MailboxService:
             fx=stamp.ctx if stamp is not None else None,
         )
         await self.wakeups.publish(
-            WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env)
+            WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env, at=time.time())
         )
         self.push.wake(outcome.rid)
 

@@ -207,12 +207,19 @@ class WakeEvent:
     ``stored``: envelope ``seq`` was stored (``env`` is set when the event is local, so the
     subscriber can push without reading storage). ``online``: an online-only envelope to push
     now or drop (``env`` always set, ``seq`` 0). ``deleted``: the mailbox is gone.
+
+    ``at`` (``stored``): the wall-clock second (``time.time()``, a float) at which the
+    envelope was durably stored, 0 if unknown; the subscriber measures the wake-up lag from
+    it. ``via``: how the event reached this process (``local``: the process that stored it;
+    ``pubsub``: from another process through Redis).
     """
 
     kind: Literal["stored", "online", "deleted"]
     rid: bytes
     seq: int = 0
     env: StoredEnvelope | None = None
+    at: float = 0.0
+    via: Literal["local", "pubsub"] = "local"
 
 
 WakeCallback = Callable[[WakeEvent], None]

@@ -97,6 +97,9 @@ class Subscription:
 
     def on_event(self, event: WakeEvent) -> None:
         """Wake-up callback (runs on the event loop, must not block)."""
+        if event.at:
+            # From the envelope's storing to this subscriber's connection hearing of it.
+            self.conn.metrics.wakeup_lag(event.via, time.time() - event.at)
         if event.kind == "online":
             if event.env is not None:
                 self.conn.push(self.rid, event.env)

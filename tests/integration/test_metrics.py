@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from relaydriver import HTTPClient, Owner, RelayRejectedError, WSClient
 
-from clientlib.wire import EnvelopeDelivered
+from clientlib.wire import Drained, EnvelopeDelivered
 from relay.app import create_app
 from relay.config import RelayConfig
 from relay.metrics import COUNTERS, HISTOGRAMS
@@ -69,6 +69,12 @@ async def test_exposition_is_complete_and_moves(
     assert sample(families, "blindrelay_connections", "blindrelay_connections") == 1
     assert sample(families, "blindrelay_deposit_seconds", "blindrelay_deposit_seconds_count") == 1
     assert sample(families, "blindrelay_push_seconds", "blindrelay_push_seconds_count") == 1
+    # The wake-up of the stored envelope reached the subscriber's connection in this process.
+    lag = "blindrelay_wakeup_lag_seconds"
+    assert families[lag].type == "histogram"
+    assert sample(families, lag, lag + "_count", via="local") == 1
+    assert sample(families, lag, lag + "_count", via="pubsub") == 0
+    assert 0 <= sample(families, lag, lag + "_sum", via="local") < 5
     # Pushed but not acknowledged: still stored.
     [stored] = families["blindrelay_stored_envelopes"].samples
     assert stored.value == 1 and stored.labels["backend"] in ("sqlite", "redis")
@@ -77,6 +83,35 @@ async def test_exposition_is_complete_and_moves(
     assert sample(families, "blindrelay_push_queue_frames", "blindrelay_push_queue_frames") == 0
     assert sample(families, "blindrelay_connections", "blindrelay_connections") == 0
     assert sid.hex() not in text and rid.hex() not in text
+
+
+@pytest.mark.redis
+async def test_wakeup_lag_across_processes_through_redis(
+    redis_url: str, make_relay: Any, tmp_path: Path, session: aiohttp.ClientSession, owner: Owner
+) -> None:
+    """Two relay applications over one Redis: a deposit on one wakes the owner subscribed on
+    the other through pub/sub, and the subscriber's process records the lag (``pubsub``)."""
+    config = replace(
+        RelayConfig(storage="redis", data_dir=str(tmp_path), purge_interval_s=3600),
+        redis_url=redis_url,
+    )
+    front, _ = await make_relay(config)
+    back, _ = await make_relay(replace(config, data_dir=str(tmp_path / "b")))
+    rid, sid = await HTTPClient(session, front).create_mailbox(owner)
+    async with WSClient(session, back) as ws:
+        await ws.subscribe(owner, rid)
+        while not isinstance(await ws.next_push(), Drained):
+            pass
+        lag = "blindrelay_wakeup_lag_seconds"
+        await HTTPClient(session, front).deposit(sid, os.urandom(256))
+        while not isinstance(await ws.next_push(), EnvelopeDelivered):
+            pass
+        _, got = await scrape(session, back)
+        assert sample(got, lag, lag + "_count", via="pubsub") == 1
+        assert sample(got, lag, lag + "_count", via="local") == 0
+        assert 0 <= sample(got, lag, lag + "_sum", via="pubsub") < 5
+        _, stored_on = await scrape(session, front)
+        assert sample(stored_on, lag, lag + "_count", via="pubsub") == 0
 
 
 @pytest.mark.redis

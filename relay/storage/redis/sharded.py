@@ -139,6 +139,8 @@ class ShardedWakeups(RedisWakeups):
         """
         self._registry.dispatch(event)
         body: dict[str, Any] = {"k": event.kind, "s": event.seq}
+        if event.at:
+            body["a"] = event.at  # when it was stored, for the wake-up lag
         if event.kind == "online" and event.env is not None:
             body["e"] = event.env.to_map()
         message = self._process_id + msgpack.packb(body, use_bin_type=True)

@@ -161,6 +161,8 @@ class RedisWakeups:
         """
         self._registry.dispatch(event)
         body: dict[str, Any] = {"k": event.kind, "s": event.seq}
+        if event.at:
+            body["a"] = event.at  # when it was stored, for the wake-up lag
         if event.kind == "online" and event.env is not None:
             body["e"] = event.env.to_map()
         # The publishing process id is a fixed-size prefix, so every process can skip its own
@@ -237,10 +239,15 @@ class RedisWakeups:
             env = StoredEnvelope.from_map(body["e"]) if kind == "online" else None
             if kind == "online" and env is None:
                 return
+            at = body.get("a", 0.0)
+            if type(at) is not float:
+                at = 0.0
         except (KeyError, TypeError, ValueError, WireError, msgpack.UnpackException):
             log.warning("wakeup_message_malformed")
             return
-        self._registry.dispatch(WakeEvent(kind=kind, rid=rid, seq=seq, env=env))
+        self._registry.dispatch(
+            WakeEvent(kind=kind, rid=rid, seq=seq, env=env, at=at, via="pubsub")
+        )
 
     def _rid_of(self, channel: bytes) -> bytes | None:
         head = f"{self._prefix}w:{{".encode()
