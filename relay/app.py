@@ -121,20 +121,26 @@ async def _purge_ctx(app: web.Application) -> AsyncIterator[None]:
     # while it (re)connects, and the loop must end anyway.
     stop = asyncio.Event()
 
+    async def envelopes() -> None:
+        count = await service.purge_expired()
+        if count:
+            log.info("expired_purged", count=count)
+
+    async def blobs() -> None:  # attachment blobs (protocol.md §5.9): files, not the store
+        count = await service.blobs.purge()
+        if count:
+            log.info("blobs_purged", count=count)
+
     async def loop() -> None:
         while not stop.is_set():
-            try:
-                count = await service.purge_expired()
-                if count:
-                    log.info("expired_purged", count=count)
-                blobs = await service.blobs.purge()
-                if blobs:
-                    log.info("blobs_purged", count=blobs)
-            except StorageError:  # keep purging after a storage outage
-                log.warning("purge_failed")
-                app[metrics_key].inc("storage_errors", "purge")
-            except Exception:  # a bug: logged as one, and purging carries on
-                log.exception("purge_failed")
+            for job in (envelopes, blobs):  # one failing does not stop the other
+                try:
+                    await job()
+                except StorageError:  # keep purging after a storage outage
+                    log.warning("purge_failed")
+                    app[metrics_key].inc("storage_errors", "purge")
+                except Exception:  # a bug: logged as one, and purging carries on
+                    log.exception("purge_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 

@@ -351,6 +351,23 @@ async def test_expiry_and_purge(env: Env) -> None:
     assert (await api.get(long.blob, long.rt))[1] == b"l" * 100
 
 
+async def test_the_periodic_purge_deletes_expired_blobs(
+    make_relay: MakeRelay, relay_config: RelayConfig, session: aiohttp.ClientSession
+) -> None:
+    """The relay's own purge job (every purge_interval_s) removes an expired blob's files."""
+    cfg = replace(relay_config, purge_interval_s=0.5)
+    url, _ = await make_relay(cfg)
+    api, t = Blobs(session, url), HTTPTransport(session, url)
+    _, sid = await new_mailbox(t)
+    b = await api.new(sid, 10, ttl=1)
+    await api.put(b.blob, b.ut, 0, b"e" * 10)
+    assert f"{b.blob.hex()}.blob" in files(cfg)
+    deadline = time.monotonic() + 10
+    while any(n.startswith(b.blob.hex()) for n in files(cfg)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not any(n.startswith(b.blob.hex()) for n in files(cfg))
+
+
 async def test_quota_per_destination_mailbox(
     make_relay: MakeRelay, relay_config: RelayConfig, session: aiohttp.ClientSession
 ) -> None:
