@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import msgpack
 import pytest
+from aiohttp.test_utils import TestServer
 from relaydriver import CT, HTTPClient, Owner, RelayRejectedError, WSClient
 
 from clientlib.wire import (
@@ -22,6 +24,7 @@ from clientlib.wire import (
     Deposit,
     EnvelopeDelivered,
     ErrorReply,
+    GetModerationKeys,
     GetPow,
     OwnerCommand,
     SignedOwnerCommand,
@@ -164,8 +167,6 @@ async def test_envelope_ct_limit(relay: str, session: aiohttp.ClientSession, own
 async def test_envelope_limit_below_the_maximum(
     make_relay, relay_config, session: aiohttp.ClientSession, owner: Owner
 ) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
     url, _ = await make_relay(replace(relay_config, max_envelope_bytes=16_384))
     http = HTTPClient(session, url)
     rid, sid = await http.create_mailbox(owner)
@@ -394,8 +395,6 @@ async def test_open_websockets_per_process(
 ) -> None:  # type: ignore[no-untyped-def]
     """``max_connections`` WebSockets are accepted; one more is ``LIMIT`` (HTTP 429) before
     the upgrade."""
-    from dataclasses import replace
-
     url, _ = await make_relay(replace(relay_config, max_connections=3))
     held = [await session.ws_connect(url + "v1/ws") for _ in range(3)]
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -422,8 +421,6 @@ async def test_open_websockets_per_process(
 async def test_pending_challenges_and_subscriptions_per_connection(
     make_relay, relay_config, session: aiohttp.ClientSession, owner: Owner
 ) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
     url, _ = await make_relay(replace(relay_config, max_pending_challenges=3, max_subscriptions=2))
     async with WSClient(session, url) as ws:
         rids = [(await ws.create_mailbox(owner))[0] for _ in range(3)]
@@ -444,8 +441,6 @@ async def test_requests_in_flight_per_connection(
 ) -> None:  # type: ignore[no-untyped-def]
     """Past ``max_inflight_requests`` a request is ``LIMIT`` and stores nothing; within it
     every one is served."""
-    from dataclasses import replace
-
     url, _ = await make_relay(replace(relay_config, max_inflight_requests=2))
     http = HTTPClient(session, url)
     rid, sid = await http.create_mailbox(owner)
@@ -466,8 +461,6 @@ async def test_unacknowledged_pushes_per_subscription(
     make_relay, relay_config, session: aiohttp.ClientSession, owner: Owner
 ) -> None:  # type: ignore[no-untyped-def]
     """``push_window`` envelopes are pushed unacknowledged; the next waits for an ack."""
-    from dataclasses import replace
-
     url, _ = await make_relay(replace(relay_config, push_window=3))
     http = HTTPClient(session, url)
     rid, sid = await http.create_mailbox(owner)
@@ -489,8 +482,6 @@ async def test_contact_requests_and_pow_per_connection_minute(
 ) -> None:  # type: ignore[no-untyped-def]
     """The allowance counts before anything else is looked at: three ``pow?`` are answered
     (``AUTH``: no such address), the fourth on that socket is ``LIMIT``."""
-    from dataclasses import replace
-
     url, _ = await make_relay(replace(relay_config, requests_per_connection_minute=3))
     data = GetPow(id=7, sid=os.urandom(16)).encode()
     async with WSClient(session, url) as ws:
@@ -656,11 +647,11 @@ ROWS: dict[str, tuple[str, ...]] = {
     "route frames per client TCP connection and minute": (
         "tests/integration/test_forwarding.py::test_limits_pow_and_switching_off",
     ),
-    "forwards in progress per process": (),  # not yet tested (see the issue 19 note)
+    "forwards in progress per process": ("test_forwards_in_progress_and_one_forwards_time",),
     "packets remembered against repeats": (
         "tests/integration/test_forwarding.py::test_forwarding_and_every_refusal",
     ),
-    "one forward, answer included": (),  # not yet tested (see the issue 19 note)
+    "one forward, answer included": ("test_forwards_in_progress_and_one_forwards_time",),
     "route proof of work": (
         "tests/integration/test_forwarding.py::test_limits_pow_and_switching_off",
     ),
@@ -668,8 +659,9 @@ ROWS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_forwarding.py::test_route_keys_rotate_with_an_overlap_window",
     ),
 }
-#: Rows known to lack a test; the meta-test fails when one gains a test and stays listed.
-UNTESTED = {"forwards in progress per process", "one forward, answer included"}
+#: Rows known to lack a test (none today); the meta-test fails when one gains a test and
+#: stays listed.
+UNTESTED: set[str] = set()
 
 
 def table_rows() -> list[str]:
@@ -700,3 +692,90 @@ def test_every_row_of_the_limits_table_has_a_test() -> None:
             path, _, name = test.rpartition("::")
             source = (ROOT / path).read_text() if path else here
             assert re.search(rf"^(async )?def {name}\(", source, re.M), test
+
+
+# --- forwarding: forwards in progress, one forward's time ---------------------------------------
+
+
+async def _stalling_destination(real: str, release: asyncio.Event) -> TestServer:
+    """A relay front that answers ``rkeys?`` from the real relay ``real`` and holds every
+    ``/v1/fwd`` until ``release`` is set (then passes it on)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    async def passthrough(request: web.Request) -> web.Response:
+        if request.path == "/v1/fwd":
+            await release.wait()
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                real + request.path, data=await request.read(), headers={"Content-Type": CT}
+            ) as r,
+        ):
+            return web.Response(body=await r.read(), status=r.status, content_type=CT)
+
+    app = web.Application()
+    app.router.add_post("/v1/rkeys", passthrough)
+    app.router.add_post("/v1/fwd", passthrough)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def test_forwards_in_progress_and_one_forwards_time(make_relay, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``forward_max_inflight`` forwards run at once and one more is ``LIMIT``; a forward
+    whose destination does not answer within ``forward_timeout_s`` is ``UNAVAILABLE``."""
+    from clientlib.client._route import seal_packet
+    from clientlib.wire.client_frames import GetRouteKeys, Route
+    from clientlib.wire.relay_frames import RouteKeysIssued
+    from relay.config import RelayConfig
+
+    base = RelayConfig(purge_interval_s=3600)
+    d, _ = await make_relay(replace(base, data_dir=str(tmp_path / "d")))
+    f, _ = await make_relay(
+        replace(
+            base, data_dir=str(tmp_path / "f"), forward_allow_private=True,
+            forward_max_inflight=2, forward_timeout_s=1.0, forward_per_connection_minute=100,
+        )
+    )  # fmt: skip
+    release = asyncio.Event()
+    front = await _stalling_destination(d.rstrip("/"), release)
+    dst = str(front.make_url("")).rstrip("/")
+    try:
+        async with aiohttp.ClientSession() as s:
+            _, keys = decode_relay_frame(
+                (await _raw_post(s, d, "/v1/rkeys", GetRouteKeys(id=1).encode()))[1]
+            )
+            assert isinstance(keys, RouteKeysIssued)
+            entry = keys.keys[0]
+
+            def route(i: int) -> bytes:
+                pkt = seal_packet(
+                    entry.kid, entry.key, GetModerationKeys(id=i).encode(), os.urandom
+                )[0]
+                return Route(id=i, dst=dst, pkt=pkt, pwc=None).encode()
+
+            # Two forwards in progress (the destination holds them), the third is LIMIT.
+            held = [asyncio.create_task(_raw_post(s, f, "/v1/route", route(i))) for i in (1, 2)]
+            await asyncio.sleep(0.3)
+            status, body = await _raw_post(s, f, "/v1/route", route(3))
+            _, reply = decode_relay_frame(body)
+            assert (status, reply.code) == (429, "LIMIT")  # type: ignore[union-attr]
+            # The held ones end after forward_timeout_s: UNAVAILABLE (not stored, retry).
+            for status, body in await asyncio.gather(*held):
+                _, reply = decode_relay_frame(body)
+                assert (status, reply.code) == (503, "UNAVAILABLE")  # type: ignore[union-attr]
+            # Within both limits, a forward goes through.
+            release.set()
+            status, body = await _raw_post(s, f, "/v1/route", route(4))
+            assert status == 200, decode_relay_frame(body)
+    finally:
+        release.set()
+        await front.close()
+
+
+async def _raw_post(
+    session: aiohttp.ClientSession, url: str, path: str, body: bytes
+) -> tuple[int, bytes]:
+    async with session.post(url.rstrip("/") + path, data=body, headers={"Content-Type": CT}) as r:
+        return r.status, await r.read()
