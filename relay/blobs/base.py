@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -92,19 +92,29 @@ class UploadState:
 class BlobDownload:
     """An opened blob to stream: ``chunks()`` yields bytes ``start..size-1`` read from the
     open file (its directory entry may already be gone: the last download of a limited
-    blob unlinks it before streaming). Close it when done (``aclose``)."""
+    blob unlinks it before streaming). Always close it (``aclose``), streamed or not: that
+    releases the file."""
 
     size: int
     start: int
     _reader: AsyncIterator[bytes]
+    _release: Callable[[], None]
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._reader
 
     async def aclose(self) -> None:
         close = getattr(self._reader, "aclose", None)
-        if close is not None:
-            await close()
+        try:
+            if close is not None:
+                await close()
+        finally:
+            release, self._release = self._release, _nothing
+            release()
+
+
+def _nothing() -> None:
+    return None
 
 
 class BlobStore(Protocol):

@@ -32,6 +32,7 @@ import concurrent.futures
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import struct
 from collections.abc import AsyncIterator, Iterator
@@ -436,7 +437,12 @@ class FilesystemBlobStore:
 
     async def open_download(self, blob_id: bytes, rt: bytes, start: int, now: int) -> BlobDownload:
         fd, size = await asyncio.to_thread(self._open_download, blob_id, rt, start, now)
-        return BlobDownload(size=size, start=start, _reader=self._stream(fd, start, size))
+        return BlobDownload(
+            size=size,
+            start=start,
+            _reader=self._stream(fd, start, size),
+            _release=functools.partial(os.close, fd),
+        )
 
     def _open_download(self, blob_id: bytes, rt: bytes, start: int, now: int) -> tuple[int, int]:
         with _os_errors(), self._record(blob_id) as found:
@@ -462,17 +468,16 @@ class FilesystemBlobStore:
             return fd, meta.size
 
     async def _stream(self, fd: int, start: int, size: int) -> AsyncIterator[bytes]:
-        try:
-            pos = start
-            while pos < size:
-                want = min(self._read_buffer, size - pos)
+        """The bytes of the open file ``fd`` (closed by the :class:`BlobDownload`)."""
+        pos = start
+        while pos < size:
+            want = min(self._read_buffer, size - pos)
+            with _os_errors():
                 chunk = await asyncio.to_thread(os.pread, fd, want, pos)
-                if not chunk:
-                    raise StorageUnavailable("blob shorter than recorded")
-                pos += len(chunk)
-                yield chunk
-        finally:
-            os.close(fd)
+            if not chunk:
+                raise StorageUnavailable("blob shorter than recorded")
+            pos += len(chunk)
+            yield chunk
 
     async def purge(self, now: int) -> int:
         return await asyncio.to_thread(self._purge, now)

@@ -26,7 +26,7 @@ from aiohttp import web
 from clientlib.wire.client_frames import CreateBlob
 from clientlib.wire.codes import ErrorCode
 from relay.appkeys import config_key, service_key
-from relay.errors import RelayError
+from relay.errors import RelayError, wire_code
 from relay.http.routes import frame_response, read_frame
 
 __all__ = ["TOKEN_HEADER", "setup_blob_routes"]
@@ -124,8 +124,11 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
             async for chunk in download.chunks():
                 await response.write(chunk)
             await response.write_eof()
-        except (ConnectionError, RelayError):
-            pass  # the client went away (or storage failed) mid-stream: nothing to answer
+        except Exception as exc:
+            # The client went away, or storage failed, mid-stream: the status is sent, so
+            # there is nothing to answer (the client sees a short body). A bug is raised.
+            if not isinstance(exc, ConnectionError) and wire_code(exc) is None:
+                raise
         return response
     finally:
         await download.aclose()
@@ -134,5 +137,6 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
 def setup_blob_routes(app: web.Application) -> None:
     app.router.add_post("/v1/blob", create_blob, name="blob_create")
     app.router.add_put("/v1/blob/{id}", put_blob, name="blob_put")
-    app.router.add_get("/v1/blob/{id}/upload", upload_state, name="blob_state")
-    app.router.add_get("/v1/blob/{id}", get_blob, name="blob_get")
+    # No HEAD: a HEAD would count (and, for a view-once blob, spend) a download.
+    app.router.add_get("/v1/blob/{id}/upload", upload_state, name="blob_state", allow_head=False)
+    app.router.add_get("/v1/blob/{id}", get_blob, name="blob_get", allow_head=False)

@@ -96,6 +96,18 @@ async def test_lifecycle_and_record(store: FilesystemBlobStore) -> None:
     assert await store.usage(QK) == (1, len(data))
 
 
+async def test_a_download_closed_unread_releases_its_file(store: FilesystemBlobStore) -> None:
+    bid = os.urandom(16)
+    await store.create(bid, meta(10), max_blobs=4, max_bytes=1 << 20)
+    await store.append(bid, UT, 0, body(b"0123456789"), 10, NOW)
+    fds = len(os.listdir("/proc/self/fd"))
+    d = await store.open_download(bid, RT, 0, NOW)
+    assert len(os.listdir("/proc/self/fd")) == fds + 1
+    await d.aclose()  # never streamed (the client went away before the headers)
+    await d.aclose()  # idempotent
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
 async def test_refusals_change_nothing(store: FilesystemBlobStore) -> None:
     bid = os.urandom(16)
     await store.create(bid, meta(1000), max_blobs=4, max_bytes=1 << 20)

@@ -283,6 +283,25 @@ async def test_resume_after_a_cut_connection(env: Env) -> None:
     assert (await api.get(b.blob, b.rt))[1] == data
 
 
+async def test_a_download_cut_mid_stream_and_resumed(env: Env) -> None:
+    api, t, _, server = env
+    _, sid = await new_mailbox(t)
+    data = os.urandom(8 << 20)
+    b = await api.new(sid, len(data))
+    await api.put(b.blob, b.ut, 0, data)
+    _, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(
+        f"GET /v1/blob/{b.blob.hex()} HTTP/1.1\r\nHost: relay\r\n"
+        f"Blindrelay-Token: {b.rt.hex()}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.transport.abort()  # gone after the headers and part of the body
+    status, body, _ = await api.get(b.blob, b.rt, "bytes=4194304-")  # resumes
+    assert status == 206 and body == data[4 << 20 :]
+    assert (await api.get(b.blob, b.rt))[1] == data
+
+
 async def test_stalled_body_times_out_and_keeps_its_bytes(
     make_relay: MakeRelay, relay_config: RelayConfig, session: aiohttp.ClientSession
 ) -> None:
@@ -308,6 +327,12 @@ async def test_download_limit(env: Env, dl: int) -> None:
     b = await api.new(sid, len(data), dl=dl)
     await api.put(b.blob, b.ut, 0, data)
     name = b.blob.hex()
+    # HEAD is not a download (a prefetcher must not spend a view-once blob).
+    async with api.s.head(
+        f"{api.base}/v1/blob/{name}", headers={"Blindrelay-Token": b.rt.hex()}
+    ) as r:
+        assert r.status == 405
+    assert f"{name}.blob" in files(cfg)
     if dl == 2:
         assert (await api.get(b.blob, b.rt, "bytes=10-"))[1] == data[10:]  # a ranged GET counts
         assert f"{name}.blob" in files(cfg)
