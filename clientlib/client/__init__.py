@@ -15,7 +15,7 @@ from clientlib.client._linking import DeviceApproval, DeviceLinker
 from clientlib.client._receipts import DEFAULT_RECEIPT_DELAY, ReceiptDelay
 from clientlib.client._typing import TYPING_KEEPALIVE, TYPING_TIMEOUT
 from clientlib.client.backup import BackupError, CorruptBackup, WrongRecoveryKey
-from clientlib.client.client import Client, ContactRef, RequestRef
+from clientlib.client.client import Client, ContactRef, MediaRefused, RequestRef
 from clientlib.client.config import ClientConfig
 from clientlib.client.devicelist import MAX_DEVICES, InvalidDeviceList, LinkError
 from clientlib.client.history import (
@@ -26,6 +26,7 @@ from clientlib.client.history import (
 )
 from clientlib.client.invite import IdentityMismatch, InvalidInvitation, Invitation
 from clientlib.client.types import (
+    Attachment,
     CaughtUp,
     ClientEvent,
     ClientWarning,
@@ -57,6 +58,7 @@ __all__ = [
     "MAX_DEVICES",
     "TYPING_KEEPALIVE",
     "TYPING_TIMEOUT",
+    "Attachment",
     "BackupError",
     "CaughtUp",
     "Client",
@@ -85,6 +87,7 @@ __all__ = [
     "InvalidInvitation",
     "Invitation",
     "LinkError",
+    "MediaRefused",
     "MemoryHistory",
     "MessageChanged",
     "MessageExpired",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from clientlib.client._book import AddressBook, ContactRef, RequestRef, bnd_list, credential
@@ -42,7 +42,7 @@ from clientlib.errors import LocalProtocolError, RelayRejected, TransportError
 from clientlib.session import Session, initiate
 from clientlib.wire.frames import Boundaries
 from clientlib.wire.limits import OWNER_COMMAND_CONTEXT
-from clientlib.wire.pow import capability_hash
+from clientlib.wire.pow import attachment_capability_hash, capability_hash
 
 __all__ = ["BoundaryViolation", "ContactOps"]
 
@@ -306,6 +306,10 @@ class ContactOps:
         book = self._book
         cid = book.resolve_contact(ref)
         await self.refresh_moderator_keys(self.relay_of(cid))
+        if media is not None:
+            # The relay enforces it (protocol.md §4.8, revision 8): first the attachment
+            # capability hash, then the setting; unreachable: nothing changes.
+            await self.set_media_capability(cid, media)
         async with book.lock:
             c = book.contacts[cid]
             if delivery_receipts is not None and len(c.settings) < 4:
@@ -318,6 +322,30 @@ class ContactOps:
             await book.save()
         self._outbox.wake()
         return book.contact_view(cid)
+
+    async def set_media_capability(self, cid: bytes, on: bool) -> None:
+        """Register (``on``) or remove the contact's attachment capability hash ``h_att``
+        on our mailbox for it (protocol.md §4.8, revision 8), and record that we did.
+
+        Raises:
+            TransportError: the relay could not be reached (nothing changed).
+        """
+        book = self._book
+        c = book.contacts[cid]
+        if not c.mycap:
+            return
+        h = [attachment_capability_hash(c.sid, c.mycap)]
+        cred = credential(c.rid, c.owner)
+        if on:
+            await self._link.transport().set_caps(cred, add=h)
+        else:
+            await self._link.transport().set_caps(cred, remove=h)
+        async with book.lock:
+            now_c = book.contacts.get(cid)
+            if now_c is not None:
+                now_c.hatt = on
+                book.put_contact(cid)
+                await book.save()
 
     async def set_boundaries(self, boundaries: Boundaries) -> None:
         """Publish new boundaries on every contact address (and use them for new ones)."""
@@ -393,9 +421,12 @@ class ContactOps:
         *,
         now: int | None = None,
         history: StoredMessage | None = None,
+        attachment_hashes: Sequence[bytes] = (),
+        att: Sequence[bytes] = (),
     ) -> None:
         """Encrypt ``content`` for an accepted contact and queue it (call with the lock
-        held); ``history``: the outgoing message to store first.
+        held); ``history``: the outgoing message to store first; ``attachment_hashes``:
+        under the franking commitment (§15.1); ``att``: the blob ids the deposit references.
 
         For a pending contact (request not answered yet) the content is queued unsealed,
         in the encrypted keystore, and sealed when the acceptance arrives: sealed now it
@@ -411,7 +442,15 @@ class ContactOps:
             mid = bytes.fromhex(history.id)
         rm = mid  # every envelope of the message can be recalled by an unsend (§22.13)
         if self.devices is not None:  # the contact's further devices (§24.6)
-            self.devices.fan_out(cid, content, now=t, mid=mid, rm=rm)
+            self.devices.fan_out(
+                cid,
+                content,
+                now=t,
+                mid=mid,
+                rm=rm,
+                attachment_hashes=attachment_hashes,
+                att=att,
+            )
             if c.devs:
                 mid = None  # delivery state follows the first envelope queued
         if c.off:  # the main device was removed from the contact's list (§24.7)
@@ -431,6 +470,7 @@ class ContactOps:
             identity=book.identity,
             moderator=self._link.relays.modkeys(c.relay).current(),
             prepared=self._prepared.pop(cid, None),
+            attachment_hashes=attachment_hashes,
         )
         self.warm(cid)  # the next message's signature, while this one is being saved
         c.session = session.to_record().to_bytes()
@@ -438,7 +478,16 @@ class ContactOps:
         eid = book.rng(16)
         self._outbox.queue(
             OutboxRecord(
-                cid, eid, sealed.ct, sealed.fc, c.send, mid, c.sendcap, relay=c.relay, rm=rm
+                cid,
+                eid,
+                sealed.ct,
+                sealed.fc,
+                c.send,
+                mid,
+                c.sendcap,
+                relay=c.relay,
+                rm=rm,
+                att=list(att) or None,
             )
         )
 
@@ -495,7 +544,10 @@ class ContactOps:
     async def create_pairwise(self, owner: bytes, cap: bytes) -> tuple[bytes, bytes]:
         """A pairwise mailbox that accepts deposits carrying ``cap`` only (protocol.md §4.8)."""
         rid, sid = await self._create_mailbox(owner, kind="pair")
+        # Media is on for a new contact (the default settings): the attachment capability
+        # hash goes in with the capability (protocol.md §4.8, revision 8).
         await self._link.transport().set_caps(
-            credential(rid, owner), add=[capability_hash(sid, cap)]
+            credential(rid, owner),
+            add=[capability_hash(sid, cap), attachment_capability_hash(sid, cap)],
         )
         return rid, sid

@@ -16,7 +16,7 @@ session, and :meth:`Renewal.on_answer` for every envelope of a contact that has 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from clientlib.client._book import AddressBook
@@ -419,10 +419,13 @@ class Renewal:
         now: int,
         mid: bytes | None = None,
         rm: bytes | None = None,
+        attachment_hashes: Sequence[bytes] = (),
+        att: Sequence[bytes] = (),
     ) -> None:
         """Seal ``content`` for every further device of a contact and queue it (``mid``: the
         message id whose delivery state the first envelope carries; ``rm``: the message id
-        every envelope carries for a recall, protocol.md §22.13)."""
+        every envelope carries for a recall, protocol.md §22.13; ``attachment_hashes`` and
+        ``att``: a file's, as for the main session)."""
         book = self._book
         c = book.contacts[cid]
         if not c.devs:
@@ -431,7 +434,12 @@ class Renewal:
         for d in c.devs:
             session = Session.from_record(d[3], now=now)
             sealed = session.encrypt(
-                content, rng=book.rng, now=now, identity=book.identity, moderator=mod
+                content,
+                rng=book.rng,
+                now=now,
+                identity=book.identity,
+                moderator=mod,
+                attachment_hashes=attachment_hashes,
             )
             d[3] = session.to_record().to_bytes()
             self._outbox.queue(
@@ -445,6 +453,7 @@ class Renewal:
                     cap=d[2],
                     relay=c.relay,
                     rm=rm,
+                    att=list(att) or None,
                 )
             )
             mid = None

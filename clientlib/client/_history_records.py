@@ -11,9 +11,57 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from clientlib.client.types import DeliveryState, StoredMessage
+from clientlib.client.types import Attachment, DeliveryState, StoredMessage
 
 STATES = ("queued", "sent", "received", "failed", "delivered", "read")
+_EXTRAS = {"tm", "ex", "sn", "ed", "dl", "rx", "at"}
+_AT_KEYS = {"n", "m", "s", "t", "d", "h", "vo", "v"}
+
+
+def attachment_record(a: Attachment) -> dict[str, Any]:
+    """The ``at`` extra of a message with a file (protocol.md §23.4): ``n`` name, ``m``
+    media type, ``s`` size, ``t`` thumbnail as shown, ``d`` the file content (the
+    descriptor with key and read token) and ``h`` the plaintext hash while downloadable,
+    ``vo`` view-once, ``v`` viewed."""
+    out: dict[str, Any] = {"n": a.name, "m": a.mime, "s": a.size}
+    if a.thumbnail is not None:
+        out["t"] = a.thumbnail
+    if a.descriptor and not a.viewed:
+        out["d"] = a.descriptor
+        out["h"] = a.plaintext_hash
+    if a.view_once:
+        out["vo"] = 1
+    if a.viewed:
+        out["v"] = 1
+    return out
+
+
+def parse_attachment(cid: str, mid: str, x: object) -> Attachment:
+    if type(x) is not dict or not set(x) <= _AT_KEYS or not {"n", "m", "s"} <= set(x):
+        raise ValueError("bad record")
+    name, mime, size = x["n"], x["m"], x["s"]
+    thumb, desc, ph = x.get("t"), x.get("d", b""), x.get("h", b"")
+    if (
+        (name is not None and type(name) is not str)
+        or type(mime) is not str
+        or (thumb is not None and type(thumb) is not bytes)
+        or type(desc) is not bytes
+        or type(ph) is not bytes
+        or (desc and len(ph) != 32)
+    ):
+        raise ValueError("bad record")
+    return Attachment(
+        cid,
+        mid,
+        name,
+        mime,
+        _int(size),
+        thumbnail=thumb,
+        view_once=bool(_int(x.get("vo", 0))),
+        viewed=bool(_int(x.get("v", 0))),
+        descriptor=desc,
+        plaintext_hash=ph,
+    )
 
 
 def _extras(m: StoredMessage) -> dict[str, Any]:
@@ -30,6 +78,8 @@ def _extras(m: StoredMessage) -> dict[str, Any]:
         out["dl"] = 1
     if m.reactions:
         out["rx"] = [list(r) for r in m.reactions]
+    if m.attachment is not None:
+        out["at"] = attachment_record(m.attachment)
     return out
 
 
@@ -56,7 +106,7 @@ def _reaction(v: object) -> tuple[str, str]:
 
 def patched(m: StoredMessage, patch: dict[str, Any]) -> StoredMessage:
     """``m`` with a patch record applied (keys as in protocol.md §23.4; ValueError if bad)."""
-    if type(patch) is not dict or not set(patch) <= {"text", "ed", "dl", "ex", "sn", "rx"}:
+    if type(patch) is not dict or not set(patch) <= {"text", "ed", "dl", "ex", "sn", "rx", "at"}:
         raise ValueError("bad record")
     changes: dict[str, Any] = {}
     if "text" in patch:
@@ -73,8 +123,14 @@ def patched(m: StoredMessage, patch: dict[str, Any]) -> StoredMessage:
         who, emoji = _reaction(patch["rx"])
         rest = tuple(r for r in m.reactions if r[0] != who)
         changes["reactions"] = (*rest, (who, emoji)) if emoji else rest
+    if "at" in patch:
+        changes["attachment"] = (
+            None if patch["at"] is None else parse_attachment(m.contact_id, m.id, patch["at"])
+        )
     if patch.get("dl"):
-        changes.update(deleted=True, text="", evidence=None, reactions=(), edited_at=None)
+        changes.update(
+            deleted=True, text="", evidence=None, reactions=(), edited_at=None, attachment=None
+        )
     return replace(m, **changes)
 
 
@@ -88,7 +144,7 @@ def parse_message(rec: list[Any]) -> StoredMessage:
     m = StoredMessage(cid, mid, direction, text, sent_at, received_at, state, evidence)
     if len(rec) == 10:
         x = rec[9]
-        if type(x) is not dict or not set(x) <= {"tm", "ex", "sn", "ed", "dl", "rx"}:
+        if type(x) is not dict or not set(x) <= _EXTRAS:
             raise ValueError("bad record")
         if type(x.get("rx", [])) is not list:
             raise ValueError("bad record")
@@ -100,6 +156,7 @@ def parse_message(rec: list[Any]) -> StoredMessage:
             edited_at=_int(x["ed"]) if "ed" in x else None,
             deleted=bool(_int(x.get("dl", 0))),
             reactions=tuple(_reaction(r) for r in x.get("rx", [])),
+            attachment=parse_attachment(cid, mid, x["at"]) if "at" in x else None,
         )
     return m
 

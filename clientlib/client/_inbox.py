@@ -31,6 +31,7 @@ from clientlib.client.content import (
     ContactRequestContent,
     ConversationSettings,
     DeviceListContent,
+    FileMessage,
     GroupPairwise,
     SentCopy,
     TextMessage,
@@ -64,6 +65,7 @@ from clientlib.wire.frames import StoredEnvelope
 
 if TYPE_CHECKING:
     from clientlib.client._groups import Groups
+    from clientlib.client._media import Media
 
 __all__ = ["Inbox", "Processed"]
 
@@ -122,6 +124,8 @@ class Inbox:
         self.groups: Groups | None = None
         #: Session offers and their answers (protocol.md §24.4); set by the client.
         self.renewal: Renewal | None = None
+        #: Files (protocol.md §25); set by the client.
+        self.media: Media | None = None
 
     def process(
         self, batch: Sequence[tuple[bytes, StoredEnvelope]], now: int, *, final: bool = False
@@ -430,6 +434,8 @@ class Inbox:
             events.append(ClientWarning("malformed_content", "from our own devices"))
         elif isinstance(content, HANDLED) and self._conv is not None:
             self._conv.on_content(cid, content, now, events)
+        elif isinstance(content, FileMessage) and self.media is not None:
+            self.media.on_file(cid, c, content, received, env, now, events, new_messages)
         elif isinstance(content, TextMessage):
             if received.attachment_hashes or received.amf_signature is None:
                 # Finding 2 of issue 20: a message committing to attachments we cannot

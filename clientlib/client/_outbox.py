@@ -282,6 +282,7 @@ class Outbox:
                 fc=rec.fc,
                 cap=rec.cap,
                 hdl=rec.hdl,
+                att=rec.att or (),
                 pow=pow_,
                 ttl=self._ttl(rec),
                 rc=rc,
@@ -296,6 +297,7 @@ class Outbox:
                 fc=rec.fc,
                 cap=rec.cap,
                 hdl=rec.hdl,
+                att=rec.att or (),
                 pow=pow_,
                 ttl=self._ttl(rec),
             )

@@ -14,7 +14,7 @@ reports in existing histories and keystores stay readable with no migration::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Self
 
@@ -229,14 +229,23 @@ class Reports:
         self._emit = emit
         self._now = now
 
-    async def report(self, message: StoredMessage, reason: str, *, note: str | None) -> str:
+    async def report(
+        self,
+        message: StoredMessage,
+        reason: str,
+        *,
+        note: str | None,
+        attachments: Sequence[bytes] = (),
+    ) -> str:
         if message.direction != "in" or message.evidence is None:
             raise LocalProtocolError("only received messages can be reported")
         book = self._book
         cid = book.resolve_contact(message.contact_id)
         c = book.contacts[cid]
         ev = ReportEvidence.decode(message.evidence)
-        report_id = await self._file(credential(c.rid, c.owner), ev, reason, note)
+        report_id = await self._file(
+            credential(c.rid, c.owner), ev, reason, note, attachments=attachments
+        )
         async with book.lock:
             record = ReportRecord(cid, message.id, "open", self._now(), reason=reason)
             book.ks.put("reports", report_id, record.encode())
@@ -265,7 +274,13 @@ class Reports:
         return report_id.hex()
 
     async def _file(
-        self, cred: MailboxCredential, ev: ReportEvidence, reason: str, note: str | None
+        self,
+        cred: MailboxCredential,
+        ev: ReportEvidence,
+        reason: str,
+        note: str | None,
+        *,
+        attachments: Sequence[bytes] = (),
     ) -> bytes:
         if ev.ft is None or ev.fx is None:
             raise LocalProtocolError("the relay gave this message no franking tag")
@@ -286,6 +301,7 @@ class Reports:
             akid=ev.akid,
             reason=reason,
             note=note,
+            attachments=attachments,
         )
 
     def details(self) -> list[ReportDetails]:

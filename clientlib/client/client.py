@@ -27,8 +27,9 @@ contacts, requests; lookups; saving), ``_inbox`` (sans-IO: envelopes to events a
 loop around the inbox, upkeep on connect), ``_contacts`` (invitations, requests,
 blocking, settings, sending), ``_reports`` (abuse reports and their typed records),
 ``_conversation`` (receipts, typing, disappearing messages, unsend, edit, react),
-``_relays`` (contact relays: sessions, moderator keys, backoff, proxies), ``_route``
-(two-hop private routing), ``_devices`` (session offers, device lists, fan-out to every
+``_relays`` (contact relays: sessions, moderator keys, backoff, proxies), ``_media``
+(files: upload, download, consent, view-once; methods from the ``_files`` mixin),
+``_route`` (two-hop private routing), ``_devices`` (session offers, device lists, fan-out to every
 device) and ``_linking`` (linking by approval, removal); the account methods (devices,
 backup, passphrase, duress) come from the ``_account`` mixin.
 """
@@ -52,6 +53,7 @@ from clientlib.client._contacts import BoundaryViolation, ContactOps
 from clientlib.client._conversation import Conversation
 from clientlib.client._devices import Renewal, restore_into
 from clientlib.client._export import export_document, write_new_private
+from clientlib.client._files import FilesMixin
 from clientlib.client._groups import Groups
 from clientlib.client._inbox import Inbox
 from clientlib.client._link import Link
@@ -59,6 +61,7 @@ from clientlib.client._linking import (
     LinkedState,
     link_into,
 )
+from clientlib.client._media import Media, MediaRefused
 from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
@@ -88,12 +91,12 @@ from clientlib.errors import KeystoreError, LocalProtocolError, RelayRejected
 from clientlib.keystore import FileKeystore, Keystore
 from clientlib.wire.frames import Boundaries, MailboxInfo
 
-__all__ = ["BoundaryViolation", "Client", "ContactRef", "RequestRef"]
+__all__ = ["BoundaryViolation", "Client", "ContactRef", "MediaRefused", "RequestRef"]
 
 log = logging.getLogger("clientlib.client")
 
 
-class Client(AccountMixin):
+class Client(AccountMixin, FilesMixin):
     """An end-to-end encrypted messaging client bound to one keystore and one relay.
 
     Build one with :meth:`create` (new identity) or :meth:`open` (existing keystore) and use
@@ -194,6 +197,17 @@ class Client(AccountMixin):
             wake_outbox=self._outbox.wake,
         )
         self._inbox.groups = self._groups
+        self._media = Media(
+            self._book,
+            self._ops,
+            self._outbox,
+            self._link,
+            cfg,
+            history=lambda: self._history,
+            emit=self._emit,
+            now=self._now,
+        )
+        self._inbox.media = self._media
         self._inbox.modkeys_for = self._link.relays.modkeys
         self._renewal = Renewal(
             self._book, self._prekeys, self._outbox, self._modkeys, emit=self._emit
@@ -411,6 +425,7 @@ class Client(AccountMixin):
                 book, self._prekeys, self._link, check_reports=self.check_reports, emit=self._emit
             )
         )
+        spawn(self._media.ensure_capabilities())
         self._outbox.wake()
 
     async def close(self) -> None:
@@ -759,7 +774,8 @@ class Client(AccountMixin):
             RelayRejected: ``FRANKING``, ``EXPIRED`` (the report window closed), ``DUPLICATE``,
                 ``QUOTA`` (too many reports today), ``MALFORMED`` (unknown reason).
         """
-        return await self._reports.report(message, reason, note=note)
+        attachments = await self._media.report_attachments(message)
+        return await self._reports.report(message, reason, note=note, attachments=attachments)
 
     async def report_request(
         self, request: RequestRef, reason: str, *, note: str | None = None

@@ -174,6 +174,9 @@ class ContactRecord(_Record):
     mdid: bytes | None = None
     off: bool = False
     dl: bytes | None = None
+    #: The attachment capability hash (protocol.md §4.8, revision 8) is registered on our
+    #: mailbox for this contact (media on); False: not (yet) or removed (media off).
+    hatt: bool = False
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -227,6 +230,7 @@ class OutboxRecord(_Record):
         "pt": lambda v: v is None or type(v) is bytes,
         "relay": _opt_str(),
         "rm": _opt_b(16),
+        "att": lambda v: v is None or (type(v) is list and all(type(x) is bytes for x in v)),
     }
     contact: bytes
     eid: bytes
@@ -240,6 +244,7 @@ class OutboxRecord(_Record):
     pt: bytes | None = None  # content to seal once the contact accepts (see above)
     relay: str | None = None  # the relay ``sid`` is on (normal form); None: ours (§27.1)
     rm: bytes | None = None  # the text message it carries, for a recall (§5.10, §22.13)
+    att: list[bytes] | None = None  # blob ids the envelope references (``att``, §5.9)
 
 
 def remember(seen: list[bytes], item: bytes, limit: int = SEEN_LIMIT) -> None:

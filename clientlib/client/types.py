@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "Attachment",
     "CaughtUp",
     "ClientEvent",
     "ClientWarning",
@@ -138,6 +139,47 @@ class ContactRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """The file a message carries (protocol.md §25.3), as the history keeps it: what to
+    show, and (hidden from ``repr``) what :meth:`Client.download` needs.
+
+    Attributes:
+        contact_id: the conversation.
+        message_id: the message (hex); :attr:`id` is its short form for display.
+        name: the file name the sender gave (no directory part; may be None). Never a path:
+            :meth:`Client.download` keeps only a safe last component and never overwrites.
+        mime: the media type the sender announced (unverified).
+        size: plaintext bytes.
+        thumbnail: a small JPEG, blurred while the contact's safety number is not verified
+            (:meth:`Client.thumbnail` gives the current form); None if there is none.
+        view_once: the file may be opened once; after :meth:`Client.download` the message
+            keeps only its name, type and size (``viewed``).
+        viewed: a view-once file was opened: nothing is left to download.
+        downloadable: the descriptor (key, read token, digest) is held.
+    """
+
+    contact_id: str
+    message_id: str
+    name: str | None
+    mime: str
+    size: int
+    thumbnail: bytes | None = field(default=None, repr=False)
+    view_once: bool = False
+    viewed: bool = False
+    descriptor: bytes = field(default=b"", repr=False, compare=False)
+    plaintext_hash: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        """The short id shown to users (the first four hex digits of the message id)."""
+        return self.message_id[:4]
+
+    @property
+    def downloadable(self) -> bool:
+        return bool(self.descriptor) and not self.viewed
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     """One message of a conversation, as the history store keeps it.
 
@@ -160,6 +202,7 @@ class StoredMessage:
         edited_at: the sender's clock at the latest edit (``None``: never edited).
         deleted: the author deleted it for everyone; ``text`` is empty.
         reactions: ``(("me"|"peer", emoji), ...)``, at most one per side.
+        attachment: the file the message carries (its caption is ``text``), or None.
     """
 
     contact_id: str
@@ -176,6 +219,7 @@ class StoredMessage:
     edited_at: int | None = None
     deleted: bool = False
     reactions: tuple[tuple[str, str], ...] = ()
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True, slots=True)

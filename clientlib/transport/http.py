@@ -89,6 +89,15 @@ class HTTPTransport(RelayAPI):
         self._version = version
         self._ids = itertools.count(1)
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session requests go over (blob transfers share it, §5.9)."""
+        return self._session
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
     async def fetch(
         self, cred: MailboxCredential, *, ack: Iterable[int] = (), max: int = 64
     ) -> tuple[tuple[StoredEnvelope, ...], bool]:
