@@ -344,6 +344,15 @@ async def cmd_requests_report(ctx: _Ctx, args: argparse.Namespace) -> int:
 
 
 async def cmd_send(ctx: _Ctx, args: argparse.Namespace) -> int:
+    if args.file is not None:
+        _online(ctx, "send --file")
+        from clientlib.chat.files import cmd_send_file
+
+        return await cmd_send_file(ctx, args)
+    if args.view_once or args.keep_metadata:
+        raise CliError(EXIT_USAGE, "--view-once and --keep-metadata go with --file")
+    if not args.text:
+        raise CliError(EXIT_USAGE, "nothing to send: give TEXT, or --file PATH")
     ctx.offline_hint = True
     text = " ".join(args.text)
     async with _open(ctx, connect=True) as client:
@@ -648,9 +657,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--note", metavar="TEXT", help="a comment for the moderators")
     q.add_argument("--keep", action="store_true", help="do not decline it afterwards")
 
-    p = add("send", cmd_send, "send one message")
+    p = add("send", cmd_send, "send one message, or a file with --file")
     p.add_argument("contact", metavar="CONTACT", help="name or id prefix")
-    p.add_argument("text", metavar="TEXT", nargs="+")
+    p.add_argument("text", metavar="TEXT", nargs="*", help="the message (with --file: caption)")
+    p.add_argument("--file", metavar="PATH", help="send this file (encrypted; metadata removed)")
+    p.add_argument("--view-once", action="store_true", help="the contact can open the file once")
+    p.add_argument(
+        "--keep-metadata",
+        action="store_true",
+        help="send an image as it is (default: EXIF/GPS, XMP, IPTC removed)",
+    )
 
     p = add("listen", cmd_listen, "print messages as they arrive; chat with --to")
     p.add_argument("--to", metavar="CONTACT", help="send every line typed on stdin to CONTACT")
@@ -696,6 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     groups.register(add, sub)
     devices.register(add, sub)
+    from clientlib.chat import files
+
+    files.register(add, sub)
     return parser
 
 

@@ -38,6 +38,7 @@ from clientlib.chat.text import (
     contact_label,
     describe_warning,
     duration,
+    file_label,
     parse_duration,
     refusal_reason,
     request_label,
@@ -72,7 +73,8 @@ __all__ = ["format_event", "listen"]
 HELP = (
     "commands: /to CONTACT (send typed lines to CONTACT), /accept ID [NAME], /decline ID, "
     "/contacts, /block CONTACT, /unblock CONTACT, /unsend [ID], /edit [ID] TEXT, "
-    "/react [ID] EMOJI (empty: remove), /disappear 1h|1d|1w|off, /typing [on|off], /quit; "
+    "/react [ID] EMOJI (empty: remove), /disappear 1h|1d|1w|off, /typing [on|off], "
+    "/file PATH [CAPTION], /quit; "
     "ID: a message id prefix (default: your last message; for /react their last); start a "
     "message with // to send a leading /"
 )
@@ -86,6 +88,8 @@ def format_event(client: Client, ev: ClientEvent) -> str | None:
     """The line printed for an event (``None``: not shown)."""
     if isinstance(ev, MessageReceived):
         text = clean(ev.message.text, multiline=True)
+        if ev.message.attachment is not None:
+            text = f"{file_label(ev.message.attachment)} {text}".rstrip()
         return f"{clock(ev.message.received_at)} {contact_label(ev.contact)}: {text}"
     if isinstance(ev, RequestReceived):
         r = ev.request
@@ -258,6 +262,8 @@ class _Session:
             elif cmd == "/unblock" and len(rest) == 1:
                 c = await self.client.unblock(rest[0])
                 _out(f"* unblocked {contact_label(c)}: their messages arrive again")
+            elif cmd == "/file" and rest:
+                await self.file(rest[0], " ".join(rest[1:]) or None)
             elif cmd in ("/unsend", "/edit", "/react", "/disappear", "/typing"):
                 await self.conversation(cmd, line)
             else:
@@ -269,6 +275,18 @@ class _Session:
         except TransportError:
             _out("! the relay is unreachable; try again in a moment")
         return True
+
+    async def file(self, path: str, caption: str | None) -> None:
+        """``/file PATH [CAPTION]``: send a file to the target."""
+        if self.target is None:
+            _out("! nobody to send to: start with --to CONTACT or type /to CONTACT")
+            return
+        from clientlib.chat.files import send_file
+
+        message = await send_file(self.client, self.target, path, caption=caption)
+        self.sent = True
+        if message.attachment is not None:
+            _out(f"* sent {file_label(message.attachment)} to {contact_label(self.target)}")
 
     async def conversation(self, cmd: str, line: str) -> None:
         """``/unsend``, ``/edit``, ``/react``, ``/disappear``, ``/typing`` on the target."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import unicodedata
 
-from clientlib.client import ClientWarning, Contact, ContactRequest, StoredMessage
+from clientlib.client import Attachment, ClientWarning, Contact, ContactRequest, StoredMessage
 from clientlib.client.types import PrivacySettings
 from clientlib.wire.frames import Boundaries
 
@@ -22,8 +22,10 @@ __all__ = [
     "contact_label",
     "describe_warning",
     "duration",
+    "file_label",
     "group_safety_number",
     "history_line",
+    "human_size",
     "message_body",
     "on_off",
     "parse_duration",
@@ -101,6 +103,8 @@ def message_body(message: StoredMessage, label: str) -> str:
     once the relay holds it)."""
     who = "you" if message.direction == "out" else label
     text = "(message deleted)" if message.deleted else clean(message.text, multiline=True)
+    if message.attachment is not None and not message.deleted:
+        text = f"{file_label(message.attachment)} {text}".rstrip()
     marks = []
     if message.edited_at is not None:
         marks.append("(edited)")
@@ -115,6 +119,27 @@ def message_body(message: StoredMessage, label: str) -> str:
     if message.direction == "out" and message.state != "sent":
         marks.append(f"({message.state})")
     return f"{who}: {text}" + ("  " + " ".join(marks) if marks else "")
+
+
+def human_size(n: int) -> str:
+    """``812 B``, ``4.1 kB``, ``1.2 MB``, ``3.4 GB`` (decimal units, one decimal)."""
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n_f = n / 1000
+        if n_f < 1000 or unit == "TB":
+            return f"{n_f:.1f} {unit}"
+        n = int(n_f)
+    return f"{n} B"  # pragma: no cover
+
+
+def file_label(a: Attachment) -> str:
+    """``[photo.jpg, 1.2 MB, id 3f2a]`` (``view-once``, ``opened`` when they apply); the
+    name is the sender's, escaped."""
+    parts = [clean(a.name) if a.name else clean(a.mime), human_size(a.size), f"id {a.id}"]
+    if a.view_once:
+        parts.insert(2, "view-once, opened" if a.viewed else "view-once")
+    return "[" + ", ".join(parts) + "]"
 
 
 def history_line(message: StoredMessage, label: str) -> str:

@@ -180,7 +180,8 @@ async def test_relay_holdings_then_delete_account(tmp_path: Path, relay: str) ->
         labels = [label for label, _ in holdings]
         assert labels == [f"contact {b_alice}"]  # bob has no address, one pairwise mailbox
         info = holdings[0][1]
-        assert info.kind == "pair" and info.caps == 1
+        # The contact's capability and its attachment capability (media on, §4.8 rev. 8).
+        assert info.kind == "pair" and info.caps == 2
         a_holdings = dict(await alice.relay_holdings())
         addr = a_holdings["address 1"]
         assert addr.kind == "addr" and addr.prekey_static == 1 and addr.prekeys_left >= 8
