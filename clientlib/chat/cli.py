@@ -349,8 +349,8 @@ async def cmd_send(ctx: _Ctx, args: argparse.Namespace) -> int:
         from clientlib.chat.files import cmd_send_file
 
         return await cmd_send_file(ctx, args)
-    if args.view_once or args.keep_metadata:
-        raise CliError(EXIT_USAGE, "--view-once and --keep-metadata go with --file")
+    if args.view_once or args.keep_metadata or args.caption is not None:
+        raise CliError(EXIT_USAGE, "--view-once, --keep-metadata and --caption go with --file")
     if not args.text:
         raise CliError(EXIT_USAGE, "nothing to send: give TEXT, or --file PATH")
     ctx.offline_hint = True
@@ -661,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("contact", metavar="CONTACT", help="name or id prefix")
     p.add_argument("text", metavar="TEXT", nargs="*", help="the message (with --file: caption)")
     p.add_argument("--file", metavar="PATH", help="send this file (encrypted; metadata removed)")
+    p.add_argument("--caption", metavar="TEXT", help="with --file: text shown with the file")
     p.add_argument("--view-once", action="store_true", help="the contact can open the file once")
     p.add_argument(
         "--keep-metadata",

@@ -108,8 +108,9 @@ async def send_file(
 
 
 async def cmd_send_file(ctx: _Ctx, args: argparse.Namespace) -> int:
-    """``send CONTACT --file PATH [TEXT...]``: the text, if any, is the caption."""
-    caption = " ".join(args.text) or None
+    """``send CONTACT --file PATH [--caption TEXT]`` (words before ``--file`` are a caption
+    too)."""
+    caption = " ".join(filter(None, [" ".join(args.text), args.caption or ""])) or None
     async with _open(ctx, connect=True) as client:
         await _sync(client, ctx)  # learn acceptances and the contact's media setting first
         contact = client.contact(args.contact)
