@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import getpass
 import os
 import shlex
@@ -112,6 +113,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         raise _UsageError(f"{self.prog}: {message}")
+
+
+def _check_send(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``send``: TEXT, or ``--file`` (the file options only with it)."""
+    if args.file is None and (args.view_once or args.keep_metadata or args.caption is not None):
+        parser.error("--view-once, --keep-metadata and --caption go with --file")
+    if args.file is None and not args.text:
+        parser.error("nothing to send: give TEXT, or --file PATH")
 
 
 def default_home() -> Path:
@@ -349,10 +358,6 @@ async def cmd_send(ctx: _Ctx, args: argparse.Namespace) -> int:
         from clientlib.chat.files import cmd_send_file
 
         return await cmd_send_file(ctx, args)
-    if args.view_once or args.keep_metadata or args.caption is not None:
-        raise CliError(EXIT_USAGE, "--view-once, --keep-metadata and --caption go with --file")
-    if not args.text:
-        raise CliError(EXIT_USAGE, "nothing to send: give TEXT, or --file PATH")
     ctx.offline_hint = True
     text = " ".join(args.text)
     async with _open(ctx, connect=True) as client:
@@ -668,6 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send an image as it is (default: EXIF/GPS, XMP, IPTC removed)",
     )
+    p.set_defaults(check=functools.partial(_check_send, p))
 
     p = add("listen", cmd_listen, "print messages as they arrive; chat with --to")
     p.add_argument("--to", metavar="CONTACT", help="send every line typed on stdin to CONTACT")
@@ -727,6 +733,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         _err(str(exc))
         return EXIT_USAGE
+    check = getattr(args, "check", None)
+    if check is not None:
+        try:
+            check(args)
+        except _UsageError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
     if args.func is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

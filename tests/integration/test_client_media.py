@@ -19,13 +19,13 @@ from clientkit import befriend, make, wait_for
 from cutproxy import CutProxy
 from mediakit import gps_jpeg
 from PIL import Image
-from relay.blobs.fs import META
 
 from clientlib.client import Attachment, Client, MediaRefused, MessageReceived, StoredMessage
 from clientlib.client._media import MAX_REPORTED_FILE
 from clientlib.client.content import FileMessage, decode_content
 from clientlib.crypto.attachment import ciphertext_size
 from clientlib.errors import AttachmentCorrupt, LocalProtocolError
+from relay.blobs.fs import META
 from relay.config import RelayConfig
 
 
