@@ -63,6 +63,7 @@ class PProxy(ChildProcess):
         raise RuntimeError("pproxy did not start")
 
 
+
 class RecordingSocks:
     """A forwarding SOCKS5 server that records ``(username, host, port)`` of each stream."""
 

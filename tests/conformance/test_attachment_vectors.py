@@ -106,10 +106,7 @@ def test_files_both_ways(f: dict[str, Any]) -> None:
         assert x(nonce) == i.to_bytes(11, "big") + bytes([i == len(f["nonces"]) - 1])
     assert spec_decrypt(key, len(data), cs, blob) == data
     dec = AttachmentDecryptor(
-        key,
-        len(data),
-        cs,
-        ciphertext_sha256=x(f["ciphertext_sha256"]),
+        key, len(data), cs, ciphertext_sha256=x(f["ciphertext_sha256"]),
         plaintext_sha256=x(f["plaintext_sha256"]),
     )
     out = b"".join(dec.update(blob[i : i + 1000]) for i in range(0, len(blob), 1000))

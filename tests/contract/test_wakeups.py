@@ -138,7 +138,9 @@ async def test_redis_wakeups_unlisten(
     if isinstance(two, ShardedWakeups):
         with redis.RedisCluster.from_url(redis_url) as cluster:
             node = cluster.get_node_from_key(channel)
-            assert cluster.pubsub_shardnumsub(channel, target_nodes=node) == [(channel.encode(), 0)]
+            assert cluster.pubsub_shardnumsub(channel, target_nodes=node) == [
+                (channel.encode(), 0)
+            ]
     else:
         with redis.Redis.from_url(redis_url) as client:
             assert client.pubsub_numsub(channel) == [(channel.encode(), 0)]

@@ -75,7 +75,9 @@ class Peer:
         self.outbox = Outbox(self.book, lambda: self.history, self.events.append)
         self.outbox.load()
         self.modkeys = modkeys()
-        self.inbox = Inbox(self.book, self.prekeys, self.outbox, lambda: self.history, self.modkeys)
+        self.inbox = Inbox(
+            self.book, self.prekeys, self.outbox, lambda: self.history, self.modkeys
+        )
 
     # --- what the facade does locally around its relay calls ------------------------------
 

@@ -249,14 +249,7 @@ def test_records_roundtrip_and_reject_garbage() -> None:
     r = sb2.encrypt(b"r", rng=rng, now=0)
     assert sa2.receive(r.ct, r.fc, identity=alice, now=0).plaintext == b"r"
     # ... and a version-1 record without ``dhs`` is malformed, as is version 3.
-    for bad in (
-        b"",
-        b"\x00" + raw[1:],
-        b"\x01" + raw[1:],
-        b"\x03" + raw[1:],
-        raw[:-1],
-        raw + b"\x00",
-    ):
+    for bad in (b"", b"\x00" + raw[1:], b"\x01" + raw[1:], b"\x03" + raw[1:], raw[:-1], raw + b"\x00"):
         with pytest.raises(KeystoreError):
             SessionRecord.from_bytes(bad)
 

@@ -26,9 +26,7 @@ def test_ok_frame_is_the_codecs_ok(request_id: int) -> None:
 @pytest.mark.parametrize(
     "env",
     [
-        StoredEnvelope(
-            seq=1, eid=os.urandom(ENVELOPE_ID_SIZE), ts=1_700_000_000, flags=0, ct=os.urandom(1024)
-        ),
+        StoredEnvelope(seq=1, eid=os.urandom(ENVELOPE_ID_SIZE), ts=1_700_000_000, flags=0, ct=os.urandom(1024)),
         StoredEnvelope(
             seq=2**40,
             eid=os.urandom(ENVELOPE_ID_SIZE),
