@@ -318,8 +318,14 @@ class FilesystemBlobStore:
         async def settle() -> None:
             nonlocal writing
             if writing is not None:
-                done, writing = writing, None
-                await asyncio.wrap_future(done)
+                # Shielded, and ``writing`` cleared only once the write is over: a cut (the
+                # handler cancelled while it waits here) must neither cancel the write nor
+                # hide it from the cleanup below, which waits for it before writing what
+                # followed and before the file is closed. Otherwise the half buffer in
+                # flight was lost to the close while the offset counted it: a hole of zeros
+                # that a resumed upload skipped (found by the client's resume test).
+                await asyncio.shield(asyncio.wrap_future(writing))
+                writing = None
 
         try:
             try:
