@@ -98,6 +98,12 @@ class Link:
     def connected(self) -> bool:
         return self.http_session is not None
 
+    @property
+    def deposit_session(self) -> aiohttp.ClientSession | None:
+        """The session deposits go over (with ``spread``: a new connection per request, so
+        blob uploads for a contact are not tied to our other requests by connection)."""
+        return self._deposit_session
+
     async def connect(self) -> None:
         """Open the connections and subscribe every mailbox of the book.
 

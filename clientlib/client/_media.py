@@ -231,7 +231,8 @@ class Media:
 
     def _blobs(self, relay: str | None) -> BlobTransport:
         link, cfg = self._link, self._config
-        session = link.http_session
+        # Blob requests go the way deposits go: with ``spread``, each on a new connection.
+        session = link.deposit_session if cfg.spread else link.http_session
         if session is None:
             raise TransportError("the client is not connected")
         if relay is None:
@@ -410,8 +411,7 @@ class Media:
         ph, cd = enc.plaintext_sha256, enc.ciphertext_sha256
         await self._ops.refresh_moderator_keys(c.relay)
         async with book.lock:
-            c = book.contacts.get(cid)  # type: ignore[assignment]
-            if c is None:
+            if cid not in book.contacts:
                 raise LocalProtocolError("the contact was removed")
             now = self._now()
             mid = book.rng(MESSAGE_ID_SIZE)

@@ -343,3 +343,16 @@ async def test_a_download_cut_mid_way_resumes_with_a_range(tmp_path: Path, relay
         assert proxy.cuts == 1
         assert proxy.downstream_bytes < size * 1.25  # ranged, not fetched again from 0
         assert path.read_bytes() == data
+
+
+async def test_files_over_http_polling_and_spread_connections(tmp_path: Path, relay: str) -> None:
+    async with (
+        make(tmp_path, "alice", relay, spread=True) as alice,
+        make(tmp_path, "bob", relay, transport="http", poll_interval=0.05) as bob,
+    ):
+        a_bob, _ = await befriend(alice, bob)
+        data = os.urandom(300_000)
+        await alice.send_file(a_bob, data, name="raw.bin")
+        m = await _receive_file(bob)
+        assert m.attachment is not None and m.attachment.name == "raw.bin"
+        assert (await bob.download(m.attachment, tmp_path)).read_bytes() == data
