@@ -42,17 +42,7 @@ def export_document(
                     "typing": c.settings.typing,
                     "media": c.settings.media,
                 },
-                "messages": [
-                    {
-                        "id": m.id,
-                        "direction": m.direction,
-                        "text": m.text,
-                        "sent_at": m.sent_at,
-                        "received_at": m.received_at,
-                        "state": m.state,
-                    }
-                    for m in messages(c)
-                ],
+                "messages": [_message(m) for m in messages(c)],
             }
             for c in contacts
         ],
@@ -67,6 +57,21 @@ def export_document(
             for r in requests
         ],
     }
+
+
+def _message(m: StoredMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": m.id,
+        "direction": m.direction,
+        "text": m.text,
+        "sent_at": m.sent_at,
+        "received_at": m.received_at,
+        "state": m.state,
+    }
+    a = m.attachment
+    if a is not None:  # what the file was, never its key or read token
+        out["file"] = {"name": a.name, "mime": a.mime, "size": a.size, "view_once": a.view_once}
+    return out
 
 
 def write_new_private(path: str | os.PathLike[str], doc: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -356,3 +357,27 @@ async def test_files_over_http_polling_and_spread_connections(tmp_path: Path, re
         m = await _receive_file(bob)
         assert m.attachment is not None and m.attachment.name == "raw.bin"
         assert (await bob.download(m.attachment, tmp_path)).read_bytes() == data
+
+
+async def test_the_export_names_files_and_holds_no_key(
+    pair: tuple[Client, Client], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    a_bob, _ = await befriend(alice, bob)
+    await alice.send_file(a_bob, b"exported bytes", name="minutes.txt", caption="notes")
+    m = await _receive_file(bob)
+    assert m.attachment is not None
+    bob.export(tmp_path / "export.json")
+    raw = (tmp_path / "export.json").read_text()
+    [conv] = json.loads(raw)["contacts"]
+    [msg] = [x for x in conv["messages"] if "file" in x]
+    assert msg["file"] == {
+        "name": "minutes.txt",
+        "mime": "text/plain",
+        "size": len(b"exported bytes"),
+        "view_once": False,
+    }
+    fm = decode_content(m.attachment.descriptor)
+    assert isinstance(fm, FileMessage)
+    for secret in (fm.key, fm.tok, fm.blob):
+        assert secret.hex() not in raw
