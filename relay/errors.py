@@ -31,6 +31,7 @@ from relay.storage.errors import (
     MailboxNotFound,
     PowRequired,
     QuotaExceeded,
+    RevealMismatch,
     StorageError,
     StorageFull,
     StorageUnavailable,
@@ -109,6 +110,7 @@ STORAGE_CODES: Mapping[type[StorageError], ErrorCode] = {
     BlobOffsetMismatch: ErrorCode.MALFORMED,
     BlobRangeInvalid: ErrorCode.MALFORMED,
     BlobTooLarge: ErrorCode.TOO_LARGE,
+    RevealMismatch: ErrorCode.FRANKING,
 }
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "FrankingKeyring",
     "build_context",
     "commitment",
+    "commitment_over_hashes",
     "parse_context",
     "relay_tag",
     "report_id",
@@ -127,13 +128,27 @@ def commitment(
     Raises:
         ValueError: more than 255 attachments.
     """
-    if len(attachments) > 255:
+    return commitment_over_hashes(
+        fk, sender, recipient, msg, [hashlib.sha256(att).digest() for att in attachments]
+    )
+
+
+def commitment_over_hashes(
+    fk: bytes, sender: bytes, recipient: bytes, msg: bytes, hashes: Sequence[bytes]
+) -> bytes:
+    """:func:`commitment` from the attachments' SHA-256 (a report's ``ath``, revision 8):
+    the same bytes, since the commitment covers each attachment only through its hash.
+
+    Raises:
+        ValueError: more than 255 attachments.
+    """
+    if len(hashes) > 255:
         raise ValueError("too many attachments")
     h = hmac.new(fk, FRANKING_CONTEXT, hashlib.sha256)
-    for part in (sender, recipient, struct.pack(">I", len(msg)), msg, bytes((len(attachments),))):
+    for part in (sender, recipient, struct.pack(">I", len(msg)), msg, bytes((len(hashes),))):
         h.update(part)
-    for att in attachments:
-        h.update(hashlib.sha256(att).digest())
+    for digest in hashes:
+        h.update(digest)
     return h.digest()
 
 

@@ -27,12 +27,14 @@ failures propagate as :class:`relay.storage.base.StorageError`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final, Protocol
 
 from clientlib.errors import WireError
@@ -46,6 +48,7 @@ from clientlib.wire.limits import (
     REPORT_ID_SIZE,
 )
 from relay.amf import verify_as_judge
+from relay.blobs.reveals import FilesystemReveals
 from relay.config import RelayConfig
 from relay.errors import RelayError, storage_boundary, wire_code
 from relay.franking import (
@@ -54,7 +57,7 @@ from relay.franking import (
     SOURCE_NAMES,
     SOURCE_NONE,
     FrankingKeyring,
-    commitment,
+    commitment_over_hashes,
     parse_context,
     relay_tag,
     report_id,
@@ -106,10 +109,12 @@ class ReportView:
     ``text`` and ``content_type`` are the ``text`` and ``t`` fields of the message when it
     decodes as a v1 content map (Part III §22.1), else None; ``msg`` is always the exact
     bytes under the commitment. ``attachments`` lists ``(SHA-256 hex, size)`` of the revealed
-    attachment plaintexts. ``source_kind`` / ``source`` say what the relay accepted the
-    envelope on (``capability``: the capability hash on the reporter's pairwise mailbox;
-    ``handle``: the requester handle on the reporter's contact address; ``none``: an open
-    mailbox). ``mailbox_sid`` is the reporter's mailbox (where the envelope was delivered).
+    attachment plaintexts; for a report filed by hash (``ath``, revision 8), of the committed
+    ones, size -1 while one is not revealed yet. ``source_kind`` / ``source`` say what the
+    relay accepted the envelope on (``capability``: the capability hash on the reporter's
+    pairwise mailbox; ``handle``: the requester handle on the reporter's contact address;
+    ``none``: an open mailbox). ``mailbox_sid`` is the reporter's mailbox (where the
+    envelope was delivered).
     """
 
     id: str
@@ -150,6 +155,13 @@ _IMAGE_MAGIC: Final = (
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
 )
+
+
+def _revealed_type(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    with path.open("rb") as fh:
+        return image_type(fh.read(16))
 
 
 def image_type(data: bytes) -> str | None:
@@ -313,12 +325,15 @@ class ModerationService:
         clock: Callable[[], float] = time.time,
         keyring: FrankingKeyring | None = None,
         metrics: Metrics | None = None,
+        reveals: FilesystemReveals | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self._clock = clock
         self.keyring = keyring or FrankingKeyring(store, config.store_limits())
         self._metrics = metrics
+        #: Attachments revealed after a report filed with ``ath`` (protocol.md §5.9).
+        self.reveals = reveals or FilesystemReveals(config.resolved_blob_dir() / "reports")
 
     def _now(self) -> int:
         return int(self._clock())
@@ -360,8 +375,11 @@ class ModerationService:
             self._count("expired")
             raise RelayError(ErrorCode.EXPIRED)
         atts = cmd.atts or ()
+        # With ath (revision 8) the attachments are committed by hash and revealed later.
+        hashes = cmd.ath if cmd.ath is not None else [hashlib.sha256(a).digest() for a in atts]
+        fc = commitment_over_hashes(cmd.fk, cmd.snd, cmd.rcp, cmd.msg, hashes)
         if not hmac.compare_digest(relay_tag(key.secret, cmd.fc, cmd.fx), cmd.ft) or (
-            not hmac.compare_digest(commitment(cmd.fk, cmd.snd, cmd.rcp, cmd.msg, atts), cmd.fc)
+            not hmac.compare_digest(fc, cmd.fc)
         ):
             self._count("franking")
             raise RelayError(ErrorCode.FRANKING)
@@ -406,9 +424,15 @@ class ModerationService:
                 f"signature verified under key {cmd.akid})"
             ),
         )
+        # A report by hash: its manifest first, so that the reveal can start as soon as the
+        # report id is answered; removed again if the report is not stored (a duplicate's
+        # manifest is the first report's and stays).
+        manifest = cmd.ath is not None and await self.reveals.expect(rid, cmd.ath)
         try:
             await self.store.insert_report(report, audit, max_per_day=self.config.reports_per_day)
         except StorageError as exc:
+            if manifest:
+                await self.reveals.forget(rid)
             code = wire_code(exc)
             if code is not None:
                 self._count(code.value.lower())
@@ -461,18 +485,38 @@ class ModerationService:
         if raw is None:
             return None
         rec = await self.store.get_report(raw)
-        return _view(rec) if rec is not None else None
+        if rec is None:
+            return None
+        view = _view(rec)
+        revealed = await self.reveals.state(raw)
+        if revealed is None:
+            return view
+        # Filed with ath: the committed hashes, and what was revealed of them so far.
+        types = await asyncio.to_thread(
+            lambda: [
+                _revealed_type(self.reveals.path(raw, i)) if size is not None else None
+                for i, (_, size) in enumerate(revealed)
+            ]
+        )
+        return replace(
+            view,
+            attachments=[(h.hex(), -1 if size is None else size) for h, size in revealed],
+            attachment_types=types,
+        )
 
-    async def attachment(self, report_id: str, index: int) -> bytes | None:
+    async def attachment(self, report_id: str, index: int) -> bytes | Path | None:
         """The ``index``-th attachment plaintext the reporter revealed (verified under the
-        franking commitment when the report was filed), or None."""
+        franking commitment): its bytes (inline in the report) or its file (revealed by
+        hash, streamed), or None."""
         raw = _parse_report_id(report_id)
         if raw is None:
             return None
         rec = await self.store.get_report(raw)
-        if rec is None or not 0 <= index < len(rec.attachments):
+        if rec is None:
             return None
-        return rec.attachments[index]
+        if 0 <= index < len(rec.attachments):
+            return rec.attachments[index]
+        return self.reveals.path(raw, index) if 0 <= index < 16 else None
 
     async def resolve(
         self,

@@ -249,11 +249,8 @@ class MailboxService:
         self._clock = clock
         self._rng = rng
         self.keyring = FrankingKeyring(store, config.store_limits(), rng=rng)
-        # The moderation service reads this service's clock (tests replace ``_clock``).
-        self.moderation = ModerationService(
-            store, config, clock=self.now, keyring=self.keyring, metrics=metrics
-        )
-        #: Attachment blobs (protocol.md §5.9): files under ``blob_dir`` on every backend.
+        #: Attachment blobs (protocol.md §5.9): files under ``blob_dir`` on every backend;
+        #: with them, the attachments revealed for reports filed by hash.
         self.blobs = BlobService(
             blob_store or FilesystemBlobStore(config.resolved_blob_dir()),
             store,
@@ -261,6 +258,15 @@ class MailboxService:
             metrics,
             now=self.now,
             rng=lambda n: self._rng(n),  # noqa: PLW0108 - tests replace _rng later
+        )
+        # The moderation service reads this service's clock (tests replace ``_clock``).
+        self.moderation = ModerationService(
+            store,
+            config,
+            clock=self.now,
+            keyring=self.keyring,
+            metrics=metrics,
+            reveals=self.blobs.reveals,
         )
         #: The owner channel of every HTTP request.
         self.http: OwnerChannel = _HttpChannel(self)

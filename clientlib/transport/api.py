@@ -543,6 +543,7 @@ class RelayAPI(abc.ABC):
         note: str | None = None,
         amf: bytes | None = None,
         akid: int | None = None,
+        attachment_hashes: Sequence[bytes] = (),
     ) -> bytes:
         """Report an abusive message delivered to ``cred``'s mailbox (protocol.md §4.11).
 
@@ -565,6 +566,10 @@ class RelayAPI(abc.ABC):
             amf: the sender's 448-byte AMF signature from the message body
                 (``MessageReceived.amf_signature``; revision 5, §15.5.8).
             akid: the relay key id it was made under (``MessageReceived.akid``); with ``amf``.
+            attachment_hashes: instead of ``attachments`` (revision 8): the SHA-256 of each
+                attachment plaintext, in order; reveal each plaintext afterwards with
+                ``HTTPTransport.reveal_attachment`` (files of any size up to the relay's
+                blob limit).
 
         Returns:
             The 16-byte report id (ask its outcome with :meth:`report_status`).
@@ -594,6 +599,7 @@ class RelayAPI(abc.ABC):
             note=note,
             amf=amf,
             akid=akid,
+            attachment_hashes=attachment_hashes,
         )
         accepted = await self._owner_call(cred, OP_REPORT, ReportAccepted, **fields)
         return accepted.report

@@ -225,8 +225,14 @@ def report_fields(
     note: str | None,
     amf: bytes | None = None,
     akid: int | None = None,
+    attachment_hashes: Sequence[bytes] = (),
 ) -> dict[str, Any]:
     """The fields of a ``report`` owner command (protocol.md §4.11), checked.
+
+    ``attachment_hashes`` (revision 8, instead of ``attachments``): the SHA-256 of each
+    attachment plaintext, which is then revealed with ``PUT /v1/report/<report>/<i>``
+    (:meth:`clientlib.transport.HTTPTransport.reveal_attachment`), for files too large for
+    one owner command.
 
     Raises:
         LocalProtocolError: a wrong length, an unknown reason, a note over 1,000 bytes or
@@ -254,8 +260,13 @@ def report_fields(
     if len(msg) > MAX_REPORTED_MESSAGE_SIZE:
         raise LocalProtocolError(f"msg must be at most {MAX_REPORTED_MESSAGE_SIZE} bytes")
     atts = tuple(bytes(a) for a in attachments)
-    if len(atts) > MAX_REPORT_ATTACHMENTS:
+    hashes = tuple(bytes(h) for h in attachment_hashes)
+    if atts and hashes:
+        raise LocalProtocolError("reveal attachments inline or by hash, not both")
+    if max(len(atts), len(hashes)) > MAX_REPORT_ATTACHMENTS:
         raise LocalProtocolError(f"at most {MAX_REPORT_ATTACHMENTS} attachments per report")
+    if any(len(h) != 32 for h in hashes):
+        raise LocalProtocolError("an attachment hash is 32 bytes (SHA-256 of the plaintext)")
     if reason not in REPORT_REASONS:
         raise LocalProtocolError(f"reason must be one of {', '.join(REPORT_REASONS)}")
     if note is not None:
@@ -274,6 +285,7 @@ def report_fields(
         "snd": sender,
         "rcp": recipient,
         "atts": atts or None,
+        "ath": hashes or None,
         "why": reason,
         "note": note,
         "amf": amf,

@@ -11,7 +11,7 @@ type ``application/x-blindrelay``. There are no pushes: the owner polls with
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 import aiohttp
@@ -23,6 +23,7 @@ from clientlib.wire import (
     MAX_RELAY_FRAME_SIZE,
     OP_FETCH,
     SUPPORTED_VERSIONS,
+    BlobOffset,
     ClientFrame,
     Deposit,
     EnvelopesFetched,
@@ -141,6 +142,50 @@ class HTTPTransport(RelayAPI):
         if path is None:
             raise LocalProtocolError(f"{type(frame).__name__} frames have no HTTP endpoint")
         return await self._post(path, frame)
+
+    async def reveal_attachment(
+        self,
+        report: bytes,
+        index: int,
+        body: bytes | AsyncIterable[bytes],
+    ) -> None:
+        """Reveal the plaintext of attachment ``index`` of a report filed with
+        ``attachment_hashes`` (protocol.md §5.9, "Reports", revision 8): ``PUT
+        /v1/report/<report>/<index>``, streamed. The relay keeps it only if its SHA-256 is the
+        committed hash.
+
+        Raises:
+            LocalProtocolError: ``report`` is not 16 bytes or ``index`` not 0..15.
+            RelayRejected: ``FRANKING`` (the bytes are not the committed attachment),
+                ``AUTH`` (no such report or attachment, or revealed already), ``TOO_LARGE``
+                (above the relay's blob limit), ``STORAGE_FULL``.
+            TransportError: the relay could not be reached in time, or answered nonsense.
+        """
+        check_id(report, "report")
+        if not 0 <= index < 16:
+            raise LocalProtocolError("an attachment index is 0..15")
+        try:
+            async with self._session.put(
+                f"{self._base}/v1/report/{report.hex()}/{index}",
+                data=body,
+                headers={"Content-Type": "application/octet-stream"},
+                # A whole file: no total bound, but the relay cuts a stalled body.
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=self._timeout.total),
+            ) as resp:
+                data = await resp.content.read(MAX_RELAY_FRAME_SIZE + 1)
+                status = resp.status
+        except TimeoutError:
+            raise TransportError("the relay did not answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise TransportError("could not reach the relay") from exc
+        try:
+            _, reply = decode_relay_frame(data)
+        except WireError:
+            raise TransportError(f"the relay answered HTTP {status}") from None
+        if isinstance(reply, ErrorReply):
+            raise RelayRejected(reply.code)
+        if status != 200 or not isinstance(reply, BlobOffset) or not reply.done:
+            raise TransportError("the relay sent an unexpected reply")
 
     async def _owner_request(
         self, op: str, rid: bytes | None, sign: SignFn, **fields: Any

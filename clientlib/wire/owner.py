@@ -106,6 +106,9 @@ __all__ = [
     "owner_op",
 ]
 
+#: An attachment plaintext's SHA-256 in a report's ``ath`` (revision 8).
+_SHA256_SIZE = 32
+
 
 @wire_struct
 class OwnerCommand(Struct):
@@ -125,7 +128,9 @@ class OwnerCommand(Struct):
     ``fk``, ``fc``, ``ft``, ``fx`` (franking key, commitment, relay tag and its context, as
     delivered), ``snd`` and ``rcp`` (the sender's and recipient's identity keys) and ``why``
     (one of ``REPORT_REASONS``), and may carry ``atts`` (the attachment plaintexts, in order)
-    and ``note``; ``rstat`` needs ``report`` (a report id the mailbox filed).
+    or, instead (revision 8, §5.9), ``ath`` (their SHA-256, in order; each plaintext is then
+    revealed with ``PUT /v1/report/<report>/<i>``), and ``note``; ``rstat`` needs ``report``
+    (a report id the mailbox filed).
     Revision 9 (§26.2): ``dcaps`` needs ``sid`` (the send id of the mailbox) and ``key`` (the
     delegate's Ed25519 key, which signs the command) and may carry ``add`` and ``remove``.
     Revision 12 (§28): ``push`` needs ``url`` (the push endpoint) and ``tok`` (the 32-byte
@@ -162,6 +167,9 @@ class OwnerCommand(Struct):
     atts: tuple[bytes, ...] | None = wire(
         ListOf(Bin(min=0, max=MAX_OWNER_COMMAND_SIZE), MAX_REPORT_ATTACHMENTS), default=None
     )
+    ath: tuple[bytes, ...] | None = wire(
+        ListOf(Bin(_SHA256_SIZE), MAX_REPORT_ATTACHMENTS), default=None
+    )
     why: str | None = wire(Str(REPORT_REASONS), default=None)
     note: str | None = wire(Text(MAX_REPORT_NOTE_BYTES), default=None)
     report: bytes | None = wire(_REPORT_ID, default=None)
@@ -187,6 +195,8 @@ class OwnerCommand(Struct):
             raise WireError("owner command fields do not match its operation")
         if self.op == OP_CREATE and self.bnd is not None and self.kind != KIND_ADDRESS:
             raise WireError("boundaries belong to contact addresses only")
+        if self.atts is not None and self.ath is not None:
+            raise WireError("a report reveals attachments inline (atts) or by hash (ath)")
 
     @property
     def is_prekey_query(self) -> bool:
@@ -320,6 +330,7 @@ class FileReport(MailboxOp):
     rcp: bytes
     why: str
     atts: tuple[bytes, ...] | None
+    ath: tuple[bytes, ...] | None
     note: str | None
     amf: bytes | None
     akid: int | None

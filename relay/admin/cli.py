@@ -284,7 +284,8 @@ def _print_report(r: ReportView) -> None:
     ]
     rows += [(f"  {name}", str(value)) for name, value in sorted(r.verified.items())]
     rows += [
-        (f"attachment {i + 1}", f"{h} ({size} bytes)") for i, (h, size) in enumerate(r.attachments)
+        (f"attachment {i + 1}", f"{h} ({size} bytes)" if size >= 0 else f"{h} (not revealed yet)")
+        for i, (h, size) in enumerate(r.attachments)
     ]
     if r.status != "open":
         rows += [

@@ -221,6 +221,11 @@ def _attachment_row(report: ReportView, i: int, digest: str, size: int) -> str:
     CSS, no script), anything else is a download link. Both are served by this listener."""
     url = f"{PREFIX}/reports/{e(report.id)}/attachments/{i}"
     kind = report.attachment_types[i] if i < len(report.attachment_types) else None
+    if size < 0:  # a report filed by hash whose reporter has not sent this file (yet)
+        return (
+            f"<tr><td>{i}</td><td><code>{e(digest)}</code></td><td>-</td>"
+            f'<td class="attachment muted" id="attachment-{i}">not revealed yet</td></tr>'
+        )
     if kind is not None:
         content = (
             f'<input type="checkbox" class="reveal" id="reveal-{i}">'

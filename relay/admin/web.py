@@ -22,12 +22,14 @@ listener. Never logged: tokens, cookies, report contents, ids or the moderator's
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import math
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import structlog
@@ -411,9 +413,15 @@ async def attachment(request: web.Request) -> web.StreamResponse:
         page = render.error_page("Not found", "No such attachment.", moderator=moderator, csrf=csrf)
         return _html(page, 404)
     request[_csp_key] = ATTACHMENT_CSP
-    mime = image_type(data)
     name = f"report-{report_id[:12]}-attachment-{int(index)}"
-    response = web.Response(body=data, content_type=mime or "application/octet-stream")
+    response: web.StreamResponse
+    if isinstance(data, bytes):
+        mime = image_type(data)
+        response = web.Response(body=data, content_type=mime or "application/octet-stream")
+    else:  # revealed by hash and streamed (protocol.md §5.9): a file, streamed from disk
+        mime = await asyncio.to_thread(_leading_type, data)
+        response = web.FileResponse(data)
+        response.content_type = mime or "application/octet-stream"
     response.headers[hdrs.CONTENT_DISPOSITION] = (
         f'inline; filename="{name}.{mime.split("/")[1]}"'
         if mime is not None
@@ -421,6 +429,11 @@ async def attachment(request: web.Request) -> web.StreamResponse:
     )
     log.info("admin_attachment_served")
     return response
+
+
+def _leading_type(path: Path) -> str | None:
+    with path.open("rb") as fh:
+        return image_type(fh.read(16))
 
 
 async def resolve(request: web.Request) -> web.StreamResponse:

@@ -24,6 +24,7 @@ from relay.blobs.base import (
     quota_key,
     token_hash,
 )
+from relay.blobs.reveals import FilesystemReveals
 from relay.config import RelayConfig
 from relay.errors import RelayError, storage_boundary
 from relay.metrics import Metrics
@@ -47,6 +48,8 @@ class BlobService:
         rng: Callable[[int], bytes],
     ) -> None:
         self.store = store
+        #: Attachments revealed for reports filed by hash (``<blob_dir>/reports``).
+        self.reveals = FilesystemReveals(config.resolved_blob_dir() / "reports")
         self._mailboxes = mailboxes
         self._config = config
         self._metrics = metrics
@@ -158,8 +161,27 @@ class BlobService:
         self._metrics.inc("blobs", "downloaded")
         return opened
 
+    @storage_boundary
+    async def reveal(
+        self, report_id: bytes, index: int, body: AsyncIterator[bytes], length: int | None
+    ) -> BlobOffset:
+        """Receive attachment ``index`` of a report filed by hash; ``boff`` with its size
+        and ``done`` = 1 once it is verified and durable.
+
+        Raises:
+            RelayError: ``AUTH`` (no such report or attachment, revealed already),
+                ``FRANKING`` (not the committed bytes), ``TOO_LARGE`` (above
+                ``max_blob_bytes``), ``STORAGE_FULL``, ``UNAVAILABLE``, ``TIMEOUT``.
+        """
+        size = await self.reveals.reveal(
+            report_id, index, body, length, self._config.max_blob_bytes
+        )
+        self._metrics.inc("blobs", "revealed")
+        return BlobOffset(off=size, done=1)
+
     async def purge(self) -> int:
-        """Delete expired blobs and unfinished uploads past their deadline.
+        """Delete expired blobs and unfinished uploads past their deadline, and the
+        revealed attachments of reports that are gone.
 
         Raises:
             StorageError: unmapped (the purge loop logs an outage and carries on).
@@ -167,4 +189,9 @@ class BlobService:
         count = await self.store.purge(self._now())
         if count:
             self._metrics.inc("blobs", "purged", amount=count)
+
+        async def live(report_id: bytes) -> bool:
+            return await self._mailboxes.get_report(report_id) is not None
+
+        await self.reveals.purge(live)
         return count

@@ -37,6 +37,7 @@ _ID: Final = re.compile(r"[0-9a-f]{32}")
 _TOKEN: Final = re.compile(r"[0-9a-f]{64}")
 _DECIMAL: Final = re.compile(r"[0-9]{1,16}")
 _RANGE: Final = re.compile(r"bytes=([0-9]{1,16})-")
+_INDEX: Final = re.compile(r"[0-9]|1[0-5]")  # an attachment of a report: 0..15
 #: What one read of an upload body takes from the socket buffer at most.
 _READ_CHUNK: Final = 256 << 10
 
@@ -134,9 +135,23 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         await download.aclose()
 
 
+async def reveal_attachment(request: web.Request) -> web.Response:
+    """``PUT /v1/report/<report>/<i>``: the plaintext of attachment ``i`` of a report filed
+    by hash (protocol.md §5.9, "Reports"); kept only if it is the committed one."""
+    report, index = request.match_info["report"], request.match_info["index"]
+    if not _ID.fullmatch(report) or not _INDEX.fullmatch(index):
+        raise RelayError(ErrorCode.MALFORMED)
+    stall = request.app[config_key].body_read_timeout_s
+    reply = await request.app[service_key].blobs.reveal(
+        bytes.fromhex(report), int(index), _body(request, stall), request.content_length
+    )
+    return frame_response(reply.encode())
+
+
 def setup_blob_routes(app: web.Application) -> None:
     app.router.add_post("/v1/blob", create_blob, name="blob_create")
     app.router.add_put("/v1/blob/{id}", put_blob, name="blob_put")
     # No HEAD: a HEAD would count (and, for a view-once blob, spend) a download.
     app.router.add_get("/v1/blob/{id}/upload", upload_state, name="blob_state", allow_head=False)
     app.router.add_get("/v1/blob/{id}", get_blob, name="blob_get", allow_head=False)
+    app.router.add_put("/v1/report/{report}/{index}", reveal_attachment, name="report_reveal")

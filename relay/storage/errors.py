@@ -18,6 +18,7 @@ __all__ = [
     "QuotaExceeded",
     "ReportAlreadyResolved",
     "ReportNotFound",
+    "RevealMismatch",
     "StampMismatch",
     "StorageError",
     "StorageFull",
@@ -104,3 +105,8 @@ class BlobTooLarge(StorageError):
 
 class BlobRangeInvalid(StorageError):
     """A ``Range`` start at or past the end of the blob; no download was counted."""
+
+
+class RevealMismatch(StorageError):
+    """A revealed report attachment is not the one under the franking commitment (its
+    SHA-256 differs); nothing was kept."""

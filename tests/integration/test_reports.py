@@ -30,7 +30,7 @@ from reportkit import ADMIN_TOKENS, ALICE_TOKEN, AdminSession
 from clientlib.crypto import IdentityKeyPair, PreKeyKind, PreKeyPair
 from clientlib.crypto.amf import forge_as_recipient, verify_as_recipient
 from clientlib.crypto.franking import franking_commit
-from clientlib.errors import RelayRejected
+from clientlib.errors import LocalProtocolError, RelayRejected
 from clientlib.session import ModeratorKey, PreKeyBundle, Session, accept, initiate, open_envelope
 from clientlib.transport import (
     Delivered,
@@ -739,3 +739,117 @@ async def test_reported_attachments_on_the_moderation_page(
             assert status == 404 and png.decode("latin-1") not in body
             status, _, _ = await admin.get(f"/admin/reports/{'0' * 32}/attachments/0")
             assert status == 404
+
+
+def noisy_png(width: int, height: int) -> bytes:
+    """A real PNG of random pixels (incompressible: about width x height x 3 bytes)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        body = tag + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows, 1))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def test_large_attachments_are_revealed_by_hash(
+    make_relay: MakeRelay, relay_config: RelayConfig, session: aiohttp.ClientSession
+) -> None:
+    """Files too large for one owner command (protocol.md §5.9 "Reports"): the report
+    commits them by hash (``ath``), then each plaintext is streamed to ``PUT
+    /v1/report/<report>/<i>`` and kept only if it hashes to the committed value; the
+    moderation page shows the image blurred (from the file) and the rest as a download."""
+    config = replace(
+        relay_config, admin_tokens=ADMIN_TOKENS, admin_port=0, admin_login_failures_per_client=50
+    )
+    big, doc = noisy_png(400, 300), os.urandom(300_000)
+    att = (big, doc)
+    hashes = [hashlib.sha256(a).digest() for a in att]
+    async with setup(make_relay, config, session) as s:
+        reveals = s.service.blobs.reveals
+        await s.send("look at this", att)
+        (env,) = await s.receive_all()
+        got = s.conv.open(env, att)
+        with pytest.raises(LocalProtocolError):  # inline: more than one command holds
+            await s.http.report(s.bob, **report_args(s.conv, got))
+        by_hash = report_args(s.conv, got, attachments=())
+        rid = hashlib.sha256(env.ft or b"").digest()[:16]
+        swapped = s.http.report(s.bob, **by_hash, attachment_hashes=hashes[::-1])
+        assert await rejected(swapped) == "FRANKING"
+        assert await reveals.state(rid) is None  # nothing kept of a refused report
+        report = await s.http.report(s.bob, **by_hash, attachment_hashes=hashes)
+        assert report == rid
+        view = await s.moderation.get_report(rid.hex())
+        assert view is not None and view.attachments == [(h.hex(), -1) for h in hashes]
+        # Reveals that are not the committed bytes, or not of a committed attachment.
+        wrong = {
+            "other file": (rid, 0, doc),
+            "truncated": (rid, 0, big[:-1]),
+            "extended": (rid, 1, doc + b"\x00"),
+            "no such index": (rid, 2, doc),
+            "no such report": (os.urandom(16), 0, big),
+        }
+        codes = {}
+        for name, (r, i, data) in wrong.items():
+            with pytest.raises(RelayRejected) as info:
+                await s.http.reveal_attachment(r, i, data)
+            codes[name] = info.value.code
+        assert codes == {
+            "other file": "FRANKING",
+            "truncated": "FRANKING",
+            "extended": "FRANKING",
+            "no such index": "AUTH",
+            "no such report": "AUTH",
+        }
+        for bad in ("16", "01", "x"):
+            async with session.put(f"{s.url.rstrip('/')}/v1/report/{rid.hex()}/{bad}") as r:
+                assert r.status == 400, bad
+        assert await reveals.state(rid) == [(h, None) for h in hashes]
+        assert sorted(p.name for p in (reveals.directory / rid.hex()).iterdir()) == ["hashes"]
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for i in range(0, len(big), 65536):
+                yield big[i : i + 65536]
+
+        await s.http.reveal_attachment(rid, 0, pieces())
+        with pytest.raises(RelayRejected) as info:  # once revealed it cannot change
+            await s.http.reveal_attachment(rid, 0, big)
+        assert info.value.code == "AUTH"
+        view = await s.moderation.get_report(rid.hex())
+        assert view is not None
+        assert view.attachments == [(hashes[0].hex(), len(big)), (hashes[1].hex(), -1)]
+        assert view.attachment_types == ["image/png", None]
+        # The moderation page: the image blurred, from its file; the other not revealed yet.
+        url = s.server.app[admin_listener_key].url
+        assert url is not None
+        base = url.removesuffix("/admin/")
+        admin, http = AdminSession.open(base)
+        async with http:
+            await admin.login(ALICE_TOKEN)
+            status, page, _ = await admin.get(f"/admin/reports/{rid.hex()}")
+            assert status == 200 and '<img class="blurred" id="attachment-0"' in page
+            assert 'id="attachment-1">not revealed yet' in page
+            path = f"{base}/admin/reports/{rid.hex()}/attachments"
+            async with http.get(f"{path}/0") as r:
+                assert (r.status, r.content_type, await r.read()) == (200, "image/png", big)
+                assert r.headers["Content-Security-Policy"] == ATTACHMENT_CSP
+            await s.http.reveal_attachment(rid, 1, doc)
+            async with http.get(f"{path}/1") as r:
+                assert r.content_type == "application/octet-stream" and await r.read() == doc
+                assert r.headers["Content-Disposition"].startswith("attachment;")
+        # A second report of the envelope is a duplicate and keeps what was revealed.
+        again = s.http.report(s.bob, **by_hash, attachment_hashes=hashes)
+        assert await rejected(again) == "DUPLICATE"
+        assert await reveals.state(rid) == [(hashes[0], len(big)), (hashes[1], len(doc))]
+        # The files go with the report (report_retention_s), by the purge.
+        assert await s.service.blobs.purge() == 0
+        assert (reveals.directory / rid.hex()).is_dir()
+        s.clock["now"] += config.report_retention_s + 1
+        await s.service.purge_expired()
+        await s.service.blobs.purge()
+        assert not (reveals.directory / rid.hex()).exists()

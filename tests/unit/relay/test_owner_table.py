@@ -23,7 +23,13 @@ from relay.storage.base import (
     StorageUnavailable,
     WrongKind,
 )
-from relay.storage.errors import BlobNotFound, BlobOffsetMismatch, BlobRangeInvalid, BlobTooLarge
+from relay.storage.errors import (
+    BlobNotFound,
+    BlobOffsetMismatch,
+    BlobRangeInvalid,
+    BlobTooLarge,
+    RevealMismatch,
+)
 
 
 def test_every_owner_operation_has_one_rule() -> None:
@@ -52,6 +58,7 @@ def test_storage_errors_map_to_their_documented_codes() -> None:
         BlobOffsetMismatch: ErrorCode.MALFORMED,
         BlobRangeInvalid: ErrorCode.MALFORMED,
         BlobTooLarge: ErrorCode.TOO_LARGE,
+        RevealMismatch: ErrorCode.FRANKING,  # a revealed attachment that is not the committed one
     }
     assert dict(STORAGE_CODES) == expected
     for cls, code in expected.items():

@@ -44,7 +44,7 @@ SPEC = {
     "info": ({"rid"}, set()),
     "report": (
         {"rid", "msg", "fk", "fc", "ft", "fx", "snd", "rcp", "why"},
-        {"atts", "note", "amf", "akid"},
+        {"atts", "ath", "note", "amf", "akid"},  # ath: revision 8, protocol.md §5.9
     ),
     "rstat": ({"rid", "report"}, set()),
     "dcaps": ({"sid", "key"}, {"add", "remove"}),  # revision 9, protocol.md §26.2

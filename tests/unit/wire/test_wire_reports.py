@@ -298,3 +298,46 @@ def test_transport_report_fields() -> None:
     check_report_id(b"i" * 16)
     with pytest.raises(LocalProtocolError):
         check_report_id(b"i" * 15)
+
+
+def test_attachments_by_hash() -> None:
+    """Revision 8 (protocol.md §5.9 "Reports"): ``ath`` carries the attachments' SHA-256
+    instead of their plaintexts; never both, 32 bytes each, at most 16."""
+    h = b"h" * 32
+    cmd = decode_owner_command(raw(report_cmd(ath=[h, h])))
+    assert cmd.ath == (h, h) and cmd.atts is None
+    for bad in (
+        report_cmd(ath=[h], atts=[b"x"]),  # both
+        report_cmd(ath=[b"h" * 31]),
+        report_cmd(ath=[h] * (MAX_REPORT_ATTACHMENTS + 1)),
+    ):
+        with pytest.raises(WireError):
+            decode_owner_command(raw(bad))
+    fields = report_fields(
+        msg=b"m",
+        fk=b"k" * 32,
+        fc=b"c" * 32,
+        ft=b"t" * 32,
+        fx=b"x" * 25,
+        sender=b"s" * 32,
+        recipient=b"p" * 32,
+        attachments=(),
+        attachment_hashes=[h],
+        reason="harassment",
+        note=None,
+    )
+    assert fields["ath"] == (h,) and fields["atts"] is None
+    for kw in ({"attachments": [b"x"], "attachment_hashes": [h]}, {"attachment_hashes": [b"x"]}):
+        with pytest.raises(LocalProtocolError):
+            report_fields(
+                msg=b"m",
+                fk=b"k" * 32,
+                fc=b"c" * 32,
+                ft=b"t" * 32,
+                fx=b"x" * 25,
+                sender=b"s" * 32,
+                recipient=b"p" * 32,
+                reason="harassment",
+                note=None,
+                **{"attachments": (), **kw},  # type: ignore[arg-type]
+            )
