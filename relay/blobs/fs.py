@@ -35,7 +35,7 @@ import fcntl
 import functools
 import os
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -340,8 +340,13 @@ class FilesystemBlobStore:
                         pos += len(data)
                         if pos - recorded >= self._sync_every and pos < upload.size:
                             await settle()
-                            await asyncio.to_thread(self._commit, upload, pos)
+                            await self._in_pool(self._commit, upload, pos)
                             recorded = pos
+                if buf:
+                    await settle()
+                    data, buf = buf, bytearray()
+                    writing = self._pool.submit(self._write, upload, data, pos)
+                    pos += len(data)
                 await settle()
             except (BlobTooLarge, StorageFull):
                 raise
@@ -356,14 +361,11 @@ class FilesystemBlobStore:
                 except StorageFull:
                     self._cut_back(upload, recorded)
                 raise
-            if buf:
-                await asyncio.to_thread(self._write, upload, buf, pos)
-                pos += len(buf)
             if pos == upload.size:
-                await asyncio.to_thread(self._complete, upload)
+                await self._in_pool(self._complete, upload)
                 return UploadState(pos, True)
             if pos != recorded:
-                await asyncio.to_thread(self._commit, upload, pos)
+                await self._in_pool(self._commit, upload, pos)
             return UploadState(pos, False)
         except BlobTooLarge:
             # None of this request's bytes are kept (protocol.md §5.9).
@@ -379,6 +381,17 @@ class FilesystemBlobStore:
         finally:
             _wait(writing, quiet=True)  # never close the file under a running write
             os.close(upload.part_fd)  # releases the upload lock
+
+    async def _in_pool(self, fn: Callable[..., None], *args: object) -> None:
+        """Run ``fn`` on the write pool. If the caller is cancelled meanwhile (a cut), wait
+        for ``fn`` anyway before re-raising: the upload's file stays open until no thread
+        uses it."""
+        running = self._pool.submit(fn, *args)
+        try:
+            await asyncio.shield(asyncio.wrap_future(running))
+        except asyncio.CancelledError:
+            _wait(running, quiet=True)
+            raise
 
     def _begin(
         self, blob_id: bytes, ut: bytes, offset: int, length: int | None, now: int
