@@ -20,6 +20,7 @@ This layer holds no keys: what it moves is ciphertext (:mod:`clientlib.crypto.at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
@@ -244,15 +245,29 @@ class BlobTransport:
         progress: Progress | None,
     ) -> bool:
         sent = offset
+        pieces = body(offset)
 
         async def stream() -> AsyncIterator[bytes]:
             nonlocal sent
-            async for piece in body(offset):
+            async for piece in pieces:
                 sent += len(piece)
                 yield piece
                 if progress is not None:
                     progress(sent, size)
 
+        try:
+            return await self._send(blob, ut, offset, size, stream())
+        finally:
+            # A cut leaves the body suspended at a yield (holding, say, an open file):
+            # close it now rather than whenever the garbage collector gets to it.
+            close = getattr(pieces, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(RuntimeError):  # still running in aiohttp's writer
+                    await close()
+
+    async def _send(
+        self, blob: bytes, ut: bytes, offset: int, size: int, stream: AsyncIterator[bytes]
+    ) -> bool:
         headers = {
             TOKEN_HEADER: ut.hex(),
             "Upload-Offset": str(offset),
@@ -261,7 +276,7 @@ class BlobTransport:
         }
         async with self._session.put(
             f"{self._base}/v1/blob/{blob.hex()}",
-            data=stream(),
+            data=stream,
             headers=headers,
             timeout=self._timeout,
         ) as resp:
