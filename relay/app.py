@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import structlog
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from relay.admin.listener import (
     AdminListener,
@@ -21,6 +21,7 @@ from relay.admin.listener import (
     stop_admin_listener,
 )
 from relay.appkeys import (
+    closer_key,
     config_key,
     lock_key,
     metrics_key,
@@ -41,6 +42,7 @@ from relay.middlewares import request_middleware, setup_web_surface
 from relay.service import MailboxService
 from relay.storage.base import EnvelopeStore, StorageError, StorageUnavailable, Wakeups
 from relay.timeouts import install as install_timeouts
+from relay.ws.closing import SocketCloser
 from relay.ws.handler import setup_websocket
 
 __all__ = ["build_backend", "create_app", "lock_database"]
@@ -168,9 +170,8 @@ async def _admin_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    sockets: set[web.WebSocketResponse] = app[sockets_key]
-    for ws in list(sockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"relay shutting down")
+    """Close every WebSocket with 1001, each close handshake finished (bounded)."""
+    await app[closer_key].close_all()
 
 
 def create_app(
@@ -187,7 +188,7 @@ def create_app(
     """
     lock = False
     if store is None or wakeups is None:
-        store, wakeups = build_backend(config)
+        store, wakeups = build_backend(config, serve=True)
         lock = config.storage == "sqlite"
     app = web.Application(
         middlewares=[request_middleware],
@@ -205,6 +206,7 @@ def create_app(
     app[service_key] = MailboxService(store, wakeups, config, metrics)
     sockets: set[web.WebSocketResponse] = set()
     app[sockets_key] = sockets
+    app[closer_key] = SocketCloser()
     app[tasks_key] = set()
     app[lock_key] = lock
     app.cleanup_ctx.append(_storage_ctx)

@@ -87,7 +87,7 @@ async def _serve(
 ) -> None:
     from relay.admin import admin_listener_key
     from relay.app import create_app
-    from relay.appkeys import worker_key
+    from relay.appkeys import closer_key, worker_key
     from relay.logging import get_logger, is_json
 
     log = get_logger()
@@ -135,6 +135,12 @@ async def _serve(
         await stop.wait()
     finally:
         log.info("relay_stopping")
+        # Stop accepting, then close the WebSockets with 1001 while their connections still
+        # read: aiohttp's cleanup stops reading before the app's on_shutdown, which would
+        # cut every close handshake (clients saw 1006; relay/ws/closing.py).
+        for listening in list(runner.sites):
+            await listening.stop()
+        await app[closer_key].close_all()
         await runner.cleanup()
 
 

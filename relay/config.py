@@ -75,6 +75,12 @@ class RelayConfig:
         10.0  # a request head, from the connection's start or its first byte
     )
     keepalive_timeout_s: float = 180.0  # an idle HTTP connection between requests
+    # The longest a request waits for storage (Redis stalled, a disk that does not answer):
+    # then UNAVAILABLE, and a deposit may still have been stored (protocol.md §6).
+    storage_timeout_s: float = 8.0
+    # SQLite: MiB kept in reserve beside the database, given up when the disk fills so that
+    # acks, fetches and deletes still work (README "Storage full"); 0: no reserve.
+    sqlite_reserve_mib: int = 16
     # Connections.
     max_connections: int = 10_000
     max_subscriptions: int = 1024  # mailboxes one connection may subscribe to
@@ -280,6 +286,8 @@ class RelayConfig:
         _range("body_read_timeout_s", self.body_read_timeout_s, 0.1, 600)
         _range("header_read_timeout_s", self.header_read_timeout_s, 0.1, 600)
         _range("keepalive_timeout_s", self.keepalive_timeout_s, 1, 3600)
+        _range("storage_timeout_s", self.storage_timeout_s, 0.5, 120)
+        _range("sqlite_reserve_mib", self.sqlite_reserve_mib, 0, 4096)
         _range("max_connections", self.max_connections, 1, 1_000_000)
         _range("max_subscriptions", self.max_subscriptions, 1, 100_000)
         _range("max_pending_challenges", self.max_pending_challenges, 1, 10_000)

@@ -14,6 +14,7 @@ Messages are fixed per code and never contain ids, keys or sizes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import wraps
@@ -148,12 +149,23 @@ def storage_errors() -> Iterator[None]:
 
 def storage_boundary(fn: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
     """Decorate a public coroutine of a service: the storage errors it lets out become
-    :class:`RelayError` (:data:`STORAGE_CODES`); everything else passes through unchanged."""
+    :class:`RelayError` (:data:`STORAGE_CODES`); everything else passes through unchanged.
+
+    The bound on storage waits (``storage_timeout_s``, protocol.md §6): when the service (the
+    first argument) has a ``storage_bound`` in seconds, the whole coroutine is bounded by it
+    and answered ``UNAVAILABLE`` beyond. It is None when the store bounds each of its own
+    waits (SQLite, whose coroutines must not need a Task: ``task_free``)."""
 
     @wraps(fn)
     async def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        bound: float | None = getattr(args[0], "storage_bound", None) if args else None
         try:
-            return await fn(*args, **kwargs)
+            if bound is None:
+                return await fn(*args, **kwargs)
+            async with asyncio.timeout(bound):
+                return await fn(*args, **kwargs)
+        except TimeoutError:
+            raise RelayError(ErrorCode.UNAVAILABLE) from None
         except StorageError as exc:
             mapped = _relay_error(exc)
             if mapped is exc:

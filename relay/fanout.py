@@ -75,8 +75,11 @@ def check_fanout(frame: Fanout, max_envelope: int) -> list[tuple[bytes, bytes]]:
     return entries
 
 
-async def fan_out(service: MailboxService, frame: Fanout) -> FanoutDone:
-    """Enqueue (or, online-only, push) ``frame``'s envelope for every entry.
+async def fan_out(service: MailboxService, frame: Fanout) -> tuple[FanoutDone, list[WakeEvent]]:
+    """Enqueue (or, online-only, push) ``frame``'s envelope for every entry; returns the
+    reply and the wake-ups of the stored entries, for the caller to publish
+    (:meth:`~relay.service.MailboxService.announce`: after, so that a failed publish never
+    fails entries that are stored).
 
     Raises:
         RelayError: see :func:`check_fanout`; ``UNAVAILABLE``, ``STORAGE_FULL`` (reading
@@ -96,7 +99,9 @@ async def fan_out(service: MailboxService, frame: Fanout) -> FanoutDone:
                 tag=relay_tag(key.secret, frame.fc, ctx), ctx=ctx, kind=KIND_PAIRWISE
             )
     if frame.flags & FLAG_ONLINE_ONLY:
-        return await _push_online(service, frame, entries, hashes, stamps, now)
+        return await _push_online(service, frame, entries, hashes, stamps, now), []
+    if service.storage_full():
+        raise RelayError(ErrorCode.STORAGE_FULL)
     store = service.store
     results = await asyncio.gather(
         *(
@@ -116,6 +121,7 @@ async def fan_out(service: MailboxService, frame: Fanout) -> FanoutDone:
         return_exceptions=True,
     )
     bad: list[FanoutRefusal] = []
+    events: list[WakeEvent] = []
     stored = duplicates = 0
     for i, result in enumerate(results):
         if not isinstance(result, DepositOutcome):
@@ -136,10 +142,11 @@ async def fan_out(service: MailboxService, frame: Fanout) -> FanoutDone:
             ft=stamp.tag if stamp is not None else None,
             fx=stamp.ctx if stamp is not None else None,
         )
-        await service.wakeups.publish(
+        # Published by the caller; its push wake-up too (protocol.md §28.2: a group
+        # envelope wakes like any other).
+        events.append(
             WakeEvent(kind="stored", rid=result.rid, seq=result.seq, env=env, at=time.time())
         )
-        service.push.wake(result.rid)  # protocol.md §28.2: a group envelope wakes too
     metrics = service.metrics
     metrics.inc("fanouts")
     metrics.inc("deposits", "fanout", amount=stored)
@@ -147,7 +154,7 @@ async def fan_out(service: MailboxService, frame: Fanout) -> FanoutDone:
         metrics.inc("deposits", "duplicate", amount=duplicates)
     if bad:
         metrics.inc("fanout_refused", amount=len(bad))
-    return FanoutDone(id=frame.id, n=stored + duplicates, bad=tuple(bad))
+    return FanoutDone(id=frame.id, n=stored + duplicates, bad=tuple(bad)), events
 
 
 async def _push_online(

@@ -8,6 +8,11 @@ What the relay logs is an allow-list (protocol.md §8): ``event``, ``level``, ``
 reaches the output. Never logged: IP addresses, ``X-Forwarded-For``, User-Agent, mailbox or
 envelope ids, keys, challenges, signatures, tokens, exact sizes, envelope bytes. aiohttp's
 access log is disabled.
+
+Exceptions are logged by type and traceback only (:func:`scrub_exceptions`), never by their
+message: a third-party message can quote what the relay must not log (redis-py names the
+server's address, a socket error the peer's), so no exception text reaches the output, ours
+included (their messages are fixed per code and say nothing the type does not).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
@@ -24,9 +31,11 @@ __all__ = [
     "ALLOWED_KEYS",
     "allow_list",
     "configure_logging",
+    "exception_summary",
     "get_logger",
     "is_json",
     "scrub_addresses",
+    "scrub_exceptions",
 ]
 
 ALLOWED_KEYS = frozenset(
@@ -83,6 +92,47 @@ def scrub_addresses(
     return event_dict
 
 
+def exception_summary(exc: BaseException) -> str:
+    """``exc`` as its traceback frames (file, line, function) and the type names of its chain
+    (causes and contexts, outermost last), without any exception message or source line."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    for item in reversed(chain):
+        tb: TracebackType | None = item.__traceback__
+        for frame in traceback.extract_tb(tb):
+            parts.append(f"  {frame.filename}:{frame.lineno} in {frame.name}")
+        kind = type(item)
+        parts.append(f"{kind.__module__}.{kind.__qualname__}")
+    return "\n".join(parts)
+
+
+def scrub_exceptions(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Replace ``exc_info`` by ``exception``: :func:`exception_summary` (no message)."""
+    info = event_dict.pop("exc_info", None)
+    if not info:
+        return event_dict
+    exc: BaseException | None
+    if isinstance(info, BaseException):
+        exc = info
+    elif isinstance(info, tuple):
+        exc = info[1]
+    else:
+        exc = sys.exc_info()[1]
+    if exc is not None:
+        event_dict["exception"] = exception_summary(exc)
+    return event_dict
+
+
 def is_json(fmt: str, stream: TextIO | None = None) -> bool:
     """Whether ``log_format`` ``fmt`` renders JSON on ``stream`` (``auto``: unless a terminal)."""
     out = stream or sys.stdout
@@ -104,12 +154,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     structlog.configure(
         processors=[
             *shared,
-            # Tracebacks never include local variables: they could hold ids or key material.
-            structlog.processors.ExceptionRenderer(
-                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-            )
-            if as_json
-            else structlog.processors.format_exc_info,
+            # Tracebacks carry no local variables and no exception message (either could
+            # hold an address, an id or key material): frames and type names only.
+            scrub_exceptions,
             allow_list,
             renderer,
         ],
@@ -124,6 +171,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 scrub_addresses,
+                scrub_exceptions,
                 allow_list,
                 renderer,
             ],

@@ -104,8 +104,14 @@ COUNTERS: Final[dict[str, tuple[str, str, str | None]]] = {
     ),
     "storage_errors": (
         "storage_errors",
-        "Storage failures met while serving, by kind (unavailable, full, push, purge).",
+        "Storage failures met while serving, by kind (unavailable, full, push, purge, "
+        "wakeup: a stored envelope's wake-up could not be published).",
         "kind",
+    ),
+    "peer_gone": (
+        "peer_gone",
+        "HTTP requests whose client hung up before its body arrived (not relay errors).",
+        None,
     ),
 }
 
@@ -189,6 +195,11 @@ class Metrics:
             ["backend"],
             registry=self.registry,
         )
+        self._full = Gauge(
+            _PREFIX + "storage_full",
+            "1 while storage is out of space (deposits refused, owners can still drain it).",
+            registry=self.registry,
+        )
         self._open = 0
 
     # --- counting -----------------------------------------------------------------------
@@ -244,8 +255,10 @@ class Metrics:
 
     # --- exposition ---------------------------------------------------------------------
 
-    def render(self, stored_envelopes: int | None, backend: str) -> str:
-        """The whole exposition; ``stored_envelopes`` None when storage did not answer."""
+    def render(self, stored_envelopes: int | None, backend: str, *, full: bool = False) -> str:
+        """The whole exposition; ``stored_envelopes`` None when storage did not answer,
+        ``full`` while storage is out of space."""
+        self._full.set(1 if full else 0)
         self._stored.clear()
         if stored_envelopes is not None:
             self._stored.labels(backend).set(stored_envelopes)

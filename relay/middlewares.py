@@ -1,9 +1,12 @@
 """Per-request context, one canonical log line, the error-to-wire mapping, and the public
 listener's browser surface (CORS, WebSocket ``Origin``).
 
-Only :class:`~relay.errors.RelayError` becomes a wire error with its own code; any other
-exception is a bug: it is logged with its traceback (no local variables) and answered with
-``INTERNAL``, never with the exception text. Every other answer that is not a protocol reply
+Only :class:`~relay.errors.RelayError` becomes a wire error with its own code (its ``err``
+echoes the request's ``id`` when the frame's id could be read, as on a WebSocket: protocol.md
+§3.2); a client that hung up mid-body (:class:`~relay.http.routes.PeerGone`) is logged at
+debug and counted, not treated as a failure; any other exception is a bug: it is logged
+with its traceback (frames and exception types only, :mod:`relay.logging`) and answered
+with ``INTERNAL``, never with the exception text. Every other answer that is not a protocol reply
 is an ``err`` frame too (protocol.md §2.1): an unknown path (404), a method the path does not
 take (405), a request aiohttp cannot parse (400, see :mod:`relay.webguard`) and aiohttp's
 own refusals such as a plain GET of ``/v1/ws``; none of them echoes request bytes.
@@ -29,9 +32,9 @@ from aiohttp.typedefs import Handler
 
 from clientlib.wire.codes import ErrorCode
 from clientlib.wire.frames import ErrorReply
-from relay.appkeys import config_key, metrics_key, size_bucket_key
+from relay.appkeys import config_key, frame_id_key, metrics_key, size_bucket_key
 from relay.errors import HTTP_STATUS, RelayError
-from relay.http.routes import CONTENT_TYPE, frame_response
+from relay.http.routes import CONTENT_TYPE, PeerGone, frame_response
 from relay.service import size_bucket
 from relay.webguard import guard_unparsed
 
@@ -56,8 +59,11 @@ _STATUS_CODES: Final = {
 }
 
 
-def _error(code: ErrorCode, status: int | None = None) -> web.Response:
-    return frame_response(ErrorReply(code=code.value).encode(), status or HTTP_STATUS[code])
+def _error(
+    code: ErrorCode, status: int | None = None, request_id: int | None = None
+) -> web.Response:
+    reply = ErrorReply(code=code.value, id=request_id)
+    return frame_response(reply.encode(), status or HTTP_STATUS[code])
 
 
 def _code_for(status: int) -> ErrorCode:
@@ -116,8 +122,13 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = response.status
     except RelayError as exc:
         error_code = exc.code.value
-        response = _error(exc.code)
+        response = _error(exc.code, request_id=request.get(frame_id_key))
         status = response.status
+    except PeerGone:
+        # Nobody is left to read an answer; the peer's disconnect is not a relay error.
+        request.app[metrics_key].inc("peer_gone")
+        log.debug("peer_gone", method=request.method)
+        return web.Response(status=400)
     except web.HTTPException as exc:
         # Routing errors (404, 405) and aiohttp's refusals: an err frame, never its text.
         if exc.status < 400:
@@ -194,8 +205,18 @@ def _unparsed(response: web.StreamResponse) -> None:
         response.charset = None
 
 
+async def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    """``Cache-Control: no-store`` on every answer of the public listener: owner replies
+    carry envelopes, keys and account data (``envs``, ``info``, ``bundle``, ``keys``), and
+    nothing the relay answers is worth caching in a browser or a proxy."""
+    if response.headers.get(hdrs.UPGRADE):
+        return
+    response.headers.setdefault(hdrs.CACHE_CONTROL, "no-store")
+
+
 def setup_web_surface(app: web.Application) -> None:
-    """Install the public listener's CORS headers, fixed ``Server`` header and ``err``
-    frames for requests aiohttp cannot parse."""
+    """Install the public listener's CORS headers, ``Cache-Control: no-store``, fixed
+    ``Server`` header and ``err`` frames for requests aiohttp cannot parse."""
     app.on_response_prepare.append(_cors_headers)
+    app.on_response_prepare.append(_no_store)
     guard_unparsed(app, _unparsed)

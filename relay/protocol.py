@@ -42,9 +42,21 @@ from clientlib.wire.version import SUPPORTED_VERSIONS
 from relay.auth import challenge_binding, check_challenge_request
 from relay.errors import RelayError, from_wire_error
 
-__all__ = ["ConnectionLimits", "RelayConnection"]
+__all__ = ["ConnectionLimits", "RelayConnection", "readable_id"]
 
 MAX_REQUEST_ID = 2**32 - 1
+
+
+def readable_id(data: bytes, max_frame: int) -> int | None:
+    """The request id of a frame that failed to decode, if it can be read (protocol.md
+    §3.2): the frame is within the size limit, of a supported version, one msgpack map, and
+    its ``id`` is a u32. Only called on the error path (WebSocket and HTTP)."""
+    try:
+        _, fields = decode_map(data, max_size=max_frame)
+    except WireError:
+        return None
+    value = fields.get("id")
+    return value if type(value) is int and 0 <= value <= MAX_REQUEST_ID else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +101,8 @@ class RelayConnection:
         )
 
     def readable_id(self, data: bytes) -> int | None:
-        """The request id of a frame that failed to decode, if it can be read (protocol.md
-        §3.2): the frame is within the size limit, of a supported version, one msgpack map,
-        and its ``id`` is a u32. Only called on the error path."""
-        try:
-            _, fields = decode_map(data, max_size=self.limits.max_frame)
-        except WireError:
-            return None
-        value = fields.get("id")
-        return value if type(value) is int and 0 <= value <= MAX_REQUEST_ID else None
+        """:func:`readable_id` under this connection's frame limit."""
+        return readable_id(data, self.limits.max_frame)
 
     def receive_frame(self, data: bytes) -> ClientFrame:
         """Decode one client frame.

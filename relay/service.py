@@ -12,7 +12,14 @@ refreshing the mailbox's idle timer where the table says so. The transport only 
 :class:`OwnerChannel` (where its challenges live, and, for a socket, its subscriptions).
 
 Storage errors are mapped to wire errors once, at this service's public coroutines
-(:func:`relay.errors.storage_boundary`), not around each store call.
+(:func:`relay.errors.storage_boundary`), not around each store call; that boundary also
+bounds how long they wait for storage (``storage_timeout_s``).
+
+A deposit is answered once it is stored. Publishing its wake-up comes after, outside that
+boundary (:meth:`MailboxService.announce`): a wake-up that cannot be published (Redis failed
+between the two steps) is logged and counted, never answered as an error, and is recovered by
+the wake-ups themselves (:class:`~relay.storage.redis.wakeups.RedisWakeups` publishes it again
+and re-checks its subscriptions after a lost connection; every subscribe reads storage).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+import structlog
 
 from clientlib.errors import WireError
 from clientlib.wire.client_frames import Fanout
@@ -106,6 +115,7 @@ from relay.storage.base import (
     MailboxRecord,
     RelayStamp,
     StampMismatch,
+    StorageError,
     WakeCallback,
     WakeEvent,
     Wakeups,
@@ -116,9 +126,11 @@ from relay.storage.records import online_wake
 __all__ = [
     "BOTH",
     "DEFAULT_FETCH",
+    "FREEING_OPS",
     "HTTP_ONLY",
     "OWNER_OPERATIONS",
     "SOCKET_ONLY",
+    "WHILE_FULL",
     "ChallengeTaker",
     "MailboxService",
     "OpRule",
@@ -131,11 +143,22 @@ __all__ = [
     "size_bucket",
 ]
 
+log = structlog.get_logger("blindrelay")
+
 DEFAULT_FETCH = 64
 _BUCKETS = frozenset(ENVELOPE_BUCKETS)
 
 #: Consumes a challenge nonce; returns its binding if it was issued, unused and unexpired.
 ChallengeTaker = Callable[[bytes, int], Awaitable[bytes | None]]
+
+#: Owner operations served while storage is full (:meth:`EnvelopeStore.space_exhausted`):
+#: those that free space or only read (``keys`` only as a query; ``sub`` refreshes the idle
+#: timer). Everything else that adds data is ``STORAGE_FULL`` until there is room again.
+WHILE_FULL = frozenset({"fetch", "delete", "info", "rstat", "unpush", "sub", "keys"})
+
+#: Owner operations that free storage: their HTTP challenges are taken even by a store out
+#: of space (Redis at ``maxmemory``; :meth:`EnvelopeStore.put_challenge`).
+FREEING_OPS = frozenset({"fetch", "delete", "unpush"})
 
 #: The requests anyone may send (no owner signature): answered by :meth:`MailboxService.answer`.
 PublicRequest = FetchBundle | GetBoundaries | GetPow | GetModerationKeys
@@ -246,6 +269,11 @@ class MailboxService:
         self.wakeups = wakeups
         self.config = config
         self.metrics = metrics
+        #: The bound of :func:`~relay.errors.storage_boundary` (None: the store bounds its
+        #: own waits, and its coroutines may run without a Task).
+        self.storage_bound: float | None = (
+            None if getattr(store, "task_free", False) is True else config.storage_timeout_s
+        )
         self._clock = clock
         self._rng = rng
         self.keyring = FrankingKeyring(store, config.store_limits(), rng=rng)
@@ -293,6 +321,16 @@ class MailboxService:
         """The storage backend's name (for metrics)."""
         return self.store.backend
 
+    def storage_full(self) -> bool:
+        """Whether storage is out of space (``/readyz``, the ``storage_full`` gauge)."""
+        return self.store.space_exhausted()
+
+    def _refuse_when_full(self) -> None:
+        """Raises: RelayError ``STORAGE_FULL`` while storage is out of space (see
+        :data:`WHILE_FULL` for what is still served)."""
+        if self.store.space_exhausted():
+            raise RelayError(ErrorCode.STORAGE_FULL)
+
     @storage_boundary
     async def ping(self) -> None:
         """Raises: RelayError ``UNAVAILABLE`` unless storage answers."""
@@ -322,9 +360,14 @@ class MailboxService:
         if not self.accepts(op, Transport.HTTP):
             raise RelayError(ErrorCode.MALFORMED)
         check_challenge_request(op, rid)
+        if op not in WHILE_FULL:
+            self._refuse_when_full()
         nonce = self.new_nonce()
         await self.store.put_challenge(
-            nonce, challenge_binding(op, rid), self.now() + self.config.challenge_ttl_s
+            nonce,
+            challenge_binding(op, rid),
+            self.now() + self.config.challenge_ttl_s,
+            frees=op in FREEING_OPS,
         )
         return nonce
 
@@ -346,6 +389,8 @@ class MailboxService:
         rule = OWNER_OPERATIONS[type(cmd)]
         if transport.kind not in rule.transports:
             raise RelayError(ErrorCode.MALFORMED)
+        if cmd.OP not in WHILE_FULL:
+            self._refuse_when_full()
         rid = cmd.target
         if rule.touch is Touch.BEFORE and rid is not None:
             await self.store.touch_mailbox(rid, self.now())
@@ -518,9 +563,36 @@ class MailboxService:
             raise RelayError(ErrorCode.MALFORMED)
 
     @timed("deposit")
-    @storage_boundary
     async def deposit(self, frame: Deposit) -> None:
         """Store (or, if online-only, push) one envelope; returns once durably stored.
+
+        See :meth:`store_deposit`; the wake-up of a stored envelope is then published by
+        :meth:`announce`, which never fails the deposit.
+        """
+        event = await self.store_deposit(frame)
+        if event is not None:
+            await self.announce(event)
+
+    async def announce(self, event: WakeEvent) -> None:
+        """Publish the wake-up of an envelope that is stored, and start its push wake-up.
+
+        Never raises a storage failure: the envelope is stored and its deposit is answered
+        ``ok``; the failure is logged by exception type only (a Redis error's message names
+        the server) and counted (``storage_errors{kind="wakeup"}``); the wake-ups recover
+        the event (see the module docstring).
+        """
+        try:
+            await self.wakeups.publish(event)
+        except (StorageError, TimeoutError) as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            log.warning("wakeup_publish_failed", reason=type(cause).__name__)
+            self.metrics.inc("storage_errors", "wakeup")
+        self.push.wake(event.rid)
+
+    @storage_boundary
+    async def store_deposit(self, frame: Deposit) -> WakeEvent | None:
+        """Store (or, if online-only, push) one envelope; returns once durably stored, with
+        the wake-up to publish (None: online-only, or a duplicate).
 
         Open and pairwise mailboxes take one storage step (the capability, hashed here, is
         checked inside it). A deposit carrying a handle reads the mailbox's boundaries first:
@@ -557,7 +629,8 @@ class MailboxService:
             stamp = await self._stamp(frame, kind, cap_hash, None, now)
             await self.wakeups.publish(online_wake(rid, frame, stamp, now))
             self.metrics.inc("deposits", "online")
-            return
+            return None
+        self._refuse_when_full()
         handle: bytes | None = None
         pow_bits = 0
         if frame.hdl is not None:
@@ -593,7 +666,7 @@ class MailboxService:
             raise RelayError(ErrorCode.INTERNAL)
         if outcome.duplicate:
             self.metrics.inc("deposits", "duplicate")
-            return
+            return None
         self.metrics.inc("deposits", "stored" if handle is None else "request")
         env = StoredEnvelope(
             seq=outcome.seq,
@@ -606,10 +679,7 @@ class MailboxService:
             ft=stamp.tag if stamp is not None else None,
             fx=stamp.ctx if stamp is not None else None,
         )
-        await self.wakeups.publish(
-            WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env, at=time.time())
-        )
-        self.push.wake(outcome.rid)
+        return WakeEvent(kind="stored", rid=outcome.rid, seq=outcome.seq, env=env, at=time.time())
 
     @storage_boundary
     async def recall(self, frame: Recall) -> None:
@@ -628,13 +698,20 @@ class MailboxService:
         await self.store.recall(frame.sid, frame.eid, rc, self.now())
         self.metrics.inc("recalls")
 
-    @storage_boundary
     async def fanout(self, frame: Fanout) -> FanoutDone:
-        """One envelope to many group mailboxes (protocol.md §26.1; :func:`relay.fanout.fan_out`).
+        """One envelope to many group mailboxes (protocol.md §26.1; :func:`relay.fanout.fan_out`);
+        the wake-ups of the stored entries are published after (:meth:`announce`).
 
         Raises:
             RelayError: ``TOO_LARGE``, ``MALFORMED``, ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
+        done, events = await self._fanout(frame)
+        for event in events:
+            await self.announce(event)
+        return done
+
+    @storage_boundary
+    async def _fanout(self, frame: Fanout) -> tuple[FanoutDone, list[WakeEvent]]:
         return await fan_out(self, frame)
 
     async def _delegated_caps(
@@ -703,6 +780,7 @@ class MailboxService:
             RelayError: ``AUTH`` (no such mailbox, or not a contact address),
                 ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
+        self._refuse_when_full()
         now = self.now()
         found = await self.store.get_boundaries(frame.sid, now)
         if found is None or found[1] is None:
@@ -818,6 +896,7 @@ class MailboxService:
         if cmd.is_query:
             left, has_static = await self.store.prekey_count(cmd.rid, now)
         else:
+            self._refuse_when_full()
             left, has_static = await self.store.put_prekeys(
                 cmd.rid,
                 cmd.static,

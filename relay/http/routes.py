@@ -10,7 +10,7 @@ import asyncio
 import functools
 import importlib.resources
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from aiohttp.typedefs import Handler
 
 from clientlib.errors import WireError
@@ -32,14 +32,28 @@ from clientlib.wire.frames import (
     decode_client_frame,
 )
 from clientlib.wire.version import SUPPORTED_VERSIONS
-from relay.appkeys import config_key, metrics_key, service_key, size_bucket_key, worker_key
+from relay.appkeys import (
+    config_key,
+    frame_id_key,
+    metrics_key,
+    service_key,
+    size_bucket_key,
+    worker_key,
+)
 from relay.errors import RelayError, from_wire_error
 from relay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from relay.protocol import readable_id
 from relay.service import PublicRequest
 
-__all__ = ["CONTENT_TYPE", "frame_response", "setup_routes"]
+__all__ = ["CONTENT_TYPE", "PeerGone", "frame_response", "setup_routes"]
 
 CONTENT_TYPE = "application/x-blindrelay"
+
+
+class PeerGone(Exception):
+    """The client closed its connection before its request body arrived (FIN or RST half
+    way): not a relay failure. Logged at debug and counted (``peer_gone``), never answered
+    (nobody is left to read it)."""
 
 
 def frame_response(body: bytes, status: int = 200) -> web.Response:
@@ -62,6 +76,9 @@ async def read_body(request: web.Request) -> bytes:
         raise RelayError(ErrorCode.TIMEOUT) from None
     except web.HTTPRequestEntityTooLarge:
         raise RelayError(ErrorCode.TOO_LARGE) from None
+    except (ConnectionError, ClientPayloadError) as exc:
+        # The peer hung up mid-body: aiohttp fails the read (a short body, a reset).
+        raise PeerGone from exc
 
 
 async def read_frame(request: web.Request) -> tuple[int, ClientFrame]:
@@ -73,9 +90,16 @@ async def read_frame(request: web.Request) -> tuple[int, ClientFrame]:
     cfg = request.app[config_key]
     body = await read_body(request)
     try:
-        return decode_client_frame(body, max_size=cfg.max_frame_bytes)
+        version, frame = decode_client_frame(body, max_size=cfg.max_frame_bytes)
     except WireError as exc:
+        found = readable_id(body, cfg.max_frame_bytes)
+        if found is not None:
+            request[frame_id_key] = found
         raise from_wire_error(exc) from None
+    frame_id = getattr(frame, "id", None)
+    if type(frame_id) is int:
+        request[frame_id_key] = frame_id
+    return version, frame
 
 
 async def info(request: web.Request) -> web.Response:
@@ -168,12 +192,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: storage answers."""
+    """Readiness: storage answers and has room (503 with the reason otherwise: a relay out
+    of space refuses deposits, so a load balancer should send them elsewhere)."""
+    service = request.app[service_key]
     try:
         async with asyncio.timeout(2):
-            await request.app[service_key].ping()
+            await service.ping()
     except (RelayError, TimeoutError):
         return web.Response(text="storage unavailable\n", status=503, headers=_worker(request))
+    if service.storage_full():
+        return web.Response(text="storage full\n", status=503, headers=_worker(request))
     return web.Response(text="ready\n", headers=_worker(request))
 
 
@@ -186,7 +214,7 @@ async def metrics(request: web.Request) -> web.Response:
             stored = await service.count_envelopes()
     except (RelayError, TimeoutError):
         stored = None
-    text = request.app[metrics_key].render(stored, service.backend)
+    text = request.app[metrics_key].render(stored, service.backend, full=service.storage_full())
     return web.Response(
         text=text, headers={"Content-Type": METRICS_CONTENT_TYPE, **_worker(request)}
     )

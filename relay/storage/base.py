@@ -163,6 +163,12 @@ class StoreLifecycle(Protocol):
             StorageUnavailable: the backend does not answer.
         """
 
+    def space_exhausted(self) -> bool:
+        """Whether the store ran out of space and has not got room back: the service then
+        refuses what adds data (``STORAGE_FULL``) and lets owners free space, and ``/readyz``
+        says so. Cheap (no round trip). SQLite: see :mod:`relay.storage.sqlite.reserve`;
+        Redis refuses writes at ``maxmemory`` itself and answers False."""
+
     async def purge_expired(self, now: int) -> int:
         """Delete expired envelopes, dedupe records and idle mailboxes, and destroy franking
         keys, reports and audit entries past their retention. Returns a count.
@@ -315,8 +321,15 @@ class ChallengeStore(Protocol):
     to the errors listed.
     """
 
-    async def put_challenge(self, nonce: bytes, binding: bytes, expires_at: int) -> None:
-        """Remember a single-use challenge (HTTP owner commands) until ``expires_at``."""
+    async def put_challenge(
+        self, nonce: bytes, binding: bytes, expires_at: int, *, frees: bool = False
+    ) -> None:
+        """Remember a single-use challenge (HTTP owner commands) until ``expires_at``.
+
+        ``frees``: the challenge is for an operation that frees space (``fetch``, ``delete``):
+        a store out of space takes it all the same, within a small bound of its own, so that
+        owners can drain it (Redis at ``maxmemory``; SQLite has its reserve for every write).
+        """
 
     async def take_challenge(self, nonce: bytes, now: int) -> bytes | None:
         """Atomically consume a challenge: its binding if it existed and had not expired."""

@@ -207,6 +207,8 @@ class WakeEvent:
     ``stored``: envelope ``seq`` was stored (``env`` is set when the event is local, so the
     subscriber can push without reading storage). ``online``: an online-only envelope to push
     now or drop (``env`` always set, ``seq`` 0). ``deleted``: the mailbox is gone.
+    ``recheck``: events may have been lost (a wake-up connection broke): read storage for
+    anything not pushed yet (never sent between processes).
 
     ``at`` (``stored``): the wall-clock second (``time.time()``, a float) at which the
     envelope was durably stored, 0 if unknown; the subscriber measures the wake-up lag from
@@ -214,7 +216,7 @@ class WakeEvent:
     ``pubsub``: from another process through Redis).
     """
 
-    kind: Literal["stored", "online", "deleted"]
+    kind: Literal["stored", "online", "deleted", "recheck"]
     rid: bytes
     seq: int = 0
     env: StoredEnvelope | None = None

@@ -50,10 +50,18 @@ from clientlib.wire.frames import (
     Unsubscribe,
 )
 from clientlib.wire.limits import MAX_FETCH_BYTES
-from relay.appkeys import config_key, metrics_key, service_key, sockets_key, worker_key
+from relay.appkeys import (
+    closer_key,
+    config_key,
+    metrics_key,
+    service_key,
+    sockets_key,
+    worker_key,
+)
 from relay.errors import RelayError, wire_code
 from relay.protocol import ConnectionLimits, RelayConnection
 from relay.service import MailboxService, PublicRequest, Transport, WakeEvent
+from relay.ws.closing import CLOSE_TIMEOUT_S
 from relay.ws.inline import Inline
 from relay.ws.timer import SLOW_MESSAGE_CLOSE, MessageTimer
 
@@ -106,6 +114,10 @@ class Subscription:
             return
         if event.kind == "deleted":
             self.conn.drop_subscription(self.rid)
+            return
+        if event.kind == "recheck":
+            self.more = True
+            self.kick()
             return
         if event.seq <= self.last_pushed:
             return
@@ -577,12 +589,17 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         heartbeat=cfg.heartbeat_s,
         compress=False,
         autoping=True,
+        timeout=CLOSE_TIMEOUT_S,  # the longest a close waits for the client's reply
     )
     worker = app.get(worker_key)
     if worker is not None:  # serve --workers: the handshake names the worker (a test reads it)
         ws.headers["X-Blindrelay-Worker"] = worker
+    closer = app[closer_key]
+    if closer.shutting_down:
+        raise RelayError(ErrorCode.UNAVAILABLE)
     await ws.prepare(request)
     sockets.add(ws)
+    closer.add(ws)
     metrics.connections += 1
     metrics.inc("connections")
     conn = Connection(request, ws)
@@ -591,28 +608,41 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     structlog.contextvars.bind_contextvars(conn_id=conn.conn_id)
     log.info("connection_opened", protocol_version=conn.proto.version)
     reason = "closed"
+    close_code = WSCloseCode.OK
     try:
-        await ws.send_bytes(RelayConnection.hello(cfg.wire_limits()))
-        async for msg in ws:
-            if msg.type in _DATA and _size(msg.data) > cfg.max_frame_bytes:
-                reason = "too_large"
-                await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG)
-                break
-            if msg.type == WSMsgType.BINARY:
-                conn.handle(msg.data)
-            elif msg.type == WSMsgType.TEXT:
-                conn.reply_error(ErrorCode.MALFORMED, None)
-            elif msg.type == WSMsgType.ERROR:
-                reason = "too_large" if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG else "error"
-                break
+        try:
+            await ws.send_bytes(RelayConnection.hello(cfg.wire_limits()))
+            async for msg in ws:
+                if msg.type in _DATA and _size(msg.data) > cfg.max_frame_bytes:
+                    reason = "too_large"
+                    await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG)
+                    break
+                if msg.type == WSMsgType.BINARY:
+                    conn.handle(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    conn.reply_error(ErrorCode.MALFORMED, None)
+                elif msg.type == WSMsgType.ERROR:
+                    reason = (
+                        "too_large" if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG else "error"
+                    )
+                    break
+        except asyncio.CancelledError:
+            # Shutdown stops the wait for the next message so that this task closes the
+            # socket itself, handshake included (relay/ws/closing.py); any other
+            # cancellation propagates.
+            if not closer.claim(ws):
+                raise
+            reason, close_code = "shutdown", WSCloseCode.GOING_AWAY
     finally:
+        closer.discard(ws)
         if timer is not None:
             timer.cancel()
         await conn.close()
         metrics.connections -= 1
         sockets.discard(ws)
         if not ws.closed:
-            await ws.close()
+            message = b"relay shutting down" if close_code == WSCloseCode.GOING_AWAY else b""
+            await ws.close(code=close_code, message=message)
         log.info(
             "connection_closed",
             reason=reason,

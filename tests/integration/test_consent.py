@@ -458,12 +458,12 @@ async def test_raw_frames_and_statuses(relay: str, session: aiohttp.ClientSessio
     assert status == 200 and getattr(reply, "bits", None) == 8
     dep = Deposit(id=3, sid=sid, eid=os.urandom(16), flags=0, ct=ct(8192), hdl=os.urandom(16))
     status, reply = await http.post("/v1/deposit", dep.encode())
-    assert (status, reply) == (403, ErrorReply(code="BOUNDARY"))
+    assert (status, reply) == (403, ErrorReply(code="BOUNDARY", id=3))  # id echoed (rev. 13)
     dep = replace(dep, ct=ct(2048))
     status, reply = await http.post("/v1/deposit", dep.encode())
-    assert (status, reply) == (403, ErrorReply(code="POW"))
+    assert (status, reply) == (403, ErrorReply(code="POW", id=3))
     status, reply = await http.post("/v1/deposit", replace(dep, pow=os.urandom(16)).encode())
-    assert (status, reply) == (400, ErrorReply(code="MALFORMED"))  # pow without pwc
+    assert (status, reply) == (400, ErrorReply(code="MALFORMED", id=3))  # pow without pwc
     await http_t.put_prekeys(cred, static=secret(64))
     status, reply = await http.post("/v1/bundle", FetchBundle(id=6, sid=sid).encode())
     assert status == 200 and reply == BundleIssued(
@@ -472,9 +472,9 @@ async def test_raw_frames_and_statuses(relay: str, session: aiohttp.ClientSessio
         bnd=replace(BND, pow=8),  # type: ignore[attr-defined]
     )
     status, reply = await http.post("/v1/pow", GetBoundaries(id=4, sid=sid).encode())
-    assert (status, reply) == (400, ErrorReply(code="MALFORMED", id=None))
+    assert (status, reply) == (400, ErrorReply(code="MALFORMED", id=4))
     status, reply = await http.post("/v1/boundaries", raw({"t": "bnd?", "id": 5}))
-    assert (status, reply) == (400, ErrorReply(code="MALFORMED", id=None))
+    assert (status, reply) == (400, ErrorReply(code="MALFORMED", id=5))
     async with WSClient(session, relay) as ws:
         for fields in (
             {"t": "pow?", "id": 9, "sid": sid[:15]},

@@ -74,7 +74,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any, Final, Literal, cast
@@ -172,6 +172,7 @@ _CONFIRMED: Final = frozenset(
         "ack",
         "recall",
         "put_challenge",
+        "put_challenge_oom",
         "put_prekeys",
         "take_prekeys",
         "set_members",
@@ -203,6 +204,9 @@ _SCRIPTS: Final[dict[str, str]] = {
     "recall": "#!lua flags=allow-oom",
     "purge": "#!lua flags=allow-oom",
     "put_challenge": "#!lua",
+    # The same script, allowed at maxmemory: challenges of operations that free memory
+    # (relay.storage.redis.challenges).
+    "put_challenge_oom": "#!lua flags=allow-oom",
     "unlink_if": "#!lua flags=allow-oom",
     "put_prekeys": "#!lua",
     "take_prekeys": "#!lua flags=allow-oom",
@@ -221,6 +225,9 @@ _SCRIPTS: Final[dict[str, str]] = {
     "gsum": "#!lua flags=no-writes,allow-cross-slot-keys",
 }
 
+#: Scripts whose source is another's (same body, other flags).
+_SOURCES: Final = {"put_challenge_oom": "put_challenge"}
+
 #: Scripts that also get the moderation helpers (lua/mod_lib.lua).
 _MOD_SCRIPTS: Final = frozenset({"insert_report", "resolve_report", "append_audit"})
 
@@ -233,7 +240,7 @@ def _load_script(name: str) -> str:
     lib = package.joinpath("lib.lua").read_text(encoding="utf-8")
     if name in _MOD_SCRIPTS:
         lib += "\n" + package.joinpath("mod_lib.lua").read_text(encoding="utf-8")
-    body = package.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    body = package.joinpath(f"{_SOURCES.get(name, name)}.lua").read_text(encoding="utf-8")
     spec = SCRIPT_ARGV.get(name)
     prologue = "" if spec is None else lua_prologue(spec) + "\n"
     return f"{_SCRIPTS[name]}\n{lib}\n{prologue}{body}"
@@ -373,6 +380,8 @@ class RedisEngine:
             name: self._client.register_script(_load_script(name)) for name in _SCRIPTS
         }
         self._sid_cache: OrderedDict[bytes, bytes] = OrderedDict()
+        #: Key expiries of the challenges written past maxmemory (redis/challenges.py).
+        self._oom_issued: deque[float] = deque()
         self._closed = False
         #: Identifies this store's sweeper lease (see :mod:`relay.storage.redis.expiry`).
         self._lease_token = secrets.token_bytes(16)
@@ -609,6 +618,11 @@ class RedisEngine:
     async def ping(self) -> None:
         with self._guard():
             await self._client.ping()
+
+    def space_exhausted(self) -> bool:
+        # Redis refuses writes at maxmemory by itself; the scripts that free memory run
+        # anyway (allow-oom), and so do the challenges of freeing operations.
+        return False
 
     async def _rid_for_sid(self, sid: bytes, *, use_cache: bool) -> bytes | None:
         if use_cache:

@@ -17,9 +17,8 @@ import asyncio
 import contextlib
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-import msgpack
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import PubSub
@@ -35,7 +34,7 @@ from relay.storage.redis.engine import (
     make_cluster_client,
     redis_errors,
 )
-from relay.storage.redis.wakeups import SYNC_TIMEOUT_S, RedisWakeups
+from relay.storage.redis.wakeups import PUBLISH_TIMEOUT_S, SYNC_TIMEOUT_S, RedisWakeups
 
 log = structlog.get_logger("blindrelay.storage")
 
@@ -62,10 +61,13 @@ class ShardedWakeups(RedisWakeups):
     Args:
         url: a seed node of the cluster.
         key_prefix: prefix of channel names, default ``br:``.
+        publish_timeout_s: the longest one publication waits (``storage_timeout_s``).
     """
 
-    def __init__(self, url: str, *, key_prefix: str = "br:") -> None:
-        super().__init__(url, key_prefix=key_prefix)
+    def __init__(
+        self, url: str, *, key_prefix: str = "br:", publish_timeout_s: float = PUBLISH_TIMEOUT_S
+    ) -> None:
+        super().__init__(url, key_prefix=key_prefix, publish_timeout_s=publish_timeout_s)
         self._cluster: RedisCluster = make_cluster_client(url)
         self._shards: dict[str, _Shard] = {}
 
@@ -78,7 +80,10 @@ class ShardedWakeups(RedisWakeups):
         with redis_errors():
             _ = await self._cluster.initialize()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._subscriber(), name="redis-shard-subscriber")]
+        self._tasks = [
+            loop.create_task(self._subscriber(), name="redis-shard-subscriber"),
+            loop.create_task(self._republisher(), name="redis-shard-republisher"),
+        ]
         if self._registry.rids():
             self._dirty.set()
 
@@ -137,15 +142,11 @@ class ShardedWakeups(RedisWakeups):
         Raises:
             StorageUnavailable: Redis failed (local listeners were still called).
         """
-        self._registry.dispatch(event)
-        body: dict[str, Any] = {"k": event.kind, "s": event.seq}
-        if event.at:
-            body["a"] = event.at  # when it was stored, for the wake-up lag
-        if event.kind == "online" and event.env is not None:
-            body["e"] = event.env.to_map()
-        message = self._process_id + msgpack.packb(body, use_bin_type=True)
+        await super().publish(event)
+
+    async def _send(self, rid: bytes, message: bytes) -> None:
         with redis_errors():
-            await self._cluster.spublish(self._channel(event.rid), message)
+            await self._cluster.spublish(self._channel(rid), message)
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -220,7 +221,8 @@ class ShardedWakeups(RedisWakeups):
 
     async def _moved(self, shard: _Shard) -> None:
         """The connection of ``shard`` broke or lost a subscription: refresh the slot map and
-        subscribe everything again where it now lives."""
+        subscribe everything again where it now lives (then every listener re-checks)."""
+        self._recheck = True
         self._dirty.set()
         while not self._closed:
             try:

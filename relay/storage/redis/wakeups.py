@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections import OrderedDict
 from typing import Any, Final
 
 import msgpack
@@ -45,6 +46,13 @@ MAX_WAKE_MESSAGE: Final = MAX_FRAME_SIZE + 256
 #: How long :meth:`RedisWakeups.sync` waits for the server to confirm subscriptions.
 SYNC_TIMEOUT_S: Final = 5.0
 
+#: Default bound of one publication (the relay passes ``storage_timeout_s``).
+PUBLISH_TIMEOUT_S: Final = 8.0
+
+#: Mailboxes whose wake-up could not be published, remembered to publish again (the oldest
+#: is forgotten beyond this; its owner still gets the envelope at the next subscribe).
+MAX_UNSENT: Final = 65_536
+
 
 class RedisWakeups:
     """A :class:`~relay.storage.base.Wakeups` shared by every relay process using one Redis.
@@ -54,15 +62,22 @@ class RedisWakeups:
     for sharded pub/sub), as an 8-byte random per-process id (so a process skips its own
     publications without decoding them) followed by a msgpack map carrying the kind, seq and,
     for ``online``, the envelope (never stored). One reader task receives; channels are
-    subscribed while they have listeners. Pub/sub is best effort: an event published while
-    the connection is down is lost, so subscribers must fetch after (re)subscribing.
+    subscribed while they have listeners. Pub/sub is best effort, so two things recover what
+    it loses: a ``stored`` event this process could not publish (Redis failed after the
+    envelope was stored) is remembered per mailbox and published again, with backoff, once
+    Redis answers; and when a subscriber connection was lost, every local listener gets a
+    ``recheck`` event once the subscriptions are back, so it reads storage for what was
+    published meanwhile. Subscribers also fetch after (re)subscribing.
 
     Args:
         url: the Redis URL.
         key_prefix: prefix of channel names, default ``br:``.
+        publish_timeout_s: the longest one publication waits (``storage_timeout_s``).
     """
 
-    def __init__(self, url: str, *, key_prefix: str = "br:") -> None:
+    def __init__(
+        self, url: str, *, key_prefix: str = "br:", publish_timeout_s: float = PUBLISH_TIMEOUT_S
+    ) -> None:
         self._prefix = check_prefix(key_prefix)
         self._client = make_client(url)
         self._batcher = Batcher(
@@ -78,6 +93,12 @@ class RedisWakeups:
         self._pongs: dict[bytes, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._publish_timeout = publish_timeout_s
+        #: rid -> highest seq whose ``stored`` event could not be published.
+        self._unsent: OrderedDict[bytes, int] = OrderedDict()
+        self._retry = asyncio.Event()
+        #: A subscriber connection was lost: re-check every listener once it is back.
+        self._recheck = False
 
     def _channel(self, rid: bytes) -> bytes:
         return f"{self._prefix}w:{tag(rid)}".encode()
@@ -97,6 +118,7 @@ class RedisWakeups:
         self._tasks = [
             loop.create_task(self._reader(), name="redis-wakeups-reader"),
             loop.create_task(self._subscriber(), name="redis-wakeups-subscriber"),
+            loop.create_task(self._republisher(), name="redis-wakeups-republisher"),
         ]
         if self._registry.rids():
             self._dirty.set()
@@ -160,6 +182,15 @@ class RedisWakeups:
             StorageUnavailable: Redis failed (local listeners were still called).
         """
         self._registry.dispatch(event)
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await self._send(event.rid, self._message(event))
+        except (StorageError, TimeoutError):
+            if event.kind == "stored":
+                self._remember(event.rid, event.seq)
+            raise StorageUnavailable(MSG_UNAVAILABLE) from None
+
+    def _message(self, event: WakeEvent) -> bytes:
         body: dict[str, Any] = {"k": event.kind, "s": event.seq}
         if event.at:
             body["a"] = event.at  # when it was stored, for the wake-up lag
@@ -167,9 +198,51 @@ class RedisWakeups:
             body["e"] = event.env.to_map()
         # The publishing process id is a fixed-size prefix, so every process can skip its own
         # publications (one per local deposit) without decoding them.
-        message = self._process_id + msgpack.packb(body, use_bin_type=True)
+        packed: bytes = msgpack.packb(body, use_bin_type=True)
+        return self._process_id + packed
+
+    async def _send(self, rid: bytes, message: bytes) -> None:
+        """Publish ``message`` on the channel of ``rid``.
+
+        Raises:
+            StorageUnavailable: Redis failed.
+        """
         with redis_errors():  # pipelined with the other publications of this loop turn
-            await self._batcher.call(("PUBLISH", self._channel(event.rid), message))
+            await self._batcher.call(("PUBLISH", self._channel(rid), message))
+
+    def _remember(self, rid: bytes, seq: int) -> None:
+        """Publish the ``stored`` event of ``rid`` again later (the highest seq is enough:
+        a subscriber reads storage from where it is)."""
+        self._unsent[rid] = max(seq, self._unsent.get(rid, 0))
+        self._unsent.move_to_end(rid)
+        while len(self._unsent) > MAX_UNSENT:
+            self._unsent.popitem(last=False)
+        self._retry.set()
+
+    def _recheck_all(self) -> None:
+        """Tell every local listener to read storage (events may have been lost)."""
+        self._recheck = False
+        for rid in self._registry.rids():
+            self._registry.dispatch(WakeEvent(kind="recheck", rid=rid))
+
+    async def _republisher(self) -> None:
+        """Publish again what :meth:`publish` could not, once Redis answers (with backoff)."""
+        delay = 0.05
+        while True:
+            await self._retry.wait()
+            self._retry.clear()
+            while self._unsent:
+                rid, seq = next(iter(self._unsent.items()))
+                try:
+                    async with asyncio.timeout(self._publish_timeout):
+                        await self._send(rid, self._message(WakeEvent("stored", rid, seq)))
+                except (StorageError, TimeoutError):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                delay = 0.05
+                if self._unsent.get(rid) == seq:
+                    del self._unsent[rid]
 
     # --- background tasks ----------------------------------------------------------------
 
@@ -194,6 +267,8 @@ class RedisWakeups:
             try:
                 await self._reconcile()
                 delay = 0.05
+                if self._recheck:
+                    self._recheck_all()
             except StorageError:
                 log.warning("wakeups_subscribe_failed")
                 self._dirty.set()
@@ -208,14 +283,19 @@ class RedisWakeups:
                 message = await self._pubsub.get_message(timeout=None)
                 delay = 0.05
             except (RedisError, OSError):
-                # redis-py reconnects and resubscribes on the next read.
+                # redis-py reconnects and resubscribes on the next read; what was published
+                # meanwhile is lost, so the listeners re-check once that read succeeds.
                 log.warning("wakeups_connection_lost")
+                self._recheck = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             if message is None:
                 continue
             kind = message.get("type")
+            if self._recheck and kind in ("subscribe", "message", "pong"):
+                # The first answer after a reconnect: the subscriptions are back.
+                self._recheck_all()
             if kind == "pong":
                 fut = self._pongs.get(message.get("data") or b"")
                 if fut is not None and not fut.done():

@@ -12,7 +12,11 @@ __all__ = ["ChallengesMixin"]
 class ChallengesMixin(SQLiteEngine):
     """Single-use challenges of :class:`SQLiteStore`."""
 
-    async def put_challenge(self, nonce: bytes, binding: bytes, expires_at: int) -> None:
+    async def put_challenge(
+        self, nonce: bytes, binding: bytes, expires_at: int, *, frees: bool = False
+    ) -> None:
+        # ``frees`` needs nothing here: the space reserve serves every write once the disk
+        # is full (relay.storage.sqlite.reserve), and the service refuses what adds data.
         await self._write(
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO challenges (nonce, binding, expires_at) VALUES (?, ?, ?)",

@@ -83,6 +83,7 @@ from relay.storage.errors import (
     StorageUnavailable,
 )
 from relay.storage.records import StoreLimits
+from relay.storage.sqlite.reserve import SpaceGuard
 from relay.storage.sqlite.schema import migrate
 
 __all__ = ["BUSY_TIMEOUT_MS", "MAX_BATCH_OPS", "SQLiteEngine", "map_error"]
@@ -118,6 +119,11 @@ def map_error(exc: BaseException) -> StorageError:
     return err
 
 
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+        loop.call_soon_threadsafe(fn, *args)
+
+
 def _settle_all(ops: Sequence[_Op]) -> None:
     """Resolve the futures of ``ops`` (one loop callback for a whole batch)."""
     for op in ops:
@@ -125,8 +131,9 @@ def _settle_all(ops: Sequence[_Op]) -> None:
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    """Resolve ``fut`` on its loop unless the caller gave up on it."""
-    if fut.cancelled():
+    """Resolve ``fut`` on its loop unless the caller gave up on it (cancelled, or answered
+    ``UNAVAILABLE`` at the wait bound)."""
+    if fut.done():
         return
     if exc is not None:
         fut.set_exception(exc)
@@ -151,6 +158,24 @@ class _Op:
 _STOP: Final = object()
 
 
+def _give_up(fut: asyncio.Future[Any]) -> None:
+    """The wait bound passed: the caller is answered ``UNAVAILABLE``; the operation may
+    still be applied (a deposit then answers a retry with its eid as a duplicate)."""
+    if not fut.done():
+        fut.set_exception(StorageUnavailable(MSG_UNAVAILABLE))
+
+
+def _copy_result(out: asyncio.Future[Any], done: Any) -> None:
+    """Hand a reader thread's result to ``out`` (a future of the loop) unless it gave up."""
+    if out.done():
+        return
+    exc = done.exception()
+    if exc is not None:
+        out.set_exception(exc)
+    else:
+        out.set_result(done.result())
+
+
 class SQLiteEngine:
     """An :class:`~relay.storage.base.EnvelopeStore` in one SQLite file.
 
@@ -164,6 +189,11 @@ class SQLiteEngine:
         count_vm_steps: count the virtual machine instructions every statement runs, in
             :attr:`vm_steps` (a progress handler on both connections: slow, for tests that
             prove a path costs the same at any size).
+        reserve_bytes: room kept in ``<path>.reserve`` for owners when the disk fills
+            (:mod:`relay.storage.sqlite.reserve`); 0: none.
+        wait_timeout_s: the longest a caller waits for one operation (``storage_timeout_s``):
+            then :class:`StorageUnavailable` (the operation may still be applied). None: no
+            bound.
     """
 
     backend = "sqlite"
@@ -179,6 +209,8 @@ class SQLiteEngine:
         max_db_bytes: int | None = None,
         cache_mib: int = DEFAULT_CACHE_MIB,
         count_vm_steps: bool = False,
+        reserve_bytes: int = 0,
+        wait_timeout_s: float | None = None,
     ) -> None:
         if cache_mib < 1:
             raise ValueError("cache_mib must be at least 1")
@@ -204,6 +236,8 @@ class SQLiteEngine:
         #: need no read; see MailboxesMixin.touch_mailbox). Only used on the event loop.
         self._active_days: dict[bytes, int] = {}
         self._lock = threading.Lock()  # guards _open against concurrent submit/close
+        self._space = SpaceGuard(self._path, reserve_bytes)
+        self._wait_timeout = wait_timeout_s
 
     async def open(self) -> None:
         if self._open:
@@ -242,6 +276,13 @@ class SQLiteEngine:
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         os.chmod(self._path, 0o600)
+        self._space.prepare()
+
+    def space_exhausted(self) -> bool:
+        """Whether the store is in its full state (see :mod:`relay.storage.sqlite.reserve`):
+        a write failed for lack of space and the file system has not got room back. Cheap:
+        one ``statvfs`` a second at most, and only while full."""
+        return self._space.check()
 
     async def aclose(self) -> None:
         with self._lock:
@@ -503,6 +544,8 @@ class SQLiteEngine:
     def _deliver(self) -> None:
         """Hand every settled operation back: one callback per event loop."""
         settled, self._settled = self._settled, []
+        if any(isinstance(op.error, StorageFull) for op in settled):
+            self._space.on_full()  # gives up the reserve before anyone is answered
         by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
         for op in settled:
             by_loop.setdefault(op.loop, []).append(op)
@@ -524,15 +567,31 @@ class SQLiteEngine:
             if not self._open:
                 raise StorageUnavailable(MSG_CLOSED)
             self._queue.put(_Op(fn, loop, fut, alone, plain, lazy))
+        if self._wait_timeout is not None:
+            self._bound(loop, fut)
         return await fut
+
+    def _bound(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> None:
+        """Answer ``fut`` with ``UNAVAILABLE`` if nothing did within the wait bound (a timer,
+        not ``asyncio.timeout``: these coroutines may run without a Task)."""
+        assert self._wait_timeout is not None
+        timer = loop.call_later(self._wait_timeout, _give_up, fut)
+        fut.add_done_callback(lambda _: timer.cancel())
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._reader is None or not self._open:
             raise StorageUnavailable(MSG_CLOSED)
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._reader, partial(self._run_read, fn)
+            if self._wait_timeout is None:
+                return await loop.run_in_executor(self._reader, partial(self._run_read, fn))
+            out: asyncio.Future[T] = loop.create_future()
+            job = self._reader.submit(self._run_read, fn)
+            job.add_done_callback(
+                lambda done: _call_soon(loop, _copy_result, out, done)  # from the thread
             )
+            self._bound(loop, out)
+            return await out
         except StorageError:
             raise
         except (sqlite3.Error, OSError) as exc:
