@@ -584,7 +584,9 @@ class MailboxService:
         try:
             await self.wakeups.publish(event)
         except (StorageError, TimeoutError) as exc:
-            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            cause: BaseException = exc
+            while cause.__cause__ is not None:  # the driver's error: its type, not its text
+                cause = cause.__cause__
             log.warning("wakeup_publish_failed", reason=type(cause).__name__)
             self.metrics.inc("storage_errors", "wakeup")
         self.push.wake(event.rid)

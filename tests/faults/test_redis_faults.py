@@ -252,3 +252,38 @@ async def test_redis_exiting_on_a_full_aof_disk_is_unavailable_and_recovers(
             await asyncio.sleep(0.1)
         assert status == 200  # a retry of an acknowledged eid: a duplicate, ok
         assert await fetch_all(http, owner, rid) == acked
+
+
+async def test_a_subscriber_that_lost_its_wakeups_rechecks_storage(
+    redis_server_factory: Any, relay_factory: Any
+) -> None:
+    """Finding 1, the other side: the relay process holding an owner's socket loses its
+    pub/sub connection while another process stores an envelope for that owner (its
+    wake-up is published to nobody). Once its connection is back it re-reads storage for
+    every subscription, so the owner gets the envelope without re-subscribing."""
+    server = redis_server_factory()
+    admin = redis.Redis(host="127.0.0.1", port=server.port)
+    admin.execute_command("ACL", "SETUSER", "sub", "on", ">subpw", "~*", "&*", "+@all")
+    depositor = relay_factory("a", storage="redis", redis_url=server.url)
+    listener = relay_factory(
+        "b", storage="redis", redis_url=f"redis://sub:subpw@127.0.0.1:{server.port}/0"
+    )
+    owner = Owner()
+    async with aiohttp.ClientSession() as session:
+        http = HTTPClient(session, depositor.url)
+        rid, sid = await new_mailbox(http, owner)
+        async with WSClient(session, listener.url) as ws:
+            await ws.subscribe(owner, rid)
+            await ws.next_push()  # drained
+            # Cut the listener off: its user may not log in, its connections are killed.
+            admin.execute_command("ACL", "SETUSER", "sub", "off")
+            admin.execute_command("CLIENT", "KILL", "USER", "sub")
+            eid = os.urandom(16)
+            assert isinstance(await http.deposit(sid, bucket(), eid=eid), Ok)
+            with pytest.raises(TimeoutError):
+                await ws.next_push(timeout=0.5)  # published while nobody listened
+            admin.execute_command("ACL", "SETUSER", "sub", "on")
+            pushed = await ws.next_push(timeout=10)
+            assert isinstance(pushed, EnvelopeDelivered) and pushed.env.eid == eid
+    assert '"wakeups_connection_lost"' in listener.log_text()
+    admin.close()

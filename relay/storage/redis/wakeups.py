@@ -185,10 +185,10 @@ class RedisWakeups:
         try:
             async with asyncio.timeout(self._publish_timeout):
                 await self._send(event.rid, self._message(event))
-        except (StorageError, TimeoutError):
+        except (StorageError, TimeoutError) as exc:
             if event.kind == "stored":
                 self._remember(event.rid, event.seq)
-            raise StorageUnavailable(MSG_UNAVAILABLE) from None
+            raise StorageUnavailable(MSG_UNAVAILABLE) from exc
 
     def _message(self, event: WakeEvent) -> bytes:
         body: dict[str, Any] = {"k": event.kind, "s": event.seq}
