@@ -474,7 +474,9 @@ class MailboxService:
         transport.unsubscribe(cmd.rid)
         await self.store.delete_mailbox(cmd.rid)
         self.metrics.inc("mailboxes_deleted")
-        await self.wakeups.publish(WakeEvent(kind="deleted", rid=cmd.rid))
+        # Deleted whatever the wake-up does (a retry would be AUTH): other processes'
+        # subscriptions to it then just find nothing more to push.
+        await self._publish_after_storing(WakeEvent(kind="deleted", rid=cmd.rid))
         return Ok(id=request_id)
 
     async def _fetch(
@@ -581,15 +583,20 @@ class MailboxService:
         the server) and counted (``storage_errors{kind="wakeup"}``); the wake-ups recover
         the event (see the module docstring).
         """
+        await self._publish_after_storing(event)
+        self.push.wake(event.rid)
+
+    async def _publish_after_storing(self, event: WakeEvent) -> None:
+        """Publish ``event`` about a change already stored; a failure is logged by the
+        driver's exception type (never its text) and counted, never raised."""
         try:
             await self.wakeups.publish(event)
         except (StorageError, TimeoutError) as exc:
             cause: BaseException = exc
-            while cause.__cause__ is not None:  # the driver's error: its type, not its text
+            while cause.__cause__ is not None:
                 cause = cause.__cause__
             log.warning("wakeup_publish_failed", reason=type(cause).__name__)
             self.metrics.inc("storage_errors", "wakeup")
-        self.push.wake(event.rid)
 
     @storage_boundary
     async def store_deposit(self, frame: Deposit) -> WakeEvent | None:
