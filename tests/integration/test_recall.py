@@ -160,7 +160,7 @@ async def test_a_malformed_recall_is_refused_and_changes_nothing(
         raw = encode_map({"t": "recall", "id": 77, "sid": sid, "eid": eid, "rs": rs, **fields}, 1)
         status, reply = await http.post("/v1/recall", raw)
         assert status == 400 and isinstance(reply, ErrorReply) and reply.code == "MALFORMED"
-        assert reply.id is None  # HTTP: the reply answers its request
+        assert reply.id == 77  # HTTP echoes a readable id too (protocol.md §3.2, rev. 13)
         fut: asyncio.Future[RelayFrame] = asyncio.get_running_loop().create_future()
         ws.pending[77] = fut
         await ws.send_raw(raw)
