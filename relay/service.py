@@ -13,13 +13,8 @@ refreshing the mailbox's idle timer where the table says so. The transport only 
 
 Storage errors are mapped to wire errors once, at this service's public coroutines
 (:func:`relay.errors.storage_boundary`), not around each store call; that boundary also
-bounds how long they wait for storage (``storage_timeout_s``).
-
-A deposit is answered once it is stored. Publishing its wake-up comes after, outside that
-boundary (:meth:`MailboxService.announce`): a wake-up that cannot be published (Redis failed
-between the two steps) is logged and counted, never answered as an error, and is recovered by
-the wake-ups themselves (:class:`~relay.storage.redis.wakeups.RedisWakeups` publishes it again
-and re-checks its subscriptions after a lost connection; every subscribe reads storage).
+bounds how long they wait for storage (``storage_timeout_s``). While storage fails or fills,
+see :mod:`relay.degraded`.
 """
 
 from __future__ import annotations
@@ -30,8 +25,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-
-import structlog
 
 from clientlib.errors import WireError
 from clientlib.wire.client_frames import Fanout
@@ -103,6 +96,7 @@ from relay.auth import (
 )
 from relay.blobs import BlobService, BlobStore, FilesystemBlobStore
 from relay.config import RelayConfig
+from relay.degraded import FREEING_OPS, WHILE_FULL, publish_after_storing, refuse_when_full
 from relay.errors import RelayError, from_wire_error, storage_boundary
 from relay.fanout import delegated_caps, fan_out
 from relay.franking import FrankingKeyring, build_context, relay_tag, source_for
@@ -115,7 +109,6 @@ from relay.storage.base import (
     MailboxRecord,
     RelayStamp,
     StampMismatch,
-    StorageError,
     WakeCallback,
     WakeEvent,
     Wakeups,
@@ -126,11 +119,9 @@ from relay.storage.records import online_wake
 __all__ = [
     "BOTH",
     "DEFAULT_FETCH",
-    "FREEING_OPS",
     "HTTP_ONLY",
     "OWNER_OPERATIONS",
     "SOCKET_ONLY",
-    "WHILE_FULL",
     "ChallengeTaker",
     "MailboxService",
     "OpRule",
@@ -143,22 +134,11 @@ __all__ = [
     "size_bucket",
 ]
 
-log = structlog.get_logger("blindrelay")
-
 DEFAULT_FETCH = 64
 _BUCKETS = frozenset(ENVELOPE_BUCKETS)
 
 #: Consumes a challenge nonce; returns its binding if it was issued, unused and unexpired.
 ChallengeTaker = Callable[[bytes, int], Awaitable[bytes | None]]
-
-#: Owner operations served while storage is full (:meth:`EnvelopeStore.space_exhausted`):
-#: those that free space or only read (``keys`` only as a query; ``sub`` refreshes the idle
-#: timer). Everything else that adds data is ``STORAGE_FULL`` until there is room again.
-WHILE_FULL = frozenset({"fetch", "delete", "info", "rstat", "unpush", "sub", "keys"})
-
-#: Owner operations that free storage: their HTTP challenges are taken even by a store out
-#: of space (Redis at ``maxmemory``; :meth:`EnvelopeStore.put_challenge`).
-FREEING_OPS = frozenset({"fetch", "delete", "unpush"})
 
 #: The requests anyone may send (no owner signature): answered by :meth:`MailboxService.answer`.
 PublicRequest = FetchBundle | GetBoundaries | GetPow | GetModerationKeys
@@ -325,12 +305,6 @@ class MailboxService:
         """Whether storage is out of space (``/readyz``, the ``storage_full`` gauge)."""
         return self.store.space_exhausted()
 
-    def _refuse_when_full(self) -> None:
-        """Raises: RelayError ``STORAGE_FULL`` while storage is out of space (see
-        :data:`WHILE_FULL` for what is still served)."""
-        if self.store.space_exhausted():
-            raise RelayError(ErrorCode.STORAGE_FULL)
-
     @storage_boundary
     async def ping(self) -> None:
         """Raises: RelayError ``UNAVAILABLE`` unless storage answers."""
@@ -361,7 +335,7 @@ class MailboxService:
             raise RelayError(ErrorCode.MALFORMED)
         check_challenge_request(op, rid)
         if op not in WHILE_FULL:
-            self._refuse_when_full()
+            refuse_when_full(self.store)
         nonce = self.new_nonce()
         await self.store.put_challenge(
             nonce,
@@ -390,7 +364,7 @@ class MailboxService:
         if transport.kind not in rule.transports:
             raise RelayError(ErrorCode.MALFORMED)
         if cmd.OP not in WHILE_FULL:
-            self._refuse_when_full()
+            refuse_when_full(self.store)
         rid = cmd.target
         if rule.touch is Touch.BEFORE and rid is not None:
             await self.store.touch_mailbox(rid, self.now())
@@ -476,7 +450,9 @@ class MailboxService:
         self.metrics.inc("mailboxes_deleted")
         # Deleted whatever the wake-up does (a retry would be AUTH): other processes'
         # subscriptions to it then just find nothing more to push.
-        await self._publish_after_storing(WakeEvent(kind="deleted", rid=cmd.rid))
+        await publish_after_storing(
+            self.wakeups, self.metrics, WakeEvent(kind="deleted", rid=cmd.rid)
+        )
         return Ok(id=request_id)
 
     async def _fetch(
@@ -576,27 +552,10 @@ class MailboxService:
             await self.announce(event)
 
     async def announce(self, event: WakeEvent) -> None:
-        """Publish the wake-up of an envelope that is stored, and start its push wake-up.
-
-        Never raises a storage failure: the envelope is stored and its deposit is answered
-        ``ok``; the failure is logged by exception type only (a Redis error's message names
-        the server) and counted (``storage_errors{kind="wakeup"}``); the wake-ups recover
-        the event (see the module docstring).
-        """
-        await self._publish_after_storing(event)
+        """Publish the wake-up of a stored envelope and start its push wake-up; never
+        raises a storage failure (:func:`relay.degraded.publish_after_storing`)."""
+        await publish_after_storing(self.wakeups, self.metrics, event)
         self.push.wake(event.rid)
-
-    async def _publish_after_storing(self, event: WakeEvent) -> None:
-        """Publish ``event`` about a change already stored; a failure is logged by the
-        driver's exception type (never its text) and counted, never raised."""
-        try:
-            await self.wakeups.publish(event)
-        except (StorageError, TimeoutError) as exc:
-            cause: BaseException = exc
-            while cause.__cause__ is not None:
-                cause = cause.__cause__
-            log.warning("wakeup_publish_failed", reason=type(cause).__name__)
-            self.metrics.inc("storage_errors", "wakeup")
 
     @storage_boundary
     async def store_deposit(self, frame: Deposit) -> WakeEvent | None:
@@ -639,7 +598,7 @@ class MailboxService:
             await self.wakeups.publish(online_wake(rid, frame, stamp, now))
             self.metrics.inc("deposits", "online")
             return None
-        self._refuse_when_full()
+        refuse_when_full(self.store)
         handle: bytes | None = None
         pow_bits = 0
         if frame.hdl is not None:
@@ -789,7 +748,7 @@ class MailboxService:
             RelayError: ``AUTH`` (no such mailbox, or not a contact address),
                 ``UNAVAILABLE``, ``STORAGE_FULL``.
         """
-        self._refuse_when_full()
+        refuse_when_full(self.store)
         now = self.now()
         found = await self.store.get_boundaries(frame.sid, now)
         if found is None or found[1] is None:
@@ -905,7 +864,7 @@ class MailboxService:
         if cmd.is_query:
             left, has_static = await self.store.prekey_count(cmd.rid, now)
         else:
-            self._refuse_when_full()
+            refuse_when_full(self.store)
             left, has_static = await self.store.put_prekeys(
                 cmd.rid,
                 cmd.static,

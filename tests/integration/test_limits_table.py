@@ -652,6 +652,12 @@ ROWS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_forwarding.py::test_forwarding_and_every_refusal",
     ),
     "one forward, answer included": ("test_forwards_in_progress_and_one_forwards_time",),
+    "storage wait per request": (
+        "tests/faults/test_redis_faults.py::"
+        "test_stalled_redis_is_unavailable_at_the_bound_and_a_retry_is_deduplicated",
+        "tests/unit/relay/test_storage_bounds.py::"
+        "test_a_write_or_read_past_the_bound_is_unavailable_and_the_store_carries_on",
+    ),
     "route proof of work": (
         "tests/integration/test_forwarding.py::test_limits_pow_and_switching_off",
     ),
