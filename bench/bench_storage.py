@@ -67,12 +67,18 @@ async def main() -> None:
     parser.add_argument("--envelopes", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--backends", nargs="+", default=["sqlite", "redis"])
+    parser.add_argument(
+        "--storage-timeout",
+        type=float,
+        default=None,
+        help="SQLite: bound every wait as the relay does (storage_timeout_s; default: none)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = os.environ.get("BENCH_DIR", tmp)
         for c in args.concurrency if "sqlite" in args.backends else []:
             path = Path(tmp) / f"bench-{c}.db"
-            store = SQLiteStore(path, LIMITS)
+            store = SQLiteStore(path, LIMITS, wait_timeout_s=args.storage_timeout)
             await store.open()
             commits0 = store.commit_count
             await run(store, args.envelopes, c, None)
