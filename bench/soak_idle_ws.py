@@ -271,12 +271,14 @@ async def slow_client(
                 )
 
             feeder = asyncio.create_task(feed(writer, chunks, every))
-            with contextlib.suppress(ConnectionError):
-                while await reader.read(65536):  # until the relay hangs up
-                    pass
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await feeder
+            try:
+                with contextlib.suppress(ConnectionError):
+                    while await reader.read(65536):  # until the relay hangs up
+                        pass
+            finally:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await feeder
             if not stop.is_set():
                 lasted.append(time.monotonic() - started)
         finally:
