@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 import pytest
 import schemathesis
-from fuzzkit import golden_frames, mutated
+from fuzzkit import binary, golden_frames, mutated
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from liverelay import RelayProcess, start_relay
@@ -95,11 +95,11 @@ def _frames() -> st.SearchStrategy[bytes]:
     ]
     maps = st.dictionaries(
         st.sampled_from(["t", "id", "op", "sid", "rid", "eid", "ct", "flags", "nonce", "cmd"]),
-        st.one_of(st.integers(0, 2**32), st.binary(max_size=40), st.text(max_size=8)),
+        st.one_of(st.integers(0, 2**32), binary(max_size=40), st.text(max_size=8)),
         max_size=6,
     ).map(lambda m: b"\x01" + msgpack.packb(m, use_bin_type=True))
     return st.one_of(
-        st.sampled_from(valid), st.sampled_from(seeds), mutated(seeds), maps, st.binary(max_size=64)
+        st.sampled_from(valid), st.sampled_from(seeds), mutated(seeds), maps, binary(max_size=64)
     )
 
 

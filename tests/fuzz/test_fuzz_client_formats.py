@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import nacl.pwhash.argon2id as argon2id
-from fuzzkit import client_vectors, fuzz, mutated
+from fuzzkit import binary, client_vectors, fuzz, mutated
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -70,7 +70,7 @@ BUNDLES = _bundles()
 
 
 @fuzz(300)
-@given(st.one_of(st.binary(max_size=300), mutated(BUNDLES)))
+@given(st.one_of(binary(max_size=300), mutated(BUNDLES)))
 def test_prekey_bundles(data: bytes) -> None:
     try:
         bundle = PreKeyBundle.parse(data)
@@ -95,7 +95,7 @@ BLOB_SHA = hashlib.sha256(BLOB).digest()
 
 @fuzz(300)
 @given(
-    st.one_of(mutated([BLOB]), st.binary(max_size=9000)),
+    st.one_of(mutated([BLOB]), binary(max_size=9000)),
     st.lists(st.integers(1, 5000), max_size=4),
 )
 def test_attachment_chunks(data: bytes, cuts: list[int]) -> None:
@@ -119,7 +119,7 @@ def test_attachment_chunks(data: bytes, cuts: list[int]) -> None:
 @given(
     st.integers(0, 2**40),
     st.sampled_from([1, 100, 4095, 4096, 1 << 20, 3 << 12]),
-    st.binary(min_size=0, max_size=64),
+    binary(min_size=0, max_size=64),
 )
 def test_attachment_descriptor_values(size: int, chunk: int, cd: bytes) -> None:
     """A descriptor's size and chunk size come from a peer: any values are refused cleanly."""
@@ -157,7 +157,7 @@ KEYSTORE_ERRORS = (CorruptKeystore, UnsupportedKeystoreVersion, WrongPassphrase)
 
 
 @fuzz(60)
-@given(st.one_of(mutated([KEYSTORE]), st.binary(max_size=200)))
+@given(st.one_of(mutated([KEYSTORE]), binary(max_size=200)))
 def test_keystore_files(data: bytes) -> None:
     """A damaged keystore file is refused with a keystore error, and left as it was."""
     with tempfile.TemporaryDirectory() as tmp:

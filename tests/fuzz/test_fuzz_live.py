@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from fuzzkit import fuzz, golden_frames, mutated
+from fuzzkit import binary, fuzz, golden_frames, mutated
 from hypothesis import given
 from hypothesis import strategies as st
 from relaydriver import CT, HTTPClient, Owner
@@ -121,7 +121,7 @@ def live() -> Iterator[Live]:
 
 
 def bodies(live_seeds: list[bytes]) -> st.SearchStrategy[bytes]:
-    return st.one_of(st.binary(max_size=120), mutated(live_seeds), st.sampled_from(live_seeds))
+    return st.one_of(binary(max_size=120), mutated(live_seeds), st.sampled_from(live_seeds))
 
 
 #: protocol.md §2.1: answers outside the protocol (no such path, method, unparsable request).
@@ -174,7 +174,7 @@ def test_http_routes(live: Live, route: str, data: st.DataObject) -> None:
         st.sampled_from([*ROUTES, "/v1/info", "/v1/ws", "/healthz", "/readyz", "/"]),
         st.text(alphabet="/abcv1-_.%?=", max_size=30).map(lambda p: "/" + p),
     ),
-    body=st.binary(max_size=64),
+    body=binary(max_size=64),
 )
 def test_http_methods_and_paths(live: Live, method: str, path: str, body: bytes) -> None:
     """Any method on any path: never a 5xx; every answer outside /healthz, /readyz and

@@ -10,7 +10,7 @@ import contextlib
 from typing import Any
 
 import msgpack
-from fuzzkit import client_vectors, fuzz, golden_frames, msgpack_values, mutated
+from fuzzkit import binary, client_vectors, fuzz, golden_frames, msgpack_values, mutated
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -63,7 +63,7 @@ def structured(draw: st.DrawFn) -> bytes:
 
 
 inputs = st.one_of(
-    st.binary(max_size=200),
+    binary(max_size=200),
     mutated(SEEDS),
     structured(),
     st.sampled_from(SEEDS),
@@ -116,7 +116,7 @@ def test_owner_commands(data: bytes) -> None:
 
 
 @fuzz(300)
-@given(st.one_of(st.binary(max_size=200), mutated(CONTENT_SEEDS), structured()))
+@given(st.one_of(binary(max_size=200), mutated(CONTENT_SEEDS), structured()))
 def test_contents(data: bytes) -> None:
     try:
         content = decode_content(data)
