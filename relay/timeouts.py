@@ -28,7 +28,6 @@ these paths fails the suite instead of reopening the hole.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -154,4 +153,6 @@ def install(app: web.Application, header_read_timeout: float, on_cut: OnCut) -> 
         server._on_cut = on_cut
         return server
 
-    app._make_handler = functools.partial(make_handler)  # type: ignore[method-assign]
+    # object.__setattr__: aiohttp's debug mode (-X dev) warns on any attribute set on an
+    # Application that it does not declare.
+    object.__setattr__(app, "_make_handler", make_handler)

@@ -52,6 +52,8 @@ def guard_unparsed(app: web.Application, fix: UnparsedFix) -> None:
             await super()._prepare_hook(response)
 
     factory: Callable[..., web.Request] = app._make_request
-    app._make_request = functools.partial(factory, _cls=GuardedRequest)  # type: ignore[method-assign]
+    # object.__setattr__: aiohttp's debug mode (-X dev) warns on any attribute set on an
+    # Application that it does not declare.
+    object.__setattr__(app, "_make_request", functools.partial(factory, _cls=GuardedRequest))
     hook: Callable[[web.Request, web.StreamResponse], Awaitable[None]] = _server_header
     app.on_response_prepare.append(hook)

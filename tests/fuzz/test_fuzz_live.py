@@ -117,6 +117,7 @@ def live() -> Iterator[Live]:
     asyncio.run_coroutine_threadsafe(stop(), loop).result(60)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+    loop.close()  # its self-pipe sockets, else a ResourceWarning in a later test
     tmp.cleanup()
 
 
