@@ -50,6 +50,11 @@ ROUTES = (
     "/v1/pow",
     "/v1/mkeys",
     "/v1/fan",
+    "/v1/recall",
+    "/v1/blob",
+    "/v1/rkeys",
+    "/v1/route",
+    "/v1/fwd",
 )
 #: What the relay may answer to anything (INTERNAL and UNAVAILABLE are not among them: the
 #: store is healthy, so either would be a relay bug).
