@@ -188,22 +188,66 @@ def redis_cluster_url(redis_cluster: Any) -> str:
     return str(redis_cluster.url)
 
 
-# The quick loop (`pytest -m "not slow"`, README "Tests") leaves out what starts many processes:
-# every end-to-end and browser test, blindchat run as a subprocess, the Redis Cluster tests and the
-# stateful property suite.
-# They still run in the default (CI) run; tests marked slow one by one are left out as well.
-_SLOW_TIERS = ("tests/e2e/", "tests/browser/")
-_SLOW_FILES = ("tests/contract/test_cluster.py", "tests/property/test_session_stateful.py")
+# The quick loop (`pytest -m "not slow"`, README "Tests") leaves out what starts many processes
+# or waits by design: every end-to-end, browser and fuzz test, blindchat run as a subprocess,
+# the Redis Cluster tests, the stateful property suite, the relay-subprocess and timeout
+# modules below, the integration tests on the Redis backend (the contract suite still runs
+# every store test on both backends) and a few single tests that take seconds each.
+# They all still run in the default (CI) run; tests marked slow one by one are left out too.
+_SLOW_TIERS = ("tests/e2e/", "tests/browser/", "tests/fuzz/")
+_SLOW_FILES = (
+    "tests/contract/test_cluster.py",
+    "tests/property/test_session_stateful.py",
+    "tests/integration/test_slow_clients.py",  # timeouts of seconds, by design
+    "tests/integration/test_serve_startup.py",  # relay subprocesses
+    "tests/integration/test_admin_cli.py",  # relay and admin subprocesses
+)
+_SLOW_TESTS = frozenset(
+    {
+        "tests/integration/test_client_groups.py::test_a_message_written_offline_goes_out_on_connect",
+        "tests/unit/clientlib/test_amf.py::test_every_single_bit_flip_fails",
+        "tests/unit/relay/test_amf_judge.py::test_every_single_bit_flip_is_refused",
+        "tests/contract/test_blobs.py::test_processes_share_the_directory",
+        # These wait by design: the receipt delay's maximum, an expiry, a link transfer,
+        # the absence of a push.
+        "tests/integration/test_conversation.py::test_receipts_never_when_switched_off",
+        "tests/integration/test_conversation.py::test_disappearing_messages_vanish_from_both_histories",
+        "tests/integration/test_client_devices.py::test_link_fan_out_sync_and_removal",
+        "tests/integration/test_push.py::test_no_wakeup_after_unregister_or_delete",
+    }
+)
+_ROOT = Path(__file__).resolve().parents[1]
+_BLINDCHAT = "tests/integration/test_blindchat"  # blindchat run as a subprocess
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With exactly ``-m "not slow"``, do not even import the slow tiers and files (their
+    imports -- Playwright, schemathesis, Hypothesis strategies, subprocess harnesses -- cost
+    seconds of the quick loop); every other run collects them as usual."""
+    if config.getoption("markexpr", "") != "not slow":
+        return None
+    try:
+        rel = collection_path.resolve().relative_to(_ROOT).as_posix()
+    except ValueError:
+        return None
+    if (rel + "/").startswith(_SLOW_TIERS) or rel in _SLOW_FILES or rel.startswith(_BLINDCHAT):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = item.nodeid.split("::", 1)[0]
-        blindchat = path.startswith("tests/integration/test_blindchat")
+        blindchat = path.startswith(_BLINDCHAT)
+        redis_integration = (
+            path.startswith("tests/integration/") and item.get_closest_marker("redis") is not None
+        )
         if (
             path.startswith(_SLOW_TIERS)
             or path in _SLOW_FILES
+            or item.nodeid.split("[", 1)[0] in _SLOW_TESTS
             or blindchat
+            or redis_integration
             or "cluster" in item.nodeid
         ):
             item.add_marker(pytest.mark.slow)
