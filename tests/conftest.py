@@ -201,6 +201,7 @@ _SLOW_FILES = (
     "tests/integration/test_slow_clients.py",  # timeouts of seconds, by design
     "tests/integration/test_serve_startup.py",  # relay subprocesses
     "tests/integration/test_admin_cli.py",  # relay and admin subprocesses
+    "tests/unit/test_layering.py",  # fresh interpreters importing the packages
 )
 _SLOW_TESTS = frozenset(
     {
@@ -214,6 +215,9 @@ _SLOW_TESTS = frozenset(
         "tests/integration/test_conversation.py::test_disappearing_messages_vanish_from_both_histories",
         "tests/integration/test_client_devices.py::test_link_fan_out_sync_and_removal",
         "tests/integration/test_push.py::test_no_wakeup_after_unregister_or_delete",
+        "tests/integration/test_blob_resume.py::test_cut_uploads_resume_to_the_exact_bytes",
+        "tests/unit/clientlib/test_history_shred.py::test_many_expiries_compact_by_themselves",
+        "tests/integration/test_limits_table.py::test_forwards_in_progress_and_one_forwards_time",
     }
 )
 _ROOT = Path(__file__).resolve().parents[1]
