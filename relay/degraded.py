@@ -15,16 +15,27 @@ a Redis at ``maxmemory``.
 
 from __future__ import annotations
 
-from typing import Final
+import asyncio
+from collections.abc import Awaitable
+from typing import Final, TypeVar
 
 import structlog
 
 from clientlib.wire.codes import ErrorCode
 from relay.errors import RelayError
 from relay.metrics import Metrics
-from relay.storage.base import EnvelopeStore, StorageError, WakeEvent, Wakeups
+from relay.storage._common import MSG_UNAVAILABLE
+from relay.storage.base import (
+    EnvelopeStore,
+    StorageError,
+    StorageUnavailable,
+    WakeEvent,
+    Wakeups,
+)
 
-__all__ = ["FREEING_OPS", "WHILE_FULL", "publish_after_storing", "refuse_when_full"]
+__all__ = ["FREEING_OPS", "WHILE_FULL", "bounded", "publish_after_storing", "refuse_when_full"]
+
+_T = TypeVar("_T")
 
 log = structlog.get_logger("blindrelay")
 
@@ -54,3 +65,18 @@ async def publish_after_storing(wakeups: Wakeups, metrics: Metrics, event: WakeE
             cause = cause.__cause__
         log.warning("wakeup_publish_failed", reason=type(cause).__name__)
         metrics.inc("storage_errors", "wakeup")
+
+
+async def bounded(step: Awaitable[_T], seconds: float) -> _T:
+    """``step`` within ``seconds`` (``storage_timeout_s``), for storage waits outside the
+    service boundary (a subscription's push reads).
+
+    Raises:
+        StorageUnavailable: the bound passed (as the store's own outage error, so that the
+            caller handles it like one).
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            return await step
+    except TimeoutError:
+        raise StorageUnavailable(MSG_UNAVAILABLE) from None

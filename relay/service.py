@@ -96,7 +96,13 @@ from relay.auth import (
 )
 from relay.blobs import BlobService, BlobStore, FilesystemBlobStore
 from relay.config import RelayConfig
-from relay.degraded import FREEING_OPS, WHILE_FULL, publish_after_storing, refuse_when_full
+from relay.degraded import (
+    FREEING_OPS,
+    WHILE_FULL,
+    bounded,
+    publish_after_storing,
+    refuse_when_full,
+)
 from relay.errors import RelayError, from_wire_error, storage_boundary
 from relay.fanout import delegated_caps, fan_out
 from relay.franking import FrankingKeyring, build_context, relay_tag, source_for
@@ -513,13 +519,16 @@ class MailboxService:
         """The oldest stored envelopes of ``rid`` after sequence number ``after`` (at most
         ``limit``, and at most ``MAX_FETCH_BYTES`` of them), for a subscription to push.
 
-        The store's own coroutine, with no wrapper of its own (this is the push path).
+        The store's own coroutine, with no wrapper of its own (this is the push path), but
+        bounded by ``storage_timeout_s`` where the store does not bound itself
+        (:func:`relay.degraded.bounded`).
 
         Raises:
             StorageError: unmapped: the pump tells a storage outage (an error that
                 :func:`relay.errors.wire_code` knows) from a bug.
         """
-        return self.store.fetch(rid, after, limit, MAX_FETCH_BYTES, self.now())
+        fetch = self.store.fetch(rid, after, limit, MAX_FETCH_BYTES, self.now())
+        return fetch if self.storage_bound is None else bounded(fetch, self.storage_bound)
 
     @storage_boundary
     async def ack(self, rid: bytes, seqs: Sequence[int]) -> int:

@@ -287,3 +287,46 @@ async def test_a_subscriber_that_lost_its_wakeups_rechecks_storage(
             assert isinstance(pushed, EnvelopeDelivered) and pushed.env.eid == eid
     assert '"wakeups_connection_lost"' in listener.log_text()
     admin.close()
+
+
+async def test_a_push_read_that_outlasts_the_bound_closes_with_1013(
+    redis_server_factory: Any, relay_factory: Any
+) -> None:
+    """Finding 4 on the push path: a subscription's storage read is bounded by
+    ``storage_timeout_s`` too. Redis holds every write script (``CLIENT PAUSE ... WRITE``,
+    the push read is one) while the relay re-reads storage for its subscriptions: the socket
+    is closed with 1013 (try again later) at the bound, as for any storage failure while
+    pushing, instead of hanging until Redis continues."""
+    server = redis_server_factory()
+    admin = redis.Redis(host="127.0.0.1", port=server.port)
+    admin.execute_command("ACL", "SETUSER", "sub", "on", ">subpw", "~*", "&*", "+@all")
+    relay = relay_factory(
+        storage="redis",
+        redis_url=f"redis://sub:subpw@127.0.0.1:{server.port}/0",
+        storage_timeout_s="1",
+    )
+    owner = Owner()
+    async with aiohttp.ClientSession() as session:
+        http = HTTPClient(session, relay.url)
+        rid, _ = await new_mailbox(http, owner)
+        async with WSClient(session, relay.url) as client:
+            await client.subscribe(owner, rid)
+            await client.next_push()  # drained
+            # The pub/sub connection is cut; when it is back the relay re-reads storage for
+            # the subscription, and that read is held by the pause.
+            admin.execute_command("ACL", "SETUSER", "sub", "off")
+            admin.execute_command("CLIENT", "KILL", "USER", "sub")
+            for _ in range(50):
+                if '"wakeups_connection_lost"' in relay.log_text():
+                    break
+                await asyncio.sleep(0.05)
+            admin.execute_command("CLIENT", "PAUSE", "8000", "WRITE")
+            admin.execute_command("ACL", "SETUSER", "sub", "on")
+            started = time.monotonic()
+            assert client.ws is not None and client._reader is not None
+            await asyncio.wait_for(asyncio.shield(client._reader), 7)  # the socket closed
+            assert client.ws.close_code == 1013
+            assert time.monotonic() - started < 6
+        admin.execute_command("CLIENT", "UNPAUSE")
+    assert '"push_failed"' in relay.log_text()
+    admin.close()
