@@ -667,13 +667,15 @@ class Media:
 
     # --- reports ----------------------------------------------------------------------------
 
-    async def report_attachments(self, m: StoredMessage) -> list[bytes]:
-        """The plaintext of a received message's file, for a report (protocol.md §25.6):
-        fetched again from the relay and verified; the relay checks it against the hash
-        under the franking commitment."""
+    def reportable(self, m: StoredMessage) -> Attachment | None:
+        """The file a report of ``m`` must reveal (None: it carries none).
+
+        Raises:
+            LocalProtocolError: the file is no longer held (an opened view-once file).
+        """
         a = m.attachment
         if a is None:
-            return []
+            return None
         stored = self._stored(a)
         cur = stored.attachment if stored is not None else None
         if cur is None or not cur.downloadable:
@@ -681,11 +683,18 @@ class Media:
                 "the file is no longer held (a view-once file that was opened): the report "
                 "cannot reveal it"
             )
+        return cur
+
+    async def report_attachments(self, m: StoredMessage) -> list[bytes]:
+        """The plaintext of a received message's small file (at most
+        :data:`MAX_REPORTED_FILE`), for the ``atts`` of a report (protocol.md §25.6):
+        fetched again from the relay and verified; the relay checks it against the hash
+        under the franking commitment. Larger files go by hash and :meth:`reveal`."""
+        cur = self.reportable(m)
+        if cur is None:
+            return []
         if cur.size > MAX_REPORTED_FILE:
-            raise LocalProtocolError(
-                f"files over {MAX_REPORTED_FILE // 1024} KiB cannot be revealed in a report "
-                "yet (protocol.md §25.6)"
-            )
+            raise LocalProtocolError("too large to reveal inside the report command")
         fm = _descriptor(cur)
         dec = AttachmentDecryptor(
             fm.key, fm.size, fm.cs, ciphertext_sha256=fm.cd, plaintext_sha256=cur.plaintext_hash
@@ -700,6 +709,57 @@ class Media:
         )
         out.extend(dec.finish())
         return [bytes(out)]
+
+    async def reveal(self, cur: Attachment, report: bytes) -> None:
+        """Stream the plaintext of a reported file to the relay (``PUT
+        /v1/report/<report>/0``, protocol.md §5.9 "Reports"): fetched from the blob store,
+        decrypted as it arrives and sent on, never held whole; the relay keeps it only if
+        its SHA-256 is the committed one.
+
+        Raises:
+            AttachmentCorrupt: the blob does not verify (the relay then keeps nothing).
+            RelayRejected: ``FRANKING``, ``AUTH``, ``TOO_LARGE``, ``STORAGE_FULL``.
+            TransportError: a relay could not be reached.
+        """
+        http = self._link.http
+        if http is None:
+            raise TransportError("the client is not connected")
+        await http.reveal_attachment(report, 0, self._plaintext(cur))
+
+    async def _plaintext(self, cur: Attachment) -> AsyncIterator[bytes]:
+        """The verified plaintext of a file, as an async stream (at most a few pieces
+        buffered). The last piece comes only once everything verified."""
+        fm = _descriptor(cur)
+        dec = AttachmentDecryptor(
+            fm.key, fm.size, fm.cs, ciphertext_sha256=fm.cd, plaintext_sha256=cur.plaintext_hash
+        )
+        q: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=4)
+
+        async def sink(piece: bytes) -> None:
+            out = dec.update(piece)
+            if out:
+                await q.put(out)
+
+        async def run() -> None:
+            try:
+                await self._blobs(None).download(
+                    fm.blob, fm.tok, ciphertext_size(fm.size, fm.cs), sink, resumable=not fm.vo
+                )
+                await q.put(dec.finish())
+                await q.put(None)
+            except Exception as exc:  # handed to the reader, which raises it
+                await q.put(exc)
+
+        task = asyncio.create_task(run())
+        try:
+            while (item := await q.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 def _descriptor(a: Attachment) -> FileMessage:

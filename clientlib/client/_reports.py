@@ -236,6 +236,7 @@ class Reports:
         *,
         note: str | None,
         attachments: Sequence[bytes] = (),
+        attachment_hashes: Sequence[bytes] = (),
     ) -> str:
         if message.direction != "in" or message.evidence is None:
             raise LocalProtocolError("only received messages can be reported")
@@ -244,7 +245,12 @@ class Reports:
         c = book.contacts[cid]
         ev = ReportEvidence.decode(message.evidence)
         report_id = await self._file(
-            credential(c.rid, c.owner), ev, reason, note, attachments=attachments
+            credential(c.rid, c.owner),
+            ev,
+            reason,
+            note,
+            attachments=attachments,
+            attachment_hashes=attachment_hashes,
         )
         async with book.lock:
             record = ReportRecord(cid, message.id, "open", self._now(), reason=reason)
@@ -281,6 +287,7 @@ class Reports:
         note: str | None,
         *,
         attachments: Sequence[bytes] = (),
+        attachment_hashes: Sequence[bytes] = (),
     ) -> bytes:
         if ev.ft is None or ev.fx is None:
             raise LocalProtocolError("the relay gave this message no franking tag")
@@ -302,6 +309,7 @@ class Reports:
             reason=reason,
             note=note,
             attachments=attachments,
+            attachment_hashes=attachment_hashes,
         )
 
     def details(self) -> list[ReportDetails]:

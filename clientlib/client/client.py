@@ -61,7 +61,7 @@ from clientlib.client._linking import (
     LinkedState,
     link_into,
 )
-from clientlib.client._media import Media, MediaRefused
+from clientlib.client._media import MAX_REPORTED_FILE, Media, MediaRefused
 from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
@@ -765,17 +765,33 @@ class Client(AccountMixin, FilesMixin):
         ``reason`` is one of ``harassment``, ``threats``, ``non_consensual_content``,
         ``minor_safety``, ``spam``, ``impersonation``, ``other``.
 
+        A file the message carries is revealed too (§25.6): fetched again from the relay and
+        verified, then sent inside the report (up to 48 KiB) or streamed after it (larger);
+        the relay keeps it only if it is the file the sender committed to.
+
         Returns:
             The report id (hex); :class:`ReportResolved` arrives when a moderator acts.
 
         Raises:
-            LocalProtocolError: not a received message of ours, it carries no relay tag, or
-                it was stored before revision 5 without an AMF signature (not reportable).
+            LocalProtocolError: not a received message of ours, it carries no relay tag, it
+                was stored before revision 5 without an AMF signature (not reportable), or
+                its file is an opened view-once file (no longer held).
             RelayRejected: ``FRANKING``, ``EXPIRED`` (the report window closed), ``DUPLICATE``,
-                ``QUOTA`` (too many reports today), ``MALFORMED`` (unknown reason).
+                ``QUOTA`` (too many reports today), ``MALFORMED`` (unknown reason), ``AUTH``
+                (the file's blob expired).
+            AttachmentCorrupt: the file did not verify (nothing of it was kept).
         """
-        attachments = await self._media.report_attachments(message)
-        return await self._reports.report(message, reason, note=note, attachments=attachments)
+        media = self._media
+        cur = media.reportable(message)
+        if cur is None or cur.size <= MAX_REPORTED_FILE:
+            attachments = await media.report_attachments(message)
+            return await self._reports.report(message, reason, note=note, attachments=attachments)
+        # A larger file (protocol.md §25.6): reported by its hash, then streamed to the relay.
+        report_id = await self._reports.report(
+            message, reason, note=note, attachment_hashes=[cur.plaintext_hash]
+        )
+        await media.reveal(cur, bytes.fromhex(report_id))
+        return report_id
 
     async def report_request(
         self, request: RequestRef, reason: str, *, note: str | None = None

@@ -280,7 +280,7 @@ async def test_media_turned_off_after_arrival_is_not_downloaded(
 
 
 async def test_a_reported_file_is_revealed_and_verified_by_the_relay(
-    pair: tuple[Client, Client], tmp_path: Path
+    pair: tuple[Client, Client], tmp_path: Path, relay_config: RelayConfig
 ) -> None:
     alice, bob = pair
     a_bob, _ = await befriend(alice, bob)
@@ -290,12 +290,21 @@ async def test_a_reported_file_is_revealed_and_verified_by_the_relay(
     m = await _receive_file(bob)
     report_id = await bob.report(m, "harassment", note="an image")
     assert len(bytes.fromhex(report_id)) == 16  # the relay checked the file against fc
-    big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(MAX_REPORTED_FILE + 1))
-    await alice.send_file(a_bob, big)
+    # Larger: reported by hash, then streamed; the relay keeps the committed bytes only.
+    data = os.urandom(3 * MAX_REPORTED_FILE) + b"LARGE REPORTED FILE"
+    await alice.send_file(a_bob, data, name="big.bin")
     m2 = await _receive_file(bob)
-    with pytest.raises(LocalProtocolError, match="cannot be revealed"):
-        await bob.report(m2, "spam")
+    report_id = await bob.report(m2, "spam")
+    kept = Path(relay_config.data_dir) / "blobs" / "reports" / report_id
+    files = [p for p in kept.rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in files if p.stat().st_size == len(data)] == [data]
+    # An opened view-once file is no longer held: it cannot be revealed.
+    await alice.send_file(a_bob, b"once", name="once.txt", view_once=True)
+    m3 = await _receive_file(bob)
+    assert m3.attachment is not None
+    await bob.download(m3.attachment, tmp_path)
+    with pytest.raises(LocalProtocolError, match="no longer held"):
+        await bob.report(m3, "harassment")
 
 
 async def test_an_upload_cut_mid_way_resumes_where_the_relay_stopped(
