@@ -724,7 +724,22 @@ class Media:
         http = self._link.http
         if http is None:
             raise TransportError("the client is not connected")
-        await http.reveal_attachment(report, 0, self._plaintext(cur))
+        failed: list[Exception] = []
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for piece in self._plaintext(cur):
+                    yield piece
+            except Exception as exc:  # aiohttp reports it as a connection error: keep it
+                failed.append(exc)
+                raise
+
+        try:
+            await http.reveal_attachment(report, 0, body())
+        except TransportError:
+            if failed:
+                raise failed[0] from None
+            raise
 
     async def _plaintext(self, cur: Attachment) -> AsyncIterator[bytes]:
         """The verified plaintext of a file, as an async stream (at most a few pieces

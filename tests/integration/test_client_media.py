@@ -243,6 +243,11 @@ async def test_a_tampered_blob_fails_and_leaves_nothing(
     with pytest.raises(AttachmentCorrupt):
         await bob.download(m.attachment, out)
     assert list(out.iterdir()) == []  # no partial file, no temporary file
+    with pytest.raises(AttachmentCorrupt):  # a report cannot reveal it either ...
+        await bob.report(m, "spam")
+    reports = _blob_dir(relay_config) / "reports"
+    kept = [p.name for p in reports.rglob("*") if p.is_file()]
+    assert kept == ["hashes"]  # ... and the relay kept none of it (only the committed hashes)
 
 
 async def test_the_blob_of_a_disappearing_conversation_expires_with_it(
