@@ -282,13 +282,18 @@ class ContactOps:
         cid = book.resolve_contact(ref)
         c = book.contacts[cid]
         h = [capability_hash(c.sid, c.mycap)]
+        # The attachment capability goes with it (protocol.md §4.8): a blocked contact has
+        # nothing registered; unblocking restores it if media is on for the contact.
+        media = len(c.settings) < 3 or bool(c.settings[2])
+        h_att = [attachment_capability_hash(c.sid, c.mycap)]
         cred = credential(c.rid, c.owner)
         if blocked:
-            await self._link.transport().set_caps(cred, remove=h)
+            await self._link.transport().set_caps(cred, remove=h + h_att)
         else:
-            await self._link.transport().set_caps(cred, add=h)
+            await self._link.transport().set_caps(cred, add=h + (h_att if media else []))
         async with book.lock:
             c.blocked = blocked
+            c.hatt = media and not blocked
             book.put_contact(cid)
             await book.save()
         return book.contact_view(cid)
@@ -309,7 +314,7 @@ class ContactOps:
         if media is not None:
             # The relay enforces it (protocol.md §4.8, revision 8): first the attachment
             # capability hash, then the setting; unreachable: nothing changes.
-            await self.set_media_capability(cid, media)
+            await self.set_media_capability(cid, media and not book.contacts[cid].blocked)
         async with book.lock:
             c = book.contacts[cid]
             if delivery_receipts is not None and len(c.settings) < 4:

@@ -266,7 +266,7 @@ class Media:
         for cid, c in list(self._book.contacts.items()):
             if c.me or not c.mycap:
                 continue
-            want = bool(c.settings[2]) if len(c.settings) > 2 else True
+            want = (bool(c.settings[2]) if len(c.settings) > 2 else True) and not c.blocked
             if want != c.hatt:
                 try:
                     await self._ops.set_media_capability(cid, want)

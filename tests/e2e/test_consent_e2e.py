@@ -54,6 +54,7 @@ from clientlib.wire import (
     OWNER_COMMAND_CONTEXT,
     Boundaries,
     Deposit,
+    attachment_capability_hash,
     capability_hash,
     leading_zero_bits,
     pow_digest,
@@ -268,7 +269,8 @@ async def test_block_refuses_and_stores_nothing_unblock_restores(
 
         # Unblocking restores delivery; the blocked message never arrives.
         await alice.unblock(a_bob)
-        assert dict(await alice.relay_holdings())[label].caps == 1
+        # The capability and (media on) the attachment capability (§4.8, revision 8).
+        assert dict(await alice.relay_holdings())[label].caps == 2
         last = await bob.send(b_alice, "after the unblock")
         got = await wait_for(alice, MessageReceived)
         assert got.message.text == "after the unblock"
@@ -317,9 +319,12 @@ async def test_delete_account_leaves_nothing_of_the_user(
             needles[f"{label} owner key"] = ed25519_public_from_seed(seed)
         for i, c in enumerate(contacts):
             needles[f"contact {i} capability hash"] = capability_hash(c.sid, c.mycap)
+            h_att = attachment_capability_hash(c.sid, c.mycap)
+            needles[f"contact {i} attachment capability hash"] = h_att
         holdings = dict(await dana.relay_holdings())
         assert holdings["address 1"].bans == 1 and holdings["address 1"].prekey_static == 1
-        assert [holdings[f"contact {cid}"].caps for cid in (d_alice, d_bob)] == [1, 1]
+        # Each: the capability and the attachment capability (media on, §4.8 revision 8).
+        assert [holdings[f"contact {cid}"].caps for cid in (d_alice, d_bob)] == [2, 2]
         await dana.close()
 
         # Dana is offline: her contacts write, and a stranger's request waits on her address.
