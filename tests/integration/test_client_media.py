@@ -21,7 +21,14 @@ from cutproxy import CutProxy
 from mediakit import gps_jpeg
 from PIL import Image
 
-from clientlib.client import Attachment, Client, MediaRefused, MessageReceived, StoredMessage
+from clientlib.client import (
+    Attachment,
+    Client,
+    ClientWarning,
+    MediaRefused,
+    MessageReceived,
+    StoredMessage,
+)
 from clientlib.client._media import MAX_REPORTED_FILE
 from clientlib.client.content import FileMessage, decode_content
 from clientlib.crypto.attachment import ciphertext_size
@@ -395,3 +402,19 @@ async def test_the_export_names_files_and_holds_no_key(
     assert isinstance(fm, FileMessage)
     for secret in (fm.key, fm.tok, fm.blob):
         assert secret.hex() not in raw
+
+
+async def test_a_file_arriving_while_our_media_is_off_is_dropped_unfetched(
+    pair: tuple[Client, Client], tmp_path: Path, relay_config: RelayConfig
+) -> None:
+    alice, bob = pair
+    a_bob, b_alice = await befriend(alice, bob)
+    # Our media setting is off but the relay still lets files through (here: changed only
+    # locally; in the field, a relay before revision 8): the client drops what arrives.
+    bob._book.contacts[bytes.fromhex(b_alice)].settings[2] = 0
+    await alice.send_file(a_bob, b"unwanted", name="unwanted.txt", view_once=True)
+    warn = await wait_for(bob, ClientWarning, lambda w: w.kind == "content_refused")
+    assert warn.contact_id == b_alice
+    assert [m for m in bob.messages(b_alice) if m.attachment is not None] == []
+    [blob] = _blob_dir(relay_config).glob("*.blob")
+    assert blob.exists()  # never fetched: its one download (view-once) is unused
