@@ -16,7 +16,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from clientlib.chat._plumbing import EXIT_FAILED, EXIT_OK, CliError, err, open_client, out, sync
+from clientlib.chat._plumbing import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    catch_up,
+    err,
+    open_client,
+    out,
+    sync,
+)
+from clientlib.chat.text import clean, file_label
 from clientlib.client.types import ClientWarning, GroupEvent
 from clientlib.errors import RelayRejected
 
@@ -27,6 +37,9 @@ def describe(ev: GroupEvent, group_name: str) -> str:
     """One line for a group event."""
     where = f"[{group_name}]"
     match ev.kind:
+        case "message" if ev.attachment is not None:
+            caption = f" {ev.text}" if ev.text else ""
+            return f"{where} {ev.member}:{caption} {file_label(ev.attachment)}"
         case "message":
             return f"{where} {ev.member}: {ev.text}"
         case "invited":
@@ -108,17 +121,57 @@ async def cmd_decline(ctx: Any, args: argparse.Namespace) -> int:
 
 async def cmd_send(ctx: Any, args: argparse.Namespace) -> int:
 
+    from clientlib.chat.files import _size_of, progress_bar
+
+    text = " ".join(args.text)
+    if not text and not args.file:
+        raise CliError(EXIT_FAILED, "give a message, or a file with --file PATH")
+
     async def run(client: Any) -> None:
         g = client.group(args.group)
         try:
-            await client.send_group(args.group, " ".join(args.text))
+            if args.file:
+                path, size = _size_of(args.file)
+                with progress_bar(size, "upload") as progress:
+                    ev = await client.send_group_file(
+                        args.group, path, caption=text or None, progress=progress
+                    )
+                out(f"sent {file_label(ev.attachment)} to {g.name}")
+                return
+            await client.send_group(args.group, text)
         except RelayRejected as exc:
+            if exc.code != "AUTH":
+                raise
             raise CliError(
                 EXIT_FAILED, f"the relay refused the message ({exc.code}): you are not a member"
             ) from None
         out(f"sent to {g.name}")
 
     return await _with_client(ctx, run)
+
+
+async def cmd_download(ctx: Any, args: argparse.Namespace) -> int:
+    """``group download GROUP ID [--out DIR]``: a file of a group message, by its short id."""
+    from clientlib.chat.files import _out_dir, progress_bar
+
+    dest = _out_dir(args.out)
+    async with open_client(ctx, connect=True) as client:
+        await catch_up(client, ctx)
+        g = client.group(args.group)
+        k = args.id.strip().lower()
+        found = [
+            ev.attachment
+            for ev in client.group_messages(args.group)
+            if ev.attachment is not None and len(k) >= 4 and ev.attachment.message_id.startswith(k)
+        ]
+        if len(found) != 1:
+            raise CliError(
+                EXIT_FAILED, "no such file in this group" if not found else "ambiguous id"
+            )
+        with progress_bar(found[0].size, "download") as progress:
+            path = await client.download(found[0], dest, progress=progress)
+    out(f"saved {file_label(found[0])} from {g.name} to {clean(str(path))}")
+    return EXIT_OK
 
 
 async def cmd_members(ctx: Any, args: argparse.Namespace) -> int:
@@ -220,9 +273,14 @@ def register(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
     q.add_argument("id", metavar="ID")
     q = add("decline", cmd_decline, "decline a group invitation", gsub)
     q.add_argument("id", metavar="ID")
-    q = add("send", cmd_send, "send one message to a group", gsub)
+    q = add("send", cmd_send, "send one message (or a file) to a group", gsub)
     q.add_argument("group", metavar="GROUP")
-    q.add_argument("text", metavar="TEXT", nargs="+")
+    q.add_argument("text", metavar="TEXT", nargs="*", help="the message (a caption with --file)")
+    q.add_argument("--file", metavar="PATH", help="send this file (uploaded once)")
+    q = add("download", cmd_download, "download a file of a group message", gsub)
+    q.add_argument("group", metavar="GROUP")
+    q.add_argument("id", metavar="ID", help="the file id shown with it ([name, size, id 3f2a])")
+    q.add_argument("--out", metavar="DIR", help="where to save it (default: this directory)")
     q = add("members", cmd_members, "list a group's members", gsub)
     q.add_argument("group", metavar="GROUP")
     q = add("messages", cmd_messages, "show a group's recent messages", gsub)

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 
 from clientlib.client._book import ContactRef
+from clientlib.client._groups import Groups
 from clientlib.client._media import Media, Progress
-from clientlib.client.types import Attachment, StoredMessage
+from clientlib.client.types import Attachment, GroupEvent, StoredMessage
 
 __all__ = ["FilesMixin"]
 
@@ -21,6 +22,7 @@ class FilesMixin:
     the client's."""
 
     _media: Media
+    _groups: Groups
 
     async def send_file(
         self,
@@ -77,6 +79,40 @@ class FilesMixin:
             name=name,
         )
 
+    async def send_group_file(
+        self,
+        group: str,
+        source: str | os.PathLike[str] | bytes | AsyncIterable[bytes],
+        *,
+        caption: str | None = None,
+        mime: str | None = None,
+        progress: Progress | None = None,
+        keep_metadata: bool = False,
+        name: str | None = None,
+    ) -> GroupEvent:
+        """Send a file to a group (protocol.md §25.5, §26.5): uploaded once, to a blob
+        created for our own group mailbox, and referenced by one ``file`` message encrypted
+        once under our sender key and fanned out to every member. The options are those of
+        :meth:`send_file` (no view-once in groups yet); the blob expires with the group's
+        disappearing timer, else with the relay's envelope TTL. Members download it with
+        :meth:`download` (``GroupEvent.attachment``).
+
+        Raises:
+            MediaRefused: the group's settings say media is off. Nothing was uploaded.
+            LocalProtocolError: not allowed to post, not an active member, caption too long.
+            RelayRejected: ``TOO_LARGE``, ``QUOTA`` (our group mailbox holds too many blobs).
+            TransportError: the relay could not be reached.
+        """
+        return await self._media.send_group_file(
+            self._groups.resolve(group),
+            source,
+            caption=caption,
+            mime=mime,
+            progress=progress,
+            keep_metadata=keep_metadata,
+            name=name,
+        )
+
     async def download(
         self,
         attachment: Attachment,
@@ -95,8 +131,11 @@ class FilesMixin:
         it as its one download starts). After a view-once download the message keeps only
         the file's name, type and size.
 
+        A group's file (``group_id`` set) is fetched the same way; it is refused while the
+        group has media off.
+
         Raises:
-            MediaRefused: our media setting for this contact is off.
+            MediaRefused: our media setting for this contact is off (or the group's).
             AttachmentCorrupt: the file does not verify (tampered, truncated, substituted).
             FileExistsError: ``dest`` is a file that exists.
             LocalProtocolError: nothing to download (an opened view-once file), the message

@@ -28,7 +28,14 @@ from clientlib.client._book import AddressBook, credential
 from clientlib.client._group_records import GroupRecord, _Live, _pack, _unpack
 from clientlib.client._link import Link
 from clientlib.client.content import MAX_NAME_BYTES, MAX_TEXT_BYTES, GroupPairwise
-from clientlib.client.types import ClientEvent, ClientWarning, GroupEvent, GroupInfo, GroupMember
+from clientlib.client.types import (
+    Attachment,
+    ClientEvent,
+    ClientWarning,
+    GroupEvent,
+    GroupInfo,
+    GroupMember,
+)
 from clientlib.crypto.group import (
     GroupError,
     GroupKeys,
@@ -51,7 +58,7 @@ from clientlib.crypto.group import (
 from clientlib.crypto.padding import pad, unpad
 from clientlib.crypto.primitives import ed25519_public_from_seed
 from clientlib.errors import DecryptionError, LocalProtocolError, RelayRejected, TransportError
-from clientlib.wire import capability_hash, delegate_hash
+from clientlib.wire import attachment_capability_hash, capability_hash, delegate_hash
 from clientlib.wire.frames import StoredEnvelope
 from clientlib.wire.limits import ENVELOPE_BUCKETS, MAX_FANOUT, MAX_FANOUT_CT
 
@@ -209,13 +216,21 @@ class Groups:
 
     def messages(self, gid: bytes) -> list[GroupEvent]:
         g = self.live[gid]
-        return [self._message_event(g, m[1], m[2], m[0], m[3]) for m in g.rec.msgs]
+        return [self._message_event(g, m[1], m[2], m[0], m[3], m[4:]) for m in g.rec.msgs]
 
     def invitations(self) -> list[tuple[str, str, str]]:
         """``(invite id, group name, inviter name)`` of every pending invitation."""
         return [(k.hex(), v[2], v[4]) for k, v in self.invites.items()]
 
-    def _message_event(self, g: _Live, gpk: bytes, text: str, mid: bytes, ts: int) -> GroupEvent:
+    def _message_event(
+        self,
+        g: _Live,
+        gpk: bytes,
+        text: str,
+        mid: bytes,
+        ts: int,
+        file: Sequence[Any] = (),
+    ) -> GroupEvent:
         m = g.state.members.get(gpk)
         name = m.name if m is not None else gpk.hex()[:8]
         return GroupEvent(
@@ -226,6 +241,7 @@ class Groups:
             message_id=mid.hex(),
             ts=ts,
             mine=gpk == g.me,
+            attachment=_group_attachment(g.rec.gid, mid, file) if len(file) == 2 else None,
         )
 
     # --- relay helpers -----------------------------------------------------------------
@@ -408,10 +424,16 @@ class Groups:
                 of a new epoch has not arrived yet.
             RelayRejected: ``AUTH``: the relay refused every copy (we were removed).
         """
-        book = self._book
-        g = self.live[gid]
         if len(text.encode()) > MAX_TEXT_BYTES or "\x00" in text:
             raise LocalProtocolError(f"a message is at most {MAX_TEXT_BYTES} bytes of UTF-8")
+        self.check_can_post(gid)
+        mid = self._book.rng(16)
+        return await self._send_plain(gid, mid, text, lambda now: ["text", mid, now, text], ())
+
+    def check_can_post(self, gid: bytes, *, media: bool = False) -> None:
+        """Raises LocalProtocolError if we may not post now (``media``: a file, which the
+        group's ``media`` setting must allow: ``MediaRefused``)."""
+        g = self.live[gid]
         rec, state = g.rec, g.state
         admin = state.role_of(g.me) in ("owner", "admin")
         if rec.status == "active" and state.settings.post == "admins" and not admin:
@@ -420,21 +442,62 @@ class Groups:
             raise LocalProtocolError("not an active member of this group")
         if rec.status == "active" and rec.es_epoch != state.epoch:
             raise LocalProtocolError("the group's new epoch key has not arrived yet")
+        if media and (rec.status != "active" or not state.settings.media):
+            from clientlib.client._media import MediaRefused
+
+            raise MediaRefused("media is off in this group (its settings say media=0)")
+
+    async def media_target(self, gid: bytes) -> tuple[bytes, bytes, int | None]:
+        """Where a file for the group is uploaded (protocol.md §25.5): our own group mailbox,
+        with this epoch's capability, its attachment capability hash registered first (we
+        are its owner); ``(sid, cap, ttl)``, ``ttl`` the group's disappearing timer."""
+        self.check_can_post(gid, media=True)
+        g = self.live[gid]
+        cap = self._cap(g, g.rec.sid)
+        await self._own_caps(g, add=[attachment_capability_hash(g.rec.sid, cap)])
+        return g.rec.sid, cap, g.state.settings.ttl or None
+
+    async def send_file(self, gid: bytes, descriptor: bytes, ph: bytes, mid: bytes) -> GroupEvent:
+        """The ``file`` message of an uploaded blob (``descriptor``: the §25.3 content,
+        ``ph``: the plaintext's SHA-256), fanned out like a text (protocol.md §26.5)."""
+        self.check_can_post(gid, media=True)
+        from clientlib.client.content import FileMessage, decode_content
+
+        fm = decode_content(descriptor)
+        assert isinstance(fm, FileMessage)
+        return await self._send_plain(
+            gid,
+            mid,
+            fm.text or "",
+            lambda _now: ["file", mid, fm.ts, descriptor, ph],
+            (descriptor, ph),
+        )
+
+    async def _send_plain(
+        self,
+        gid: bytes,
+        mid: bytes,
+        text: str,
+        build: Callable[[int], list[Any]],
+        file: Sequence[Any],
+    ) -> GroupEvent:
+        book = self._book
+        g = self.live[gid]
+        rec = g.rec
         now = self._now()
-        mid = book.rng(16)
         async with book.lock:
-            chain = SenderChain(*rec.chain)
-            plain = _pack(["text", mid, now, text])
+            chain = SenderChain(*rec.chain)  # type: ignore[misc]  # checked by check_can_post
+            plain = _pack(build(now))
             body = pad(plain, overhead=OVERHEAD[1], buckets=BUCKETS)
             ct = seal_message(rec.keys, gid, chain, body)
             rec.chain = chain.distribution()
             if rec.status == "active":
-                rec.msgs = [*rec.msgs, [mid, g.me, text, now]][-KEEP_MESSAGES:]
+                rec.msgs = [*rec.msgs, [mid, g.me, text, now, *file]][-KEEP_MESSAGES:]
                 # Durable before the upload: a crash or an outage sends it later (same eid).
                 rec.out = [*rec.out, [book.rng(16), ct, rec.es_epoch]]
             self._put(g)
             await book.save()
-        event = self._message_event(g, g.me, text, mid, now)
+        event = self._message_event(g, g.me, text, mid, now, file)
         if rec.status == "removed":
             entries = [(m.sid, self._cap(g, m.sid)) for m in self._others(g)]
             bad = await self._fan(entries, ct) if entries else {}
@@ -448,6 +511,20 @@ class Groups:
                 raise
             return replace(event, state="queued")
         return replace(event, state="sent")
+
+    def find_file(self, gid: bytes, mid: bytes) -> tuple[bytes, bytes, bool]:
+        """``(descriptor, plaintext hash, media on)`` of a group message's file.
+
+        Raises:
+            LocalProtocolError: no such group or file.
+        """
+        g = self.live.get(gid)
+        if g is None:
+            raise LocalProtocolError("no such group")
+        for m in g.rec.msgs:
+            if m[0] == mid and len(m) >= 6:
+                return m[4], m[5], bool(g.state.settings.media)
+        raise LocalProtocolError("the message is gone")
 
     async def flush(self, gid: bytes) -> None:
         """Upload the group's queued messages, oldest first (each with its own eid, so a
@@ -743,12 +820,25 @@ class Groups:
         chain = ReceiverChain(held[0], held[1], held[2], held[3], dict(held[4]))
         plain, after = open_message(ct, chain)
         msg = _unpack(unpad(plain))
-        if not isinstance(msg, list) or len(msg) != 4 or msg[0] != "text":
+        if not isinstance(msg, list) or not msg or msg[0] not in ("text", "file"):
             raise GroupError("bad content")
-        _, mid, ts, text = msg
+        file: tuple[Any, ...] = ()
+        if msg[0] == "file":
+            text, file = _file_content(msg)
+            _, mid, ts = msg[:3]
+        elif len(msg) == 4 and isinstance(msg[3], str):
+            _, mid, ts, text = msg
+        else:
+            raise GroupError("bad content")
+        if not isinstance(mid, bytes) or len(mid) != 16 or not isinstance(ts, int):
+            raise GroupError("bad content")
         g.rec.peers[gpk] = [after.epoch, after.gen, after.index, after.ck, after.skipped]
-        g.rec.msgs = [*g.rec.msgs, [mid, gpk, text, ts]][-KEEP_MESSAGES:]
-        events.append(self._message_event(g, gpk, text, mid, ts))
+        if file and not g.state.settings.media:
+            # Media is off in the group: dropped, never fetched (the chain moved on).
+            events.append(ClientWarning("content_refused", "media is off in the group", None))
+            return
+        g.rec.msgs = [*g.rec.msgs, [mid, gpk, text, ts, *file]][-KEEP_MESSAGES:]
+        events.append(self._message_event(g, gpk, text, mid, ts, file))
 
     def _on_control(self, g: _Live, ct: bytes, events: list[ClientEvent]) -> None:
         if g.rec.es is None:
@@ -907,7 +997,14 @@ class Groups:
         rec = g.rec
         if rec.es is None:
             return
-        drop = [capability_hash(rec.sid, epoch_capability(old, rec.sid))] if old else []
+        drop = []
+        if old:
+            cap_old = epoch_capability(old, rec.sid)
+            # The attachment hash of the ended epoch goes too (§25.5: added per file sent).
+            drop = [
+                capability_hash(rec.sid, cap_old),
+                attachment_capability_hash(rec.sid, cap_old),
+            ]
         try:
             await self._own_caps(
                 g, add=[capability_hash(rec.sid, self._cap(g, rec.sid))], remove=drop
@@ -939,6 +1036,49 @@ class Groups:
             if len(found) == 1:
                 return found[0]
         raise LocalProtocolError("no such member")
+
+
+def _file_content(msg: list[Any]) -> tuple[str, tuple[bytes, bytes]]:
+    """The caption and ``(descriptor, plaintext hash)`` of a ``["file", id, ts, descriptor,
+    ph]`` group plaintext (protocol.md §26.5).
+
+    Raises:
+        GroupError: malformed, or a descriptor that is not a ``file`` content of this id.
+    """
+    from clientlib.client.content import FileMessage, decode_content
+    from clientlib.errors import WireError
+
+    if len(msg) != 5 or not isinstance(msg[3], bytes) or not isinstance(msg[4], bytes):
+        raise GroupError("bad content")
+    if len(msg[4]) != 32:
+        raise GroupError("bad content")
+    try:
+        fm = decode_content(msg[3])
+    except WireError:
+        raise GroupError("bad file descriptor") from None
+    if not isinstance(fm, FileMessage) or fm.id != msg[1] or fm.vo:
+        raise GroupError("bad file descriptor")
+    return fm.text or "", (msg[3], msg[4])
+
+
+def _group_attachment(gid: bytes, mid: bytes, file: Sequence[Any]) -> Attachment | None:
+    from clientlib.client._media import safe_filename
+    from clientlib.client.content import FileMessage, decode_content
+
+    fm = decode_content(file[0])
+    if not isinstance(fm, FileMessage):
+        return None
+    return Attachment(
+        "",
+        mid.hex(),
+        safe_filename(fm.name),
+        fm.mime,
+        fm.size,
+        thumbnail=fm.thumb,
+        descriptor=file[0],
+        plaintext_hash=file[1],
+        group_id=gid.hex(),
+    )
 
 
 def _check_name(name: str) -> None:

@@ -34,7 +34,7 @@ import unicodedata
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
@@ -57,7 +57,14 @@ from clientlib.client.content import (
 )
 from clientlib.client.history import HistoryStore
 from clientlib.client.state import ContactRecord
-from clientlib.client.types import Attachment, ClientEvent, ClientWarning, Contact, StoredMessage
+from clientlib.client.types import (
+    Attachment,
+    ClientEvent,
+    ClientWarning,
+    Contact,
+    GroupEvent,
+    StoredMessage,
+)
 from clientlib.crypto.attachment import (
     DEFAULT_CHUNK_SIZE,
     AttachmentDecryptor,
@@ -69,6 +76,10 @@ from clientlib.keystore.file import fsync_dir
 from clientlib.session.events import MessageReceived as SessionMessage
 from clientlib.transport.blobs import BlobTransport
 from clientlib.wire.frames import StoredEnvelope
+from clientlib.wire.relay_frames import BlobCreated
+
+if TYPE_CHECKING:
+    from clientlib.client._groups import Groups
 
 __all__ = ["MAX_REPORTED_FILE", "Media", "MediaRefused", "Progress", "safe_filename"]
 
@@ -226,6 +237,8 @@ class Media:
         self._history = history
         self._emit = emit
         self._now = now
+        #: The client's groups (set by the client): files in groups (§25.5).
+        self.groups: Groups | None = None
 
     # --- the relay's blob store -------------------------------------------------------------
 
@@ -290,10 +303,7 @@ class Media:
         book = self._book
         cid = book.resolve_contact(ref)
         self._check_can_send(book.contacts[cid])
-        if caption is not None and (len(caption.encode()) > MAX_CAPTION_BYTES or "\x00" in caption):
-            raise LocalProtocolError(f"a caption is at most {MAX_CAPTION_BYTES} bytes of UTF-8")
-        if mime is not None and (len(mime.encode()) > MAX_MIME_BYTES or "/" not in mime):
-            raise LocalProtocolError("mime must be a media type such as image/jpeg")
+        _check_caption_mime(caption, mime)
         prepared = await self._prepare(source, mime=mime, name=name, keep=keep_metadata)
         try:
             return await self._send_prepared(cid, prepared, caption, view_once, progress)
@@ -358,30 +368,22 @@ class Media:
             raise
         return spool, head
 
-    async def _send_prepared(
+    async def _upload(
         self,
-        cid: bytes,
+        blobs: BlobTransport,
+        sid: bytes,
+        cap: bytes | None,
         p: _Prepared,
-        caption: str | None,
-        view_once: bool,
+        key: bytes,
+        *,
+        ttl: int | None,
+        dl: int | None,
         progress: Progress | None,
-    ) -> StoredMessage:
-        book = self._book
-        c = book.contacts[cid]
-        assert c.send is not None
+    ) -> tuple[BlobCreated, AttachmentEncryptor]:
+        """Create the blob for mailbox ``sid`` and upload ``p`` encrypted under ``key``."""
         size, cs = p.plain.size, DEFAULT_CHUNK_SIZE
         total = ciphertext_size(size, cs)
-        key = book.rng(32)
-        blobs = self._blobs(c.relay)
-        # The blob lives as long as the message may (protocol.md §25.4 step 3): the
-        # conversation's disappearing timer if any, else the relay's envelope TTL.
-        created = await blobs.create(
-            c.send,
-            total,
-            cap=c.sendcap,
-            ttl=c.dis or None,
-            dl=1 if view_once else None,
-        )
+        created = await blobs.create(sid, total, cap=cap, ttl=ttl, dl=dl)
         finished: list[AttachmentEncryptor] = []
 
         async def body(offset: int) -> AsyncIterator[bytes]:
@@ -407,7 +409,77 @@ class Media:
         if not finished:  # completed by an earlier pass whose answer was cut: hash locally
             async for _ in body(total):
                 pass
-        enc = finished[-1]
+        return created, finished[-1]
+
+    async def send_group_file(
+        self,
+        gid: bytes,
+        source: str | os.PathLike[str] | bytes | AsyncIterable[bytes],
+        *,
+        caption: str | None,
+        mime: str | None,
+        progress: Progress | None,
+        keep_metadata: bool,
+        name: str | None,
+    ) -> GroupEvent:
+        """A file to a group (protocol.md §25.5, §26.5): one upload, to a blob created for
+        our own group mailbox; one ``file`` message fanned out to every member."""
+        groups = self.groups
+        assert groups is not None
+        groups.check_can_post(gid, media=True)
+        _check_caption_mime(caption, mime)
+        prepared = await self._prepare(source, mime=mime, name=name, keep=keep_metadata)
+        try:
+            sid, cap, ttl = await groups.media_target(gid)
+            key = self._book.rng(32)
+            created, enc = await self._upload(
+                self._blobs(None), sid, cap, prepared, key, ttl=ttl, dl=None, progress=progress
+            )
+        finally:
+            prepared.plain.close()
+        mid = self._book.rng(MESSAGE_ID_SIZE)
+        descriptor = FileMessage(
+            id=mid,
+            ts=self._now(),
+            blob=created.blob,
+            tok=created.rt,
+            key=key,
+            cd=enc.ciphertext_sha256,
+            size=prepared.plain.size,
+            cs=DEFAULT_CHUNK_SIZE,
+            mime=prepared.mime,
+            name=prepared.name,
+            text=caption or None,
+            thumb=prepared.thumb,
+            exp=ttl,
+        ).encode()
+        return await groups.send_file(gid, descriptor, enc.plaintext_sha256, mid)
+
+    async def _send_prepared(
+        self,
+        cid: bytes,
+        p: _Prepared,
+        caption: str | None,
+        view_once: bool,
+        progress: Progress | None,
+    ) -> StoredMessage:
+        book = self._book
+        c = book.contacts[cid]
+        assert c.send is not None
+        size, cs = p.plain.size, DEFAULT_CHUNK_SIZE
+        key = book.rng(32)
+        # The blob lives as long as the message may (protocol.md §25.4 step 3): the
+        # conversation's disappearing timer if any, else the relay's envelope TTL.
+        created, enc = await self._upload(
+            self._blobs(c.relay),
+            c.send,
+            c.sendcap,
+            p,
+            key,
+            ttl=c.dis or None,
+            dl=1 if view_once else None,
+            progress=progress,
+        )
         ph, cd = enc.plaintext_sha256, enc.ciphertext_sha256
         await self._ops.refresh_moderator_keys(c.relay)
         async with book.lock:
@@ -579,24 +651,38 @@ class Media:
         progress: Progress | None,
     ) -> Path:
         book = self._book
-        cid = bytes.fromhex(a.contact_id)
-        c = book.contacts.get(cid)
-        if c is None:
-            raise LocalProtocolError("the contact was removed")
-        stored = self._stored(a)
-        cur = stored.attachment if stored is not None else None
-        if stored is None or cur is None:
-            raise LocalProtocolError("the message is gone")
-        if stored.direction == "in" and len(c.settings) > 2 and not c.settings[2]:
-            raise MediaRefused("media from this contact is off: its files are not downloaded")
-        if not cur.downloadable:
-            raise LocalProtocolError(
-                "nothing to download: a view-once file that was opened, or our own view-once"
+        stored: StoredMessage | None = None
+        if a.group_id:
+            # A group's file (§25.5): its blob is on the group's relay (ours), under the
+            # sender's group mailbox; never fetched while the group has media off.
+            assert self.groups is not None
+            desc, ph, media = self.groups.find_file(
+                bytes.fromhex(a.group_id), bytes.fromhex(a.message_id)
             )
+            if not media:
+                raise MediaRefused("media is off in this group: its files are not downloaded")
+            cur = replace(a, descriptor=desc, plaintext_hash=ph)
+            blobs = self._blobs(None)
+        else:
+            cid = bytes.fromhex(a.contact_id)
+            c = book.contacts.get(cid)
+            if c is None:
+                raise LocalProtocolError("the contact was removed")
+            stored = self._stored(a)
+            kept = stored.attachment if stored is not None else None
+            if stored is None or kept is None:
+                raise LocalProtocolError("the message is gone")
+            cur = kept
+            if stored.direction == "in" and len(c.settings) > 2 and not c.settings[2]:
+                raise MediaRefused("media from this contact is off: its files are not downloaded")
+            if not cur.downloadable:
+                raise LocalProtocolError(
+                    "nothing to download: a view-once file that was opened, or our own view-once"
+                )
+            # Where the blob is: on the relay of the mailbox it was sent to (ours for files
+            # we received, the contact's for files we sent).
+            blobs = self._blobs(None if stored.direction == "in" else c.relay)
         fm = _descriptor(cur)
-        # Where the blob is: on the relay of the mailbox it was sent to (ours for files we
-        # received, the contact's for files we sent).
-        blobs = self._blobs(None if stored.direction == "in" else c.relay)
         base, in_dir = await asyncio.to_thread(
             _destination, Path(dest), cur.name or f"file-{cur.id}"
         )
@@ -629,7 +715,7 @@ class Media:
                 if progress is not None:
                     progress(min(fm.size, done * fm.size // total), fm.size)
 
-            if fm.vo:
+            if fm.vo and stored is not None:
                 # The relay deletes a view-once blob as its download starts: the
                 # descriptor leaves our history first, whatever happens next.
                 await self._mark_viewed(stored)
@@ -775,6 +861,13 @@ class Media:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _check_caption_mime(caption: str | None, mime: str | None) -> None:
+    if caption is not None and (len(caption.encode()) > MAX_CAPTION_BYTES or "\x00" in caption):
+        raise LocalProtocolError(f"a caption is at most {MAX_CAPTION_BYTES} bytes of UTF-8")
+    if mime is not None and (len(mime.encode()) > MAX_MIME_BYTES or "/" not in mime):
+        raise LocalProtocolError("mime must be a media type such as image/jpeg")
 
 
 def _descriptor(a: Attachment) -> FileMessage:

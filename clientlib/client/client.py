@@ -208,6 +208,7 @@ class Client(AccountMixin, FilesMixin):
             now=self._now,
         )
         self._inbox.media = self._media
+        self._media.groups = self._groups
         self._inbox.modkeys_for = self._link.relays.modkeys
         self._renewal = Renewal(
             self._book, self._prekeys, self._outbox, self._modkeys, emit=self._emit

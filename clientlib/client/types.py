@@ -168,6 +168,8 @@ class Attachment:
     viewed: bool = False
     descriptor: bytes = field(default=b"", repr=False, compare=False)
     plaintext_hash: bytes = field(default=b"", repr=False, compare=False)
+    #: A file of a group message (protocol.md §26.5): the group's id; ``contact_id`` is "".
+    group_id: str = ""
 
     @property
     def id(self) -> str:
@@ -439,6 +441,8 @@ class GroupEvent:
     #: Our own message: ``sent`` (the relay stored every copy) or ``queued`` (offline: it
     #: goes out on the next connect, in order); empty for others' events.
     state: str = ""
+    #: A ``message`` that carries a file (:meth:`Client.download` fetches it).
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True, slots=True)

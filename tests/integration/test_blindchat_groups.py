@@ -31,6 +31,18 @@ def test_group_commands(tmp_path: Path, relay: RelayProcess) -> None:
     assert ok(bob, "group", "send", "team", "hello", "all") == "sent to team\n"
     out = ok(alice, "group", "messages", "team")
     assert out.splitlines()[-1] == "[team] bob: hello all", out
+    # A file: uploaded once, shown with its id, downloaded by that id.
+    f = tmp_path / "notes.bin"
+    f.write_bytes(bytes(range(256)) * 40)
+    out = ok(bob, "group", "send", "team", "see", "this", "--file", str(f))
+    sent = re.search(r"^sent \[notes\.bin, [^,]+, id ([0-9a-f]{4})\] to team$", out, re.M)
+    assert sent, out
+    out = ok(alice, "group", "messages", "team")
+    assert out.splitlines()[-1].startswith("[team] bob: see this [notes.bin, "), out
+    (tmp_path / "dl").mkdir()
+    out = ok(alice, "group", "download", "team", sent.group(1), "--out", str(tmp_path / "dl"))
+    assert out.startswith("saved [notes.bin"), out
+    assert (tmp_path / "dl" / "notes.bin").read_bytes() == f.read_bytes()
     assert "relay now refuses" in ok(alice, "group", "remove", "team", "bob")
     done = blindchat(bob, "group", "send", "team", "still here")
     assert done.returncode == EXIT_FAILED, (done.stdout, done.stderr)

@@ -1,0 +1,113 @@
+"""Files, typing and receipts in groups through the Client API (protocol.md §25.5, §26.8),
+real clients on a real in-process relay (SQLite): one upload reaches every member, media off
+in the group is refused by the sender and by the receivers."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from clientkit import befriend, make, wait_for
+
+from clientlib.client import Client, ClientWarning, MediaRefused
+from clientlib.client.types import GroupEvent
+from relay.config import RelayConfig
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+def group_event(kind: str, **match: object):  # type: ignore[no-untyped-def]
+    def pred(e: GroupEvent) -> bool:
+        return e.kind == kind and all(getattr(e, k) == v for k, v in match.items())
+
+    return pred
+
+
+@pytest.fixture
+async def trio(tmp_path: Path, relay: str) -> AsyncIterator[tuple[Client, Client, Client]]:
+    """alice (owner), bob and carol, all active members of the group ``g``."""
+    async with (
+        make(tmp_path, "alice", relay) as alice,
+        make(tmp_path, "bob", relay) as bob,
+        make(tmp_path, "carol", relay) as carol,
+    ):
+        _, a_b = await befriend(bob, alice)
+        _, a_c = await befriend(carol, alice)
+        await alice.create_group("g")
+        for who, cid in ((bob, a_b), (carol, a_c)):
+            await alice.invite_to_group("g", cid)
+            inv = await wait_for(who, GroupEvent, group_event("invited"))
+            assert inv.invite_id is not None
+            await who.accept_group(inv.invite_id)
+            await wait_for(who, GroupEvent, group_event("joined"))
+        await wait_for(bob, GroupEvent, group_event("member_added", member="carol"))
+        for c in (alice, bob, carol):
+            await c.sync()
+        yield alice, bob, carol
+
+
+async def test_a_group_file_is_uploaded_once_and_reaches_every_member(
+    trio: tuple[Client, Client, Client], tmp_path: Path, relay_config: RelayConfig
+) -> None:
+    alice, bob, carol = trio
+    data = os.urandom(300_000)
+    src = tmp_path / "report.bin"
+    src.write_bytes(data)
+    sent = await bob.send_group_file("g", src, caption="the numbers")
+    assert sent.state == "sent" and sent.attachment is not None
+    blobs = list((Path(relay_config.data_dir) / "blobs").glob("*.blob"))
+    assert len(blobs) == 1  # one upload for the whole group
+    assert data not in blobs[0].read_bytes()
+    for who in (alice, carol):
+        got = await wait_for(who, GroupEvent, group_event("message", member="bob"))
+        assert got.text == "the numbers" and got.attachment is not None
+        a = got.attachment
+        assert (a.name, a.size, a.group_id) == ("report.bin", len(data), sent.group_id)
+        out = tmp_path / f"{who.name}-out"
+        out.mkdir()
+        path = await who.download(a, out)
+        assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
+        # It stays in the group's history, downloadable again.
+        [kept] = [m for m in who.group_messages("g") if m.attachment is not None]
+        assert kept.attachment == a
+    assert len(list((Path(relay_config.data_dir) / "blobs").glob("*.blob"))) == 1
+
+
+async def test_media_off_in_the_group_is_refused_by_sender_and_receivers(
+    trio: tuple[Client, Client, Client], tmp_path: Path, relay_config: RelayConfig
+) -> None:
+    alice, bob, carol = trio
+    src = tmp_path / "x.txt"
+    src.write_bytes(b"x" * 5000)
+    # carol got a file while media was on ...
+    await bob.send_group_file("g", src)
+    got = await wait_for(carol, GroupEvent, group_event("message", member="bob"))
+    assert got.attachment is not None
+    await alice.set_group_settings("g", media=False)
+    for who in (bob, carol):
+        await wait_for(who, GroupEvent, group_event("settings"))
+    blob_dir = Path(relay_config.data_dir) / "blobs"
+    before = sorted(blob_dir.glob("*"))
+    with pytest.raises(MediaRefused):
+        await bob.send_group_file("g", src)
+    assert sorted(blob_dir.glob("*")) == before  # nothing uploaded
+    # ... and never downloads it once the group turned media off.
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(MediaRefused):
+        await carol.download(got.attachment, out)
+    assert not os.listdir(out)
+    # A file from a member whose client ignores the setting is dropped unread.
+    live = bob._groups.live[bob._groups.resolve("g")]
+    live.state.settings = dataclasses.replace(live.state.settings, media=1)
+    await bob.send_group_file("g", src, caption="ignored")
+    warn = await wait_for(carol, ClientWarning, lambda w: w.kind == "content_refused")
+    assert "media" in warn.detail
+    assert [m.text for m in carol.group_messages("g")] == [""]  # only the first file
