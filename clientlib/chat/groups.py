@@ -58,6 +58,10 @@ def describe(ev: GroupEvent, group_name: str) -> str:
             return f"{where} {ev.member} is now {ev.text}"
         case "settings":
             return f"{where} settings: {ev.text}"
+        case "typing":
+            return f"{where} {ev.member} is typing…"
+        case "stopped_typing":
+            return f"{where} {ev.member} stopped typing"
         case _:
             return f"{where} {ev.member} declined the invitation"
 
@@ -229,7 +233,10 @@ async def listen_group(client: Any, group: str, prog: str) -> int:
 
     g = client.group(group)
     gid = g.id
-    out(f"listening to {g.name}; type a line to send it, end of input to stop")
+    out(
+        f"listening to {g.name}; type a line to send it (/typing [off]: the indicator), "
+        "end of input to stop"
+    )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -245,7 +252,9 @@ async def listen_group(client: Any, group: str, prog: str) -> int:
     try:
         while line := await reader.readline():
             text = line.decode(errors="replace").rstrip("\n")
-            if text:
+            if text.split(" ", 1)[0] == "/typing":
+                await client.group_typing(gid, text[8:].strip().lower() not in ("off", "stop", "0"))
+            elif text:
                 await client.send_group(gid, text)
         await client.sync()
     finally:

@@ -49,6 +49,9 @@ class GroupRecord:
     early: dict[bytes, list[Any]] = field(default_factory=dict)
     #: Sealed messages not yet accepted by the relay: ``[eid, ct, epoch]``, in order.
     out: list[list[Any]] = field(default_factory=list)
+    #: Our typing setting for this group (protocol.md §26.8): we send indicators and show
+    #: the others' only while it is on.
+    typing: bool = True
 
     def to_bytes(self) -> bytes:
         return _pack(
@@ -74,6 +77,7 @@ class GroupRecord:
                 "via": self.via,
                 "early": self.early,
                 "out": self.out,
+                "typ": self.typing,
             }
         )
 
@@ -102,6 +106,7 @@ class GroupRecord:
             via=d["via"],
             early=dict(d.get("early", {})),
             out=list(d.get("out", [])),
+            typing=bool(d.get("typ", True)),
         )
 
     @property

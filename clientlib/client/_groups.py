@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
@@ -27,6 +28,7 @@ import msgpack
 from clientlib.client._book import AddressBook, credential
 from clientlib.client._group_records import GroupRecord, _Live, _pack, _unpack
 from clientlib.client._link import Link
+from clientlib.client._typing import TYPING_TIMEOUT, TypingThrottle, TypingWatch
 from clientlib.client.content import MAX_NAME_BYTES, MAX_TEXT_BYTES, GroupPairwise
 from clientlib.client.types import (
     Attachment,
@@ -60,7 +62,7 @@ from clientlib.crypto.primitives import ed25519_public_from_seed
 from clientlib.errors import DecryptionError, LocalProtocolError, RelayRejected, TransportError
 from clientlib.wire import attachment_capability_hash, capability_hash, delegate_hash
 from clientlib.wire.frames import StoredEnvelope
-from clientlib.wire.limits import ENVELOPE_BUCKETS, MAX_FANOUT, MAX_FANOUT_CT
+from clientlib.wire.limits import ENVELOPE_BUCKETS, FLAG_ONLINE_ONLY, MAX_FANOUT, MAX_FANOUT_CT
 
 __all__ = ["Groups"]
 
@@ -83,6 +85,9 @@ EARLY_KEYS = 64
 #: about 370 bytes each fit the 32 KiB bucket of a fan.
 WELCOME_PART = 80
 _EIDS = 512
+#: A typing indicator whose timestamp is further than this from our clock is ignored (a
+#: replay by the relay of an old one, or a skewed clock).
+TYPING_FRESH = 30
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -113,6 +118,8 @@ class Groups:
         self._idle = asyncio.Event()
         self._idle.set()
         self.live: dict[bytes, _Live] = {}
+        self.throttle = TypingThrottle()  # per group
+        self.watch = TypingWatch()  # per gid || gpk
         self.invites: dict[bytes, list[Any]] = {}  # invite id -> [cid, gid, name, gpk, from]
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -498,6 +505,7 @@ class Groups:
             self._put(g)
             await book.save()
         event = self._message_event(g, g.me, text, mid, now, file)
+        self.throttle.sent_message(gid)
         if rec.status == "removed":
             entries = [(m.sid, self._cap(g, m.sid)) for m in self._others(g)]
             bad = await self._fan(entries, ct) if entries else {}
@@ -511,6 +519,81 @@ class Groups:
                 raise
             return replace(event, state="queued")
         return replace(event, state="sent")
+
+    async def typing(self, gid: bytes, active: bool) -> bool:
+        """A typing indicator to the group (§26.8): a control envelope, online-only, throttled
+        as for a contact (§22.12); only while our typing setting for the group is on and we
+        may post. Best effort: True if one left."""
+        g = self.live[gid]
+        rec, state = g.rec, g.state
+        if not rec.typing or rec.status != "active" or rec.es is None:
+            return False
+        if rec.es_epoch != state.epoch:
+            return False
+        if state.settings.post == "admins" and state.role_of(g.me) not in ("owner", "admin"):
+            return False
+        entries = [(m.sid, self._cap(g, m.sid)) for m in self._others(g)]
+        if not entries:
+            return False
+        what = self.throttle.typing(gid, active, time.monotonic())
+        if what is None:
+            return False
+        plain = _pack(["typ", 1 if what == "start" else 0, self._now()])
+        body = pad(plain, overhead=OVERHEAD[2], buckets=BUCKETS)
+        ct = seal_control(rec.keys, gid, rec.es_epoch, rec.es, body, self._book.rng)
+        try:
+            for start in range(0, len(entries), MAX_FANOUT):
+                await self._link.depositor().fanout(
+                    entries[start : start + MAX_FANOUT],
+                    ct,
+                    eid=self._book.rng(16),
+                    flags=FLAG_ONLINE_ONLY,
+                )
+        except TransportError as exc:  # RelayRejected included: typing is ephemeral
+            log.debug("group typing indicator not sent: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def set_typing(self, gid: bytes, on: bool) -> None:
+        """Our typing setting for the group (not shared: the others see only whether
+        indicators arrive)."""
+        g = self.live[gid]
+        async with self._book.lock:
+            g.rec.typing = bool(on)
+            self._put(g)
+            await self._book.save()
+
+    def _typing_expired(self) -> None:
+        for key in self.watch.expired(time.monotonic()):
+            g = self.live.get(key[:16])
+            if g is not None:
+                m = g.state.members.get(key[16:])
+                who = m.name if m is not None else key[16:].hex()[:8]
+                self._emit(GroupEvent(key[:16].hex(), "stopped_typing", member=who))
+
+    def _on_typing(self, g: _Live, gpk: bytes, msg: list[Any], events: list[ClientEvent]) -> None:
+        on, ts = msg[1], msg[2]
+        if on not in (0, 1) or not isinstance(ts, int) or isinstance(ts, bool):
+            raise GroupError("bad control")
+        sender = g.state.members[gpk]
+        if gpk == g.me or not g.rec.typing or g.rec.status != "active":
+            return
+        if g.state.settings.post == "admins" and sender.role == "member":
+            return
+        if abs(self._now() - ts) > TYPING_FRESH:
+            return
+        key = g.rec.gid + gpk
+        changed = self.watch.indicator(key, bool(on), time.monotonic())
+        if changed is not None:
+            gid = g.rec.gid.hex()
+            events.append(
+                GroupEvent(gid, "typing", member=sender.name)
+                if changed
+                else GroupEvent(gid, "stopped_typing", member=sender.name)
+            )
+        if on:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to time out
+                asyncio.get_running_loop().call_later(TYPING_TIMEOUT + 0.05, self._typing_expired)
 
     def find_file(self, gid: bytes, mid: bytes) -> tuple[bytes, bytes, bool]:
         """``(descriptor, plaintext hash, media on)`` of a group message's file.
@@ -838,6 +921,9 @@ class Groups:
             events.append(ClientWarning("content_refused", "media is off in the group", None))
             return
         g.rec.msgs = [*g.rec.msgs, [mid, gpk, text, ts, *file]][-KEEP_MESSAGES:]
+        self.throttle.heard_from(g.rec.gid)
+        if self.watch.message(g.rec.gid + gpk) is False:
+            events.append(GroupEvent(g.rec.gid.hex(), "stopped_typing", member=sender.name))
         events.append(self._message_event(g, gpk, text, mid, ts, file))
 
     def _on_control(self, g: _Live, ct: bytes, events: list[ClientEvent]) -> None:
@@ -847,6 +933,9 @@ class Groups:
         if gpk not in g.state.members:
             raise GroupError("not a member")
         msg = _unpack(unpad(plain))
+        if isinstance(msg, list) and len(msg) == 3 and msg[0] == "typ":
+            self._on_typing(g, gpk, msg, events)
+            return
         if not isinstance(msg, list) or len(msg) != 2 or msg[0] != "log":
             raise GroupError("bad control")
         for raw in msg[1]:

@@ -945,6 +945,19 @@ class Client(AccountMixin, FilesMixin):
         """One message to the group: encrypted once, uploaded once."""
         return await self._groups.send(self._groups.resolve(group), text)
 
+    async def group_typing(self, group: str, active: bool = True) -> bool:
+        """Tell the group we are typing (``active``) or stopped (protocol.md §26.8): call it
+        as often as you like, what goes out is throttled as for a contact (a start, a
+        keep-alive at most every 5 s, a stop). Online-only: members not connected never see
+        it and the relay stores nothing. Sent only while our typing setting for the group is
+        on (:meth:`set_group_typing`). Best effort: True if an indicator left."""
+        return await self._groups.typing(self._groups.resolve(group), active)
+
+    async def set_group_typing(self, group: str, on: bool) -> None:
+        """Our typing setting for a group (default on): off, we neither send indicators nor
+        show the members'. It is ours alone; members see only that none arrive."""
+        await self._groups.set_typing(self._groups.resolve(group), on)
+
     def group_members(self, group: str) -> list[GroupMember]:
         return self._groups.members(self._groups.resolve(group))
 

@@ -409,6 +409,8 @@ class MessageExpired:
 
 
 GroupEventKind = Literal[
+    "typing",
+    "stopped_typing",
     "invited",
     "declined",
     "joined",
@@ -428,7 +430,9 @@ class GroupEvent:
     name, ``member``: who invited, ``invite_id`` to accept or decline), ``declined``,
     ``joined``, ``message`` (``member`` wrote ``text``), ``member_added``, ``member_removed``,
     ``member_left``, ``removed`` (we were removed: nothing more arrives), ``role`` (``text``:
-    the new role of ``member``), ``settings``."""
+    the new role of ``member``), ``settings``, ``typing`` / ``stopped_typing`` (``member``
+    started or stopped typing; a start without a keep-alive for
+    :data:`~clientlib.client.TYPING_TIMEOUT` seconds reads as a stop)."""
 
     group_id: str
     kind: GroupEventKind

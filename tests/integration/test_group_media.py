@@ -4,15 +4,18 @@ in the group is refused by the sender and by the receivers."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from clientkit import befriend, make, wait_for
 
+from clientlib.chat.groups import describe
 from clientlib.client import Client, ClientWarning, MediaRefused
 from clientlib.client.types import GroupEvent
 from relay.config import RelayConfig
@@ -111,3 +114,59 @@ async def test_media_off_in_the_group_is_refused_by_sender_and_receivers(
     warn = await wait_for(carol, ClientWarning, lambda w: w.kind == "content_refused")
     assert "media" in warn.detail
     assert [m.text for m in carol.group_messages("g")] == [""]  # only the first file
+
+
+def _stored_rows(cfg: RelayConfig) -> tuple[int, int]:
+    """Envelopes and dedupe records in the relay's SQLite file (both change with every
+    stored deposit, even one acknowledged since)."""
+    db = sqlite3.connect(f"file:{cfg.resolved_sqlite_path()}?mode=ro", uri=True)
+    try:
+        return tuple(
+            db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("envelopes", "dedupe")
+        )  # type: ignore[return-value]
+    finally:
+        db.close()
+
+
+async def _events_until(client: Client, pred: Callable[[object], bool]) -> list[object]:
+    seen: list[object] = []
+    async with asyncio.timeout(15):
+        async for ev in client.events():
+            seen.append(ev)
+            if pred(ev):
+                return seen
+    raise AssertionError("closed")
+
+
+async def test_group_typing_reaches_connected_members_and_is_never_stored(
+    trio: tuple[Client, Client, Client], relay_config: RelayConfig
+) -> None:
+    alice, bob, carol = trio
+    before = _stored_rows(relay_config)
+    assert await carol.group_typing("g")
+    for who in (alice, bob):
+        await wait_for(who, GroupEvent, group_event("typing", member="carol"))
+    assert not await carol.group_typing("g")  # throttled: a keep-alive at most every 5 s
+    assert await carol.group_typing("g", False)
+    for who in (alice, bob):
+        await wait_for(who, GroupEvent, group_event("stopped_typing", member="carol"))
+    stored, dedupe = _stored_rows(relay_config)
+    assert dedupe == before[1] and stored <= before[0]  # online-only: nothing stored
+    # Bob turns typing off for the group: he sends none and shows none.
+    await bob.set_group_typing("g", False)
+    assert not await bob.group_typing("g")
+    assert await carol.group_typing("g")
+    await wait_for(alice, GroupEvent, group_event("typing", member="carol"))
+    # A message from carol ends her indicator.
+    await carol.send_group("g", "done")
+    seen = await _events_until(alice, group_event("message", member="carol"))
+    assert any(isinstance(e, GroupEvent) and e.kind == "stopped_typing" for e in seen)
+    seen = await _events_until(bob, group_event("message", member="carol"))
+    assert not any(isinstance(e, GroupEvent) and "typing" in e.kind for e in seen)
+
+
+def test_listen_shows_group_typing() -> None:
+    assert describe(GroupEvent("ab", "typing", member="carol"), "g") == "[g] carol is typing…"
+    assert describe(GroupEvent("ab", "stopped_typing", member="carol"), "g") == (
+        "[g] carol stopped typing"
+    )
