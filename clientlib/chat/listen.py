@@ -145,6 +145,8 @@ def format_event(client: Client, ev: ClientEvent) -> str | None:
         who = "you" if m.direction == "out" else label
         if ev.change == "deleted":
             return f"{clock()} * {who} deleted a message"
+        if ev.change == "read":
+            return f"{clock()} * read on another device: a message from {label}"
         text = clean(m.text)
         if ev.change == "edited":
             return f'{clock()} * {who} edited a message, now "{text}"'

@@ -166,6 +166,53 @@ class Conversation:
             else:
                 events.append(MessageChanged(m, "reaction"))
 
+    def on_own(
+        self,
+        to: bytes,
+        content: Unsend | EditMessage | Reaction | Receipt,
+        now: int,
+        events: list[ClientEvent],
+    ) -> None:
+        """Apply, as ours, an action another device of ours made in the conversation with
+        ``to`` (protocol.md §24.7); a message this device does not hold is skipped."""
+        h, c = self._history(), to.hex()
+        if isinstance(content, Receipt):
+            for mid in content.rd or ():
+                m = h.get(c, "in", mid.hex())
+                if m is None or m.seen:
+                    continue
+                patch: dict[str, Any] = {"sn": 1}
+                if m.timer:
+                    patch["ex"] = now + m.timer
+                new = h.update(c, "in", m.id, patch)
+                if new is not None:
+                    events.append(MessageChanged(new, "read"))
+            if content.rd:
+                self._wake.set()  # a timer may have started
+            return
+        if isinstance(content, Reaction):
+            direction: Literal["in", "out"] = "out" if content.mine else "in"
+            new = h.update(c, direction, content.ref.hex(), {"rx": ["me", content.emoji]})
+            if new is not None:
+                events.append(MessageChanged(new, "reaction"))
+            return
+        m = h.get(c, "out", content.ref.hex())
+        if m is None or m.deleted:
+            return
+        if isinstance(content, Unsend):
+            new = h.update(c, "out", m.id, {"dl": 1}, shred=True)
+            if new is not None:
+                events.append(MessageChanged(new, "deleted"))
+        else:
+            new = h.update(c, "out", m.id, {"text": content.text, "ed": content.ts})
+            if new is not None:
+                events.append(MessageChanged(new, "edited"))
+
+    def _copy_own(self, cid: bytes, content: Content) -> None:
+        """Tell our own other devices what we did here (lock held; protocol.md §24.7)."""
+        if self._ops.devices is not None:
+            self._ops.devices.copy_action(self._ops.seal_and_queue, cid, content)
+
     def _on_author_change(
         self, cid: bytes, content: Unsend | EditMessage, events: list[ClientEvent]
     ) -> None:
@@ -284,6 +331,7 @@ class Conversation:
             c = book.contacts[cid]
             h = self._history()
             pick = set(ids) if ids is not None else None
+            read: list[bytes] = []
             for m in h.messages(cid.hex()):
                 if m.direction != "in" or m.seen or (pick is not None and m.id not in pick):
                     continue
@@ -293,7 +341,10 @@ class Conversation:
                 h.update(cid.hex(), "in", m.id, patch)
                 if self._sends(c, "rd") and not m.deleted:
                     self.receipts.note(cid, "rd", bytes.fromhex(m.id), self._clock())
+                read.append(bytes.fromhex(m.id))
                 n += 1
+            for _, rd in chunks([], read):
+                self._copy_own(cid, Receipt(rd=tuple(rd)))
             await book.save()
         self._wake.set()
         return n
@@ -374,6 +425,8 @@ class Conversation:
                 now = int(self._clock())
                 recalls = recall_entries(book, cid, bytes.fromhex(mid), now)
                 self._ops.seal_and_queue(cid, Unsend(ref=bytes.fromhex(mid)).encode())
+            # Our other devices hold the copy of it (§24.7), whether it left or not.
+            self._copy_own(cid, Unsend(ref=bytes.fromhex(mid)))
             new = self._history().update(cid.hex(), "out", mid, {"dl": 1}, shred=True)
             await book.save()
         await self._recall(recalls)
@@ -412,6 +465,7 @@ class Conversation:
             now = int(self._clock())
             content = EditMessage(ref=bytes.fromhex(mid), ts=now, text=text)
             self._ops.seal_and_queue(cid, content.encode())
+            self._copy_own(cid, content)
             new = self._history().update(cid.hex(), "out", mid, {"text": text, "ed": now})
             await book.save()
         self._outbox.wake()
@@ -433,6 +487,7 @@ class Conversation:
                 raise LocalProtocolError("no such message in this conversation")
             content = Reaction(ref=bytes.fromhex(mid), mine=int(direction == "out"), emoji=emoji)
             self._ops.seal_and_queue(cid, content.encode())
+            self._copy_own(cid, content)
             new = self._history().update(cid.hex(), direction, mid, {"rx": ["me", emoji]})
             await book.save()
         self._outbox.wake()

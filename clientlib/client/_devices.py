@@ -24,7 +24,18 @@ from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
 from clientlib.client.backup import BackupContact, BackupContents
-from clientlib.client.content import ConversationSettings, DeviceListContent, SentCopy
+from clientlib.client.content import (
+    Content,
+    ConversationSettings,
+    DeviceListContent,
+    EditMessage,
+    OwnAction,
+    Reaction,
+    Receipt,
+    SentCopy,
+    Unsend,
+    decode_content,
+)
 from clientlib.client.devicelist import (
     DeviceList,
     InvalidDeviceList,
@@ -54,6 +65,7 @@ from clientlib.errors import (
     LocalProtocolError,
     SessionError,
     TransportError,
+    WireError,
 )
 from clientlib.keystore import Keystore
 from clientlib.session import Session, accept, initiate, open_envelope
@@ -481,6 +493,44 @@ class Renewal:
         return StoredMessage(
             content.to.hex(), content.id.hex(), "out", content.text, content.ts, now, "sent"
         )
+
+    def copy_action(
+        self, seal: Callable[[bytes, bytes], None], to: bytes, content: Content
+    ) -> None:
+        """Queue, for our own other devices, an unsend, edit, reaction or read receipt
+        (``rcp`` with ``rd``) we made in the conversation with ``to`` (protocol.md §24.7)."""
+        mine = self.self_contact()
+        if mine is None:
+            return
+        seal(mine[0], OwnAction(to=to, c=content.encode()).encode())
+
+    def on_own_action(
+        self, c: ContactRecord, content: OwnAction, events: list[ClientEvent]
+    ) -> Unsend | EditMessage | Reaction | Receipt | None:
+        """An action made on another device of ours: the inner content to apply as ours,
+        or ``None`` (a warning) if it is not from our own devices or not one of the four."""
+        book = self._book
+        inner: Content | None
+        try:
+            inner = decode_content(content.c)
+        except WireError:
+            inner = None
+        ok = (
+            c.me
+            and content.to in book.contacts
+            and not book.contacts[content.to].me
+            and (
+                isinstance(inner, Unsend | EditMessage | Reaction)
+                or (isinstance(inner, Receipt) and inner.rd and not inner.dlv)
+            )
+        )
+        if not ok:
+            events.append(
+                ClientWarning("malformed_content", "an own-device action not from our devices")
+            )
+            return None
+        assert isinstance(inner, Unsend | EditMessage | Reaction | Receipt)
+        return inner
 
     # --- device lists ------------------------------------------------------------------------
 

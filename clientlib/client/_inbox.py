@@ -33,6 +33,7 @@ from clientlib.client.content import (
     DeviceListContent,
     FileMessage,
     GroupPairwise,
+    OwnAction,
     SentCopy,
     TextMessage,
     decode_content,
@@ -425,12 +426,16 @@ class Inbox:
             msg = self.renewal.on_sent_copy(c, content, now, events)
             if msg is not None and self._history().add([msg])[0]:
                 events.append(MessageSynced(book.contact_view(content.to), msg))
+        elif isinstance(content, OwnAction) and self.renewal is not None:
+            inner = self.renewal.on_own_action(c, content, events)
+            if inner is not None and self._conv is not None:
+                self._conv.on_own(content.to, inner, now, events)
         elif isinstance(content, ConversationSettings):
             c.peer = [content.receipts, content.typing, content.media]
             if content.delivery is not None:
                 c.peer.append(content.delivery)
             book.put_contact(cid)
-        elif c.me:  # our own devices send only device lists, copies and settings
+        elif c.me:  # our own devices send only device lists, copies, actions, settings
             events.append(ClientWarning("malformed_content", "from our own devices"))
         elif isinstance(content, HANDLED) and self._conv is not None:
             self._conv.on_content(cid, content, now, events)

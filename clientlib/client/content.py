@@ -40,6 +40,7 @@ __all__ = [
     "EditMessage",
     "FileMessage",
     "GroupPairwise",
+    "OwnAction",
     "Reaction",
     "Receipt",
     "SentCopy",
@@ -370,6 +371,25 @@ class SentCopy(Content):
         return "SentCopy(<redacted>)"
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class OwnAction(Content):
+    """Something we did on one device in the conversation with contact ``to``, for our other
+    devices (protocol.md §24.7): ``c`` is one encoded content, an unsend (``del``), edit
+    (``edit``) or reaction (``rx``) of ours, or the messages we read (``rcp`` with ``rd``
+    only). Only accepted from our own identity."""
+
+    TYPE: ClassVar[str] = "own"
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field("to", "to", Bin(16)),
+        Field("c", "c", Bin(min=1, max=MAX_TEXT_BYTES + 256)),
+    )
+    to: bytes
+    c: bytes
+
+    def __repr__(self) -> str:
+        return "OwnAction(<redacted>)"
+
+
 _REGISTRY: dict[str, type[Content]] = {
     cls.TYPE: cls
     for cls in (
@@ -386,6 +406,7 @@ _REGISTRY: dict[str, type[Content]] = {
         FileMessage,
         DeviceListContent,
         SentCopy,
+        OwnAction,
     )
 }
 

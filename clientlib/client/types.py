@@ -392,11 +392,12 @@ class DisappearingChanged:
 
 @dataclass(frozen=True, slots=True)
 class MessageChanged:
-    """A stored message changed: ``edited``, ``deleted`` (for everyone) or ``reaction``;
-    ``message`` is the new state."""
+    """A stored message changed: ``edited``, ``deleted`` (for everyone), ``reaction``, or
+    ``read`` (read on another device of ours, protocol.md §24.7); ``message`` is the new
+    state."""
 
     message: StoredMessage
-    change: Literal["edited", "deleted", "reaction"]
+    change: Literal["edited", "deleted", "reaction", "read"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from clientlib.client import content
 
 SPEC = Path(__file__).resolve().parents[2] / "protocol.md"
 #: The contents §22.1 tabulates; the others have sections of their own.
-CORE = {"req", "acc", "msg", "set", "rcp", "typ", "dis", "del", "edit", "rx"}
+CORE = {"req", "acc", "msg", "set", "rcp", "typ", "dis", "del", "edit", "rx", "own"}
 
 
 def _table() -> dict[str, set[str]]:

@@ -310,3 +310,23 @@ def test_linking_through_the_client() -> None:
             LinkCode.parse(bad)
     with pytest.raises(DecryptionError):
         open_msg1(x(LK["msg2"]))
+
+
+def test_own_actions_from_the_spec_and_the_client() -> None:
+    """§24.7 ``own``: ``0x01 || msgpack {t, to, c}`` with ``c`` one encoded content."""
+    from clientlib.client.content import OwnAction, decode_content
+
+    ow = V["own"]
+    kinds = []
+    for case in ow["cases"]:
+        raw = x(case["own"])
+        assert raw[0] == 1
+        doc = msgpack.unpackb(raw[1:], raw=False)
+        assert list(doc) == ["t", "to", "c"] and doc["t"] == "own"
+        assert doc["to"] == x(ow["to"]) and doc["c"] == x(case["inner"])
+        inner = msgpack.unpackb(doc["c"][1:], raw=False)
+        kinds.append(inner["t"])
+        got = decode_content(raw)
+        assert isinstance(got, OwnAction) and got.c == x(case["inner"])
+        assert OwnAction(to=got.to, c=got.c).encode() == raw
+    assert kinds == ["del", "edit", "rx", "rcp"]

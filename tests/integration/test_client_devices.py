@@ -19,6 +19,7 @@ from clientlib.client import (
     DeviceRemoved,
     DevicesChanged,
     LinkError,
+    MessageChanged,
     MessageReceived,
     MessageSynced,
 )
@@ -85,6 +86,58 @@ async def test_link_fan_out_sync_and_removal(tmp_path: Path, relay: str) -> None
             assert "after the removal" not in [m.text for m in alice.messages(a_bob)]
             with pytest.raises(Exception):  # noqa: B017 - removed: nothing of it is read
                 await asyncio.wait_for(wait_for(alice, MessageReceived), 1.0)
+
+
+async def test_read_edit_react_unsend_sync_to_our_other_device(tmp_path: Path, relay: str) -> None:
+    """protocol.md §24.7 ``own``: what Alice does on one device shows on the other."""
+    alice, bob = make(tmp_path, "alice", relay), make(tmp_path, "bob", relay)
+    async with alice, bob:
+        b_alice, a_bob = await befriend(bob, alice)
+        second, _ = await link(alice, tmp_path / "alice2.keystore", relay)
+        async with second:
+            await asyncio.sleep(0.5)  # the device offers and their answers cross
+            got = await bob.send(b_alice, "read me")
+            await wait_for(alice, MessageReceived)
+            await wait_for(second, MessageReceived)
+            assert [m.seen for m in second.messages(a_bob)] == [False]
+            # Reading on the first device marks the message read on the second.
+            assert await alice.mark_read(a_bob) == 1
+            read = await wait_for(second, MessageChanged)
+            assert read.change == "read" and read.message.id == got.id
+            assert [m.seen for m in second.messages(a_bob)] == [True]
+            # A reaction to Bob's message, then an edit, a reaction and an unsend of ours.
+            await alice.react(a_bob, got.id, "👍", direction="in")
+            rx = await wait_for(second, MessageChanged)
+            assert rx.change == "reaction" and rx.message.reactions == (("me", "👍"),)
+            sent = await alice.send(a_bob, "first")
+            await wait_for(second, MessageSynced)
+            await alice.edit(a_bob, sent.id, "second")
+            edited = await wait_for(second, MessageChanged)
+            assert edited.change == "edited" and edited.message.text == "second"
+            await alice.react(a_bob, sent.id, "🎉", direction="out")
+            assert (await wait_for(second, MessageChanged)).message.reactions == (("me", "🎉"),)
+            await alice.unsend(a_bob, sent.id)
+            gone = await wait_for(second, MessageChanged)
+            assert gone.change == "deleted" and gone.message.id == sent.id
+            out = [m for m in second.messages(a_bob) if m.direction == "out"]
+            assert [m.deleted for m in out] == [True] and "second" not in out[0].text
+            # Bob's client saw each change once (no echo from the second device).
+            assert (await wait_for(bob, MessageChanged)).change == "reaction"
+            # An action that claims to come from our devices but comes from a contact is
+            # refused: Bob cannot mark Alice's messages read on her devices.
+            from clientlib.client.content import OwnAction, Receipt
+
+            ops = bob._ops  # type: ignore[attr-defined]
+            async with bob._book.lock:  # type: ignore[attr-defined]
+                ops.seal_and_queue(
+                    bytes.fromhex(b_alice),
+                    OwnAction(
+                        to=bytes.fromhex(a_bob), c=Receipt(rd=(b"x" * 16,)).encode()
+                    ).encode(),
+                )
+            bob._outbox.wake()  # type: ignore[attr-defined]
+            warn = await wait_for(alice, ClientWarning, lambda w: w.kind == "malformed_content")
+            assert warn.kind == "malformed_content"
 
 
 async def test_link_code_used_twice_late_or_with_other_codes(tmp_path: Path, relay: str) -> None:

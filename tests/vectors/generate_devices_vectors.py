@@ -27,6 +27,13 @@ from clientlib.client.backup import (  # noqa: E402
     recovery_words,
     seal_backup,
 )
+from clientlib.client.content import (  # noqa: E402
+    EditMessage,
+    OwnAction,
+    Reaction,
+    Receipt,
+    Unsend,
+)
 from clientlib.client.devicelist import (  # noqa: E402
     DeviceList,
     LinkCode,
@@ -157,6 +164,24 @@ def linking(rng: DRBG) -> dict[str, Any]:
     }
 
 
+def own_actions(rng: DRBG) -> dict[str, Any]:
+    """The ``own`` content (§24.7): one of each inner content, for a fixed contact id."""
+    to = rng(16)
+    inner = {
+        "del": Unsend(ref=rng(16)),
+        "edit": EditMessage(ref=rng(16), ts=1764806400, text="fixed"),
+        "rx": Reaction(ref=rng(16), mine=1, emoji="👍"),
+        "rcp": Receipt(rd=(rng(16), rng(16))),
+    }
+    return {
+        "to": h(to),
+        "cases": [
+            {"inner": h(c.encode()), "own": h(OwnAction(to=to, c=c.encode()).encode())}
+            for c in inner.values()
+        ],
+    }
+
+
 def build() -> dict[str, Any]:
     rng = DRBG(b"devices-v1")
     return {
@@ -165,6 +190,7 @@ def build() -> dict[str, Any]:
             "offer": offer(rng),
             "device_list": device_list(rng),
             "linking": linking(rng),
+            "own": own_actions(rng),
         }
     }
 
