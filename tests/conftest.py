@@ -205,7 +205,6 @@ _SLOW_FILES = (
 )
 _SLOW_TESTS = frozenset(
     {
-        "tests/integration/test_client_groups.py::test_a_message_written_offline_goes_out_on_connect",
         "tests/unit/clientlib/test_amf.py::test_every_single_bit_flip_fails",
         "tests/unit/relay/test_amf_judge.py::test_every_single_bit_flip_is_refused",
         "tests/contract/test_blobs.py::test_processes_share_the_directory",

@@ -262,7 +262,16 @@ class Groups:
     async def _fan(
         self, entries: Sequence[tuple[bytes, bytes]], ct: bytes, eid: bytes | None = None
     ) -> dict[int, str]:
-        """One upload to ``entries`` (in parts of 1,000); the refused entries by index."""
+        """One upload to ``entries`` (in parts of 1,000); the refused entries by index.
+
+        Raises:
+            TransportError: the relay could not be reached after the retries, or at once
+                while the client works offline (``connect=False`` before
+                :meth:`Client.connect`: nothing to wait for, what is queued goes out on
+                connect).
+        """
+        if not self._link.connected:
+            raise TransportError("the client is not connected")
         bad: dict[int, str] = {}
         eid = eid if eid is not None else self._book.rng(16)
         for start in range(0, len(entries), MAX_FANOUT):
