@@ -108,8 +108,9 @@ class AccountMixin:
     # --- public: backup (protocol.md §24.3) ----------------------------------------------
 
     async def backup(self, path: str | os.PathLike[str]) -> str:
-        """Write an encrypted backup of the identity, accepted contacts and settings (no
-        history, no sessions) to the new file ``path`` (mode 0600).
+        """Write an encrypted backup of the identity, accepted contacts, active groups and
+        settings (no history, no sessions, no sender chain of ours) to the new file ``path``
+        (mode 0600).
 
         Returns:
             The recovery key as 24 words: the only way to open the backup. Show it once;

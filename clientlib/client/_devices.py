@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from clientlib.client._book import AddressBook
+from clientlib.client._group_records import GroupRecord
 from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client._outbox import Outbox
 from clientlib.client._prekeys import Prekeys
-from clientlib.client.backup import BackupContact, BackupContents
+from clientlib.client.backup import BackupContact, BackupContents, BackupGroup
 from clientlib.client.content import (
     Content,
     ConversationSettings,
@@ -78,12 +79,45 @@ from clientlib.wire.frames import Boundaries, StoredEnvelope
 if TYPE_CHECKING:
     pass
 
-__all__ = ["Answered", "Renewal", "backup_contents", "restore_into"]
+__all__ = ["Answered", "Renewal", "backup_contents", "backup_groups", "restore_into"]
 
 
-def backup_contents(book: AddressBook, *, now: int) -> BackupContents:
+def backup_groups(book: AddressBook) -> list[BackupGroup]:
+    """The active groups of ``book``'s keystore as a backup keeps them (protocol.md §24.3):
+    not our sender chain (a restored one would reuse its keys), not the messages, not a
+    group we are still joining (it has no epoch secret yet) or have left."""
+    out = []
+    for gid, raw in sorted(book.ks.items("groups")):
+        g = GroupRecord.from_bytes(raw)
+        if g.status != "active" or g.es is None or not g.log:
+            continue
+        out.append(
+            BackupGroup(
+                gid=gid,
+                name=g.name,
+                seed=g.seed,
+                dh=g.dh,
+                rid=g.rid,
+                sid=g.sid,
+                owner=g.owner,
+                log=list(g.log),
+                es=g.es,
+                ese=g.es_epoch,
+                ngen=(g.chain[1] + 1) if g.chain else max(g.resume, 0),
+                peers={
+                    k: [*v[:4], sorted([i, m] for i, m in dict(v[4]).items())]
+                    for k, v in sorted(g.peers.items())
+                },
+                typ=g.typing,
+            )
+        )
+    return out
+
+
+def backup_contents(book: AddressBook, *, now: int, groups: bool = True) -> BackupContents:
     """What a backup of ``book`` holds (accepted contacts only: a pending request needs the
-    session that a backup does not keep)."""
+    session that a backup does not keep; ``groups``: the active groups too, body version
+    2 -- a linked device's transfer carries none, protocol.md §24.6)."""
     contacts = [
         BackupContact(
             cid=cid,
@@ -114,6 +148,7 @@ def backup_contents(book: AddressBook, *, now: int) -> BackupContents:
         created=now,
         boundaries=[b.size, b.att, b.day, b.pow],
         contacts=contacts,
+        groups=backup_groups(book) if groups else [],
     )
 
 
@@ -144,6 +179,24 @@ def restore_into(ks: Keystore, contents: BackupContents) -> None:
             disv=x.disv,
         )
         ks.put("contacts", x.cid, rec.to_bytes())
+    for g in contents.groups:
+        grec = GroupRecord(
+            gid=g.gid,
+            seed=g.seed,
+            dh=g.dh,
+            rid=g.rid,
+            sid=g.sid,
+            owner=g.owner,
+            name=g.name,
+            status="active",
+            log=list(g.log),
+            es=g.es,
+            es_epoch=g.ese,
+            peers={k: [*v[:4], {i: m for i, m in v[4]}] for k, v in g.peers.items()},
+            typing=g.typ,
+            resume=g.ngen,
+        )
+        ks.put("groups", g.gid, grec.to_bytes())
 
 
 class Answered(NamedTuple):

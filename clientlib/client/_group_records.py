@@ -52,6 +52,9 @@ class GroupRecord:
     #: Our typing setting for this group (protocol.md §26.8): we send indicators and show
     #: the others' only while it is on.
     typing: bool = True
+    #: Restored from a backup (protocol.md §24.3): the generation of the sender chain to
+    #: start and distribute on the next connect (-1: nothing to resume).
+    resume: int = -1
 
     def to_bytes(self) -> bytes:
         return _pack(
@@ -78,6 +81,7 @@ class GroupRecord:
                 "early": self.early,
                 "out": self.out,
                 "typ": self.typing,
+                "rsm": self.resume,
             }
         )
 
@@ -107,6 +111,7 @@ class GroupRecord:
             early=dict(d.get("early", {})),
             out=list(d.get("out", [])),
             typing=bool(d.get("typ", True)),
+            resume=int(d.get("rsm", -1)),
         )
 
     @property

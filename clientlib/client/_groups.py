@@ -458,6 +458,8 @@ class Groups:
             raise LocalProtocolError("not an active member of this group")
         if rec.status == "active" and rec.es_epoch != state.epoch:
             raise LocalProtocolError("the group's new epoch key has not arrived yet")
+        if rec.resume >= 0:  # restored (protocol.md §24.3): our new sender key goes first
+            raise LocalProtocolError("our new sender key is not sent to the group yet; connect")
         if media and (rec.status != "active" or not state.settings.media):
             from clientlib.client._media import MediaRefused
 
@@ -650,6 +652,26 @@ class Groups:
             if self.live[gid].rec.out:
                 with contextlib.suppress(TransportError, LocalProtocolError):
                     await self.flush(gid)
+
+    async def resume_all(self) -> None:
+        """Groups restored from a backup (protocol.md §24.3): start a new sender chain, of
+        the generation the backup names, and send it to every member (on connect). The
+        chain is drawn and saved first, so a restart resends the same one."""
+        for gid in list(self.live):
+            g = self.live[gid]
+            if g.rec.resume < 0 or g.rec.status != "active":
+                continue
+            async with self._book.lock:
+                if g.rec.chain is None:
+                    chain = SenderChain.new(g.state.epoch, g.rec.resume, self._book.rng)
+                    g.rec.chain = chain.distribution()
+                    self._put(g)
+                    await self._book.save()
+            await self._send_sender_key(gid)
+            async with self._book.lock:
+                g.rec.resume = -1
+                self._put(g)
+                await self._book.save()
 
     async def _send_sender_key(self, gid: bytes, to: Sequence[Member] | None = None) -> None:
         """Our current chain (from its current index) to ``to`` (default: every member)."""

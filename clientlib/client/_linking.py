@@ -178,7 +178,7 @@ async def finish_approval(
         book.identity, current.version + 1, [*current.devices, (did, name or "new device")]
     )
     async with book.lock:
-        body = encode_body(backup_contents(book, now=now))
+        body = encode_body(backup_contents(book, now=now, groups=False))
     transfer = encode_transfer(
         backup=body,
         device_list=new.raw,

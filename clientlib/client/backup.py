@@ -1,12 +1,15 @@
-"""Encrypted backups (protocol.md §24.3): the identity, contacts and settings of a client in
-one file that only the holder of its recovery key can open.
+"""Encrypted backups (protocol.md §24.3): the identity, contacts, groups and settings of a
+client in one file that only the holder of its recovery key can open.
 
 A backup holds what a fresh machine needs to take over the identity and reach every contact
 again: the identity seed, our display name, the relay, the boundaries, and per accepted
 contact its identity key, names, flags, settings and the two pairwise mailboxes (ours with
-its owner key, the contact's send id and capability). It holds no ratchet state, no prekeys
-and no history: after a restore, every session is renewed through a session offer (§24.4),
-which the contact's client shows as "safety number unchanged, new session".
+its owner key, the contact's send id and capability); per active group (body version 2)
+our per-group keys, our group mailbox with its owner key, the membership log, the epoch
+secret and the other members' receiver chains. It holds no ratchet state, no sender chain of
+ours, no prekeys and no history: after a restore, every session is renewed through a session
+offer (§24.4), which the contact's client shows as "safety number unchanged, new session",
+and every group gets a new sender chain of ours, distributed to its members.
 
 The recovery key is 32 random bytes, drawn when the backup is written and shown once, as the
 24 words of BIP-39 (English list; the last word carries an 8-bit checksum that catches a
@@ -16,7 +19,7 @@ mistyped word). It is high-entropy, so the file key is one HKDF, not a password 
     ad   = the first 65 bytes (magic, version, salt, nonce... up to the ciphertext)
     k    = HKDF-SHA256(ikm = recovery key, salt = salt, info = "blindrelay/v1/backup", 32)
     pad(body) = u32(len(body)) | body | zeros, to a multiple of 4,096 bytes
-    body = 0x01 | msgpack map (see :func:`encode_body`)
+    body = 0x02 | msgpack map (see :func:`encode_body`; 0x01: version 1, without groups)
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = [
     "BackupContact",
     "BackupContents",
     "BackupError",
+    "BackupGroup",
     "CorruptBackup",
     "WrongRecoveryKey",
     "decode_body",
@@ -56,7 +60,9 @@ __all__ = [
 
 BACKUP_MAGIC: Final = b"BRBACKUP"
 BACKUP_VERSION: Final = 1
-_BODY_VERSION: Final = 1
+_BODY_VERSION: Final = 2
+#: Body versions a reader opens: 1 (revision 10, ``groups`` always empty) and 2 (groups).
+_BODY_VERSIONS: Final = (1, 2)
 _HEADER: Final = len(BACKUP_MAGIC) + 1 + 32 + 24
 _PAD_TO: Final = 4096
 _INFO: Final = b"blindrelay/v1/backup"
@@ -142,6 +148,31 @@ class BackupContact:
 
 
 @dataclass(slots=True, repr=False)
+class BackupGroup:
+    """One active group as a backup keeps it (protocol.md §24.3, body version 2): what the
+    restored client needs to receive in it and, after distributing a new sender chain of
+    generation ``ngen``, to send. ``peers``: each other member's receiver chain, ``gpk ->
+    [epoch, gen, index, ck, [[skipped index, key], ...]]``."""
+
+    gid: bytes
+    name: str
+    seed: bytes
+    dh: bytes
+    rid: bytes
+    sid: bytes
+    owner: bytes
+    log: list[bytes]
+    es: bytes
+    ese: int
+    ngen: int
+    peers: dict[bytes, list[Any]]
+    typ: bool = True
+
+    def __repr__(self) -> str:
+        return "BackupGroup(<secret>)"
+
+
+@dataclass(slots=True, repr=False)
 class BackupContents:
     """What a backup restores."""
 
@@ -151,11 +182,11 @@ class BackupContents:
     created: int
     boundaries: list[int] | None
     contacts: list[BackupContact]
-    #: Groups (protocol.md §26) as their module exports them; empty until groups exist.
-    groups: list[bytes] = field(default_factory=list)
+    #: Active groups (protocol.md §26; body version 2).
+    groups: list[BackupGroup] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        return f"BackupContents(<secret>, contacts={len(self.contacts)})"
+        return f"BackupContents(<secret>, contacts={len(self.contacts)}, groups={len(self.groups)})"
 
 
 def _b(n: int) -> Callable[[Any], bool]:
@@ -185,30 +216,75 @@ _CONTACT_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
     "disv": lambda v: type(v) is int and v >= 0,
 }
 _REQUIRED: Final = frozenset(("cid", "identity", "rid", "sid", "owner", "mycap", "send"))
+_U32: Final = 2**32 - 1
 
 
-def encode_body(c: BackupContents) -> bytes:
-    """``0x01 | msgpack`` of ``{"v", "seed", "relay", "name", "created", "bnd", "contacts",
-    "groups"}``; each contact a map of the :class:`BackupContact` field names."""
+def _u32(v: Any) -> bool:
+    return type(v) is int and 0 <= v <= _U32
+
+
+def _chain(v: Any) -> bool:
+    """A receiver chain ``[epoch, gen, index, ck, [[index, key], ...]]`` (at most 1,000
+    skipped keys)."""
+    return (
+        type(v) is list
+        and len(v) == 5
+        and all(_u32(x) for x in v[:3])
+        and _b(32)(v[3])
+        and type(v[4]) is list
+        and len(v[4]) <= 1000
+        and all(type(p) is list and len(p) == 2 and _u32(p[0]) and _b(32)(p[1]) for p in v[4])
+    )
+
+
+#: Keys of one group, in their order in the body.
+_GROUP_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
+    "gid": _b(16),
+    "name": lambda v: type(v) is str and len(v.encode()) <= 256,
+    "seed": _b(32),
+    "dh": _b(32),
+    "rid": _b(16),
+    "sid": _b(16),
+    "owner": _b(32),
+    "log": lambda v: (
+        type(v) is list and len(v) >= 1 and all(type(e) is bytes and len(e) > 0 for e in v)
+    ),
+    "es": _b(32),
+    "ese": _u32,
+    "ngen": _u32,
+    "peers": lambda v: (
+        type(v) is dict and len(v) <= 1000 and all(_b(32)(k) and _chain(c) for k, c in v.items())
+    ),
+    "typ": lambda v: type(v) is bool,
+}
+
+
+def encode_body(c: BackupContents, *, version: int = _BODY_VERSION) -> bytes:
+    """``0x02 | msgpack`` of ``{"v", "seed", "relay", "name", "created", "bnd", "contacts",
+    "groups"}``; each contact a map of the :class:`BackupContact` field names, each group
+    one of the :class:`BackupGroup` field names. ``version`` 1 writes the revision-10 body
+    (for vectors and tests: it has no groups)."""
+    if version not in _BODY_VERSIONS or (version == 1 and c.groups):
+        raise ValueError("a version-1 backup body has no groups")
     doc = {
-        "v": _BODY_VERSION,
+        "v": version,
         "seed": c.seed,
         "relay": c.relay,
         "name": c.name,
         "created": c.created,
         "bnd": c.boundaries,
         "contacts": [{k: getattr(x, k) for k in _CONTACT_CHECKS} for x in c.contacts],
-        "groups": list(c.groups),
+        "groups": [{k: getattr(g, k) for k in _GROUP_CHECKS} for g in c.groups],
     }
     packed: bytes = msgpack.packb(doc, use_bin_type=True)
-    return bytes((_BODY_VERSION,)) + packed
+    return bytes((version,)) + packed
 
 
 def decode_body(raw: bytes) -> BackupContents:
     """Raises: CorruptBackup: the body does not decode (an authenticated body that does not is
     the output of a buggy or newer writer)."""
     try:
-        if not raw or raw[0] != _BODY_VERSION:
+        if not raw or raw[0] not in _BODY_VERSIONS:
             raise ValueError
         d = unpack_strict(raw[1:])
         if type(d) is not dict or set(d) != {
@@ -222,7 +298,7 @@ def decode_body(raw: bytes) -> BackupContents:
             "groups",
         }:
             raise ValueError
-        if d["v"] != _BODY_VERSION or not _b(32)(d["seed"]):
+        if d["v"] != raw[0] or not _b(32)(d["seed"]):
             raise ValueError
         if type(d["relay"]) is not str or not d["relay"] or type(d["name"]) is not str:
             raise ValueError
@@ -230,7 +306,16 @@ def decode_body(raw: bytes) -> BackupContents:
             raise ValueError
         if type(d["contacts"]) is not list or type(d["groups"]) is not list:
             raise ValueError
-        if not all(type(g) is bytes for g in d["groups"]):
+        if d["v"] == 1 and d["groups"]:  # reserved, empty, in version 1
+            raise ValueError
+        groups = []
+        for g in d["groups"]:
+            if type(g) is not dict or list(g) != list(_GROUP_CHECKS):
+                raise ValueError
+            if not all(_GROUP_CHECKS[k](v) for k, v in g.items()):
+                raise ValueError
+            groups.append(BackupGroup(**g))
+        if len({g.gid for g in groups}) != len(groups):
             raise ValueError
         contacts = []
         for x in d["contacts"]:
@@ -242,7 +327,7 @@ def decode_body(raw: bytes) -> BackupContents:
         if len({x.cid for x in contacts}) != len(contacts):
             raise ValueError
         return BackupContents(
-            d["seed"], d["relay"], d["name"], d["created"], d["bnd"], contacts, d["groups"]
+            d["seed"], d["relay"], d["name"], d["created"], d["bnd"], contacts, groups
         )
     except (WireError, ValueError, TypeError):
         raise CorruptBackup("the backup's contents do not decode") from None
@@ -252,13 +337,15 @@ def _file_key(key: bytes, salt: bytes) -> bytes:
     return hkdf(key, salt=salt, info=_INFO, length=32)
 
 
-def seal_backup(contents: BackupContents, key: bytes, rng: RNG) -> bytes:
+def seal_backup(
+    contents: BackupContents, key: bytes, rng: RNG, *, body_version: int = _BODY_VERSION
+) -> bytes:
     """The backup file bytes (draws: salt 32, nonce 24)."""
     if len(key) != RECOVERY_KEY_SIZE:
         raise ValueError("a recovery key is 32 bytes")
     salt, nonce = rng(32), rng(24)
     head = BACKUP_MAGIC + bytes((BACKUP_VERSION,)) + salt + nonce
-    body = encode_body(contents)
+    body = encode_body(contents, version=body_version)
     n = 4 + len(body)
     padded = struct.pack(">I", len(body)) + body + bytes(-n % _PAD_TO)
     return head + aead_encrypt(_file_key(key, salt), nonce, padded, head)

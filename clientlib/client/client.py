@@ -420,6 +420,7 @@ class Client(AccountMixin, FilesMixin):
         )
         spawn(self._outbox.run(self._link))
         spawn(self._groups.flush_all())
+        spawn(self._groups.resume_all())
         spawn(expire_loop(book, now=self._now))
         spawn(
             upkeep(

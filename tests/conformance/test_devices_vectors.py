@@ -94,7 +94,7 @@ def spec_open(data: bytes, key: bytes) -> dict[str, Any]:
     (n,) = struct.unpack(">I", p[:4])
     assert p[4 + n :] == bytes(len(p) - 4 - n)
     body = p[4 : 4 + n]
-    assert body[0] == 1
+    assert body[0] in (1, 2)  # body versions 1 and 2 (groups)
     doc: dict[str, Any] = msgpack.unpackb(body[1:], raw=False)
     return doc
 
@@ -127,8 +127,10 @@ def test_backup_file_through_the_client() -> None:
     got = open_backup(data, x(B["recovery_key"]))
     assert got.seed == x(B["seed"]) and got.name == "alice"
     assert got.contacts[0].identity == x(B["contact"]["identity"])
-    again = seal_backup(got, x(B["recovery_key"]), Replay([x(B["salt"]), x(B["nonce"])]))
-    assert again == data
+    again = seal_backup(
+        got, x(B["recovery_key"]), Replay([x(B["salt"]), x(B["nonce"])]), body_version=1
+    )
+    assert again == data  # a backup written before groups (body version 1) still opens
     assert decode_body(x(B["body"])).relay == "https://relay.example"
 
 
@@ -165,6 +167,42 @@ def test_backup_body_strictness() -> None:
         with pytest.raises(CorruptBackup):
             decode_body(b"\x01" + msgpack.packb(d, use_bin_type=True))
     assert decode_body(b"\x01" + msgpack.packb(doc, use_bin_type=True)).name == "alice"
+
+
+def test_backup_v2_with_a_group_from_the_spec_and_the_client() -> None:
+    """§24.3 body version 2: ``groups`` holds one map per active group, keys in order."""
+    B2 = V["backup_v2"]
+    data, key = x(B2["file"]), x(B2["recovery_key"])
+    doc = spec_open(data, key)
+    assert doc["v"] == 2 and x(B2["body"])[0] == 2
+    [g] = doc["groups"]
+    assert list(g) == [
+        "gid", "name", "seed", "dh", "rid", "sid", "owner", "log", "es", "ese", "ngen",
+        "peers", "typ",
+    ]  # fmt: skip
+    assert g["gid"] == x(B2["gid"]) and g["ngen"] == 1
+    [chain] = g["peers"].values()
+    assert chain[:3] == [0, 0, 3] and len(chain[3]) == 32 and chain[4][0][0] == 1
+    assert b"\x02" + msgpack.packb(doc, use_bin_type=True) == x(B2["body"])
+    got = open_backup(data, key)
+    assert [gr.gid for gr in got.groups] == [x(B2["gid"])]
+    assert seal_backup(got, key, Replay([x(B2["salt"]), x(B2["nonce"])])) == data
+    for change in (
+        lambda d: d["groups"][0].pop("es"),
+        lambda d: d["groups"][0].update(es=b"short"),
+        lambda d: d["groups"][0].update(log=[]),
+        lambda d: d["groups"][0].update(spy=1),
+        lambda d: d["groups"].append(dict(d["groups"][0])),
+        lambda d: next(iter(d["groups"][0]["peers"].values())).__setitem__(4, {1: bytes(32)}),
+        lambda d: d.update(v=1),
+    ):
+        d = msgpack.unpackb(x(B2["body"])[1:], raw=False)
+        change(d)
+        with pytest.raises(CorruptBackup):
+            decode_body(b"\x02" + msgpack.packb(d, use_bin_type=True))
+    # A version-1 body with groups is not a version-1 body.
+    with pytest.raises(CorruptBackup):
+        decode_body(b"\x01" + msgpack.packb({**doc, "v": 1}, use_bin_type=True))
 
 
 # --- the session offer, §24.4 -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from generate_vectors import DRBG  # noqa: E402
 from clientlib.client.backup import (  # noqa: E402
     BackupContact,
     BackupContents,
+    BackupGroup,
     encode_body,
     recovery_words,
     seal_backup,
@@ -83,14 +84,15 @@ def backup(rng: DRBG) -> dict[str, Any]:
         contacts=[contact],
     )
     mark = len(rng.log)
-    data = seal_backup(contents, key, rng)
+    # Body version 1 (revision 10, no groups): what every earlier backup holds.
+    data = seal_backup(contents, key, rng, body_version=1)
     salt, nonce = rng.log[mark], rng.log[mark + 1]
     return {
         "recovery_key": h(key),
         "words": recovery_words(key),
         "salt": h(salt),
         "nonce": h(nonce),
-        "body": h(encode_body(contents)),
+        "body": h(encode_body(contents, version=1)),
         "file": h(data),
         "contact": {
             k: (h(v) if isinstance(v, bytes) else v)
@@ -101,6 +103,45 @@ def backup(rng: DRBG) -> dict[str, Any]:
             )
         },
         "seed": h(contents.seed),
+    }
+
+
+def backup_v2(rng: DRBG) -> dict[str, Any]:
+    """Body version 2: the same layout with one active group (§24.3)."""
+    key = rng(32)
+    group = BackupGroup(
+        gid=rng(16),
+        name="alice",
+        seed=rng(32),
+        dh=rng(32),
+        rid=rng(16),
+        sid=rng(16),
+        owner=rng(32),
+        log=[rng(40), rng(40)],
+        es=rng(32),
+        ese=0,
+        ngen=1,
+        peers={rng(32): [0, 0, 3, rng(32), [[1, rng(32)]]]},
+        typ=True,
+    )
+    contents = BackupContents(
+        seed=rng(32),
+        relay="https://relay.example",
+        name="alice",
+        created=1764806400,
+        boundaries=None,
+        contacts=[],
+        groups=[group],
+    )
+    mark = len(rng.log)
+    data = seal_backup(contents, key, rng)
+    return {
+        "recovery_key": h(key),
+        "salt": h(rng.log[mark]),
+        "nonce": h(rng.log[mark + 1]),
+        "body": h(encode_body(contents)),
+        "file": h(data),
+        "gid": h(group.gid),
     }
 
 
@@ -191,6 +232,7 @@ def build() -> dict[str, Any]:
             "device_list": device_list(rng),
             "linking": linking(rng),
             "own": own_actions(rng),
+            "backup_v2": backup_v2(rng),
         }
     }
 
