@@ -142,6 +142,13 @@ class ReportView:
     #: (:func:`image_type`: shown, blurred, on the moderation page) or None (a download).
     attachment_types: list[str | None] = field(default_factory=list)
 
+    @property
+    def group(self) -> bool:
+        """A report of a group message (protocol.md §26.9): the sender committed to the
+        content type ``gmsg``; ``sender_key`` is its per-group key, ``recipient_key`` the
+        group's AMF point, and the mailbox the reporter's group mailbox."""
+        return self.content_type == GROUP_CONTENT_TYPE
+
     def __repr__(self) -> str:
         return f"ReportView(id={self.id}, status={self.status}, reason={self.reason})"
 
@@ -185,6 +192,10 @@ class AuditEntry:
     action: str
     report_id: str | None
     detail: str
+
+
+#: The content type a franked group text commits to (protocol.md §26.9).
+GROUP_CONTENT_TYPE: Final = "gmsg"
 
 
 def _iso(ts: int) -> str:
@@ -243,6 +254,18 @@ def _view(rec: ReportRecord) -> ReportView:
             "relay binds no sender",
             "mailbox": "the reporter owns the mailbox the envelope was delivered to",
             "key": f"kid {rec.kid}, within window",
+            **(
+                {
+                    "group": "a message of a group (protocol.md §26.9): the sender key is the "
+                    "sender's per-group key and the recipient key the group's point, not "
+                    "identity keys; the relay tagged this copy for the reporter's group "
+                    "mailbox. Revoking cuts the reporter's mailbox off from the whole group "
+                    "(its members share one capability per epoch); the group's admins remove "
+                    "the sender"
+                }
+                if ctype == GROUP_CONTENT_TYPE
+                else {}
+            ),
             **(
                 {
                     "request": "a contact request to the reporter's address, accepted on the "

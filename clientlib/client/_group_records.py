@@ -47,7 +47,8 @@ class GroupRecord:
     via: bytes = b""  # joining: the contact id of the inviter
     #: Sender keys signed by a key the log does not name yet (its ``add`` is on its way).
     early: dict[bytes, list[Any]] = field(default_factory=dict)
-    #: Sealed messages not yet accepted by the relay: ``[eid, ct, epoch]``, in order.
+    #: Sealed messages not yet accepted by the relay: ``[eid, ct, epoch]`` (and ``fc``, the
+    #: franking commitment of a text, revision 16), in order.
     out: list[list[Any]] = field(default_factory=list)
     #: Our typing setting for this group (protocol.md §26.8): we send indicators and show
     #: the others' only while it is on.
@@ -55,6 +56,9 @@ class GroupRecord:
     #: Restored from a backup (protocol.md §24.3): the generation of the sender chain to
     #: start and distribute on the next connect (-1: nothing to resume).
     resume: int = -1
+    #: Report evidence of received franked texts (§26.9): message id -> ReportEvidence
+    #: bytes, for the messages ``msgs`` still holds.
+    ev: dict[bytes, bytes] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         return _pack(
@@ -82,6 +86,7 @@ class GroupRecord:
                 "out": self.out,
                 "typ": self.typing,
                 "rsm": self.resume,
+                "ev": self.ev,
             }
         )
 
@@ -112,6 +117,7 @@ class GroupRecord:
             out=list(d.get("out", [])),
             typing=bool(d.get("typ", True)),
             resume=int(d.get("rsm", -1)),
+            ev=dict(d.get("ev", {})),
         )
 
     @property

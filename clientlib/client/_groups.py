@@ -27,7 +27,9 @@ import msgpack
 
 from clientlib.client._book import AddressBook, credential
 from clientlib.client._group_records import GroupRecord, _Live, _pack, _unpack
+from clientlib.client._group_reports import franked_evidence, moderator_key
 from clientlib.client._link import Link
+from clientlib.client._reports import ReportEvidence
 from clientlib.client._typing import TYPING_TIMEOUT, TypingThrottle, TypingWatch
 from clientlib.client.content import MAX_NAME_BYTES, MAX_TEXT_BYTES, GroupPairwise
 from clientlib.client.types import (
@@ -56,6 +58,11 @@ from clientlib.crypto.group import (
     seal_control,
     seal_direct,
     seal_message,
+)
+from clientlib.crypto.group_frank import (
+    frank_group_text,
+    group_content,
+    open_group_content,
 )
 from clientlib.crypto.padding import pad, unpad
 from clientlib.crypto.primitives import ed25519_public_from_seed
@@ -260,9 +267,15 @@ class Groups:
         return epoch_capability(secret, sid)
 
     async def _fan(
-        self, entries: Sequence[tuple[bytes, bytes]], ct: bytes, eid: bytes | None = None
+        self,
+        entries: Sequence[tuple[bytes, bytes]],
+        ct: bytes,
+        eid: bytes | None = None,
+        *,
+        fc: bytes | None = None,
     ) -> dict[int, str]:
         """One upload to ``entries`` (in parts of 1,000); the refused entries by index.
+        With ``fc`` the relay tags every copy for its mailbox (§26.1).
 
         Raises:
             TransportError: the relay could not be reached after the retries, or at once
@@ -279,7 +292,7 @@ class Groups:
             index = list(range(start, start + len(part)))
             for attempt in range(RETRIES + 1):
                 try:
-                    _, refused = await self._link.depositor().fanout(part, ct, eid=eid)
+                    _, refused = await self._link.depositor().fanout(part, ct, eid=eid, fc=fc)
                 except TransportError as exc:  # RelayRejected included
                     transient = not isinstance(exc, RelayRejected) or exc.code in TRANSIENT
                     if not transient or attempt == RETRIES:
@@ -444,7 +457,7 @@ class Groups:
             raise LocalProtocolError(f"a message is at most {MAX_TEXT_BYTES} bytes of UTF-8")
         self.check_can_post(gid)
         mid = self._book.rng(16)
-        return await self._send_plain(gid, mid, text, lambda now: ["text", mid, now, text], ())
+        return await self._send_plain(gid, mid, text, lambda now: [], (), frank=True)
 
     def check_can_post(self, gid: bytes, *, media: bool = False) -> None:
         """Raises LocalProtocolError if we may not post now (``media``: a file, which the
@@ -498,28 +511,48 @@ class Groups:
         text: str,
         build: Callable[[int], list[Any]],
         file: Sequence[Any],
+        *,
+        frank: bool = False,
     ) -> GroupEvent:
+        """Seal, keep and upload one type-1 message: ``build(now)`` (a file), or with
+        ``frank`` the franked text ``text`` (§26.9)."""
         book = self._book
         g = self.live[gid]
         rec = g.rec
         now = self._now()
+        # A text is franked for our relay's moderators, which every member's mailbox is on
+        # (§26.9); a file is not (yet).
+        mod = await moderator_key(self._book, self._link, self._now()) if frank else None
         async with book.lock:
             chain = SenderChain(*rec.chain)  # type: ignore[misc]  # checked by check_can_post
-            plain = _pack(build(now))
+            fc: bytes | None = None
+            if mod is not None:
+                franked = frank_group_text(
+                    rec.seed,
+                    g.me,
+                    gid,
+                    group_content(mid, now, text),
+                    mod.kid,
+                    mod.public,
+                    book.rng,
+                )
+                plain, fc = franked.plain, franked.fc
+            else:
+                plain = _pack(build(now))
             body = pad(plain, overhead=OVERHEAD[1], buckets=BUCKETS)
             ct = seal_message(rec.keys, gid, chain, body)
             rec.chain = chain.distribution()
             if rec.status == "active":
                 rec.msgs = [*rec.msgs, [mid, g.me, text, now, *file]][-KEEP_MESSAGES:]
                 # Durable before the upload: a crash or an outage sends it later (same eid).
-                rec.out = [*rec.out, [book.rng(16), ct, rec.es_epoch]]
+                rec.out = [*rec.out, [book.rng(16), ct, rec.es_epoch, fc]]
             self._put(g)
             await book.save()
         event = self._message_event(g, g.me, text, mid, now, file)
         self.throttle.sent_message(gid)
         if rec.status == "removed":
             entries = [(m.sid, self._cap(g, m.sid)) for m in self._others(g)]
-            bad = await self._fan(entries, ct) if entries else {}
+            bad = await self._fan(entries, ct, fc=fc) if entries else {}
             if entries and len(bad) == len(entries) and set(bad.values()) == {"AUTH"}:
                 raise RelayRejected("AUTH")
             return event
@@ -634,11 +667,11 @@ class Groups:
         rec = g.rec
         async with self._flushing.setdefault(gid, asyncio.Lock()):  # one flusher per group
             while rec.out and rec.status == "active":
-                eid, ct, epoch = rec.out[0]
+                eid, ct, epoch, *rest = rec.out[0]
                 if epoch == rec.es_epoch == g.state.epoch:
                     entries = [(m.sid, self._cap(g, m.sid)) for m in self._others(g)]
                     if entries:
-                        await self._fan(entries, ct, eid)
+                        await self._fan(entries, ct, eid, fc=rest[0] if rest else None)
                 else:
                     self._emit(ClientWarning("group_dropped", "queued in an ended epoch", None))
                 async with self._book.lock:
@@ -910,7 +943,7 @@ class Groups:
             if got_gid != gid:
                 raise GroupError("another group")
             if kind == 1:
-                self._on_message(g, env.ct, events)
+                self._on_message(g, env, events)
             elif kind == 2:
                 self._on_control(g, env.ct, events)
             else:
@@ -921,7 +954,8 @@ class Groups:
             events.append(ClientWarning("group_dropped", "bad padding", None))
         self._put(g)
 
-    def _on_message(self, g: _Live, ct: bytes, events: list[ClientEvent]) -> None:
+    def _on_message(self, g: _Live, env: StoredEnvelope, events: list[ClientEvent]) -> None:
+        ct = env.ct
         epoch, gpk, gen, _ = message_sender(ct)
         sender = g.state.members.get(gpk)
         if sender is None:
@@ -934,16 +968,17 @@ class Groups:
         chain = ReceiverChain(held[0], held[1], held[2], held[3], dict(held[4]))
         plain, after = open_message(ct, chain)
         msg = _unpack(unpad(plain))
-        if not isinstance(msg, list) or not msg or msg[0] not in ("text", "file"):
+        # A text is franked (revision 16, §26.9): an unfranked ``text`` could not be reported.
+        if not isinstance(msg, list) or not msg or msg[0] not in ("ftext", "file"):
             raise GroupError("bad content")
         file: tuple[Any, ...] = ()
+        ev: ReportEvidence | None = None
         if msg[0] == "file":
             text, file = _file_content(msg)
             _, mid, ts = msg[:3]
-        elif len(msg) == 4 and isinstance(msg[3], str):
-            _, mid, ts, text = msg
         else:
-            raise GroupError("bad content")
+            ev = franked_evidence(self._link.relays.modkeys(None), g.rec.gid, gpk, env, msg)
+            mid, ts, text = open_group_content(ev.msg)
         if not isinstance(mid, bytes) or len(mid) != 16 or not isinstance(ts, int):
             raise GroupError("bad content")
         g.rec.peers[gpk] = [after.epoch, after.gen, after.index, after.ck, after.skipped]
@@ -955,6 +990,9 @@ class Groups:
         self.throttle.heard_from(g.rec.gid)
         if self.watch.message(g.rec.gid + gpk) is False:
             events.append(GroupEvent(g.rec.gid.hex(), "stopped_typing", member=sender.name))
+        if ev is not None:
+            kept = {m[0] for m in g.rec.msgs}
+            g.rec.ev = {k: v for k, v in g.rec.ev.items() if k in kept} | {mid: ev.encode()}
         events.append(self._message_event(g, gpk, text, mid, ts, file))
 
     def _on_control(self, g: _Live, ct: bytes, events: list[ClientEvent]) -> None:

@@ -142,17 +142,18 @@ class ReportRecord:
     request: bool = False
     reason: str = ""  # the reason filed ("" in records older than issue 22)
     action: str = ""  # the moderator's action once resolved ("" while open or unknown)
+    group: bool = False  # a group message: ``contact`` is the group id (revision 16)
 
     def encode(self) -> bytes:
         """``[contact, message, status, filed, kind, reason, action]`` (kind ``msg`` or
         ``addr``); older records have 4 items (a message) or 5 (``addr``) and still decode."""
-        if not self.reason and not self.action:  # a record of an older client keeps its bytes
+        if not self.reason and not self.action and not self.group:  # an older client's bytes
             legacy: list[object] = [self.contact, self.message, self.status, self.filed]
             if self.request:
                 legacy.append("addr")
             packed_legacy: bytes = msgpack.packb(legacy, use_bin_type=True)
             return packed_legacy
-        kind = "addr" if self.request else "msg"
+        kind = "grp" if self.group else "addr" if self.request else "msg"
         items: list[object] = [
             self.contact,
             self.message,
@@ -185,10 +186,11 @@ class ReportRecord:
                 if type(reason) is not str or type(action) is not str:
                     raise ValueError
                 kind = items.pop()
-                if kind not in ("msg", "addr"):
+                if kind not in ("msg", "addr", "grp"):
                     raise ValueError
-                request = kind == "addr"
+                request, group = kind == "addr", kind == "grp"
             else:
+                group = False
                 request = len(items) == 5
                 if request and items.pop() != "addr":
                     raise ValueError
@@ -197,7 +199,7 @@ class ReportRecord:
                 raise ValueError
             if type(mid) is not str:
                 raise ValueError
-            return cls(_bytes(cid), mid, status, ts, request, reason, action)
+            return cls(_bytes(cid), mid, status, ts, request, reason, action, group)
         except (WireError, ValueError, TypeError):
             raise CorruptKeystore("a report record in the keystore does not decode") from None
 
@@ -210,6 +212,7 @@ class ReportRecord:
             self.request,
             self.reason,
             action or "",
+            self.group,
         )
 
 
@@ -228,6 +231,8 @@ class Reports:
         self._link = link
         self._emit = emit
         self._now = now
+        #: The credential of our mailbox in a group (set by the client; None: gone).
+        self.group_credential: Callable[[bytes], MailboxCredential | None] = lambda _: None
 
     async def report(
         self,
@@ -254,6 +259,22 @@ class Reports:
         )
         async with book.lock:
             record = ReportRecord(cid, message.id, "open", self._now(), reason=reason)
+            book.ks.put("reports", report_id, record.encode())
+            await book.save()
+        return report_id.hex()
+
+    async def report_group(
+        self, gid: bytes, mid: str, evidence: bytes, reason: str, *, note: str | None
+    ) -> str:
+        """Report a received group message (§26.9) from our mailbox in that group."""
+        cred = self.group_credential(gid)
+        if cred is None:
+            raise LocalProtocolError("we have no mailbox in this group any more")
+        ev = ReportEvidence.decode(evidence)
+        report_id = await self._file(cred, ev, reason, note)
+        book = self._book
+        async with book.lock:
+            record = ReportRecord(gid, mid, "open", self._now(), reason=reason, group=True)
             book.ks.put("reports", report_id, record.encode())
             await book.save()
         return report_id.hex()
@@ -321,7 +342,7 @@ class Reports:
                     id=rid.hex(),
                     contact_id=r.contact.hex(),
                     status=r.status,
-                    kind="request" if r.request else "message",
+                    kind="group" if r.group else "request" if r.request else "message",
                     reason=r.reason or None,
                     action=r.action or None,
                     filed=r.filed,
@@ -340,10 +361,18 @@ class Reports:
         book = self._book
         for rid, raw in book.ks.items("reports"):
             r = ReportRecord.decode(raw)
-            mailbox = (book.addresses if r.request else book.contacts).get(r.contact)
-            if r.status != "open" or mailbox is None:
+            if r.status != "open":
                 continue
-            cred = credential(mailbox.rid, mailbox.owner)
+            if r.group:
+                found = self.group_credential(r.contact)
+                if found is None:
+                    continue
+                cred = found
+            else:
+                mailbox = (book.addresses if r.request else book.contacts).get(r.contact)
+                if mailbox is None:
+                    continue
+                cred = credential(mailbox.rid, mailbox.owner)
             st = await self._link.transport().report_status(cred, rid)
             if st.status == "resolved":
                 async with book.lock:

@@ -54,6 +54,7 @@ from clientlib.client._conversation import Conversation
 from clientlib.client._devices import Renewal, restore_into
 from clientlib.client._export import export_document, write_new_private
 from clientlib.client._files import FilesMixin
+from clientlib.client._group_reports import group_credential, received_evidence
 from clientlib.client._groups import Groups
 from clientlib.client._inbox import Inbox
 from clientlib.client._link import Link
@@ -197,6 +198,7 @@ class Client(AccountMixin, FilesMixin):
             wake_outbox=self._outbox.wake,
         )
         self._inbox.groups = self._groups
+        self._reports.group_credential = lambda gid: group_credential(self._groups.live, gid)
         self._media = Media(
             self._book,
             self._ops,
@@ -964,6 +966,22 @@ class Client(AccountMixin, FilesMixin):
 
     def group_messages(self, group: str) -> list[GroupEvent]:
         return self._groups.messages(self._groups.resolve(group))
+
+    async def report_group_message(
+        self, group: str, message_id: str, reason: str, *, note: str | None = None
+    ) -> str:
+        """Report a received group message to the relay's moderators from our mailbox in
+        that group, verified as :meth:`report` (protocol.md §26.9). The operator sees the
+        message, the sender's per-group key and the group point, not identity keys; the
+        group's admins, not the relay, remove a member (:meth:`remove_from_group`).
+
+        Raises:
+            LocalProtocolError: no such received text, not reportable, or no group mailbox.
+            RelayRejected: ``FRANKING``, ``EXPIRED``, ``DUPLICATE``, ``QUOTA``, ``MALFORMED``.
+        """
+        gid = self._groups.resolve(group)
+        mid, evidence = received_evidence(self._groups.live[gid], message_id)
+        return await self._reports.report_group(gid, mid, evidence, reason, note=note)
 
     async def remove_from_group(self, group: str, member: str) -> None:
         """Remove a member (by contact, name or id); everyone moves to a new epoch."""

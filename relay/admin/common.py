@@ -106,6 +106,7 @@ CONTENT_TYPE_WORDS = {
     "req": "contact request",
     "acc": "acceptance of a contact request",
     "set": "privacy settings",
+    "gmsg": "group message",
 }
 
 

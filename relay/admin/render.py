@@ -165,6 +165,12 @@ def _status(report: ReportView) -> str:
 
 
 def _preview(report: ReportView) -> str:
+    if report.group:
+        return '<span class="badge group">group</span> ' + _text_preview(report)
+    return _text_preview(report)
+
+
+def _text_preview(report: ReportView) -> str:
     if report.text is None:
         if report.content_type is None:
             return '<span class="muted">not a text message</span>'
@@ -262,8 +268,14 @@ def report_page(
             [
                 ("relay key id", e(report.kid)),
                 ("key window", e(describe_day(report.day))),
-                ("sender identity key", f"<code>{e(report.sender_key)}</code>"),
-                ("recipient identity key", f"<code>{e(report.recipient_key)}</code>"),
+                (
+                    "sender per-group key" if report.group else "sender identity key",
+                    f"<code>{e(report.sender_key)}</code>",
+                ),
+                (
+                    "group point (AMF recipient)" if report.group else "recipient identity key",
+                    f"<code>{e(report.recipient_key)}</code>",
+                ),
             ]
         )
         + "</table></section>"
@@ -304,6 +316,12 @@ def report_page(
                 else '<span class="muted">-</span>',
             ),
             ("content type", _content_type(report.content_type)),
+            (
+                "conversation",
+                '<span class="badge group" id="kind">group</span>'
+                if report.group
+                else '<span id="kind">one-to-one</span>',
+            ),
             ("accepted on", f"{e(report.source_kind)} <code>{e(report.source)}</code>"),
             ("mailbox send id", f'<code id="mailbox-sid">{e(report.mailbox_sid)}</code>'),
             ("status", f'<span id="status">{_status(report)}</span>'),

@@ -235,6 +235,53 @@ def test_control_and_direct_from_the_spec() -> None:
         open_direct(env, ClientKeys(x(other["sign_seed"]), x(other["dh_private"])))
 
 
+def test_group_report_franking_from_the_spec() -> None:
+    """§26.9: the group point, the committed content, ``fc`` and the type-1 plaintext from
+    the spec alone; the signature verifies as recipient (client) and as judge (relay), and
+    the judge refuses another sender, another content, another group point."""
+    from clientlib.crypto.amf import verify_as_recipient
+    from clientlib.crypto.group_frank import group_recipient
+    from relay.amf import judge_key, verify_as_judge
+
+    r = V["report"]
+    gid = x(V["gid"])
+    point = nacl.bindings.crypto_core_ed25519_from_uniform(
+        hashlib.sha256(b"blindrelay/v1/group/amf-rcp\x00" + gid).digest()
+    )
+    assert point == x(r["recipient"]) == group_recipient(gid)
+    assert nacl.bindings.crypto_core_ed25519_is_valid_point(point)
+    content = b"\x01" + msgpack.packb(
+        {"t": "gmsg", "id": x(r["mid"]), "ts": r["ts"], "text": r["text"]}, use_bin_type=True
+    )
+    assert content == x(r["content"])
+    sender = x(r["sender"])
+    assert sender == x(V["keys"][0]["gpk"])  # the owner's per-group key
+    fc_input = (
+        b"blindrelay/v1/franking\x00"
+        + sender
+        + point
+        + struct.pack(">I", len(content))
+        + content
+        + b"\x00"
+    )
+    fc = hmac.new(x(r["fk"]), fc_input, hashlib.sha256).digest()
+    assert fc == x(r["fc"])
+    plain = msgpack.packb(
+        ["ftext", content, x(r["fk"]), r["kid"], x(r["sigma"])], use_bin_type=True
+    )
+    assert plain == x(r["plaintext"])
+    judge = judge_key(x(r["franking_key"]))
+    assert (judge.secret, judge.public) == (x(r["judge_secret"]), x(r["moderator"]))
+    sigma, kid = x(r["sigma"]), r["kid"]
+    verify_as_recipient(sender, point, judge.public, kid, fc, sigma)
+    assert verify_as_judge(judge, sender, point, kid, fc, sigma)
+    other_gpk = x(V["keys"][1]["gpk"])
+    other_fc = hmac.new(x(r["fk"]), fc_input.replace(b"reportable", b"REPORTABLE"), hashlib.sha256)
+    assert not verify_as_judge(judge, other_gpk, point, kid, fc, sigma)
+    assert not verify_as_judge(judge, sender, point, kid, other_fc.digest(), sigma)
+    assert not verify_as_judge(judge, sender, group_recipient(bytes(16)), kid, fc, sigma)
+
+
 def test_vectors_are_reproducible() -> None:
     import sys
 

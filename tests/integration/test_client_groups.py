@@ -121,9 +121,9 @@ async def test_forged_and_replayed_input_is_dropped(tmp_path: Path, relay: str) 
         sent: list[bytes] = []
         upload = ag._fan
 
-        async def keep(entries, ct, eid=None):  # type: ignore[no-untyped-def]
+        async def keep(entries, ct, eid=None, **kw):  # type: ignore[no-untyped-def]
             sent.append(ct)
-            return await upload(entries, ct, eid)
+            return await upload(entries, ct, eid, **kw)
 
         ag._fan = keep  # type: ignore[method-assign]
         await alice.send_group("g", "once")

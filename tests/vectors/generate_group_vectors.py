@@ -1,6 +1,7 @@
 """Generate ``group-v1.json``: vectors for groups (protocol.md §26.3-§26.5): per-group keys,
 the membership log (entries, hashes, signatures), epoch derivations (capability, control
-key), the sender-key chain and the three envelope types. Deterministic: every random byte
+key), the sender-key chain, the three envelope types and, since revision 16 (§26.9), the
+franking of a group text (group point, committed content, ``fc``, AMF signature). Deterministic: every random byte
 comes from the DRBG of ``generate_vectors.py`` seeded with ``"group-v1"``.
 ``tests/conformance/test_group_vectors.py`` checks every value through the client and
 re-derives it from protocol.md alone.
@@ -19,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent.parent))
 
+import msgpack  # noqa: E402
 from generate_vectors import DRBG  # noqa: E402
 
 from clientlib.crypto.group import (  # noqa: E402
@@ -33,6 +35,12 @@ from clientlib.crypto.group import (  # noqa: E402
     seal_direct,
     seal_message,
 )
+from clientlib.crypto.group_frank import (  # noqa: E402
+    frank_group_text,
+    group_content,
+    group_recipient,
+)
+from relay.amf import judge_key  # noqa: E402
 
 OUT = HERE / "group-v1.json"
 
@@ -107,6 +115,29 @@ def build() -> dict[str, Any]:
     control = seal_control(admin, gid, 1, es, control_pt, rng)
     direct_pt = rng(60)
     direct = seal_direct(owner, gid, admin.xpk, direct_pt, rng)
+    # Reports of group messages (§26.9, revision 16): drawn last, so nothing above changes.
+    franking_key, kid = rng(32), 3
+    judge = judge_key(franking_key)
+    mid, ts, text = rng(16), 1_765_000_000, "a reportable group text"
+    content = group_content(mid, ts, text)
+    franked = frank_group_text(owner.sign_seed, owner.gpk, gid, content, kid, judge.public, rng)
+    _, _, fk, _, sigma = msgpack.unpackb(franked.plain)
+    report = {
+        "franking_key": h(franking_key),
+        "kid": kid,
+        "judge_secret": h(judge.secret),
+        "moderator": h(judge.public),
+        "sender": h(owner.gpk),
+        "recipient": h(group_recipient(gid)),
+        "mid": h(mid),
+        "ts": ts,
+        "text": text,
+        "content": h(content),
+        "fk": h(fk),
+        "fc": h(franked.fc),
+        "sigma": h(sigma),
+        "plaintext": h(franked.plain),
+    }
     return {
         "group-v1": {
             "gid": h(gid),
@@ -128,6 +159,7 @@ def build() -> dict[str, Any]:
             },
             "control": {"epoch": 1, "plaintext": h(control_pt), "envelope": h(control)},
             "direct": {"plaintext": h(direct_pt), "envelope": h(direct), "to": h(admin.xpk)},
+            "report": report,
         }
     }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Coroutine
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from clientlib.client._book import AddressBook
 from clientlib.client._group_records import GroupRecord, _Live, _pack
 from clientlib.client._groups import BUCKETS, OVERHEAD, Groups
+from clientlib.client._modkeys import ModeratorKeyCache
 from clientlib.client.types import ClientEvent, ClientWarning, GroupEvent
 from clientlib.crypto.group import (
     GroupKeys,
@@ -24,13 +26,19 @@ from clientlib.crypto.group import (
     seal_direct,
     seal_message,
 )
+from clientlib.crypto.group_frank import frank_group_text, group_content
 from clientlib.crypto.padding import pad
 from clientlib.crypto.primitives import ed25519_public_from_seed
 from clientlib.wire.frames import Boundaries, StoredEnvelope
+from relay.amf import judge_key
+
+#: Our relay's moderator key (a real AMF judge key from a random franking key).
+JUDGE = judge_key(os.urandom(32))
+KID = 7
 
 
-def env(ct: bytes) -> StoredEnvelope:
-    return StoredEnvelope(seq=1, eid=os.urandom(16), ts=0, flags=0, ct=ct)
+def env(ct: bytes, fc: bytes | None = None) -> StoredEnvelope:
+    return StoredEnvelope(seq=1, eid=os.urandom(16), ts=0, flags=0, ct=ct, fc=fc)
 
 
 def member(keys: GroupKeys, role: str, name: str) -> Member:
@@ -44,18 +52,27 @@ def direct(sender: GroupKeys, gid: bytes, to: GroupKeys, obj: list[Any]) -> byte
     return seal_direct(sender, gid, to.xpk, body, os.urandom)
 
 
-def message(sender: GroupKeys, gid: bytes, chain: SenderChain, text: str) -> bytes:
-    body = pad(_pack(["text", os.urandom(16), 0, text]), overhead=OVERHEAD[1], buckets=BUCKETS)
-    return seal_message(sender, gid, chain, body)
+def message(sender: GroupKeys, gid: bytes, chain: SenderChain, text: str) -> StoredEnvelope:
+    """A franked group text (§26.9) as the relay delivers it (with its ``fc``)."""
+    content = group_content(os.urandom(16), 0, text)
+    franked = frank_group_text(
+        sender.sign_seed, sender.gpk, gid, content, KID, JUDGE.public, os.urandom
+    )
+    body = pad(franked.plain, overhead=OVERHEAD[1], buckets=BUCKETS)
+    return env(seal_message(sender, gid, chain, body), franked.fc)
 
 
 async def test_an_early_sender_key_waits_for_the_log() -> None:
     book = AddressBook(rng=os.urandom, boundaries=Boundaries(size=4096, att=0, day=3, pow=0))
     book.attach(book.create(None, b"", relay_url="http://x", name="c", kdf=(1, 1)))
     started: list[Coroutine[Any, Any, None]] = []
+    cache = ModeratorKeyCache()
+    cache.set(((KID, JUDGE.public),), 0)
+    # No relay: follow-ups are collected, not run; only the moderator-key cache is there.
+    link = SimpleNamespace(relays=SimpleNamespace(modkeys=lambda relay: cache))
     groups = Groups(
         book,
-        None,  # type: ignore[arg-type]  # no relay: follow-ups are collected, not run
+        link,  # type: ignore[arg-type]
         seal_pairwise=lambda cid, content: None,
         emit=lambda ev: None,
         now=lambda: 0,
@@ -99,9 +116,40 @@ async def test_an_early_sender_key_waits_for_the_log() -> None:
         await started[0]
 
     events.clear()
-    groups.on_envelope(gid, env(message(b, gid, b_chain, "hello from b")), events)
-    groups.on_envelope(gid, env(message(stranger, gid, s_chain, "let me in")), events)
+    groups.on_envelope(gid, message(b, gid, b_chain, "hello from b"), events)
+    groups.on_envelope(gid, message(stranger, gid, s_chain, "let me in"), events)
     got = [(e.kind, e.member, e.text) for e in events if isinstance(e, GroupEvent)]
     assert got == [("message", "b", "hello from b")]
     warned = [e.detail for e in events if isinstance(e, ClientWarning)]
     assert warned == ["not a member"]
+    assert len(rec.ev) == 1  # report evidence of b's message
+
+    # Revision 16 (§26.9): an unfranked text, a delivered fc that is not the sender's, and
+    # a text franked under a moderator key our relay does not publish are dropped, and
+    # nothing is shown or kept.
+    events.clear()
+    plain = pad(
+        _pack(["text", os.urandom(16), 0, "unfranked"]), overhead=OVERHEAD[1], buckets=BUCKETS
+    )
+    groups.on_envelope(gid, env(seal_message(b, gid, b_chain, plain)), events)
+    swapped = message(b, gid, b_chain, "swapped fc")
+    groups.on_envelope(gid, env(swapped.ct, os.urandom(32)), events)
+    other = judge_key(os.urandom(32))
+    franked = frank_group_text(
+        b.sign_seed,
+        b.gpk,
+        gid,
+        group_content(os.urandom(16), 0, "x"),
+        KID,
+        other.public,
+        os.urandom,
+    )
+    body = pad(franked.plain, overhead=OVERHEAD[1], buckets=BUCKETS)
+    groups.on_envelope(gid, env(seal_message(b, gid, b_chain, body), franked.fc), events)
+    assert not [e for e in events if isinstance(e, GroupEvent)]
+    warned = [e.detail for e in events if isinstance(e, ClientWarning)]
+    assert warned == ["bad content", "bad franking", "bad franking"]
+    assert len(rec.ev) == 1 and len(rec.msgs) == 1
+    # The chain did not move past a dropped message: b's next text still opens.
+    groups.on_envelope(gid, message(b, gid, b_chain, "still here"), events)
+    assert [e.text for e in events if isinstance(e, GroupEvent)] == ["still here"]
