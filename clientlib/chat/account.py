@@ -251,7 +251,9 @@ async def cmd_reports(ctx: Ctx, args: argparse.Namespace) -> int:
     if not rows:
         out("no reports")
     for r in rows:
-        what = "request on address" if r.kind == "request" else "message from contact"
+        what = {"request": "request on address", "group": "message in group"}.get(
+            r.kind, "message from contact"
+        )
         outcome = (
             f"resolved: {_ACTION_WORDS.get(r.action or '', r.action or 'unknown action')}"
             if r.status == "resolved"

@@ -1,5 +1,5 @@
 """blindchat commands for groups (protocol.md §26): ``group create/invite/requests/accept/
-decline/send/members/messages/remove/leave/list`` and ``listen --group``. Registered by
+decline/send/members/messages/report/remove/leave/list`` and ``listen --group``. Registered by
 :func:`register` from :func:`clientlib.chat.cli.build_parser`.
 
 A group is named by its name or an id prefix; a member by contact name, display name or id
@@ -26,6 +26,7 @@ from clientlib.chat._plumbing import (
     out,
     sync,
 )
+from clientlib.chat.account import REPORT_REASONS
 from clientlib.chat.text import clean, file_label
 from clientlib.client.types import ClientWarning, GroupEvent
 from clientlib.errors import RelayRejected
@@ -195,7 +196,8 @@ async def cmd_messages(ctx: Any, args: argparse.Namespace) -> int:
     async def run(client: Any) -> None:
         g = client.group(args.group)
         for ev in client.group_messages(args.group)[-args.n :]:
-            out(describe(ev, g.name))
+            line = describe(ev, g.name)
+            out(f"{(ev.message_id or '')[:8]}  {line}" if args.ids else line)
 
     return await _with_client(ctx, run)
 
@@ -205,6 +207,26 @@ async def cmd_remove(ctx: Any, args: argparse.Namespace) -> int:
     async def run(client: Any) -> None:
         await client.remove_from_group(args.group, args.member)
         out(f"removed {args.member}: the relay now refuses their messages to the group")
+
+    return await _with_client(ctx, run)
+
+
+async def cmd_report(ctx: Any, args: argparse.Namespace) -> int:
+    """Report a received group message (protocol.md §26.9) by the id prefix that
+    ``group messages --ids`` shows."""
+
+    async def run(client: Any) -> None:
+        if len(args.message.strip()) < 4:
+            raise CliError(EXIT_FAILED, "give at least 4 digits of the message id")
+        rid = await client.report_group_message(
+            args.group, args.message, args.reason, note=args.note
+        )
+        out(
+            f"reported group message {args.message[:8]} as {args.reason}; report {rid[:12]}",
+            "the relay verified that this exact message reached your group mailbox from the "
+            "sender's per-group key; moderators see only this message. The group's admins, "
+            "not the relay, can remove the sender",
+        )
 
     return await _with_client(ctx, run)
 
@@ -295,6 +317,14 @@ def register(add: Callable[..., argparse.ArgumentParser], sub: Any) -> None:
     q = add("messages", cmd_messages, "show a group's recent messages", gsub)
     q.add_argument("group", metavar="GROUP")
     q.add_argument("-n", type=int, default=20, metavar="N", help="last N (default 20)")
+    q.add_argument("--ids", action="store_true", help="show message ids (to report one)")
+    q = add("report", cmd_report, "report a received group message to the moderators", gsub)
+    q.add_argument("group", metavar="GROUP")
+    q.add_argument("message", metavar="MESSAGE_ID", help="id prefix from `group messages --ids`")
+    q.add_argument(
+        "reason", choices=REPORT_REASONS, metavar="REASON", help=", ".join(REPORT_REASONS)
+    )
+    q.add_argument("--note", metavar="TEXT", help="a comment for the moderators")
     q = add("remove", cmd_remove, "remove a member (admins; everyone rotates keys)", gsub)
     q.add_argument("group", metavar="GROUP")
     q.add_argument("member", metavar="MEMBER")

@@ -14,7 +14,7 @@ from test_blindchat import relay_log as relay_log  # noqa: PLC0414
 from clientlib.chat.cli import EXIT_FAILED
 
 
-@pytest.mark.slow  # 14 CLI runs of ~0.7 s each on an idle machine (interpreter start-up)
+@pytest.mark.slow  # 18 CLI runs of ~0.7 s each on an idle machine (interpreter start-up)
 def test_group_commands(tmp_path: Path, relay: RelayProcess) -> None:
     alice, bob = pair(tmp_path, relay)
     out = ok(alice, "group", "create", "team")
@@ -31,6 +31,18 @@ def test_group_commands(tmp_path: Path, relay: RelayProcess) -> None:
     assert ok(bob, "group", "send", "team", "hello", "all") == "sent to team\n"
     out = ok(alice, "group", "messages", "team")
     assert out.splitlines()[-1] == "[team] bob: hello all", out
+    # Report it (protocol.md §26.9): by the id `group messages --ids` shows.
+    out = ok(alice, "group", "messages", "team", "--ids")
+    mid = re.search(r"^([0-9a-f]{8})  \[team\] bob: hello all$", out, re.M)
+    assert mid, out
+    out = ok(alice, "group", "report", "team", mid.group(1), "spam", "--note", "test")
+    assert re.search(
+        rf"^reported group message {mid.group(1)} as spam; report [0-9a-f]{{12}}$", out, re.M
+    ), out
+    out = ok(alice, "reports")
+    assert "spam" in out and "message in group" in out and "open: waiting" in out, out
+    again = blindchat(alice, "group", "report", "team", mid.group(1), "spam")
+    assert again.returncode == EXIT_FAILED and "DUPLICATE" in again.stderr.upper(), again.stderr
     # A file: uploaded once, shown with its id, downloaded by that id.
     f = tmp_path / "notes.bin"
     f.write_bytes(bytes(range(256)) * 40)
