@@ -244,6 +244,16 @@ def commands(client: Client) -> dict[str, Callable[..., Awaitable[Any]]]:
     async def group_messages(group: str) -> list[list[Any]]:
         return [[e.member, e.text] for e in client.group_messages(group)]
 
+    async def group_report(group: str, text: str, reason: str = "harassment") -> str:
+        found = [e for e in client.group_messages(group) if e.text == text and not e.mine]
+        assert found and found[-1].message_id is not None, f"no received message {text!r}"
+        return await client.report_group_message(group, found[-1].message_id, reason)
+
+    async def reports() -> list[dict[str, Any]]:
+        await client.check_reports()
+        return [{"id": d.id, "kind": d.kind, "status": d.status, "action": d.action}
+                for d in client.report_details()]  # fmt: skip
+
     async def group_remove(group: str, member: str) -> None:
         await client.remove_from_group(group, member)
 
@@ -260,6 +270,8 @@ def commands(client: Client) -> dict[str, Callable[..., Awaitable[Any]]]:
         "group_members": group_members,
         "group_info": group_info,
         "group_messages": group_messages,
+        "group_report": group_report,
+        "reports": reports,
         "group_remove": group_remove,
         "group_leave": group_leave,
         "privacy": privacy,

@@ -1,6 +1,6 @@
 """Groups end to end (protocol.md §26, issue 14): three client processes on a live relay
-(both backends): create, invite, decline, accept, talk, offline catch-up across a relay
-restart, remove (the removed member gets nothing readable afterwards and the relay refuses its
+(both backends): create, invite, decline, accept, talk, report a group message and resolve it,
+offline catch-up across a relay restart, remove (the removed member gets nothing readable afterwards and the relay refuses its
 deposits), leave.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 from typing import Any
 
 from liverelay import RelayProcess
@@ -41,6 +42,18 @@ async def befriend(a: ClientProc, other: ClientProc) -> tuple[str, str]:
     theirs = (await a.call("accept", request_id=req["id"]))["id"]
     await other.wait_event(lambda e: e["event"] == "contact_added", what="contact added")
     return theirs, mine
+
+
+async def admin(relay: RelayProcess, *args: str) -> tuple[int, str, str]:
+    """``blindrelay admin ARGS`` as its own process, on the live relay's store."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "relay", "admin", *args[:2], "--data-dir", str(relay.data_dir),
+        "--moderator", "e2e", *args[2:], env=relay.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 async def sync(*procs: ClientProc) -> None:
@@ -80,6 +93,17 @@ async def test_group_lifecycle(world: World, live_relay: RelayProcess) -> None:
         assert (await sender.call("group_send", group=group, text=text))["refused"] is None
         for p in {a, b, c} - {sender}:
             await p.wait_until(lambda p=p, t=text: said(p, t), 20, f"{p.name} gets {text}")
+
+    # B reports C's message (protocol.md §26.9); the relay verifies it; a moderator resolves
+    # it with the admin CLI against the relay's store; B learns the outcome.
+    rid = await b.call("group_report", group=group, text=f"hi from c {token}")
+    assert [(r["id"], r["kind"], r["status"]) for r in await b.call("reports")] == [
+        (rid, "group", "open")
+    ]
+    code, out, err = await admin(live_relay, "reports", "resolve", rid, "--action", "none")
+    assert code == 0 and f"resolved {rid}" in out, (out, err)
+    [done] = await b.call("reports")
+    assert (done["status"], done["action"]) == ("resolved", "none")
 
     # C goes offline; B writes; the relay restarts; C comes back and catches up.
     c_name = c.display
