@@ -3,7 +3,8 @@ group: one upload, under 5 ms of client CPU").
 
 1. Client CPU of one send to a 100-member group: the franking (``fc`` and the AMF signature,
    protocol.md §26.9), padding, the sender-key step, the AEAD, the Ed25519 signature, the 99
-   epoch capabilities and the encoded ``fan`` frame: the whole work before the one upload (``time.process_time`` over many sends; the frames are counted).
+   epoch capabilities and the encoded ``fan`` frame: the whole work before the one upload
+   (``time.process_time`` over many sends; the frames are counted).
 2. Relay CPU per delivered copy: a live relay process (SQLite, durable) receives ``fan``
    frames of 99 entries over one WebSocket; utime+stime of the relay from ``/proc`` divided
    by the copies stored.
