@@ -345,8 +345,8 @@ class ReportResolved:
 class ReportDetails:
     """One report we filed, as :meth:`Client.report_details` lists it.
 
-    ``kind``: ``message`` (a received message) or ``request`` (a contact request);
-    ``reason``: as filed (None for reports filed before it was kept); ``action``: what the
+    ``kind``: ``message`` (a received message), ``request`` (a contact request) or ``group``
+    (a group message, protocol.md §26.9: ``contact_id`` is then the group id); ``reason``: as filed (None for reports filed before it was kept); ``action``: what the
     moderator did (``none``, ``revoke``, ``suspend``), None while open; ``filed``: seconds.
     """
 
