@@ -59,6 +59,9 @@ def describe(ev: GroupEvent, group_name: str) -> str:
             return f"{where} {ev.member} is now {ev.text}"
         case "settings":
             return f"{where} settings: {ev.text}"
+        case "receipt":
+            mid = (ev.message_id or "")[:4]
+            return f"{where} {ev.member}: {ev.text} (your message {mid})"
         case "typing":
             return f"{where} {ev.member} is typing…"
         case "stopped_typing":
@@ -267,6 +270,9 @@ async def listen_group(client: Any, group: str, prog: str) -> int:
         async for ev in client.events():
             if isinstance(ev, GroupEvent) and ev.group_id == gid and not ev.mine:
                 out(describe(ev, g.name))
+                if ev.kind == "message" and ev.message_id is not None:
+                    # Shown: read (a receipt to its author alone, delayed, §26.8).
+                    await client.mark_group_read(gid, [ev.message_id])
             elif isinstance(ev, ClientWarning) and ev.kind == "group_dropped":
                 err(f"warning: a group envelope was dropped ({ev.detail})")
 

@@ -59,6 +59,13 @@ class GroupRecord:
     #: Report evidence of received franked texts (§26.9): message id -> ReportEvidence
     #: bytes, for the messages ``msgs`` still holds.
     ev: dict[bytes, bytes] = field(default_factory=dict)
+    #: Our receipts setting for this group (§26.8): delivery and read receipts are sent to
+    #: authors, and theirs kept, only while it is on.
+    receipts: bool = True
+    #: Receipts for our own messages: message id -> {member gpk: 1 delivered | 2 read}.
+    acks: dict[bytes, dict[bytes, int]] = field(default_factory=dict)
+    #: Received messages we owe (or sent) a read receipt for (so each is read once).
+    seen: list[bytes] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return _pack(
@@ -87,6 +94,9 @@ class GroupRecord:
                 "typ": self.typing,
                 "rsm": self.resume,
                 "ev": self.ev,
+                "rcp": self.receipts,
+                "acks": self.acks,
+                "seen": self.seen,
             }
         )
 
@@ -118,6 +128,9 @@ class GroupRecord:
             typing=bool(d.get("typ", True)),
             resume=int(d.get("rsm", -1)),
             ev=dict(d.get("ev", {})),
+            receipts=bool(d.get("rcp", True)),
+            acks={k: dict(v) for k, v in d.get("acks", {}).items()},
+            seen=list(d.get("seen", [])),
         )
 
     @property

@@ -18,22 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import random
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
-import msgpack
-
 from clientlib.client._book import AddressBook, credential
+from clientlib.client._group_consent import GroupConsent
+from clientlib.client._group_extras import GroupExtras, file_content, group_attachment
 from clientlib.client._group_records import GroupRecord, _Live, _pack, _unpack
 from clientlib.client._group_reports import franked_evidence, moderator_key
 from clientlib.client._link import Link
+from clientlib.client._receipts import DEFAULT_RECEIPT_DELAY, ReceiptDelay
 from clientlib.client._reports import ReportEvidence
-from clientlib.client._typing import TYPING_TIMEOUT, TypingThrottle, TypingWatch
-from clientlib.client.content import MAX_NAME_BYTES, MAX_TEXT_BYTES, GroupPairwise
+from clientlib.client.content import MAX_NAME_BYTES, MAX_TEXT_BYTES
 from clientlib.client.types import (
-    Attachment,
     ClientEvent,
     ClientWarning,
     GroupEvent,
@@ -69,7 +68,7 @@ from clientlib.crypto.primitives import ed25519_public_from_seed
 from clientlib.errors import DecryptionError, LocalProtocolError, RelayRejected, TransportError
 from clientlib.wire import attachment_capability_hash, capability_hash, delegate_hash
 from clientlib.wire.frames import StoredEnvelope
-from clientlib.wire.limits import ENVELOPE_BUCKETS, FLAG_ONLINE_ONLY, MAX_FANOUT, MAX_FANOUT_CT
+from clientlib.wire.limits import ENVELOPE_BUCKETS, MAX_FANOUT, MAX_FANOUT_CT
 
 __all__ = ["Groups"]
 
@@ -112,6 +111,8 @@ class Groups:
         now: Callable[[], int],
         spawn: Spawn,
         wake_outbox: Callable[[], None],
+        receipt_delay: ReceiptDelay = DEFAULT_RECEIPT_DELAY,
+        rng: random.Random | None = None,
     ) -> None:
         self._book = book
         self._link = link
@@ -125,8 +126,10 @@ class Groups:
         self._idle = asyncio.Event()
         self._idle.set()
         self.live: dict[bytes, _Live] = {}
-        self.throttle = TypingThrottle()  # per group
-        self.watch = TypingWatch()  # per gid || gpk
+        #: Files, typing and receipts (§26.8).
+        self.extras = GroupExtras(self, receipt_delay, rng or random.SystemRandom())
+        #: Invitations, joins and declines (§26.6).
+        self.consent = GroupConsent(self)
         self.invites: dict[bytes, list[Any]] = {}  # invite id -> [cid, gid, name, gpk, from]
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -146,6 +149,9 @@ class Groups:
                     self._idle.set()
 
         self._spawn(wrapped())
+
+    def close(self) -> None:
+        self.extras.close()
 
     async def settle(self) -> bool:
         """Wait for the follow-ups started so far; True if there were any."""
@@ -255,7 +261,7 @@ class Groups:
             message_id=mid.hex(),
             ts=ts,
             mine=gpk == g.me,
-            attachment=_group_attachment(g.rec.gid, mid, file) if len(file) == 2 else None,
+            attachment=group_attachment(g.rec.gid, mid, file) if len(file) == 2 else None,
         )
 
     # --- relay helpers -----------------------------------------------------------------
@@ -376,73 +382,6 @@ class Groups:
         sign = credential(bytes(16), owner).sign
         return await self._link.transport().create_mailbox(cred_key, sign, kind="pair")
 
-    async def invite(self, gid: bytes, cid: bytes) -> None:
-        """Invite a contact; it receives nothing of the group until it accepts (§26.6)."""
-        book = self._book
-        g = self.live[gid]
-        if g.state.role_of(g.me) not in ("owner", "admin"):
-            raise LocalProtocolError("only admins invite")
-        c = book.contacts[cid]
-        if c.state != "accepted":
-            raise LocalProtocolError("the contact has not accepted us yet")
-        if any(m.ik == c.identity for m in g.state.members.values()):
-            raise LocalProtocolError("already a member")
-        body = _pack(["inv", gid, g.state.name, g.me, g.rec.name])
-        async with book.lock:
-            g.rec.invited[cid] = gid
-            self._put(g)
-            self._seal_pairwise(cid, GroupPairwise(body=body).encode())
-            await book.save()
-        self._wake()
-
-    async def accept(self, invite_id: bytes) -> GroupInfo:
-        """Accept an invitation: a group mailbox and keys of our own, then our member record
-        to the inviter, who adds us and sends the welcome (§26.6)."""
-        book = self._book
-        inv = self.invites.get(invite_id)
-        if inv is None:
-            raise LocalProtocolError("no such invitation")
-        cid, gid, name, inviter, _ = inv
-        if gid in self.live and self.live[gid].rec.status in ("joining", "active"):
-            raise LocalProtocolError("already in this group")
-        keys, owner = GroupKeys.generate(book.rng), book.rng(32)
-        rid, sid = await self._create_mailbox(owner)
-        # The inviter adds this epoch's capability as our delegate before its welcome.
-        await self._link.transport().set_caps(
-            credential(rid, owner), add=[delegate_hash(sid, inviter)]
-        )
-        me = Member(bytes(book.identity.public), keys.gpk, keys.xpk, sid, "member", book.name)
-        rec = GroupRecord(
-            gid, keys.sign_seed, keys.dh_private, rid, sid, owner, book.name, "joining"
-        )
-        rec.inviter, rec.via = inviter, cid
-        g = _Live(rec, GroupState(gid=gid))
-        g.state.name = name
-        async with book.lock:
-            self.live[gid] = g
-            book.add_group_mailbox(rid, gid, owner)
-            self._put(g)
-            del self.invites[invite_id]
-            book.ks.delete(INVITES, invite_id)
-            self._seal_pairwise(cid, GroupPairwise(body=_pack(["join", gid, me.encode()])).encode())
-            await book.save()
-        await self._link.subscribe(rid)
-        self._wake()
-        return self.info(gid)
-
-    async def decline(self, invite_id: bytes) -> None:
-        book = self._book
-        inv = self.invites.get(invite_id)
-        if inv is None:
-            raise LocalProtocolError("no such invitation")
-        async with book.lock:
-            del self.invites[invite_id]
-            book.ks.delete(INVITES, invite_id)
-            if inv[0] in book.contacts:
-                self._seal_pairwise(inv[0], GroupPairwise(body=_pack(["decl", inv[1]])).encode())
-            await book.save()
-        self._wake()
-
     # --- sending -------------------------------------------------------------------------
 
     async def send(self, gid: bytes, text: str) -> GroupEvent:
@@ -477,32 +416,6 @@ class Groups:
             from clientlib.client._media import MediaRefused
 
             raise MediaRefused("media is off in this group (its settings say media=0)")
-
-    async def media_target(self, gid: bytes) -> tuple[bytes, bytes, int | None]:
-        """Where a file for the group is uploaded (protocol.md §25.5): our own group mailbox,
-        with this epoch's capability, its attachment capability hash registered first (we
-        are its owner); ``(sid, cap, ttl)``, ``ttl`` the group's disappearing timer."""
-        self.check_can_post(gid, media=True)
-        g = self.live[gid]
-        cap = self._cap(g, g.rec.sid)
-        await self._own_caps(g, add=[attachment_capability_hash(g.rec.sid, cap)])
-        return g.rec.sid, cap, g.state.settings.ttl or None
-
-    async def send_file(self, gid: bytes, descriptor: bytes, ph: bytes, mid: bytes) -> GroupEvent:
-        """The ``file`` message of an uploaded blob (``descriptor``: the §25.3 content,
-        ``ph``: the plaintext's SHA-256), fanned out like a text (protocol.md §26.5)."""
-        self.check_can_post(gid, media=True)
-        from clientlib.client.content import FileMessage, decode_content
-
-        fm = decode_content(descriptor)
-        assert isinstance(fm, FileMessage)
-        return await self._send_plain(
-            gid,
-            mid,
-            fm.text or "",
-            lambda _now: ["file", mid, fm.ts, descriptor, ph],
-            (descriptor, ph),
-        )
 
     async def _send_plain(
         self,
@@ -549,7 +462,7 @@ class Groups:
             self._put(g)
             await book.save()
         event = self._message_event(g, g.me, text, mid, now, file)
-        self.throttle.sent_message(gid)
+        self.extras.throttle.sent_message(gid)
         if rec.status == "removed":
             entries = [(m.sid, self._cap(g, m.sid)) for m in self._others(g)]
             bad = await self._fan(entries, ct, fc=fc) if entries else {}
@@ -563,95 +476,6 @@ class Groups:
                 raise
             return replace(event, state="queued")
         return replace(event, state="sent")
-
-    async def typing(self, gid: bytes, active: bool) -> bool:
-        """A typing indicator to the group (§26.8): a control envelope, online-only, throttled
-        as for a contact (§22.12); only while our typing setting for the group is on and we
-        may post. Best effort: True if one left."""
-        g = self.live[gid]
-        rec, state = g.rec, g.state
-        if not rec.typing or rec.status != "active" or rec.es is None:
-            return False
-        if rec.es_epoch != state.epoch:
-            return False
-        if state.settings.post == "admins" and state.role_of(g.me) not in ("owner", "admin"):
-            return False
-        entries = [(m.sid, self._cap(g, m.sid)) for m in self._others(g)]
-        if not entries:
-            return False
-        what = self.throttle.typing(gid, active, time.monotonic())
-        if what is None:
-            return False
-        plain = _pack(["typ", 1 if what == "start" else 0, self._now()])
-        body = pad(plain, overhead=OVERHEAD[2], buckets=BUCKETS)
-        ct = seal_control(rec.keys, gid, rec.es_epoch, rec.es, body, self._book.rng)
-        try:
-            for start in range(0, len(entries), MAX_FANOUT):
-                await self._link.depositor().fanout(
-                    entries[start : start + MAX_FANOUT],
-                    ct,
-                    eid=self._book.rng(16),
-                    flags=FLAG_ONLINE_ONLY,
-                )
-        except TransportError as exc:  # RelayRejected included: typing is ephemeral
-            log.debug("group typing indicator not sent: %s", type(exc).__name__)
-            return False
-        return True
-
-    async def set_typing(self, gid: bytes, on: bool) -> None:
-        """Our typing setting for the group (not shared: the others see only whether
-        indicators arrive)."""
-        g = self.live[gid]
-        async with self._book.lock:
-            g.rec.typing = bool(on)
-            self._put(g)
-            await self._book.save()
-
-    def _typing_expired(self) -> None:
-        for key in self.watch.expired(time.monotonic()):
-            g = self.live.get(key[:16])
-            if g is not None:
-                m = g.state.members.get(key[16:])
-                who = m.name if m is not None else key[16:].hex()[:8]
-                self._emit(GroupEvent(key[:16].hex(), "stopped_typing", member=who))
-
-    def _on_typing(self, g: _Live, gpk: bytes, msg: list[Any], events: list[ClientEvent]) -> None:
-        on, ts = msg[1], msg[2]
-        if on not in (0, 1) or not isinstance(ts, int) or isinstance(ts, bool):
-            raise GroupError("bad control")
-        sender = g.state.members[gpk]
-        if gpk == g.me or not g.rec.typing or g.rec.status != "active":
-            return
-        if g.state.settings.post == "admins" and sender.role == "member":
-            return
-        if abs(self._now() - ts) > TYPING_FRESH:
-            return
-        key = g.rec.gid + gpk
-        changed = self.watch.indicator(key, bool(on), time.monotonic())
-        if changed is not None:
-            gid = g.rec.gid.hex()
-            events.append(
-                GroupEvent(gid, "typing", member=sender.name)
-                if changed
-                else GroupEvent(gid, "stopped_typing", member=sender.name)
-            )
-        if on:
-            with contextlib.suppress(RuntimeError):  # no running loop: nothing to time out
-                asyncio.get_running_loop().call_later(TYPING_TIMEOUT + 0.05, self._typing_expired)
-
-    def find_file(self, gid: bytes, mid: bytes) -> tuple[bytes, bytes, bool]:
-        """``(descriptor, plaintext hash, media on)`` of a group message's file.
-
-        Raises:
-            LocalProtocolError: no such group or file.
-        """
-        g = self.live.get(gid)
-        if g is None:
-            raise LocalProtocolError("no such group")
-        for m in g.rec.msgs:
-            if m[0] == mid and len(m) >= 6:
-                return m[4], m[5], bool(g.state.settings.media)
-        raise LocalProtocolError("the message is gone")
 
     async def flush(self, gid: bytes) -> None:
         """Upload the group's queued messages, oldest first (each with its own eid, so a
@@ -888,48 +712,8 @@ class Groups:
     # --- receiving (called by the inbox, lock held) ------------------------------------
 
     def on_pairwise(self, cid: bytes, body: bytes, events: list[ClientEvent]) -> None:
-        """An invitation, join or decline inside a pairwise session with contact ``cid``."""
-        try:
-            msg = _unpack(body)
-            kind = msg[0]
-        except (ValueError, TypeError, IndexError, msgpack.ExtraData, msgpack.FormatError):
-            events.append(ClientWarning("malformed_content", "group", cid.hex()))
-            return
-        book = self._book
-        if kind == "inv" and len(msg) == 5:
-            _, gid, name, gpk, inviter = msg
-            if gid in self.live and self.live[gid].rec.status in ("joining", "active"):
-                return
-            iid = book.rng(16)
-            self.invites[iid] = [cid, gid, name, gpk, inviter]
-            book.ks.put(INVITES, iid, _pack(self.invites[iid]))
-            events.append(
-                GroupEvent(gid.hex(), "invited", member=inviter, text=name, invite_id=iid.hex())
-            )
-        elif kind == "join" and len(msg) == 3:
-            gid = msg[1]
-            g = self.live.get(gid)
-            if g is None or g.rec.invited.get(cid) != gid:
-                events.append(
-                    ClientWarning("forged_reference", "group join not invited", cid.hex())
-                )
-                return
-            try:
-                member = Member.decode(msg[2])
-            except GroupError:
-                events.append(ClientWarning("malformed_content", "group join", cid.hex()))
-                return
-            if member.ik != book.contacts[cid].identity:
-                events.append(ClientWarning("forged_reference", "group join identity", cid.hex()))
-                return
-            self._run(self._add(gid, cid, member))
-        elif kind == "decl" and len(msg) == 2:
-            g = self.live.get(msg[1])
-            if g is not None and g.rec.invited.pop(cid, None) is not None:
-                self._put(g)
-                events.append(GroupEvent(msg[1].hex(), "declined", member=book.contacts[cid].name))
-        else:
-            events.append(ClientWarning("malformed_content", "group", cid.hex()))
+        """An invitation, join or decline inside a pairwise session (the inbox, lock held)."""
+        self.consent.on_pairwise(cid, body, events)
 
     def on_envelope(self, gid: bytes, env: StoredEnvelope, events: list[ClientEvent]) -> None:
         """An envelope of one of our group mailboxes; anything wrong is dropped with a
@@ -974,7 +758,7 @@ class Groups:
         file: tuple[Any, ...] = ()
         ev: ReportEvidence | None = None
         if msg[0] == "file":
-            text, file = _file_content(msg)
+            text, file = file_content(msg)
             _, mid, ts = msg[:3]
         else:
             ev = franked_evidence(self._link.relays.modkeys(None), g.rec.gid, gpk, env, msg)
@@ -987,8 +771,9 @@ class Groups:
             events.append(ClientWarning("content_refused", "media is off in the group", None))
             return
         g.rec.msgs = [*g.rec.msgs, [mid, gpk, text, ts, *file]][-KEEP_MESSAGES:]
-        self.throttle.heard_from(g.rec.gid)
-        if self.watch.message(g.rec.gid + gpk) is False:
+        self.extras.throttle.heard_from(g.rec.gid)
+        self.extras.owe(g, gpk, "dlv", mid)
+        if self.extras.watch.message(g.rec.gid + gpk) is False:
             events.append(GroupEvent(g.rec.gid.hex(), "stopped_typing", member=sender.name))
         if ev is not None:
             kept = {m[0] for m in g.rec.msgs}
@@ -1003,7 +788,7 @@ class Groups:
             raise GroupError("not a member")
         msg = _unpack(unpad(plain))
         if isinstance(msg, list) and len(msg) == 3 and msg[0] == "typ":
-            self._on_typing(g, gpk, msg, events)
+            self.extras.on_typing(g, gpk, msg, events)
             return
         if not isinstance(msg, list) or len(msg) != 2 or msg[0] != "log":
             raise GroupError("bad control")
@@ -1106,6 +891,8 @@ class Groups:
             gen = rec.chain[1] + 1 if rec.chain else 0
             rec.chain = SenderChain.new(msg[1], gen, self._book.rng).distribution()
             self._run(self._after_rekey(gid, old))
+        elif msg[0] == "rcp" and len(msg) == 3:
+            self.extras.on_receipt(g, gpk, msg, events)
         elif msg[0] == "sk" and len(msg) == 5:
             chain = ReceiverChain.from_distribution(msg[1:])
             if gpk not in g.state.members:
@@ -1194,49 +981,6 @@ class Groups:
             if len(found) == 1:
                 return found[0]
         raise LocalProtocolError("no such member")
-
-
-def _file_content(msg: list[Any]) -> tuple[str, tuple[bytes, bytes]]:
-    """The caption and ``(descriptor, plaintext hash)`` of a ``["file", id, ts, descriptor,
-    ph]`` group plaintext (protocol.md §26.5).
-
-    Raises:
-        GroupError: malformed, or a descriptor that is not a ``file`` content of this id.
-    """
-    from clientlib.client.content import FileMessage, decode_content
-    from clientlib.errors import WireError
-
-    if len(msg) != 5 or not isinstance(msg[3], bytes) or not isinstance(msg[4], bytes):
-        raise GroupError("bad content")
-    if len(msg[4]) != 32:
-        raise GroupError("bad content")
-    try:
-        fm = decode_content(msg[3])
-    except WireError:
-        raise GroupError("bad file descriptor") from None
-    if not isinstance(fm, FileMessage) or fm.id != msg[1] or fm.vo:
-        raise GroupError("bad file descriptor")
-    return fm.text or "", (msg[3], msg[4])
-
-
-def _group_attachment(gid: bytes, mid: bytes, file: Sequence[Any]) -> Attachment | None:
-    from clientlib.client._media import safe_filename
-    from clientlib.client.content import FileMessage, decode_content
-
-    fm = decode_content(file[0])
-    if not isinstance(fm, FileMessage):
-        return None
-    return Attachment(
-        "",
-        mid.hex(),
-        safe_filename(fm.name),
-        fm.mime,
-        fm.size,
-        thumbnail=fm.thumb,
-        descriptor=file[0],
-        plaintext_hash=file[1],
-        group_id=gid.hex(),
-    )
 
 
 def _check_name(name: str) -> None:

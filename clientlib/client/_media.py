@@ -430,7 +430,7 @@ class Media:
         _check_caption_mime(caption, mime)
         prepared = await self._prepare(source, mime=mime, name=name, keep=keep_metadata)
         try:
-            sid, cap, ttl = await groups.media_target(gid)
+            sid, cap, ttl = await groups.extras.media_target(gid)
             key = self._book.rng(32)
             created, enc = await self._upload(
                 self._blobs(None), sid, cap, prepared, key, ttl=ttl, dl=None, progress=progress
@@ -453,7 +453,7 @@ class Media:
             thumb=prepared.thumb,
             exp=ttl,
         ).encode()
-        return await groups.send_file(gid, descriptor, enc.plaintext_sha256, mid)
+        return await groups.extras.send_file(gid, descriptor, enc.plaintext_sha256, mid)
 
     async def _send_prepared(
         self,
@@ -656,7 +656,7 @@ class Media:
             # A group's file (§25.5): its blob is on the group's relay (ours), under the
             # sender's group mailbox; never fetched while the group has media off.
             assert self.groups is not None
-            desc, ph, media = self.groups.find_file(
+            desc, ph, media = self.groups.extras.find_file(
                 bytes.fromhex(a.group_id), bytes.fromhex(a.message_id)
             )
             if not media:

@@ -54,7 +54,8 @@ from clientlib.client._conversation import Conversation
 from clientlib.client._devices import Renewal, restore_into
 from clientlib.client._export import export_document, write_new_private
 from clientlib.client._files import FilesMixin
-from clientlib.client._group_reports import group_credential, received_evidence
+from clientlib.client._group_api import GroupsMixin
+from clientlib.client._group_reports import group_credential
 from clientlib.client._groups import Groups
 from clientlib.client._inbox import Inbox
 from clientlib.client._link import Link
@@ -80,9 +81,6 @@ from clientlib.client.types import (
     ContactRequest,
     DeviceLinked,
     Direction,
-    GroupEvent,
-    GroupInfo,
-    GroupMember,
     MessageReceived,
     ReportDetails,
     StoredMessage,
@@ -97,7 +95,7 @@ __all__ = ["BoundaryViolation", "Client", "ContactRef", "MediaRefused", "Request
 log = logging.getLogger("clientlib.client")
 
 
-class Client(AccountMixin, FilesMixin):
+class Client(AccountMixin, FilesMixin, GroupsMixin):
     """An end-to-end encrypted messaging client bound to one keystore and one relay.
 
     Build one with :meth:`create` (new identity) or :meth:`open` (existing keystore) and use
@@ -196,6 +194,8 @@ class Client(AccountMixin, FilesMixin):
             now=self._now,
             spawn=self._tasks.spawn,
             wake_outbox=self._outbox.wake,
+            receipt_delay=cfg.receipt_delay,
+            rng=cfg.receipt_rng,
         )
         self._inbox.groups = self._groups
         self._reports.group_credential = lambda gid: group_credential(self._groups.live, gid)
@@ -449,6 +449,7 @@ class Client(AccountMixin, FilesMixin):
                     await self.sync()
         self._closed = True
         self._book.closing = True
+        self._groups.close()
         await self._tasks.cancel_all()
         await self._link.close()
         self._events.put_nowait(None)
@@ -916,97 +917,6 @@ class Client(AccountMixin, FilesMixin):
 
     # --- internals ------------------------------------------------------------------------
 
-    # --- groups (protocol.md §26; clientlib.client._groups) ------------------------------
-
-    def groups(self) -> list[GroupInfo]:
-        """Every group we are in, joining, have left or were removed from."""
-        return self._groups.all()
-
-    def group(self, ref: str) -> GroupInfo:
-        """A group by id (hex or a 4+ character prefix) or name."""
-        return self._groups.info(self._groups.resolve(ref))
-
-    async def create_group(self, name: str) -> GroupInfo:
-        """A new group with us as its owner."""
-        return await self._groups.create(name)
-
-    async def invite_to_group(self, group: str, contact: ContactRef) -> None:
-        """Invite a contact (it gets nothing of the group until it accepts)."""
-        await self._groups.invite(self._groups.resolve(group), self._book.resolve_contact(contact))
-
-    def group_invitations(self) -> list[tuple[str, str, str]]:
-        """``(invite id, group name, inviter)`` of every pending invitation."""
-        return self._groups.invitations()
-
-    async def accept_group(self, invite_id: str) -> GroupInfo:
-        return await self._groups.accept(_invite(self._groups, invite_id))
-
-    async def decline_group(self, invite_id: str) -> None:
-        await self._groups.decline(_invite(self._groups, invite_id))
-
-    async def send_group(self, group: str, text: str) -> GroupEvent:
-        """One message to the group: encrypted once, uploaded once."""
-        return await self._groups.send(self._groups.resolve(group), text)
-
-    async def group_typing(self, group: str, active: bool = True) -> bool:
-        """Tell the group we are typing (``active``) or stopped (protocol.md §26.8): call it
-        as often as you like, what goes out is throttled as for a contact (a start, a
-        keep-alive at most every 5 s, a stop). Online-only: members not connected never see
-        it and the relay stores nothing. Sent only while our typing setting for the group is
-        on (:meth:`set_group_typing`). Best effort: True if an indicator left."""
-        return await self._groups.typing(self._groups.resolve(group), active)
-
-    async def set_group_typing(self, group: str, on: bool) -> None:
-        """Our typing setting for a group (default on): off, we neither send indicators nor
-        show the members'. It is ours alone; members see only that none arrive."""
-        await self._groups.set_typing(self._groups.resolve(group), on)
-
-    def group_members(self, group: str) -> list[GroupMember]:
-        return self._groups.members(self._groups.resolve(group))
-
-    def group_messages(self, group: str) -> list[GroupEvent]:
-        return self._groups.messages(self._groups.resolve(group))
-
-    async def report_group_message(
-        self, group: str, message_id: str, reason: str, *, note: str | None = None
-    ) -> str:
-        """Report a received group message to the relay's moderators from our mailbox in
-        that group, verified as :meth:`report` (protocol.md §26.9). The operator sees the
-        message, the sender's per-group key and the group point, not identity keys; the
-        group's admins, not the relay, remove a member (:meth:`remove_from_group`).
-
-        Raises:
-            LocalProtocolError: no such received text, not reportable, or no group mailbox.
-            RelayRejected: ``FRANKING``, ``EXPIRED``, ``DUPLICATE``, ``QUOTA``, ``MALFORMED``.
-        """
-        gid = self._groups.resolve(group)
-        mid, evidence = received_evidence(self._groups.live[gid], message_id)
-        return await self._reports.report_group(gid, mid, evidence, reason, note=note)
-
-    async def remove_from_group(self, group: str, member: str) -> None:
-        """Remove a member (by contact, name or id); everyone moves to a new epoch."""
-        gid = self._groups.resolve(group)
-        await self._groups.remove(gid, self._groups.member_gpk(gid, member))
-
-    async def leave_group(self, group: str) -> None:
-        await self._groups.leave(self._groups.resolve(group))
-
-    async def set_group_role(self, group: str, member: str, role: str) -> None:
-        gid = self._groups.resolve(group)
-        await self._groups.set_role(gid, self._groups.member_gpk(gid, member), role)
-
-    async def set_group_settings(
-        self,
-        group: str,
-        *,
-        post: str | None = None,
-        media: bool | None = None,
-        ttl: int | None = None,
-    ) -> None:
-        await self._groups.set_settings(
-            self._groups.resolve(group), post=post, media=media, ttl=ttl
-        )
-
     def _now(self) -> int:
         return int(self._config.clock())
 
@@ -1018,13 +928,3 @@ class Client(AccountMixin, FilesMixin):
 
     def __repr__(self) -> str:
         return f"<Client relay={self._book.relay_url!r} contacts={len(self._book.contacts)}>"
-
-
-def _invite(groups: Groups, ref: str) -> bytes:
-    k = ref.strip().lower()
-    found = [
-        bytes.fromhex(i) for i, _, _ in groups.invitations() if i.startswith(k) and len(k) >= 4
-    ]
-    if len(found) != 1:
-        raise LocalProtocolError("no such invitation" if not found else "ambiguous invitation")
-    return found[0]

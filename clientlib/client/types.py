@@ -346,8 +346,9 @@ class ReportDetails:
     """One report we filed, as :meth:`Client.report_details` lists it.
 
     ``kind``: ``message`` (a received message), ``request`` (a contact request) or ``group``
-    (a group message, protocol.md §26.9: ``contact_id`` is then the group id); ``reason``: as filed (None for reports filed before it was kept); ``action``: what the
-    moderator did (``none``, ``revoke``, ``suspend``), None while open; ``filed``: seconds.
+    (a group message, protocol.md §26.9: ``contact_id`` is then the group id); ``reason``:
+    as filed (None for reports filed before it was kept); ``action``: what the moderator did
+    (``none``, ``revoke``, ``suspend``), None while open; ``filed``: seconds.
     """
 
     id: str
@@ -410,6 +411,7 @@ class MessageExpired:
 
 
 GroupEventKind = Literal[
+    "receipt",
     "typing",
     "stopped_typing",
     "invited",
@@ -433,7 +435,9 @@ class GroupEvent:
     ``member_left``, ``removed`` (we were removed: nothing more arrives), ``role`` (``text``:
     the new role of ``member``), ``settings``, ``typing`` / ``stopped_typing`` (``member``
     started or stopped typing; a start without a keep-alive for
-    :data:`~clientlib.client.TYPING_TIMEOUT` seconds reads as a stop)."""
+    :data:`~clientlib.client.TYPING_TIMEOUT` seconds reads as a stop), ``receipt``
+    (``member`` got, ``text`` = ``delivered``, or read, ``text`` = ``read``, our message
+    ``message_id``)."""
 
     group_id: str
     kind: GroupEventKind

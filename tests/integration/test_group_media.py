@@ -17,8 +17,12 @@ from clientkit import befriend, make, wait_for
 
 from clientlib.chat.groups import describe
 from clientlib.client import Client, ClientWarning, MediaRefused
+from clientlib.client._receipts import ReceiptDelay
 from clientlib.client.types import GroupEvent
 from relay.config import RelayConfig
+
+#: Receipts wait 0.4 to 1 s here (the default is 1 to 60 s, mean 10 s).
+FAST_RECEIPTS = ReceiptDelay(minimum=0.4, mean=0.5, maximum=1.0)
 
 
 @pytest.fixture
@@ -37,9 +41,9 @@ def group_event(kind: str, **match: object):  # type: ignore[no-untyped-def]
 async def trio(tmp_path: Path, relay: str) -> AsyncIterator[tuple[Client, Client, Client]]:
     """alice (owner), bob and carol, all active members of the group ``g``."""
     async with (
-        make(tmp_path, "alice", relay) as alice,
-        make(tmp_path, "bob", relay) as bob,
-        make(tmp_path, "carol", relay) as carol,
+        make(tmp_path, "alice", relay, receipt_delay=FAST_RECEIPTS) as alice,
+        make(tmp_path, "bob", relay, receipt_delay=FAST_RECEIPTS) as bob,
+        make(tmp_path, "carol", relay, receipt_delay=FAST_RECEIPTS) as carol,
     ):
         _, a_b = await befriend(bob, alice)
         _, a_c = await befriend(carol, alice)
@@ -170,3 +174,60 @@ def test_listen_shows_group_typing() -> None:
     assert describe(GroupEvent("ab", "stopped_typing", member="carol"), "g") == (
         "[g] carol stopped typing"
     )
+    ev = GroupEvent("ab", "receipt", member="bob", text="read", message_id="3f2a" * 8)
+    assert describe(ev, "g") == "[g] bob: read (your message 3f2a)"
+
+
+def _deposits_to(cfg: RelayConfig, client: Client) -> int:
+    """Envelopes ever stored (dedupe records) in ``client``'s one group mailbox."""
+    [live] = client._groups.live.values()
+    db = sqlite3.connect(f"file:{cfg.resolved_sqlite_path()}?mode=ro", uri=True)
+    try:
+        row = db.execute(
+            "SELECT COUNT(*) FROM dedupe JOIN mailboxes ON mailboxes.id = dedupe.mbox"
+            " WHERE mailboxes.rid = ?",
+            (live.rec.rid,),
+        ).fetchone()
+        return int(row[0])
+    finally:
+        db.close()
+
+
+async def test_group_receipts_go_to_the_author_alone_batched(
+    trio: tuple[Client, Client, Client], relay_config: RelayConfig
+) -> None:
+    alice, bob, carol = trio
+    before = _deposits_to(relay_config, alice)
+    c_before = _deposits_to(relay_config, carol)
+    sent = [await alice.send_group("g", f"m{i}") for i in range(3)]
+    ids = {e.message_id for e in sent}
+    for who in (bob, carol):
+        for _ in range(3):
+            await wait_for(who, GroupEvent, group_event("message", member="alice"))
+    got = set()
+    while len(got) < 6:  # a delivery receipt per message from each of bob and carol
+        ev = await wait_for(alice, GroupEvent, group_event("receipt", text="delivered"))
+        assert ev.message_id in ids
+        got.add((ev.member, ev.message_id))
+    # Batched: one direct message from each member for the three ids (not one per message).
+    assert _deposits_to(relay_config, alice) - before == 2
+    assert await bob.mark_group_read("g") == 3
+    assert await bob.mark_group_read("g") == 0  # each message is read once
+    for _ in range(3):
+        ev = await wait_for(alice, GroupEvent, group_event("receipt", member="bob", text="read"))
+        assert ev.message_id in ids
+    first = sent[0].message_id
+    assert first is not None
+    assert sorted(alice.group_receipts("g", first)) == [("bob", "read"), ("carol", "delivered")]
+    # Carol's mailbox got alice's three messages and none of bob's receipts: receipts go to
+    # the author alone.
+    assert _deposits_to(relay_config, carol) - c_before == 3
+    # Receipts off: carol sends none, neither delivery nor read.
+    await carol.set_group_receipts("g", False)
+    to_alice, to_bob = _deposits_to(relay_config, alice), _deposits_to(relay_config, bob)
+    await bob.send_group("g", "from bob")
+    await wait_for(carol, GroupEvent, group_event("message", member="bob"))
+    assert await carol.mark_group_read("g") == 4
+    await asyncio.sleep(1.3)  # past the longest receipt delay
+    assert _deposits_to(relay_config, alice) == to_alice + 1  # bob's message only
+    assert _deposits_to(relay_config, bob) == to_bob + 1  # alice's delivery receipt only
