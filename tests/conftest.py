@@ -189,12 +189,12 @@ def redis_cluster_url(redis_cluster: Any) -> str:
 
 
 # The quick loop (`pytest -m "not slow"`, README "Tests") leaves out what starts many processes
-# or waits by design: every end-to-end, browser and fuzz test, blindchat run as a subprocess,
+# or waits by design: every end-to-end, browser, fuzz and fault-injection test, blindchat run as a subprocess,
 # the Redis Cluster tests, the stateful property suite, the relay-subprocess and timeout
 # modules below, the integration tests on the Redis backend (the contract suite still runs
 # every store test on both backends) and a few single tests that take seconds each.
 # They all still run in the default (CI) run; tests marked slow one by one are left out too.
-_SLOW_TIERS = ("tests/e2e/", "tests/browser/", "tests/fuzz/")
+_SLOW_TIERS = ("tests/e2e/", "tests/browser/", "tests/fuzz/", "tests/faults/")
 _SLOW_FILES = (
     "tests/contract/test_cluster.py",
     "tests/property/test_session_stateful.py",
@@ -213,6 +213,7 @@ _SLOW_TESTS = frozenset(
         "tests/integration/test_conversation.py::test_receipts_never_when_switched_off",
         "tests/integration/test_conversation.py::test_disappearing_messages_vanish_from_both_histories",
         "tests/integration/test_client_devices.py::test_link_fan_out_sync_and_removal",
+        "tests/integration/test_client_devices.py::test_read_edit_react_unsend_sync_to_our_other_device",
         "tests/integration/test_push.py::test_no_wakeup_after_unregister_or_delete",
         "tests/integration/test_blob_resume.py::test_cut_uploads_resume_to_the_exact_bytes",
         "tests/unit/clientlib/test_history_shred.py::test_many_expiries_compact_by_themselves",
