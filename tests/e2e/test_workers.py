@@ -56,15 +56,20 @@ def worker_pids(supervisor: subprocess.Popen[bytes]) -> dict[str, int]:
     out = {}
     children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
     for pid in children:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        try:  # a child listed a moment ago may have exited since (it is being restarted)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
         if b"--worker-id" in argv:
             out[argv[argv.index(b"--worker-id") + 1].decode()] = int(pid)
     return out
 
 
 def gone_or_zombie(pid: int) -> bool:
-    status = Path(f"/proc/{pid}/status")
-    return not status.exists() or "zombie" in status.read_text()
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # gone, or reaped between two reads
+        return True
 
 
 async def wait_workers(supervisor: subprocess.Popen[bytes], n: int, not_pid: int = 0) -> None:
