@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
@@ -116,6 +117,22 @@ async def test_redis_wakeups_cross_process(
     assert unrelated.events == []
 
 
+@contextlib.contextmanager
+def cluster_client(url: str) -> Iterator[redis.RedisCluster]:
+    """A sync cluster client whose sockets are closed on exit: redis-py's
+    ``RedisCluster.from_url`` gives every node a pool that ``close()`` leaves open (the node's
+    client does not own it), so a socket was left to the garbage collector and failed a
+    later test with a ResourceWarning."""
+    cluster = redis.RedisCluster.from_url(url)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        for node in cluster.get_nodes():
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+
+
 @pytest.mark.redis
 async def test_redis_wakeups_unlisten(
     two_processes: tuple[RedisWakeups, RedisWakeups], redis_url: str
@@ -136,7 +153,7 @@ async def test_redis_wakeups_unlisten(
     await two.sync()
     channel = f"br:w:{{{rid.hex()}}}"
     if isinstance(two, ShardedWakeups):
-        with redis.RedisCluster.from_url(redis_url) as cluster:
+        with cluster_client(redis_url) as cluster:
             node = cluster.get_node_from_key(channel)
             assert cluster.pubsub_shardnumsub(channel, target_nodes=node) == [
                 (channel.encode(), 0)
@@ -167,7 +184,7 @@ async def test_redis_wakeups_ignore_malformed_messages(
     channel = f"br:w:{{{rid.hex()}}}"
     junk = (b"\xc1", b"\x92\x01\x02", b"\x81\xa1k\xa5bogus")
     if isinstance(two, ShardedWakeups):
-        with redis.RedisCluster.from_url(redis_url) as cluster:
+        with cluster_client(redis_url) as cluster:
             for message in junk:
                 cluster.spublish(channel, message)
     else:
