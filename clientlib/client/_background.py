@@ -74,9 +74,10 @@ async def receive_loop(
                 batch.append(queue.get_nowait())
             except asyncio.QueueEmpty:
                 break
-        # Our relay's moderator keys (AMF, protocol.md §15.5.7): fresh before decrypting.
-        with contextlib.suppress(TransportError):
-            await inbox.modkeys.ensure(link.transport(), now())
+        # The moderator keys (AMF, protocol.md §15.5.7) of each relay the batch came from:
+        # fresh before decrypting.
+        relays = {link.book_relay(rid) for rid, _ in batch}
+        await _ensure_modkeys(link, inbox, relays, now())
         try:
             envs = [(rid, env) for rid, env in batch if env is not None]
             async with book.lock:
@@ -85,8 +86,7 @@ async def receive_loop(
             if retry:
                 # Franked under a moderator key id we do not know yet (the relay rotated
                 # since our last fetch): fetch the list again, then decide for good.
-                with contextlib.suppress(TransportError):
-                    await inbox.modkeys.ensure(link.transport(), now())
+                await _ensure_modkeys(link, inbox, {link.book_relay(r) for r, _ in retry}, now())
                 async with book.lock:
                     again = inbox.process(retry, now(), final=True)
                     await book.save()
@@ -103,7 +103,7 @@ async def receive_loop(
             spawn(stop())
             return
         for aid in refill:
-            spawn(prekeys.refill(aid, link.transport, emit))
+            spawn(prekeys.refill(aid, link.address_transport(aid), emit))
         for rid, seqs in acks:
             await link.ack(rid, seqs)
         for ev in events:
@@ -118,6 +118,13 @@ async def receive_loop(
             outbox.wake()
         for _ in batch:
             queue.task_done()
+
+
+async def _ensure_modkeys(link: Link, inbox: Inbox, relays: set[str | None], now: int) -> None:
+    for relay in relays:
+        with contextlib.suppress(TransportError):
+            cache = inbox.modkeys if relay is None else inbox.modkeys_for(relay)
+            await cache.ensure(link.own_transport(relay), now)
 
 
 async def expire_loop(book: AddressBook, *, now: Callable[[], int]) -> None:
@@ -140,7 +147,7 @@ async def upkeep(
     """On connect: top up every address's one-time prekeys, and learn the outcome of open
     abuse reports."""
     for aid in list(book.addresses):
-        await prekeys.refill(aid, link.transport, emit)
+        await prekeys.refill(aid, link.address_transport(aid), emit)
     try:
         await check_reports()
     except TransportError as exc:

@@ -304,6 +304,22 @@ class AddressBook:
             return self.group_owners[rid]
         return self.addresses[key].owner if kind == "address" else self.contacts[key].owner
 
+    def recv_relay(self, rid: bytes) -> str | None:
+        """The relay one of our mailboxes is on (normal form; None: the home relay, also for
+        mailboxes that are not, or no longer, ours)."""
+        kind, key = self.by_rid.get(rid, ("", b""))
+        if kind == "address":
+            return self.addresses[key].relay
+        if kind == "contact":
+            return self.contacts[key].rr
+        return None
+
+    def receive_relays(self) -> set[str]:
+        """The relays other than home that hold mailboxes of ours (protocol.md §27.1)."""
+        out = {a.relay for a in self.addresses.values()}
+        out |= {c.rr for c in self.contacts.values()}
+        return {r for r in out if r is not None}
+
     def cred(self, rid: bytes) -> MailboxCredential:
         """The owner credential of one of our mailboxes (``KeyError``: not ours)."""
         return credential(rid, self.owner_of(rid))

@@ -89,28 +89,41 @@ class ContactOps:
         #: message (disappearing timer, piggy-backed receipts; see ``_conversation``).
         self.decorate: Callable[[bytes, int], tuple[dict[str, Any], dict[str, Any]]] | None = None
 
-    async def create_invitation(self, *, new_address: bool = False) -> Invitation:
-        """Return an invitation to our contact address (creating the address if needed)."""
+    async def create_invitation(
+        self, *, new_address: bool = False, relay: str | None = None
+    ) -> Invitation:
+        """Return an invitation to our contact address (creating the address if needed) on
+        ``relay`` (None: the home relay; protocol.md §27.1: a client may receive on several
+        relays). Raises :class:`InvalidRelayUrl` for a bad ``relay``."""
         book = self._book
-        if book.addresses and not new_address:
-            a = min(book.addresses.values(), key=lambda a: a.created)
-            inv = Invitation.for_identity(book.relay_url, a.sid, a.key, book.identity.public)
-            return inv.pinning_relay(await self._link.relay_identity())
+        key = self._link.relays.key(relay)
+        link = self._link if key is None else await self._link.open_receiver(key)
+        url = link.url
+        on_relay = [a for a in book.addresses.values() if a.relay == key]
+        if on_relay and not new_address:
+            a = min(on_relay, key=lambda a: a.created)
+            inv = Invitation.for_identity(url, a.sid, a.key, book.identity.public)
+            return inv.pinning_relay(await link.relay_identity())
         owner = book.rng(32)
-        rid, sid = await self._create_mailbox(owner, kind="addr", boundaries=book.boundaries)
+        rid, sid = await self._create_mailbox(
+            owner, kind="addr", boundaries=book.boundaries, relay=key
+        )
         async with book.lock:
             aid, a, static, items = self._prekeys.new_address(
                 rid, sid, owner, now=self._now(), boundaries=book.boundaries
             )
+            if key is not None:
+                a.relay = key
+                book.put_address(aid)
             await book.save()
-        left, _ = await self._link.transport().put_prekeys(
+        left, _ = await link.transport().put_prekeys(
             credential(rid, owner), static=static, one_time=items, replace=True
         )
         await self._prekeys.set_left(aid, left)
         await self._link.subscribe(rid)
-        inv = Invitation.for_identity(book.relay_url, sid, a.key, book.identity.public)
+        inv = Invitation.for_identity(url, sid, a.key, book.identity.public)
         # Version 3: the link pins our relay's identity too (protocol.md §27.3).
-        return inv.pinning_relay(await self._link.relay_identity())
+        return inv.pinning_relay(await link.relay_identity())
 
     async def send_request(
         self,
@@ -198,7 +211,10 @@ class ContactOps:
         req = book.requests[qid]
         owner = rng(32)
         cap = rng(32)
-        rid, sid = await self.create_pairwise(owner, cap)
+        # Our mailbox goes on the relay of the address the request came to (§27.1 step 3).
+        address = book.addresses.get(req.address)
+        here = address.relay if address is not None else None
+        rid, sid = await self.create_pairwise(owner, cap, relay=here)
         # The requester receives on its relay (protocol.md §27.1): franked for its moderators.
         await self.refresh_moderator_keys(req.relay)
         async with book.lock:
@@ -227,6 +243,7 @@ class ContactOps:
                 mycap=cap,
                 sendcap=req.cap,
                 relay=req.relay,
+                rr=here,
             )
             book.add_contact(cid, rec)
             book.drop_request(qid)
@@ -254,7 +271,9 @@ class ContactOps:
             # could ask again. Not connected or unreachable: nothing changes, the caller
             # retries. AUTH (the address is gone at the relay): there is nothing to ban on.
             try:
-                await self._link.transport().ban(credential(a.rid, a.owner), add=[req.hdl])
+                await self._link.own_transport(a.relay).ban(
+                    credential(a.rid, a.owner), add=[req.hdl]
+                )
             except RelayRejected as exc:
                 if exc.code != "AUTH":
                     raise
@@ -287,10 +306,11 @@ class ContactOps:
         media = len(c.settings) < 3 or bool(c.settings[2])
         h_att = [attachment_capability_hash(c.sid, c.mycap)]
         cred = credential(c.rid, c.owner)
+        t = self._link.own_transport(c.rr)
         if blocked:
-            await self._link.transport().set_caps(cred, remove=h + h_att)
+            await t.set_caps(cred, remove=h + h_att)
         else:
-            await self._link.transport().set_caps(cred, add=h + (h_att if media else []))
+            await t.set_caps(cred, add=h + (h_att if media else []))
         async with book.lock:
             c.blocked = blocked
             c.hatt = media and not blocked
@@ -342,9 +362,9 @@ class ContactOps:
         h = [attachment_capability_hash(c.sid, c.mycap)]
         cred = credential(c.rid, c.owner)
         if on:
-            await self._link.transport().set_caps(cred, add=h)
+            await self._link.own_transport(c.rr).set_caps(cred, add=h)
         else:
-            await self._link.transport().set_caps(cred, remove=h)
+            await self._link.own_transport(c.rr).set_caps(cred, remove=h)
         async with book.lock:
             now_c = book.contacts.get(cid)
             if now_c is not None:
@@ -359,7 +379,9 @@ class ContactOps:
             book.set_boundaries(boundaries)
             await book.save()
         for aid, a in list(book.addresses.items()):
-            await self._link.transport().set_boundaries(credential(a.rid, a.owner), boundaries)
+            await self._link.own_transport(a.relay).set_boundaries(
+                credential(a.rid, a.owner), boundaries
+            )
             async with book.lock:
                 a.bnd = bnd_list(boundaries)
                 book.put_address(aid)
@@ -536,22 +558,30 @@ class ContactOps:
         self._prepared.pop(cid, None)
 
     async def _create_mailbox(
-        self, owner: bytes, *, kind: str, boundaries: Boundaries | None = None
+        self,
+        owner: bytes,
+        *,
+        kind: str,
+        boundaries: Boundaries | None = None,
+        relay: str | None = None,
     ) -> tuple[bytes, bytes]:
         sk = ed25519_expand_seed(owner)
-        return await self._link.transport().create_mailbox(
+        return await self._link.own_transport(relay).create_mailbox(
             ed25519_public_from_seed(owner),
             lambda cmd: ed25519_sign(sk, OWNER_COMMAND_CONTEXT + cmd),
             kind=kind,
             boundaries=boundaries,
         )
 
-    async def create_pairwise(self, owner: bytes, cap: bytes) -> tuple[bytes, bytes]:
-        """A pairwise mailbox that accepts deposits carrying ``cap`` only (protocol.md §4.8)."""
-        rid, sid = await self._create_mailbox(owner, kind="pair")
+    async def create_pairwise(
+        self, owner: bytes, cap: bytes, *, relay: str | None = None
+    ) -> tuple[bytes, bytes]:
+        """A pairwise mailbox that accepts deposits carrying ``cap`` only (protocol.md §4.8),
+        on one of our receive relays (None: home)."""
+        rid, sid = await self._create_mailbox(owner, kind="pair", relay=relay)
         # Media is on for a new contact (the default settings): the attachment capability
         # hash goes in with the capability (protocol.md §4.8, revision 8).
-        await self._link.transport().set_caps(
+        await self._link.own_transport(relay).set_caps(
             credential(rid, owner),
             add=[capability_hash(sid, cap), attachment_capability_hash(sid, cap)],
         )

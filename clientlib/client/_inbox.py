@@ -143,6 +143,9 @@ class Inbox:
         new_messages: list[tuple[Contact, StoredMessage]] = []
         for rid, env in batch:
             entry = self._book.by_rid.get(rid)
+            # Franked by the relay the envelope was delivered on: judged with its moderator
+            # keys (protocol.md §15.5.7, §27.1), for every relay we receive on.
+            self._modkeys = self.receive_modkeys(rid)
             misses = self._modkeys.misses
             if entry is not None:
                 kind, key = entry
@@ -171,7 +174,13 @@ class Inbox:
                     if ok:
                         self._conv.received(bytes.fromhex(c.id), bytes.fromhex(m.id))
         out.acks.extend(acks.items())
+        self._modkeys = self.modkeys
         return out
+
+    def receive_modkeys(self, rid: bytes) -> ModeratorKeyCache:
+        """The moderator keys of the relay one of our mailboxes is on."""
+        relay = self._book.recv_relay(rid)
+        return self.modkeys if relay is None else self.modkeys_for(relay)
 
     def _on_request(
         self, aid: bytes, env: StoredEnvelope, now: int, out: Processed, *, retry: bool
@@ -260,7 +269,8 @@ class Inbox:
             identity=bytes(opened.sender),
             session=accepted.session.to_record().to_bytes(),
             reply=content.reply,
-            relay=_foreign(content.relay, book.relay_url),
+            # Absent: the reply is on the relay of the address it arrived on (§27.1).
+            relay=_foreign(content.relay if content.relay is not None else a.relay, book.relay_url),
             name=content.name,
             intro=content.intro,
             received=now,

@@ -51,7 +51,14 @@ def jitter() -> float:
 
 
 class Link:
-    """The client's connections to one relay (none until :meth:`connect`)."""
+    """The client's connections to one relay (none until :meth:`connect`).
+
+    The client's link is to its home relay; it keeps a child link of the same class per
+    further relay it receives on (:attr:`receivers`, protocol.md §27.1), each with its own
+    subscribe, reconnect and catch-up, sharing the parent's :attr:`inbox`. Calls about one
+    of our mailboxes (:meth:`subscribe`, :meth:`ack`, :meth:`delete_mailbox`,
+    :meth:`own_transport`) go to the link of the relay it is on.
+    """
 
     def __init__(
         self,
@@ -62,19 +69,30 @@ class Link:
         wake_outbox: Callable[[], None],
         spawn: Spawn,
         modkeys: ModeratorKeyCache | None = None,
+        parent: Link | None = None,
+        relay: str | None = None,
     ) -> None:
         self._book = book
         self._config = config
         self._identity: bytes | None = None
+        #: The receive relay this link is to (normal form), None: the home relay.
+        self.relay = relay
+        self._parent = parent
+        #: Child links to our further receive relays, by normal form (home link only).
+        self.receivers: dict[str, Link] = {}
         #: The relays our contacts receive on, when not ours (protocol.md §27.1).
-        self.relays = RelayPool(
-            config,
-            home=lambda: book.relay_url,
-            home_modkeys=modkeys if modkeys is not None else ModeratorKeyCache(),
-            stored_keys=lambda slot: book.ks.get("modkeys", slot) if book.started else None,
-            home_http=self._home_http,
-            pins=(self._get_pin, self._put_pin),
-        )
+        self.relays: RelayPool
+        if parent is not None:
+            self.relays = parent.relays
+        else:
+            self.relays = RelayPool(
+                config,
+                home=lambda: book.relay_url,
+                home_modkeys=modkeys if modkeys is not None else ModeratorKeyCache(),
+                stored_keys=lambda slot: book.ks.get("modkeys", slot) if book.started else None,
+                home_http=self._home_http,
+                pins=(self._get_pin, self._put_pin),
+            )
         self._mode = config.transport
         self._spread = config.spread
         self._poll_interval = config.poll_interval
@@ -89,7 +107,9 @@ class Link:
         self.ws_by_rid: dict[bytes, WebSocketTransport] = {}
         self.http: HTTPTransport | None = None
         self._depositor: HTTPTransport | None = None
-        self.inbox: asyncio.Queue[Incoming] = asyncio.Queue()
+        self.inbox: asyncio.Queue[Incoming] = (
+            parent.inbox if parent is not None else asyncio.Queue()
+        )
         self.online = False
         self._pending_caught_up: set[bytes] = set()
         self.caught_up = asyncio.Event()
@@ -104,13 +124,99 @@ class Link:
         blob uploads for a contact are not tied to our other requests by connection)."""
         return self._deposit_session
 
-    async def connect(self) -> None:
-        """Open the connections and subscribe every mailbox of the book.
+    @property
+    def url(self) -> str:
+        return self.relay if self.relay is not None else self._book.relay_url
+
+    def _mine(self, rid: bytes) -> bool:
+        return self._book.recv_relay(rid) == self.relay
+
+    def _owner_link(self, rid: bytes) -> Link:
+        """The link of the relay one of our mailboxes is on."""
+        relay = self._book.recv_relay(rid)
+        if relay is None or self._parent is not None:
+            return self
+        return self.receiver(relay)
+
+    def receiver(self, relay: str, *, start: bool = True) -> Link:
+        """The child link to one of our further receive relays (created; with ``start``
+        and the home link connected, connecting in the background)."""
+        child = self.receivers.get(relay)
+        if child is None:
+            child = Link(
+                self._book,
+                self._config,
+                emit=self._emit,
+                wake_outbox=self._wake_outbox,
+                spawn=self._spawn,
+                parent=self,
+                relay=relay,
+            )
+            self.receivers[relay] = child
+            if start and self.connected:
+                self._spawn(child.keep_connected())
+        return child
+
+    def own_transport(self, relay: str | None) -> Relay:
+        """The transport of one of our receive relays (None: home), for requests about our
+        own mailboxes there (create, prekeys, caps, bans, moderator keys).
+
+        Raises:
+            TransportError: not connected (yet) to that relay.
+        """
+        return self.transport() if relay is None else self.receiver(relay).transport()
+
+    def book_relay(self, rid: bytes) -> str | None:
+        """The receive relay one of our mailboxes is on (None: home)."""
+        return self._book.recv_relay(rid)
+
+    def address_transport(self, aid: bytes) -> Callable[[], Relay]:
+        """A getter of the transport of the relay a contact address is on."""
+
+        def get() -> Relay:
+            a = self._book.addresses.get(aid)
+            return self.own_transport(a.relay if a is not None else None)
+
+        return get
+
+    async def open_receiver(self, relay: str) -> Link:
+        """The child link to a receive relay, connected now.
 
         Raises:
             TransportError: the relay could not be reached.
         """
-        url = self._book.relay_url
+        child = self.receiver(relay, start=False)
+        if not child.connected:
+            try:
+                await child.connect()
+            except TransportError:
+                await child._close_sessions()
+                raise
+        return child
+
+    async def keep_connected(self) -> None:
+        """A child link: connect, retrying with jittered backoff while the relay cannot be
+        reached (its mailboxes wait; the other relays' go on)."""
+        backoff = 0.25
+        while not self.connected:
+            try:
+                await self.connect()
+            except TransportError:
+                await self._close_sessions()
+                await asyncio.sleep(backoff * jitter())
+                backoff = min(backoff * 2, self._reconnect_cap)
+
+    async def connect(self) -> None:
+        """Open the connections and subscribe every mailbox of the book on this relay
+        (the home link: also start its children).
+
+        Raises:
+            TransportError: the relay could not be reached.
+        """
+        url = self.url
+        if self._parent is None:
+            for relay in self._book.receive_relays():
+                self.receiver(relay)
         self.http_session = open_session(self._config)
         self._deposit_session = (
             open_session(self._config, fresh=True) if self._spread else self.http_session
@@ -123,10 +229,12 @@ class Link:
         if self._mode == "websocket" and not self._spread:
             self.ws = await self._open_ws(self.http_session)
         self.online = True
-        self._pending_caught_up = set(self._book.by_rid)
-        if not self._pending_caught_up:
-            self.caught_up.set()
-        for rid in list(self._book.by_rid):
+        mine = [rid for rid in self._book.by_rid if self._mine(rid)]
+        if self._parent is None:
+            self._pending_caught_up = set(mine)
+            if not self._pending_caught_up:
+                self.caught_up.set()
+        for rid in mine:
             try:
                 await self.subscribe(rid)
             except RelayRejected as exc:  # deleted or expired at the relay
@@ -134,6 +242,9 @@ class Link:
                 self.mark_caught_up(rid)
         if self._mode == "http":
             self._spawn(self._poll_loop())
+        if self._parent is None:
+            for child in self.receivers.values():
+                self._spawn(child.keep_connected())
 
     def transport(self) -> Relay:
         """The transport for one-off requests (create, prekeys, bundles).
@@ -195,10 +306,19 @@ class Link:
 
     async def subscribe(self, rid: bytes) -> None:
         """Receive what arrives in one of our mailboxes (now and after reconnects)."""
+        owner = self._owner_link(rid)
+        if owner is not self:
+            await owner.subscribe(rid)
+            return
         if self.http_session is None:
             return  # offline: subscribed when connecting
-        self._pending_caught_up.add(rid)
-        self.caught_up.clear()
+        if self._parent is not None:
+            # Caught-up markers are counted by the home link (one CaughtUp for all relays).
+            self._parent._pending_caught_up.add(rid)
+            self._parent.caught_up.clear()
+        else:
+            self._pending_caught_up.add(rid)
+            self.caught_up.clear()
         cred = self._book.cred(rid)
         if self._mode == "http":
             return  # the poll loop picks it up
@@ -217,6 +337,10 @@ class Link:
 
     async def delete_mailbox(self, rid: bytes, owner: bytes) -> None:
         """Delete one of our mailboxes at the relay (and close its own socket, if any)."""
+        link = self._owner_link(rid)
+        if link is not self:
+            await link.delete_mailbox(rid, owner)
+            return
         cred = credential(rid, owner)
         t = self.ws_by_rid.pop(rid, None)
         if t is not None:
@@ -228,6 +352,10 @@ class Link:
     async def ack(self, rid: bytes, seqs: list[int]) -> None:
         """Acknowledge stored envelopes where they came from; failures are harmless (the
         relay redelivers and the duplicates are dropped)."""
+        link = self._owner_link(rid)
+        if link is not self:
+            await link.ack(rid, seqs)
+            return
         try:
             if self._mode == "http":
                 if self.http is not None:
@@ -241,6 +369,9 @@ class Link:
 
     def mark_caught_up(self, rid: bytes) -> None:
         """Note that ``rid``'s backlog is processed; after the last one, emit :class:`CaughtUp`."""
+        if self._parent is not None:
+            self._parent.mark_caught_up(rid)
+            return
         self._pending_caught_up.discard(rid)
         if not self._pending_caught_up and not self.caught_up.is_set():
             self.caught_up.set()
@@ -248,7 +379,13 @@ class Link:
 
     async def close(self) -> None:
         """Close every connection (call after the tasks using them are cancelled)."""
-        await self.relays.close()
+        for child in self.receivers.values():
+            await child.close()
+        if self._parent is None:
+            await self.relays.close()
+        await self._close_sessions()
+
+    async def _close_sessions(self) -> None:
         for t in [self.ws, *self.ws_by_rid.values()]:
             if t is not None:
                 with contextlib.suppress(Exception):
@@ -258,13 +395,16 @@ class Link:
         }:
             if isinstance(s, aiohttp.ClientSession):
                 await s.close()
+        self.http_session = self._deposit_session = None
+        self.ws, self.http, self._depositor = None, None, None
+        self.ws_by_rid.clear()
 
     # --- receiving -------------------------------------------------------------------------
 
     async def _open_ws(self, session: aiohttp.ClientSession) -> WebSocketTransport:
         ws = WebSocketTransport(
             session,
-            self._book.relay_url,
+            self.url,
             request_timeout=self._timeout,
             backoff_cap=self._reconnect_cap,
         )
@@ -276,6 +416,8 @@ class Link:
         if self.online == online:
             return False
         self.online = online
+        if self._parent is not None:
+            return True  # a further receive relay: its state is in Client.receive_relays()
         self._emit(ConnectionChanged(online=online))
         return True
 
@@ -303,7 +445,7 @@ class Link:
         while True:
             try:
                 for rid in list(book.by_rid):
-                    if rid not in book.by_rid:
+                    if rid not in book.by_rid or not self._mine(rid):
                         continue
                     more = True
                     while more:

@@ -543,16 +543,35 @@ class Client(AccountMixin, FilesMixin, GroupsMixin):
 
     # --- public: invitations and requests -------------------------------------------------
 
-    async def create_invitation(self, *, new_address: bool = False) -> Invitation:
+    async def create_invitation(
+        self, *, new_address: bool = False, relay: str | None = None
+    ) -> Invitation:
         """Return an invitation to our contact address (creating the address if needed).
 
         ``new_address=True`` creates a separate address (with its own prekeys), so that two
         invitations cannot be linked by the relay and one can be deleted on its own.
 
+        ``relay``: the relay URL the address lives on (default: the home relay). The client
+        then also receives there (protocol.md §27.1): the pairwise mailboxes of contacts who
+        come through this address are created on that relay, which gets a connection of its
+        own (subscribe, reconnect, catch-up); while it cannot be reached only what lives on
+        it waits. Its first address there is made on the first call; later calls return it.
+
         Raises:
+            InvalidRelayUrl: ``relay`` is not a relay URL.
             TransportError: the relay could not be reached.
         """
-        return await self._ops.create_invitation(new_address=new_address)
+        return await self._ops.create_invitation(new_address=new_address, relay=relay)
+
+    def receive_relays(self) -> list[tuple[str, bool]]:
+        """The relays we receive on, home first, each as ``(url, online)`` (protocol.md
+        §27.1; ``online``: connected now)."""
+        link = self._link
+        out = [(self._book.relay_url, link.connected and link.online)]
+        for relay in sorted(self._book.receive_relays() | set(link.receivers)):
+            child = link.receivers.get(relay)
+            out.append((relay, child is not None and child.connected and child.online))
+        return out
 
     async def send_request(
         self,
@@ -665,8 +684,8 @@ class Client(AccountMixin, FilesMixin, GroupsMixin):
             mailbox the relay no longer knows is left out (with a ``mailbox_lost`` warning).
         """
         out: list[tuple[str, MailboxInfo]] = []
-        t = self._link.transport()
         for label, rid, owner in self._book.mailboxes():
+            t = self._link.own_transport(self._book.recv_relay(rid))
             try:
                 out.append((label, await t.mailbox_info(credential(rid, owner))))
             except RelayRejected as exc:
@@ -708,8 +727,8 @@ class Client(AccountMixin, FilesMixin, GroupsMixin):
         Raises:
             TransportError: the relay could not be reached; local data is untouched.
         """
-        t = self._link.transport()
         for _, rid, owner in self._book.mailboxes():
+            t = self._link.own_transport(self._book.recv_relay(rid))
             try:
                 await t.delete_mailbox(credential(rid, owner))
             except RelayRejected as exc:

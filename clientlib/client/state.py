@@ -107,6 +107,7 @@ class AddressRecord(_Record):
         "owner": _b(32),
         "key": _b(32),
         "seen": _list_b(),
+        "relay": _opt_str(),
     }
     rid: bytes
     sid: bytes
@@ -120,6 +121,9 @@ class AddressRecord(_Record):
     seen: list[bytes] = field(default_factory=list)  # handshake hashes of requests seen
     eids: list[bytes] = field(default_factory=list)  # recent envelope ids
     bnd: list[int] | None = None  # boundaries [size, att, day, pow] as last set at the relay
+    #: The relay the address lives on (normal form); None: the home relay (protocol.md
+    #: §27.1: a client may receive on several relays, one address or more on each).
+    relay: str | None = None
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -135,6 +139,7 @@ class ContactRecord(_Record):
         "eids": _list_b(),
         "sendcap": _opt_b(32),
         "relay": _opt_str(),
+        "rr": _opt_str(),
     }
     name: str
     state: str  # "pending" | "accepted"
@@ -177,6 +182,9 @@ class ContactRecord(_Record):
     #: The attachment capability hash (protocol.md §4.8, revision 8) is registered on our
     #: mailbox for this contact (media on); False: not (yet) or removed (media off).
     hatt: bool = False
+    #: The relay our receive mailbox ``rid`` is on (normal form); None: the home relay
+    #: (protocol.md §27.1; an accepted request's mailbox is on its address's relay).
+    rr: str | None = None
 
 
 @dataclass(slots=True, repr=False, eq=False)
