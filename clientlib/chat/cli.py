@@ -223,7 +223,7 @@ async def cmd_whoami(ctx: _Ctx, args: argparse.Namespace) -> int:
 async def cmd_invite(ctx: _Ctx, args: argparse.Namespace) -> int:
     _online(ctx, "invite")
     async with _open(ctx, connect=True) as client:
-        invitation = await client.create_invitation(new_address=args.new)
+        invitation = await client.create_invitation(new_address=args.new, relay=args.relay)
     _out("your invitation link (whoever has it can send you a contact request):", "")
     _out(invitation.link, "")
     if not args.no_qr:
@@ -232,6 +232,21 @@ async def cmd_invite(ctx: _Ctx, args: argparse.Namespace) -> int:
         f"they run:  blindchat accept {_quote(invitation.link)}",
         f"then you:  {ctx.prog} requests",
     )
+    return EXIT_OK
+
+
+async def cmd_relays(ctx: _Ctx, args: argparse.Namespace) -> int:
+    """The relays we receive on (protocol.md §27.1), home first, with their state now."""
+    _online(ctx, "relays")
+    async with _open(ctx, connect=True) as client:
+        # Further receive relays connect in the background: give them a moment.
+        for _ in range(30):
+            if all(up for _, up in client.receive_relays()):
+                break
+            await asyncio.sleep(0.1)
+        for i, (url, up) in enumerate(client.receive_relays()):
+            role = "home" if i == 0 else "receive"
+            _out(f"{role:8} {'connected' if up else 'unreachable':12} {url}")
     return EXIT_OK
 
 
@@ -642,6 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("invite", cmd_invite, "print your invitation link and its QR code")
     p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
     p.add_argument("--new", action="store_true", help="a new, unlinkable address")
+    p.add_argument(
+        "--relay",
+        metavar="URL",
+        help="put the address on this relay and receive there too (default: your home relay)",
+    )
+
+    add("relays", cmd_relays, "list the relays you receive on and whether they answer")
 
     p = add("accept", cmd_accept, "send a contact request to an invitation link")
     p.add_argument("link", metavar="LINK")
