@@ -242,7 +242,8 @@ class Media:
 
     # --- the relay's blob store -------------------------------------------------------------
 
-    def _blobs(self, relay: str | None) -> BlobTransport:
+    def _blobs(self, relay: str | None, *, own: bool = False) -> BlobTransport:
+        """The blob store of a relay (None: home; ``own``: one of our receive relays)."""
         link, cfg = self._link, self._config
         # Blob requests go the way deposits go: with ``spread``, each on a new connection.
         session = link.deposit_session if cfg.spread else link.http_session
@@ -250,7 +251,7 @@ class Media:
             raise TransportError("the client is not connected")
         if relay is None:
             return BlobTransport(session, self._book.relay_url, request_timeout=cfg.request_timeout)
-        if cfg.private_routing:
+        if cfg.private_routing and not own:
             raise LocalProtocolError(
                 "files to and from contacts on another relay are not sent through private "
                 "routing yet (protocol.md §27.3)"
@@ -681,7 +682,9 @@ class Media:
                 )
             # Where the blob is: on the relay of the mailbox it was sent to (ours for files
             # we received, the contact's for files we sent).
-            blobs = self._blobs(None if stored.direction == "in" else c.relay)
+            blobs = self._blobs(
+                c.rr if stored.direction == "in" else c.relay, own=stored.direction == "in"
+            )
         fm = _descriptor(cur)
         base, in_dir = await asyncio.to_thread(
             _destination, Path(dest), cur.name or f"file-{cur.id}"
@@ -790,13 +793,19 @@ class Media:
         async def sink(piece: bytes) -> None:
             out.extend(dec.update(piece))
 
-        await self._blobs(None).download(
+        relay = self._receive_relay(m)
+        await self._blobs(relay, own=True).download(
             fm.blob, fm.tok, ciphertext_size(fm.size, fm.cs), sink, resumable=not fm.vo
         )
         out.extend(dec.finish())
         return [bytes(out)]
 
-    async def reveal(self, cur: Attachment, report: bytes) -> None:
+    def _receive_relay(self, m: StoredMessage) -> str | None:
+        """The receive relay of the conversation a received message is in (None: home)."""
+        c = self._book.contacts.get(bytes.fromhex(m.contact_id))
+        return c.rr if c is not None else None
+
+    async def reveal(self, cur: Attachment, report: bytes, relay: str | None = None) -> None:
         """Stream the plaintext of a reported file to the relay (``PUT
         /v1/report/<report>/0``, protocol.md §5.9 "Reports"): fetched from the blob store,
         decrypted as it arrives and sent on, never held whole; the relay keeps it only if
@@ -807,14 +816,15 @@ class Media:
             RelayRejected: ``FRANKING``, ``AUTH``, ``TOO_LARGE``, ``STORAGE_FULL``.
             TransportError: a relay could not be reached.
         """
-        http = self._link.http
+        link = self._link if relay is None else self._link.receiver(relay)
+        http = link.http
         if http is None:
             raise TransportError("the client is not connected")
         failed: list[Exception] = []
 
         async def body() -> AsyncIterator[bytes]:
             try:
-                async for piece in self._plaintext(cur):
+                async for piece in self._plaintext(cur, relay):
                     yield piece
             except Exception as exc:  # aiohttp reports it as a connection error: keep it
                 failed.append(exc)
@@ -827,7 +837,7 @@ class Media:
                 raise failed[0] from None
             raise
 
-    async def _plaintext(self, cur: Attachment) -> AsyncIterator[bytes]:
+    async def _plaintext(self, cur: Attachment, relay: str | None) -> AsyncIterator[bytes]:
         """The verified plaintext of a file, as an async stream (at most a few pieces
         buffered). The last piece comes only once everything verified."""
         fm = _descriptor(cur)
@@ -843,7 +853,7 @@ class Media:
 
         async def run() -> None:
             try:
-                await self._blobs(None).download(
+                await self._blobs(relay, own=True).download(
                     fm.blob, fm.tok, ciphertext_size(fm.size, fm.cs), sink, resumable=not fm.vo
                 )
                 await q.put(dec.finish())

@@ -11,6 +11,7 @@ with it (protocol.md §28.3).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from clientlib.client._book import AddressBook, credential
 from clientlib.errors import LocalProtocolError, RelayRejected
@@ -21,9 +22,10 @@ __all__ = ["register_push", "unregister_push"]
 
 
 async def register_push(
-    transport: RelayAPI, book: AddressBook, url: str, token: bytes | None
+    transport: Callable[[bytes], RelayAPI], book: AddressBook, url: str, token: bytes | None
 ) -> tuple[bytes, int]:
-    """Register ``url`` and ``token`` (random if None) on every mailbox of ``book``.
+    """Register ``url`` and ``token`` (random if None) on every mailbox of ``book``, each at
+    the relay ``transport(rid)`` it is on.
 
     Returns:
         The token and how many mailboxes now have the endpoint (a mailbox the relay no
@@ -42,7 +44,7 @@ async def register_push(
     done = 0
     for _, rid, owner in book.mailboxes():
         try:
-            await transport.set_push(credential(rid, owner), url, tok)
+            await transport(rid).set_push(credential(rid, owner), url, tok)
         except RelayRejected as exc:
             if exc.code != "AUTH":
                 raise
@@ -51,7 +53,7 @@ async def register_push(
     return tok, done
 
 
-async def unregister_push(transport: RelayAPI, book: AddressBook) -> int:
+async def unregister_push(transport: Callable[[bytes], RelayAPI], book: AddressBook) -> int:
     """Forget the push endpoint of every mailbox of ``book``; returns how many answered.
 
     Raises:
@@ -60,7 +62,7 @@ async def unregister_push(transport: RelayAPI, book: AddressBook) -> int:
     done = 0
     for _, rid, owner in book.mailboxes():
         try:
-            await transport.clear_push(credential(rid, owner))
+            await transport(rid).clear_push(credential(rid, owner))
         except RelayRejected as exc:
             if exc.code != "AUTH":
                 raise

@@ -316,7 +316,8 @@ class Reports:
             raise LocalProtocolError(
                 "this message predates sender binding (no AMF signature): not reportable"
             )
-        return await self._link.transport().report(
+        # Filed at the relay the mailbox is on: it made the tag (§15.4, §27.1).
+        return await self._link.own_transport(self._book.recv_relay(cred.rid)).report(
             cred,
             msg=ev.msg,
             fk=ev.fk,
@@ -373,7 +374,7 @@ class Reports:
                 if mailbox is None:
                     continue
                 cred = credential(mailbox.rid, mailbox.owner)
-            st = await self._link.transport().report_status(cred, rid)
+            st = await self._link.own_transport(book.recv_relay(cred.rid)).report_status(cred, rid)
             if st.status == "resolved":
                 async with book.lock:
                     book.ks.put("reports", rid, r.resolved(st.action).encode())

@@ -88,6 +88,7 @@ from clientlib.client.types import (
 from clientlib.crypto.keys import IdentityPublicKey
 from clientlib.errors import KeystoreError, LocalProtocolError, RelayRejected
 from clientlib.keystore import FileKeystore, Keystore
+from clientlib.transport.api import RelayAPI
 from clientlib.wire.frames import Boundaries, MailboxInfo
 
 __all__ = ["BoundaryViolation", "Client", "ContactRef", "MediaRefused", "RequestRef"]
@@ -705,8 +706,12 @@ class Client(AccountMixin, FilesMixin, GroupsMixin):
             RelayRejected: ``MALFORMED`` (the relay will not POST to ``url``).
             TransportError: the relay could not be reached.
         """
-        tok, _ = await register_push(self._link.transport(), self._book, url, token)
+        tok, _ = await register_push(self._mailbox_transport, self._book, url, token)
         return tok
+
+    def _mailbox_transport(self, rid: bytes) -> RelayAPI:
+        """The transport of the relay one of our mailboxes is on (§27.1)."""
+        return self._link.own_transport(self._book.recv_relay(rid))
 
     async def unregister_push(self) -> None:
         """Stop push wake-ups on every mailbox of ours (protocol.md §28).
@@ -714,7 +719,7 @@ class Client(AccountMixin, FilesMixin, GroupsMixin):
         Raises:
             TransportError: the relay could not be reached.
         """
-        await unregister_push(self._link.transport(), self._book)
+        await unregister_push(self._mailbox_transport, self._book)
 
     async def delete_account(self) -> None:
         """Delete every mailbox of ours at the relay (with its prekeys, capabilities and
@@ -814,7 +819,8 @@ class Client(AccountMixin, FilesMixin, GroupsMixin):
         report_id = await self._reports.report(
             message, reason, note=note, attachment_hashes=[cur.plaintext_hash]
         )
-        await media.reveal(cur, bytes.fromhex(report_id))
+        c = self._book.contacts.get(bytes.fromhex(message.contact_id))
+        await media.reveal(cur, bytes.fromhex(report_id), c.rr if c is not None else None)
         return report_id
 
     async def report_request(
