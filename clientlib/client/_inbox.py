@@ -252,16 +252,8 @@ class Inbox:
             events.append(ClientWarning("malformed_content", "a contact request did not decode"))
             return True
         got = accepted.message
-        evidence = ReportEvidence(
-            msg=got.plaintext,
-            fk=got.franking_key,
-            fc=got.franking_commitment,
-            ft=env.ft,
-            fx=env.fx,
-            sender=bytes(opened.sender),
-            recipient=bytes(identity.public),
-            akid=got.akid,
-            amf=got.amf_signature,
+        evidence = ReportEvidence.of(
+            got, env, sender=bytes(opened.sender), recipient=bytes(identity.public)
         )
         qid = book.rng(16)
         book.requests[qid] = RequestRecord(
@@ -457,16 +449,8 @@ class Inbox:
                 # present (no attachment delivery yet) could never be reported: not shown.
                 events.append(ClientWarning("unreportable", "", cid.hex()))
                 return True
-            evidence = ReportEvidence(
-                msg=received.plaintext,
-                fk=received.franking_key,
-                fc=received.franking_commitment,
-                ft=env.ft,
-                fx=env.fx,
-                sender=c.identity,
-                recipient=bytes(book.identity.public),
-                akid=received.akid,
-                amf=received.amf_signature,
+            evidence = ReportEvidence.of(
+                received, env, sender=c.identity, recipient=bytes(book.identity.public)
             )
             msg = StoredMessage(
                 cid.hex(),

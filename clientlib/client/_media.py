@@ -569,16 +569,8 @@ class Media:
         if len(c.settings) > 2 and not c.settings[2]:
             events.append(ClientWarning("content_refused", "media is off", cid.hex()))
             return
-        evidence = ReportEvidence(
-            msg=received.plaintext,
-            fk=received.franking_key,
-            fc=received.franking_commitment,
-            ft=env.ft,
-            fx=env.fx,
-            sender=c.identity,
-            recipient=bytes(book.identity.public),
-            akid=received.akid,
-            amf=received.amf_signature,
+        evidence = ReportEvidence.of(
+            received, env, sender=c.identity, recipient=bytes(book.identity.public)
         )
         thumb = content.thumb
         if thumb is not None and not c.verified:

@@ -24,8 +24,10 @@ from clientlib.client._book import AddressBook, RequestRef, credential
 from clientlib.client._link import Link
 from clientlib.client.types import ClientEvent, ReportDetails, ReportResolved, StoredMessage
 from clientlib.errors import LocalProtocolError, WireError
+from clientlib.session.events import MessageReceived
 from clientlib.transport import MailboxCredential
 from clientlib.wire.codec import unpack_strict
+from clientlib.wire.frames import StoredEnvelope
 
 __all__ = ["EVIDENCE_VERSION", "ReportEvidence", "ReportRecord", "ReportStatus", "Reports"]
 
@@ -71,6 +73,24 @@ class ReportEvidence:
     recipient: bytes
     akid: int | None = None
     amf: bytes | None = None
+
+    @classmethod
+    def of(
+        cls, got: MessageReceived, env: StoredEnvelope, *, sender: bytes, recipient: bytes
+    ) -> Self:
+        """The evidence of one received message: its opened content and franking values,
+        and the relay's tag and context from the envelope that carried it."""
+        return cls(
+            msg=got.plaintext,
+            fk=got.franking_key,
+            fc=got.franking_commitment,
+            ft=env.ft,
+            fx=env.fx,
+            sender=sender,
+            recipient=recipient,
+            akid=got.akid,
+            amf=got.amf_signature,
+        )
 
     def encode(self) -> bytes:
         """The stored form: version 2 with ``akid`` and ``amf``; evidence without them is
