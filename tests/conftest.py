@@ -213,7 +213,6 @@ _SLOW_TESTS = frozenset(
         "tests/integration/test_conversation.py::test_receipts_never_when_switched_off",
         "tests/integration/test_conversation.py::test_disappearing_messages_vanish_from_both_histories",
         "tests/integration/test_client_devices.py::test_link_fan_out_sync_and_removal",
-        "tests/integration/test_client_devices.py::test_read_edit_react_unsend_sync_to_our_other_device",
         "tests/integration/test_push.py::test_no_wakeup_after_unregister_or_delete",
         "tests/integration/test_blob_resume.py::test_cut_uploads_resume_to_the_exact_bytes",
         "tests/unit/clientlib/test_history_shred.py::test_many_expiries_compact_by_themselves",

@@ -347,6 +347,8 @@ class Conversation:
                 self._copy_own(cid, Receipt(rd=tuple(rd)))
             await book.save()
         self._wake.set()
+        if read:  # the copies for our own devices are in the outbox: send them now
+            self._outbox.wake()
         return n
 
     async def typing(self, ref: ContactRef, active: bool) -> bool:
