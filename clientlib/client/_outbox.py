@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -273,34 +274,24 @@ class Outbox:
         rc = None
         if rec.rm is not None and rec.hdl is None:
             rc = recall_hash(recall_secret(self._book, rec.eid))
-        depositor = link.depositor_for(rec.relay)
+        deposit = functools.partial(
+            link.depositor_for(rec.relay).deposit,
+            rec.sid,
+            rec.ct,
+            eid=rec.eid,
+            fc=rec.fc,
+            cap=rec.cap,
+            hdl=rec.hdl,
+            att=rec.att or (),
+            pow=pow_,
+            ttl=self._ttl(rec),
+        )
         try:
-            await depositor.deposit(
-                rec.sid,
-                rec.ct,
-                eid=rec.eid,
-                fc=rec.fc,
-                cap=rec.cap,
-                hdl=rec.hdl,
-                att=rec.att or (),
-                pow=pow_,
-                ttl=self._ttl(rec),
-                rc=rc,
-            )
+            await deposit(rc=rc)
         except RelayRejected as exc:
             if rc is None or exc.code != "MALFORMED":
                 raise
-            await depositor.deposit(
-                rec.sid,
-                rec.ct,
-                eid=rec.eid,
-                fc=rec.fc,
-                cap=rec.cap,
-                hdl=rec.hdl,
-                att=rec.att or (),
-                pow=pow_,
-                ttl=self._ttl(rec),
-            )
+            await deposit()
 
     def _ttl(self, rec: OutboxRecord) -> int | None:
         """A disappearing message's lifetime at the relay: what is left of it on our side
